@@ -82,6 +82,12 @@ class Frame {
  public:
   Frame() = default;
   Frame(uint8_t type, std::vector<uint8_t> payload);
+  // fields() views the frame's own payload: a copy re-parses its copy of the bytes, a move keeps
+  // the buffer (and so the views) as they are.
+  Frame(const Frame& other);
+  Frame& operator=(const Frame& other);
+  Frame(Frame&&) noexcept = default;
+  Frame& operator=(Frame&&) noexcept = default;
 
   uint8_t type() const { return type_; }
   std::span<const uint8_t> payload() const { return payload_; }
@@ -141,7 +147,10 @@ class FrameDecoder {
 
  private:
   size_t max_payload_;
-  std::vector<uint8_t> buf_;
+  uint8_t header_[kFrameHeaderBytes] = {};
+  size_t header_len_ = 0;
+  std::vector<uint8_t> payload_;  // sized from the header once its length passed the cap
+  bool too_large_ = false;        // sticky: the stream cannot be resynchronised
 };
 
 // Plain-mode MAC (PROTOCOL.md section 7). Sealer appends the mac field and counts sequence

@@ -38,7 +38,8 @@ inline unsigned TunnelShard(TunnelId id) { return static_cast<unsigned>(id >> kT
 std::string FormatTunnelId(TunnelId id);
 std::optional<TunnelId> ParseTunnelId(std::string_view text);
 
-// A service the agent exposes: "name=host:port" (host may be "[v6]").
+// A service the agent exposes: "name=host:port". `host` is kept as written: a host name, an
+// IPv4 address, or an IPv6 address in brackets ("[::1]", ready for a URL; strip them to resolve).
 struct ServiceEntry {
   std::string name;
   std::string host;

@@ -23,19 +23,19 @@ struct UpgradeRequest {
   UpgradeKind kind = UpgradeKind::kControl;
   std::string agent_id;
   KeyRef key_ref;
-  Nonce agent_nonce{};        // control only
-  TunnelId tunnel_id = 0;     // data only
-  Digest proof{};             // data only
+  Nonce agent_nonce{};     // control only
+  TunnelId tunnel_id = 0;  // data only
+  Digest proof{};          // data only
 };
 
 enum class UpgradeError {
-  kNotUpgrade,      // not GET to a camtunnel path with Upgrade: camtunnel/1 (answer 400)
-  kBadAgentId,      // 400
-  kBadKeyRef,       // 400
-  kBadNonce,        // 400
-  kBadTunnelId,     // 400
-  kBadProofSyntax,  // 400
-  kDuplicateHeader, // 400
+  kNotUpgrade,       // not GET to a camtunnel path with Upgrade: camtunnel/1 (answer 400)
+  kBadAgentId,       // 400
+  kBadKeyRef,        // 400
+  kBadNonce,         // 400
+  kBadTunnelId,      // 400
+  kBadProofSyntax,   // 400
+  kDuplicateHeader,  // 400
 };
 std::string_view UpgradeErrorName(UpgradeError e);
 

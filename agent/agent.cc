@@ -1,0 +1,186 @@
+// See agent.h.
+#include "agent/agent.h"
+
+#include <cerrno>
+
+#include "agent/log.h"
+
+namespace camtunnel::agent {
+namespace {
+
+uint64_t RandomSeed() {
+  uint64_t seed = 0;
+  proto::RandomBytes(std::span<uint8_t>(reinterpret_cast<uint8_t*>(&seed), sizeof(seed)));
+  return seed;
+}
+
+}  // namespace
+
+GatewayTarget MakeGatewayTarget(const GatewayUrl& url) {
+  GatewayTarget target;
+  target.host = url.host;
+  target.port = url.port;
+  target.url = url.text;
+  const bool v6 = url.host.find(':') != std::string::npos;
+  target.host_header = v6 ? "[" + url.host + "]" : url.host;
+  if (url.port != (url.tls ? 443 : 80)) {
+    target.host_header += ":" + std::to_string(url.port);
+  }
+  return target;
+}
+
+Agent::Agent(EventLoop& loop, const Config& config, std::unique_ptr<TransportFactory> factory,
+             AgentOptions options)
+    : loop_(loop),
+      identity_{config.agent_id, config.key_ref, config.agent_key, config.services},
+      target_(MakeGatewayTarget(config.gateway)),
+      factory_(std::move(factory)),
+      options_(options),
+      backoff_(options.backoff, options.seed != 0 ? options.seed : RandomSeed()) {}
+
+Agent::~Agent() { Shutdown(); }
+
+void Agent::Start() {
+  stopped_ = false;
+  Connect();
+}
+
+void Agent::Shutdown() {
+  stopped_ = true;
+  reconnect_timer_.Cancel();
+  if (session_) {
+    session_->Close();
+    session_.reset();
+  }
+  tunnels_.clear();  // each tunnel resets both of its sides and logs its end
+}
+
+void Agent::Connect() {
+  ++stats_.sessions_started;
+  welcome_at_ms_ = -1;
+  session_ = std::make_unique<ControlSession>(loop_, *factory_, target_, identity_, *this,
+                                              options_.session);
+  session_->Start();
+}
+
+void Agent::OnWelcome(const Welcome& welcome) {
+  ++stats_.sessions_welcomed;
+  welcome_at_ms_ = EventLoop::NowMs();
+  reconnect_window_ms_ = welcome.reconnect_window_ms;
+  if (welcome.server_time_ms != 0) {
+    // Cameras without a real-time clock learn the time here; certificate checks on the next
+    // connections use it as a floor.
+    factory_->RaiseTimeFloor(static_cast<int64_t>(welcome.server_time_ms / 1000));
+  }
+}
+
+void Agent::OnOpen(proto::TunnelId id, std::string_view service_name,
+                   const proto::Nonce& nonce) {
+  const std::string id_text = proto::FormatTunnelId(id);
+  auto refuse = [&](int error, const char* text) {
+    ++stats_.open_failed;
+    LOG_WARNING("tunnel %s service=%.*s refused: %s", id_text.c_str(),
+                static_cast<int>(service_name.size()), service_name.data(), text);
+    session_->SendOpenFailed(id, error, text);
+  };
+  const proto::ServiceEntry* service = nullptr;
+  for (const auto& entry : identity_.services) {
+    if (entry.name == service_name) {
+      service = &entry;
+    }
+  }
+  // Only configured services: the gateway can never make the camera dial anywhere else.
+  if (service == nullptr) {
+    refuse(EPERM, "service not exposed by this agent");
+    return;
+  }
+  if (tunnels_.count(id) != 0) {
+    refuse(EEXIST, "tunnel id already in use");
+    return;
+  }
+  if (tunnels_.size() >= kMaxTunnels) {
+    refuse(EMFILE, "too many open tunnels");
+    return;
+  }
+  ++stats_.tunnels_opened;
+  Tunnel::Callbacks callbacks{
+      .open_failed =
+          [this](proto::TunnelId failed, int error, const std::string& text) {
+            ++stats_.open_failed;
+            if (session_) {
+              session_->SendOpenFailed(failed, error, text);
+            }
+          },
+      .finished = [this](proto::TunnelId done) { tunnels_.erase(done); },
+  };
+  auto tunnel = std::make_unique<Tunnel>(loop_, *factory_, target_, identity_, id, *service,
+                                         nonce, std::move(callbacks), options_.tunnel);
+  Tunnel* raw = tunnel.get();
+  tunnels_.emplace(id, std::move(tunnel));
+  raw->Start();
+}
+
+// Pacing after a session ends (DESIGN.md "Agent lifecycle", PROTOCOL.md section 6):
+// - a healthy session (WELCOME, then > 60 s) resets the backoff, and the first attempt waits
+//   uniform [0, reconnect_window_ms) so a restarted gateway is not hit by its fleet at once;
+// - a short session also waits that window, but at least a backoff step, so a gateway that
+//   welcomes and drops at once is not hammered;
+// - GOAWAY's hint replaces the window; 503's Retry-After is a floor;
+// - 401/403 and a bad gateway proof will not heal by themselves: back off at the cap.
+int64_t Agent::ReconnectDelayMs(const SessionEnd& end) {
+  using Reason = SessionEnd::Reason;
+  if (end.reason == Reason::kAuthRejected || end.reason == Reason::kBadGatewayProof) {
+    backoff_.JumpToCap();
+    return backoff_.NextDelayMs();
+  }
+  if (end.welcomed) {
+    const int64_t lasted = EventLoop::NowMs() - welcome_at_ms_;
+    int64_t delay = backoff_.UniformMs(reconnect_window_ms_);
+    if (end.reason == Reason::kGoaway && end.retry_after_ms > 0) {
+      delay = end.retry_after_ms;
+    }
+    if (lasted > kHealthySessionMs) {
+      backoff_.Reset();
+      return delay;
+    }
+    return std::max(delay, backoff_.NextDelayMs());
+  }
+  int64_t delay = backoff_.NextDelayMs();
+  if (end.retry_after_ms > 0) {
+    delay = std::max(delay, end.retry_after_ms);
+  }
+  return delay;
+}
+
+void Agent::OnSessionEnded(const SessionEnd& end) {
+  using Reason = SessionEnd::Reason;
+  session_.reset();  // the session reports from its own timer and touches nothing after this
+  if (stopped_) {
+    return;
+  }
+  const int64_t delay = ReconnectDelayMs(end);
+  switch (end.reason) {
+    case Reason::kAuthRejected:
+      ++stats_.auth_rejections;
+      LOG_ERROR("gateway rejected this agent (%s): the key (--key-file/--key-ref) or the scheme "
+                "is wrong; retrying in %lld ms",
+                end.detail.c_str(), static_cast<long long>(delay));
+      return;
+    case Reason::kBadGatewayProof:
+      ++stats_.bad_gateway_proofs;
+      LOG_ERROR("%s; closed without sending HELLO (bad gateway proofs so far: %llu); retrying in "
+                "%lld ms",
+                end.detail.c_str(), static_cast<unsigned long long>(stats_.bad_gateway_proofs),
+                static_cast<long long>(delay));
+      break;
+    default:
+      LOG_WARNING("control session ended (%s%s): %s; reconnecting in %lld ms",
+                  std::string(SessionEndName(end.reason)).c_str(),
+                  end.welcomed ? "" : ", before WELCOME", end.detail.c_str(),
+                  static_cast<long long>(delay));
+      break;
+  }
+  reconnect_timer_.Start(loop_, delay, [this] { Connect(); });
+}
+
+}  // namespace camtunnel::agent

@@ -1,0 +1,55 @@
+// The agent's configuration: command-line parsing and validation. Every value is checked where
+// it enters, with a message that names the option and says what is expected; nothing is
+// "fixed up" (an agent id `Cam-1` is an error, not `cam-1`).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/log.h"
+#include "agent/pin.h"
+#include "proto/crypto.h"
+#include "proto/identifiers.h"
+
+namespace camtunnel::agent {
+
+struct GatewayUrl {
+  bool tls = true;
+  std::string host;  // without brackets for IPv6
+  uint16_t port = 0;
+  std::string text;  // as given, for logs
+};
+
+struct Config {
+  GatewayUrl gateway;
+  std::string agent_id;
+  proto::KeyRef key_ref;
+  std::string key_file;
+  proto::Digest agent_key{};  // loaded from key_file by LoadKeyFile()
+  std::vector<proto::ServiceEntry> services;
+  std::string ca_file;
+  PinSet pins;
+  std::string server_name;  // defaults to gateway.host
+  bool insecure = false;
+  LogLevel log_level = LogLevel::kInfo;
+};
+
+enum class ParseOutcome { kOk, kHelp, kError };
+
+// Parses argv (getopt_long; resets getopt's state so it can be called repeatedly). On kError,
+// `*error` holds a one-line message; the caller exits with status 2. Does not read the key file.
+ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string* error);
+std::string UsageText();
+
+// `https://host[:port]` (default 443) or `http://host[:port]` (default 80); host is a DNS name,
+// an IPv4 address or a bracketed IPv6 address. An optional single trailing '/' is allowed;
+// user info, paths, queries and fragments are not.
+bool ParseGatewayUrl(std::string_view text, GatewayUrl* out, std::string* error);
+
+// Reads the 64-hex-character agent key (surrounding whitespace ignored). Warns (does not fail)
+// when the file is readable by other users.
+bool LoadKeyFile(const std::string& path, proto::Digest* key, std::string* error);
+
+}  // namespace camtunnel::agent

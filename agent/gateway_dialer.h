@@ -1,0 +1,85 @@
+// Opens one connection to the gateway and performs the camtunnel/1 HTTP upgrade (PROTOCOL.md
+// sections 4 and 8): resolve, TCP connect, TLS handshake, send the request head, read the
+// response head. Shared by the control session and every tunnel's data connection, so both
+// use the same scheme, host, port and trust.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "agent/event_loop.h"
+#include "agent/tcp_connector.h"
+#include "agent/tls_transport.h"
+#include "proto/http_head.h"
+
+namespace camtunnel::agent {
+
+struct GatewayTarget {
+  std::string host;         // to resolve (IPv6 without brackets)
+  uint16_t port = 0;
+  std::string host_header;  // "host[:port]" as sent in Host:
+  std::string url;          // as configured, for logs
+};
+
+struct DialOutcome {
+  enum class Kind {
+    kUpgraded,       // 101: the transport is handed over
+    kRejected,       // another HTTP status; `status`, maybe `retry_after_ms`
+    kClosedEarly,    // closed or reset before a response head: the gateway is busy
+    kConnectFailed,  // resolution or TCP connect failed; `error` is the errno
+    kTlsFailed,      // handshake or certificate verification failed
+    kProtocolError,  // unparseable response or an I/O error after the handshake
+  };
+  Kind kind = Kind::kProtocolError;
+  int status = 0;
+  int error = 0;
+  int64_t retry_after_ms = -1;
+  std::string detail;  // for logs
+};
+std::string DescribeOutcome(const DialOutcome& outcome);
+
+class GatewayDialer {
+ public:
+  // Builds the request head once the handshake is done (the data proof needs the exporter of
+  // this very connection).
+  using BuildRequest = std::function<std::string(Transport& transport)>;
+  // On kUpgraded `transport` is non-null, `head` is the parsed 101 and `leftover` holds bytes
+  // that followed it; `head` and `leftover` are valid only during the call. Called last; may
+  // destroy the dialer.
+  using Done = std::function<void(DialOutcome outcome, std::unique_ptr<Transport> transport,
+                                  const proto::ResponseHead* head,
+                                  std::span<const uint8_t> leftover)>;
+
+  GatewayDialer(EventLoop& loop, TransportFactory& factory, const GatewayTarget& target)
+      : loop_(loop), factory_(factory), target_(target), connector_(loop) {}
+  GatewayDialer(const GatewayDialer&) = delete;
+  GatewayDialer& operator=(const GatewayDialer&) = delete;
+
+  // Never calls `done` synchronously. No deadline of its own: the owner destroys the dialer.
+  void Start(BuildRequest build_request, Done done);
+
+ private:
+  enum class State { kIdle, kConnecting, kHandshake, kSending, kReading, kDone };
+  void OnConnected(int fd, int error);
+  void Step();
+  void Finish(DialOutcome outcome);
+
+  EventLoop& loop_;
+  TransportFactory& factory_;
+  GatewayTarget target_;
+  State state_ = State::kIdle;
+  BuildRequest build_request_;
+  Done done_;
+  std::string request_;
+  size_t request_sent_ = 0;
+  std::string response_;
+  TcpConnector connector_;
+  Timer start_timer_;
+  std::unique_ptr<Transport> transport_;
+  IoWatch watch_;  // after transport_: unwatched before the socket closes
+};
+
+}  // namespace camtunnel::agent

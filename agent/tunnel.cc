@@ -1,0 +1,268 @@
+// See tunnel.h.
+#include "agent/tunnel.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "agent/log.h"
+#include "proto/upgrade.h"
+
+namespace camtunnel::agent {
+namespace {
+
+// SO_LINGER 0: close() sends a RST, so the peer sees the error instead of a clean end of stream
+// ("an error on one side resets the other").
+void ArmReset(Transport* transport) {
+  if (transport != nullptr) {
+    linger lg{1, 0};
+    ::setsockopt(transport->fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+}
+
+int ErrnoForOutcome(const DialOutcome& outcome) {
+  switch (outcome.kind) {
+    case DialOutcome::Kind::kConnectFailed:
+      return outcome.error != 0 ? outcome.error : ECONNREFUSED;
+    case DialOutcome::Kind::kClosedEarly:
+      return ECONNRESET;
+    default:
+      return EPROTO;
+  }
+}
+
+}  // namespace
+
+Tunnel::Tunnel(EventLoop& loop, TransportFactory& factory, const GatewayTarget& gateway,
+               const AgentIdentity& identity, proto::TunnelId id,
+               const proto::ServiceEntry& service, const proto::Nonce& open_nonce,
+               Callbacks callbacks, TunnelTimings timings)
+    : loop_(loop),
+      factory_(factory),
+      gateway_(gateway),
+      identity_(identity),
+      id_(id),
+      id_text_(proto::FormatTunnelId(id)),
+      service_(service),
+      open_nonce_(open_nonce),
+      callbacks_(std::move(callbacks)),
+      timings_(timings),
+      connector_(loop) {}
+
+Tunnel::~Tunnel() { Abort(); }
+
+void Tunnel::Start() {
+  phase_ = Phase::kConnectingService;
+  std::string host = service_.host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  std::vector<SocketAddress> addresses;
+  std::string error;
+  int err = ResolveAddresses(host, service_.port, &addresses, &error);
+  if (err != 0) {
+    FailOpen(err, error);
+    return;
+  }
+  deadline_.Start(loop_, timings_.service_connect_deadline_ms,
+                  [this] { FailOpen(ETIMEDOUT, "connect to the service timed out"); });
+  connector_.Start(std::move(addresses), timings_.service_connect_deadline_ms,
+                   [this](int fd, int error) { OnServiceConnected(fd, error); });
+}
+
+void Tunnel::OnServiceConnected(int fd, int error) {
+  if (fd < 0) {
+    FailOpen(error, std::string("connect to ") + service_.host + ":" +
+                        std::to_string(service_.port) + ": " + std::strerror(error));
+    return;
+  }
+  camera_ = MakePlainTransport(fd);
+  up_.src = camera_.get();
+  // Read the camera at once: whatever it sends before the gateway's 101 is kept.
+  camera_watch_.Start(loop_, fd, POLLIN, [this](short) { Pump(); });
+  DialGateway();
+}
+
+void Tunnel::DialGateway() {
+  phase_ = Phase::kDialingGateway;
+  deadline_.Start(loop_, timings_.data_connect_deadline_ms,
+                  [this] { FailOpen(ETIMEDOUT, "data connection to the gateway timed out"); });
+  dialer_ = std::make_unique<GatewayDialer>(loop_, factory_, gateway_);
+  dialer_->Start(
+      [this](Transport& transport) -> std::string {
+        std::vector<uint8_t> exporter = transport.Exporter();
+        if (transport.kind() == proto::Transport::kTls &&
+            exporter.size() != proto::kExporterBytes) {
+          return {};
+        }
+        proto::DataProofInput input{.agent_id = identity_.agent_id,
+                                    .key_ref = &identity_.key_ref,
+                                    .tunnel_id = id_,
+                                    .open_nonce = open_nonce_,
+                                    .transport = transport.kind(),
+                                    .exporter = exporter};
+        proto::Digest proof = proto::DataProof(identity_.agent_key, input);
+        return proto::BuildDataRequest(gateway_.host_header, identity_.agent_id,
+                                       identity_.key_ref, id_, proof);
+      },
+      [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
+             const proto::ResponseHead*, std::span<const uint8_t> leftover) {
+        OnGatewayDialed(std::move(outcome), std::move(transport), leftover);
+      });
+}
+
+void Tunnel::OnGatewayDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+                             std::span<const uint8_t> leftover) {
+  dialer_.reset();  // it called us last; `leftover` lives in its caller's frame
+  if (outcome.kind != DialOutcome::Kind::kUpgraded) {
+    FailOpen(ErrnoForOutcome(outcome), "data connection: " + DescribeOutcome(outcome));
+    return;
+  }
+  deadline_.Cancel();
+  gateway_conn_ = std::move(transport);
+  // The media server's first bytes may have arrived with the 101 (at most a head's worth, well
+  // under the buffer).
+  down_.buffer.Append(leftover);
+  up_.dst = gateway_conn_.get();
+  down_.src = gateway_conn_.get();
+  down_.dst = camera_.get();
+  phase_ = Phase::kRelaying;
+  LOG_INFO("tunnel %s service=%s open", id_text_.c_str(), service_.name.c_str());
+  gateway_watch_.Start(loop_, gateway_conn_->fd(), POLLIN, [this](short) { Pump(); });
+  Pump();
+}
+
+bool Tunnel::Direction::Step(bool* progress, std::string* error) {
+  read_wait = IoStatus::kOk;
+  write_wait = IoStatus::kOk;
+  // Read everything available first, then write it in one go: small camera packets coalesce
+  // into full TLS records, which is what per-record cost rewards.
+  while (src != nullptr && !src_eof && !buffer.full()) {
+    size_t n = 0;
+    IoStatus st = src->Read(buffer.WritableTail(), &n);
+    if (st == IoStatus::kOk && n > 0) {
+      buffer.Commit(n);
+      *progress = true;
+    } else if (st == IoStatus::kEof) {
+      src_eof = true;
+      *progress = true;
+    } else if (st == IoStatus::kError) {
+      *error = std::string(src_name) + ": " + src->error_text();
+      return false;
+    } else {
+      read_wait = st;
+      break;
+    }
+  }
+  if (dst == nullptr) {
+    return true;
+  }
+  while (!buffer.empty()) {
+    size_t n = 0;
+    IoStatus st = dst->Write(buffer.Readable(), &n);
+    if (st == IoStatus::kOk && n > 0) {
+      buffer.Consume(n);
+      bytes += n;
+      *progress = true;
+    } else if (st == IoStatus::kError) {
+      *error = std::string(dst_name) + ": " + dst->error_text();
+      return false;
+    } else {
+      write_wait = st == IoStatus::kOk ? IoStatus::kWantWrite : st;
+      break;
+    }
+  }
+  if (src_eof && buffer.empty() && !shut_down) {
+    IoStatus st = dst->ShutdownWrite();
+    if (st == IoStatus::kOk) {
+      shut_down = true;
+      *progress = true;
+    } else if (st == IoStatus::kError) {
+      *error = std::string(dst_name) + ": " + dst->error_text();
+      return false;
+    } else {
+      write_wait = st;
+    }
+  }
+  return true;
+}
+
+void Tunnel::Pump() {
+  if (phase_ != Phase::kDialingGateway && phase_ != Phase::kRelaying) {
+    return;
+  }
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    std::string error;
+    if (up_.Step(&progress, &error) && down_.Step(&progress, &error)) {
+      continue;
+    }
+    if (phase_ == Phase::kRelaying) {
+      Finish(true, error);
+    } else {
+      FailOpen(ECONNRESET, "service connection failed before the tunnel opened: " + error);
+    }
+    return;
+  }
+  camera_watch_.SetEvents(
+      static_cast<short>(PollEventsFor(up_.read_wait) | PollEventsFor(down_.write_wait)));
+  if (phase_ == Phase::kRelaying) {
+    gateway_watch_.SetEvents(
+        static_cast<short>(PollEventsFor(down_.read_wait) | PollEventsFor(up_.write_wait)));
+    if (up_.shut_down && down_.shut_down) {
+      Finish(false, "");
+    }
+  }
+}
+
+void Tunnel::FailOpen(int error, const std::string& text) {
+  if (phase_ == Phase::kDone) {
+    return;
+  }
+  LOG_WARNING("tunnel %s service=%s open failed: %s (errno %d)", id_text_.c_str(),
+              service_.name.c_str(), text.c_str(), error);
+  callbacks_.open_failed(id_, error, text);
+  Finish(true, "");
+}
+
+void Tunnel::Finish(bool reset, const std::string& why) {
+  if (phase_ == Phase::kDone) {
+    return;
+  }
+  const bool was_open = phase_ == Phase::kRelaying;
+  phase_ = Phase::kDone;
+  deadline_.Cancel();
+  connector_.Cancel();
+  dialer_.reset();
+  camera_watch_.Stop();
+  gateway_watch_.Stop();
+  if (reset) {
+    ArmReset(camera_.get());
+    ArmReset(gateway_conn_.get());
+  }
+  up_.src = up_.dst = down_.src = down_.dst = nullptr;
+  camera_.reset();
+  gateway_conn_.reset();
+  if (was_open) {
+    if (reset) {
+      LOG_WARNING("tunnel %s service=%s reset: %s", id_text_.c_str(), service_.name.c_str(),
+                  why.c_str());
+    }
+    LOG_INFO("tunnel %s service=%s closed bytes_in=%llu bytes_out=%llu", id_text_.c_str(),
+             service_.name.c_str(), static_cast<unsigned long long>(down_.bytes),
+             static_cast<unsigned long long>(up_.bytes));
+  }
+  finished_timer_.Start(loop_, 0, [this] {
+    auto finished = callbacks_.finished;  // a copy: the call destroys this tunnel
+    finished(id_);
+  });
+}
+
+void Tunnel::Abort() {
+  Finish(true, "agent shutting down");
+  finished_timer_.Cancel();
+}
+
+}  // namespace camtunnel::agent

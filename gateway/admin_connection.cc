@@ -1,0 +1,120 @@
+#include "gateway/admin_connection.h"
+
+#include <cerrno>
+#include <nlohmann/json.hpp>
+
+#include "gateway/control_session.h"
+#include "gateway/gateway_shard.h"
+
+namespace camtunnel::gateway {
+namespace {
+
+constexpr uint64_t kAdminTimeoutMs = 10000;
+
+std::string_view Phrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 431:
+      return "Request Header Fields Too Large";
+    default:
+      return "Service Unavailable";
+  }
+}
+
+nlohmann::json AgentJson(std::string_view id, const ControlSession& s) {
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& e : s.services()) {
+    services.push_back({{"name", e.name}, {"port", e.port}});
+  }
+  return {{"id", std::string(id)},
+          {"remote", s.remote()},
+          {"version", s.version()},
+          {"connected_since_ms", s.connected_wall_ms()},
+          {"heartbeat_rtt_us", s.last_rtt_us()},
+          {"last_status", s.last_status()},
+          {"services", services}};
+}
+
+}  // namespace
+
+void AdminConnection::Start(GatewayShard& gw, int fd) {
+  auto* a = new AdminConnection(gw);
+  a->stream_ = runtime::Stream::Create(gw.shard(), fd, nullptr, a);
+  a->timer_.set_callback([a] { a->stream_->Close(ETIMEDOUT); });
+  gw.shard().timers().Arm(a->timer_, gw.shard().now_ms(), kAdminTimeoutMs);
+  a->stream_->Start();
+}
+
+void AdminConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
+  if (answered_) {
+    return;
+  }
+  head_.Append(bytes);
+  proto::RequestHead head;
+  switch (head_.Parse(&head)) {
+    case proto::HeadResult::kNeedMore:
+      return;
+    case proto::HeadResult::kComplete:
+      Route(head);
+      return;
+    case proto::HeadResult::kTooLarge:
+    case proto::HeadResult::kTooManyHeaders:
+      Respond(431, "text/plain", "request head too large\n");
+      return;
+    case proto::HeadResult::kMalformed:
+      Respond(400, "text/plain", "malformed request\n");
+      return;
+  }
+}
+
+void AdminConnection::Route(const proto::RequestHead& head) {
+  std::string_view path = head.target.substr(0, head.target.find('?'));
+  if (head.method != "GET") {
+    Respond(405, "text/plain", "only GET is served here for now\n");
+  } else if (path == "/metrics") {
+    Respond(200, "text/plain; version=0.0.4; charset=utf-8", gw_.RenderMetricsText());
+  } else if (path == "/healthz") {
+    Respond(200, "text/plain", "ok\n");
+  } else if (path == "/readyz") {
+    gw_.ready() ? Respond(200, "text/plain", "ready\n")
+                : Respond(503, "text/plain", "not ready\n");
+  } else if (path == "/api/v1/agents") {
+    nlohmann::json list = nlohmann::json::array();
+    gw_.registry().ForEachSession(
+        [&](std::string_view id, const ControlSession* s) { list.push_back(AgentJson(id, *s)); });
+    Respond(200, "application/json", nlohmann::json{{"agents", list}}.dump() + "\n");
+  } else {
+    Respond(404, "text/plain", "not found\n");
+  }
+}
+
+void AdminConnection::Respond(int status, std::string_view content_type, std::string_view body) {
+  answered_ = true;
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(Phrase(status)) +
+                    "\r\nContent-Type: " + std::string(content_type) +
+                    "\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\nConnection: close\r\n\r\n";
+  out.append(body);
+  stream_->Write(out);
+  stream_->Finish();
+}
+
+void AdminConnection::OnStreamEof(runtime::Stream& stream) {
+  if (!answered_) {
+    stream.Close(0);
+  }
+}
+
+void AdminConnection::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
+  gw_.shard().timers().Cancel(timer_);
+  delete this;
+}
+
+}  // namespace camtunnel::gateway

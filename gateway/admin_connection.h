@@ -1,0 +1,33 @@
+// One request on the admin listener (/metrics, /healthz, /readyz, /api/v1/agents), answered on
+// the shard's own loop and closed: admin traffic is rare, so no keep-alive.
+#pragma once
+
+#include "gateway/head_reader.h"
+#include "runtime/stream.h"
+#include "runtime/timer_wheel.h"
+
+namespace camtunnel::gateway {
+
+class GatewayShard;
+
+class AdminConnection final : public runtime::StreamHandler {
+ public:
+  static void Start(GatewayShard& gw, int fd);
+
+  void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
+  void OnStreamEof(runtime::Stream& stream) override;
+  void OnStreamClosed(runtime::Stream& stream, int error) override;
+
+ private:
+  explicit AdminConnection(GatewayShard& gw) : gw_(gw) {}
+  void Respond(int status, std::string_view content_type, std::string_view body);
+  void Route(const proto::RequestHead& head);
+
+  GatewayShard& gw_;
+  runtime::Stream* stream_ = nullptr;
+  HeadReader head_;
+  runtime::Timer timer_;
+  bool answered_ = false;
+};
+
+}  // namespace camtunnel::gateway

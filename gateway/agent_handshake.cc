@@ -1,0 +1,176 @@
+#include "gateway/agent_handshake.h"
+
+#include <cerrno>
+
+#include "gateway/control_session.h"
+#include "gateway/frontend_connection.h"
+#include "gateway/gateway_shard.h"
+#include "proto/crypto.h"
+#include "runtime/clock.h"
+
+namespace camtunnel::gateway {
+
+void AgentHandshake::Start(GatewayShard& gw, int fd, SSL_CTX* tls_ctx) {
+  auto* h = new AgentHandshake(gw, gw.shard().now_ms());
+  h->stream_ = runtime::Stream::Create(gw.shard(), fd, tls_ctx, h);
+  gw.ConnectionOpened();
+  gw.metrics().unauthenticated.Add(1);
+  gw.shard().timers().Arm(h->deadline_, gw.shard().now_ms(), gw.config().handshake_timeout_ms);
+  h->stream_->Start();
+}
+
+AgentHandshake::AgentHandshake(GatewayShard& gw, uint64_t started_ms)
+    : gw_(gw), started_ms_(started_ms) {
+  deadline_.set_callback([this] {
+    // Slow TLS or a trickled head: whoever holds a connection without finishing pays nothing
+    // more than this deadline.
+    gw_.metrics().CountControl(AgentResult::kTimeout);
+    stream_->Close(ETIMEDOUT);
+  });
+}
+
+void AgentHandshake::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
+  head_.Append(bytes);
+  proto::RequestHead head;
+  switch (head_.Parse(&head)) {
+    case proto::HeadResult::kNeedMore:
+      return;
+    case proto::HeadResult::kComplete:
+      OnHead(head);
+      return;
+    case proto::HeadResult::kTooLarge:
+    case proto::HeadResult::kTooManyHeaders:
+      Refuse(431, "request head too large", AgentResult::kHeadTooLarge, false);
+      return;
+    case proto::HeadResult::kMalformed:
+      Refuse(400, "malformed request head", AgentResult::kBadRequest, false);
+      return;
+  }
+}
+
+void AgentHandshake::OnStreamEof(runtime::Stream& stream) {
+  stream.Close(0);  // gave up before finishing its head
+}
+
+void AgentHandshake::OnStreamClosed(runtime::Stream& /*stream*/, int error) {
+  if (error == EPROTO || error == ECONNRESET) {
+    gw_.metrics().CountControl(AgentResult::kTlsError);
+  }
+  gw_.shard().timers().Cancel(deadline_);
+  if (counted_unauthenticated_) {
+    gw_.metrics().unauthenticated.Add(-1);
+  }
+  gw_.ConnectionClosed();
+  delete this;
+}
+
+void AgentHandshake::Refuse(int status, std::string_view text, AgentResult result, bool data) {
+  if (data) {
+    gw_.metrics().CountData(result);
+  } else {
+    gw_.metrics().CountControl(result);
+  }
+  stream_->Write(proto::BuildUpgradeError(status, text));
+  stream_->Finish();
+}
+
+void AgentHandshake::OnHead(const proto::RequestHead& head) {
+  head_bytes_ = head.head_bytes;
+  // From here the connection either becomes something else or is refused: stop reading heads.
+  const proto::UpgradeParse parsed = proto::ParseUpgradeRequest(head);
+  const bool is_data = head.target == proto::kDataPath;
+  if (!parsed.request) {
+    Refuse(400, proto::UpgradeErrorName(parsed.error), AgentResult::kBadRequest, is_data);
+    return;
+  }
+  const proto::UpgradeRequest& req = *parsed.request;
+  if (!is_data && !head_.After(head).empty()) {
+    // HELLO must wait for our 101 (it carries a proof over our nonce): early bytes are a
+    // protocol violation. A data connection may pipeline camera bytes behind its head.
+    Refuse(400, "data before the upgrade was accepted", AgentResult::kBadRequest, is_data);
+    return;
+  }
+  if (!stream_->tls() && gw_.tls_enabled() && !gw_.config().allow_plain_with_tls) {
+    Refuse(403, "this gateway requires TLS", AgentResult::kForbidden, is_data);
+    return;
+  }
+  const uint64_t now_s = runtime::WallMs() / 1000;
+  if (req.key_ref.expiry <= now_s) {
+    Refuse(401, "key expired", AgentResult::kUnauthorized, is_data);
+    return;
+  }
+  if (gw_.Denied(req.agent_id)) {
+    Refuse(401, "agent revoked", AgentResult::kUnauthorized, is_data);
+    return;
+  }
+  if (req.kind == proto::UpgradeKind::kControl) {
+    OnControl(req);
+  } else {
+    OnData(req);
+  }
+}
+
+void AgentHandshake::OnControl(const proto::UpgradeRequest& req) {
+  auto key = gw_.keys().AgentKey(req.agent_id, req.key_ref);
+  if (!key) {
+    Refuse(401, "unknown key id", AgentResult::kUnauthorized, false);
+    return;
+  }
+  // The session now owns the stream and the unauthenticated count until HELLO verifies.
+  counted_unauthenticated_ = false;
+  ControlSession::Start(gw_, stream_, req, *key, started_ms_);
+  Detach();
+}
+
+void AgentHandshake::OnData(const proto::UpgradeRequest& req) {
+  const PendingTunnel* pending = gw_.registry().FindPending(req.tunnel_id);
+  if (pending == nullptr) {
+    Refuse(404, "no such pending tunnel", AgentResult::kNotFound, true);
+    return;
+  }
+  if (pending->agent_id != req.agent_id) {
+    Refuse(403, "tunnel belongs to another agent", AgentResult::kForbidden, true);
+    return;
+  }
+  auto key = gw_.keys().AgentKey(req.agent_id, req.key_ref);
+  if (!key) {
+    Refuse(401, "unknown key id", AgentResult::kUnauthorized, true);
+    return;
+  }
+  uint8_t exporter[proto::kExporterBytes];
+  std::span<const uint8_t> exporter_view;
+  if (stream_->tls()) {
+    if (!stream_->ExportKeyingMaterial(proto::kExporterLabel, exporter)) {
+      Refuse(400, "no TLS exporter", AgentResult::kTlsError, true);
+      return;
+    }
+    exporter_view = exporter;
+  }
+  const proto::DataProofInput in{req.agent_id, &req.key_ref, req.tunnel_id, pending->nonce,
+                                 stream_->tls() ? proto::Transport::kTls : proto::Transport::kPlain,
+                                 exporter_view};
+  const proto::Digest expected = proto::DataProof(*key, in);
+  if (!proto::ConstantTimeEqual(expected, req.proof)) {
+    // The tunnel stays pending: a forger who guessed its id cannot cancel it.
+    Refuse(401, "bad proof", AgentResult::kBadProof, true);
+    return;
+  }
+  std::optional<PendingTunnel> tunnel = gw_.registry().TakePending(req.tunnel_id);
+  gw_.metrics().CountData(AgentResult::kAccepted);
+  stream_->Write(proto::BuildDataAccept());
+  // The waiter takes the stream (and its handler slot) before this object goes away.
+  tunnel->waiter->OnDataConnection(stream_, Bytes(head_.buffer().substr(head_bytes_)));
+  Detach();
+}
+
+void AgentHandshake::Detach() {
+  gw_.shard().timers().Cancel(deadline_);
+  if (counted_unauthenticated_) {
+    gw_.metrics().unauthenticated.Add(-1);
+  }
+  // The connection stays open under its new owner, which takes over the connection count.
+  stream_ = nullptr;
+  delete this;
+}
+
+}  // namespace camtunnel::gateway

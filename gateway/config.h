@@ -1,0 +1,39 @@
+// The gateway's configuration: listeners, TLS files, keys, deadlines and limits.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace camtunnel::gateway {
+
+struct GatewayConfig {
+  // Agent-facing listeners. TLS when cert_file is set; plain otherwise.
+  std::vector<std::string> agent_tls_listen;    // e.g. "0.0.0.0:443"
+  std::vector<std::string> agent_plain_listen;  // e.g. "0.0.0.0:80"
+  std::string cert_file;
+  std::string key_file;
+  // With a certificate configured, agents on the plain listener are refused (403) unless this
+  // is set: an attacker on the path must not be able to downgrade an agent to plain.
+  bool allow_plain_with_tls = false;
+  std::string streamer_keys_file;  // lines "<key id> <64 hex chars>"
+
+  std::vector<std::string> frontend_listen = {"127.0.0.1:8554", "[::1]:8554"};
+  std::string host_suffix = "localhost";  // <agent>.<suffix> names an agent in host form
+  std::vector<std::string> admin_listen = {"127.0.0.1:9310"};
+
+  // Deadlines (milliseconds).
+  uint64_t handshake_timeout_ms = 5000;   // TCP accept to verified HELLO
+  uint64_t head_timeout_ms = 5000;        // first request head on the frontend
+  uint64_t open_timeout_ms = 5000;        // OPEN to data connection
+  uint32_t heartbeat_ms = 5000;           // announced in WELCOME
+  uint32_t heartbeat_misses = 2;          // silent intervals before a session is dead
+  uint32_t reconnect_window_ms = 10000;   // announced in WELCOME
+
+  // Limits.
+  uint32_t max_pending_tunnels_per_agent = 32;
+  uint32_t max_unauthenticated = 4096;    // agent connections before HELLO verifies
+  uint32_t max_connections = 50000;       // all connections of the shard
+};
+
+}  // namespace camtunnel::gateway

@@ -1,0 +1,80 @@
+// One agent's control connection after its upgrade: sends the 101 with the gateway proof,
+// verifies HELLO's agent proof, then runs the session: WELCOME, heartbeats, STATUS, OPEN and
+// OPEN_FAILED. Only a verified session is installed in the registry, so a wrong proof never
+// evicts a live camera. Plain mode seals and checks every frame (PROTOCOL.md section 7).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proto/control_frame.h"
+#include "proto/upgrade.h"
+#include "runtime/stream.h"
+#include "runtime/timer_wheel.h"
+
+namespace camtunnel::gateway {
+
+class GatewayShard;
+
+class ControlSession final : public runtime::StreamHandler {
+ public:
+  static void Start(GatewayShard& gw, runtime::Stream* stream, const proto::UpgradeRequest& req,
+                    const proto::Digest& agent_key, uint64_t accepted_ms);
+
+  const std::string& agent_id() const { return agent_id_; }
+  bool verified() const { return state_ == State::kActive; }
+  // The exposed service matching a name, or a port when `name` is empty.
+  const proto::ServiceEntry* FindService(std::string_view name, std::optional<uint16_t> port) const;
+  const std::vector<proto::ServiceEntry>& services() const { return services_; }
+  const std::string& version() const { return version_; }
+  const std::string& last_status() const { return last_status_; }
+  const std::string& remote() const;
+  uint64_t connected_wall_ms() const { return connected_wall_ms_; }
+  uint64_t last_rtt_us() const { return last_rtt_us_; }
+
+  void SendOpen(proto::TunnelId id, std::string_view service, const proto::Nonce& nonce);
+  // Tells the agent to go away (replaced, draining) and closes after flushing.
+  void GoAway(std::string_view reason, uint32_t reconnect_after_ms);
+
+  void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
+  void OnStreamEof(runtime::Stream& stream) override;
+  void OnStreamClosed(runtime::Stream& stream, int error) override;
+
+ private:
+  enum class State : uint8_t { kAwaitHello, kActive, kClosing };
+
+  ControlSession(GatewayShard& gw, runtime::Stream* stream);
+  void OnFrame(proto::Frame& frame);
+  void OnHello(const proto::Frame& frame);
+  void Send(proto::FrameBuilder& frame);
+  void SendError(proto::ErrorCode code, std::string_view text);
+  void OnHeartbeatTick();
+
+  GatewayShard& gw_;
+  runtime::Stream* stream_;
+  State state_ = State::kAwaitHello;
+  std::string agent_id_;
+  proto::KeyRef key_ref_;
+  proto::Digest agent_key_{};
+  proto::Nonce agent_nonce_{};
+  proto::Nonce gateway_nonce_{};
+  std::vector<uint8_t> exporter_;
+  proto::FrameDecoder decoder_;
+  std::optional<proto::FrameSealer> sealer_;  // plain mode only
+  std::optional<proto::FrameOpener> opener_;  // plain mode only
+  std::vector<proto::ServiceEntry> services_;
+  std::string version_;
+  std::string last_status_;
+  uint64_t accepted_ms_ = 0;
+  uint64_t connected_wall_ms_ = 0;
+  uint64_t last_rx_ms_ = 0;
+  uint64_t last_tx_ms_ = 0;
+  uint64_t ping_sequence_ = 0;
+  uint64_t ping_sent_ns_ = 0;
+  uint64_t last_rtt_us_ = 0;
+  runtime::Timer timer_;  // HELLO deadline, then the heartbeat tick
+};
+
+}  // namespace camtunnel::gateway

@@ -1,0 +1,203 @@
+#include "gateway/frontend_connection.h"
+
+#include <cerrno>
+
+#include "gateway/control_session.h"
+#include "gateway/gateway_shard.h"
+#include "gateway/log.h"
+#include "gateway/tunnel_relay.h"
+#include "proto/crypto.h"
+#include "runtime/clock.h"
+
+namespace camtunnel::gateway {
+namespace {
+
+RequestKind KindOf(FrontendForm form) {
+  switch (form) {
+    case FrontendForm::kRtspHost:
+    case FrontendForm::kRtspPath:
+      return RequestKind::kRtsp;
+    case FrontendForm::kConnect:
+      return RequestKind::kConnect;
+    default:
+      return RequestKind::kHttp;
+  }
+}
+
+std::string Authority(const proto::ServiceEntry& s) {
+  const bool v6 = s.host.find(':') != std::string::npos;
+  return (v6 ? "[" + s.host + "]" : s.host) + ":" + std::to_string(s.port);
+}
+
+}  // namespace
+
+void FrontendConnection::Start(GatewayShard& gw, int fd) {
+  auto* f = new FrontendConnection(gw);
+  f->stream_ = runtime::Stream::Create(gw.shard(), fd, nullptr, f);
+  gw.ConnectionOpened();
+  gw.shard().timers().Arm(f->timer_, gw.shard().now_ms(), gw.config().head_timeout_ms);
+  f->stream_->Start();
+}
+
+FrontendConnection::FrontendConnection(GatewayShard& gw) : gw_(gw) {
+  timer_.set_callback([this] {
+    if (state_ == State::kHead) {
+      // A head that does not arrive in time (slowloris) gets no answer, only a close.
+      gw_.metrics().CountBadInput(FrontendBadInput::kTimeout);
+      stream_->Close(ETIMEDOUT);
+    } else if (state_ == State::kOpening) {
+      gw_.registry().TakePending(tunnel_id_);
+      FailOpen(504, OpenResult::kTimeout, "the camera did not answer in time");
+    }
+  });
+}
+
+void FrontendConnection::OnStreamData(runtime::Stream& /*stream*/,
+                                      std::span<const uint8_t> bytes) {
+  if (state_ != State::kHead) {
+    // Pipelined bytes while the tunnel opens: kept for the relay, within the head bound.
+    if (head_.size() + bytes.size() > proto::kMaxHeadBytes * 2) {
+      stream_->PauseRead();
+      return;
+    }
+    head_.Append(bytes);
+    return;
+  }
+  head_.Append(bytes);
+  proto::RequestHead head;
+  const proto::HeadResult r = head_.Parse(&head);
+  if (r == proto::HeadResult::kNeedMore) {
+    return;
+  }
+  protocol_ = SniffProtocol(head_.buffer());
+  kind_ = protocol_ == FrontendProtocol::kRtsp ? RequestKind::kRtsp : RequestKind::kHttp;
+  if (r != proto::HeadResult::kComplete) {
+    const FrontendError e = FrontendErrorFromHeadResult(r);
+    gw_.metrics().CountBadInput(e == FrontendError::kMalformedHead ? FrontendBadInput::kMalformed
+                                                                   : FrontendBadInput::kTooLarge);
+    AnswerError(e);
+    return;
+  }
+  OnHead(head);
+}
+
+void FrontendConnection::OnHead(const proto::RequestHead& head) {
+  if (auto cseq = head.headers.Find("CSeq")) {
+    cseq_ = std::string(*cseq);
+  }
+  const RouteDecision d = RouteFirstRequest(head, gw_.route_config());
+  if (d.error != FrontendError::kOk) {
+    gw_.metrics().CountBadInput(FrontendBadInput::kMalformed);
+    AnswerError(d.error);
+    return;
+  }
+  route_ = d.route;
+  protocol_ = ProtocolOfForm(route_.form);
+  kind_ = KindOf(route_.form);
+  ControlSession* session = gw_.registry().Find(route_.agent_id);
+  if (session == nullptr) {
+    if (gw_.registry().Seen(route_.agent_id)) {
+      FailOpen(503, OpenResult::kOffline, "agent offline");
+    } else {
+      FailOpen(404, OpenResult::kUnknownAgent, "unknown agent");
+    }
+    return;
+  }
+  const proto::ServiceEntry* service = session->FindService(route_.service, route_.port);
+  if (service == nullptr) {
+    FailOpen(403, OpenResult::kNotExposed, "service not exposed by this agent");
+    return;
+  }
+  if (gw_.registry().PendingFor(route_.agent_id) >= gw_.config().max_pending_tunnels_per_agent) {
+    FailOpen(503, OpenResult::kBusy, "too many tunnels opening for this agent");
+    return;
+  }
+  camera_authority_ = Authority(*service);
+  tunnel_id_ = gw_.registry().NewTunnelId(gw_.shard().id());
+  PendingTunnel pending;
+  pending.agent_id = route_.agent_id;
+  pending.service = service->name;
+  proto::RandomBytes(pending.nonce);
+  pending.waiter = this;
+  const proto::Nonce nonce = pending.nonce;
+  gw_.registry().AddPending(tunnel_id_, std::move(pending));
+  state_ = State::kOpening;
+  open_started_ns_ = runtime::MonotonicNs();
+  session->SendOpen(tunnel_id_, service->name, nonce);
+  gw_.shard().timers().Arm(timer_, gw_.shard().now_ms(), gw_.config().open_timeout_ms);
+}
+
+void FrontendConnection::OnDataConnection(runtime::Stream* data,
+                                          std::span<const uint8_t> camera_bytes) {
+  gw_.shard().timers().Cancel(timer_);
+  state_ = State::kDone;
+  gw_.metrics().CountOpen(OpenResult::kOk);
+  gw_.metrics().CountFrontend(kind_, 101);
+  gw_.metrics().tunnel_open_seconds.Observe(
+      static_cast<double>(runtime::MonotonicNs() - open_started_ns_) / 1e9);
+  runtime::Stream* client = stream_;
+  stream_ = nullptr;
+  client->ResumeRead();
+  TunnelRelay::Start(gw_, client, data, route_, camera_authority_, route_.agent_id,
+                     head_.buffer(), camera_bytes);
+  delete this;
+}
+
+void FrontendConnection::OnOpenFailed(int error, std::string_view text) {
+  gw_.shard().timers().Cancel(timer_);
+  Log(LogLevel::kInfo, "tunnel to ", route_.agent_id, "/", route_.service,
+      " failed at the camera: errno ", error, " ", text);
+  if (error == ETIMEDOUT || error == EHOSTUNREACH || error == ENETUNREACH) {
+    FailOpen(504, OpenResult::kCameraRefused, "the camera did not answer");
+  } else if (error == EPERM || error == EACCES) {
+    FailOpen(403, OpenResult::kNotExposed, "the agent refused this service");
+  } else {
+    FailOpen(502, OpenResult::kCameraRefused, "the camera refused the connection");
+  }
+}
+
+void FrontendConnection::OnAgentGone() {
+  gw_.shard().timers().Cancel(timer_);
+  FailOpen(503, OpenResult::kOffline, "agent went offline");
+}
+
+void FrontendConnection::FailOpen(int status, OpenResult result, std::string_view detail) {
+  gw_.metrics().CountOpen(result);
+  state_ = State::kDone;
+  Answer(status, detail);
+}
+
+void FrontendConnection::AnswerError(FrontendError error) {
+  state_ = State::kDone;
+  gw_.shard().timers().Cancel(timer_);
+  gw_.metrics().CountFrontend(kind_, FrontendErrorStatus(error));
+  stream_->Write(BuildErrorResponse(protocol_, error, cseq_));
+  stream_->Finish();
+}
+
+void FrontendConnection::Answer(int status, std::string_view detail) {
+  gw_.metrics().CountFrontend(kind_, status);
+  stream_->Write(BuildErrorResponse(protocol_, status, detail, cseq_));
+  stream_->Finish();
+}
+
+void FrontendConnection::OnStreamEof(runtime::Stream& stream) {
+  if (state_ == State::kOpening) {
+    // A client may half-close after its request (CONNECT users do); the tunnel still opens.
+    return;
+  }
+  stream.Close(0);
+}
+
+void FrontendConnection::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
+  gw_.shard().timers().Cancel(timer_);
+  if (state_ == State::kOpening) {
+    // The client left before the camera answered: nobody may pick this tunnel up any more.
+    gw_.registry().TakePending(tunnel_id_);
+    gw_.metrics().CountOpen(OpenResult::kTimeout);
+  }
+  gw_.ConnectionClosed();
+  delete this;
+}
+
+}  // namespace camtunnel::gateway

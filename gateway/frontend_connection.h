@@ -1,0 +1,59 @@
+// A media server's connection on the frontend listener, until its tunnel is established: reads
+// and routes the first request head, checks the agent and service, creates the pending tunnel,
+// sends OPEN on the agent's control session and waits (deadlined) for the data connection or
+// OPEN_FAILED. Every failure is answered in the client's protocol (RTSP or HTTP) and counted.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "gateway/frontend_route.h"
+#include "gateway/gateway_metrics.h"
+#include "gateway/head_reader.h"
+#include "proto/identifiers.h"
+#include "runtime/stream.h"
+#include "runtime/timer_wheel.h"
+
+namespace camtunnel::gateway {
+
+class GatewayShard;
+
+class FrontendConnection final : public runtime::StreamHandler {
+ public:
+  static void Start(GatewayShard& gw, int fd);
+
+  // From the agent side, while waiting.
+  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes);
+  void OnOpenFailed(int error, std::string_view text);
+  void OnAgentGone();
+
+  void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
+  void OnStreamEof(runtime::Stream& stream) override;
+  void OnStreamClosed(runtime::Stream& stream, int error) override;
+
+ private:
+  enum class State : uint8_t { kHead, kOpening, kDone };
+
+  explicit FrontendConnection(GatewayShard& gw);
+  void OnHead(const proto::RequestHead& head);
+  // Answers `status` in the client's protocol, counts it, and closes gracefully.
+  void Answer(int status, std::string_view detail);
+  void AnswerError(FrontendError error);
+  void FailOpen(int status, OpenResult result, std::string_view detail);
+
+  GatewayShard& gw_;
+  runtime::Stream* stream_ = nullptr;
+  State state_ = State::kHead;
+  HeadReader head_;
+  runtime::Timer timer_;
+  FrontendProtocol protocol_ = FrontendProtocol::kHttp;
+  RequestKind kind_ = RequestKind::kHttp;
+  std::string cseq_;
+  FrontendRoute route_;
+  std::string camera_authority_;
+  proto::TunnelId tunnel_id_ = 0;
+  uint64_t open_started_ns_ = 0;
+};
+
+}  // namespace camtunnel::gateway

@@ -1,0 +1,161 @@
+#include "gateway/gateway_metrics.h"
+
+#include "metrics/exposition.h"
+
+namespace camtunnel::gateway {
+
+using metrics::FamilyBuilder;
+using prometheus::MetricType;
+
+void ShardMetrics::CountFrontend(RequestKind p, int status) {
+  for (size_t i = 0; i < kFrontendStatuses.size(); ++i) {
+    if (kFrontendStatuses[i] == status) {
+      frontend_requests[static_cast<size_t>(p)][i].Add();
+      return;
+    }
+  }
+}
+
+namespace {
+
+template <typename F>
+double Sum(const std::vector<const ShardMetrics*>& shards, F f) {
+  double total = 0;
+  for (const ShardMetrics* s : shards) {
+    total += static_cast<double>(f(*s));
+  }
+  return total;
+}
+
+template <size_t N, typename Names, typename F>
+prometheus::MetricFamily LabelledCounter(const std::vector<const ShardMetrics*>& shards,
+                                         const std::string& name, const std::string& help,
+                                         const std::string& label, const Names& names, F cell) {
+  FamilyBuilder b(name, help, MetricType::Counter);
+  for (size_t i = 0; i < N; ++i) {
+    b.Counter({{label, names[i]}}, Sum(shards, [&](const ShardMetrics& s) { return cell(s, i); }));
+  }
+  return b.Take();
+}
+
+template <typename H>
+prometheus::MetricFamily HistogramFamily(const std::vector<const ShardMetrics*>& shards,
+                                         const std::string& name, const std::string& help,
+                                         H hist) {
+  const auto& bounds_array = hist(*shards.front()).bounds();
+  std::vector<double> bounds(bounds_array.begin(), bounds_array.end());
+  std::vector<uint64_t> counts(bounds.size() + 1, 0);
+  double sum = 0;
+  for (const ShardMetrics* s : shards) {
+    for (size_t i = 0; i < counts.size(); ++i) {
+      counts[i] += hist(*s).Bucket(i);
+    }
+    sum += hist(*s).SumSeconds();
+  }
+  FamilyBuilder b(name, help, MetricType::Histogram);
+  b.Histogram({}, bounds, counts, sum);
+  return b.Take();
+}
+
+prometheus::MetricFamily SimpleGauge(const std::string& name, const std::string& help,
+                                     double value) {
+  FamilyBuilder b(name, help, MetricType::Gauge);
+  b.Gauge({}, value);
+  return b.Take();
+}
+
+prometheus::MetricFamily SimpleCounter(const std::string& name, const std::string& help,
+                                       double value) {
+  FamilyBuilder b(name, help, MetricType::Counter);
+  b.Counter({}, value);
+  return b.Take();
+}
+
+}  // namespace
+
+std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
+                          const std::vector<std::pair<std::string, double>>& extra_gauges) {
+  std::vector<prometheus::MetricFamily> f;
+  constexpr size_t kAgentResults = static_cast<size_t>(AgentResult::kCount);
+  f.push_back(SimpleGauge("camtunnel_agents_connected", "Agents with a verified control session.",
+                          Sum(shards, [](const ShardMetrics& s) { return s.agents_connected.Get(); })));
+  f.push_back(SimpleGauge(
+      "camtunnel_agent_connections_unauthenticated",
+      "Agent connections accepted whose handshake has not verified yet.",
+      Sum(shards, [](const ShardMetrics& s) { return s.unauthenticated.Get(); })));
+  {
+    FamilyBuilder b("camtunnel_agent_connections_total",
+                    "Agent connections by kind and outcome of their upgrade.", MetricType::Counter);
+    for (size_t i = 0; i < kAgentResults; ++i) {
+      b.Counter({{"kind", "control"}, {"result", kAgentResultNames[i]}},
+                Sum(shards, [&](const ShardMetrics& s) { return s.control_connections[i].Get(); }));
+      b.Counter({{"kind", "data"}, {"result", kAgentResultNames[i]}},
+                Sum(shards, [&](const ShardMetrics& s) { return s.data_connections[i].Get(); }));
+    }
+    f.push_back(b.Take());
+  }
+  f.push_back(LabelledCounter<static_cast<size_t>(FrameReject::kCount)>(
+      shards, "camtunnel_control_frames_rejected_total",
+      "Control frames rejected, by reason (the connection is closed).", "reason", kFrameRejectNames,
+      [](const ShardMetrics& s, size_t i) { return s.frames_rejected[i].Get(); }));
+  f.push_back(SimpleCounter(
+      "camtunnel_sessions_replaced_total",
+      "Sessions replaced by a newer authenticated connection of the same agent (flapping).",
+      Sum(shards, [](const ShardMetrics& s) { return s.sessions_replaced.Get(); })));
+  f.push_back(SimpleCounter(
+      "camtunnel_heartbeat_timeouts_total", "Sessions dropped for missing heartbeats.",
+      Sum(shards, [](const ShardMetrics& s) { return s.heartbeat_timeouts.Get(); })));
+  f.push_back(SimpleCounter(
+      "camtunnel_unsupported_frames_total", "Frames of an unknown type (answered UNSUPPORTED).",
+      Sum(shards, [](const ShardMetrics& s) { return s.unsupported_frames.Get(); })));
+  f.push_back(SimpleGauge("camtunnel_tunnels_open", "Tunnels relaying now.",
+                          Sum(shards, [](const ShardMetrics& s) { return s.tunnels_open.Get(); })));
+  f.push_back(LabelledCounter<static_cast<size_t>(OpenResult::kCount)>(
+      shards, "camtunnel_tunnels_opened_total", "Tunnel open attempts by result.", "result",
+      kOpenResultNames, [](const ShardMetrics& s, size_t i) { return s.tunnels_opened[i].Get(); }));
+  f.push_back(HistogramFamily(shards, "camtunnel_tunnel_open_seconds",
+                              "Media request to data connection paired.",
+                              [](const ShardMetrics& s) -> const auto& {
+                                return s.tunnel_open_seconds;
+                              }));
+  f.push_back(HistogramFamily(shards, "camtunnel_handshake_seconds",
+                              "Agent TCP accept to verified HELLO.",
+                              [](const ShardMetrics& s) -> const auto& {
+                                return s.handshake_seconds;
+                              }));
+  {
+    FamilyBuilder b("camtunnel_relay_bytes_total", "Bytes relayed through tunnels, by direction.",
+                    MetricType::Counter);
+    b.Counter({{"direction", "to_camera"}},
+              Sum(shards, [](const ShardMetrics& s) { return s.bytes_to_camera.Get(); }));
+    b.Counter({{"direction", "to_client"}},
+              Sum(shards, [](const ShardMetrics& s) { return s.bytes_to_client.Get(); }));
+    f.push_back(b.Take());
+  }
+  {
+    FamilyBuilder b("camtunnel_frontend_requests_total",
+                    "Media-server requests by protocol and the status answered (101: tunnel).",
+                    MetricType::Counter);
+    for (size_t p = 0; p < kRequestKindNames.size(); ++p) {
+      for (size_t i = 0; i < kFrontendStatuses.size(); ++i) {
+        b.Counter({{"protocol", kRequestKindNames[p]},
+                   {"status", std::to_string(kFrontendStatuses[i])}},
+                  Sum(shards, [&](const ShardMetrics& s) { return s.frontend_requests[p][i].Get(); }));
+      }
+    }
+    f.push_back(b.Take());
+  }
+  f.push_back(LabelledCounter<static_cast<size_t>(FrontendBadInput::kCount)>(
+      shards, "camtunnel_frontend_bad_input_total",
+      "Frontend connections closed for bad input, by reason.", "reason", kFrontendBadInputNames,
+      [](const ShardMetrics& s, size_t i) { return s.frontend_bad_input[i].Get(); }));
+  f.push_back(SimpleCounter(
+      "camtunnel_accept_paused_total", "Times accepting paused because file descriptors ran out.",
+      Sum(shards, [](const ShardMetrics& s) { return s.accept_paused.Get(); })));
+  for (const auto& [name, value] : extra_gauges) {
+    f.push_back(SimpleGauge(name, "Process fact.", value));
+  }
+  return metrics::RenderText(f);
+}
+
+}  // namespace camtunnel::gateway

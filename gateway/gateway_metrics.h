@@ -1,0 +1,95 @@
+// The gateway's metric cells, one set per shard (single writer each), and their exposition in
+// Prometheus text (summed over shards at scrape time). Labels are low-cardinality enums; never
+// an agent id (per-agent detail lives in the admin API).
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "metrics/counters.h"
+
+namespace camtunnel::gateway {
+
+// Outcome of an agent-side connection (control or data upgrade).
+enum class AgentResult : uint8_t {
+  kAccepted,
+  kBadRequest,    // malformed head, non-canonical id, bad nonce (400)
+  kHeadTooLarge,  // 431
+  kUnauthorized,  // unknown key id, expired, revoked (401)
+  kBadProof,      // wrong HELLO or data proof
+  kForbidden,     // plain refused, tunnel of another agent (403)
+  kNotFound,      // unknown or replayed tunnel (404)
+  kTimeout,       // handshake deadline
+  kTlsError,      // handshake failed or stream truncated
+  kBusy,          // over a cap (503)
+  kCount
+};
+inline constexpr std::array<const char*, static_cast<size_t>(AgentResult::kCount)>
+    kAgentResultNames = {"accepted",  "bad_request", "head_too_large", "unauthorized",
+                         "bad_proof", "forbidden",   "not_found",      "timeout",
+                         "tls_error", "busy"};
+
+enum class FrameReject : uint8_t { kBadMac, kMalformed, kTooLarge, kUnexpected, kCount };
+inline constexpr std::array<const char*, static_cast<size_t>(FrameReject::kCount)>
+    kFrameRejectNames = {"bad_mac", "malformed", "too_large", "unexpected"};
+
+enum class OpenResult : uint8_t {
+  kOk,
+  kCameraRefused,  // OPEN_FAILED (502)
+  kTimeout,        // no data connection in time (504)
+  kNotExposed,     // 403
+  kUnknownAgent,   // 404
+  kOffline,        // 503
+  kBusy,           // pending cap (503)
+  kCount
+};
+inline constexpr std::array<const char*, static_cast<size_t>(OpenResult::kCount)>
+    kOpenResultNames = {"ok", "camera_refused", "timeout", "not_exposed",
+                        "unknown_agent", "offline", "busy"};
+
+enum class RequestKind : uint8_t { kRtsp, kHttp, kConnect, kCount };
+inline constexpr std::array<const char*, 3> kRequestKindNames = {"rtsp", "http", "connect"};
+// Statuses the frontend answers with; 101 stands for "tunnel established".
+inline constexpr std::array<int, 11> kFrontendStatuses = {101, 302, 400, 403, 404, 405,
+                                                          431, 501, 502, 503, 504};
+
+enum class FrontendBadInput : uint8_t { kMalformed, kTooLarge, kTimeout, kOtherAgent, kCount };
+inline constexpr std::array<const char*, static_cast<size_t>(FrontendBadInput::kCount)>
+    kFrontendBadInputNames = {"malformed", "too_large", "timeout", "other_agent"};
+
+inline constexpr std::array<double, 12> kLatencyBounds = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+
+struct ShardMetrics {
+  metrics::Gauge agents_connected;
+  metrics::Gauge unauthenticated;
+  metrics::Gauge tunnels_open;
+  std::array<metrics::Counter, static_cast<size_t>(AgentResult::kCount)> control_connections;
+  std::array<metrics::Counter, static_cast<size_t>(AgentResult::kCount)> data_connections;
+  std::array<metrics::Counter, static_cast<size_t>(FrameReject::kCount)> frames_rejected;
+  metrics::Counter sessions_replaced;
+  metrics::Counter heartbeat_timeouts;
+  metrics::Counter unsupported_frames;
+  std::array<metrics::Counter, static_cast<size_t>(OpenResult::kCount)> tunnels_opened;
+  metrics::Histogram<kLatencyBounds.size()> tunnel_open_seconds{kLatencyBounds};
+  metrics::Histogram<kLatencyBounds.size()> handshake_seconds{kLatencyBounds};
+  metrics::Counter bytes_to_camera;
+  metrics::Counter bytes_to_client;
+  std::array<std::array<metrics::Counter, kFrontendStatuses.size()>, 3> frontend_requests;
+  std::array<metrics::Counter, static_cast<size_t>(FrontendBadInput::kCount)> frontend_bad_input;
+  metrics::Counter accept_paused;
+
+  void CountControl(AgentResult r) { control_connections[static_cast<size_t>(r)].Add(); }
+  void CountData(AgentResult r) { data_connections[static_cast<size_t>(r)].Add(); }
+  void CountFrameReject(FrameReject r) { frames_rejected[static_cast<size_t>(r)].Add(); }
+  void CountOpen(OpenResult r) { tunnels_opened[static_cast<size_t>(r)].Add(); }
+  void CountFrontend(RequestKind p, int status);
+  void CountBadInput(FrontendBadInput b) { frontend_bad_input[static_cast<size_t>(b)].Add(); }
+};
+
+// Prometheus text for the sum of `shards`, plus process-level facts.
+std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
+                          const std::vector<std::pair<std::string, double>>& extra_gauges);
+
+}  // namespace camtunnel::gateway

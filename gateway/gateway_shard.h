@@ -1,0 +1,84 @@
+// Everything the gateway keeps on one shard: its listeners, TLS context, keys, agent registry
+// and metric cells. Handlers (handshakes, sessions, frontend connections, tunnels) reach shared
+// shard state through it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "gateway/agent_registry.h"
+#include "gateway/config.h"
+#include "gateway/frontend_route.h"
+#include "gateway/gateway_metrics.h"
+#include "gateway/streamer_keys.h"
+#include "runtime/listener.h"
+#include "runtime/shard.h"
+#include "runtime/tls_context.h"
+
+namespace camtunnel::gateway {
+
+class GatewayShard {
+ public:
+  GatewayShard(runtime::Shard& shard, GatewayConfig config, StreamerKeys keys);
+  ~GatewayShard();
+
+  // Opens the configured listeners and starts accepting. Call on the shard's thread (or
+  // before its loop runs).
+  absl::Status Start();
+  // Stops accepting on every listener.
+  void StopAccepting();
+
+  runtime::Shard& shard() { return shard_; }
+  const GatewayConfig& config() const { return config_; }
+  const StreamerKeys& keys() const { return keys_; }
+  AgentRegistry& registry() { return registry_; }
+  ShardMetrics& metrics() { return metrics_; }
+  const FrontendRouteConfig& route_config() const { return route_config_; }
+  bool tls_enabled() const { return static_cast<bool>(tls_ctx_); }
+  bool Denied(std::string_view agent_id) const {
+    return denylist_.contains(absl::string_view(agent_id.data(), agent_id.size()));
+  }
+  void Deny(std::string agent_id) { denylist_.insert(std::move(agent_id)); }
+
+  // Bound ports, for tests and the demo's printout (first listener of each kind).
+  uint16_t agent_tls_port() const;
+  uint16_t agent_plain_port() const;
+  uint16_t frontend_port() const;
+  uint16_t admin_port() const;
+  bool ready() const { return started_; }
+
+  std::string RenderMetricsText() const;
+
+  // Live handlers by kind, so a shutdown can close what is still open.
+  uint64_t connections() const { return connections_; }
+  void ConnectionOpened() { ++connections_; }
+  void ConnectionClosed() { --connections_; }
+
+ private:
+  void AcceptAgent(int fd, bool tls);
+  void AcceptFrontend(int fd);
+  void AcceptAdmin(int fd);
+  absl::Status Listen(const std::vector<std::string>& addresses,
+                      std::vector<std::unique_ptr<runtime::Listener>>* out,
+                      runtime::Listener::AcceptFn fn);
+
+  runtime::Shard& shard_;
+  GatewayConfig config_;
+  StreamerKeys keys_;
+  runtime::SslCtxPtr tls_ctx_;
+  AgentRegistry registry_;
+  ShardMetrics metrics_;
+  FrontendRouteConfig route_config_;
+  absl::flat_hash_set<std::string> denylist_;
+  std::vector<std::unique_ptr<runtime::Listener>> agent_tls_listeners_;
+  std::vector<std::unique_ptr<runtime::Listener>> agent_plain_listeners_;
+  std::vector<std::unique_ptr<runtime::Listener>> frontend_listeners_;
+  std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;
+  uint64_t connections_ = 0;
+  bool started_ = false;
+};
+
+}  // namespace camtunnel::gateway

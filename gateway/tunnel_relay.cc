@@ -1,0 +1,142 @@
+#include "gateway/tunnel_relay.h"
+
+#include <cerrno>
+
+#include "gateway/gateway_shard.h"
+#include "gateway/head_reader.h"
+#include "gateway/log.h"
+
+namespace camtunnel::gateway {
+
+void TunnelRelay::Start(GatewayShard& gw, runtime::Stream* client, runtime::Stream* camera,
+                        const FrontendRoute& route, std::string_view camera_authority,
+                        std::string_view agent_id, std::string_view client_bytes,
+                        std::span<const uint8_t> camera_bytes) {
+  auto* r = new TunnelRelay(gw, client, camera, route, camera_authority, agent_id);
+  gw.metrics().tunnels_open.Add(1);
+  if (route.form == FrontendForm::kConnect) {
+    client->Write("HTTP/1.1 200 Connection established\r\n\r\n");
+  }
+  if (!camera_bytes.empty()) {
+    r->FromCamera(camera_bytes);
+  }
+  if (!client_bytes.empty() && !r->client_closed_) {
+    r->FromClient(Bytes(client_bytes));
+  }
+  // EOFs that arrived while the tunnel was opening were swallowed; replay them now.
+  if (!r->client_closed_ && client->read_eof()) {
+    camera->ShutdownWrite();
+  }
+}
+
+TunnelRelay::TunnelRelay(GatewayShard& gw, runtime::Stream* client, runtime::Stream* camera,
+                         const FrontendRoute& route, std::string_view camera_authority,
+                         std::string_view agent_id)
+    : gw_(gw),
+      client_(client),
+      camera_(camera),
+      filter_(route, gw.route_config(), camera_authority),
+      protocol_(ProtocolOfForm(route.form)),
+      agent_id_(agent_id) {
+  client_->set_handler(&client_side_);
+  camera_->set_handler(&camera_side_);
+}
+
+void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
+  if (camera_closed_) {
+    return;
+  }
+  // Body, interleaved and raw bytes pass without a copy into the filter's buffer.
+  while (!bytes.empty()) {
+    const uint64_t budget = filter_.PassThroughBudget();
+    if (budget > 0) {
+      const size_t n = budget < bytes.size() ? static_cast<size_t>(budget) : bytes.size();
+      camera_->Write(bytes.first(n));
+      gw_.metrics().bytes_to_camera.Add(n);
+      filter_.SkipPassThrough(n);
+      bytes = bytes.subspan(n);
+      continue;
+    }
+    scratch_.clear();
+    const FrontendError e = filter_.Feed(bytes, &scratch_);
+    camera_->Write(scratch_);
+    gw_.metrics().bytes_to_camera.Add(scratch_.size());
+    if (e != FrontendError::kOk) {
+      if (e == FrontendError::kOtherAgent) {
+        gw_.metrics().CountBadInput(FrontendBadInput::kOtherAgent);
+      } else {
+        gw_.metrics().CountBadInput(FrontendBadInput::kMalformed);
+      }
+      Log(LogLevel::kInfo, "tunnel to ", agent_id_, ": ", FrontendErrorReason(e), ", closing");
+      client_->Write(BuildErrorResponse(protocol_, e, filter_.error_cseq()));
+      client_->Finish();
+      camera_->Close(ECONNRESET);
+      return;
+    }
+    break;
+  }
+  Throttle(client_, camera_);
+}
+
+void TunnelRelay::FromCamera(std::span<const uint8_t> bytes) {
+  if (client_closed_) {
+    return;
+  }
+  client_->Write(bytes);
+  gw_.metrics().bytes_to_client.Add(bytes.size());
+  Throttle(camera_, client_);
+}
+
+void TunnelRelay::Throttle(runtime::Stream* source, runtime::Stream* destination) {
+  if (destination->over_high_watermark()) {
+    source->PauseRead();
+  }
+}
+
+void TunnelRelay::Side::OnStreamData(runtime::Stream& /*s*/, std::span<const uint8_t> bytes) {
+  if (is_client_) {
+    relay_->FromClient(bytes);
+  } else {
+    relay_->FromCamera(bytes);
+  }
+}
+
+void TunnelRelay::Side::OnStreamEof(runtime::Stream& /*s*/) {
+  runtime::Stream* other = is_client_ ? relay_->camera_ : relay_->client_;
+  if (!(is_client_ ? relay_->camera_closed_ : relay_->client_closed_)) {
+    other->ShutdownWrite();
+  }
+}
+
+void TunnelRelay::Side::OnStreamWritable(runtime::Stream& /*s*/) {
+  runtime::Stream* source = is_client_ ? relay_->camera_ : relay_->client_;
+  if (!(is_client_ ? relay_->camera_closed_ : relay_->client_closed_)) {
+    source->ResumeRead();
+  }
+}
+
+void TunnelRelay::Side::OnStreamClosed(runtime::Stream& /*s*/, int error) {
+  relay_->OnClosed(is_client_, error);
+}
+
+void TunnelRelay::OnClosed(bool is_client, int error) {
+  (is_client ? client_closed_ : camera_closed_) = true;
+  runtime::Stream* other = is_client ? camera_ : client_;
+  const bool other_closed = is_client ? camera_closed_ : client_closed_;
+  if (!other_closed) {
+    if (error != 0) {
+      // Nothing is lost silently: an error on one side is an error on the other.
+      other->Close(error);
+    } else if (!other->read_eof()) {
+      // This side ended cleanly in both directions; the other may still be flushing to its peer.
+      other->ShutdownWrite();
+    }
+  }
+  gw_.ConnectionClosed();
+  if (client_closed_ && camera_closed_) {
+    gw_.metrics().tunnels_open.Add(-1);
+    delete this;
+  }
+}
+
+}  // namespace camtunnel::gateway

@@ -1,0 +1,64 @@
+// An established tunnel: the media server's stream and the agent's data stream, relayed both
+// ways on one shard. Client->camera bytes go through the RequestStream (agent check, path-form
+// rewriting); camera->client bytes are passed untouched. Backpressure: a destination over its
+// high watermark pauses its source until it drains. Half-close is propagated; an error on one
+// side resets the other. Lives until both streams are closed.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "gateway/frontend_route.h"
+#include "gateway/request_stream.h"
+#include "runtime/stream.h"
+
+namespace camtunnel::gateway {
+
+class GatewayShard;
+
+class TunnelRelay {
+ public:
+  // Takes over both streams. `client_bytes` is everything the client sent so far (its first
+  // head included); `camera_bytes` what the agent sent behind its data head.
+  static void Start(GatewayShard& gw, runtime::Stream* client, runtime::Stream* camera,
+                    const FrontendRoute& route, std::string_view camera_authority,
+                    std::string_view agent_id, std::string_view client_bytes,
+                    std::span<const uint8_t> camera_bytes);
+
+ private:
+  class Side final : public runtime::StreamHandler {
+   public:
+    Side(TunnelRelay* relay, bool is_client) : relay_(relay), is_client_(is_client) {}
+    void OnStreamData(runtime::Stream& s, std::span<const uint8_t> bytes) override;
+    void OnStreamEof(runtime::Stream& s) override;
+    void OnStreamWritable(runtime::Stream& s) override;
+    void OnStreamClosed(runtime::Stream& s, int error) override;
+
+   private:
+    TunnelRelay* relay_;
+    bool is_client_;
+  };
+
+  TunnelRelay(GatewayShard& gw, runtime::Stream* client, runtime::Stream* camera,
+              const FrontendRoute& route, std::string_view camera_authority,
+              std::string_view agent_id);
+  void FromClient(std::span<const uint8_t> bytes);
+  void FromCamera(std::span<const uint8_t> bytes);
+  void Throttle(runtime::Stream* source, runtime::Stream* destination);
+  void OnClosed(bool is_client, int error);
+
+  GatewayShard& gw_;
+  runtime::Stream* client_;
+  runtime::Stream* camera_;
+  Side client_side_{this, true};
+  Side camera_side_{this, false};
+  RequestStream filter_;
+  FrontendProtocol protocol_;
+  std::string agent_id_;
+  std::string scratch_;
+  bool client_closed_ = false;
+  bool camera_closed_ = false;
+};
+
+}  // namespace camtunnel::gateway

@@ -1,0 +1,181 @@
+// HMAC-SHA256 constructions of camtunnel/1 (PROTOCOL.md sections 2, 3, 7) over libcrypto's
+// EVP_MAC. Every message is LP(label) || LP(field)...: the length prefixes make the encoding
+// injective, so no two different field lists hash the same bytes.
+#include "proto/crypto.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "proto/encoding.h"
+
+namespace camtunnel::proto {
+namespace {
+
+[[noreturn]] void Fatal(const char* what) {
+  std::fprintf(stderr, "camtunnel proto: fatal: %s\n", what);
+  std::abort();
+}
+
+// Fetching an algorithm walks OpenSSL's global provider store under a lock, so it is done once
+// per process; the EVP_MAC itself is immutable and safe to share between shards.
+EVP_MAC* HmacAlgorithm() {
+  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (mac == nullptr) {
+    Fatal("EVP_MAC_fetch(HMAC) failed");
+  }
+  return mac;
+}
+
+// One HMAC-SHA256 computation fed piecewise. Failures inside libcrypto for a fixed algorithm
+// and valid sizes mean a broken library or out of memory: nothing sensible to return, so abort.
+class Hmac {
+ public:
+  explicit Hmac(std::span<const uint8_t> key) : ctx_(EVP_MAC_CTX_new(HmacAlgorithm())) {
+    if (ctx_ == nullptr) {
+      Fatal("EVP_MAC_CTX_new failed");
+    }
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    // A null key pointer means "keep the previous key" to EVP_MAC_init, so an empty key is
+    // passed as a valid pointer with length 0.
+    static const uint8_t kEmpty = 0;
+    const uint8_t* key_ptr = key.empty() ? &kEmpty : key.data();
+    if (EVP_MAC_init(ctx_, key_ptr, key.size(), params) != 1) {
+      Fatal("EVP_MAC_init failed");
+    }
+  }
+  ~Hmac() { EVP_MAC_CTX_free(ctx_); }
+  Hmac(const Hmac&) = delete;
+  Hmac& operator=(const Hmac&) = delete;
+
+  void Update(std::span<const uint8_t> data) {
+    if (!data.empty() && EVP_MAC_update(ctx_, data.data(), data.size()) != 1) {
+      Fatal("EVP_MAC_update failed");
+    }
+  }
+  void UpdateLengthPrefixed(std::span<const uint8_t> part) {
+    if (part.size() > 0xffff) {
+      Fatal("length-prefixed part over 65535 bytes");
+    }
+    const uint8_t prefix[2] = {static_cast<uint8_t>(part.size() >> 8),
+                               static_cast<uint8_t>(part.size())};
+    Update(prefix);
+    Update(part);
+  }
+  Digest Final() {
+    Digest out{};
+    size_t len = 0;
+    if (EVP_MAC_final(ctx_, out.data(), &len, out.size()) != 1 || len != out.size()) {
+      Fatal("EVP_MAC_final failed");
+    }
+    return out;
+  }
+
+ private:
+  EVP_MAC_CTX* ctx_;
+};
+
+std::string Decimal(uint64_t v) { return std::to_string(v); }
+
+Digest HandshakeProof(std::string_view label, const Digest& agent_key,
+                      const HandshakeProofInput& in) {
+  const std::string expiry = Decimal(in.key_ref->expiry);
+  return HmacLengthPrefixed(
+      agent_key,
+      {AsBytes(label), AsBytes(in.agent_id), AsBytes(in.key_ref->key_id), AsBytes(expiry),
+       in.agent_nonce, in.gateway_nonce, AsBytes(TransportName(in.transport)), in.exporter});
+}
+
+}  // namespace
+
+Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> message) {
+  Hmac mac(key);
+  mac.Update(message);
+  return mac.Final();
+}
+
+Digest HmacLengthPrefixed(std::span<const uint8_t> key,
+                          std::initializer_list<std::span<const uint8_t>> parts) {
+  Hmac mac(key);
+  for (const auto& part : parts) {
+    mac.UpdateLengthPrefixed(part);
+  }
+  return mac.Final();
+}
+
+bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b) {
+  // Lengths are public (proofs and MACs have fixed sizes), only the contents are secret.
+  if (a.size() != b.size()) {
+    return false;
+  }
+  return a.empty() || CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string_view TransportName(Transport t) { return t == Transport::kTls ? "tls" : "plain"; }
+
+Digest DeriveAgentKey(std::span<const uint8_t> streamer_key, std::string_view agent_id,
+                      const KeyRef& key_ref) {
+  const std::string expiry = Decimal(key_ref.expiry);
+  return HmacLengthPrefixed(streamer_key, {AsBytes("camtunnel/1 agent-key"), AsBytes(agent_id),
+                                           AsBytes(key_ref.key_id), AsBytes(expiry)});
+}
+
+Digest GatewayProof(const Digest& agent_key, const HandshakeProofInput& in) {
+  return HandshakeProof("camtunnel/1 gateway-proof", agent_key, in);
+}
+
+Digest AgentProof(const Digest& agent_key, const HandshakeProofInput& in) {
+  return HandshakeProof("camtunnel/1 agent-proof", agent_key, in);
+}
+
+Digest DataProof(const Digest& agent_key, const DataProofInput& in) {
+  const std::string expiry = Decimal(in.key_ref->expiry);
+  const std::string tunnel = FormatTunnelId(in.tunnel_id);
+  return HmacLengthPrefixed(
+      agent_key, {AsBytes("camtunnel/1 data-proof"), AsBytes(in.agent_id),
+                  AsBytes(in.key_ref->key_id), AsBytes(expiry), AsBytes(tunnel), in.open_nonce,
+                  AsBytes(TransportName(in.transport)), in.exporter});
+}
+
+Digest SessionKey(const Digest& agent_key, std::span<const uint8_t> agent_nonce,
+                  std::span<const uint8_t> gateway_nonce) {
+  return HmacLengthPrefixed(agent_key,
+                            {AsBytes("camtunnel/1 session-key"), agent_nonce, gateway_nonce});
+}
+
+FrameMacBytes FrameMac(const Digest& session_key, Direction direction, uint64_t sequence,
+                       uint8_t type, std::span<const uint8_t> payload_without_mac) {
+  uint8_t seq[8];
+  for (int i = 0; i < 8; ++i) {
+    seq[i] = static_cast<uint8_t>(sequence >> (56 - 8 * i));
+  }
+  const uint8_t type_byte[1] = {type};
+  std::string_view dir =
+      direction == Direction::kAgentToGateway ? "agent-to-gateway" : "gateway-to-agent";
+  Digest full = HmacLengthPrefixed(session_key, {AsBytes("camtunnel/1 frame-mac"), AsBytes(dir),
+                                                 seq, type_byte, payload_without_mac});
+  FrameMacBytes out;
+  std::copy_n(full.begin(), out.size(), out.begin());
+  return out;
+}
+
+void RandomBytes(std::span<uint8_t> out) {
+  if (out.empty()) {
+    return;
+  }
+  if (out.size() > INT32_MAX || RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
+    Fatal("RAND_bytes failed");
+  }
+}
+
+}  // namespace camtunnel::proto

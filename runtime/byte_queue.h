@@ -1,0 +1,36 @@
+// A FIFO of bytes stored in fixed-size chunks. The front chunk can be handed to the kernel for a
+// send while new bytes are appended behind it: appending never moves bytes already queued.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+
+namespace camtunnel::runtime {
+
+class ByteQueue {
+ public:
+  // 16 KiB: one maximal TLS record, so a record never straddles more than two chunks.
+  static constexpr size_t kChunkBytes = 16384;
+
+  void Append(std::span<const uint8_t> bytes);
+  // The longest contiguous run at the front (empty when the queue is empty).
+  std::span<const uint8_t> Front() const;
+  void Consume(size_t n);
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void Clear();
+
+ private:
+  struct Chunk {
+    std::unique_ptr<uint8_t[]> data;
+    size_t begin = 0;
+    size_t end = 0;
+  };
+  std::deque<Chunk> chunks_;
+  size_t size_ = 0;
+};
+
+}  // namespace camtunnel::runtime

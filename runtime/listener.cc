@@ -1,0 +1,146 @@
+#include "runtime/listener.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+
+namespace camtunnel::runtime {
+
+absl::StatusOr<sockaddr_storage> ParseListenAddress(const std::string& text) {
+  sockaddr_storage ss{};
+  std::string host;
+  std::string port_text;
+  if (!text.empty() && text[0] == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return absl::InvalidArgumentError("bad address '" + text + "': want [v6]:port");
+    }
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError("bad address '" + text + "': want host:port");
+    }
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(port_text, &port) || port > 65535) {
+    return absl::InvalidArgumentError("bad port in '" + text + "'");
+  }
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+  } else {
+    return absl::InvalidArgumentError("bad address '" + text + "': numeric IPv4 or [IPv6] only");
+  }
+  return ss;
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std::string& address,
+                                                         AcceptFn on_accept) {
+  auto addr = ParseListenAddress(address);
+  if (!addr.ok()) {
+    return addr.status();
+  }
+  const int family = addr->ss_family;
+  const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::InternalError(std::string("socket: ") + strerror(errno));
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (family == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
+  const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&*addr), len) != 0 || listen(fd, 4096) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::UnavailableError("listen on " + address + ": " + strerror(err));
+  }
+  std::unique_ptr<Listener> l(new Listener(shard, fd, address, std::move(on_accept)));
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof(bound);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+  l->port_ = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                     : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  l->Arm();
+  return l;
+}
+
+Listener::Listener(Shard& shard, int fd, std::string address, AcceptFn on_accept)
+    : shard_(&shard),
+      fd_(fd),
+      slot_(shard.Register(this)),
+      address_(std::move(address)),
+      on_accept_(std::move(on_accept)) {
+  retry_timer_.set_callback([this] { Arm(); });
+}
+
+Listener::~Listener() {
+  // The owner destroys listeners only after the shard loop has stopped, so no completion can
+  // arrive for this slot any more.
+  shard_->Unregister(slot_);
+  if (fd_ >= 0) {
+    close(fd_);
+  }
+}
+
+void Listener::Arm() {
+  if (armed_ || closed_) {
+    return;
+  }
+  io_uring_sqe* sqe = shard_->GetSqe();
+  io_uring_prep_multishot_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, 0));
+  armed_ = true;
+}
+
+void Listener::Close() {
+  if (closed_) {
+    return;
+  }
+  closed_ = true;
+  shard_->timers().Cancel(retry_timer_);
+  // shutdown() ends the multishot accept with an error completion; close() alone would not
+  // while the ring holds a reference to the file.
+  shutdown(fd_, SHUT_RDWR);
+}
+
+void Listener::OnCompletion(uint8_t /*op*/, int32_t res, uint32_t flags) {
+  if ((flags & IORING_CQE_F_MORE) == 0) {
+    armed_ = false;
+  }
+  if (res >= 0) {
+    if (closed_) {
+      close(res);
+    } else {
+      on_accept_(res);
+    }
+  } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+    ++fd_exhausted_pauses_;
+    if (!armed_ && !closed_) {
+      shard_->timers().Arm(retry_timer_, shard_->now_ms(), kFdExhaustedPauseMs);
+    }
+    return;
+  }
+  if (!armed_) {
+    Arm();
+  }
+}
+
+}  // namespace camtunnel::runtime

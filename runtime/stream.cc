@@ -1,0 +1,395 @@
+#include "runtime/stream.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstdio>
+
+namespace camtunnel::runtime {
+namespace {
+
+std::string AddressText(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  char out[INET6_ADDRSTRLEN + 16];
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    std::snprintf(out, sizeof(out), "%s:%u", host, ntohs(a->sin_port));
+    return out;
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    std::snprintf(out, sizeof(out), "[%s]:%u", host, ntohs(a->sin6_port));
+    return out;
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+Stream* Stream::Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler* handler) {
+  auto* s = new Stream(shard, fd, handler);
+  if (server_ctx != nullptr) {
+    s->ssl_ = SSL_new(server_ctx);
+    assert(s->ssl_ != nullptr);
+    s->bio_state_.output = &s->tx_;
+    BIO* bio = NewTlsBio(&s->bio_state_);
+    SSL_set_bio(s->ssl_, bio, bio);
+    SSL_set_accept_state(s->ssl_);
+    s->state_ = StreamState::kHandshaking;
+  }
+  return s;
+}
+
+Stream::Stream(Shard& shard, int fd, StreamHandler* handler)
+    : shard_(&shard), handler_(handler), fd_(fd), slot_(shard.Register(this)) {
+  socklen_t len = sizeof(peer_);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer_), &len) == 0) {
+    peer_text_ = AddressText(peer_);
+  }
+  const int one = 1;
+  // Relayed RTSP and control frames are latency-sensitive; we coalesce in user space.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  linger_timer_.set_callback([this] { Close(0); });
+  shard.StreamCreated();
+}
+
+Stream::~Stream() {
+  assert(state_ == StreamState::kClosed && in_flight_ == 0);
+  shard_->StreamFreed();
+  if (ssl_ != nullptr) {
+    SSL_free(ssl_);
+  }
+}
+
+void Stream::Start() {
+  ArmRecv();
+  if (ssl_ == nullptr && handler_ != nullptr) {
+    handler_->OnStreamReady(*this);
+  }
+}
+
+void Stream::ArmRecv() {
+  if (recv_armed_ || paused_ || read_eof_ || !receiving()) {
+    return;
+  }
+  io_uring_sqe* sqe = shard_->GetSqe();
+  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = shard_->buffers().group_id();
+  io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kRecv));
+  recv_armed_ = true;
+  ++in_flight_;
+}
+
+void Stream::OnCompletion(uint8_t op, int32_t res, uint32_t flags) {
+  switch (op) {
+    case kRecv:
+      OnRecv(res, flags);
+      break;
+    case kSend:
+      OnSend(res);
+      break;
+    case kCancel:
+      --in_flight_;
+      break;
+    case kShutdown:
+      --in_flight_;
+      write_shutdown_submitted_ = true;
+      write_done_ = true;
+      MaybeCloseWhenDone();
+      break;
+    default:
+      assert(false && "unknown stream op");
+  }
+  MaybeFinishClose();
+}
+
+void Stream::OnRecv(int32_t res, uint32_t flags) {
+  if ((flags & IORING_CQE_F_MORE) == 0) {
+    recv_armed_ = false;
+    --in_flight_;
+  }
+  if (res > 0) {
+    const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    BufferRing& buffers = shard_->buffers();
+    buffers.NoteTaken();
+    // Data that was already in flight when we paused is still delivered: the overshoot is
+    // bounded by the buffers of one completion batch.
+    if (receiving()) {
+      OnBytes(buffers.Buffer(id, static_cast<size_t>(res)));
+    }
+    buffers.Recycle(id);
+  } else if (res == 0) {
+    if (receiving()) {
+      if (ssl_ != nullptr && !read_eof_) {
+        // FIN without close_notify: the TLS stream was truncated, which is an error, not EOF.
+        Close(ECONNRESET);
+      } else {
+        OnPeerEof();
+      }
+    }
+  } else if (res == -ENOBUFS) {
+    // The shard's buffers ran dry for this batch; they all come back by its end.
+    shard_->Defer([this] { ArmRecv(); });
+    return;
+  } else if (res != -ECANCELED && receiving()) {
+    Close(-res);
+  }
+  if (!recv_armed_) {
+    ArmRecv();
+  }
+}
+
+void Stream::OnBytes(std::span<const uint8_t> bytes) {
+  if (ssl_ == nullptr) {
+    stats_.bytes_in += bytes.size();
+    Deliver(bytes);
+    return;
+  }
+  bio_state_.input = bytes;
+  if (state_ == StreamState::kHandshaking) {
+    DoHandshake();
+  }
+  if (state_ == StreamState::kOpen || state_ == StreamState::kLingering) {
+    ReadTls();
+  }
+  bio_state_.input = {};
+  FlushTx();
+}
+
+void Stream::DoHandshake() {
+  ERR_clear_error();
+  const int r = SSL_do_handshake(ssl_);
+  FlushTx();
+  if (r == 1) {
+    state_ = StreamState::kOpen;
+    if (handler_ != nullptr) {
+      handler_->OnStreamReady(*this);
+    }
+    return;
+  }
+  const int err = SSL_get_error(ssl_, r);
+  if (err != SSL_ERROR_WANT_READ) {
+    ERR_clear_error();
+    Close(EPROTO);
+  }
+}
+
+void Stream::ReadTls() {
+  uint8_t plain[16384];
+  while (state_ == StreamState::kOpen || state_ == StreamState::kLingering) {
+    ERR_clear_error();
+    size_t n = 0;
+    if (SSL_read_ex(ssl_, plain, sizeof(plain), &n) == 1) {
+      stats_.bytes_in += n;
+      Deliver({plain, n});
+      continue;
+    }
+    const int err = SSL_get_error(ssl_, 0);
+    if (err == SSL_ERROR_WANT_READ) {
+      break;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      OnPeerEof();
+      break;
+    }
+    ERR_clear_error();
+    Close(EPROTO);
+    break;
+  }
+}
+
+void Stream::Deliver(std::span<const uint8_t> bytes) {
+  if (state_ == StreamState::kOpen && handler_ != nullptr) {
+    handler_->OnStreamData(*this, bytes);
+  }
+  // Lingering: input is read only to reach the peer's FIN, and dropped.
+}
+
+void Stream::OnPeerEof() {
+  if (read_eof_) {
+    return;
+  }
+  read_eof_ = true;
+  if (state_ == StreamState::kOpen && handler_ != nullptr) {
+    handler_->OnStreamEof(*this);
+  }
+  MaybeCloseWhenDone();
+}
+
+void Stream::Write(std::span<const uint8_t> bytes) {
+  if (state_ != StreamState::kOpen || write_shutdown_requested_ || bytes.empty()) {
+    return;
+  }
+  stats_.bytes_out += bytes.size();
+  if (ssl_ == nullptr) {
+    tx_.Append(bytes);
+  } else {
+    while (!bytes.empty()) {
+      ERR_clear_error();
+      size_t n = 0;
+      if (SSL_write_ex(ssl_, bytes.data(), bytes.size(), &n) != 1) {
+        // The ring BIO never blocks, so a failed write is a fatal TLS state.
+        ERR_clear_error();
+        Close(EPROTO);
+        return;
+      }
+      bytes = bytes.subspan(n);
+    }
+  }
+  if (tx_.size() >= kHighWatermark) {
+    above_high_ = true;
+  }
+  FlushTx();
+}
+
+void Stream::ShutdownWrite() {
+  if (write_shutdown_requested_ || !receiving()) {
+    return;
+  }
+  write_shutdown_requested_ = true;
+  if (ssl_ != nullptr && state_ != StreamState::kHandshaking) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // queues close_notify; we do not wait for the peer's
+    ERR_clear_error();
+  }
+  FlushTx();
+}
+
+void Stream::FlushTx() {
+  if (send_in_flight_ || state_ == StreamState::kClosing || state_ == StreamState::kClosed) {
+    return;
+  }
+  if (!tx_.empty()) {
+    const auto front = tx_.Front();
+    io_uring_sqe* sqe = shard_->GetSqe();
+    io_uring_prep_send(sqe, fd_, front.data(), front.size(), MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kSend));
+    send_in_flight_ = true;
+    ++in_flight_;
+    return;
+  }
+  if (write_shutdown_requested_ && !write_shutdown_submitted_) {
+    io_uring_sqe* sqe = shard_->GetSqe();
+    io_uring_prep_shutdown(sqe, fd_, SHUT_WR);
+    io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kShutdown));
+    write_shutdown_submitted_ = true;
+    ++in_flight_;
+  }
+}
+
+void Stream::OnSend(int32_t res) {
+  --in_flight_;
+  send_in_flight_ = false;
+  if (state_ == StreamState::kClosing) {
+    return;
+  }
+  if (res < 0) {
+    Close(-res);
+    return;
+  }
+  tx_.Consume(static_cast<size_t>(res));
+  FlushTx();
+  if (above_high_ && tx_.size() <= kLowWatermark) {
+    above_high_ = false;
+    if (state_ == StreamState::kOpen && handler_ != nullptr) {
+      handler_->OnStreamWritable(*this);
+    }
+  }
+}
+
+void Stream::PauseRead() {
+  if (paused_) {
+    return;
+  }
+  paused_ = true;
+  if (recv_armed_) {
+    io_uring_sqe* sqe = shard_->GetSqe();
+    io_uring_prep_cancel64(sqe, shard_->Tag(slot_, kRecv), 0);
+    io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kCancel));
+    ++in_flight_;
+  }
+}
+
+void Stream::ResumeRead() {
+  if (!paused_) {
+    return;
+  }
+  paused_ = false;
+  ArmRecv();  // no-op while the cancelled receive has not completed; OnRecv re-arms then
+}
+
+void Stream::Finish() {
+  if (!receiving()) {
+    return;
+  }
+  if (state_ == StreamState::kHandshaking) {
+    Close(0);  // nothing was said yet, so there is nothing to flush
+    return;
+  }
+  // From here the handler gets only OnStreamClosed: Deliver and the events check kOpen.
+  state_ = StreamState::kLingering;
+  ShutdownWrite();
+  ResumeRead();
+  shard_->timers().Arm(linger_timer_, shard_->now_ms(), kLingerMs);
+  MaybeCloseWhenDone();
+}
+
+void Stream::MaybeCloseWhenDone() {
+  if (read_eof_ && write_done_ && receiving()) {
+    Close(0);
+  }
+}
+
+void Stream::Close(int error) {
+  if (state_ == StreamState::kClosing || state_ == StreamState::kClosed) {
+    return;
+  }
+  state_ = StreamState::kClosing;
+  close_error_ = error;
+  shard_->timers().Cancel(linger_timer_);
+  if (in_flight_ > 0) {
+    io_uring_sqe* sqe = shard_->GetSqe();
+    io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kCancel));
+    ++in_flight_;
+  }
+  MaybeFinishClose();
+}
+
+void Stream::MaybeFinishClose() {
+  if (state_ != StreamState::kClosing || in_flight_ > 0) {
+    return;
+  }
+  state_ = StreamState::kClosed;
+  if (close_error_ != 0) {
+    // An RST tells the peer this was an error, not the end of the data.
+    linger lg{1, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+  close(fd_);
+  fd_ = -1;
+  shard_->Unregister(slot_);
+  StreamHandler* handler = handler_;
+  handler_ = nullptr;
+  if (handler != nullptr) {
+    handler->OnStreamClosed(*this, close_error_);
+  }
+  shard_->Defer([this] { delete this; });
+}
+
+bool Stream::ExportKeyingMaterial(std::string_view label, std::span<uint8_t> out) const {
+  if (ssl_ == nullptr || state_ == StreamState::kHandshaking) {
+    return false;
+  }
+  return SSL_export_keying_material(ssl_, out.data(), out.size(), label.data(), label.size(),
+                                    nullptr, 0, 0) == 1;
+}
+
+}  // namespace camtunnel::runtime

@@ -1,0 +1,149 @@
+// A byte stream over one socket on one shard: multishot receive into the shard's provided
+// buffers, a send queue, optional server-side TLS through the ring BIO, half-close, pause/resume
+// for backpressure, and a teardown that waits for every in-flight ring operation before the fd
+// is closed and the object freed.
+//
+// Life: kHandshaking (TLS only) -> kOpen -> [kLingering] -> kClosing -> kClosed. The handler
+// gets OnStreamReady once (after the TLS handshake, or at Start() for plain), then data, EOF and
+// writable events while open, and always exactly one OnStreamClosed, after which the Stream is
+// freed by the shard and must not be touched.
+#pragma once
+
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "runtime/byte_queue.h"
+#include "runtime/shard.h"
+#include "runtime/timer_wheel.h"
+#include "runtime/tls_bio.h"
+
+namespace camtunnel::runtime {
+
+class Stream;
+
+class StreamHandler {
+ public:
+  virtual void OnStreamReady(Stream& /*stream*/) {}
+  // Plaintext bytes, valid only during the call.
+  virtual void OnStreamData(Stream& stream, std::span<const uint8_t> bytes) = 0;
+  // The peer finished sending (FIN, or TLS close_notify). Writing is still allowed.
+  virtual void OnStreamEof(Stream& stream) = 0;
+  // The send queue fell below the low watermark after having been above the high one.
+  virtual void OnStreamWritable(Stream& /*stream*/) {}
+  // Last call. `error` is 0 after an orderly close, else a positive errno-style code.
+  virtual void OnStreamClosed(Stream& stream, int error) = 0;
+
+ protected:
+  ~StreamHandler() = default;
+};
+
+enum class StreamState : uint8_t { kHandshaking, kOpen, kLingering, kClosing, kClosed };
+
+struct StreamStats {
+  uint64_t bytes_in = 0;   // plaintext received
+  uint64_t bytes_out = 0;  // plaintext accepted for sending
+};
+
+class Stream final : public IoObject {
+ public:
+  // Send-queue watermarks for backpressure (bytes of ciphertext or plaintext queued).
+  static constexpr size_t kHighWatermark = 256 * 1024;
+  static constexpr size_t kLowWatermark = 64 * 1024;
+  // How long Finish() waits for the peer's FIN after our own.
+  static constexpr uint64_t kLingerMs = 2000;
+
+  // Takes ownership of `fd` (non-blocking not required: the ring does the I/O). With a
+  // non-null `server_ctx` the stream is the server side of a TLS connection.
+  static Stream* Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler* handler);
+
+  void set_handler(StreamHandler* handler) { handler_ = handler; }
+  // Starts receiving (and the TLS handshake).
+  void Start();
+
+  void Write(std::span<const uint8_t> bytes);
+  void Write(std::string_view text) {
+    Write(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  }
+  // Sends everything queued, then our FIN (after close_notify with TLS). Reading goes on.
+  void ShutdownWrite();
+  // Closes now. A non-zero error resets the connection (RST) so the peer sees an error, not EOF.
+  void Close(int error);
+  // Graceful end for an error answer: flush, FIN, discard input until the peer's FIN or
+  // kLingerMs, then close. The handler gets only OnStreamClosed from here on.
+  void Finish();
+
+  void PauseRead();
+  void ResumeRead();
+  bool read_paused() const { return paused_; }
+
+  size_t queued_bytes() const { return tx_.size(); }
+  bool over_high_watermark() const { return tx_.size() >= kHighWatermark; }
+  StreamState state() const { return state_; }
+  bool open() const { return state_ == StreamState::kOpen; }
+  bool tls() const { return ssl_ != nullptr; }
+  bool read_eof() const { return read_eof_; }
+  const StreamStats& stats() const { return stats_; }
+  Shard& shard() { return *shard_; }
+  int fd() const { return fd_; }
+  const std::string& peer_text() const { return peer_text_; }
+  const sockaddr_storage& peer() const { return peer_; }
+
+  // RFC 5705 exporter of this TLS connection; false in plain mode or before the handshake.
+  bool ExportKeyingMaterial(std::string_view label, std::span<uint8_t> out) const;
+
+  void OnCompletion(uint8_t op, int32_t res, uint32_t flags) override;
+  void OnShutdown() override { Close(ECONNABORTED); }
+
+ private:
+  enum Op : uint8_t { kRecv = 1, kSend = 2, kCancel = 3, kShutdown = 4 };
+
+  Stream(Shard& shard, int fd, StreamHandler* handler);
+  ~Stream();
+
+  void ArmRecv();
+  void OnRecv(int32_t res, uint32_t flags);
+  void OnSend(int32_t res);
+  void OnBytes(std::span<const uint8_t> bytes);
+  void DoHandshake();
+  void ReadTls();
+  void Deliver(std::span<const uint8_t> bytes);
+  void OnPeerEof();
+  void FlushTx();
+  void MaybeCloseWhenDone();
+  void MaybeFinishClose();
+  bool receiving() const {
+    return state_ == StreamState::kHandshaking || state_ == StreamState::kOpen ||
+           state_ == StreamState::kLingering;
+  }
+
+  Shard* shard_;
+  StreamHandler* handler_;
+  int fd_;
+  uint32_t slot_;
+  StreamState state_ = StreamState::kOpen;
+  uint8_t in_flight_ = 0;  // ring operations whose final completion has not arrived
+  bool recv_armed_ = false;
+  bool send_in_flight_ = false;
+  bool paused_ = false;
+  bool read_eof_ = false;
+  bool write_shutdown_requested_ = false;
+  bool write_shutdown_submitted_ = false;
+  bool write_done_ = false;
+  bool above_high_ = false;
+  int close_error_ = 0;
+  SSL* ssl_ = nullptr;
+  TlsBioState bio_state_;
+  ByteQueue tx_;
+  Timer linger_timer_;
+  StreamStats stats_;
+  sockaddr_storage peer_{};
+  std::string peer_text_;
+};
+
+}  // namespace camtunnel::runtime

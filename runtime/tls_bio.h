@@ -1,0 +1,24 @@
+// A custom OpenSSL BIO over the shard's buffers (the HAProxy/Envoy pattern): reads come from the
+// provided buffer the ring just filled, writes go to the connection's send queue. No socket I/O
+// happens inside OpenSSL, so the ring stays the only place that touches the fd.
+#pragma once
+
+#include <openssl/bio.h>
+
+#include <cstdint>
+#include <span>
+
+#include "runtime/byte_queue.h"
+
+namespace camtunnel::runtime {
+
+// What the BIO reads from and writes to. Rebound (BIO_set_data) when a connection moves.
+struct TlsBioState {
+  std::span<const uint8_t> input;  // ciphertext not yet taken by OpenSSL
+  ByteQueue* output = nullptr;     // ciphertext to send
+};
+
+// A new BIO whose data pointer is `state` (not owned).
+BIO* NewTlsBio(TlsBioState* state);
+
+}  // namespace camtunnel::runtime
