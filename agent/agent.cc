@@ -74,8 +74,7 @@ void Agent::OnWelcome(const Welcome& welcome) {
   }
 }
 
-void Agent::OnOpen(proto::TunnelId id, std::string_view service_name,
-                   const proto::Nonce& nonce) {
+void Agent::OnOpen(proto::TunnelId id, std::string_view service_name, const proto::Nonce& nonce) {
   const std::string id_text = proto::FormatTunnelId(id);
   auto refuse = [&](int error, const char* text) {
     ++stats_.open_failed;
@@ -113,8 +112,8 @@ void Agent::OnOpen(proto::TunnelId id, std::string_view service_name,
           },
       .finished = [this](proto::TunnelId done) { tunnels_.erase(done); },
   };
-  auto tunnel = std::make_unique<Tunnel>(loop_, *factory_, target_, identity_, id, *service,
-                                         nonce, std::move(callbacks), options_.tunnel);
+  auto tunnel = std::make_unique<Tunnel>(loop_, *factory_, target_, identity_, id, *service, nonce,
+                                         std::move(callbacks), options_.tunnel);
   Tunnel* raw = tunnel.get();
   tunnels_.emplace(id, std::move(tunnel));
   raw->Start();
@@ -162,16 +161,18 @@ void Agent::OnSessionEnded(const SessionEnd& end) {
   switch (end.reason) {
     case Reason::kAuthRejected:
       ++stats_.auth_rejections;
-      LOG_ERROR("gateway rejected this agent (%s): the key (--key-file/--key-ref) or the scheme "
-                "is wrong; retrying in %lld ms",
-                end.detail.c_str(), static_cast<long long>(delay));
-      return;
+      LOG_ERROR(
+          "gateway rejected this agent (%s): the key (--key-file/--key-ref) or the scheme "
+          "is wrong; retrying in %lld ms",
+          end.detail.c_str(), static_cast<long long>(delay));
+      break;
     case Reason::kBadGatewayProof:
       ++stats_.bad_gateway_proofs;
-      LOG_ERROR("%s; closed without sending HELLO (bad gateway proofs so far: %llu); retrying in "
-                "%lld ms",
-                end.detail.c_str(), static_cast<unsigned long long>(stats_.bad_gateway_proofs),
-                static_cast<long long>(delay));
+      LOG_ERROR(
+          "%s; closed without sending HELLO (bad gateway proofs so far: %llu); retrying in "
+          "%lld ms",
+          end.detail.c_str(), static_cast<unsigned long long>(stats_.bad_gateway_proofs),
+          static_cast<long long>(delay));
       break;
     default:
       LOG_WARNING("control session ended (%s%s): %s; reconnecting in %lld ms",

@@ -56,8 +56,7 @@ class Agent final : public ControlSession::Delegate {
 
   // ControlSession::Delegate
   void OnWelcome(const Welcome& welcome) override;
-  void OnOpen(proto::TunnelId tunnel, std::string_view service,
-              const proto::Nonce& nonce) override;
+  void OnOpen(proto::TunnelId tunnel, std::string_view service, const proto::Nonce& nonce) override;
   void OnSessionEnded(const SessionEnd& end) override;
 
  private:
@@ -73,7 +72,7 @@ class Agent final : public ControlSession::Delegate {
   AgentStats stats_;
   bool stopped_ = false;
 
-  int64_t welcome_at_ms_ = -1;  // when this session's WELCOME arrived
+  int64_t welcome_at_ms_ = -1;        // when this session's WELCOME arrived
   uint32_t reconnect_window_ms_ = 0;  // from the last WELCOME
   std::unique_ptr<ControlSession> session_;
   Timer reconnect_timer_;

@@ -31,8 +31,8 @@ bool IsDnsName(std::string_view host) {
       continue;
     }
     char c = host[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) {
       return false;
     }
@@ -239,8 +239,10 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
         break;
       case kOptAgentId:
         if (!proto::IsCanonicalAgentId(arg)) {
-          *error = "--agent-id must be 1..63 of [a-z0-9-] with no leading or trailing '-' "
-                   "(lower case; not changed for you): '" + std::string(arg) + "'";
+          *error =
+              "--agent-id must be 1..63 of [a-z0-9-] with no leading or trailing '-' "
+              "(lower case; not changed for you): '" +
+              std::string(arg) + "'";
           return ParseOutcome::kError;
         }
         c.agent_id = std::string(arg);
@@ -248,8 +250,10 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       case kOptKeyRef: {
         auto ref = proto::ParseKeyRef(arg);
         if (!ref) {
-          *error = "--key-ref must be KEYID.EXPIRY (key id 1..32 of [A-Za-z0-9_-], expiry in "
-                   "Unix seconds): '" + std::string(arg) + "'";
+          *error =
+              "--key-ref must be KEYID.EXPIRY (key id 1..32 of [A-Za-z0-9_-], expiry in "
+              "Unix seconds): '" +
+              std::string(arg) + "'";
           return ParseOutcome::kError;
         }
         c.key_ref = *ref;
@@ -262,8 +266,10 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       case kOptService: {
         auto entry = proto::ParseServiceEntry(arg);
         if (!entry) {
-          *error = "--service must be NAME=HOST:PORT (name 1..32 of [a-z0-9-], host a name, "
-                   "IPv4 or [IPv6], port 1..65535): '" + std::string(arg) + "'";
+          *error =
+              "--service must be NAME=HOST:PORT (name 1..32 of [a-z0-9-], host a name, "
+              "IPv4 or [IPv6], port 1..65535): '" +
+              std::string(arg) + "'";
           return ParseOutcome::kError;
         }
         for (const auto& existing : c.services) {
@@ -328,8 +334,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
     problem = "--key-file is required";
   } else if (c.services.empty()) {
     problem = "at least one --service NAME=HOST:PORT is required";
-  } else if (!c.gateway.tls && (!c.ca_file.empty() || !c.pins.empty() || c.insecure ||
-                                !c.server_name.empty())) {
+  } else if (!c.gateway.tls &&
+             (!c.ca_file.empty() || !c.pins.empty() || c.insecure || !c.server_name.empty())) {
     problem = "--ca-file, --pin, --server-name and --insecure apply to an https:// gateway only";
   } else if (c.insecure && (!c.ca_file.empty() || !c.pins.empty())) {
     problem = "--insecure contradicts --ca-file/--pin: choose one";

@@ -29,31 +29,9 @@ constexpr size_t kMaxPendingOutput = 64 * 1024;
 }  // namespace
 
 std::string_view SessionEndName(SessionEnd::Reason reason) {
-  switch (reason) {
-    case SessionEnd::Reason::kBusy:
-      return "busy";
-    case SessionEnd::Reason::kAuthRejected:
-      return "auth-rejected";
-    case SessionEnd::Reason::kBadGatewayProof:
-      return "bad-gateway-proof";
-    case SessionEnd::Reason::kRejected:
-      return "rejected";
-    case SessionEnd::Reason::kConnectFailed:
-      return "connect-failed";
-    case SessionEnd::Reason::kTlsFailed:
-      return "tls-failed";
-    case SessionEnd::Reason::kGoaway:
-      return "goaway";
-    case SessionEnd::Reason::kGatewayError:
-      return "gateway-error";
-    case SessionEnd::Reason::kDead:
-      return "dead";
-    case SessionEnd::Reason::kClosed:
-      return "closed";
-    case SessionEnd::Reason::kProtocolError:
-      return "protocol-error";
-  }
-  return "?";
+  constexpr std::string_view kNames[] = {"busy", "auth-rejected", "bad-gateway-proof", "goaway",
+                                         "failed"};
+  return kNames[static_cast<int>(reason)];
 }
 
 ControlSession::ControlSession(EventLoop& loop, TransportFactory& factory,
@@ -89,46 +67,22 @@ void ControlSession::Start() {
 }
 
 void ControlSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
-                              const proto::ResponseHead* head,
-                              std::span<const uint8_t> leftover) {
-  using Kind = DialOutcome::Kind;
-  SessionEnd end{.detail = DescribeOutcome(outcome)};
-  switch (outcome.kind) {
-    case Kind::kUpgraded:
-      // The dialer calls us last and `head`/`leftover` live in its caller's frame, so it may
-      // go now (its buffers are not needed for the rest of the session).
-      dialer_.reset();
-      transport_ = std::move(transport);
-      if (!BeginSession(*head)) {
-        return;
-      }
-      Feed(leftover);
-      if (state_ != State::kClosed) {
-        Pump();
-      }
-      return;
-    case Kind::kRejected:
-      end.retry_after_ms = outcome.retry_after_ms;
-      if (outcome.status == 401 || outcome.status == 403) {
-        end.reason = SessionEnd::Reason::kAuthRejected;
-      } else if (outcome.status == 503) {
-        end.reason = SessionEnd::Reason::kBusy;
-      } else {
-        end.reason = SessionEnd::Reason::kRejected;
-      }
-      break;
-    case Kind::kClosedEarly:
-      end.reason = SessionEnd::Reason::kBusy;
-      break;
-    case Kind::kConnectFailed:
-      end.reason = SessionEnd::Reason::kConnectFailed;
-      break;
-    case Kind::kTlsFailed:
-      end.reason = SessionEnd::Reason::kTlsFailed;
-      break;
-    case Kind::kProtocolError:
-      end.reason = SessionEnd::Reason::kProtocolError;
-      break;
+                              const proto::ResponseHead* head, std::span<const uint8_t> leftover) {
+  if (outcome.kind == DialOutcome::Kind::kUpgraded) {
+    // The dialer calls us last and `head`/`leftover` live in its caller's frame, so it may go
+    // now (its buffers are not needed for the rest of the session).
+    dialer_.reset();
+    transport_ = std::move(transport);
+    if (BeginSession(*head) && Feed(leftover)) {
+      Pump();
+    }
+    return;
+  }
+  SessionEnd end{.retry_after_ms = outcome.retry_after_ms, .detail = DescribeOutcome(outcome)};
+  if (outcome.kind == DialOutcome::Kind::kClosedEarly || outcome.status == 503) {
+    end.reason = SessionEnd::Reason::kBusy;
+  } else if (outcome.status == 401 || outcome.status == 403) {
+    end.reason = SessionEnd::Reason::kAuthRejected;
   }
   End(std::move(end));
 }
@@ -137,14 +91,13 @@ void ControlSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> tr
 bool ControlSession::BeginSession(const proto::ResponseHead& head) {
   auto accept = proto::ParseControlAccept(head);
   if (!accept) {
-    End({.reason = SessionEnd::Reason::kProtocolError,
-         .detail = "101 without a valid Camtunnel-Nonce/Camtunnel-Proof"});
+    End({.detail = "101 without a valid Camtunnel-Nonce/Camtunnel-Proof"});
     return false;
   }
   std::vector<uint8_t> exporter = transport_->Exporter();
   const proto::Transport kind = transport_->kind();
   if (kind == proto::Transport::kTls && exporter.size() != proto::kExporterBytes) {
-    End({.reason = SessionEnd::Reason::kTlsFailed, .detail = "no TLS keying material exporter"});
+    End({.detail = "no TLS keying material exporter"});
     return false;
   }
   proto::HandshakeProofInput input{.agent_id = identity_.agent_id,
@@ -191,7 +144,7 @@ void ControlSession::SendFrame(FrameBuilder& frame) {
   }
   std::vector<uint8_t> bytes = sealer_ ? sealer_->Seal(frame) : frame.Finish();
   if (out_.size() + bytes.size() > kMaxPendingOutput) {
-    End({.reason = SessionEnd::Reason::kDead, .detail = "gateway is not reading control frames"});
+    End({.detail = "gateway is not reading control frames"});
     return;
   }
   out_.insert(out_.end(), bytes.begin(), bytes.end());
@@ -199,10 +152,11 @@ void ControlSession::SendFrame(FrameBuilder& frame) {
   Pump();
 }
 
-void ControlSession::SendError(proto::ErrorCode code, std::string_view text) {
+void ControlSession::Fail(proto::ErrorCode code, std::string detail) {
   FrameBuilder error(FrameType::kError);
-  error.AddU16(Tag::kErrorCode, static_cast<uint16_t>(code)).AddText(Tag::kText, text);
+  error.AddU16(Tag::kErrorCode, static_cast<uint16_t>(code)).AddText(Tag::kText, detail);
   SendFrame(error);
+  End({.detail = std::move(detail)});
 }
 
 void ControlSession::SendOpenFailed(proto::TunnelId tunnel, int error, std::string_view text) {
@@ -237,7 +191,7 @@ void ControlSession::Pump() {
         continue;
       }
       if (st == IoStatus::kError) {
-        End({.reason = SessionEnd::Reason::kClosed, .detail = transport_->error_text()});
+        End({.detail = transport_->error_text()});
       } else {
         write_wait_ = st;
       }
@@ -252,12 +206,12 @@ void ControlSession::Pump() {
     read_wait_ = IoStatus::kOk;
     if (st == IoStatus::kOk && n > 0) {
       progress = Feed(std::span<const uint8_t>(buf, n));
-    } else if (st == IoStatus::kEof) {
-      End({.reason = state_ == State::kEstablished ? SessionEnd::Reason::kClosed
+    } else if (st == IoStatus::kEof || st == IoStatus::kError) {
+      // A close before WELCOME is the gateway shedding load ("busy, back off").
+      End({.reason = state_ == State::kEstablished ? SessionEnd::Reason::kFailed
                                                    : SessionEnd::Reason::kBusy,
-           .detail = "gateway closed the control connection"});
-    } else if (st == IoStatus::kError) {
-      End({.reason = SessionEnd::Reason::kClosed, .detail = transport_->error_text()});
+           .detail = st == IoStatus::kEof ? "gateway closed the control connection"
+                                          : transport_->error_text()});
     } else {
       read_wait_ = st;
     }
@@ -281,8 +235,7 @@ bool ControlSession::Feed(std::span<const uint8_t> bytes) {
       break;
     }
     if (st == proto::DecodeStatus::kTooLarge) {
-      SendError(proto::ErrorCode::kFrameTooLarge, "frame too large");
-      End({.reason = SessionEnd::Reason::kProtocolError, .detail = "gateway sent a frame too large"});
+      Fail(proto::ErrorCode::kFrameTooLarge, "frame too large");
       return false;
     }
     if (!HandleFrame(frame)) {
@@ -293,16 +246,14 @@ bool ControlSession::Feed(std::span<const uint8_t> bytes) {
 }
 
 bool ControlSession::HandleFrame(proto::Frame& frame) {
+  const std::string name(proto::FrameTypeName(frame.type()));
   if (opener_ && !opener_->Open(frame)) {
-    SendError(proto::ErrorCode::kBadMac, "bad MAC");
-    End({.reason = SessionEnd::Reason::kProtocolError,
-         .detail = "frame MAC missing or wrong (plain mode): someone on the path is tampering"});
+    // Plain mode: someone on the path is injecting or replaying frames.
+    Fail(proto::ErrorCode::kBadMac, "bad MAC on " + name);
     return false;
   }
   if (!frame.Valid()) {
-    SendError(proto::ErrorCode::kMalformedFrame, "malformed frame");
-    End({.reason = SessionEnd::Reason::kProtocolError,
-         .detail = "malformed " + std::string(proto::FrameTypeName(frame.type())) + " frame"});
+    Fail(proto::ErrorCode::kMalformedFrame, "malformed " + name);
     return false;
   }
   last_rx_ms_ = EventLoop::NowMs();
@@ -312,15 +263,13 @@ bool ControlSession::HandleFrame(proto::Frame& frame) {
     std::string text(frame.Text(Tag::kText).value_or(""));
     End({.reason = code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)
                        ? SessionEnd::Reason::kAuthRejected
-                       : SessionEnd::Reason::kGatewayError,
+                       : SessionEnd::Reason::kFailed,
          .detail = "gateway sent ERROR code=" + std::to_string(code) + " text=" + text});
     return false;
   }
   if (state_ == State::kAwaitWelcome) {
     if (type != FrameType::kWelcome) {
-      SendError(proto::ErrorCode::kUnexpectedFrame, "expected WELCOME");
-      End({.reason = SessionEnd::Reason::kProtocolError,
-           .detail = "first frame was " + std::string(proto::FrameTypeName(frame.type()))});
+      Fail(proto::ErrorCode::kUnexpectedFrame, "expected WELCOME, got " + name);
       return false;
     }
     HandleWelcome(frame);
@@ -359,16 +308,12 @@ bool ControlSession::HandleFrame(proto::Frame& frame) {
            .detail = "GOAWAY reason=" + text + " reconnect_after_ms=" + std::to_string(after)});
       return false;
     }
-    case FrameType::kUnsupported:
-      LOG_DEBUG("control: gateway does not support frame type %u",
-                static_cast<unsigned>(frame.U8(Tag::kFrameType).value_or(0)));
-      break;
+    case FrameType::kUnsupported:  // known types we do not act on from a gateway
     case FrameType::kWelcome:
     case FrameType::kHello:
     case FrameType::kStatus:
     case FrameType::kOpenFailed:
-      LOG_WARNING("control: ignoring unexpected %s from the gateway",
-                  std::string(proto::FrameTypeName(frame.type())).c_str());
+      LOG_DEBUG("control: ignoring %s from the gateway", name.c_str());
       break;
     default: {
       // Unknown types and the manager-only frames get UNSUPPORTED; the session stays up.
@@ -383,11 +328,10 @@ bool ControlSession::HandleFrame(proto::Frame& frame) {
 
 void ControlSession::HandleWelcome(const proto::Frame& frame) {
   Welcome welcome;
-  welcome.capabilities = frame.U32(Tag::kCapabilities).value_or(0);
-  welcome.heartbeat_ms = std::clamp(frame.U32(Tag::kHeartbeatMs).value_or(0) != 0
-                                        ? *frame.U32(Tag::kHeartbeatMs)
-                                        : timings_.default_heartbeat_ms,
-                                    kMinHeartbeatMs, kMaxHeartbeatMs);
+  welcome.heartbeat_ms =
+      std::clamp(frame.U32(Tag::kHeartbeatMs).value_or(0) != 0 ? *frame.U32(Tag::kHeartbeatMs)
+                                                               : timings_.default_heartbeat_ms,
+                 kMinHeartbeatMs, kMaxHeartbeatMs);
   welcome.server_time_ms = frame.U64(Tag::kServerTimeMs).value_or(0);
   welcome.reconnect_window_ms =
       std::min(frame.U32(Tag::kReconnectWindowMs).value_or(0), kMaxReconnectWindowMs);
@@ -411,8 +355,7 @@ void ControlSession::HandleOpen(const proto::Frame& frame) {
     tunnel = proto::ParseTunnelId(*tunnel_text);
   }
   if (!tunnel || !service || !nonce_bytes || nonce_bytes->size() != proto::kNonceBytes) {
-    SendError(proto::ErrorCode::kMalformedFrame, "OPEN needs tunnel_id, service_name, nonce");
-    End({.reason = SessionEnd::Reason::kProtocolError, .detail = "malformed OPEN"});
+    Fail(proto::ErrorCode::kMalformedFrame, "OPEN needs tunnel_id, service_name and nonce");
     return;
   }
   proto::Nonce nonce;
@@ -426,9 +369,7 @@ void ControlSession::OnHeartbeatTick() {
   const int64_t now = EventLoop::NowMs();
   const int64_t interval = heartbeat_ms_;
   if (now - last_rx_ms_ >= 2 * interval) {
-    SendError(proto::ErrorCode::kTimeout, "no frame for two heartbeat intervals");
-    End({.reason = SessionEnd::Reason::kDead,
-         .detail = "no frame from the gateway for " + std::to_string(now - last_rx_ms_) + " ms"});
+    Fail(proto::ErrorCode::kTimeout, "no frame for " + std::to_string(now - last_rx_ms_) + " ms");
     return;
   }
   if (now - last_tx_ms_ >= interval) {

@@ -26,10 +26,9 @@ namespace camtunnel::agent {
 inline constexpr std::string_view kAgentVersion = "camtunnel-agent/0.1.0";
 
 struct Welcome {
-  uint32_t capabilities = 0;
-  uint32_t heartbeat_ms = 0;          // as applied (defaulted and clamped)
-  uint64_t server_time_ms = 0;        // 0 if absent
-  uint32_t reconnect_window_ms = 0;   // 0 if absent
+  uint32_t heartbeat_ms = 0;         // as applied (defaulted and clamped)
+  uint64_t server_time_ms = 0;       // 0 if absent
+  uint32_t reconnect_window_ms = 0;  // 0 if absent
 };
 
 struct SessionEnd {
@@ -37,16 +36,10 @@ struct SessionEnd {
     kBusy,             // 503, an early close, or the handshake deadline: back off
     kAuthRejected,     // 401/403, or ERROR "bad proof": the key or scheme is wrong
     kBadGatewayProof,  // the 101 did not prove the gateway holds our key
-    kRejected,         // another HTTP error status (400, 431, ...)
-    kConnectFailed,    // resolution or TCP
-    kTlsFailed,        // handshake or verification
     kGoaway,           // the gateway asked us to leave (and when to come back)
-    kGatewayError,     // the gateway sent ERROR
-    kDead,             // no frame for two heartbeat intervals
-    kClosed,           // the gateway closed the established session
-    kProtocolError,    // malformed input from the gateway
+    kFailed,           // anything else (connect, TLS, protocol, dead session...): see detail
   };
-  Reason reason = Reason::kClosed;
+  Reason reason = Reason::kFailed;
   bool welcomed = false;        // WELCOME had arrived: this was a real session
   int64_t retry_after_ms = -1;  // Retry-After or GOAWAY hint; -1 when none
   std::string detail;
@@ -90,7 +83,8 @@ class ControlSession {
   bool BeginSession(const proto::ResponseHead& head);
   void SendHello();
   void SendFrame(proto::FrameBuilder& frame);
-  void SendError(proto::ErrorCode code, std::string_view text);
+  // Sends ERROR `code` and ends the session (a protocol violation by the gateway).
+  void Fail(proto::ErrorCode code, std::string detail);
   void Pump();
   bool Feed(std::span<const uint8_t> bytes);
   bool HandleFrame(proto::Frame& frame);

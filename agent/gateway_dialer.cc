@@ -31,20 +31,13 @@ int64_t ParseRetryAfterMs(const proto::ResponseHead& head) {
 
 std::string DescribeOutcome(const DialOutcome& o) {
   switch (o.kind) {
-    case DialOutcome::Kind::kUpgraded:
-      return "upgraded";
     case DialOutcome::Kind::kRejected:
       return "gateway answered " + std::to_string(o.status) + " " + o.detail;
     case DialOutcome::Kind::kClosedEarly:
       return "gateway closed the connection early (busy): " + o.detail;
-    case DialOutcome::Kind::kConnectFailed:
-      return "connect failed: " + o.detail;
-    case DialOutcome::Kind::kTlsFailed:
-      return "TLS failed: " + o.detail;
-    case DialOutcome::Kind::kProtocolError:
-      return "protocol error: " + o.detail;
+    default:
+      return o.detail;
   }
-  return o.detail;
 }
 
 void GatewayDialer::Start(BuildRequest build_request, Done done) {
@@ -56,7 +49,7 @@ void GatewayDialer::Start(BuildRequest build_request, Done done) {
     std::string error;
     int err = ResolveAddresses(target_.host, target_.port, &addresses, &error);
     if (err != 0) {
-      Finish({.kind = DialOutcome::Kind::kConnectFailed, .error = err, .detail = error});
+      Finish({.error = err, .detail = error});
       return;
     }
     connector_.Start(std::move(addresses), kConnectAttemptTimeoutMs,
@@ -66,15 +59,14 @@ void GatewayDialer::Start(BuildRequest build_request, Done done) {
 
 void GatewayDialer::OnConnected(int fd, int error) {
   if (fd < 0) {
-    Finish({.kind = DialOutcome::Kind::kConnectFailed,
-            .error = error,
-            .detail = target_.host + ":" + std::to_string(target_.port) + ": " +
+    Finish({.error = error,
+            .detail = "connect to " + target_.host + ":" + std::to_string(target_.port) + ": " +
                       std::strerror(error)});
     return;
   }
   transport_ = factory_.Wrap(fd);
   if (!transport_) {
-    Finish({.kind = DialOutcome::Kind::kTlsFailed, .detail = "cannot create a TLS session"});
+    Finish({.detail = "cannot create a TLS session"});
     return;
   }
   state_ = State::kHandshake;
@@ -91,7 +83,7 @@ void GatewayDialer::Step() {
         if (status == IoStatus::kOk) {
           request_ = build_request_(*transport_);
           if (request_.empty()) {
-            Finish({.kind = DialOutcome::Kind::kTlsFailed, .detail = "no keying material"});
+            Finish({.detail = "TLS: no keying material exporter"});
             return;
           }
           state_ = State::kSending;
@@ -99,7 +91,7 @@ void GatewayDialer::Step() {
           Finish({.kind = DialOutcome::Kind::kClosedEarly, .detail = transport_->error_text()});
           return;
         } else if (status == IoStatus::kError) {
-          Finish({.kind = DialOutcome::Kind::kTlsFailed, .detail = transport_->error_text()});
+          Finish({.detail = "TLS: " + transport_->error_text()});
           return;
         }
         break;
@@ -138,17 +130,15 @@ void GatewayDialer::Step() {
             return;
           }
           if (result != proto::HeadResult::kNeedMore) {
-            Finish({.kind = DialOutcome::Kind::kProtocolError,
-                    .detail = "bad response head: " +
-                              std::string(proto::HeadResultName(result))});
+            Finish({.detail = "bad response head: " + std::string(proto::HeadResultName(result))});
             return;
           }
         } else if (status == IoStatus::kEof || status == IoStatus::kError) {
           bool early = response_.empty();
-          Finish({.kind = early ? DialOutcome::Kind::kClosedEarly
-                                : DialOutcome::Kind::kProtocolError,
-                  .detail = status == IoStatus::kEof ? "closed before the response head"
-                                                     : transport_->error_text()});
+          Finish(
+              {.kind = early ? DialOutcome::Kind::kClosedEarly : DialOutcome::Kind::kFailed,
+               .detail = status == IoStatus::kEof ? "closed before the response head"
+                                                  : transport_->error_text()});
           return;
         }
         break;

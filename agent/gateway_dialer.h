@@ -18,7 +18,7 @@
 namespace camtunnel::agent {
 
 struct GatewayTarget {
-  std::string host;         // to resolve (IPv6 without brackets)
+  std::string host;  // to resolve (IPv6 without brackets)
   uint16_t port = 0;
   std::string host_header;  // "host[:port]" as sent in Host:
   std::string url;          // as configured, for logs
@@ -26,14 +26,12 @@ struct GatewayTarget {
 
 struct DialOutcome {
   enum class Kind {
-    kUpgraded,       // 101: the transport is handed over
-    kRejected,       // another HTTP status; `status`, maybe `retry_after_ms`
-    kClosedEarly,    // closed or reset before a response head: the gateway is busy
-    kConnectFailed,  // resolution or TCP connect failed; `error` is the errno
-    kTlsFailed,      // handshake or certificate verification failed
-    kProtocolError,  // unparseable response or an I/O error after the handshake
+    kUpgraded,     // 101: the transport is handed over
+    kRejected,     // another HTTP status; `status`, maybe `retry_after_ms`
+    kClosedEarly,  // closed or reset before a response head: the gateway is busy
+    kFailed,       // resolution, TCP (`error` is the errno), TLS or a bad response
   };
-  Kind kind = Kind::kProtocolError;
+  Kind kind = Kind::kFailed;
   int status = 0;
   int error = 0;
   int64_t retry_after_ms = -1;
@@ -49,9 +47,9 @@ class GatewayDialer {
   // On kUpgraded `transport` is non-null, `head` is the parsed 101 and `leftover` holds bytes
   // that followed it; `head` and `leftover` are valid only during the call. Called last; may
   // destroy the dialer.
-  using Done = std::function<void(DialOutcome outcome, std::unique_ptr<Transport> transport,
-                                  const proto::ResponseHead* head,
-                                  std::span<const uint8_t> leftover)>;
+  using Done =
+      std::function<void(DialOutcome outcome, std::unique_ptr<Transport> transport,
+                         const proto::ResponseHead* head, std::span<const uint8_t> leftover)>;
 
   GatewayDialer(EventLoop& loop, TransportFactory& factory, const GatewayTarget& target)
       : loop_(loop), factory_(factory), target_(target), connector_(loop) {}

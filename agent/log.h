@@ -20,11 +20,11 @@ void Logf(LogLevel level, const char* format, ...) __attribute__((format(printf,
 
 }  // namespace camtunnel::agent
 
-#define AGENT_LOG(level, ...)                                     \
-  do {                                                            \
-    if (::camtunnel::agent::LogEnabled(level)) {                  \
-      ::camtunnel::agent::Logf(level, __VA_ARGS__);               \
-    }                                                             \
+#define AGENT_LOG(level, ...)                       \
+  do {                                              \
+    if (::camtunnel::agent::LogEnabled(level)) {    \
+      ::camtunnel::agent::Logf(level, __VA_ARGS__); \
+    }                                               \
   } while (0)
 #define LOG_DEBUG(...) AGENT_LOG(::camtunnel::agent::LogLevel::kDebug, __VA_ARGS__)
 #define LOG_INFO(...) AGENT_LOG(::camtunnel::agent::LogLevel::kInfo, __VA_ARGS__)

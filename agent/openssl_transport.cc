@@ -176,7 +176,8 @@ class OpenSslTransport final : public Transport {
       case SSL_ERROR_SYSCALL:
         failed_ = true;
         peer_closed_ = errno == 0 || errno == ECONNRESET || errno == EPIPE;
-        error_ = std::string(what) + ": " + (errno != 0 ? std::strerror(errno) : "connection closed");
+        error_ =
+            std::string(what) + ": " + (errno != 0 ? std::strerror(errno) : "connection closed");
         ERR_clear_error();
         return IoStatus::kError;
       default:
@@ -195,7 +196,8 @@ class OpenSslTransport final : public Transport {
   OpenSslFactory* factory_;
   bool close_notify_sent_ = false;
   bool peer_closed_ = false;
-  bool failed_ = false;  // a fatal error happened: no further SSL calls  // the last error was the peer closing or resetting the socket
+  bool failed_ = false;  // a fatal error happened: no further SSL calls  // the last error was the
+                         // peer closing or resetting the socket
   std::string error_;
 };
 
@@ -222,21 +224,19 @@ class OpenSslFactory final : public TransportFactory {
                                "TLS_AES_256_GCM_SHA384"
                              : "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:"
                                "TLS_AES_256_GCM_SHA384";
-    const char* ciphers12 =
-        aes ? "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"
-              "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:"
-              "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
-            : "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-              "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-              "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+    const char* ciphers12 = aes ? "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"
+                                  "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:"
+                                  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+                                : "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                                  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
     if (SSL_CTX_set_ciphersuites(ctx_, suites) != 1 ||
         SSL_CTX_set_cipher_list(ctx_, ciphers12) != 1 ||
         SSL_CTX_set1_groups_list(ctx_, "X25519:P-256") != 1) {
       *error = OpenSslErrorText("TLS parameters");
       return false;
     }
-    SSL_CTX_set_session_cache_mode(ctx_,
-                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx_, &OpenSslFactory::OnNewSession);
     if (trust.insecure) {
       SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);

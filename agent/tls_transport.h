@@ -53,10 +53,10 @@ class Transport {
 
 // Trust settings for TLS connections to the gateway.
 struct TlsTrust {
-  std::string ca_file;                          // empty: none
-  std::vector<std::vector<uint8_t>> pins;       // SHA-256 of leaf SPKI DER, 32 bytes each
-  std::string server_name;                      // SNI and host name check
-  bool insecure = false;                        // no verification at all (development only)
+  std::string ca_file;                     // empty: none
+  std::vector<std::vector<uint8_t>> pins;  // SHA-256 of leaf SPKI DER, 32 bytes each
+  std::string server_name;                 // SNI and host name check
+  bool insecure = false;                   // no verification at all (development only)
 };
 
 // Creates transports over connected sockets. One factory per gateway: the TLS factory holds the

@@ -21,15 +21,12 @@ void ArmReset(Transport* transport) {
   }
 }
 
+// OPEN_FAILED errno for a failed data connection: the TCP errno when there is one.
 int ErrnoForOutcome(const DialOutcome& outcome) {
-  switch (outcome.kind) {
-    case DialOutcome::Kind::kConnectFailed:
-      return outcome.error != 0 ? outcome.error : ECONNREFUSED;
-    case DialOutcome::Kind::kClosedEarly:
-      return ECONNRESET;
-    default:
-      return EPROTO;
+  if (outcome.kind == DialOutcome::Kind::kClosedEarly) {
+    return ECONNRESET;
   }
+  return outcome.error != 0 ? outcome.error : EPROTO;
 }
 
 }  // namespace
@@ -103,11 +100,11 @@ void Tunnel::DialGateway() {
                                     .transport = transport.kind(),
                                     .exporter = exporter};
         proto::Digest proof = proto::DataProof(identity_.agent_key, input);
-        return proto::BuildDataRequest(gateway_.host_header, identity_.agent_id,
-                                       identity_.key_ref, id_, proof);
+        return proto::BuildDataRequest(gateway_.host_header, identity_.agent_id, identity_.key_ref,
+                                       id_, proof);
       },
-      [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
-             const proto::ResponseHead*, std::span<const uint8_t> leftover) {
+      [this](DialOutcome outcome, std::unique_ptr<Transport> transport, const proto::ResponseHead*,
+             std::span<const uint8_t> leftover) {
         OnGatewayDialed(std::move(outcome), std::move(transport), leftover);
       });
 }

@@ -66,9 +66,9 @@ class Tunnel {
     Transport* src = nullptr;
     Transport* dst = nullptr;
     RelayBuffer buffer;
-    bool src_eof = false;     // src ended its stream
-    bool shut_down = false;   // and dst has been shut down for writing: direction finished
-    uint64_t bytes = 0;       // written to dst
+    bool src_eof = false;    // src ended its stream
+    bool shut_down = false;  // and dst has been shut down for writing: direction finished
+    uint64_t bytes = 0;      // written to dst
     IoStatus read_wait = IoStatus::kOk;
     IoStatus write_wait = IoStatus::kOk;
     // Moves what the sockets allow; false and *error on a fatal error. *progress if anything
@@ -105,7 +105,7 @@ class Tunnel {
   Timer finished_timer_;
   std::unique_ptr<Transport> camera_;
   std::unique_ptr<Transport> gateway_conn_;
-  IoWatch camera_watch_;   // after the transports: unwatched before their sockets close
+  IoWatch camera_watch_;  // after the transports: unwatched before their sockets close
   IoWatch gateway_watch_;
 };
 

@@ -151,11 +151,11 @@ void Shard::RunDeferred() {
   deferred_.clear();
 }
 
-void Shard::RunOnce() {
+void Shard::RunOnce(uint64_t max_wait_ms) {
   now_ms_ = MonotonicMs();
   timers_.Advance(now_ms_);
   RunDeferred();
-  const uint64_t wait_ms = deferred_.empty() ? timers_.MsUntilNext(now_ms_, 1000) : 0;
+  const uint64_t wait_ms = deferred_.empty() ? timers_.MsUntilNext(now_ms_, max_wait_ms) : 0;
   __kernel_timespec ts{};
   ts.tv_sec = static_cast<int64_t>(wait_ms / 1000);
   ts.tv_nsec = static_cast<int64_t>((wait_ms % 1000) * 1000000);
@@ -179,8 +179,17 @@ void Shard::RunOnce() {
 
 void Shard::Run() {
   while (!stop_.load(std::memory_order_acquire)) {
-    RunOnce();
+    RunOnce(1000);
   }
+}
+
+bool Shard::RunUntil(const std::function<bool()>& done, uint64_t timeout_ms) {
+  const uint64_t deadline = MonotonicMs() + timeout_ms;
+  while (!done() && MonotonicMs() < deadline) {
+    // Short waits: `done` may depend on another thread, which cannot wake the ring.
+    RunOnce(10);
+  }
+  return done();
 }
 
 size_t Shard::Shutdown(uint64_t max_ms) {
@@ -196,7 +205,7 @@ size_t Shard::Shutdown(uint64_t max_ms) {
   }
   const uint64_t deadline = MonotonicMs() + max_ms;
   while (live_streams_ > 0 && MonotonicMs() < deadline) {
-    RunOnce();
+    RunOnce(10);
   }
   return live_streams_;
 }

@@ -69,6 +69,9 @@ class Shard {
 
   // Runs the loop on the calling thread until Stop().
   void Run();
+  // Runs the loop until `done()` holds or `timeout_ms` passed; returns done(). For tests and
+  // tools that drive a shard from their own thread.
+  bool RunUntil(const std::function<bool()>& done, uint64_t timeout_ms);
   // Thread-safe.
   void Stop();
   // On the shard's thread after Run() returned: asks every object to shut down, then runs the
@@ -91,7 +94,7 @@ class Shard {
   class Waker;
 
   void Dispatch(const io_uring_cqe* cqe);
-  void RunOnce();
+  void RunOnce(uint64_t max_wait_ms);
   void RunDeferred();
   void ArmWake();
   void DrainPosted();

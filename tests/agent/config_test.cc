@@ -40,18 +40,17 @@ Parsed Parse(std::vector<std::string> args) {
 
 // A complete, valid command line plus `extra`.
 Parsed ParseWith(std::initializer_list<std::string> extra,
-                 std::string gateway = "https://gw.example.com",
-                 std::string agent_id = "cam-42") {
-  std::vector<std::string> args{"--gateway",  gateway,         "--agent-id", agent_id,
-                                "--key-ref",  "k1.1767225600", "--key-file", "/tmp/k",
-                                "--service",  "rtsp=127.0.0.1:554"};
+                 std::string gateway = "https://gw.example.com", std::string agent_id = "cam-42") {
+  std::vector<std::string> args{
+      "--gateway",     gateway,      "--agent-id", agent_id,    "--key-ref",
+      "k1.1767225600", "--key-file", "/tmp/k",     "--service", "rtsp=127.0.0.1:554"};
   args.insert(args.end(), extra.begin(), extra.end());
   return Parse(std::move(args));
 }
 
 TEST(ConfigTest, ParsesACompleteCommandLine) {
-  Parsed p = ParseWith({"--service", "http=127.0.0.1:80", "--pin", kGoodPin, "--log-level",
-                        "debug"});
+  Parsed p =
+      ParseWith({"--service", "http=127.0.0.1:80", "--pin", kGoodPin, "--log-level", "debug"});
   ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
   EXPECT_TRUE(p.config.gateway.tls);
   EXPECT_EQ(p.config.gateway.host, "gw.example.com");
@@ -109,9 +108,9 @@ TEST(ConfigTest, RejectsBadGatewayUrls) {
 }
 
 TEST(ConfigTest, RejectsBadServiceEntries) {
-  for (const char* bad : {"rtsp", "rtsp=127.0.0.1", "rtsp=127.0.0.1:0", "rtsp=127.0.0.1:70000",
-                          "RTSP=127.0.0.1:554", "=127.0.0.1:554", "rtsp=:554",
-                          "rtsp=127.0.0.1:55a"}) {
+  for (const char* bad :
+       {"rtsp", "rtsp=127.0.0.1", "rtsp=127.0.0.1:0", "rtsp=127.0.0.1:70000", "RTSP=127.0.0.1:554",
+        "=127.0.0.1:554", "rtsp=:554", "rtsp=127.0.0.1:55a"}) {
     Parsed p = ParseWith({"--service", bad});
     EXPECT_EQ(p.outcome, ParseOutcome::kError) << bad;
     EXPECT_THAT(p.error, HasSubstr("--service")) << bad;
@@ -144,8 +143,8 @@ TEST(ConfigTest, RequiresEveryMandatoryOption) {
   Parsed p = Parse({"--agent-id", "cam-1"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("--gateway is required"));
-  p = Parse({"--gateway", "http://gw", "--agent-id", "cam-1", "--key-ref", "k1.5", "--key-file",
-             "/k"});
+  p = Parse(
+      {"--gateway", "http://gw", "--agent-id", "cam-1", "--key-ref", "k1.5", "--key-file", "/k"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("--service"));
 }
@@ -175,9 +174,7 @@ TEST(ConfigTest, TlsOptionsNeedHttpsAndInsecureExcludesPins) {
   EXPECT_EQ(p.config.server_name, "other.example.com");
 }
 
-TEST(ConfigTest, HelpIsNotAnError) {
-  EXPECT_EQ(Parse({"--help"}).outcome, ParseOutcome::kHelp);
-}
+TEST(ConfigTest, HelpIsNotAnError) { EXPECT_EQ(Parse({"--help"}).outcome, ParseOutcome::kHelp); }
 
 class KeyFileTest : public ::testing::Test {
  protected:

@@ -12,6 +12,7 @@
 
 #include "agent/pin.h"
 #include "agent/tls_transport.h"
+#include "proto/encoding.h"
 #include "tests/agent/tls_test_util.h"
 
 namespace camtunnel::agent {
@@ -200,8 +201,7 @@ TEST_F(OpenSslTransportTest, CaFileWithWrongHostNameIsRejected) {
 TEST_F(OpenSslTransportTest, UntrustedSelfSignedIsRejectedWithoutPinsOrCa) {
   TlsTrust trust{.server_name = "gateway.test"};  // system store only
   ASSERT_EQ(Connect(trust), IoStatus::kError);
-  EXPECT_NE(client_->error_text().find("self-signed"), std::string::npos)
-      << client_->error_text();
+  EXPECT_NE(client_->error_text().find("self-signed"), std::string::npos) << client_->error_text();
 }
 
 TEST_F(OpenSslTransportTest, InsecureAcceptsAnyCertificate) {

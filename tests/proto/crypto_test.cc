@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proto/encoding.h"
@@ -84,6 +85,28 @@ TEST(HmacTest, LengthPrefixedDistinguishesFieldBoundaries) {
   Buf key = Filled(32, 7);
   EXPECT_NE(HmacLengthPrefixed(key, {AsBytes("ab"), AsBytes("c")}),
             HmacLengthPrefixed(key, {AsBytes("a"), AsBytes("bc")}));
+}
+
+TEST(HmacTest, GivesSameResultsOnConcurrentThreads) {
+  // Each thread keys its own context: interleaved use must not mix keys or messages.
+  const Digest expected_a = HmacSha256(AsBytes("key-a"), AsBytes("message a"));
+  const Digest expected_b = HmacLengthPrefixed(AsBytes("key-b"), {AsBytes("b"), AsBytes("c")});
+  bool ok_a = true;
+  bool ok_b = true;
+  std::thread a([&] {
+    for (int i = 0; i < 2000; ++i) {
+      ok_a &= HmacSha256(AsBytes("key-a"), AsBytes("message a")) == expected_a;
+    }
+  });
+  std::thread b([&] {
+    for (int i = 0; i < 2000; ++i) {
+      ok_b &= HmacLengthPrefixed(AsBytes("key-b"), {AsBytes("b"), AsBytes("c")}) == expected_b;
+    }
+  });
+  a.join();
+  b.join();
+  EXPECT_TRUE(ok_a);
+  EXPECT_TRUE(ok_b);
 }
 
 TEST(HmacDeathTest, LengthPrefixedAbortsOnPartOver65535Bytes) {

@@ -1,0 +1,59 @@
+#include "runtime/byte_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <vector>
+
+namespace camtunnel::runtime {
+namespace {
+
+std::vector<uint8_t> Pattern(size_t n) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    v[i] = static_cast<uint8_t>(i * 7 + i / 251);
+  }
+  return v;
+}
+
+TEST(ByteQueueTest, PreservesOrderAcrossChunks) {
+  ByteQueue q;
+  const auto data = Pattern(3 * ByteQueue::kChunkBytes + 123);
+  // Appends of odd sizes straddle chunk boundaries.
+  for (size_t off = 0; off < data.size(); off += 1000) {
+    q.Append(std::span(data).subspan(off, std::min<size_t>(1000, data.size() - off)));
+  }
+  ASSERT_EQ(q.size(), data.size());
+  std::vector<uint8_t> out;
+  while (!q.empty()) {
+    auto front = q.Front();
+    ASSERT_FALSE(front.empty());
+    const size_t take = std::min<size_t>(front.size(), 777);
+    out.insert(out.end(), front.begin(), front.begin() + static_cast<std::ptrdiff_t>(take));
+    q.Consume(take);
+  }
+  EXPECT_EQ(out, data);
+}
+
+TEST(ByteQueueTest, FrontStaysValidWhileAppending) {
+  ByteQueue q;
+  const auto data = Pattern(100);
+  q.Append(data);
+  auto front = q.Front();
+  const uint8_t* before = front.data();
+  q.Append(Pattern(5 * ByteQueue::kChunkBytes));
+  // A send in flight keeps pointing at the same bytes.
+  EXPECT_EQ(q.Front().data(), before);
+  EXPECT_EQ(std::vector<uint8_t>(before, before + 100), data);
+}
+
+TEST(ByteQueueTest, ClearEmpties) {
+  ByteQueue q;
+  q.Append(Pattern(40000));
+  q.Clear();
+  EXPECT_TRUE(q.empty());
+  EXPECT_TRUE(q.Front().empty());
+}
+
+}  // namespace
+}  // namespace camtunnel::runtime
