@@ -1,7 +1,6 @@
 // See config.h.
 #include "agent/config.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <openssl/crypto.h>
@@ -16,133 +15,37 @@
 namespace camtunnel::agent {
 namespace {
 
-bool IsDnsName(std::string_view host) {
-  if (host.empty() || host.size() > 253) {
-    return false;
-  }
-  size_t label_start = 0;
-  for (size_t i = 0; i <= host.size(); ++i) {
-    if (i == host.size() || host[i] == '.') {
-      std::string_view label = host.substr(label_start, i - label_start);
-      if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
-        return false;
-      }
-      label_start = i + 1;
-      continue;
-    }
-    char c = host[i];
-    bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok) {
-      return false;
-    }
-  }
-  return true;
+// "host:port" with host a name, IPv4 or [IPv6] and a canonical port: exactly the shape of a
+// service entry's value, so proto/'s validator checks it (one definition of a valid host).
+std::optional<proto::ServiceEntry> ParseHostPort(std::string_view host_port) {
+  return proto::ParseServiceEntry("x=" + std::string(host_port));
 }
-
-bool ParsePort(std::string_view text, uint16_t* port) {
-  if (text.empty() || text.size() > 5 || text[0] == '0') {
-    return false;
-  }
-  uint32_t value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') {
-      return false;
-    }
-    value = value * 10 + static_cast<uint32_t>(c - '0');
-  }
-  if (value == 0 || value > 65535) {
-    return false;
-  }
-  *port = static_cast<uint16_t>(value);
-  return true;
-}
-
-enum Option {
-  kOptGateway = 1000,
-  kOptAgentId,
-  kOptKeyRef,
-  kOptKeyFile,
-  kOptService,
-  kOptCaFile,
-  kOptPin,
-  kOptServerName,
-  kOptInsecure,
-  kOptLogLevel,
-  kOptHelp,
-};
 
 }  // namespace
 
 bool ParseGatewayUrl(std::string_view text, GatewayUrl* out, std::string* error) {
-  GatewayUrl url;
-  url.text = std::string(text);
-  std::string_view rest;
-  if (text.substr(0, 8) == "https://") {
-    url.tls = true;
-    url.port = 443;
-    rest = text.substr(8);
-  } else if (text.substr(0, 7) == "http://") {
-    url.tls = false;
-    url.port = 80;
-    rest = text.substr(7);
-  } else {
-    *error = "--gateway must start with https:// or http://: " + url.text;
+  GatewayUrl url{.tls = text.starts_with("https://"), .text = std::string(text)};
+  std::optional<proto::ServiceEntry> parsed;
+  if (url.tls || text.starts_with("http://")) {
+    std::string_view authority = text.substr(url.tls ? 8 : 7);
+    if (authority.ends_with('/')) {
+      authority.remove_suffix(1);  // "https://gw/" is common; any other path is refused
+    }
+    size_t bracket = authority.rfind(']');
+    bool has_port =
+        authority.find(':', bracket == std::string_view::npos ? 0 : bracket) != std::string::npos;
+    parsed = ParseHostPort(std::string(authority) + (has_port ? "" : url.tls ? ":443" : ":80"));
+  }
+  if (!parsed) {
+    *error =
+        "--gateway must be https://HOST[:PORT] or http://HOST[:PORT] (HOST a name, IPv4 or "
+        "[IPv6]; no user, path or query): '" +
+        url.text + "'";
     return false;
   }
-  if (!rest.empty() && rest.back() == '/') {
-    rest.remove_suffix(1);
-  }
-  if (rest.find_first_of("/?#@ ") != std::string_view::npos) {
-    *error = "--gateway takes only scheme://host[:port] (no user, path or query): " + url.text;
-    return false;
-  }
-  std::string_view host;
-  std::string_view port;
-  if (!rest.empty() && rest.front() == '[') {
-    size_t close = rest.find(']');
-    if (close == std::string_view::npos) {
-      *error = "--gateway has an unterminated [IPv6] host: " + url.text;
-      return false;
-    }
-    host = rest.substr(1, close - 1);
-    std::string_view after = rest.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        *error = "--gateway has junk after the [IPv6] host: " + url.text;
-        return false;
-      }
-      port = after.substr(1);
-      if (port.empty()) {
-        *error = "--gateway has an empty port: " + url.text;
-        return false;
-      }
-    }
-    in6_addr addr{};
-    if (inet_pton(AF_INET6, std::string(host).c_str(), &addr) != 1) {
-      *error = "--gateway has an invalid IPv6 address: " + url.text;
-      return false;
-    }
-  } else {
-    size_t colon = rest.find(':');
-    host = rest.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port = rest.substr(colon + 1);
-      if (port.empty()) {
-        *error = "--gateway has an empty port: " + url.text;
-        return false;
-      }
-    }
-    if (!IsDnsName(host)) {
-      *error = "--gateway host is not a valid host name or address: " + url.text;
-      return false;
-    }
-  }
-  if (!port.empty() && !ParsePort(port, &url.port)) {
-    *error = "--gateway port must be 1..65535: " + url.text;
-    return false;
-  }
-  url.host = std::string(host);
+  url.host =
+      parsed->host.front() == '[' ? parsed->host.substr(1, parsed->host.size() - 2) : parsed->host;
+  url.port = parsed->port;
   *out = std::move(url);
   return true;
 }
@@ -204,145 +107,134 @@ std::string UsageText() {
 }
 
 ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string* error) {
+  // Long options only; the values are private codes for the switch below.
   static const option kOptions[] = {
-      {"gateway", required_argument, nullptr, kOptGateway},
-      {"agent-id", required_argument, nullptr, kOptAgentId},
-      {"key-ref", required_argument, nullptr, kOptKeyRef},
-      {"key-file", required_argument, nullptr, kOptKeyFile},
-      {"service", required_argument, nullptr, kOptService},
-      {"ca-file", required_argument, nullptr, kOptCaFile},
-      {"pin", required_argument, nullptr, kOptPin},
-      {"server-name", required_argument, nullptr, kOptServerName},
-      {"insecure", no_argument, nullptr, kOptInsecure},
-      {"log-level", required_argument, nullptr, kOptLogLevel},
-      {"help", no_argument, nullptr, kOptHelp},
+      {"gateway", required_argument, nullptr, 'g'},
+      {"agent-id", required_argument, nullptr, 'a'},
+      {"key-ref", required_argument, nullptr, 'r'},
+      {"key-file", required_argument, nullptr, 'k'},
+      {"service", required_argument, nullptr, 's'},
+      {"ca-file", required_argument, nullptr, 'c'},
+      {"pin", required_argument, nullptr, 'p'},
+      {"server-name", required_argument, nullptr, 'n'},
+      {"insecure", no_argument, nullptr, 'i'},
+      {"log-level", required_argument, nullptr, 'l'},
+      {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
+  };
+  auto fail = [error](std::string message) {
+    *error = std::move(message);
+    return ParseOutcome::kError;
   };
   Config c;
   bool have_gateway = false;
   bool have_key_ref = false;
   optind = 0;  // glibc: full re-initialisation, so tests may parse several command lines
   opterr = 0;  // we word the messages ourselves
-  for (;;) {
-    // Leading ':' makes a missing value return ':' rather than '?'.
-    int opt = getopt_long(argc, argv, ":", kOptions, nullptr);
-    if (opt == -1) {
-      break;
-    }
-    std::string_view arg = optarg != nullptr ? optarg : "";
+  int opt;
+  // The leading ':' makes a missing value return ':' rather than '?'.
+  while ((opt = getopt_long(argc, argv, ":", kOptions, nullptr)) != -1) {
+    const std::string arg = optarg != nullptr ? optarg : "";
     switch (opt) {
-      case kOptGateway:
+      case 'g':
         if (!ParseGatewayUrl(arg, &c.gateway, error)) {
           return ParseOutcome::kError;
         }
         have_gateway = true;
         break;
-      case kOptAgentId:
+      case 'a':
         if (!proto::IsCanonicalAgentId(arg)) {
-          *error =
+          return fail(
               "--agent-id must be 1..63 of [a-z0-9-] with no leading or trailing '-' "
-              "(lower case; not changed for you): '" +
-              std::string(arg) + "'";
-          return ParseOutcome::kError;
+              "(lower case; it is not changed for you): '" +
+              arg + "'");
         }
-        c.agent_id = std::string(arg);
+        c.agent_id = arg;
         break;
-      case kOptKeyRef: {
+      case 'r': {
         auto ref = proto::ParseKeyRef(arg);
         if (!ref) {
-          *error =
+          return fail(
               "--key-ref must be KEYID.EXPIRY (key id 1..32 of [A-Za-z0-9_-], expiry in "
               "Unix seconds): '" +
-              std::string(arg) + "'";
-          return ParseOutcome::kError;
+              arg + "'");
         }
         c.key_ref = *ref;
         have_key_ref = true;
         break;
       }
-      case kOptKeyFile:
-        c.key_file = std::string(arg);
+      case 'k':
+        c.key_file = arg;
         break;
-      case kOptService: {
+      case 's': {
         auto entry = proto::ParseServiceEntry(arg);
         if (!entry) {
-          *error =
+          return fail(
               "--service must be NAME=HOST:PORT (name 1..32 of [a-z0-9-], host a name, "
               "IPv4 or [IPv6], port 1..65535): '" +
-              std::string(arg) + "'";
-          return ParseOutcome::kError;
+              arg + "'");
         }
         for (const auto& existing : c.services) {
           if (existing.name == entry->name) {
-            *error = "--service " + entry->name + " is given twice";
-            return ParseOutcome::kError;
+            return fail("--service " + entry->name + " is given twice");
           }
         }
         c.services.push_back(std::move(*entry));
         break;
       }
-      case kOptCaFile:
-        c.ca_file = std::string(arg);
+      case 'c':
+        c.ca_file = arg;
         break;
-      case kOptPin: {
+      case 'p': {
         auto pin = ParsePin(arg);
         if (!pin) {
-          *error = "--pin must be sha256/ followed by the standard base64 of 32 bytes: '" +
-                   std::string(arg) + "'";
-          return ParseOutcome::kError;
+          return fail("--pin must be sha256/ and the standard base64 of 32 bytes: '" + arg + "'");
         }
         c.pins.push_back(std::move(*pin));
         break;
       }
-      case kOptServerName:
-        if (!IsDnsName(arg)) {
-          *error = "--server-name must be a host name: '" + std::string(arg) + "'";
-          return ParseOutcome::kError;
+      case 'n': {
+        auto host = ParseHostPort(arg + ":443");
+        if (!host || host->host.front() == '[') {
+          return fail("--server-name must be a host name or IPv4 address: '" + arg + "'");
         }
-        c.server_name = std::string(arg);
+        c.server_name = arg;
         break;
-      case kOptInsecure:
+      }
+      case 'i':
         c.insecure = true;
         break;
-      case kOptLogLevel:
+      case 'l':
         if (!ParseLogLevel(arg, &c.log_level)) {
-          *error = "--log-level must be debug, info, warning or error";
-          return ParseOutcome::kError;
+          return fail("--log-level must be debug, info, warning or error");
         }
         break;
-      case kOptHelp:
+      case 'h':
         return ParseOutcome::kHelp;
-      default: {
-        const char* bad = (optind > 0 && optind <= argc) ? argv[optind - 1] : "?";
-        *error = std::string(opt == ':' ? "missing value for " : "unknown option ") + bad;
-        return ParseOutcome::kError;
-      }
+      default:
+        return fail(std::string(opt == ':' ? "missing value for " : "unknown option ") +
+                    (optind > 0 && optind <= argc ? argv[optind - 1] : "?"));
     }
   }
   if (optind < argc) {
-    *error = std::string("unexpected argument: ") + argv[optind];
-    return ParseOutcome::kError;
+    return fail(std::string("unexpected argument: ") + argv[optind]);
   }
-  std::string problem;
-  if (!have_gateway) {
-    problem = "--gateway is required";
-  } else if (c.agent_id.empty()) {
-    problem = "--agent-id is required";
-  } else if (!have_key_ref) {
-    problem = "--key-ref is required";
-  } else if (c.key_file.empty()) {
-    problem = "--key-file is required";
-  } else if (c.services.empty()) {
-    problem = "at least one --service NAME=HOST:PORT is required";
-  } else if (!c.gateway.tls &&
-             (!c.ca_file.empty() || !c.pins.empty() || c.insecure || !c.server_name.empty())) {
-    problem = "--ca-file, --pin, --server-name and --insecure apply to an https:// gateway only";
-  } else if (c.insecure && (!c.ca_file.empty() || !c.pins.empty())) {
-    problem = "--insecure contradicts --ca-file/--pin: choose one";
+  if (!have_gateway || c.agent_id.empty() || !have_key_ref || c.key_file.empty()) {
+    return fail(std::string(!have_gateway        ? "--gateway"
+                            : c.agent_id.empty() ? "--agent-id"
+                            : !have_key_ref      ? "--key-ref"
+                                                 : "--key-file") +
+                " is required");
   }
-  if (!problem.empty()) {
-    *error = problem;
-    return ParseOutcome::kError;
+  if (c.services.empty()) {
+    return fail("at least one --service NAME=HOST:PORT is required");
+  }
+  if (!c.gateway.tls &&
+      (!c.ca_file.empty() || !c.pins.empty() || c.insecure || !c.server_name.empty())) {
+    return fail("--ca-file, --pin, --server-name and --insecure apply to an https:// gateway only");
+  }
+  if (c.insecure && (!c.ca_file.empty() || !c.pins.empty())) {
+    return fail("--insecure contradicts --ca-file/--pin: choose one");
   }
   if (c.server_name.empty()) {
     c.server_name = c.gateway.host;

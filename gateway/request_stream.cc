@@ -249,6 +249,9 @@ FrontendError RequestStream::Feed(std::span<const uint8_t> in, std::string* out)
 }
 
 FrontendError RequestStream::OnHead(std::string_view head_bytes, HeadAction* action) {
+  if (mode_ == Mode::kRtsp && head_bytes.starts_with("RTSP/")) {
+    return OnRtspResponse(head_bytes);
+  }
   proto::RequestHead head;
   proto::HeadResult result = proto::ParseRequestHead(head_bytes, &head);
   if (result != proto::HeadResult::kComplete || head.head_bytes != head_bytes.size()) {
@@ -267,7 +270,18 @@ FrontendError RequestStream::OnHead(std::string_view head_bytes, HeadAction* act
   FrontendError error =
       CheckRoutedRequest(head, route_, config_, camera_authority_, &rewritten_target_);
   if (error == FrontendError::kOk) {
-    error = SetBodyFraming(head);
+    // After these the client sends no more HTTP requests on this connection (RTSP-over-HTTP
+    // base64, or a protocol the camera switches to with 101).
+    // TODO: an Upgrade the camera refuses (no 101) leaves the rest unparsed, so path-form
+    // rewriting stops; fixing it needs the response direction, which this class does not see.
+    if (mode_ == Mode::kHttp &&
+        (IsRtspOverHttp(head) ||
+         (head.headers.Find("Upgrade") &&
+          proto::HeaderHasToken(head.headers.Find("Connection").value_or(""), "upgrade")))) {
+      state_ = State::kRaw;
+    } else {
+      error = SetBodyFraming(head.headers, head.protocol);
+    }
   }
   if (error != FrontendError::kOk) {
     if (mode_ == Mode::kRtsp) {
@@ -283,26 +297,35 @@ FrontendError RequestStream::OnHead(std::string_view head_bytes, HeadAction* act
   return FrontendError::kOk;
 }
 
-FrontendError RequestStream::SetBodyFraming(const proto::RequestHead& head) {
-  if (mode_ == Mode::kHttp) {
-    // After these the client sends no more HTTP requests on this connection (RTSP-over-HTTP
-    // base64, or a protocol the camera switches to with 101).
-    // TODO: an Upgrade the camera refuses (no 101) leaves the rest unparsed, so path-form
-    // rewriting stops; fixing it needs the response direction, which this class does not see.
-    if (IsRtspOverHttp(head) ||
-        (head.headers.Find("Upgrade") &&
-         proto::HeaderHasToken(head.headers.Find("Connection").value_or(""), "upgrade"))) {
-      state_ = State::kRaw;
-      return FrontendError::kOk;
-    }
+// RTSP lets the server send requests too (OPTIONS or GET_PARAMETER as keepalive, ANNOUNCE,
+// SET_PARAMETER: RFC 2326 10); the client's answers travel in this direction and pass unchanged,
+// framed by their Content-Length.
+FrontendError RequestStream::OnRtspResponse(std::string_view head_bytes) {
+  proto::ResponseHead head;
+  proto::HeadResult result = proto::ParseResponseHead(head_bytes, &head);
+  if (result != proto::HeadResult::kComplete || head.head_bytes != head_bytes.size() ||
+      head.protocol != proto::Protocol::kRtsp10) {
+    return result == proto::HeadResult::kComplete || result == proto::HeadResult::kNeedMore
+               ? FrontendError::kMalformedHead
+               : FrontendErrorFromHeadResult(result);
   }
-  size_t transfer_encodings = head.headers.Count("Transfer-Encoding");
-  size_t content_lengths = head.headers.Count("Content-Length");
+  ++heads_;
+  FrontendError error = SetBodyFraming(head.headers, head.protocol);
+  if (error != FrontendError::kOk) {
+    error_cseq_ = std::string(head.headers.Find("CSeq").value_or(std::string_view()));
+  }
+  return error;
+}
+
+FrontendError RequestStream::SetBodyFraming(const proto::HeaderList& headers,
+                                            proto::Protocol protocol) {
+  size_t transfer_encodings = headers.Count("Transfer-Encoding");
+  size_t content_lengths = headers.Count("Content-Length");
   if (transfer_encodings > 0) {
     // RTSP 1.0 has no transfer codings; HTTP/1.0 must not use them (RFC 9112 6.1); with a
     // Content-Length too, the framing is ambiguous (request smuggling): all refused.
-    if (mode_ == Mode::kRtsp || head.protocol == proto::Protocol::kHttp10 || content_lengths > 0 ||
-        transfer_encodings > 1 || !IsChunkedLast(*head.headers.Find("Transfer-Encoding"))) {
+    if (mode_ == Mode::kRtsp || protocol == proto::Protocol::kHttp10 || content_lengths > 0 ||
+        transfer_encodings > 1 || !IsChunkedLast(*headers.Find("Transfer-Encoding"))) {
       return FrontendError::kBadBodyLength;
     }
     state_ = State::kChunkSize;
@@ -316,8 +339,7 @@ FrontendError RequestStream::SetBodyFraming(const proto::RequestHead& head) {
     return FrontendError::kBadBodyLength;
   }
   if (content_lengths == 1) {
-    std::optional<uint64_t> length =
-        proto::ParseContentLength(*head.headers.Find("Content-Length"));
+    std::optional<uint64_t> length = proto::ParseContentLength(*headers.Find("Content-Length"));
     if (!length) {
       return FrontendError::kBadBodyLength;
     }

@@ -2,8 +2,9 @@
 // machine that takes chunks split anywhere (even inside a head) and emits the bytes to forward
 // to the camera. Per form:
 //   RTSP (host, path): request heads are parsed (at most one head, proto::kMaxHeadBytes, is ever
-//     buffered); `$ ch len16 data` interleaved frames and Content-Length bodies pass untouched.
-//     Every head is checked by CheckRoutedRequest; path form rewrites the request-line URL.
+//     buffered); `$ ch len16 data` interleaved frames, Content-Length bodies and the client's
+//     responses to server->client requests pass untouched. Every request head is checked by
+//     CheckRoutedRequest; path form rewrites the request-line URL.
 //   HTTP (host, path; keep-alive): the same, with Content-Length or chunked request bodies
 //     (chunk lines and trailers validated, bounded). An Upgrade or RTSP-over-HTTP request turns
 //     the rest of the stream raw, since what follows is no longer HTTP requests.
@@ -41,12 +42,16 @@ class RequestStream {
   uint64_t PassThroughBudget() const;
   void SkipPassThrough(uint64_t n);
 
+  // Google-style accessors (the .clang-tidy naming rule knows no accessor exception).
+  // NOLINTBEGIN(readability-identifier-naming)
   bool failed() const { return error_ != FrontendError::kOk; }
   FrontendError error() const { return error_; }
   // CSeq of the RTSP head that caused the error (to echo in the answer), or empty.
   std::string_view error_cseq() const { return error_cseq_; }
-  // Request heads forwarded so far (a CONNECT head counts though it is consumed).
+  // Message heads seen so far: requests (a consumed CONNECT head included) and the client's
+  // answers to RTSP server->client requests.
   uint64_t heads() const { return heads_; }
+  // NOLINTEND(readability-identifier-naming)
 
  private:
   enum class Mode : uint8_t { kRtsp, kHttp, kConnect, kRaw };
@@ -78,7 +83,9 @@ class RequestStream {
   };
   // Parses and checks a complete head, chooses the state for what follows it.
   FrontendError OnHead(std::string_view head_bytes, HeadAction* action);
-  FrontendError SetBodyFraming(const proto::RequestHead& head);
+  FrontendError OnRtspResponse(std::string_view head_bytes);
+  // Chooses the state after a head: body (Content-Length), chunked, or the next head.
+  FrontendError SetBodyFraming(const proto::HeaderList& headers, proto::Protocol protocol);
   // One byte of a chunk-size line, chunk CRLF or trailer; false if the framing is malformed.
   bool ChunkFramingByte(char c);
   FrontendError Fail(FrontendError error);

@@ -97,7 +97,7 @@ TEST(ConfigTest, AcceptsGatewayUrlForms) {
 
 TEST(ConfigTest, RejectsBadGatewayUrls) {
   for (const char* bad :
-       {"gw.example.com", "ftp://gw", "https://", "https://gw:0", "https://gw:65536",
+       {"gw.example.com", "gw", "", "ftp://gw", "https://", "https://gw:0", "https://gw:65536",
         "https://gw:", "https://gw:08", "https://gw/path", "https://user@gw", "https://gw?x=1",
         "https://[::1", "https://[nothex]:80", "https://gw_1.example", "https://-gw",
         "https://gw:443x", "HTTPS://gw"}) {

@@ -34,7 +34,7 @@ TEST_F(ControlSessionTest, HelloCarriesAgentProofCapabilitiesVersionAndServices)
   proto::Frame hello = ExpectHello(control);
   auto proof = hello.Bytes(Tag::kProof);
   ASSERT_TRUE(proof.has_value());
-  proto::Digest expected = proto::AgentProof(key_, ProofInput(control));
+  proto::Digest expected = proto::AgentProof(key_, ProofInput(control, {}));
   EXPECT_TRUE(proto::ConstantTimeEqual(*proof, expected));
   EXPECT_EQ(hello.U32(Tag::kCapabilities).value_or(0),
             proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno);

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -80,11 +82,13 @@ inline uint16_t UnusedPort() {
   return ntohs(addr.sin_port);
 }
 
-// One accepted socket, with helpers that never block past a deadline.
+// One accepted socket (plain, or TLS after StartTls), with helpers that never block past a
+// deadline.
 class Peer {
  public:
   explicit Peer(int fd) : fd_(fd) {}
   ~Peer() {
+    SSL_free(ssl_);
     if (fd_ >= 0) {
       close(fd_);
     }
@@ -92,10 +96,38 @@ class Peer {
   Peer(const Peer&) = delete;
   Peer& operator=(const Peer&) = delete;
   int fd() const { return fd_; }
+  SSL* ssl() const { return ssl_; }
+
+  // Server-side TLS handshake (blocking, bounded by a receive timeout).
+  bool StartTls(SSL_CTX* ctx) {
+    timeval tv{5, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssl_ = SSL_new(ctx);
+    SSL_set_fd(ssl_, fd_);
+    return SSL_accept(ssl_) == 1;
+  }
+  std::vector<uint8_t> Exporter() const {
+    if (ssl_ == nullptr) {
+      return {};
+    }
+    std::vector<uint8_t> out(proto::kExporterBytes);
+    EXPECT_EQ(SSL_export_keying_material(ssl_, out.data(), out.size(), proto::kExporterLabel.data(),
+                                         proto::kExporterLabel.size(), nullptr, 0, 0),
+              1);
+    return out;
+  }
+  // Half-close: TLS close_notify (if TLS) and FIN.
+  void ShutdownWrite() {
+    if (ssl_ != nullptr) {
+      SSL_shutdown(ssl_);
+    }
+    shutdown(fd_, SHUT_WR);
+  }
 
   bool SendAll(std::string_view bytes) {
     while (!bytes.empty()) {
-      ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      ssize_t n = ssl_ != nullptr ? SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size()))
+                                  : send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n <= 0) {
         return false;
       }
@@ -110,11 +142,26 @@ class Peer {
   // Appends what arrives to `buffered_`. >0 bytes, 0 on EOF, -errno on error, -ETIMEDOUT.
   ssize_t ReadSome(int timeout_ms) {
     pollfd pfd{fd_, POLLIN, 0};
-    if (poll(&pfd, 1, timeout_ms) != 1) {
+    if ((ssl_ == nullptr || SSL_pending(ssl_) == 0) && poll(&pfd, 1, timeout_ms) != 1) {
       return -ETIMEDOUT;
     }
     char buf[65536];
-    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    ssize_t n;
+    if (ssl_ != nullptr) {
+      ERR_clear_error();
+      int r = SSL_read(ssl_, buf, sizeof(buf));
+      int err = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl_, r);
+      if (err == SSL_ERROR_WANT_READ) {
+        return -ETIMEDOUT;
+      }
+      if (err == SSL_ERROR_ZERO_RETURN) {
+        return 0;  // close_notify: a clean end
+      }
+      n = err == SSL_ERROR_NONE ? r : -1;
+      errno = n < 0 && errno == 0 ? ECONNRESET : errno;
+    } else {
+      n = recv(fd_, buf, sizeof(buf), 0);
+    }
     if (n < 0) {
       return -errno;
     }
@@ -227,6 +274,7 @@ class Peer {
 
  private:
   int fd_;
+  SSL* ssl_ = nullptr;
   std::string buffered_;
   proto::FrameDecoder decoder_;
   std::optional<proto::FrameSealer> sealer_;
@@ -236,8 +284,9 @@ class Peer {
 // Runs an Agent on its own thread for the duration of a test.
 class AgentRunner {
  public:
-  AgentRunner(const Config& config, AgentOptions options)
-      : agent_(loop_, config, MakePlainTransportFactory(), options) {
+  AgentRunner(const Config& config, AgentOptions options,
+              std::unique_ptr<TransportFactory> factory = MakePlainTransportFactory())
+      : agent_(loop_, config, std::move(factory), options) {
     signal(SIGPIPE, SIG_IGN);
     thread_ = std::thread([this] {
       agent_.Start();
@@ -248,6 +297,9 @@ class AgentRunner {
   ~AgentRunner() {
     loop_.RequestStop();
     thread_.join();
+    // After Shutdown() nothing may be left behind: only the loop's own wake-up pipe.
+    EXPECT_EQ(loop_.watch_count(), 1u);
+    EXPECT_EQ(loop_.timer_count(), 0u);
   }
 
  private:
@@ -286,17 +338,30 @@ class AgentTest : public ::testing::Test {
     options_.backoff = {.base_ms = 50, .cap_ms = 200};
     options_.seed = 1;
   }
-  void TearDown() override { runner_.reset(); }
+  void TearDown() override {
+    runner_.reset();
+    SSL_CTX_free(server_tls_);  // peers still holding SSL objects keep their own reference
+  }
 
-  void StartAgent() { runner_ = std::make_unique<AgentRunner>(config_, options_); }
+  void StartAgent(std::unique_ptr<TransportFactory> factory = MakePlainTransportFactory()) {
+    runner_ = std::make_unique<AgentRunner>(config_, options_, std::move(factory));
+  }
+
+  // Accepts the next connection; with `server_tls_` set, completes a TLS handshake on it.
+  std::unique_ptr<Peer> AcceptPeer(Listener& listener, int timeout_ms = 5000) {
+    auto peer = std::make_unique<Peer>(listener.Accept(timeout_ms));
+    if (peer->fd() >= 0 && server_tls_ != nullptr) {
+      EXPECT_TRUE(peer->StartTls(server_tls_)) << "TLS handshake with the agent failed";
+    }
+    return peer;
+  }
 
   // Accepts the agent's next connection and checks that it is a control upgrade for our agent.
   ControlPeer AcceptControl(int timeout_ms = 5000) {
     ControlPeer control;
-    int fd = gateway_.Accept(timeout_ms);
-    EXPECT_GE(fd, 0) << "the agent did not connect";
-    control.peer = std::make_unique<Peer>(fd);
-    if (fd < 0) {
+    control.peer = AcceptPeer(gateway_, timeout_ms);
+    EXPECT_GE(control.peer->fd(), 0) << "the agent did not connect";
+    if (control.peer->fd() < 0) {
       return control;
     }
     auto head_text = control.peer->ReadHead();
@@ -319,22 +384,27 @@ class AgentTest : public ::testing::Test {
     return control;
   }
 
-  proto::HandshakeProofInput ProofInput(const ControlPeer& control) const {
+  // `exporter` must outlive the returned input (empty in plain mode).
+  proto::HandshakeProofInput ProofInput(const ControlPeer& control,
+                                        const std::vector<uint8_t>& exporter) const {
     return {.agent_id = "cam-42",
             .key_ref = &config_.key_ref,
             .agent_nonce = control.request.agent_nonce,
             .gateway_nonce = control.gateway_nonce,
-            .transport = proto::Transport::kPlain,
-            .exporter = {}};
+            .transport = server_tls_ != nullptr ? proto::Transport::kTls : proto::Transport::kPlain,
+            .exporter = exporter};
   }
 
   // Sends the 101 with a gateway proof under `key` (the agent's own unless testing forgery).
   void Send101(ControlPeer& control, const proto::Digest& key) {
     proto::RandomBytes(control.gateway_nonce);
-    proto::Digest proof = proto::GatewayProof(key, ProofInput(control));
+    std::vector<uint8_t> exporter = control.peer->Exporter();
+    proto::Digest proof = proto::GatewayProof(key, ProofInput(control, exporter));
     ASSERT_TRUE(control.peer->SendAll(proto::BuildControlAccept(control.gateway_nonce, proof)));
-    control.peer->SetSessionKey(
-        proto::SessionKey(key_, control.request.agent_nonce, control.gateway_nonce));
+    if (server_tls_ == nullptr) {
+      control.peer->SetSessionKey(
+          proto::SessionKey(key_, control.request.agent_nonce, control.gateway_nonce));
+    }
   }
 
   proto::Frame ExpectHello(ControlPeer& control) {
@@ -377,6 +447,7 @@ class AgentTest : public ::testing::Test {
   }
 
   proto::Digest key_{};
+  SSL_CTX* server_tls_ = nullptr;  // set by TLS tests
   Listener gateway_;
   Config config_;
   AgentOptions options_;

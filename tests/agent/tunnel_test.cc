@@ -9,11 +9,14 @@
 #include <cerrno>
 #include <random>
 
+#include "agent/pin.h"
 #include "tests/agent/fake_gateway.h"
+#include "tests/agent/tls_test_util.h"
 
 namespace camtunnel::agent {
 namespace {
 
+using proto::FrameBuilder;
 using proto::FrameType;
 using proto::Tag;
 using test_util::ControlPeer;
@@ -39,9 +42,8 @@ class TunnelTest : public test_util::AgentTest {
     int cam_fd = camera_.Accept();
     ASSERT_GE(cam_fd, 0) << "the agent did not connect to the camera";
     camera_peer_ = std::make_unique<Peer>(cam_fd);
-    int data_fd = gateway_.Accept();
-    ASSERT_GE(data_fd, 0) << "the agent did not open a data connection";
-    data_peer_ = std::make_unique<Peer>(data_fd);
+    data_peer_ = AcceptPeer(gateway_);
+    ASSERT_GE(data_peer_->fd(), 0) << "the agent did not open a data connection";
     auto head_text = data_peer_->ReadHead();
     ASSERT_TRUE(head_text.has_value());
     proto::RequestHead head;
@@ -51,12 +53,15 @@ class TunnelTest : public test_util::AgentTest {
     EXPECT_EQ(parse.request->kind, proto::UpgradeKind::kData);
     EXPECT_EQ(parse.request->agent_id, "cam-42");
     EXPECT_EQ(proto::FormatTunnelId(parse.request->tunnel_id), kTunnelIdText);
-    proto::DataProofInput input{.agent_id = "cam-42",
-                                .key_ref = &config_.key_ref,
-                                .tunnel_id = parse.request->tunnel_id,
-                                .open_nonce = open_nonce_,
-                                .transport = proto::Transport::kPlain,
-                                .exporter = {}};
+    // Bound to the data connection's own exporter (empty in plain mode).
+    std::vector<uint8_t> exporter = data_peer_->Exporter();
+    proto::DataProofInput input{
+        .agent_id = "cam-42",
+        .key_ref = &config_.key_ref,
+        .tunnel_id = parse.request->tunnel_id,
+        .open_nonce = open_nonce_,
+        .transport = server_tls_ != nullptr ? proto::Transport::kTls : proto::Transport::kPlain,
+        .exporter = exporter};
     EXPECT_TRUE(proto::ConstantTimeEqual(parse.request->proof, proto::DataProof(key_, input)))
         << "wrong data proof";
   }
@@ -174,6 +179,36 @@ TEST_F(TunnelTest, RejectedDataConnectionIsReportedAsOpenFailed) {
   EXPECT_GE(camera_peer_->WaitClosed(), 0);
 }
 
+TEST_F(TunnelTest, SlowGatewayStallsTheCameraInsteadOfBuffering) {
+  StartAgent();
+  ControlPeer control = Establish();
+  ASSERT_GE(control.peer->fd(), 0);
+  ASSERT_NO_FATAL_FAILURE(OpenTunnel(control));
+  ASSERT_TRUE(data_peer_->SendAll(proto::BuildDataAccept()));
+  // The gateway reads nothing. The camera writes until its socket stays full: an agent that
+  // kept reading the camera regardless would swallow all 256 MiB.
+  constexpr size_t kLimit = 256u << 20;
+  const std::string chunk(1 << 16, 'v');
+  size_t written = 0;
+  while (written < kLimit) {
+    ssize_t n = send(camera_peer_->fd(), chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      continue;
+    }
+    ASSERT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << strerror(errno);
+    pollfd pfd{camera_peer_->fd(), POLLOUT, 0};
+    if (poll(&pfd, 1, 300) == 0) {
+      break;  // stalled: backpressure reached the camera
+    }
+  }
+  EXPECT_LT(written, kLimit) << "the agent never stopped reading the camera";
+  // Everything written is then delivered, in order and complete.
+  ASSERT_TRUE(data_peer_->ReadAtLeast(written, 20000));
+  EXPECT_EQ(data_peer_->buffered().size(), written);
+  EXPECT_EQ(data_peer_->buffered().find_first_not_of('v'), std::string::npos);
+}
+
 TEST_F(TunnelTest, TunnelsOutliveTheControlSession) {
   StartAgent();
   ControlPeer control = Establish();
@@ -184,6 +219,53 @@ TEST_F(TunnelTest, TunnelsOutliveTheControlSession) {
   ASSERT_TRUE(camera_peer_->SendAll("still flowing"));
   ASSERT_TRUE(data_peer_->ReadAtLeast(13));
   EXPECT_EQ(data_peer_->Take(13), "still flowing");
+}
+
+// The same path over TLS: pinned gateway key, proofs bound to each connection's exporter (the
+// control and data connections have different ones), a resumed session for the data
+// connection, and half-close carried as close_notify.
+TEST_F(TunnelTest, ControlAndTunnelOverTlsWithResumptionAndCloseNotify) {
+  test_util::TestCert cert;
+  test_util::MakeSelfSigned("gateway.test", &cert);
+  server_tls_ = SSL_CTX_new(TLS_server_method());
+  ASSERT_EQ(SSL_CTX_use_certificate(server_tls_, cert.cert), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey(server_tls_, cert.key), 1);
+  std::string error;
+  ASSERT_TRUE(ParseGatewayUrl("https://127.0.0.1:" + std::to_string(gateway_.port()),
+                              &config_.gateway, &error));
+  auto factory = MakeOpenSslTransportFactory(
+      {.pins = {SpkiSha256(cert.cert)}, .server_name = "gateway.test"}, &error);
+  ASSERT_NE(factory, nullptr) << error;
+  StartAgent(std::move(factory));
+
+  ControlPeer control = Establish();  // verifies the TLS-mode agent proof in HELLO
+  ASSERT_GE(control.peer->fd(), 0);
+  FrameBuilder ping(FrameType::kPing);
+  ping.AddU64(Tag::kSequence, 9);
+  control.peer->SendFrame(ping);
+  auto pong = control.peer->ReadFrameOfType(FrameType::kPong);
+  ASSERT_TRUE(pong.has_value());
+  EXPECT_EQ(pong->U64(Tag::kSequence).value_or(0), 9u);
+
+  ASSERT_NO_FATAL_FAILURE(OpenTunnel(control));  // verifies the data proof
+  EXPECT_EQ(SSL_session_reused(data_peer_->ssl()), 1) << "data connection did not resume";
+  EXPECT_NE(data_peer_->Exporter(), control.peer->Exporter());
+  const std::string request = "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n";
+  const std::string response = "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n";
+  ASSERT_TRUE(data_peer_->SendAll(proto::BuildDataAccept() + request));
+  ASSERT_TRUE(camera_peer_->ReadAtLeast(request.size()));
+  EXPECT_EQ(camera_peer_->Take(request.size()), request);
+  ASSERT_TRUE(camera_peer_->SendAll(response));
+  ASSERT_TRUE(data_peer_->ReadAtLeast(response.size()));
+  EXPECT_EQ(data_peer_->Take(response.size()), response);
+  // Camera EOF becomes close_notify (a clean TLS end, not a truncation)...
+  shutdown(camera_peer_->fd(), SHUT_WR);
+  EXPECT_EQ(data_peer_->WaitClosed(), 0);
+  // ...and the gateway's close_notify becomes a FIN toward the camera.
+  ASSERT_TRUE(data_peer_->SendAll("bye"));
+  data_peer_->ShutdownWrite();
+  EXPECT_EQ(camera_peer_->WaitClosed(), 0);
+  EXPECT_EQ(camera_peer_->buffered(), "bye");
 }
 
 }  // namespace

@@ -250,6 +250,21 @@ TEST(RequestStreamTest, PassesRtspBodiesUntouched) {
   ExpectSplitInvariant(input);
 }
 
+TEST(RequestStreamTest, PassesClientAnswersToServerRequests) {
+  // The camera sent GET_PARAMETER (keepalive) and ANNOUNCE; the client answers in this direction.
+  const std::string input =
+      "PLAY rtsp://127.0.0.1:8554/cam-1/s RTSP/1.0\r\nCSeq: 4\r\nSession: 1\r\n\r\n"
+      "RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: 1\r\n\r\n"
+      "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 5\r\n\r\nx=1\r\n" +
+      InterleavedRtcp() + "TEARDOWN rtsp://127.0.0.1:8554/cam-1/s RTSP/1.0\r\nCSeq: 5\r\n\r\n";
+  Outcome outcome = FeedAll(input);
+  ASSERT_EQ(outcome.error, FrontendError::kOk);
+  EXPECT_EQ(outcome.out, Replace(input, "127.0.0.1:8554/cam-1/", "127.0.0.1:554/"));
+  ExpectSplitInvariant(input);
+  EXPECT_EQ(FeedAll("PLAY rtsp://cam-1.localhost/s RTSP/1.0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n").error,
+            FrontendError::kMalformedHead);
+}
+
 TEST(RequestStreamTest, ForwardsStrayLineBreaksBetweenRequests) {
   const std::string input =
       "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 1\r\n\r\n\r\n\r\n"

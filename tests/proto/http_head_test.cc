@@ -4,7 +4,38 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <new>
 #include <string>
+
+// Counts operator new calls on this thread while enabled, to check that parsing does not
+// allocate. Replacing the global operator new/delete pair is the only portable hook; both go to
+// malloc/free so the sanitizers still see every allocation.
+namespace {
+thread_local bool count_allocations = false;
+thread_local size_t allocations = 0;
+}  // namespace
+
+void* operator new(size_t n) {
+  if (count_allocations) {
+    ++allocations;
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) {
+    return p;
+  }
+  throw std::bad_alloc();
+}
+// GCC 12 at -O3 inlines these into std::allocator and, not knowing operator new was replaced,
+// reports free() on a new'd pointer (-Wmismatched-new-delete false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace camtunnel::proto {
 namespace {
@@ -103,6 +134,28 @@ TEST(RequestHeadTest, AcceptsEmptyValue) {
 
 TEST(RequestHeadTest, AcceptsTabAndObsTextInValue) {
   EXPECT_EQ(Request("GET / HTTP/1.1\r\nA: a\tb\xc3\xa9\r\n\r\n"), HeadResult::kComplete);
+}
+
+TEST(RequestHeadTest, ParsingDoesNotAllocate) {
+  const std::string request = RequestWithHeaders(kMaxHeaders);
+  const std::string too_large = RequestOfSize(kMaxHeadBytes + 1);
+  const std::string response = "RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: 1234\r\n\r\n";
+  RequestHead request_head;
+  ResponseHead response_head;
+  count_allocations = true;
+  allocations = 0;
+  ::operator delete(::operator new(1));  // proves the hook counts (a call, not elidable)
+  const size_t hook_check = allocations;
+  allocations = 0;
+  const HeadResult r1 = ParseRequestHead(request, &request_head);
+  const HeadResult r2 = ParseResponseHead(response, &response_head);
+  const HeadResult r3 = ParseRequestHead(too_large, &request_head);
+  count_allocations = false;
+  EXPECT_EQ(hook_check, 1u);
+  EXPECT_EQ(allocations, 0u);
+  EXPECT_EQ(r1, HeadResult::kComplete);
+  EXPECT_EQ(r2, HeadResult::kComplete);
+  EXPECT_EQ(r3, HeadResult::kTooLarge);
 }
 
 TEST(RequestHeadTest, NeedsMoreForEmptyBuffer) { EXPECT_EQ(Request(""), HeadResult::kNeedMore); }
