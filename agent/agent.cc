@@ -46,6 +46,17 @@ void Agent::Start() {
 }
 
 void Agent::Shutdown() {
+  if (!stopped_) {
+    LOG_INFO(
+        "shutting down: sessions=%llu welcomed=%llu tunnels=%llu open_failed=%llu "
+        "bad_gateway_proofs=%llu auth_rejections=%llu",
+        static_cast<unsigned long long>(stats_.sessions_started),
+        static_cast<unsigned long long>(stats_.sessions_welcomed),
+        static_cast<unsigned long long>(stats_.tunnels_opened),
+        static_cast<unsigned long long>(stats_.open_failed),
+        static_cast<unsigned long long>(stats_.bad_gateway_proofs),
+        static_cast<unsigned long long>(stats_.auth_rejections));
+  }
   stopped_ = true;
   reconnect_timer_.Cancel();
   if (session_) {

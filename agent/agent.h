@@ -52,7 +52,6 @@ class Agent final : public ControlSession::Delegate {
   void Shutdown();
 
   const AgentStats& stats() const { return stats_; }
-  size_t tunnel_count() const { return tunnels_.size(); }
 
   // ControlSession::Delegate
   void OnWelcome(const Welcome& welcome) override;
@@ -70,7 +69,7 @@ class Agent final : public ControlSession::Delegate {
   AgentOptions options_;
   Backoff backoff_;
   AgentStats stats_;
-  bool stopped_ = false;
+  bool stopped_ = true;  // until Start()
 
   int64_t welcome_at_ms_ = -1;        // when this session's WELCOME arrived
   uint32_t reconnect_window_ms_ = 0;  // from the last WELCOME

@@ -28,8 +28,6 @@ class Backoff {
   // Uniform in [0, bound_ms); 0 when bound_ms <= 0. Shares the generator.
   int64_t UniformMs(int64_t bound_ms);
 
-  const BackoffPolicy& policy() const { return policy_; }
-
  private:
   BackoffPolicy policy_;
   int attempt_ = 0;

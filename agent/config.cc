@@ -100,10 +100,11 @@ std::string UsageText() {
          "  --key-file     file holding the 64-hex-character agent key\n"
          "  --service      a local service to expose, e.g. rtsp=127.0.0.1:554 (repeatable)\n"
          "  --ca-file      CA certificates (PEM) that validate the gateway certificate\n"
-         "  --pin          SHA-256 of the gateway key's SubjectPublicKeyInfo (repeatable); with\n"
-         "                pins and no --ca-file the chain is not validated, the pin is\n"
+         "  --pin          SHA-256 of the gateway key's SubjectPublicKeyInfo (repeatable: current\n"
+         "                and next key); without --ca-file the pins replace chain validation\n"
          "  --server-name  name for SNI and the certificate check (default: the URL host)\n"
-         "  --insecure     DEVELOPMENT ONLY: do not verify the gateway certificate\n";
+         "  --insecure     DEVELOPMENT ONLY: do not verify the gateway certificate\n"
+         "  --log-level    debug, info (default), warning or error\n";
 }
 
 ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string* error) {

@@ -135,10 +135,9 @@ void GatewayDialer::Step() {
           }
         } else if (status == IoStatus::kEof || status == IoStatus::kError) {
           bool early = response_.empty();
-          Finish(
-              {.kind = early ? DialOutcome::Kind::kClosedEarly : DialOutcome::Kind::kFailed,
-               .detail = status == IoStatus::kEof ? "closed before the response head"
-                                                  : transport_->error_text()});
+          Finish({.kind = early ? DialOutcome::Kind::kClosedEarly : DialOutcome::Kind::kFailed,
+                  .detail = status == IoStatus::kEof ? "closed before the response head"
+                                                     : transport_->error_text()});
           return;
         }
         break;

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
       std::fputs(UsageText().c_str(), stdout);
       return 0;
     case ParseOutcome::kError:
-      std::fprintf(stderr, "camtunnel-agent: %s\n%s", error.c_str(), UsageText().c_str());
+      std::fprintf(stderr, "camtunnel-agent: %s (see --help)\n", error.c_str());
       return 2;
     case ParseOutcome::kOk:
       break;
@@ -84,7 +84,6 @@ int main(int argc, char** argv) {
              config.gateway.text.c_str(), config.services.size());
     agent.Start();
     rc = loop.Run();
-    LOG_INFO("stopping");
     agent.Shutdown();
   }
   g_loop = nullptr;

@@ -11,17 +11,6 @@
 
 namespace camtunnel::agent {
 
-short PollEventsFor(IoStatus status) {
-  switch (status) {
-    case IoStatus::kWantRead:
-      return POLLIN;
-    case IoStatus::kWantWrite:
-      return POLLOUT;
-    default:
-      return 0;
-  }
-}
-
 namespace {
 
 class PlainTransport final : public Transport {

@@ -7,6 +7,8 @@
 // the union of what their pending operations wait for.
 #pragma once
 
+#include <poll.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -28,7 +30,9 @@ enum class IoStatus {
 };
 
 // Poll events (POLLIN/POLLOUT) an IoStatus waits for; 0 when it waits for nothing.
-short PollEventsFor(IoStatus status);
+inline short PollEventsFor(IoStatus status) {
+  return status == IoStatus::kWantRead ? POLLIN : status == IoStatus::kWantWrite ? POLLOUT : 0;
+}
 
 class Transport {
  public:

@@ -63,7 +63,7 @@ class Hmac {
   explicit Hmac(std::span<const uint8_t> key) : ctx_(ThreadMacContext::Get()) {
     // A null key pointer means "keep the previous key" to EVP_MAC_init, so an empty key is
     // passed as a valid pointer with length 0.
-    static const uint8_t kEmpty = 0;
+    static constexpr uint8_t kEmpty = 0;
     const uint8_t* key_ptr = key.empty() ? &kEmpty : key.data();
     if (EVP_MAC_init(ctx_, key_ptr, key.size(), nullptr) != 1) {
       Fatal("EVP_MAC_init failed");
