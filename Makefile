@@ -23,7 +23,7 @@ demo: build
 # The whole suite: Release build (unit + end-to-end), then the sanitizer build of the tests.
 test: build asan
 	ctest --preset release -j $(JOBS)
-	ctest --preset asan -j $(JOBS) -L sanitize
+	ctest --preset asan -j $(JOBS) -L 'unit|sanitize'
 
 fuzz:
 	cmake --preset fuzz >/dev/null
