@@ -1,15 +1,18 @@
 #include "gateway/admin_connection.h"
 
+#include <cctype>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
+#include "gateway/camera_probe.h"
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
 
 namespace camtunnel::gateway {
 namespace {
 
-constexpr uint64_t kAdminTimeoutMs = 10000;
+// Long enough for a probe: open deadline plus the camera's answer.
+constexpr uint64_t kAdminTimeoutMs = 15000;
 
 std::string_view Phrase(int status) {
   switch (status) {
@@ -17,6 +20,8 @@ std::string_view Phrase(int status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
@@ -75,16 +80,22 @@ void AdminConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const 
 }
 
 void AdminConnection::Route(const proto::RequestHead& head) {
-  std::string_view path = head.target.substr(0, head.target.find('?'));
-  if (head.method != "GET") {
+  const size_t q = head.target.find('?');
+  std::string_view path = head.target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? "" : head.target.substr(q + 1);
+  constexpr std::string_view kAgents = "/api/v1/agents/";
+  constexpr std::string_view kProbe = "/probe";
+  if (head.method == "POST" && path.starts_with(kAgents) && path.ends_with(kProbe) &&
+      path.size() > kAgents.size() + kProbe.size()) {
+    Probe(path.substr(kAgents.size(), path.size() - kAgents.size() - kProbe.size()), query);
+  } else if (head.method != "GET") {
     Respond(405, "text/plain", "only GET is served here for now\n");
   } else if (path == "/metrics") {
     Respond(200, "text/plain; version=0.0.4; charset=utf-8", gw_.RenderMetricsText());
   } else if (path == "/healthz") {
     Respond(200, "text/plain", "ok\n");
   } else if (path == "/readyz") {
-    gw_.ready() ? Respond(200, "text/plain", "ready\n")
-                : Respond(503, "text/plain", "not ready\n");
+    gw_.ready() ? Respond(200, "text/plain", "ready\n") : Respond(503, "text/plain", "not ready\n");
   } else if (path == "/api/v1/agents") {
     nlohmann::json list = nlohmann::json::array();
     gw_.registry().ForEachSession(
@@ -93,6 +104,47 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   } else {
     Respond(404, "text/plain", "not found\n");
   }
+}
+
+// Query: service=<name> (default rtsp) and path=<absolute path> (default /). Values are taken
+// literally and restricted to a safe alphabet, since they end up in a request line.
+void AdminConnection::Probe(std::string_view agent_id, std::string_view query) {
+  if (!proto::IsCanonicalAgentId(agent_id)) {
+    Respond(400, "text/plain", "agent id is not canonical\n");
+    return;
+  }
+  std::string service = "rtsp";
+  std::string path = "/";
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? "" : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    for (char c : value) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '/' && c != '.' && c != '_' &&
+          c != '-') {
+        Respond(400, "text/plain", "query values may hold only [A-Za-z0-9/._-]\n");
+        return;
+      }
+    }
+    if (key == "service") {
+      service = std::string(value);
+    } else if (key == "path" && value.starts_with("/")) {
+      path = std::string(value);
+    } else {
+      Respond(400, "text/plain", "query takes service=<name> and path=/<path>\n");
+      return;
+    }
+  }
+  answered_ = true;  // the probe answers
+  probe_ = CameraProbe::Start(gw_, std::string(agent_id), service, path,
+                              [this](int status, std::string body) {
+                                probe_ = nullptr;
+                                answered_ = false;
+                                Respond(status, "application/json", body);
+                              });
 }
 
 void AdminConnection::Respond(int status, std::string_view content_type, std::string_view body) {
@@ -114,6 +166,9 @@ void AdminConnection::OnStreamEof(runtime::Stream& stream) {
 
 void AdminConnection::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
   gw_.shard().timers().Cancel(timer_);
+  if (probe_ != nullptr) {
+    probe_->Cancel();
+  }
   delete this;
 }
 

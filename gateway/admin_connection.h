@@ -1,5 +1,6 @@
-// One request on the admin listener (/metrics, /healthz, /readyz, /api/v1/agents), answered on
-// the shard's own loop and closed: admin traffic is rare, so no keep-alive.
+// One request on the admin listener (/metrics, /healthz, /readyz, /api/v1/agents, and
+// POST /api/v1/agents/{id}/probe), answered on the shard's own loop and closed: admin traffic is
+// rare, so no keep-alive.
 #pragma once
 
 #include "gateway/head_reader.h"
@@ -9,6 +10,7 @@
 namespace camtunnel::gateway {
 
 class GatewayShard;
+class CameraProbe;
 
 class AdminConnection final : public runtime::StreamHandler {
  public:
@@ -22,12 +24,14 @@ class AdminConnection final : public runtime::StreamHandler {
   explicit AdminConnection(GatewayShard& gw) : gw_(gw) {}
   void Respond(int status, std::string_view content_type, std::string_view body);
   void Route(const proto::RequestHead& head);
+  void Probe(std::string_view agent_id, std::string_view query);
 
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;
   HeadReader head_;
   runtime::Timer timer_;
   bool answered_ = false;
+  CameraProbe* probe_ = nullptr;  // while a probe runs for this request
 };
 
 }  // namespace camtunnel::gateway

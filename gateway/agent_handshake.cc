@@ -3,8 +3,8 @@
 #include <cerrno>
 
 #include "gateway/control_session.h"
-#include "gateway/frontend_connection.h"
 #include "gateway/gateway_shard.h"
+#include "gateway/tunnel_waiter.h"
 #include "proto/crypto.h"
 #include "runtime/clock.h"
 
@@ -146,7 +146,10 @@ void AgentHandshake::OnData(const proto::UpgradeRequest& req) {
     }
     exporter_view = exporter;
   }
-  const proto::DataProofInput in{req.agent_id, &req.key_ref, req.tunnel_id, pending->nonce,
+  const proto::DataProofInput in{req.agent_id,
+                                 &req.key_ref,
+                                 req.tunnel_id,
+                                 pending->nonce,
                                  stream_->tls() ? proto::Transport::kTls : proto::Transport::kPlain,
                                  exporter_view};
   const proto::Digest expected = proto::DataProof(*key, in);

@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "gateway/frontend_connection.h"
+#include "gateway/tunnel_waiter.h"
 #include "proto/crypto.h"
 
 namespace camtunnel::gateway {
@@ -41,8 +41,8 @@ proto::TunnelId AgentRegistry::NewTunnelId(unsigned shard) const {
   for (;;) {
     uint64_t r = 0;
     proto::RandomBytes({reinterpret_cast<uint8_t*>(&r), sizeof(r)});
-    const proto::TunnelId id =
-        (uint64_t{shard} << proto::kTunnelShardShift) | (r & ((1ull << proto::kTunnelShardShift) - 1));
+    const proto::TunnelId id = (uint64_t{shard} << proto::kTunnelShardShift) |
+                               (r & ((1ull << proto::kTunnelShardShift) - 1));
     if (!pending_.contains(id)) {
       return id;
     }

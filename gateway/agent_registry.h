@@ -14,13 +14,13 @@
 namespace camtunnel::gateway {
 
 class ControlSession;
-class FrontendConnection;
+class TunnelWaiter;
 
 struct PendingTunnel {
   std::string agent_id;
   std::string service;
   proto::Nonce nonce{};
-  FrontendConnection* waiter = nullptr;  // notified on data connection, failure or agent loss
+  TunnelWaiter* waiter = nullptr;  // notified on data connection, failure or agent loss
 };
 
 class AgentRegistry {

@@ -23,17 +23,17 @@ struct GatewayConfig {
   std::vector<std::string> admin_listen = {"127.0.0.1:9310"};
 
   // Deadlines (milliseconds).
-  uint64_t handshake_timeout_ms = 5000;   // TCP accept to verified HELLO
-  uint64_t head_timeout_ms = 5000;        // first request head on the frontend
-  uint64_t open_timeout_ms = 5000;        // OPEN to data connection
-  uint32_t heartbeat_ms = 5000;           // announced in WELCOME
-  uint32_t heartbeat_misses = 2;          // silent intervals before a session is dead
-  uint32_t reconnect_window_ms = 10000;   // announced in WELCOME
+  uint64_t handshake_timeout_ms = 5000;  // TCP accept to verified HELLO
+  uint64_t head_timeout_ms = 5000;       // first request head on the frontend
+  uint64_t open_timeout_ms = 5000;       // OPEN to data connection
+  uint32_t heartbeat_ms = 5000;          // announced in WELCOME
+  uint32_t heartbeat_misses = 2;         // silent intervals before a session is dead
+  uint32_t reconnect_window_ms = 10000;  // announced in WELCOME
 
   // Limits.
   uint32_t max_pending_tunnels_per_agent = 32;
-  uint32_t max_unauthenticated = 4096;    // agent connections before HELLO verifies
-  uint32_t max_connections = 50000;       // all connections of the shard
+  uint32_t max_unauthenticated = 4096;  // agent connections before HELLO verifies
+  uint32_t max_connections = 50000;     // all connections of the shard
 };
 
 }  // namespace camtunnel::gateway

@@ -2,9 +2,9 @@
 
 #include <cerrno>
 
-#include "gateway/frontend_connection.h"
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
+#include "gateway/tunnel_waiter.h"
 #include "proto/crypto.h"
 #include "runtime/clock.h"
 
@@ -35,8 +35,10 @@ void ControlSession::Start(GatewayShard& gw, runtime::Stream* stream,
     s->opener_.emplace(session_key, proto::Direction::kAgentToGateway);
   }
   const proto::HandshakeProofInput in{
-      s->agent_id_,    &s->key_ref_,
-      s->agent_nonce_, s->gateway_nonce_,
+      s->agent_id_,
+      &s->key_ref_,
+      s->agent_nonce_,
+      s->gateway_nonce_,
       stream->tls() ? proto::Transport::kTls : proto::Transport::kPlain,
       s->exporter_};
   stream->Write(proto::BuildControlAccept(s->gateway_nonce_, proto::GatewayProof(agent_key, in)));
@@ -203,8 +205,10 @@ void ControlSession::OnFrame(proto::Frame& frame) {
 
 void ControlSession::OnHello(const proto::Frame& frame) {
   const proto::HandshakeProofInput in{
-      agent_id_,    &key_ref_,
-      agent_nonce_, gateway_nonce_,
+      agent_id_,
+      &key_ref_,
+      agent_nonce_,
+      gateway_nonce_,
       stream_->tls() ? proto::Transport::kTls : proto::Transport::kPlain,
       exporter_};
   const proto::Digest expected = proto::AgentProof(agent_key_, in);
@@ -230,8 +234,8 @@ void ControlSession::OnHello(const proto::Frame& frame) {
   gw_.metrics().unauthenticated.Add(-1);
   gw_.metrics().agents_connected.Add(1);
   gw_.metrics().CountControl(AgentResult::kAccepted);
-  gw_.metrics().handshake_seconds.Observe(
-      static_cast<double>(gw_.shard().now_ms() - accepted_ms_) / 1000.0);
+  gw_.metrics().handshake_seconds.Observe(static_cast<double>(gw_.shard().now_ms() - accepted_ms_) /
+                                          1000.0);
   if (ControlSession* old = gw_.registry().Install(agent_id_, this)) {
     // Newest authenticated wins; repeated replacement is the sign of a cloned id.
     gw_.metrics().sessions_replaced.Add();

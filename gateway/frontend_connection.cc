@@ -2,11 +2,10 @@
 
 #include <cerrno>
 
-#include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
+#include "gateway/tunnel_opener.h"
 #include "gateway/tunnel_relay.h"
-#include "proto/crypto.h"
 #include "runtime/clock.h"
 
 namespace camtunnel::gateway {
@@ -22,11 +21,6 @@ RequestKind KindOf(FrontendForm form) {
     default:
       return RequestKind::kHttp;
   }
-}
-
-std::string Authority(const proto::ServiceEntry& s) {
-  const bool v6 = s.host.find(':') != std::string::npos;
-  return (v6 ? "[" + s.host + "]" : s.host) + ":" + std::to_string(s.port);
 }
 
 }  // namespace
@@ -52,8 +46,7 @@ FrontendConnection::FrontendConnection(GatewayShard& gw) : gw_(gw) {
   });
 }
 
-void FrontendConnection::OnStreamData(runtime::Stream& /*stream*/,
-                                      std::span<const uint8_t> bytes) {
+void FrontendConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
   if (state_ != State::kHead) {
     // Pipelined bytes while the tunnel opens: kept for the relay, within the head bound.
     if (head_.size() + bytes.size() > proto::kMaxHeadBytes * 2) {
@@ -94,36 +87,15 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
   route_ = d.route;
   protocol_ = ProtocolOfForm(route_.form);
   kind_ = KindOf(route_.form);
-  ControlSession* session = gw_.registry().Find(route_.agent_id);
-  if (session == nullptr) {
-    if (gw_.registry().Seen(route_.agent_id)) {
-      FailOpen(503, OpenResult::kOffline, "agent offline");
-    } else {
-      FailOpen(404, OpenResult::kUnknownAgent, "unknown agent");
-    }
+  const OpenAttempt a = StartTunnel(gw_, route_.agent_id, route_.service, route_.port, this);
+  if (a.result != OpenResult::kOk) {
+    FailOpen(a.status, a.result, a.reason);
     return;
   }
-  const proto::ServiceEntry* service = session->FindService(route_.service, route_.port);
-  if (service == nullptr) {
-    FailOpen(403, OpenResult::kNotExposed, "service not exposed by this agent");
-    return;
-  }
-  if (gw_.registry().PendingFor(route_.agent_id) >= gw_.config().max_pending_tunnels_per_agent) {
-    FailOpen(503, OpenResult::kBusy, "too many tunnels opening for this agent");
-    return;
-  }
-  camera_authority_ = Authority(*service);
-  tunnel_id_ = gw_.registry().NewTunnelId(gw_.shard().id());
-  PendingTunnel pending;
-  pending.agent_id = route_.agent_id;
-  pending.service = service->name;
-  proto::RandomBytes(pending.nonce);
-  pending.waiter = this;
-  const proto::Nonce nonce = pending.nonce;
-  gw_.registry().AddPending(tunnel_id_, std::move(pending));
+  camera_authority_ = a.camera_authority;
+  tunnel_id_ = a.tunnel_id;
   state_ = State::kOpening;
   open_started_ns_ = runtime::MonotonicNs();
-  session->SendOpen(tunnel_id_, service->name, nonce);
   gw_.shard().timers().Arm(timer_, gw_.shard().now_ms(), gw_.config().open_timeout_ms);
 }
 
@@ -138,8 +110,8 @@ void FrontendConnection::OnDataConnection(runtime::Stream* data,
   runtime::Stream* client = stream_;
   stream_ = nullptr;
   client->ResumeRead();
-  TunnelRelay::Start(gw_, client, data, route_, camera_authority_, route_.agent_id,
-                     head_.buffer(), camera_bytes);
+  TunnelRelay::Start(gw_, client, data, route_, camera_authority_, route_.agent_id, head_.buffer(),
+                     camera_bytes);
   delete this;
 }
 

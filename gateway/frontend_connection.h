@@ -11,6 +11,7 @@
 #include "gateway/frontend_route.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/head_reader.h"
+#include "gateway/tunnel_waiter.h"
 #include "proto/identifiers.h"
 #include "runtime/stream.h"
 #include "runtime/timer_wheel.h"
@@ -19,14 +20,14 @@ namespace camtunnel::gateway {
 
 class GatewayShard;
 
-class FrontendConnection final : public runtime::StreamHandler {
+class FrontendConnection final : public runtime::StreamHandler, public TunnelWaiter {
  public:
   static void Start(GatewayShard& gw, int fd);
 
   // From the agent side, while waiting.
-  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes);
-  void OnOpenFailed(int error, std::string_view text);
-  void OnAgentGone();
+  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes) override;
+  void OnOpenFailed(int error, std::string_view text) override;
+  void OnAgentGone() override;
 
   void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
   void OnStreamEof(runtime::Stream& stream) override;

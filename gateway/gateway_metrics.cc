@@ -40,8 +40,7 @@ prometheus::MetricFamily LabelledCounter(const std::vector<const ShardMetrics*>&
 
 template <typename H>
 prometheus::MetricFamily HistogramFamily(const std::vector<const ShardMetrics*>& shards,
-                                         const std::string& name, const std::string& help,
-                                         H hist) {
+                                         const std::string& name, const std::string& help, H hist) {
   const auto& bounds_array = hist(*shards.front()).bounds();
   std::vector<double> bounds(bounds_array.begin(), bounds_array.end());
   std::vector<uint64_t> counts(bounds.size() + 1, 0);
@@ -77,12 +76,13 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
                           const std::vector<std::pair<std::string, double>>& extra_gauges) {
   std::vector<prometheus::MetricFamily> f;
   constexpr size_t kAgentResults = static_cast<size_t>(AgentResult::kCount);
-  f.push_back(SimpleGauge("camtunnel_agents_connected", "Agents with a verified control session.",
-                          Sum(shards, [](const ShardMetrics& s) { return s.agents_connected.Get(); })));
-  f.push_back(SimpleGauge(
-      "camtunnel_agent_connections_unauthenticated",
-      "Agent connections accepted whose handshake has not verified yet.",
-      Sum(shards, [](const ShardMetrics& s) { return s.unauthenticated.Get(); })));
+  f.push_back(
+      SimpleGauge("camtunnel_agents_connected", "Agents with a verified control session.",
+                  Sum(shards, [](const ShardMetrics& s) { return s.agents_connected.Get(); })));
+  f.push_back(
+      SimpleGauge("camtunnel_agent_connections_unauthenticated",
+                  "Agent connections accepted whose handshake has not verified yet.",
+                  Sum(shards, [](const ShardMetrics& s) { return s.unauthenticated.Get(); })));
   {
     FamilyBuilder b("camtunnel_agent_connections_total",
                     "Agent connections by kind and outcome of their upgrade.", MetricType::Counter);
@@ -113,16 +113,12 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
   f.push_back(LabelledCounter<static_cast<size_t>(OpenResult::kCount)>(
       shards, "camtunnel_tunnels_opened_total", "Tunnel open attempts by result.", "result",
       kOpenResultNames, [](const ShardMetrics& s, size_t i) { return s.tunnels_opened[i].Get(); }));
-  f.push_back(HistogramFamily(shards, "camtunnel_tunnel_open_seconds",
-                              "Media request to data connection paired.",
-                              [](const ShardMetrics& s) -> const auto& {
-                                return s.tunnel_open_seconds;
-                              }));
-  f.push_back(HistogramFamily(shards, "camtunnel_handshake_seconds",
-                              "Agent TCP accept to verified HELLO.",
-                              [](const ShardMetrics& s) -> const auto& {
-                                return s.handshake_seconds;
-                              }));
+  f.push_back(HistogramFamily(
+      shards, "camtunnel_tunnel_open_seconds", "Media request to data connection paired.",
+      [](const ShardMetrics& s) -> const auto& { return s.tunnel_open_seconds; }));
+  f.push_back(HistogramFamily(
+      shards, "camtunnel_handshake_seconds", "Agent TCP accept to verified HELLO.",
+      [](const ShardMetrics& s) -> const auto& { return s.handshake_seconds; }));
   {
     FamilyBuilder b("camtunnel_relay_bytes_total", "Bytes relayed through tunnels, by direction.",
                     MetricType::Counter);
@@ -138,9 +134,9 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
                     MetricType::Counter);
     for (size_t p = 0; p < kRequestKindNames.size(); ++p) {
       for (size_t i = 0; i < kFrontendStatuses.size(); ++i) {
-        b.Counter({{"protocol", kRequestKindNames[p]},
-                   {"status", std::to_string(kFrontendStatuses[i])}},
-                  Sum(shards, [&](const ShardMetrics& s) { return s.frontend_requests[p][i].Get(); }));
+        b.Counter(
+            {{"protocol", kRequestKindNames[p]}, {"status", std::to_string(kFrontendStatuses[i])}},
+            Sum(shards, [&](const ShardMetrics& s) { return s.frontend_requests[p][i].Get(); }));
       }
     }
     f.push_back(b.Take());

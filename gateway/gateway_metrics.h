@@ -26,9 +26,8 @@ enum class AgentResult : uint8_t {
   kCount
 };
 inline constexpr std::array<const char*, static_cast<size_t>(AgentResult::kCount)>
-    kAgentResultNames = {"accepted",  "bad_request", "head_too_large", "unauthorized",
-                         "bad_proof", "forbidden",   "not_found",      "timeout",
-                         "tls_error", "busy"};
+    kAgentResultNames = {"accepted",  "bad_request", "head_too_large", "unauthorized", "bad_proof",
+                         "forbidden", "not_found",   "timeout",        "tls_error",    "busy"};
 
 enum class FrameReject : uint8_t { kBadMac, kMalformed, kTooLarge, kUnexpected, kCount };
 inline constexpr std::array<const char*, static_cast<size_t>(FrameReject::kCount)>
@@ -44,9 +43,8 @@ enum class OpenResult : uint8_t {
   kBusy,           // pending cap (503)
   kCount
 };
-inline constexpr std::array<const char*, static_cast<size_t>(OpenResult::kCount)>
-    kOpenResultNames = {"ok", "camera_refused", "timeout", "not_exposed",
-                        "unknown_agent", "offline", "busy"};
+inline constexpr std::array<const char*, static_cast<size_t>(OpenResult::kCount)> kOpenResultNames =
+    {"ok", "camera_refused", "timeout", "not_exposed", "unknown_agent", "offline", "busy"};
 
 enum class RequestKind : uint8_t { kRtsp, kHttp, kConnect, kCount };
 inline constexpr std::array<const char*, 3> kRequestKindNames = {"rtsp", "http", "connect"};
@@ -58,8 +56,8 @@ enum class FrontendBadInput : uint8_t { kMalformed, kTooLarge, kTimeout, kOtherA
 inline constexpr std::array<const char*, static_cast<size_t>(FrontendBadInput::kCount)>
     kFrontendBadInputNames = {"malformed", "too_large", "timeout", "other_agent"};
 
-inline constexpr std::array<double, 12> kLatencyBounds = {
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+inline constexpr std::array<double, 12> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                          0.05,   0.1,   0.25,   0.5,   1,    5};
 
 struct ShardMetrics {
   metrics::Gauge agents_connected;

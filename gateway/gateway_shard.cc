@@ -61,7 +61,8 @@ absl::Status GatewayShard::Start() {
                [this](int fd) { AcceptAgent(fd, false); });
   }
   if (s.ok()) {
-    s = Listen(config_.frontend_listen, &frontend_listeners_, [this](int fd) { AcceptFrontend(fd); });
+    s = Listen(config_.frontend_listen, &frontend_listeners_,
+               [this](int fd) { AcceptFrontend(fd); });
   }
   if (s.ok()) {
     s = Listen(config_.admin_listen, &admin_listeners_, [this](int fd) { AcceptAdmin(fd); });
@@ -122,12 +123,13 @@ std::string GatewayShard::RenderMetricsText() const {
   }
   // The listener counts fd exhaustion itself; mirror it into the shard's cell at scrape time.
   const_cast<ShardMetrics&>(metrics_).accept_paused.Add(paused - metrics_.accept_paused.Get());
-  return RenderMetrics({&metrics_},
-                       {{"camtunnel_process_resident_memory_bytes", ReadRssBytes()},
-                        {"camtunnel_shard_connections", static_cast<double>(connections_)},
-                        {"camtunnel_stale_completions", static_cast<double>(shard_.stale_completions())},
-                        {"camtunnel_buffers_in_use",
-                         static_cast<double>(const_cast<runtime::Shard&>(shard_).buffers().in_use())}});
+  return RenderMetrics(
+      {&metrics_},
+      {{"camtunnel_process_resident_memory_bytes", ReadRssBytes()},
+       {"camtunnel_shard_connections", static_cast<double>(connections_)},
+       {"camtunnel_stale_completions", static_cast<double>(shard_.stale_completions())},
+       {"camtunnel_buffers_in_use",
+        static_cast<double>(const_cast<runtime::Shard&>(shard_).buffers().in_use())}});
 }
 
 }  // namespace camtunnel::gateway

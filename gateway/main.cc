@@ -27,7 +27,8 @@
 #include "runtime/shard.h"
 
 ABSL_FLAG(std::string, agent_tls_listen, "", "Agent TLS listeners, comma-separated (0.0.0.0:443)");
-ABSL_FLAG(std::string, agent_plain_listen, "", "Agent plain listeners, comma-separated (0.0.0.0:80)");
+ABSL_FLAG(std::string, agent_plain_listen, "",
+          "Agent plain listeners, comma-separated (0.0.0.0:80)");
 ABSL_FLAG(std::string, cert, "", "PEM certificate chain for the agent TLS listener");
 ABSL_FLAG(std::string, key, "", "PEM private key for --cert");
 ABSL_FLAG(bool, allow_plain_with_tls, false,
@@ -36,7 +37,8 @@ ABSL_FLAG(std::string, streamer_keys, "", "Streamer keys file: lines '<key id> <
 ABSL_FLAG(std::string, frontend_listen, "127.0.0.1:8554,[::1]:8554",
           "Media-server frontend listeners, comma-separated");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:9310", "Admin listeners (/metrics, /healthz)");
-ABSL_FLAG(std::string, host_suffix, "localhost", "DNS suffix of host-form names (<agent>.<suffix>)");
+ABSL_FLAG(std::string, host_suffix, "localhost",
+          "DNS suffix of host-form names (<agent>.<suffix>)");
 ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Agent accept to verified HELLO");
 ABSL_FLAG(uint64_t, head_timeout_ms, 5000, "Frontend connection to complete first head");
 ABSL_FLAG(uint64_t, open_timeout_ms, 5000, "OPEN sent to data connection established");
@@ -86,8 +88,8 @@ int DeriveKey() {
   if (key_id.empty()) {
     key_id = first_line.substr(0, first_line.find(' '));
   }
-  const proto::KeyRef ref{key_id, runtime::WallMs() / 1000 +
-                                      uint64_t{absl::GetFlag(FLAGS_valid_days)} * 86400};
+  const proto::KeyRef ref{
+      key_id, runtime::WallMs() / 1000 + uint64_t{absl::GetFlag(FLAGS_valid_days)} * 86400};
   auto k = keys->AgentKey(agent, ref);
   if (!k) {
     std::fprintf(stderr, "no streamer key with id '%s'\n", key_id.c_str());
@@ -121,7 +123,8 @@ int Serve() {
   config.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
   config.reconnect_window_ms = absl::GetFlag(FLAGS_reconnect_window_ms);
   if (config.agent_tls_listen.empty() && config.agent_plain_listen.empty()) {
-    std::fprintf(stderr, "no agent listener: give --agent_tls_listen and/or --agent_plain_listen\n");
+    std::fprintf(stderr,
+                 "no agent listener: give --agent_tls_listen and/or --agent_plain_listen\n");
     return 2;
   }
   auto keys = StreamerKeys::Load(config.streamer_keys_file);

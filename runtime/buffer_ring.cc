@@ -12,7 +12,8 @@ int BufferRing::Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t
   count_ = count;
   buffer_bytes_ = buffer_bytes;
   ring_bytes_ = count * sizeof(io_uring_buf);
-  void* mem = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  void* mem =
+      mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) {
     return -errno;
   }

@@ -10,7 +10,8 @@ Timer::~Timer() {
   }
 }
 
-TimerWheel::TimerWheel(uint64_t now_ms) : slots_(kSlots, nullptr), current_tick_(now_ms / kTickMs) {}
+TimerWheel::TimerWheel(uint64_t now_ms)
+    : slots_(kSlots, nullptr), current_tick_(now_ms / kTickMs) {}
 
 void TimerWheel::Link(Timer& t) {
   Timer*& head = slots_[t.expire_tick_ % kSlots];

@@ -84,9 +84,10 @@ class StreamTest : public ::testing::Test {
 
   // Runs the exchange on a client thread while this thread drives the shard.
   ExchangeResult RunClient(const std::vector<uint8_t>& data, bool tls, bool wait_server_close) {
-    auto fut = std::async(std::launch::async, [&] { return Exchange(listener_->port(), data, tls); });
-    shard_.RunUntil([&] { return fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready; },
-                    30000);
+    auto fut =
+        std::async(std::launch::async, [&] { return Exchange(listener_->port(), data, tls); });
+    shard_.RunUntil(
+        [&] { return fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }, 30000);
     if (wait_server_close) {
       shard_.RunUntil([&] { return shard_.live_streams() == 0; }, 5000);
     }
@@ -159,8 +160,8 @@ TEST_F(StreamTest, PausedStreamStopsDelivering) {
   auto client = std::async(std::launch::async, [&] {
     return Exchange(listener_->port(), data, false, /*max_ms=*/1500, /*half_close=*/true);
   });
-  shard_.RunUntil([&] { return client.wait_for(std::chrono::seconds(0)) == std::future_status::ready; },
-                  10000);
+  shard_.RunUntil(
+      [&] { return client.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }, 10000);
   client.get();
   ASSERT_EQ(handlers_.size(), 1u);
   // Only what was already in flight when the pause took effect: far less than was sent.

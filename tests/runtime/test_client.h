@@ -4,10 +4,10 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,8 +35,8 @@ inline int ConnectLoopback(uint16_t port) {
 
 struct ExchangeResult {
   std::vector<uint8_t> received;
-  bool eof = false;        // orderly end (FIN, or close_notify with TLS)
-  int error = 0;           // errno of a failed read/write (ECONNRESET after a reset)
+  bool eof = false;  // orderly end (FIN, or close_notify with TLS)
+  int error = 0;     // errno of a failed read/write (ECONNRESET after a reset)
   bool handshake_ok = true;
 };
 
