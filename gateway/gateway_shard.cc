@@ -71,6 +71,28 @@ absl::Status GatewayShard::Start() {
   return s;
 }
 
+absl::Status GatewayShard::Reload() {
+  runtime::SslCtxPtr ctx;
+  if (!config_.cert_file.empty()) {
+    auto fresh = runtime::CreateServerContext({config_.cert_file, config_.key_file});
+    if (!fresh.ok()) {
+      return fresh.status();
+    }
+    ctx = std::move(*fresh);
+  }
+  auto keys = StreamerKeys::Load(config_.streamer_keys_file);
+  if (!keys.ok()) {
+    return keys.status();
+  }
+  // Every SSL object holds a reference to the context it was made from, so replacing ours
+  // frees the old one only when its last connection ends.
+  if (ctx) {
+    tls_ctx_ = std::move(ctx);
+  }
+  keys_ = std::move(*keys);
+  return absl::OkStatus();
+}
+
 void GatewayShard::StopAccepting() {
   for (auto* list : {&agent_tls_listeners_, &agent_plain_listeners_, &frontend_listeners_}) {
     for (auto& l : *list) {

@@ -30,6 +30,9 @@ class GatewayShard {
   absl::Status Start();
   // Stops accepting on every listener.
   void StopAccepting();
+  // Re-reads the certificate, key and streamer keys files. New connections use them; live
+  // ones keep what they started with. On any error nothing changes and the error is returned.
+  absl::Status Reload();
 
   runtime::Shard& shard() { return shard_; }
   const GatewayConfig& config() const { return config_; }

@@ -175,8 +175,13 @@ int Serve() {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      // TODO: reload certificates, keys and configuration (operations issue); logged for now.
-      Log(LogLevel::kInfo, "SIGHUP: reload is not implemented yet; nothing changed");
+      shard.Post([&gw] {
+        if (absl::Status s = gw.Reload(); s.ok()) {
+          Log(LogLevel::kInfo, "SIGHUP: reloaded certificate and streamer keys");
+        } else {
+          Log(LogLevel::kError, "SIGHUP: reload failed, keeping the old files: ", s.message());
+        }
+      });
       continue;
     }
     Log(LogLevel::kInfo, "signal ", sig, ": stopping");
