@@ -88,6 +88,9 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   if (head.method == "POST" && path.starts_with(kAgents) && path.ends_with(kProbe) &&
       path.size() > kAgents.size() + kProbe.size()) {
     Probe(path.substr(kAgents.size(), path.size() - kAgents.size() - kProbe.size()), query);
+  } else if (path.starts_with(kAgents) && path.size() > kAgents.size() &&
+             path.substr(kAgents.size()).find('/') == std::string_view::npos) {
+    Agent(head.method, path.substr(kAgents.size()));
   } else if (head.method != "GET") {
     Respond(405, "text/plain", "only GET is served here for now\n");
   } else if (path == "/metrics") {
@@ -103,6 +106,22 @@ void AdminConnection::Route(const proto::RequestHead& head) {
     Respond(200, "application/json", nlohmann::json{{"agents", list}}.dump() + "\n");
   } else {
     Respond(404, "text/plain", "not found\n");
+  }
+}
+
+// GET shows one agent; DELETE kicks it (GOAWAY, then close); the agent reconnects after its
+// backoff unless its key was revoked meanwhile.
+void AdminConnection::Agent(std::string_view method, std::string_view agent_id) {
+  ControlSession* s = gw_.registry().Find(agent_id);
+  if (s == nullptr) {
+    Respond(404, "application/json", R"({"error":"agent not connected"})" "\n");
+  } else if (method == "GET") {
+    Respond(200, "application/json", AgentJson(agent_id, *s).dump() + "\n");
+  } else if (method == "DELETE") {
+    s->GoAway("kicked by the operator", 0);
+    Respond(200, "application/json", R"({"kicked":true})" "\n");
+  } else {
+    Respond(405, "text/plain", "GET or DELETE\n");
   }
 }
 

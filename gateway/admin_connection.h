@@ -25,6 +25,7 @@ class AdminConnection final : public runtime::StreamHandler {
   void Respond(int status, std::string_view content_type, std::string_view body);
   void Route(const proto::RequestHead& head);
   void Probe(std::string_view agent_id, std::string_view query);
+  void Agent(std::string_view method, std::string_view agent_id);
 
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;
