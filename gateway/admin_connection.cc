@@ -114,12 +114,16 @@ void AdminConnection::Route(const proto::RequestHead& head) {
 void AdminConnection::Agent(std::string_view method, std::string_view agent_id) {
   ControlSession* s = gw_.registry().Find(agent_id);
   if (s == nullptr) {
-    Respond(404, "application/json", R"({"error":"agent not connected"})" "\n");
+    Respond(404, "application/json",
+            R"({"error":"agent not connected"})"
+            "\n");
   } else if (method == "GET") {
     Respond(200, "application/json", AgentJson(agent_id, *s).dump() + "\n");
   } else if (method == "DELETE") {
     s->GoAway("kicked by the operator", 0);
-    Respond(200, "application/json", R"({"kicked":true})" "\n");
+    Respond(200, "application/json",
+            R"({"kicked":true})"
+            "\n");
   } else {
     Respond(405, "text/plain", "GET or DELETE\n");
   }

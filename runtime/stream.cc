@@ -46,6 +46,23 @@ Stream* Stream::Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler*
   return s;
 }
 
+Stream* Stream::CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
+                                const std::string& server_name, StreamHandler* handler) {
+  auto* s = new Stream(shard, fd, handler);
+  s->ssl_ = SSL_new(client_ctx);
+  assert(s->ssl_ != nullptr);
+  s->bio_state_.output = &s->tx_;
+  BIO* bio = NewTlsBio(&s->bio_state_);
+  SSL_set_bio(s->ssl_, bio, bio);
+  if (!server_name.empty()) {
+    SSL_set_tlsext_host_name(s->ssl_, server_name.c_str());
+    SSL_set1_host(s->ssl_, server_name.c_str());
+  }
+  SSL_set_connect_state(s->ssl_);
+  s->state_ = StreamState::kHandshaking;
+  return s;
+}
+
 Stream::Stream(Shard& shard, int fd, StreamHandler* handler)
     : shard_(&shard), handler_(handler), fd_(fd), slot_(shard.Register(this)) {
   socklen_t len = sizeof(peer_);
@@ -69,8 +86,12 @@ Stream::~Stream() {
 
 void Stream::Start() {
   ArmRecv();
-  if (ssl_ == nullptr && handler_ != nullptr) {
-    handler_->OnStreamReady(*this);
+  if (ssl_ == nullptr) {
+    if (handler_ != nullptr) {
+      handler_->OnStreamReady(*this);
+    }
+  } else if (!SSL_is_server(ssl_)) {
+    DoHandshake();  // the client speaks first: ClientHello
   }
 }
 

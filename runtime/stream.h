@@ -61,6 +61,11 @@ class Stream final : public IoObject {
   // Takes ownership of `fd` (non-blocking not required: the ring does the I/O). With a
   // non-null `server_ctx` the stream is the server side of a TLS connection.
   static Stream* Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler* handler);
+  // The client side of a TLS connection on a connected socket: the handshake starts at
+  // Start(). `server_name` is sent as SNI and, unless empty, checked against the certificate
+  // when the context verifies peers.
+  static Stream* CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
+                                 const std::string& server_name, StreamHandler* handler);
 
   void set_handler(StreamHandler* handler) { handler_ = handler; }
   // Starts receiving (and the TLS handshake).

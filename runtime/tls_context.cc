@@ -59,4 +59,24 @@ absl::StatusOr<SslCtxPtr> CreateServerContext(const TlsServerFiles& files) {
   return ctx;
 }
 
+absl::StatusOr<SslCtxPtr> CreateClientContext(const std::string& ca_file, bool insecure) {
+  ERR_clear_error();
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) {
+    return absl::InternalError("SSL_CTX_new: " + DrainOpenSslErrors());
+  }
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set1_groups_list(ctx.get(), "X25519:P-256");
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
+  if (insecure) {
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  } else {
+    if (SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr) != 1) {
+      return absl::InvalidArgumentError("CA file " + ca_file + ": " + DrainOpenSslErrors());
+    }
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  }
+  return ctx;
+}
+
 }  // namespace camtunnel::runtime

@@ -24,6 +24,10 @@ struct TlsServerFiles {
 
 absl::StatusOr<SslCtxPtr> CreateServerContext(const TlsServerFiles& files);
 
+// Client side (load generators, probes of other gateways): verifies the peer against `ca_file`
+// unless `insecure`; same groups, suites and released buffers as the server side.
+absl::StatusOr<SslCtxPtr> CreateClientContext(const std::string& ca_file, bool insecure);
+
 // The last OpenSSL error queue entries as text (and clears the queue), for log lines.
 std::string DrainOpenSslErrors();
 
