@@ -1,5 +1,9 @@
 #include "gateway/agent_handshake.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 
 #include "gateway/control_session.h"
@@ -10,7 +14,28 @@
 
 namespace camtunnel::gateway {
 
+namespace {
+
+// An agent behind NAT can vanish without a FIN or RST (power cut, NAT state dropped). Control
+// sessions notice through heartbeats; data connections of an idle tunnel would not, so the
+// kernel probes them and gives up on unacknowledged data.
+void DetectDeadPeers(int fd) {
+  const int on = 1;
+  const int idle_s = 30;
+  const int interval_s = 10;
+  const int probes = 3;
+  const unsigned user_timeout_ms = 60000;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
+}
+
+}  // namespace
+
 void AgentHandshake::Start(GatewayShard& gw, int fd, SSL_CTX* tls_ctx) {
+  DetectDeadPeers(fd);
   auto* h = new AgentHandshake(gw, gw.shard().now_ms());
   h->stream_ = runtime::Stream::Create(gw.shard(), fd, tls_ctx, h);
   gw.ConnectionOpened();
@@ -25,6 +50,7 @@ AgentHandshake::AgentHandshake(GatewayShard& gw, uint64_t started_ms)
     // Slow TLS or a trickled head: whoever holds a connection without finishing pays nothing
     // more than this deadline.
     gw_.metrics().CountControl(AgentResult::kTimeout);
+    counted_ = true;
     stream_->Close(ETIMEDOUT);
   });
 }
@@ -53,7 +79,8 @@ void AgentHandshake::OnStreamEof(runtime::Stream& stream) {
 }
 
 void AgentHandshake::OnStreamClosed(runtime::Stream& /*stream*/, int error) {
-  if (error == EPROTO || error == ECONNRESET) {
+  if (!counted_ && stream_->tls() && error != 0) {
+    // A failed TLS handshake, or a TLS peer that vanished before sending its head.
     gw_.metrics().CountControl(AgentResult::kTlsError);
   }
   gw_.shard().timers().Cancel(deadline_);
@@ -65,6 +92,9 @@ void AgentHandshake::OnStreamClosed(runtime::Stream& /*stream*/, int error) {
 }
 
 void AgentHandshake::Refuse(int status, std::string_view text, AgentResult result, bool data) {
+  // The answer gets its linger; the handshake deadline must not reset it or count it again.
+  gw_.shard().timers().Cancel(deadline_);
+  counted_ = true;
   if (data) {
     gw_.metrics().CountData(result);
   } else {

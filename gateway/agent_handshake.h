@@ -42,7 +42,7 @@ class AgentHandshake final : public runtime::StreamHandler {
   uint64_t started_ms_;
   size_t head_bytes_ = 0;
   bool counted_unauthenticated_ = true;
-  bool tls_error_ = false;
+  bool counted_ = false;  // an outcome was counted already
 };
 
 }  // namespace camtunnel::gateway

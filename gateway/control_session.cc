@@ -12,6 +12,8 @@ namespace camtunnel::gateway {
 
 namespace {
 constexpr uint32_t kGatewayCapabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno;
+// Control traffic is a few small frames; more than this queued means the agent is not reading.
+constexpr size_t kMaxControlQueue = 64 * 1024;
 }  // namespace
 
 void ControlSession::Start(GatewayShard& gw, runtime::Stream* stream,
@@ -135,6 +137,15 @@ void ControlSession::OnStreamData(runtime::Stream& /*stream*/, std::span<const u
       return;
     }
     OnFrame(frame);
+  }
+  if (state_ != State::kClosing && stream_->queued_bytes() > kMaxControlQueue) {
+    // Answers (PONG, UNSUPPORTED) pile up only for an agent that sends and never reads; no
+    // honest agent does, and the gateway must not buffer for it without bound.
+    Log(LogLevel::kWarning, "agent ", agent_id_, " from ", remote(),
+        " does not read its control connection, closing");
+    gw_.metrics().CountFrameReject(FrameReject::kUnexpected);
+    state_ = State::kClosing;
+    stream_->Close(ENOBUFS);
   }
 }
 

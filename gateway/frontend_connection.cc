@@ -48,12 +48,13 @@ FrontendConnection::FrontendConnection(GatewayShard& gw) : gw_(gw) {
 
 void FrontendConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
   if (state_ != State::kHead) {
-    // Pipelined bytes while the tunnel opens: kept for the relay, within the head bound.
-    if (head_.size() + bytes.size() > proto::kMaxHeadBytes * 2) {
-      stream_->PauseRead();
-      return;
-    }
+    // Pipelined bytes while the tunnel opens are kept for the relay: every byte, since a hole
+    // would corrupt the stream. Past the bound reading pauses; what was already in flight still
+    // arrives, which bounds the overshoot to one completion batch.
     head_.Append(bytes);
+    if (head_.size() > proto::kMaxHeadBytes * 2) {
+      stream_->PauseRead();
+    }
     return;
   }
   head_.Append(bytes);

@@ -25,7 +25,8 @@ OpenAttempt Refused(OpenResult result, int status, std::string_view reason) {
 OpenAttempt StartTunnel(GatewayShard& gw, std::string_view agent_id, std::string_view service,
                         std::optional<uint16_t> port, TunnelWaiter* waiter) {
   ControlSession* session = gw.registry().Find(agent_id);
-  if (session == nullptr) {
+  // A session that is saying GOAWAY or ERROR will not answer an OPEN any more.
+  if (session == nullptr || !session->verified()) {
     return gw.registry().Seen(agent_id) ? Refused(OpenResult::kOffline, 503, "agent offline")
                                         : Refused(OpenResult::kUnknownAgent, 404, "unknown agent");
   }

@@ -70,7 +70,9 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
       Log(LogLevel::kInfo, "tunnel to ", agent_id_, ": ", FrontendErrorReason(e), ", closing");
       client_->Write(BuildErrorResponse(protocol_, e, filter_.error_cseq()));
       client_->Finish();
-      camera_->Close(ECONNRESET);
+      // An orderly close: the camera sees the request stream end, and the client's lingering
+      // answer is not cut by a reset from this side.
+      camera_->Close(0);
       return;
     }
     break;
@@ -124,7 +126,7 @@ void TunnelRelay::OnClosed(bool is_client, int error) {
   runtime::Stream* other = is_client ? camera_ : client_;
   const bool other_closed = is_client ? camera_closed_ : client_closed_;
   if (!other_closed) {
-    if (error != 0) {
+    if (error != 0 && other->state() != runtime::StreamState::kLingering) {
       // Nothing is lost silently: an error on one side is an error on the other.
       other->Close(error);
     } else if (!other->read_eof()) {

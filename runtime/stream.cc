@@ -380,8 +380,11 @@ void Stream::Close(int error) {
     io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kCancel));
     ++in_flight_;
+    return;  // the last completion finishes the close, from the top of the dispatch
   }
-  MaybeFinishClose();
+  // Never call the handler from inside Close(): the caller (often the handler itself, or the
+  // handler of the other side of a relay) may still be using this stream or itself.
+  shard_->Defer([this] { MaybeFinishClose(); });
 }
 
 void Stream::MaybeFinishClose() {

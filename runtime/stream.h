@@ -78,6 +78,7 @@ class Stream final : public IoObject {
   // Sends everything queued, then our FIN (after close_notify with TLS). Reading goes on.
   void ShutdownWrite();
   // Closes now. A non-zero error resets the connection (RST) so the peer sees an error, not EOF.
+  // No callback runs inside Close(): OnStreamClosed comes later, from the shard's loop.
   void Close(int error);
   // Graceful end for an error answer: flush, FIN, discard input until the peer's FIN or
   // kLingerMs, then close. The handler gets only OnStreamClosed from here on.

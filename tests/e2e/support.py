@@ -104,6 +104,10 @@ class Proc:
                 with self._cond:
                     self.lines.append(line.rstrip("\n"))
                     self._cond.notify_all()
+        try:
+            self.popen.stdout.close()
+        except OSError:
+            pass
         with self._cond:
             self._eof = True
             self._cond.notify_all()
@@ -408,8 +412,9 @@ def start_client_agent(procs, gateway_host, gateway_port, agent_id, key_ref, key
 
 
 def find_binary(name, subdir=None):
-    """A built program: $CAMTUNNEL_BINARY_DIR, then build/release, then build/asan."""
-    dirs = [os.environ.get("CAMTUNNEL_BINARY_DIR"),
+    """A built program: $CAMTUNNEL_BUILD_DIR (set by ctest), $CAMTUNNEL_BINARY_DIR, then
+    build/release, then build/asan."""
+    dirs = [os.environ.get("CAMTUNNEL_BUILD_DIR"), os.environ.get("CAMTUNNEL_BINARY_DIR"),
             os.path.join(SOURCE_DIR, "build", "release"),
             os.path.join(SOURCE_DIR, "build", "asan")]
     for d in dirs:

@@ -1,0 +1,21 @@
+// Who a simulated agent is: its canonical id, key reference and derived key K (PROTOCOL.md
+// section 2). Data connections copy what they need from it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "proto/crypto.h"
+#include "proto/identifiers.h"
+
+namespace camtunnel::agentsim {
+
+struct AgentIdentity {
+  uint32_t index = 0;  // 0..N-1: picks the source address, names the agent
+  std::string id;
+  proto::KeyRef key_ref;
+  proto::Digest key{};
+  uint32_t tag = 0;  // AgentTag(id), carried in every RTP packet of its camera
+};
+
+}  // namespace camtunnel::agentsim

@@ -1,0 +1,65 @@
+// Drives the media server's load through the frontend: keeps --streams RTSP sessions running
+// (each --stream-seconds long, then replaced by one on another camera) and issues snapshot
+// requests at a rate (token bucket, at most --snapshot-concurrency in flight), each on a random
+// agent that is up. Collects the open results and latencies, overall and for the current
+// window (open-rate's steps).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "absl/container/flat_hash_set.h"
+#include "agentsim/fleet.h"
+#include "agentsim/latency_histogram.h"
+#include "agentsim/media_session.h"
+#include "agentsim/sim_context.h"
+#include "runtime/timer_wheel.h"
+
+namespace camtunnel::agentsim {
+
+struct OpenWindow {
+  uint64_t opens = 0;
+  uint64_t failures = 0;
+  uint64_t skipped = 0;  // a snapshot was due but --snapshot-concurrency were in flight
+  LatencyHistogram latency_us;
+};
+
+class LoadDriver final : public MediaObserver {
+ public:
+  static constexpr uint64_t kTickMs = 10;
+
+  LoadDriver(SimContext& ctx, Fleet& fleet);
+  ~LoadDriver();
+
+  void Start();
+  // No new sessions; ends the live ones (RTSP with TEARDOWN). live() reaches 0 when all ended.
+  void Stop();
+  size_t live() const { return live_.size(); }
+
+  void set_snapshot_rate(double per_second) { snapshot_rate_ = per_second; }
+  double snapshot_rate() const { return snapshot_rate_; }
+
+  const OpenWindow& window() const { return window_; }
+  void ResetWindow() { window_ = OpenWindow(); }
+
+  void OnOpenResult(std::string_view result, uint64_t latency_us) override;
+  void OnMediaEnded(MediaSession& session) override;
+
+ private:
+  void Tick();
+  void Launch(MediaSession* session);
+
+  SimContext& ctx_;
+  Fleet& fleet_;
+  bool running_ = false;
+  uint32_t streams_live_ = 0;
+  double snapshot_rate_ = 0;
+  double tokens_ = 0;
+  uint64_t last_tick_ms_ = 0;
+  OpenWindow window_;
+  absl::flat_hash_set<MediaSession*> live_;
+  absl::flat_hash_set<MediaSession*> streams_;  // the RTSP ones among live_
+  runtime::Timer tick_;
+};
+
+}  // namespace camtunnel::agentsim

@@ -1,0 +1,123 @@
+// One simulated agent's control connection (PROTOCOL.md sections 4-7), from dial to close, and
+// its reconnection: TLS or plain (frame MACs), the upgrade with the gateway proof checked, HELLO
+// with the agent proof, WELCOME, heartbeats both ways, one STATUS per session (and every minute),
+// OPEN answered by a data connection to the simulated camera (data_tunnel.h), GOAWAY honoured.
+//
+// States: kIdle -> kConnecting -> kUpgrading -> kAwaitWelcome -> kUp -> kClosing -> kIdle.
+// A connection ends only through OnStreamClosed, which reports to the observer and schedules the
+// next attempt: the GOAWAY delay, a random delay within WELCOME's reconnect window after a lost
+// session, or exponential backoff with full jitter after a failed attempt.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "agentsim/agent_identity.h"
+#include "agentsim/sim_context.h"
+#include "proto/control_frame.h"
+#include "runtime/stream.h"
+#include "runtime/timer_wheel.h"
+
+namespace camtunnel::agentsim {
+
+class SimAgent;
+
+// The fleet: paces connection attempts and keeps the set of agents that are up.
+class AgentObserver {
+ public:
+  virtual void OnAgentUp(SimAgent& agent) = 0;
+  virtual void OnAgentDown(SimAgent& agent) = 0;
+  // An attempt that was started by Connect() has finished, up or not (frees its pacing slot).
+  virtual void OnAttemptEnded(SimAgent& agent) = 0;
+  // The agent's reconnect delay has passed: the fleet calls Connect() when pacing allows.
+  virtual void OnReconnectDue(SimAgent& agent) = 0;
+
+ protected:
+  ~AgentObserver() = default;
+};
+
+class SimAgent final : public runtime::StreamHandler {
+ public:
+  static constexpr std::string_view kVersion = "camtunnel-agentsim/0.1.0";
+  static constexpr uint64_t kHandshakeTimeoutMs = 5000;
+  static constexpr uint64_t kStatusIntervalMs = 60000;
+
+  SimAgent(SimContext& ctx, AgentObserver& observer, AgentIdentity identity);
+  SimAgent(const SimAgent&) = delete;
+  SimAgent& operator=(const SimAgent&) = delete;
+
+  // Starts an attempt (from kIdle only).
+  void Connect();
+  // Drops the control connection now, as a camera losing its network would; the agent tries
+  // again after `down_ms` (churn), or like any lost session when nullopt (storm).
+  void Drop(std::optional<uint64_t> down_ms);
+  // End of the run: close, never reconnect.
+  void Stop();
+
+  bool up() const { return state_ == State::kUp; }
+  bool idle() const { return state_ == State::kIdle; }
+  const AgentIdentity& identity() const { return identity_; }
+
+  // Position in the fleet's list of agents that are up (owned by the fleet).
+  size_t up_slot = SIZE_MAX;
+
+  void OnStreamReady(runtime::Stream& stream) override;
+  void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
+  void OnStreamEof(runtime::Stream& stream) override;
+  void OnStreamClosed(runtime::Stream& stream, int error) override;
+
+ private:
+  enum class State : uint8_t { kIdle, kConnecting, kUpgrading, kAwaitWelcome, kUp, kClosing };
+
+  void OnDialed(runtime::Stream* stream, int error);
+  // Records why this attempt or session ended badly and closes (the end runs in OnStreamClosed).
+  void Fail(std::string_view reason, int error);
+  void OnUpgradeBytes(std::span<const uint8_t> bytes);
+  void OnFrames(std::span<const uint8_t> bytes);
+  void OnFrame(const proto::Frame& frame);
+  void OnWelcome(const proto::Frame& frame);
+  void OnOpen(const proto::Frame& frame);
+  void SendHello();
+  void SendStatus();
+  void Send(proto::FrameBuilder& frame);
+  void OnTimer();
+  // The connection (or the connect) is gone: report it and time the next attempt.
+  void Ended(int error);
+  void ScheduleReconnect(uint64_t delay_ms);
+  proto::Transport transport() const;
+
+  SimContext& ctx_;
+  AgentObserver& observer_;
+  AgentIdentity identity_;
+  State state_ = State::kIdle;
+  bool stopped_ = false;
+  bool attempt_open_ = false;  // Connect() called, OnAttemptEnded not yet
+  runtime::Stream* stream_ = nullptr;
+
+  // Handshake.
+  proto::Nonce agent_nonce_{};
+  proto::Nonce gateway_nonce_{};
+  std::string head_;  // the gateway's answer until its head is complete
+  // Session.
+  proto::FrameDecoder decoder_;
+  std::optional<proto::FrameSealer> sealer_;  // plain mode only
+  std::optional<proto::FrameOpener> opener_;
+  uint32_t heartbeat_ms_ = 5000;
+  uint32_t reconnect_window_ms_ = 0;
+  uint64_t last_rx_ms_ = 0;
+  uint64_t last_tx_ms_ = 0;
+  uint64_t last_status_ms_ = 0;
+  uint64_t ping_sequence_ = 0;
+  // How the next attempt is timed.
+  uint64_t trying_since_ms_ = 0;  // first attempt since the agent was last up
+  uint32_t failures_ = 0;         // attempts in a row that did not reach WELCOME
+  int64_t next_delay_ms_ = -1;    // GOAWAY's or Drop()'s delay for the next attempt
+  bool had_session_ = false;      // a first session happened (later ones are reconnects)
+
+  runtime::Timer timer_;  // handshake deadline, then heartbeats
+  runtime::Timer reconnect_timer_;
+};
+
+}  // namespace camtunnel::agentsim

@@ -1,0 +1,41 @@
+// What every simulated agent, camera and media session shares: the options, the shard they all
+// run on, the TLS client context, the counters and the snapshot body. One per process.
+// TODO: one shard (one thread) for now; several shards would each get their own context, with
+// the agents split between them by index, and the counters summed for reports.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <optional>
+#include <random>
+
+#include "agentsim/options.h"
+#include "agentsim/sim_stats.h"
+#include "agentsim/snapshot_image.h"
+#include "runtime/shard.h"
+
+namespace camtunnel::agentsim {
+
+struct SimContext {
+  const Options& options;
+  runtime::Shard& shard;
+  SSL_CTX* tls_ctx = nullptr;  // null in plain mode
+  SimStats& stats;
+  const SnapshotImage& snapshot;
+  std::mt19937_64 rng{std::random_device{}()};
+  // Set when the run ends: nothing reconnects or starts any more.
+  bool stopping = false;
+
+  // The source address for connection `index` (agents spread over --sources), if any.
+  std::optional<sockaddr_storage> Source(uint64_t index) const {
+    if (options.sources.empty()) {
+      return std::nullopt;
+    }
+    return options.sources[index % options.sources.size()];
+  }
+  // Uniform in [0, n); 0 when n is 0.
+  uint64_t Random(uint64_t n) { return n == 0 ? 0 : std::uniform_int_distribution<uint64_t>(0, n - 1)(rng); }
+};
+
+}  // namespace camtunnel::agentsim

@@ -1,0 +1,70 @@
+// Everything the simulator counts, in one place: the agents' side (connections, sessions,
+// heartbeats, tunnels), the simulated cameras, and the media server's side (opens, latency,
+// verified bytes, integrity errors). Single-threaded (the shard's), read by the progress line,
+// /metrics and the final report on the same thread, so plain integers suffice.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "agentsim/integrity_checker.h"
+#include "agentsim/latency_histogram.h"
+
+namespace camtunnel::agentsim {
+
+// Counts by a short result name ("ok", "rtsp_503", "connect_error"...), sorted for reports.
+using ResultCounts = std::map<std::string, uint64_t>;
+
+struct AgentStats {
+  uint64_t connect_attempts = 0;
+  uint64_t sessions = 0;    // WELCOMEs received
+  uint64_t reconnects = 0;  // sessions after an agent's first
+  ResultCounts failures;    // attempts and sessions that ended badly, by reason
+  uint64_t goaways = 0;
+  uint64_t heartbeat_timeouts = 0;
+  uint64_t pings_sent = 0;
+  uint64_t pongs_received = 0;
+  uint64_t pings_answered = 0;
+  uint64_t status_sent = 0;
+  uint64_t opens_received = 0;
+  uint64_t opens_refused = 0;  // service not exposed: OPEN_FAILED
+  ResultCounts data_connections;  // "ok", "connect_error", "status_404", ...
+  LatencyHistogram connect_us;    // first attempt to WELCOME, per session
+};
+
+struct CameraStats {
+  uint64_t rtsp_sessions = 0;
+  uint64_t rtsp_requests = 0;
+  uint64_t http_requests = 0;
+  uint64_t frames_sent = 0;
+  uint64_t frames_skipped = 0;  // the tunnel was backed up: the camera skipped a frame
+  uint64_t packets_sent = 0;
+  uint64_t faults_injected = 0;
+  uint64_t bytes_sent = 0;
+};
+
+struct MediaStats {
+  ResultCounts opens;  // first answer of each media request: "ok" or why not
+  LatencyHistogram open_us;
+  ResultCounts sessions;  // how RTSP sessions ended: completed, interrupted, failed
+  uint64_t rtsp_active = 0;
+  uint64_t snapshots_active = 0;
+  ResultCounts snapshots;  // how snapshot requests ended: ok, corrupt, truncated, failed
+  uint64_t snapshot_bytes_verified = 0;
+  uint64_t bytes_received = 0;  // every byte read from the frontend
+  // Finished sessions' counts; live sessions add theirs when they end. Snapshot checksum
+  // failures count as corrupt.
+  IntegrityCounts integrity;
+
+  uint64_t opens_total() const;
+  uint64_t opens_failed() const;
+};
+
+struct SimStats {
+  AgentStats agents;
+  CameraStats cameras;
+  MediaStats media;
+};
+
+}  // namespace camtunnel::agentsim

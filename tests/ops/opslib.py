@@ -1,0 +1,316 @@
+"""Helpers for the operations tests (tests/ops): a gateway with a TLS listener and a C++ agent,
+a loopback echo service, a Prometheus text parser, a Prometheus server.
+
+Standard library + Debian packages only; run with /usr/bin/python3. Every process is started
+through tests/e2e/support.py's Processes (PIDs recorded, stopped by PID only).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+OPS_DIR = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.dirname(os.path.dirname(OPS_DIR))
+DEPLOY_DIR = os.path.join(SOURCE_DIR, "deploy")
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "e2e"))
+
+import support  # noqa: E402  (tests/e2e/support.py, read-only here)
+from support import Processes, free_port, make_dev_cert, wait_until  # noqa: E402,F401
+
+
+def build_dir():
+    """The build tree under test: $CAMTUNNEL_BUILD_DIR (set by ctest), else build/release."""
+    d = os.environ.get("CAMTUNNEL_BUILD_DIR") or os.path.join(SOURCE_DIR, "build", "release")
+    return os.path.abspath(d)
+
+
+def binary(name):
+    path = os.path.join(build_dir(), name.replace("camtunnel-", ""), name)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise FileNotFoundError("%s not built (looked for %s; set CAMTUNNEL_BUILD_DIR)"
+                                % (name, path))
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+
+def http(method, url, timeout=5.0, data=None):
+    """(status, body bytes) of one request; HTTP errors are returned, not raised."""
+    req = urllib.request.Request(url, method=method, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus text format
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+class Metrics:
+    """Parsed exposition: samples by (name, frozenset(labels)), plus the TYPE of each family."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = {}
+        self.types = {}
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split(None, 3)
+                self.types[name] = kind
+                continue
+            if not line or line.startswith("#"):
+                continue
+            m = _SAMPLE.match(line)
+            if not m:
+                raise ValueError("unparsable sample line: %r" % line)
+            labels = frozenset(_LABEL.findall(m.group(3) or ""))
+            self.samples[(m.group(1), labels)] = float(m.group(4))
+
+    def names(self):
+        return {name for name, _ in self.samples}
+
+    def get(self, name, **labels):
+        """The value of the one sample with exactly these labels (KeyError if absent)."""
+        key = (name, frozenset((k, str(v)) for k, v in labels.items()))
+        if key not in self.samples:
+            raise KeyError("no sample %s%s" % (name, labels))
+        return self.samples[key]
+
+    def series(self, name):
+        return {dict(labels).get("le", ""): v for (n, labels), v in self.samples.items()
+                if n == name}
+
+
+def scrape(admin_port):
+    status, body = http("GET", "http://127.0.0.1:%d/metrics" % admin_port)
+    if status != 200:
+        raise AssertionError("/metrics answered %d" % status)
+    return Metrics(body.decode())
+
+
+# --------------------------------------------------------------------------------------------
+# A loopback echo service (in-process threads)
+
+class EchoServer:
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn):
+        with conn:
+            try:
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    conn.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self._stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Gateway + agent
+
+READY = r"^camtunnel-gateway: ready agent_tls=(\d+) agent_plain=(\d+) frontend=(\d+) admin=(\d+)$"
+
+
+class Gateway:
+    def __init__(self, proc, m):
+        self.proc = proc
+        self.tls_port, self.plain_port, self.frontend_port, self.admin_port = (
+            int(m.group(i)) for i in range(1, 5))
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.admin_port, path)
+
+
+def write_streamer_keys(gateway_bin, directory, key_id="k1"):
+    out = subprocess.run([gateway_bin, "new-streamer-key", key_id], check=True,
+                         stdout=subprocess.PIPE, text=True, timeout=10).stdout
+    path = os.path.join(directory, "streamer.keys")
+    with open(path, "w") as f:
+        f.write(out)
+    os.chmod(path, 0o600)
+    return path
+
+
+def derive_agent_key(gateway_bin, keys_path, agent_id, directory, key_id=None):
+    """(key_ref, key_file) for agent_id, through `camtunnel-gateway derive-key`."""
+    argv = [gateway_bin, "derive-key", "--streamer_keys=" + keys_path, "--agent=" + agent_id]
+    if key_id:
+        argv.append("--key_id=" + key_id)
+    out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True, timeout=10).stdout
+    fields = dict(line.split("=", 1) for line in out.split())
+    key_file = os.path.join(directory, agent_id + ".key")
+    with open(key_file, "w") as f:
+        f.write(fields["key"] + "\n")
+    os.chmod(key_file, 0o600)
+    return fields["key_ref"], key_file
+
+
+def start_gateway(procs, gateway_bin, cert, key, keys_path, extra=(), name="gateway"):
+    argv = [gateway_bin, "--agent_tls_listen=127.0.0.1:0", "--cert=" + cert, "--key=" + key,
+            "--streamer_keys=" + keys_path, "--frontend_listen=127.0.0.1:0",
+            "--admin_listen=127.0.0.1:0"] + list(extra)
+    p = procs.start(name, argv)
+    return Gateway(p, p.wait_line(READY, timeout=10))
+
+
+def start_agent(procs, agent_bin, gw, agent_id, key_ref, key_file, ca, services, name="agent"):
+    argv = [agent_bin, "--gateway", "https://127.0.0.1:%d" % gw.tls_port, "--agent-id", agent_id,
+            "--key-ref", key_ref, "--key-file", key_file, "--ca-file", ca,
+            "--server-name", "localhost"]
+    for s in services:
+        argv += ["--service", s]
+    return procs.start(name, argv)
+
+
+def stderr_count(proc, needle):
+    try:
+        with open(proc.err_path, encoding="utf-8", errors="replace") as f:
+            return f.read().count(needle)
+    except OSError:
+        return 0
+
+
+def sighup(proc, timeout=5.0):
+    """SIGHUP the gateway and wait for its log line saying the reload worked."""
+    done = stderr_count(proc, "SIGHUP: reloaded")
+    failed = stderr_count(proc, "SIGHUP: reload failed")
+    proc.signal(signal.SIGHUP)
+
+    def reloaded():
+        if stderr_count(proc, "SIGHUP: reload failed") > failed:
+            raise AssertionError("reload failed:\n" + proc.stderr_tail())
+        return stderr_count(proc, "SIGHUP: reloaded") > done
+    wait_until(reloaded, timeout, 0.05, "SIGHUP reload")
+
+
+def agent_ids(gw):
+    status, body = http("GET", gw.url("/api/v1/agents"))
+    if status != 200:
+        return set()
+    return {a["id"] for a in json.loads(body).get("agents", [])}
+
+
+def connect_tunnel(frontend_port, target, payload=b"", timeout=10.0):
+    """CONNECT target through the frontend; sends payload and reads as many bytes back.
+
+    Returns (status line, bytes read back)."""
+    with socket.create_connection(("127.0.0.1", frontend_port), timeout=timeout) as s:
+        s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        got = rest
+        if payload and " 200 " in status_line:
+            # A sender thread, so that neither direction's buffers can fill up and stall.
+            sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+            sender.start()
+            while len(got) < len(payload):
+                d = s.recv(262144)
+                if not d:
+                    break
+                got += d
+            sender.join(timeout)
+        return status_line, got
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus server (Debian's prometheus package, run directly)
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+class PrometheusServer:
+    def __init__(self, procs, directory, targets, rule_files=(), scrape_interval="1s"):
+        self.port = free_port()
+        config = os.path.join(directory, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: %s\n  evaluation_interval: %s\n"
+                    % (scrape_interval, scrape_interval))
+            if rule_files:
+                f.write("rule_files:\n")
+                for r in rule_files:
+                    f.write("  - %s\n" % json.dumps(r))
+            f.write("scrape_configs:\n  - job_name: camtunnel-gateway\n"
+                    "    scrape_timeout: 1s\n    static_configs:\n      - targets: [%s]\n"
+                    % ", ".join(json.dumps(t) for t in targets))
+        self.proc = procs.start("prometheus", [
+            PROMETHEUS, "--config.file=" + config,
+            "--storage.tsdb.path=" + os.path.join(directory, "tsdb"),
+            "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=warn"])
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def wait_ready(self, timeout=20.0):
+        def ready():
+            if not self.proc.alive():
+                raise AssertionError("prometheus exited:\n" + self.proc.stderr_tail())
+            try:
+                return http("GET", self.url("/-/ready"), timeout=1)[0] == 200
+            except OSError:
+                return False
+        wait_until(ready, timeout, 0.1, "prometheus ready")
+
+    def api(self, path, **params):
+        status, body = http("GET", self.url(path + "?" + urllib.parse.urlencode(params)))
+        return status, json.loads(body)
+
+    def query(self, expr):
+        status, j = self.api("/api/v1/query", query=expr)
+        if status != 200 or j.get("status") != "success":
+            raise AssertionError("query %r: %d %s" % (expr, status, j))
+        return j["data"]["result"]
+
+
+def run(argv, timeout=30, **kw):
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, **kw)

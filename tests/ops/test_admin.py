@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""What docs/operations.md tells an operator to do, done against a real gateway and C++ agents:
+health checks, the admin API calls it shows, kicking an agent (it comes back by itself), and
+the streamer key rotation procedure (add the new key, SIGHUP, move agents, drop the old key,
+SIGHUP) with the metrics that show each step.
+"""
+
+import json
+import os
+import signal
+import tempfile
+import unittest
+
+import opslib
+from opslib import Processes, make_dev_cert, wait_until
+
+
+class AdminAndRotationTest(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory(prefix="ops-admin-")
+        self.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+        self.echo = opslib.EchoServer()
+        self.addCleanup(self.echo.close)
+        self.procs = Processes(os.path.join(self.dir, "logs"))
+        self.addCleanup(self.procs.stop_all)
+        self.gw_bin = opslib.binary("camtunnel-gateway")
+        self.agent_bin = opslib.binary("camtunnel-agent")
+        self.cert, key = make_dev_cert(self.dir)
+        self.keys = opslib.write_streamer_keys(self.gw_bin, self.dir, "k1")
+        self.gw = opslib.start_gateway(self.procs, self.gw_bin, self.cert, key, self.keys)
+
+    def start_agent(self, agent_id, key_id=None):
+        key_ref, key_file = opslib.derive_agent_key(self.gw_bin, self.keys, agent_id, self.dir,
+                                                    key_id=key_id)
+        p = opslib.start_agent(self.procs, self.agent_bin, self.gw, agent_id, key_ref, key_file,
+                               self.cert, ["echo=127.0.0.1:%d" % self.echo.port], name=agent_id)
+        wait_until(lambda: agent_id in opslib.agent_ids(self.gw), 10, 0.05,
+                   "%s connected" % agent_id)
+        return p
+
+    def get_json(self, method, path):
+        status, body = opslib.http(method, self.gw.url(path))
+        return status, (json.loads(body) if body.strip().startswith(b"{") else body)
+
+    def metric(self, name, **labels):
+        return opslib.scrape(self.gw.admin_port).get(name, **labels)
+
+    def test_health_and_agent_api(self):
+        self.assertEqual(opslib.http("GET", self.gw.url("/healthz")), (200, b"ok\n"))
+        self.assertEqual(opslib.http("GET", self.gw.url("/readyz"))[0], 200)
+        self.start_agent("cam-1")
+
+        status, j = self.get_json("GET", "/api/v1/agents")
+        self.assertEqual(status, 200)
+        (agent,) = j["agents"]
+        self.assertEqual(agent["id"], "cam-1")
+        self.assertEqual(agent["services"], [{"name": "echo", "port": self.echo.port}])
+        self.assertTrue(agent["version"].startswith("camtunnel-agent/"), agent)
+        self.assertRegex(agent["remote"], r"^127\.0\.0\.1:\d+$")
+
+        status, one = self.get_json("GET", "/api/v1/agents/cam-1")
+        self.assertEqual(status, 200)
+        self.assertEqual(one.get("id", one.get("agent", {}).get("id")), "cam-1", one)
+        self.assertEqual(self.get_json("GET", "/api/v1/agents/cam-404")[0], 404)
+
+        # A probe through the tunnel: the echo service is no camera, so the answer is judged
+        # bad, but the tunnel itself opens (open_ms) and the JSON names the outcome.
+        status, probe = self.get_json("POST", "/api/v1/agents/cam-1/probe?service=echo&path=/")
+        self.assertEqual(status, 200, probe)
+        self.assertEqual((probe["agent"], probe["service"]), ("cam-1", "echo"))
+        self.assertIn("result", probe)
+        self.assertGreater(probe["open_ms"], 0)
+
+    def test_kicked_agent_reconnects(self):
+        self.start_agent("cam-1")
+        since = self.get_json("GET", "/api/v1/agents/cam-1")[1]
+        status, j = self.get_json("DELETE", "/api/v1/agents/cam-1")
+        self.assertEqual((status, j), (200, {"kicked": True}))
+
+        def reconnected():
+            status, a = self.get_json("GET", "/api/v1/agents/cam-1")
+            return status == 200 and a != since
+        wait_until(reconnected, 20, 0.1, "cam-1 back after the kick")
+        self.assertEqual(self.metric("camtunnel_agents_connected"), 1)
+        self.assertEqual(self.metric("camtunnel_agent_connections_total", kind="control",
+                                     result="accepted"), 2)
+
+    def test_streamer_key_rotation_with_sighup(self):
+        self.start_agent("cam-old")  # key derived from k1, the only key
+        with open(self.keys) as f:
+            k1_line = f.read()
+
+        # 1. Add k2 as the first line (derive-key's default key), keep k1; SIGHUP.
+        k2_line = opslib.run([self.gw_bin, "new-streamer-key", "k2"]).stdout
+        with open(self.keys, "w") as f:
+            f.write(k2_line + k1_line)
+        opslib.sighup(self.gw.proc)
+        # 2. An agent key derived now comes from k2 and is accepted; the k1 agent stays.
+        key_ref, _ = opslib.derive_agent_key(self.gw_bin, self.keys, "probe", self.dir)
+        self.assertTrue(key_ref.startswith("k2."), key_ref)
+        self.start_agent("cam-new")
+        self.assertEqual(opslib.agent_ids(self.gw), {"cam-old", "cam-new"})
+
+        # 3. Drop k1; SIGHUP. Live sessions stay up; a k1 agent that reconnects is refused.
+        with open(self.keys, "w") as f:
+            f.write(k2_line)
+        opslib.sighup(self.gw.proc)
+        self.assertEqual(opslib.agent_ids(self.gw), {"cam-old", "cam-new"})
+        refused_before = self.metric("camtunnel_agent_connections_total", kind="control",
+                                     result="unauthorized")
+        self.assertEqual(self.get_json("DELETE", "/api/v1/agents/cam-old")[0], 200)
+        wait_until(lambda: self.metric("camtunnel_agent_connections_total", kind="control",
+                                       result="unauthorized") > refused_before,
+                   20, 0.1, "cam-old (k1) refused after k1 was removed")
+        self.assertEqual(opslib.agent_ids(self.gw), {"cam-new"})
+        self.assertEqual(self.metric("camtunnel_agents_connected"), 1)
+
+    def test_sighup_with_a_broken_keys_file_keeps_the_old_keys(self):
+        self.start_agent("cam-1")
+        with open(self.keys, "w") as f:
+            f.write("k1 not-hex\n")
+        failed = opslib.stderr_count(self.gw.proc, "SIGHUP: reload failed")
+        self.gw.proc.signal(signal.SIGHUP)
+        wait_until(lambda: opslib.stderr_count(self.gw.proc, "SIGHUP: reload failed") > failed,
+                   5, 0.05, "reload failure logged")
+        self.assertTrue(self.gw.proc.alive())
+        # The old k1 still verifies: a kicked agent gets back in.
+        self.get_json("DELETE", "/api/v1/agents/cam-1")
+        wait_until(lambda: self.metric("camtunnel_agent_connections_total", kind="control",
+                                       result="accepted") == 2, 20, 0.1, "cam-1 back in")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
