@@ -7,6 +7,8 @@
 #include "gateway/camera_probe.h"
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
+#include "proto/crypto.h"
+#include "proto/encoding.h"
 
 namespace camtunnel::gateway {
 namespace {
@@ -20,6 +22,8 @@ std::string_view Phrase(int status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
     case 403:
       return "Forbidden";
     case 404:
@@ -79,12 +83,31 @@ void AdminConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const 
   }
 }
 
+bool AdminConnection::Authorized(const proto::RequestHead& head) const {
+  const std::string& token = gw_.config().admin_token;
+  if (token.empty()) {
+    return true;  // loopback-only deployment (enforced at start-up)
+  }
+  auto auth = head.headers.Find("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!auth || !auth->starts_with(kBearer)) {
+    return false;
+  }
+  return proto::ConstantTimeEqual(proto::AsBytes(auth->substr(kBearer.size())),
+                                  proto::AsBytes(token));
+}
+
 void AdminConnection::Route(const proto::RequestHead& head) {
   const size_t q = head.target.find('?');
   std::string_view path = head.target.substr(0, q);
   std::string_view query = q == std::string_view::npos ? "" : head.target.substr(q + 1);
   constexpr std::string_view kAgents = "/api/v1/agents/";
   constexpr std::string_view kProbe = "/probe";
+  if (path != "/healthz" && path != "/readyz" && !Authorized(head)) {
+    gw_.metrics().admin_unauthorized.Add();
+    Respond(401, "text/plain", "bearer token required\n");
+    return;
+  }
   if (head.method == "POST" && path.starts_with(kAgents) && path.ends_with(kProbe) &&
       path.size() > kAgents.size() + kProbe.size()) {
     Probe(path.substr(kAgents.size(), path.size() - kAgents.size() - kProbe.size()), query);

@@ -24,6 +24,7 @@ class AdminConnection final : public runtime::StreamHandler {
   explicit AdminConnection(GatewayShard& gw) : gw_(gw) {}
   void Respond(int status, std::string_view content_type, std::string_view body);
   void Route(const proto::RequestHead& head);
+  bool Authorized(const proto::RequestHead& head) const;
   void Probe(std::string_view agent_id, std::string_view query);
   void Agent(std::string_view method, std::string_view agent_id);
 

@@ -21,6 +21,10 @@ struct GatewayConfig {
   std::vector<std::string> frontend_listen = {"127.0.0.1:8554", "[::1]:8554"};
   std::string host_suffix = "localhost";  // <agent>.<suffix> names an agent in host form
   std::vector<std::string> admin_listen = {"127.0.0.1:9310"};
+  // Bearer token for the admin API. Required (the gateway refuses to start without it) when an
+  // admin listener is bound beyond loopback; when set, every admin request must carry it,
+  // except /healthz and /readyz, which load balancers probe without credentials.
+  std::string admin_token;
 
   // Deadlines (milliseconds).
   uint64_t handshake_timeout_ms = 5000;  // TCP accept to verified HELLO

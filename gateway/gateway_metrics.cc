@@ -148,6 +148,9 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
   f.push_back(SimpleCounter(
       "camtunnel_accept_paused_total", "Times accepting paused because file descriptors ran out.",
       Sum(shards, [](const ShardMetrics& s) { return s.accept_paused.Get(); })));
+  f.push_back(SimpleCounter(
+      "camtunnel_admin_unauthorized_total", "Admin requests refused for a missing or wrong token.",
+      Sum(shards, [](const ShardMetrics& s) { return s.admin_unauthorized.Get(); })));
   for (const auto& [name, value] : extra_gauges) {
     f.push_back(SimpleGauge(name, "Process fact.", value));
   }

@@ -77,6 +77,7 @@ struct ShardMetrics {
   std::array<std::array<metrics::Counter, kFrontendStatuses.size()>, 3> frontend_requests;
   std::array<metrics::Counter, static_cast<size_t>(FrontendBadInput::kCount)> frontend_bad_input;
   metrics::Counter accept_paused;
+  metrics::Counter admin_unauthorized;
 
   void CountControl(AgentResult r) { control_connections[static_cast<size_t>(r)].Add(); }
   void CountData(AgentResult r) { data_connections[static_cast<size_t>(r)].Add(); }

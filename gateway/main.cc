@@ -37,6 +37,8 @@ ABSL_FLAG(std::string, streamer_keys, "", "Streamer keys file: lines '<key id> <
 ABSL_FLAG(std::string, frontend_listen, "127.0.0.1:8554,[::1]:8554",
           "Media-server frontend listeners, comma-separated");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:9310", "Admin listeners (/metrics, /healthz)");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the admin API bearer token (required when --admin_listen is not loopback)");
 ABSL_FLAG(std::string, host_suffix, "localhost",
           "DNS suffix of host-form names (<agent>.<suffix>)");
 ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Agent accept to verified HELLO");
@@ -116,6 +118,25 @@ int Serve() {
   config.frontend_listen = SplitList(absl::GetFlag(FLAGS_frontend_listen));
   config.admin_listen = SplitList(absl::GetFlag(FLAGS_admin_listen));
   config.host_suffix = absl::GetFlag(FLAGS_host_suffix);
+  if (const std::string token_file = absl::GetFlag(FLAGS_admin_token_file); !token_file.empty()) {
+    std::ifstream in(token_file);
+    std::getline(in, config.admin_token);
+    if (config.admin_token.size() < 16) {
+      std::fprintf(stderr, "admin token in %s: at least 16 characters on the first line\n",
+                   token_file.c_str());
+      return 2;
+    }
+  }
+  for (const std::string& a : config.admin_listen) {
+    const bool loopback = a.rfind("127.", 0) == 0 || a.rfind("[::1]:", 0) == 0;
+    if (!loopback && config.admin_token.empty()) {
+      std::fprintf(stderr,
+                   "admin listener %s is beyond loopback: give --admin_token_file (the admin API "
+                   "kicks agents and opens tunnels)\n",
+                   a.c_str());
+      return 2;
+    }
+  }
   config.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
   config.head_timeout_ms = absl::GetFlag(FLAGS_head_timeout_ms);
   config.open_timeout_ms = absl::GetFlag(FLAGS_open_timeout_ms);

@@ -81,6 +81,7 @@ class GatewayTest : public ::testing::Test {
     config.frontend_listen = {"127.0.0.1:0"};
     config.admin_listen = {"127.0.0.1:0"};
     config.open_timeout_ms = 1500;
+    Configure(config);
     gw_ = std::make_unique<GatewayShard>(shard_, config, std::move(keys));
     std::promise<bool> started;
     loop_ = std::thread([&] {
@@ -92,6 +93,17 @@ class GatewayTest : public ::testing::Test {
       live_after_shutdown_ = shard_.Shutdown(5000);
     });
     ASSERT_TRUE(started.get_future().get());
+  }
+
+  virtual void Configure(GatewayConfig& /*config*/) {}
+
+  std::string AdminGet(std::string_view path, std::string_view extra_headers = "") {
+    const int fd = ConnectLoopback(gw_->admin_port());
+    SendAll(fd, "GET " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n" +
+                    std::string(extra_headers) + "\r\n");
+    std::string out = ReadToEof(fd);
+    close(fd);
+    return out;
   }
 
   void TearDown() override {
@@ -350,6 +362,21 @@ TEST_F(GatewayTest, OversizedAndMalformedHeadsAreAnswered) {
   SendAll(c2, "GET /camtunnel/v1/control HTTP/1.1\r\nCamtunnel-Agent: Cam_1\r\n\r\n");
   EXPECT_EQ(ReadHead(c2, nullptr).rfind("HTTP/1.1 400", 0), 0u);
   close(c2);
+}
+
+class GatewayWithAdminTokenTest : public GatewayTest {
+ protected:
+  void Configure(GatewayConfig& config) override { config.admin_token = "s3cret-token-0123456789"; }
+};
+
+TEST_F(GatewayWithAdminTokenTest, AdminApiRequiresTheBearerToken) {
+  EXPECT_EQ(AdminGet("/metrics").rfind("HTTP/1.1 401", 0), 0u);
+  EXPECT_EQ(AdminGet("/api/v1/agents", "Authorization: Bearer wrong\r\n").rfind("HTTP/1.1 401", 0),
+            0u);
+  EXPECT_EQ(AdminGet("/healthz").rfind("HTTP/1.1 200", 0), 0u);  // probes need no credentials
+  const std::string ok = AdminGet("/metrics", "Authorization: Bearer s3cret-token-0123456789\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_NE(ok.find("camtunnel_admin_unauthorized_total 2"), std::string::npos);
 }
 
 }  // namespace
