@@ -29,7 +29,7 @@ foreach(component IN LISTS camtunnel_components)
   install(FILES ${CAMTUNNEL_DEPLOY_DIR}/env/${component}.env
           DESTINATION /etc/camtunnel COMPONENT ${component})
   install(FILES ${CMAKE_SOURCE_DIR}/docs/operations.md ${CMAKE_SOURCE_DIR}/docs/configuration.md
-          DESTINATION share/doc/camtunnel-${component} COMPONENT ${component} OPTIONAL)
+          DESTINATION share/doc/camtunnel-${component} COMPONENT ${component})
   set(control_dir ${CMAKE_BINARY_DIR}/cpack/${component})
   file(MAKE_DIRECTORY ${control_dir})
   file(WRITE ${control_dir}/conffiles "/etc/camtunnel/${component}.env\n")
@@ -74,9 +74,12 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 
 if(CMAKE_CROSSCOMPILING)
   # dpkg-shlibdeps cannot resolve a foreign architecture's libraries unless they are installed
-  # for it: state the agent's two run-time dependencies instead.
+  # for it: state the agent's run-time dependencies instead.
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS OFF)
   set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "libc6, libssl3")
+  if(NOT CAMTUNNEL_STATIC_LIBSTDCXX)
+    string(APPEND CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS ", libstdc++6, libgcc-s1")
+  endif()
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64)$")
     set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE arm64)
   elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^arm")

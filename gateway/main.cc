@@ -78,9 +78,6 @@ int DeriveKey() {
                  agent.c_str());
     return 2;
   }
-  std::ifstream probe(absl::GetFlag(FLAGS_streamer_keys));
-  std::string first_line;
-  std::getline(probe, first_line);
   auto keys = StreamerKeys::Load(absl::GetFlag(FLAGS_streamer_keys));
   if (!keys.ok()) {
     std::fprintf(stderr, "%s\n", std::string(keys.status().message()).c_str());
@@ -88,7 +85,7 @@ int DeriveKey() {
   }
   std::string key_id = absl::GetFlag(FLAGS_key_id);
   if (key_id.empty()) {
-    key_id = first_line.substr(0, first_line.find(' '));
+    key_id = keys->first_key_id();
   }
   const proto::KeyRef ref{
       key_id, runtime::WallMs() / 1000 + uint64_t{absl::GetFlag(FLAGS_valid_days)} * 86400};

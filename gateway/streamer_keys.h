@@ -19,7 +19,14 @@ class StreamerKeys {
   static absl::StatusOr<StreamerKeys> Load(const std::string& path);
   static absl::StatusOr<StreamerKeys> Parse(const std::string& text);
 
-  void Add(std::string key_id, const std::vector<uint8_t>& key) { keys_[std::move(key_id)] = key; }
+  void Add(std::string key_id, const std::vector<uint8_t>& key) {
+    if (first_key_id_.empty()) {
+      first_key_id_ = key_id;
+    }
+    keys_[std::move(key_id)] = key;
+  }
+  // The file's first key: the current one by convention (derive-key uses it by default).
+  const std::string& first_key_id() const { return first_key_id_; }
   // K for the agent, or nullopt when the key id is unknown.
   std::optional<proto::Digest> AgentKey(std::string_view agent_id, const proto::KeyRef& ref) const;
   bool empty() const { return keys_.empty(); }
@@ -27,6 +34,7 @@ class StreamerKeys {
 
  private:
   absl::flat_hash_map<std::string, std::vector<uint8_t>> keys_;
+  std::string first_key_id_;
 };
 
 }  // namespace camtunnel::gateway

@@ -12,6 +12,13 @@
 
 namespace camtunnel::runtime {
 
+namespace {
+uint16_t PortOf(const sockaddr_storage& a) {
+  return ntohs(a.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&a)->sin_port
+                                      : reinterpret_cast<const sockaddr_in6*>(&a)->sin6_port);
+}
+}  // namespace
+
 absl::StatusOr<sockaddr_storage> ParseListenAddress(const std::string& text) {
   sockaddr_storage ss{};
   std::string host;
@@ -50,7 +57,7 @@ absl::StatusOr<sockaddr_storage> ParseListenAddress(const std::string& text) {
 }
 
 absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std::string& address,
-                                                         AcceptFn on_accept) {
+                                                         AcceptFn on_accept, bool exclusive) {
   auto addr = ParseListenAddress(address);
   if (!addr.ok()) {
     return addr.status();
@@ -61,12 +68,29 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std
     return absl::InternalError(std::string("socket: ") + strerror(errno));
   }
   const int one = 1;
+  const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (exclusive && PortOf(*addr) != 0) {
+    // SO_REUSEPORT would let a second gateway silently share this port and split its agents
+    // and scrapes: a plain bind first proves nobody else holds it.
+    const int probe = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (family == AF_INET6) {
+      setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    const bool taken = bind(probe, reinterpret_cast<const sockaddr*>(&*addr), len) != 0;
+    const int err = errno;
+    close(probe);
+    if (taken) {
+      close(fd);
+      return absl::UnavailableError("listen on " + address + ": " + strerror(err) +
+                                    " (another gateway running?)");
+    }
+  }
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   if (family == AF_INET6) {
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   }
-  const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
   if (bind(fd, reinterpret_cast<const sockaddr*>(&*addr), len) != 0 || listen(fd, 4096) != 0) {
     const int err = errno;
     close(fd);

@@ -24,8 +24,10 @@ class Listener final : public IoObject {
   static constexpr uint64_t kFdExhaustedPauseMs = 100;
 
   // Binds with SO_REUSEPORT (one listener per shard on the same port) and starts accepting.
+  // `exclusive` first checks that no other socket holds the port (so a second gateway cannot
+  // silently share it); the first shard of a process checks, later shards join with false.
   static absl::StatusOr<std::unique_ptr<Listener>> Open(Shard& shard, const std::string& address,
-                                                        AcceptFn on_accept);
+                                                        AcceptFn on_accept, bool exclusive = true);
   ~Listener();
 
   uint16_t port() const { return port_; }

@@ -45,9 +45,10 @@ def binary(name):
 # --------------------------------------------------------------------------------------------
 # HTTP
 
-def http(method, url, timeout=5.0, data=None):
+def http(method, url, timeout=5.0, data=None, token=None):
     """(status, body bytes) of one request; HTTP errors are returned, not raised."""
-    req = urllib.request.Request(url, method=method, data=data)
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    req = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
@@ -97,8 +98,8 @@ class Metrics:
                 if n == name}
 
 
-def scrape(admin_port):
-    status, body = http("GET", "http://127.0.0.1:%d/metrics" % admin_port)
+def scrape(admin_port, token=None):
+    status, body = http("GET", "http://127.0.0.1:%d/metrics" % admin_port, token=token)
     if status != 200:
         raise AssertionError("/metrics answered %d" % status)
     return Metrics(body.decode())
@@ -155,13 +156,30 @@ READY = r"^camtunnel-gateway: ready agent_tls=(\d+) agent_plain=(\d+) frontend=(
 
 
 class Gateway:
-    def __init__(self, proc, m):
+    def __init__(self, proc, m, token=None):
         self.proc = proc
+        self.token = token  # admin bearer token, when started with --admin_token_file
         self.tls_port, self.plain_port, self.frontend_port, self.admin_port = (
             int(m.group(i)) for i in range(1, 5))
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.admin_port, path)
+
+    def get(self, method, path):
+        """(status, body) of an admin request, with the bearer token if there is one."""
+        return http(method, self.url(path), token=self.token)
+
+    def scrape(self):
+        return scrape(self.admin_port, self.token)
+
+
+def write_admin_token(directory):
+    token = os.urandom(24).hex()
+    path = os.path.join(directory, "admin.token")
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token, path
 
 
 def write_streamer_keys(gateway_bin, directory, key_id="k1"):
@@ -188,12 +206,15 @@ def derive_agent_key(gateway_bin, keys_path, agent_id, directory, key_id=None):
     return fields["key_ref"], key_file
 
 
-def start_gateway(procs, gateway_bin, cert, key, keys_path, extra=(), name="gateway"):
+def start_gateway(procs, gateway_bin, cert, key, keys_path, extra=(), name="gateway",
+                  token=None, token_file=None):
     argv = [gateway_bin, "--agent_tls_listen=127.0.0.1:0", "--cert=" + cert, "--key=" + key,
             "--streamer_keys=" + keys_path, "--frontend_listen=127.0.0.1:0",
             "--admin_listen=127.0.0.1:0"] + list(extra)
+    if token_file:
+        argv.append("--admin_token_file=" + token_file)
     p = procs.start(name, argv)
-    return Gateway(p, p.wait_line(READY, timeout=10))
+    return Gateway(p, p.wait_line(READY, timeout=10), token)
 
 
 def start_agent(procs, agent_bin, gw, agent_id, key_ref, key_file, ca, services, name="agent"):
@@ -227,7 +248,7 @@ def sighup(proc, timeout=5.0):
 
 
 def agent_ids(gw):
-    status, body = http("GET", gw.url("/api/v1/agents"))
+    status, body = gw.get("GET", "/api/v1/agents")
     if status != 200:
         return set()
     return {a["id"] for a in json.loads(body).get("agents", [])}
@@ -269,7 +290,8 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 class PrometheusServer:
-    def __init__(self, procs, directory, targets, rule_files=(), scrape_interval="1s"):
+    def __init__(self, procs, directory, targets, rule_files=(), scrape_interval="1s",
+                 bearer_file=None):
         self.port = free_port()
         config = os.path.join(directory, "prometheus.yml")
         with open(config, "w") as f:
@@ -279,8 +301,11 @@ class PrometheusServer:
                 f.write("rule_files:\n")
                 for r in rule_files:
                     f.write("  - %s\n" % json.dumps(r))
-            f.write("scrape_configs:\n  - job_name: camtunnel-gateway\n"
-                    "    scrape_timeout: 1s\n    static_configs:\n      - targets: [%s]\n"
+            f.write("scrape_configs:\n  - job_name: camtunnel-gateway\n    scrape_timeout: 1s\n")
+            if bearer_file:
+                f.write("    authorization:\n      type: Bearer\n      credentials_file: %s\n"
+                        % json.dumps(bearer_file))
+            f.write("    static_configs:\n      - targets: [%s]\n"
                     % ", ".join(json.dumps(t) for t in targets))
         self.proc = procs.start("prometheus", [
             PROMETHEUS, "--config.file=" + config,

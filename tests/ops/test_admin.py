@@ -28,7 +28,9 @@ class AdminAndRotationTest(unittest.TestCase):
         self.agent_bin = opslib.binary("camtunnel-agent")
         self.cert, key = make_dev_cert(self.dir)
         self.keys = opslib.write_streamer_keys(self.gw_bin, self.dir, "k1")
-        self.gw = opslib.start_gateway(self.procs, self.gw_bin, self.cert, key, self.keys)
+        # A short reconnect window: a kicked agent comes back within it (10 s by default).
+        self.gw = opslib.start_gateway(self.procs, self.gw_bin, self.cert, key, self.keys,
+                                       extra=["--reconnect_window_ms=2000"])
 
     def start_agent(self, agent_id, key_id=None):
         key_ref, key_file = opslib.derive_agent_key(self.gw_bin, self.keys, agent_id, self.dir,

@@ -44,12 +44,16 @@ class GatewayMetricsTest(unittest.TestCase):
         cert, key = make_dev_cert(d)
         keys = opslib.write_streamer_keys(gw_bin, d)
         key_ref, key_file = opslib.derive_agent_key(gw_bin, keys, AGENT, d)
-        cls.gw = opslib.start_gateway(cls.procs, gw_bin, cert, key, keys)
+        # With an admin token, as a node whose admin port is reachable beyond loopback runs.
+        token, token_file = opslib.write_admin_token(d)
+        cls.gw = opslib.start_gateway(cls.procs, gw_bin, cert, key, keys, token=token,
+                                      token_file=token_file)
         # Prometheus first: its first scrape comes ~5 s after start (target discovery is
         # throttled), so it warms up while the traffic below runs.
         cls.prom = opslib.PrometheusServer(
             cls.procs, d, ["127.0.0.1:%d" % cls.gw.admin_port],
-            rule_files=[os.path.join(opslib.DEPLOY_DIR, "prometheus", "camtunnel-alerts.yml")])
+            rule_files=[os.path.join(opslib.DEPLOY_DIR, "prometheus", "camtunnel-alerts.yml")],
+            bearer_file=token_file)
         cls.agent = opslib.start_agent(cls.procs, opslib.binary("camtunnel-agent"), cls.gw, AGENT,
                                        key_ref, key_file, cert,
                                        ["echo=127.0.0.1:%d" % cls.echo.port])
@@ -68,9 +72,9 @@ class GatewayMetricsTest(unittest.TestCase):
             cls.statuses.append(opslib.connect_tunnel(cls.gw.frontend_port, target)[0])
         cls.statuses.append(opslib.connect_tunnel(cls.gw.frontend_port, AGENT + ":1")[0])
         # The relays finish asynchronously after the client closes.
-        wait_until(lambda: opslib.scrape(cls.gw.admin_port).get("camtunnel_tunnels_open") == 0,
+        wait_until(lambda: cls.gw.scrape().get("camtunnel_tunnels_open") == 0,
                    10, 0.05, "tunnels_open back to 0")
-        cls.m = opslib.scrape(cls.gw.admin_port)
+        cls.m = cls.gw.scrape()
 
     @classmethod
     def _stop(cls):
@@ -92,6 +96,13 @@ class GatewayMetricsTest(unittest.TestCase):
     def test_frontend_answers(self):
         self.assertEqual([s.split(" ", 2)[1] for s in self.statuses],
                          ["200"] * OK_TUNNELS + ["404", "404", "403"], self.statuses)
+
+    def test_admin_token_required_except_for_health(self):
+        self.assertEqual(opslib.http("GET", self.gw.url("/metrics"))[0], 401)
+        self.assertEqual(opslib.http("GET", self.gw.url("/metrics"), token="wrong" * 5)[0], 401)
+        self.assertEqual(opslib.http("GET", self.gw.url("/api/v1/agents"))[0], 401)
+        self.assertEqual(opslib.http("GET", self.gw.url("/healthz")), (200, b"ok\n"))
+        self.assertEqual(opslib.http("GET", self.gw.url("/readyz"))[0], 200)
 
     # ---- exact values ------------------------------------------------------------------------
 
@@ -147,7 +158,8 @@ class GatewayMetricsTest(unittest.TestCase):
     def test_no_error_counters(self):
         for name in ("camtunnel_control_frames_rejected_total", "camtunnel_frontend_bad_input_total",
                      "camtunnel_sessions_replaced_total", "camtunnel_heartbeat_timeouts_total",
-                     "camtunnel_accept_paused_total", "camtunnel_unsupported_frames_total"):
+                     "camtunnel_accept_paused_total", "camtunnel_unsupported_frames_total",
+                     "camtunnel_admin_unauthorized_total"):
             values = {labels: v for (n, labels), v in self.m.samples.items() if n == name}
             self.assertTrue(values, name)
             self.assertEqual(set(values.values()), {0}, name)
