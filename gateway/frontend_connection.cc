@@ -79,6 +79,9 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
   if (auto cseq = head.headers.Find("CSeq")) {
     cseq_ = std::string(*cseq);
   }
+  if (head.method == "CONNECT") {
+    kind_ = RequestKind::kConnect;  // refusals of CONNECT are counted as CONNECT
+  }
   const RouteDecision d = RouteFirstRequest(head, gw_.route_config());
   if (d.error != FrontendError::kOk) {
     gw_.metrics().CountBadInput(FrontendBadInput::kMalformed);

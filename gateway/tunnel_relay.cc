@@ -68,6 +68,9 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
         gw_.metrics().CountBadInput(FrontendBadInput::kMalformed);
       }
       Log(LogLevel::kInfo, "tunnel to ", agent_id_, ": ", FrontendErrorReason(e), ", closing");
+      gw_.metrics().CountFrontend(
+          protocol_ == FrontendProtocol::kRtsp ? RequestKind::kRtsp : RequestKind::kHttp,
+          FrontendErrorStatus(e));
       client_->Write(BuildErrorResponse(protocol_, e, filter_.error_cseq()));
       client_->Finish();
       // An orderly close: the camera sees the request stream end, and the client's lingering

@@ -29,6 +29,7 @@ from support import ffprobe_frames
 OPEN_TIMEOUT_MS = 1500
 HEAD_TIMEOUT_MS = 1000
 HANDSHAKE_TIMEOUT_MS = 2000
+PLAIN_HEARTBEAT_MS = 1000      # BadInputPlain: a silent session is dead after 2 intervals
 GOOD = "cam-good"
 BAD_IDS = ["Cam-Good", "cam_good", "cam.good", "-cam", "cam-", "a" * 64, "cam%2dgood", ""]
 
@@ -90,8 +91,9 @@ class _GatewayChecks:
         return t, res
 
 
-def drain_frames(sess, timeout=5.0):
-    """Frames until EOF: returns (frames, exception or None)."""
+def drain_frames(sess, timeout=5.0, keep_pings=False):
+    """Frames until EOF (without the gateway's heartbeat PINGs unless keep_pings): returns
+    (frames, exception or None)."""
     frames = []
     deadline = time.monotonic() + timeout
     try:
@@ -99,9 +101,19 @@ def drain_frames(sess, timeout=5.0):
             f = sess.recv(deadline)
             if f is None:
                 return frames, None
-            frames.append(f)
+            if f.type != ctc.PING or keep_pings:
+                frames.append(f)
     except Exception as e:
         return frames, e
+
+
+def next_frame(sess, timeout=5.0):
+    """The next frame that is not a heartbeat PING from the gateway."""
+    deadline = time.monotonic() + timeout
+    while True:
+        f = sess.recv(deadline)
+        if f is None or f.type != ctc.PING:
+            return f
 
 
 # ============================================================================================
@@ -308,12 +320,10 @@ class BadInputTLS(_GatewayChecks, unittest.TestCase):
         self.assertCounter(m0, 1, "camtunnel_agent_connections_total", kind="control",
                            result="bad_request")
 
-    @harness.known_bug
     def test_refused_connection_counted_once(self):
-        """GATEWAY BUG (reported): a TLS agent connection refused with an HTTP status is
-        counted under its result AND, when the peer then closes without close_notify (as most
-        clients do after an error), a second time as {kind="control",result="tls_error"}
-        (AgentHandshake::OnStreamClosed), even for data connections."""
+        """A TLS agent connection refused with an HTTP status is counted once, under its
+        result, even when the peer then closes without close_notify (as most clients do after
+        an error): not a second time as {kind="control",result="tls_error"} (fixed in 1d62752)."""
         m0 = self.gw.metrics()
         with self.assertRaises(ctc.UpgradeRejected):
             ctc.open_data_connection(self.gw.agent_config(GOOD), "00a3f09c11d2e4b7", bytes(16))
@@ -375,7 +385,6 @@ class BadInputTLS(_GatewayChecks, unittest.TestCase):
         self.assertEqual(m1.sum("camtunnel_tunnels_opened_total"),
                          m0.sum("camtunnel_tunnels_opened_total"), "a tunnel was opened")
 
-    @harness.known_bug
     def test_connect_refusal_labelled_connect(self):
         """GATEWAY BUG (reported, metrics only): a CONNECT refused while routing (here a
         non-canonical agent id) is counted as protocol="http", not protocol="connect"
@@ -650,7 +659,8 @@ class BadInputPlain(_GatewayChecks, unittest.TestCase):
         cls.cam = FakeCamera()
         try:
             cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=False, plain=True,
-                                   extra=["--open_timeout_ms=%d" % OPEN_TIMEOUT_MS])
+                                   extra=["--open_timeout_ms=%d" % OPEN_TIMEOUT_MS,
+                                          "--heartbeat_ms=%d" % PLAIN_HEARTBEAT_MS])
         except BaseException:
             cls.tearDownClass()
             raise
@@ -723,24 +733,37 @@ class BadInputPlain(_GatewayChecks, unittest.TestCase):
         sess.send_raw(bytes([ctc.STATUS]) + (1 << 20).to_bytes(3, "big") + b"\0" * 64)
         self.check_rejected(sess, m0, code=ctc.E_FRAME_TOO_LARGE, reason="too_large")
 
+    def test_silent_session_dropped_after_two_heartbeats(self):
+        sess = self.session()
+        m0 = self.gw.metrics()
+        t0 = time.monotonic()
+        frames, err = drain_frames(sess, timeout=10, keep_pings=True)   # we never answer
+        elapsed = time.monotonic() - t0
+        self.assertIsInstance(err, (type(None), ConnectionResetError), err)
+        self.assertTrue(frames and all(f.type == ctc.PING for f in frames),
+                        [f.describe() for f in frames])
+        self.assertGreater(elapsed, 2 * PLAIN_HEARTBEAT_MS / 1000 - 0.3)
+        self.assertLess(elapsed, 2 * PLAIN_HEARTBEAT_MS / 1000 + 2.0)
+        self.assertCounter(m0, 1, "camtunnel_heartbeat_timeouts_total")
+        self.gw.wait_agent("cam-f", False)
+
     def test_unknown_frame_type_is_not_fatal(self):
         sess = self.session()
         m0 = self.gw.metrics()
         sess.send(99, [(ctc.T_TEXT, b"from the future")])
         sess.send(ctc.PING, [(ctc.T_SEQUENCE, ctc.u64(5))])
-        f1 = sess.recv(time.monotonic() + 5)
-        f2 = sess.recv(time.monotonic() + 5)
+        f1 = next_frame(sess)
+        f2 = next_frame(sess)
         self.assertEqual((f1.type, f1.uint(ctc.T_FRAME_TYPE)), (ctc.UNSUPPORTED, 99))
         self.assertEqual((f2.type, f2.uint(ctc.T_SEQUENCE)), (ctc.PONG, 5))
         self.assertIn("cam-f", self.gw.agents())
         self.assertEqual(self.delta(m0, "camtunnel_control_frames_rejected_total",
                                     reason="bad_mac"), 0)
 
-    @harness.known_bug
     def test_rejected_session_is_dropped_at_once(self):
-        """GATEWAY BUG (reported): after ERROR + close for a bad frame, the session stays
-        registered until the peer closes its socket (or about 2 s), so the frontend sends OPEN
-        on a dead connection and answers 504 after --open_timeout_ms instead of 503 at once."""
+        """After ERROR + close for a bad frame, the session is over at once, even while the
+        peer still holds its socket: the frontend answers 503, not OPEN on a closing session
+        and 504 after --open_timeout_ms (fixed in 1d62752)."""
         sess = self.session(services=["http=127.0.0.1:%d" % self.cam.svc.port])
         sess.send_raw(ctc.encode_frame(ctc.PING, [(ctc.T_SEQUENCE, ctc.u64(1))]))
         frames, _ = drain_frames(sess)         # ERROR 4, EOF; our socket stays open

@@ -92,6 +92,45 @@ class _IndependentBase:
         with self.assertRaises(harness.ctc.BadGatewayProof):
             harness.ctc.connect_control(cfg)
 
+    def test_newer_session_replaces_older(self):
+        """A second verified session of one agent id replaces the first, which gets GOAWAY
+        (reason replaced) and is closed."""
+        m0 = self.gw.metrics()
+        first = harness.ctc.connect_control(self.gw.agent_config("py-cam-5"))
+        try:
+            self.gw.wait_agent("py-cam-5")
+            remote1 = self.gw.agents()["py-cam-5"]["remote"]
+            second = harness.ctc.connect_control(self.gw.agent_config("py-cam-5"))
+            try:
+                deadline = time.monotonic() + 5
+                frames = []
+                while True:
+                    f = first.recv(deadline)
+                    if f is None:
+                        break
+                    frames.append(f)
+                goaway = [f for f in frames if f.type == harness.ctc.GOAWAY]
+                self.assertEqual(len(goaway), 1, [f.describe() for f in frames])
+                self.assertIn("replaced", goaway[0].text(harness.ctc.T_TEXT, ""))
+                self.assertEqual(frames[-1].type, harness.ctc.GOAWAY)
+                harness.wait_until(
+                    lambda: self.gw.agents().get("py-cam-5", {}).get("remote") not in
+                    (None, remote1), 5, what="the new session listed")
+                self.assertEqual(self.gw.metric("camtunnel_sessions_replaced_total")
+                                 - m0.get("camtunnel_sessions_replaced_total"), 1)
+                # the new session is the live one: it answers a PING
+                second.send(harness.ctc.PING, [(harness.ctc.T_SEQUENCE, harness.ctc.u64(9))])
+                while True:
+                    f = second.recv(time.monotonic() + 5)
+                    if f.type == harness.ctc.PONG:
+                        self.assertEqual(f.uint(harness.ctc.T_SEQUENCE), 9)
+                        break
+            finally:
+                second.close()
+        finally:
+            first.close()
+        self.gw.wait_agent("py-cam-5", online=False)
+
     def test_curl_http_path_form(self):
         out = self.env.path("path.out")
         code, err = curl(self.gw.frontend_url("http", AGENT, "/snapshot.jpg"), out)
