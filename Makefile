@@ -59,8 +59,9 @@ agent-armhf agent-arm64: agent-%:
 
 # The armhf agent under qemu-user against the native gateway of `make build`, streaming RTSP
 # (tests/cross/test_armhf_agent.py; CAMTUNNEL_CROSS_REQUIRED=1 makes a missing piece fail
-# instead of skip).
-test-cross: build agent-armhf
+# instead of skip). agent-armhf runs after build, never beside it under make -j: both may call apt.
+test-cross: build
+	$(MAKE) --no-print-directory agent-armhf
 	CAMTUNNEL_CROSS_REQUIRED=1 /usr/bin/python3 tests/cross/test_armhf_agent.py -v
 
 clean-cross:

@@ -139,11 +139,16 @@ class OpenSslTransport final : public Transport {
       ERR_clear_error();
       int r = SSL_shutdown(ssl_);
       if (r < 0) {
-        return Classify(r, "shutdown");  // kWantWrite: the alert is not flushed yet
+        const IoStatus st = Classify(r, "shutdown");  // kWantWrite: the alert is not flushed yet
+        if (st != IoStatus::kEof) {
+          return st;
+        }
+        // The peer's close_notify came first and our alert could not be written: there is
+        // nothing left to say, so this direction is done (waiting for it would never end).
       }
       close_notify_sent_ = true;
     }
-    if (::shutdown(fd_, SHUT_WR) != 0) {
+    if (::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTCONN) {
       error_ = std::string("shutdown: ") + std::strerror(errno);
       return IoStatus::kError;
     }

@@ -65,8 +65,13 @@ for p in "${missing[@]}"; do
   case "$p" in libssl-dev:*) want_ssl=1; ssl_arches+=("${p#libssl-dev:}") ;; esac
 done
 if [ $want_ssl -eq 1 ]; then
-  for a in "${arches[@]}"; do
-    case " ${ssl_arches[*]} " in *" $a "*) ;; *) ssl_arches+=("$a") ;; esac
+  # ...and every other foreign architecture that already has libssl3 (it must move in step).
+  for a in "${arches[@]}" $(dpkg --print-foreign-architectures); do
+    case " ${ssl_arches[*]} " in *" $a "*) continue ;; esac
+    have=$(dpkg-query -W -f='${Status}' "libssl3:$a" 2>/dev/null || true)
+    if [[ " ${arches[*]} " == *" $a "* ]] || [ "$have" = "install ok installed" ]; then
+      ssl_arches+=("$a")
+    fi
   done
   common=""
   for a in "${ssl_arches[@]}"; do
@@ -80,6 +85,11 @@ if [ $want_ssl -eq 1 ]; then
   if [ -z "$version" ]; then
     echo "install-cross-deps.sh: no libssl-dev version offered for all of: ${ssl_arches[*]}" >&2
     exit 1
+  fi
+  current=$(dpkg-query -W -f='${Version}' "libssl3:$native" 2>/dev/null || true)
+  if [ -n "$current" ] && dpkg --compare-versions "$version" lt "$current"; then
+    echo "install-cross-deps.sh: WARNING: libssl3:$native $current -> $version (the newest" \
+         "version every architecture offers; a mirror index may be out of step)" >&2
   fi
   rest=()
   for p in "${missing[@]}"; do

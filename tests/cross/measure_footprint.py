@@ -213,9 +213,17 @@ def measure_runtime(agent_bin, gateway_bin, idle_seconds, stream_seconds, work_d
                                                   "height")}
         if info.get("codec_name") != "h264":
             raise RuntimeError("ffprobe through the tunnel failed: %r" % info)
-        m = cross.wait_err_line(agent, r"camtunnel-agent: tunnel \S+ service=rtsp closed "
-                                       r"bytes_in=(\d+) bytes_out=(\d+)", 20)
-        res["stream"]["bytes_out"] = int(m.group(2))
+        # The agent logs the tunnel's end with its byte counts. It sometimes never finishes a
+        # tunnel whose gateway side closed first (docs/agent-footprint.md, "Known agent issue"):
+        # record that rather than fail, since the idle figures then include a stuck tunnel.
+        try:
+            m = cross.wait_err_line(agent, r"camtunnel-agent: tunnel \S+ service=rtsp closed "
+                                           r"bytes_in=(\d+) bytes_out=(\d+)", 10)
+            res["stream"]["bytes_out"] = int(m.group(2))
+            res["agent_tunnel_stuck"] = False
+        except TimeoutError:
+            res["stream"]["bytes_out"] = None
+            res["agent_tunnel_stuck"] = True
         res["status_after_stream"] = proc_status(pid)
 
         # Idle: control connection only.
@@ -277,7 +285,7 @@ def main():
         print("  control only:        Pss %d kB, Private_Dirty %d kB, Private_Clean %d kB (Rss %d kB)"
               % (cp["Pss"], cp["Private_Dirty"], cp["Private_Clean"], cp["Rss"]))
         print("  1 tunnel streaming:  Pss %d kB, Private_Dirty %d kB, Private_Clean %d kB (Rss %d kB)"
-              " peak of %d samples; %s %s frames, %s bytes camera->gateway"
+              " peak of %d samples; %s %s frames, %s bytes camera->gateway (agent's count)"
               % (pk["Pss"], pk["Private_Dirty"], pk["Private_Clean"], pk["Rss"],
                  r["streaming_samples"], r["stream"]["codec_name"], r["stream"]["nb_read_frames"],
                  r["stream"]["bytes_out"]))
@@ -289,6 +297,9 @@ def main():
               "%d voluntary + %d involuntary context switches"
               % (i["seconds"], i["ticks"], i["cpu_seconds"], i["cpu_percent"],
                  i["voluntary_ctxt_switches"], i["nonvoluntary_ctxt_switches"]))
+        if r["agent_tunnel_stuck"]:
+            print("  NOTE: the agent never logged the tunnel's end (stuck tunnel, see "
+                  "docs/agent-footprint.md); the idle figures include it")
         e = r["idle_rollup_end"]
         print("  after idle:          Pss %d kB, Private_Dirty %d kB (Rss %d kB); exit %s"
               % (e["Pss"], e["Private_Dirty"], e["Rss"], r["agent_exit"]))

@@ -155,8 +155,10 @@ class ArmhfAgentUnderQemu(unittest.TestCase):
         self.addCleanup(self.procs.stop_all)
 
     def _dump_logs_on_failure(self):
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        failed = result is None or any(t is self for t, _ in
+                                       list(getattr(result, "errors", [])) +
+                                       list(getattr(result, "failures", [])))
         if failed or os.environ.get("CAMTUNNEL_CROSS_VERBOSE"):
             for p in self.procs.procs:
                 sys.stderr.write("--- %s (%s) stderr:\n%s" % (p.name, p.pid, p.stderr_tail(60)))
@@ -198,6 +200,24 @@ class ArmhfAgentUnderQemu(unittest.TestCase):
         os.chmod(key_file, 0o600)
         return ref, key_file
 
+    def relay_counters(self, admin_port):
+        """Tunnels opened and bytes relayed, from the gateway's /metrics."""
+        st, _, body = support.http_get("127.0.0.1", admin_port, "/metrics")
+        self.assertEqual(st, 200, "/metrics")
+        want = {"opened_ok": ("camtunnel_tunnels_opened_total", 'result="ok"'),
+                "to_client": ("camtunnel_relay_bytes_total", 'direction="to_client"'),
+                "to_camera": ("camtunnel_relay_bytes_total", 'direction="to_camera"'),
+                "open": ("camtunnel_tunnels_open", "")}
+        out = dict.fromkeys(want, 0.0)
+        for line in body.decode().splitlines():
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)", line)
+            if not m:
+                continue
+            for key, (name, label) in want.items():
+                if m.group(1) == name and label in (m.group(2) or ""):
+                    out[key] += float(m.group(3))
+        return out
+
     # -- the test
     def test_stream_through_qemu_armhf_agent(self):
         cam = start_camera(self.procs, tcp_only=True)
@@ -225,6 +245,7 @@ class ArmhfAgentUnderQemu(unittest.TestCase):
             time.sleep(0.1)
 
         url = "rtsp://127.0.0.1:%d/%s/stream1" % (frontend_port, AGENT_ID)
+        before = self.relay_counters(admin_port)
         t1 = time.monotonic()
         info = ffprobe_frames(url, SECONDS, transport="tcp")
         elapsed = time.monotonic() - t1
@@ -234,21 +255,32 @@ class ArmhfAgentUnderQemu(unittest.TestCase):
         self.assertLessEqual(info["nb_read_frames"], MAX_FRAMES, info)
         self.assertGreaterEqual(elapsed, SECONDS * 0.9, "read %.1f s of a live stream" % elapsed)
 
-        # The tunnel went through the emulated agent and carried the video (camera -> gateway).
-        m = wait_err_line(agent, r"camtunnel-agent: tunnel \S+ service=rtsp closed "
-                                 r"bytes_in=(\d+) bytes_out=(\d+)", 20)
-        bytes_in, bytes_out = int(m.group(1)), int(m.group(2))
-        self.assertGreater(bytes_in, 100, "RTSP requests towards the camera")
-        self.assertGreater(bytes_out, 50_000, "5 s of 320x240 H.264 towards the client")
+        # The stream went through the emulated agent's tunnel: it logged the open, and the
+        # gateway relayed the video. (Counted on the gateway side, not from the agent's
+        # "closed bytes_in=... bytes_out=..." line: the agent sometimes never finishes a tunnel
+        # whose gateway side closed first, see docs/agent-footprint.md, "Known agent issue".)
+        wait_err_line(agent, r"camtunnel-agent: tunnel \S+ service=rtsp open", 5)
+        deadline = time.monotonic() + 15
+        while True:     # the gateway has closed its side of the tunnel: its counters are final
+            after = self.relay_counters(admin_port)
+            if after["open"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(after["open"], 0, "the gateway still has the tunnel open")
+        to_client = after["to_client"] - before["to_client"]
+        to_camera = after["to_camera"] - before["to_camera"]
+        self.assertGreaterEqual(after["opened_ok"] - before["opened_ok"], 1, after)
+        self.assertGreater(to_client, 50_000, "5 s of 320x240 H.264 towards the client")
+        self.assertGreater(to_camera, 100, "RTSP requests towards the camera")
 
         # SIGTERM reaches the guest program through qemu-user: a clean exit, status 0.
         self.assertTrue(agent.alive(), "the armhf agent died:\n" + agent.stderr_tail())
         self.assertEqual(agent.stop(grace=15), 0, agent.stderr_tail())
         sys.stderr.write("\n[cross] %s under %s: connected in %.1f s; %d frames of %s in %.1f s; "
-                         "tunnel bytes_in=%d bytes_out=%d\n"
+                         "gateway relayed %d bytes to the client, %d to the camera\n"
                          % (os.path.relpath(self.agent_bin, SOURCE_DIR),
                             os.path.basename(self.qemu), connect_s, info["nb_read_frames"],
-                            info["codec_name"], elapsed, bytes_in, bytes_out))
+                            info["codec_name"], elapsed, to_client, to_camera))
 
 
 if __name__ == "__main__":
