@@ -146,6 +146,16 @@ bool Tunnel::Direction::Step(bool* progress, std::string* error) {
       *progress = true;
     } else if (st == IoStatus::kError) {
       *error = std::string(src_name) + ": " + src->error_text();
+      // What was read before the error still goes out, as far as the destination takes it now
+      // (a media server's TEARDOWN followed at once by its reset must reach the camera).
+      while (dst != nullptr && !buffer.empty()) {
+        size_t n = 0;
+        if (dst->Write(buffer.Readable(), &n) != IoStatus::kOk || n == 0) {
+          break;
+        }
+        buffer.Consume(n);
+        bytes += n;
+      }
       return false;
     } else {
       read_wait = st;

@@ -38,13 +38,14 @@ TunnelRelay::TunnelRelay(GatewayShard& gw, runtime::Stream* client, runtime::Str
       filter_(route, gw.route_config(), camera_authority),
       protocol_(ProtocolOfForm(route.form)),
       agent_id_(agent_id) {
+  refusal_timer_.set_callback([this] { AnswerRefusal(); });
   client_->set_handler(&client_side_);
   camera_->set_handler(&camera_side_);
 }
 
 void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
-  if (camera_closed_) {
-    return;
+  if (camera_closed_ || refusal_ != FrontendError::kOk) {
+    return;  // after a refusal nothing more of the client's goes to the camera
   }
   // Body, interleaved and raw bytes pass without a copy into the filter's buffer.
   while (!bytes.empty()) {
@@ -71,11 +72,13 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
       gw_.metrics().CountFrontend(
           protocol_ == FrontendProtocol::kRtsp ? RequestKind::kRtsp : RequestKind::kHttp,
           FrontendErrorStatus(e));
-      client_->Write(BuildErrorResponse(protocol_, e, filter_.error_cseq()));
-      client_->Finish();
-      // An orderly close: the camera sees the request stream end, and the client's lingering
-      // answer is not cut by a reset from this side.
-      camera_->Close(0);
+      // Answers must keep request order: the camera first answers what it already got (its
+      // write side is closed so it knows nothing more comes), then the refusal is written.
+      refusal_ = e;
+      refusal_cseq_ = std::string(filter_.error_cseq());
+      client_->PauseRead();
+      camera_->ShutdownWrite();
+      gw_.shard().timers().Arm(refusal_timer_, gw_.shard().now_ms(), kRefusalDrainMs);
       return;
     }
     break;
@@ -90,6 +93,21 @@ void TunnelRelay::FromCamera(std::span<const uint8_t> bytes) {
   client_->Write(bytes);
   gw_.metrics().bytes_to_client.Add(bytes.size());
   Throttle(camera_, client_);
+}
+
+void TunnelRelay::AnswerRefusal() {
+  if (refusal_answered_) {
+    return;
+  }
+  refusal_answered_ = true;
+  gw_.shard().timers().Cancel(refusal_timer_);
+  if (!client_closed_) {
+    client_->Write(BuildErrorResponse(protocol_, refusal_, refusal_cseq_));
+    client_->Finish();
+  }
+  if (!camera_closed_) {
+    camera_->Close(0);
+  }
 }
 
 void TunnelRelay::Throttle(runtime::Stream* source, runtime::Stream* destination) {
@@ -107,6 +125,10 @@ void TunnelRelay::Side::OnStreamData(runtime::Stream& /*s*/, std::span<const uin
 }
 
 void TunnelRelay::Side::OnStreamEof(runtime::Stream& /*s*/) {
+  if (!is_client_ && relay_->refusal_ != FrontendError::kOk) {
+    relay_->AnswerRefusal();  // the camera answered everything it was sent
+    return;
+  }
   runtime::Stream* other = is_client_ ? relay_->camera_ : relay_->client_;
   if (!(is_client_ ? relay_->camera_closed_ : relay_->client_closed_)) {
     other->ShutdownWrite();
@@ -126,12 +148,17 @@ void TunnelRelay::Side::OnStreamClosed(runtime::Stream& /*s*/, int error) {
 
 void TunnelRelay::OnClosed(bool is_client, int error) {
   (is_client ? client_closed_ : camera_closed_) = true;
+  if (!is_client && refusal_ != FrontendError::kOk) {
+    AnswerRefusal();
+  }
   runtime::Stream* other = is_client ? camera_ : client_;
   const bool other_closed = is_client ? camera_closed_ : client_closed_;
   if (!other_closed) {
     if (error != 0 && other->state() != runtime::StreamState::kLingering) {
-      // Nothing is lost silently: an error on one side is an error on the other.
-      other->Close(error);
+      // Nothing is lost silently: every byte already received from the failed side is
+      // delivered (a TEARDOWN right before a client's reset still reaches the camera), then the
+      // error is passed on as a reset.
+      other->CloseAfterFlush(error);
     } else if (!other->read_eof()) {
       // This side ended cleanly in both directions; the other may still be flushing to its peer.
       other->ShutdownWrite();

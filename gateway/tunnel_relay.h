@@ -12,6 +12,7 @@
 #include "gateway/frontend_route.h"
 #include "gateway/request_stream.h"
 #include "runtime/stream.h"
+#include "runtime/timer_wheel.h"
 
 namespace camtunnel::gateway {
 
@@ -47,7 +48,10 @@ class TunnelRelay {
   void FromCamera(std::span<const uint8_t> bytes);
   void Throttle(runtime::Stream* source, runtime::Stream* destination);
   void OnClosed(bool is_client, int error);
+  void AnswerRefusal();
 
+  // How long a refused connection waits for the camera to finish its earlier answers.
+  static constexpr uint64_t kRefusalDrainMs = 2000;
   GatewayShard& gw_;
   runtime::Stream* client_;
   runtime::Stream* camera_;
@@ -57,6 +61,10 @@ class TunnelRelay {
   FrontendProtocol protocol_;
   std::string agent_id_;
   std::string scratch_;
+  FrontendError refusal_ = FrontendError::kOk;  // a later request the gateway refuses
+  std::string refusal_cseq_;
+  bool refusal_answered_ = false;
+  runtime::Timer refusal_timer_;
   bool client_closed_ = false;
   bool camera_closed_ = false;
 };

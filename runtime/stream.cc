@@ -72,7 +72,7 @@ Stream::Stream(Shard& shard, int fd, StreamHandler* handler)
   const int one = 1;
   // Relayed RTSP and control frames are latency-sensitive; we coalesce in user space.
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  linger_timer_.set_callback([this] { Close(0); });
+  linger_timer_.set_callback([this] { Close(linger_error_); });
   shard.StreamCreated();
 }
 
@@ -316,6 +316,10 @@ void Stream::OnSend(int32_t res) {
     return;
   }
   tx_.Consume(static_cast<size_t>(res));
+  if (close_when_flushed_ && tx_.empty()) {
+    Close(linger_error_);
+    return;
+  }
   FlushTx();
   if (above_high_ && tx_.size() <= kLowWatermark) {
     above_high_ = false;
@@ -360,6 +364,23 @@ void Stream::Finish() {
   ResumeRead();
   shard_->timers().Arm(linger_timer_, shard_->now_ms(), kLingerMs);
   MaybeCloseWhenDone();
+}
+
+void Stream::CloseAfterFlush(int error) {
+  if (!receiving()) {
+    return;
+  }
+  if (tx_.empty() || state_ == StreamState::kHandshaking) {
+    Close(error);
+    return;
+  }
+  // Like Finish(), the handler hears nothing more; unlike it, no FIN or close_notify is sent:
+  // the queued bytes go out, then the reset says the stream did not end normally.
+  state_ = StreamState::kLingering;
+  close_when_flushed_ = true;
+  linger_error_ = error;
+  ResumeRead();
+  shard_->timers().Arm(linger_timer_, shard_->now_ms(), kLingerMs);
 }
 
 void Stream::MaybeCloseWhenDone() {

@@ -83,6 +83,10 @@ class Stream final : public IoObject {
   // Graceful end for an error answer: flush, FIN, discard input until the peer's FIN or
   // kLingerMs, then close. The handler gets only OnStreamClosed from here on.
   void Finish();
+  // The end of a relay whose other side failed: sends what is queued (every byte received
+  // from the other side is delivered), then closes with `error` (a reset when non-zero). Gives
+  // up after kLingerMs. The handler gets only OnStreamClosed from here on.
+  void CloseAfterFlush(int error);
 
   void PauseRead();
   void ResumeRead();
@@ -142,6 +146,8 @@ class Stream final : public IoObject {
   bool write_shutdown_submitted_ = false;
   bool write_done_ = false;
   bool above_high_ = false;
+  bool close_when_flushed_ = false;
+  int linger_error_ = 0;  // the close error when lingering ends
   int close_error_ = 0;
   SSL* ssl_ = nullptr;
   TlsBioState bio_state_;
