@@ -66,11 +66,9 @@ void DataTunnel::OnStreamReady(runtime::Stream& stream) {
                                  open_nonce_,
                                  stream.tls() ? proto::Transport::kTls : proto::Transport::kPlain,
                                  exporter_view};
-  stream.Write(proto::BuildDataRequest(ctx_.options.server_name.empty()
-                                           ? ctx_.options.gateway_agent_text
-                                           : ctx_.options.server_name,
-                                       agent_.id, agent_.key_ref, tunnel_,
-                                       proto::DataProof(agent_.key, in)));
+  stream.Write(proto::BuildDataRequest(
+      ctx_.options.server_name.empty() ? ctx_.options.gateway_agent_text : ctx_.options.server_name,
+      agent_.id, agent_.key_ref, tunnel_, proto::DataProof(agent_.key, in)));
 }
 
 void DataTunnel::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) {

@@ -15,11 +15,10 @@ void Dial(runtime::Shard& shard, const sockaddr_storage& to,
           done(nullptr, -fd_or_error);
           return;
         }
-        runtime::Stream* s =
-            tls_ctx != nullptr
-                ? runtime::Stream::CreateTlsClient(shard, fd_or_error, tls_ctx, server_name,
-                                                   handler)
-                : runtime::Stream::Create(shard, fd_or_error, nullptr, handler);
+        runtime::Stream* s = tls_ctx != nullptr
+                                 ? runtime::Stream::CreateTlsClient(shard, fd_or_error, tls_ctx,
+                                                                    server_name, handler)
+                                 : runtime::Stream::Create(shard, fd_or_error, nullptr, handler);
         done(s, 0);
         // `done` may have closed it already (a deadline passed meanwhile); the object lives
         // until the end of this batch either way.

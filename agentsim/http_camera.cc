@@ -27,10 +27,10 @@ void HttpCamera::OnBytes(std::span<const uint8_t> bytes) {
     return;
   }
   const SnapshotImage& img = ctx_.snapshot;
-  stream_.Write(absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: ",
-                             img.body.size(), "\r\nX-Checksum: sha256=", img.sha256_hex,
-                             "\r\nX-Agent: ", agent_.id,
-                             "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"));
+  stream_.Write(absl::StrCat(
+      "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: ", img.body.size(),
+      "\r\nX-Checksum: sha256=", img.sha256_hex, "\r\nX-Agent: ", agent_.id,
+      "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"));
   if (head.method == "GET") {
     stream_.Write(img.body);
     ctx_.stats.cameras.bytes_sent += img.body.size();

@@ -1,5 +1,7 @@
 #include "agentsim/integrity_checker.h"
 
+#include <algorithm>
+
 #include "agentsim/rtp_format.h"
 
 namespace camtunnel::agentsim {
@@ -21,10 +23,16 @@ void IntegrityChecker::OnPacket(std::span<const uint8_t> packet) {
   if (!info || info->agent_tag != agent_tag_ ||
       VerifyCrc(info->agent_tag, info->verify_seq, info->payload) != info->crc) {
     ++counts_.corrupt;
+    ++corrupt_since_valid_;
     return;
   }
   const uint32_t seq = info->verify_seq;
   if (seq >= next_seq_) {
+    // Corrupt packets since the last good one arrived, just unreadable: they account for the
+    // first numbers of the gap, which are then not also "lost".
+    const uint32_t explained =
+        static_cast<uint32_t>(std::min<uint64_t>(seq - next_seq_, corrupt_since_valid_));
+    next_seq_ += explained;
     const uint32_t gap = seq - next_seq_;
     if (gap > kMaxTrackedGap) {
       untracked_lost_ += gap;
@@ -38,8 +46,10 @@ void IntegrityChecker::OnPacket(std::span<const uint8_t> packet) {
     ++counts_.reordered;
   } else {
     ++counts_.duplicate;
+    corrupt_since_valid_ = 0;
     return;  // a duplicate's bytes were already verified once
   }
+  corrupt_since_valid_ = 0;
   ++counts_.packets;
   counts_.payload_bytes += info->payload.size();
 }

@@ -1,7 +1,8 @@
 // The media side's proof that a stream arrived intact: every RTP packet is checked against its
 // own CRC and agent tag, and its verify_seq against the ones seen so far. Every anomaly is
 // counted as exactly one kind:
-//   corrupt    bad RTP framing, missing extension, wrong agent tag, or CRC mismatch
+//   corrupt    bad RTP framing, missing extension, wrong agent tag, or CRC mismatch (the
+//              packet still fills its place in the sequence, so it is not also "lost")
 //   duplicate  a sequence number already delivered
 //   reordered  a sequence number that was missing and arrived late (it leaves "lost")
 //   lost       a gap that never filled
@@ -48,6 +49,7 @@ class IntegrityChecker {
   uint32_t agent_tag_;
   uint32_t next_seq_ = 0;  // the camera starts every session at 0
   uint64_t untracked_lost_ = 0;
+  uint64_t corrupt_since_valid_ = 0;
   absl::flat_hash_set<uint32_t> missing_;
   IntegrityCounts counts_;
 };

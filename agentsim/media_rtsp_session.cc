@@ -15,7 +15,7 @@ constexpr size_t kInterleaveHeaderBytes = 4;
 }  // namespace
 
 std::string FrontendRtspUrl(const Options& options, std::string_view agent_id) {
-  return absl::StrCat("rtsp://", options.frontend_text, "/", agent_id, "/stream1");
+  return absl::StrCat("rtsp://", options.frontend_text, "/", std::string(agent_id), "/stream1");
 }
 
 MediaRtspSession::MediaRtspSession(SimContext& ctx, MediaObserver& observer,
@@ -58,7 +58,7 @@ void MediaRtspSession::OnStreamReady(runtime::Stream& /*stream*/) {
 
 void MediaRtspSession::Request(std::string_view method, const std::string& url,
                                const std::string& headers) {
-  std::string r = absl::StrCat(method, " ", url, " RTSP/1.0\r\nCSeq: ", ++cseq_,
+  std::string r = absl::StrCat(std::string(method), " ", url, " RTSP/1.0\r\nCSeq: ", ++cseq_,
                                "\r\nUser-Agent: camtunnel-agentsim\r\n", headers);
   if (!session_.empty()) {
     absl::StrAppend(&r, "Session: ", session_, "\r\n");

@@ -53,8 +53,8 @@ void MediaSnapshot::Stop() {
 }
 
 void MediaSnapshot::OnStreamReady(runtime::Stream& stream) {
-  stream.Write(absl::StrCat("GET /", agent_.id, kSnapshotPath, " HTTP/1.1\r\nHost: ",
-                            ctx_.options.frontend_text,
+  stream.Write(absl::StrCat("GET /", agent_.id, std::string(kSnapshotPath),
+                            " HTTP/1.1\r\nHost: ", ctx_.options.frontend_text,
                             "\r\nUser-Agent: camtunnel-agentsim\r\nConnection: close\r\n\r\n"));
 }
 

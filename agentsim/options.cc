@@ -1,8 +1,10 @@
 #include "agentsim/options.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -75,11 +77,9 @@ std::map<std::string, Flag> Flags() {
                 [](Options& o, const std::string&) { return o.tls = false, absl::OkStatus(); },
                 "agents speak plain TCP with frame MACs"};
   f["ca"] = {true, Text(&Options::ca_file), "FILE  CA certificates to verify the gateway with"};
-  f["insecure"] = {false,
-                   [](Options& o, const std::string&) {
-                     return o.insecure = true, absl::OkStatus();
-                   },
-                   "do not verify the gateway's certificate"};
+  f["insecure"] = {
+      false, [](Options& o, const std::string&) { return o.insecure = true, absl::OkStatus(); },
+      "do not verify the gateway's certificate"};
   f["server-name"] = {true, Text(&Options::server_name),
                       "NAME  SNI and certificate name (default: the gateway host if not an IP)"};
   f["frontend"] = {true,
@@ -165,10 +165,9 @@ std::map<std::string, Flag> Flags() {
               "G  frames from one IDR to the next (50)"};
   f["snapshot-rate"] = {true, Number("snapshot-rate", &Options::snapshot_rate, 0, 1e6),
                         "R  snapshot requests per second (0)"};
-  f["snapshot-concurrency"] = {true,
-                               Number("snapshot-concurrency", &Options::snapshot_concurrency, 1,
-                                      100000),
-                               "N  snapshot requests in flight at most (64)"};
+  f["snapshot-concurrency"] = {
+      true, Number("snapshot-concurrency", &Options::snapshot_concurrency, 1, 100000),
+      "N  snapshot requests in flight at most (64)"};
   f["snapshot-size"] = {true,
                         [](Options& o, const std::string& v) {
                           auto b = ParseScaled(v);
@@ -400,9 +399,27 @@ std::string Usage() {
 }
 
 absl::StatusOr<sockaddr_storage> ParseConnectAddress(const std::string& text) {
-  auto a = runtime::ParseListenAddress(text);
+  absl::StatusOr<sockaddr_storage> a = runtime::ParseListenAddress(text);
   if (!a.ok()) {
-    return absl::InvalidArgumentError("'" + text + "': want host:port or [v6]:port");
+    // A host name: resolved once, here, before anything runs (a blocking lookup is fine at
+    // start-up, and every agent then dials the same address).
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return absl::InvalidArgumentError("'" + text + "': want host:port or [v6]:port");
+    }
+    const std::string host = text.substr(0, colon);
+    const std::string port = text.substr(colon + 1);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    if (const int r = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); r != 0) {
+      return absl::InvalidArgumentError("'" + text + "': " + gai_strerror(r));
+    }
+    sockaddr_storage ss{};
+    std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    a = ss;
   }
   const uint16_t port = a->ss_family == AF_INET
                             ? ntohs(reinterpret_cast<const sockaddr_in*>(&*a)->sin_port)

@@ -46,6 +46,14 @@ std::optional<uint64_t> RssBytes(pid_t pid) {
 
 }  // namespace
 
+std::optional<double> ProcessCpuSeconds(pid_t pid) {
+  const auto ticks = CpuTicks(pid);
+  if (!ticks) {
+    return std::nullopt;
+  }
+  return static_cast<double>(*ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 ProcSampler::ProcSampler(pid_t pid) : pid_(pid) {}
 
 void ProcSampler::ResetSummary() {

@@ -12,10 +12,13 @@
 namespace camtunnel::agentsim {
 
 struct ProcSample {
-  double t_s = 0;         // seconds since the sampler started
+  double t_s = 0;          // seconds since the sampler started
   double cpu_percent = 0;  // over the last interval; 100 = one core
   uint64_t rss_bytes = 0;
 };
+
+// utime + stime of the process so far, in seconds; nullopt if it cannot be read.
+std::optional<double> ProcessCpuSeconds(pid_t pid);
 
 class ProcSampler {
  public:

@@ -101,13 +101,13 @@ void RtspCamera::OnBytes(std::span<const uint8_t> bytes) {
 
 void RtspCamera::Reply(int status, std::string_view reason, std::string_view cseq,
                        const std::string& headers, std::string_view body) {
-  std::string r = absl::StrCat("RTSP/1.0 ", status, " ", reason, "\r\n");
+  std::string r = absl::StrCat("RTSP/1.0 ", status, " ", std::string(reason), "\r\n");
   if (!cseq.empty()) {
-    absl::StrAppend(&r, "CSeq: ", cseq, "\r\n");
+    absl::StrAppend(&r, "CSeq: ", std::string(cseq), "\r\n");
   }
   absl::StrAppend(&r, "Server: camtunnel-agentsim\r\n", headers);
   if (!body.empty()) {
-    absl::StrAppend(&r, "Content-Length: ", body.size(), "\r\n\r\n", body);
+    absl::StrAppend(&r, "Content-Length: ", body.size(), "\r\n\r\n", std::string(body));
   } else {
     r += "\r\n";
   }

@@ -27,8 +27,8 @@ class RtspCamera final : public CameraSession {
 
  private:
   void OnRequest(const proto::RequestHead& head);
-  void Reply(int status, std::string_view reason, std::string_view cseq,
-             const std::string& headers, std::string_view body = {});
+  void Reply(int status, std::string_view reason, std::string_view cseq, const std::string& headers,
+             std::string_view body = {});
   void StartPlaying();
   void OnFrameTimer();
   void SendFrame();
@@ -46,8 +46,8 @@ class RtspCamera final : public CameraSession {
   RtpPacketizer packetizer_;
   std::vector<uint8_t> frame_;
   std::vector<RtpPacketizer::Packet> packets_;
-  std::vector<uint8_t> out_;       // the frame with faults applied
-  std::vector<uint8_t> held_;      // reorder: the packet sent after the next one
+  std::vector<uint8_t> out_;   // the frame with faults applied
+  std::vector<uint8_t> held_;  // reorder: the packet sent after the next one
   uint64_t packets_seen_ = 0;
   uint64_t frame_interval_us_ = 40000;
   uint64_t next_frame_us_ = 0;  // due time of the next frame, shard clock

@@ -50,7 +50,7 @@ class SimAgent final : public runtime::StreamHandler {
 
   // Starts an attempt (from kIdle only).
   void Connect();
-  // Drops the control connection now, as a camera losing its network would; the agent tries
+  // Cuts the control connection now, as an agent whose camera reboots would; the agent tries
   // again after `down_ms` (churn), or like any lost session when nullopt (storm).
   void Drop(std::optional<uint64_t> down_ms);
   // End of the run: close, never reconnect.
@@ -86,6 +86,8 @@ class SimAgent final : public runtime::StreamHandler {
   // The connection (or the connect) is gone: report it and time the next attempt.
   void Ended(int error);
   void ScheduleReconnect(uint64_t delay_ms);
+  // Ends the connection from our side (Drop, Stop): both directions shut, the peer sees FIN.
+  void CutConnection();
   proto::Transport transport() const;
 
   SimContext& ctx_;

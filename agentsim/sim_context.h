@@ -35,7 +35,9 @@ struct SimContext {
     return options.sources[index % options.sources.size()];
   }
   // Uniform in [0, n); 0 when n is 0.
-  uint64_t Random(uint64_t n) { return n == 0 ? 0 : std::uniform_int_distribution<uint64_t>(0, n - 1)(rng); }
+  uint64_t Random(uint64_t n) {
+    return n == 0 ? 0 : std::uniform_int_distribution<uint64_t>(0, n - 1)(rng);
+  }
 };
 
 }  // namespace camtunnel::agentsim

@@ -28,7 +28,7 @@ struct AgentStats {
   uint64_t pings_answered = 0;
   uint64_t status_sent = 0;
   uint64_t opens_received = 0;
-  uint64_t opens_refused = 0;  // service not exposed: OPEN_FAILED
+  uint64_t opens_refused = 0;     // service not exposed: OPEN_FAILED
   ResultCounts data_connections;  // "ok", "connect_error", "status_404", ...
   LatencyHistogram connect_us;    // first attempt to WELCOME, per session
 };

@@ -1,0 +1,30 @@
+// The live one-line progress display, on stderr and only when stderr is a terminal: agents up,
+// streams, opens per second, errors, Gbit/s, redrawn in place once a second.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "agentsim/fleet.h"
+#include "agentsim/sim_stats.h"
+
+namespace camtunnel::agentsim {
+
+class ProgressLine {
+ public:
+  ProgressLine();
+  bool enabled() const { return enabled_; }
+  // Redraws the line from the counters; rates are since the previous call.
+  void Update(const SimStats& stats, const Fleet& fleet, uint64_t now_ms, double elapsed_s);
+  // Ends the line so the summary starts on a fresh one.
+  void Finish();
+
+ private:
+  bool enabled_ = false;
+  bool drawn_ = false;
+  uint64_t last_ms_ = 0;
+  uint64_t last_opens_ = 0;
+  uint64_t last_bytes_ = 0;
+};
+
+}  // namespace camtunnel::agentsim

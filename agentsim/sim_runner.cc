@@ -1,0 +1,200 @@
+#include "agentsim/sim_runner.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "agentsim/fleet.h"
+#include "agentsim/load_driver.h"
+#include "agentsim/metrics_server.h"
+#include "agentsim/proc_sampler.h"
+#include "agentsim/progress_line.h"
+#include "agentsim/scenario_policy.h"
+#include "agentsim/sim_metrics.h"
+#include "agentsim/sim_report.h"
+#include "agentsim/streamer_key_file.h"
+#include "runtime/clock.h"
+#include "runtime/tls_context.h"
+
+namespace camtunnel::agentsim {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+// Keys handed to simulated agents stay valid for a day: longer than any bounded run.
+constexpr uint64_t kKeyValidityS = 86400;
+constexpr uint64_t kStopGraceMs = 5000;
+constexpr uint64_t kShutdownMs = 3000;
+
+// The once-a-second bookkeeping: progress line and process samples.
+class SecondTicker {
+ public:
+  SecondTicker(SimContext& ctx, Fleet& fleet, ProgressLine& progress, ProcSampler& self,
+               ProcSampler* gateway)
+      : ctx_(ctx), fleet_(fleet), progress_(progress), self_(self), gateway_(gateway) {
+    timer_.set_callback([this] { Tick(); });
+    start_ms_ = ctx.shard.now_ms();
+    self_.Sample(start_ms_);
+    if (gateway_ != nullptr) {
+      gateway_->Sample(start_ms_);
+    }
+    ctx.shard.timers().Arm(timer_, start_ms_, 1000);
+  }
+
+ private:
+  void Tick() {
+    const uint64_t now = ctx_.shard.now_ms();
+    progress_.Update(ctx_.stats, fleet_, now, static_cast<double>(now - start_ms_) / 1000.0);
+    self_.Sample(now);
+    if (gateway_ != nullptr && gateway_->alive()) {
+      if (auto s = gateway_->Sample(now)) {
+        gateway_->Keep(*s);
+      }
+    }
+    ctx_.shard.timers().Arm(timer_, now, 1000);
+  }
+
+  SimContext& ctx_;
+  Fleet& fleet_;
+  ProgressLine& progress_;
+  ProcSampler& self_;
+  ProcSampler* gateway_;
+  uint64_t start_ms_ = 0;
+  runtime::Timer timer_;
+};
+
+bool Interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
+
+}  // namespace
+
+void RequestInterrupt() { g_interrupted.store(true, std::memory_order_relaxed); }
+
+int RunSimulation(const Options& o) {
+  auto key = LoadStreamerKey(o.streamer_keys_file, o.key_id);
+  if (!key.ok()) {
+    std::fprintf(stderr, "agentsim: --streamer-keys: %s\n",
+                 std::string(key.status().message()).c_str());
+    return 2;
+  }
+  runtime::SslCtxPtr tls;
+  if (o.tls) {
+    auto ctx = runtime::CreateClientContext(o.ca_file, o.insecure);
+    if (!ctx.ok()) {
+      std::fprintf(stderr, "agentsim: --ca: %s\n", std::string(ctx.status().message()).c_str());
+      return 2;
+    }
+    tls = std::move(*ctx);
+  }
+  const SnapshotImage snapshot = MakeSnapshotImage(o.snapshot_bytes);
+
+  runtime::Shard shard;
+  runtime::ShardOptions shard_options;
+  // Every simulated TLS connection is an SSL object fed from these buffers; a media session at
+  // a high bitrate needs a few in flight. 4096 x 16 KiB = 64 MiB, mapped once.
+  shard_options.buffer_count = 4096;
+  if (int r = shard.Init(shard_options); r < 0) {
+    std::fprintf(stderr, "agentsim: io_uring setup: %s\n", strerror(-r));
+    return 3;
+  }
+  SimStats stats;
+  SimContext ctx{o, shard, tls.get(), stats, snapshot};
+  const uint64_t expiry = runtime::WallMs() / 1000 + kKeyValidityS;
+  auto fleet = std::make_unique<Fleet>(ctx, *key, expiry);
+  LoadDriver driver(ctx, *fleet);
+  std::unique_ptr<ScenarioPolicy> policy = MakePolicy(o);
+  ScenarioEnv env{ctx, *fleet, driver, 0};
+
+  std::unique_ptr<MetricsServer> metrics;
+  if (!o.metrics_listen.empty()) {
+    auto m =
+        MetricsServer::Open(shard, o.metrics_listen, [&] { return RenderMetrics(stats, *fleet); });
+    if (!m.ok()) {
+      std::fprintf(stderr, "agentsim: --metrics-listen: %s\n",
+                   std::string(m.status().message()).c_str());
+      return 2;
+    }
+    metrics = std::move(*m);
+    std::printf("agentsim: metrics port=%u\n", metrics->port());
+    std::fflush(stdout);
+  }
+
+  ProgressLine progress;
+  ProcSampler self(getpid());
+  std::unique_ptr<ProcSampler> gateway;
+  if (o.gateway_pid > 0) {
+    gateway = std::make_unique<ProcSampler>(o.gateway_pid);
+  }
+  SecondTicker ticker(ctx, *fleet, progress, self, gateway.get());
+
+  // 1. Connect.
+  const double cpu_before_connect = ProcessCpuSeconds(getpid()).value_or(0);
+  const uint64_t t0 = runtime::MonotonicMs();
+  fleet->Start();
+  shard.RunUntil([&] { return fleet->complete() || Interrupted(); },
+                 static_cast<uint64_t>(o.connect_timeout_s * 1000));
+  std::optional<double> connect_all_s;
+  if (fleet->first_complete_ms() != 0) {
+    connect_all_s = static_cast<double>(fleet->first_complete_ms() - t0) / 1000.0;
+  }
+  std::printf("agentsim: agents-up %zu/%zu in %.3f s\n", fleet->up(), fleet->size(),
+              static_cast<double>(runtime::MonotonicMs() - t0) / 1000.0);
+  std::fflush(stdout);
+
+  const double connect_cpu_s = ProcessCpuSeconds(getpid()).value_or(0) - cpu_before_connect;
+
+  // 2. Load. The agents' own CPU from here on is what an idle or loaded fleet costs.
+  self.ResetSummary();
+  if (gateway) {
+    gateway->ResetSummary();
+  }
+  const uint64_t load_start = shard.now_ms();
+  env.load_start_ms = load_start;
+  driver.Start();
+  policy->Begin(env);
+  runtime::Timer policy_tick;
+  policy_tick.set_callback([&] {
+    policy->Tick(env, shard.now_ms());
+    shard.timers().Arm(policy_tick, shard.now_ms(), ScenarioPolicy::kTickMs);
+  });
+  shard.timers().Arm(policy_tick, load_start, ScenarioPolicy::kTickMs);
+  shard.RunUntil([&] { return Interrupted() || policy->Done(env); },
+                 static_cast<uint64_t>(o.duration_s * 1000));
+  shard.timers().Cancel(policy_tick);
+  const double load_s = static_cast<double>(shard.now_ms() - load_start) / 1000.0;
+  const size_t up_at_end = fleet->up();
+  std::printf("agentsim: load-done %.3f s\n", load_s);
+  std::fflush(stdout);
+
+  // 3. Stop: sessions first (their TEARDOWN answers prove the tail arrived), then agents.
+  driver.Stop();
+  shard.RunUntil([&] { return driver.live() == 0; }, kStopGraceMs);
+  ctx.stopping = true;
+  fleet->Stop();
+  shard.RunUntil([&] { return shard.live_streams() == 0; }, kShutdownMs);
+  progress.Finish();
+  const ReportInput in{
+      o,         stats,         *fleet,        connect_all_s,       load_s,
+      up_at_end, connect_cpu_s, Interrupted(), policy->Report(env), policy->Summary(env),
+      &self,     gateway.get()};
+  const nlohmann::json report = BuildReport(in);
+  shard.Shutdown(kShutdownMs);
+
+  // 4. Report.
+  std::fputs(HumanSummary(report, in.scenario_summary).c_str(), stdout);
+  std::fflush(stdout);
+  if (!o.json_out.empty()) {
+    std::ofstream out(o.json_out);
+    out << report.dump(2) << "\n";
+    if (!out) {
+      std::fprintf(stderr, "agentsim: cannot write %s\n", o.json_out.c_str());
+      return 2;
+    }
+  }
+  return stats.media.integrity.errors() == 0 ? 0 : 1;
+}
+
+}  // namespace camtunnel::agentsim

@@ -1,0 +1,57 @@
+#include "agentsim/latency_histogram.h"
+
+#include <gtest/gtest.h>
+
+namespace camtunnel::agentsim {
+namespace {
+
+TEST(LatencyHistogramTest, SmallValuesAreExact) {
+  LatencyHistogram h;
+  for (uint64_t v = 0; v < 16; ++v) {
+    h.Record(v);
+  }
+  EXPECT_EQ(h.count(), 16u);
+  EXPECT_EQ(h.Percentile(0.5), 7u);
+  EXPECT_EQ(h.Percentile(1.0), 15u);
+  EXPECT_EQ(h.min(), 0u);
+}
+
+TEST(LatencyHistogramTest, PercentilesWithinBucketError) {
+  LatencyHistogram h;
+  for (uint64_t v = 1; v <= 100000; ++v) {
+    h.Record(v);
+  }
+  for (double q : {0.5, 0.9, 0.99, 0.999}) {
+    const double exact = q * 100000;
+    const double got = static_cast<double>(h.Percentile(q));
+    EXPECT_GE(got, exact) << q;
+    EXPECT_LE(got, exact * 1.0625 + 1) << q;
+  }
+  EXPECT_EQ(h.Percentile(1.0), 100000u);
+}
+
+TEST(LatencyHistogramTest, BucketsCoverEveryValueInOrder) {
+  int last = -1;
+  for (uint64_t v : {0ull, 15ull, 16ull, 31ull, 32ull, 1000ull, 1ull << 40, ~0ull}) {
+    const int b = LatencyHistogram::BucketOf(v);
+    EXPECT_GT(b, last);
+    EXPECT_LT(b, LatencyHistogram::kBuckets);
+    EXPECT_GE(LatencyHistogram::BucketUpper(b), v);
+    last = b;
+  }
+}
+
+TEST(LatencyHistogramTest, MergeAddsCountsAndCountAtOrBelowIsCumulative) {
+  LatencyHistogram a;
+  LatencyHistogram b;
+  a.Record(1000);
+  b.Record(3000);
+  a.Merge(b);
+  EXPECT_EQ(a.count(), 2u);
+  EXPECT_EQ(a.max(), 3000u);
+  EXPECT_EQ(a.CountAtOrBelow(2000), 1u);
+  EXPECT_EQ(a.CountAtOrBelow(1u << 20), 2u);
+}
+
+}  // namespace
+}  // namespace camtunnel::agentsim
