@@ -118,7 +118,7 @@ class OpenSslTransport final : public Transport {
   IoStatus Write(std::span<const uint8_t> bytes, size_t* n) override {
     ERR_clear_error();
     *n = 0;
-    if (failed_) {
+    if (failed_ || write_failed_) {
       return IoStatus::kError;
     }
     if (bytes.empty()) {
@@ -132,7 +132,7 @@ class OpenSslTransport final : public Transport {
     // SSL_shutdown is called again only while its close_notify is still unflushed: a call after
     // it returned 0 would wait for (and discard data before) the peer's close_notify. After a
     // fatal error OpenSSL forbids SSL_shutdown altogether.
-    if (failed_) {
+    if (failed_ || write_failed_) {
       return IoStatus::kError;
     }
     if (!close_notify_sent_) {
@@ -179,7 +179,9 @@ class OpenSslTransport final : public Transport {
       case SSL_ERROR_ZERO_RETURN:
         return IoStatus::kEof;
       case SSL_ERROR_SYSCALL:
-        failed_ = true;
+        // A write that fails on the peer's reset leaves the records that arrived before it
+        // readable: reads go on until they fail themselves.
+        (std::strcmp(what, "write") == 0 ? write_failed_ : failed_) = true;
         peer_closed_ = errno == 0 || errno == ECONNRESET || errno == EPIPE;
         error_ =
             std::string(what) + ": " + (errno != 0 ? std::strerror(errno) : "connection closed");
@@ -200,9 +202,9 @@ class OpenSslTransport final : public Transport {
   SSL* ssl_;
   OpenSslFactory* factory_;
   bool close_notify_sent_ = false;
-  bool peer_closed_ = false;
-  bool failed_ = false;  // a fatal error happened: no further SSL calls  // the last error was the
-                         // peer closing or resetting the socket
+  bool failed_ = false;        // a fatal error happened: no further SSL calls
+  bool write_failed_ = false;  // a write failed at the socket: no further writes
+  bool peer_closed_ = false;   // the last error was the peer closing or resetting the socket
   std::string error_;
 };
 

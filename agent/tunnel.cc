@@ -1,6 +1,8 @@
 // See tunnel.h.
 #include "agent/tunnel.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -19,6 +21,15 @@ void ArmReset(Transport* transport) {
     linger lg{1, 0};
     ::setsockopt(transport->fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   }
+}
+
+// Bytes the peer has not acknowledged yet (SIOCOUTQ); 0 when unknown.
+int Unacknowledged(const Transport* transport) {
+  int n = 0;
+  if (transport == nullptr || ::ioctl(transport->fd(), SIOCOUTQ, &n) != 0) {
+    return 0;
+  }
+  return n;
 }
 
 // OPEN_FAILED errno for a failed data connection: the TCP errno when there is one.
@@ -203,9 +214,22 @@ void Tunnel::Pump() {
   while (progress) {
     progress = false;
     std::string error;
-    if (up_.Step(&progress, &error) && down_.Step(&progress, &error)) {
+    // Gateway -> camera first: what the gateway sent before a reset is read before a write
+    // toward the gateway can fail on that reset.
+    Direction* failed = nullptr;
+    if (!down_.Step(&progress, &error)) {
+      failed = &down_;
+    } else if (!up_.Step(&progress, &error)) {
+      failed = &up_;
+    }
+    if (failed == nullptr) {
       continue;
     }
+    // One more step of the other direction delivers what its source sent before the error (a
+    // media server's TEARDOWN right before its reset, while the camera streams).
+    std::string ignored_error;
+    bool ignored_progress = false;
+    (failed == &up_ ? down_ : up_).Step(&ignored_progress, &ignored_error);
     if (phase_ == Phase::kRelaying) {
       Finish(true, error);
     } else {
@@ -245,13 +269,7 @@ void Tunnel::Finish(bool reset, const std::string& why) {
   dialer_.reset();
   camera_watch_.Stop();
   gateway_watch_.Stop();
-  if (reset) {
-    ArmReset(camera_.get());
-    ArmReset(gateway_conn_.get());
-  }
   up_.src = up_.dst = down_.src = down_.dst = nullptr;
-  camera_.reset();
-  gateway_conn_.reset();
   if (was_open) {
     if (reset) {
       LOG_WARNING("tunnel %s service=%s reset: %s", id_text_.c_str(), service_.name.c_str(),
@@ -261,6 +279,32 @@ void Tunnel::Finish(bool reset, const std::string& why) {
              service_.name.c_str(), static_cast<unsigned long long>(down_.bytes),
              static_cast<unsigned long long>(up_.bytes));
   }
+  if (!reset) {
+    CloseTransports(false);
+    return;
+  }
+  reset_deadline_ms_ = EventLoop::NowMs() + kResetLingerMs;
+  ResetWhenDelivered();
+}
+
+void Tunnel::ResetWhenDelivered() {
+  // A reset discards what the kernel has not delivered yet: the last bytes relayed before an
+  // error (a TEARDOWN) must reach the peer first. Polled each millisecond, bounded.
+  if ((Unacknowledged(camera_.get()) > 0 || Unacknowledged(gateway_conn_.get()) > 0) &&
+      EventLoop::NowMs() < reset_deadline_ms_) {
+    finished_timer_.Start(loop_, 1, [this] { ResetWhenDelivered(); });
+    return;
+  }
+  CloseTransports(true);
+}
+
+void Tunnel::CloseTransports(bool reset) {
+  if (reset) {
+    ArmReset(camera_.get());
+    ArmReset(gateway_conn_.get());
+  }
+  camera_.reset();
+  gateway_conn_.reset();
   finished_timer_.Start(loop_, 0, [this] {
     auto finished = callbacks_.finished;  // a copy: the call destroys this tunnel
     finished(id_);
@@ -270,6 +314,10 @@ void Tunnel::Finish(bool reset, const std::string& why) {
 void Tunnel::Abort() {
   Finish(true, "agent shutting down");
   finished_timer_.Cancel();
+  ArmReset(camera_.get());
+  ArmReset(gateway_conn_.get());
+  camera_.reset();
+  gateway_conn_.reset();
 }
 
 }  // namespace camtunnel::agent

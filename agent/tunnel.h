@@ -83,6 +83,11 @@ class Tunnel {
   void FailOpen(int error, const std::string& text);
   void Pump();
   void Finish(bool reset, const std::string& why);
+  void ResetWhenDelivered();
+  void CloseTransports(bool reset);
+
+  // How long a tunnel ending in an error waits for its last bytes to be acknowledged.
+  static constexpr int64_t kResetLingerMs = 2000;
 
   EventLoop& loop_;
   TransportFactory& factory_;
@@ -95,6 +100,7 @@ class Tunnel {
   Callbacks callbacks_;
   TunnelTimings timings_;
   Phase phase_ = Phase::kIdle;
+  int64_t reset_deadline_ms_ = 0;
 
   Direction up_{"camera", "gateway", kRelayBufferBytes};    // logged as bytes_out
   Direction down_{"gateway", "camera", kRelayBufferBytes};  // logged as bytes_in

@@ -1,8 +1,10 @@
 #include "runtime/stream.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -72,7 +74,7 @@ Stream::Stream(Shard& shard, int fd, StreamHandler* handler)
   const int one = 1;
   // Relayed RTSP and control frames are latency-sensitive; we coalesce in user space.
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  linger_timer_.set_callback([this] { Close(linger_error_); });
+  linger_timer_.set_callback([this] { OnLingerTimer(); });
   shard.StreamCreated();
 }
 
@@ -317,7 +319,7 @@ void Stream::OnSend(int32_t res) {
   }
   tx_.Consume(static_cast<size_t>(res));
   if (close_when_flushed_ && tx_.empty()) {
-    Close(linger_error_);
+    CloseWhenDelivered();
     return;
   }
   FlushTx();
@@ -370,7 +372,7 @@ void Stream::CloseAfterFlush(int error) {
   if (!receiving()) {
     return;
   }
-  if (tx_.empty() || state_ == StreamState::kHandshaking) {
+  if (state_ == StreamState::kHandshaking) {
     Close(error);
     return;
   }
@@ -379,8 +381,34 @@ void Stream::CloseAfterFlush(int error) {
   state_ = StreamState::kLingering;
   close_when_flushed_ = true;
   linger_error_ = error;
+  linger_deadline_ms_ = shard_->now_ms() + kLingerMs;
   ResumeRead();
-  shard_->timers().Arm(linger_timer_, shard_->now_ms(), kLingerMs);
+  if (tx_.empty()) {
+    CloseWhenDelivered();
+  } else {
+    shard_->timers().Arm(linger_timer_, shard_->now_ms(), kLingerMs);
+  }
+}
+
+void Stream::CloseWhenDelivered() {
+  // Every byte is in the kernel, but a reset discards what it has not delivered yet (a segment
+  // held back by TCP small queues, or lost and awaiting retransmission): wait until the peer
+  // has acknowledged everything, polling each tick, bounded by the linger deadline.
+  int unacknowledged = 0;
+  if (ioctl(fd_, SIOCOUTQ, &unacknowledged) == 0 && unacknowledged > 0 &&
+      shard_->now_ms() < linger_deadline_ms_) {
+    shard_->timers().Arm(linger_timer_, shard_->now_ms(), kDeliveryPollMs);
+    return;
+  }
+  Close(linger_error_);
+}
+
+void Stream::OnLingerTimer() {
+  if (close_when_flushed_ && tx_.empty() && !send_in_flight_) {
+    CloseWhenDelivered();
+    return;
+  }
+  Close(linger_error_);
 }
 
 void Stream::MaybeCloseWhenDone() {

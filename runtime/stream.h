@@ -57,6 +57,8 @@ class Stream final : public IoObject {
   static constexpr size_t kLowWatermark = 64 * 1024;
   // How long Finish() waits for the peer's FIN after our own.
   static constexpr uint64_t kLingerMs = 2000;
+  // How often a stream closing with a reset checks that the peer acknowledged its last bytes.
+  static constexpr uint64_t kDeliveryPollMs = 1;
 
   // Takes ownership of `fd` (non-blocking not required: the ring does the I/O). With a
   // non-null `server_ctx` the stream is the server side of a TLS connection.
@@ -126,6 +128,8 @@ class Stream final : public IoObject {
   void OnPeerEof();
   void FlushTx();
   void MaybeCloseWhenDone();
+  void CloseWhenDelivered();
+  void OnLingerTimer();
   void MaybeFinishClose();
   bool receiving() const {
     return state_ == StreamState::kHandshaking || state_ == StreamState::kOpen ||
@@ -147,7 +151,8 @@ class Stream final : public IoObject {
   bool write_done_ = false;
   bool above_high_ = false;
   bool close_when_flushed_ = false;
-  int linger_error_ = 0;  // the close error when lingering ends
+  int linger_error_ = 0;             // the close error when lingering ends
+  uint64_t linger_deadline_ms_ = 0;  // CloseAfterFlush gives up waiting for delivery here
   int close_error_ = 0;
   SSL* ssl_ = nullptr;
   TlsBioState bio_state_;

@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """A camera that behaves like real ones: RTSP and HTTP behind Digest authentication, short RTSP
-sessions, and observable RTCP. For the media acceptance tests (tests/e2e/media/).
+sessions that need keepalives, and observable RTCP. For the media acceptance tests
+(tests/e2e/media/).
 
   digest_camera.py [--bind 127.0.0.1] [--rtsp-port 0] [--http-port 0]
                    [--user admin --password secret] [--realm camera]
-                   [--session-timeout 6] [--width 320 --height 240 --fps 25]
+                   [--session-timeout 6] [--session-grace 2]
+                   [--width 320 --height 240 --fps 25 --bitrate 300]
 
 RTSP (GstRtspServer, H.264 test pattern, shared media per mount, RTP over TCP only):
   /stream1   Digest-protected, GStreamer's own check (lenient: it verifies the response over
@@ -13,14 +15,25 @@ RTSP (GstRtspServer, H.264 test pattern, shared media per mount, RTP over TCP on
   /strict    Digest-protected and strict like many real cameras: the Authorization `uri` must
              equal the request-line URI byte for byte (RFC 2617 3.2.2.5), else 401
   /open      no authentication
-  Without --user every mount is open. A session expires --session-timeout seconds after the
-  last RTSP request carrying its id (GET_PARAMETER, OPTIONS, ... keepalives), also while its RTP
-  flows over the RTSP connection (stock GStreamer never expires such a session: every packet
-  it delivers counts as a keepalive); the expired session is removed and its connection closed
-  (checked every 0.25 s). RTCP from the client does not refresh sessions here.
+  /live      no authentication (a second open mount, for tests that want clients apart)
+  Without --user every mount is open.
+  Sessions: a session expires --session-timeout (announced in the Session header) plus
+  --session-grace seconds after its last keepalive, which is an RTSP request carrying its id
+  (GET_PARAMETER, OPTIONS, ...) or RTCP sent by the client on the connection that uses the
+  session; the expired session is removed and its connection closed (checked every 0.25 s).
+  The grace covers clients that keep sessions alive with RTCP alone (GStreamer's rtspsrc over
+  TCP): RFC 3550 spaces receiver reports up to 1.5 x 5 s / 1.22 = 6.2 s apart. Stock
+  GStreamer never expires a session whose RTP flows over the RTSP connection (every packet it
+  delivers counts as a keepalive) and adds 5 s of grace; cameras do expire such sessions, so
+  this one keeps its own watch.
+  The RTSP port is a tap in front of the GStreamer server (which listens on an internal port):
+  it copies every byte both ways and reads the client's side (for RTSP over HTTP, the base64
+  body of the POST), to see interleaved RTCP per connection and session.
 HTTP (keep-alive HTTP/1.1, Digest per RFC 7616 with MD5 and qop=auth, strict uri check):
   /snapshot.jpg  Digest-protected (open without --user)
   /open.jpg      never protected
+  POST /onvif/device_service  Digest-protected (open without --user), and POST /echo, never
+                 protected: read a Content-Length or chunked body, answer "sha256=HEX length=N"
   --snapshot FILE serves that JPEG; by default one frame of the test pattern made at start-up.
 
 Observation: one line per event on stdout (flushed), so a test can prove what reached the
@@ -28,21 +41,29 @@ camera:
   ready rtsp=PORT http=PORT
   rtsp request method=M uri=U session=S auth=none|ok|challenge|bad-response|bad-uri
   rtsp session-new id=S timeout=T
-  rtsp session-expired id=S                  no keepalive request within the timeout
+  rtsp session-expired id=S                  no keepalive within the timeout
   rtsp session-removed id=S
-  rtcp mount=/M pt=201 ssrc=XXXXXXXX        every RTCP compound packet received whose first
-                                             packet is a receiver report (PT 201) or SR (200)
+  rtcp conn=N channel=C pt=P ssrc=X session=S via=rtsp|http
+                                             an interleaved frame on an odd channel (RTCP) from
+                                             the client of tap connection N (via=http: inside
+                                             the POST of RTSP over HTTP); P and X are the type
+                                             and sender SSRC of its first packet
+  rtpbin-rtcp mount=/M pt=P ssrc=X           the same RTCP as received by the media's RTP
+                                             session (GStreamer's own view; SR/RR only)
   http conn=N method=M path=P status=C auth=none|ok|challenge|bad-uri|bad-response|stale
 SIGTERM/SIGINT: clean exit, status 0. Run with Debian's /usr/bin/python3 (python3-gi).
 """
 
 import argparse
+import base64
 import hashlib
 import http.server
 import itertools
 import os
+import re
 import secrets
 import signal
+import socket
 import socketserver
 import struct
 import sys
@@ -66,10 +87,10 @@ def event(line):
         sys.stdout.flush()
 
 
-def launch_line(width, height, fps):
+def launch_line(width, height, fps, bitrate):
     return ("( videotestsrc is-live=true ! video/x-raw,width=%d,height=%d,framerate=%d/1 "
-            "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=%d "
-            "! rtph264pay name=pay0 pt=96 config-interval=1 )" % (width, height, fps, fps))
+            "! x264enc tune=zerolatency speed-preset=ultrafast bitrate=%d key-int-max=%d "
+            "! rtph264pay name=pay0 pt=96 config-interval=1 )" % (width, height, fps, bitrate, fps))
 
 
 def make_snapshot(path, width, height):
@@ -128,7 +149,8 @@ class SessionWatch:
     """Last keepalive time of every RTSP session (see start_rtsp)."""
 
     def __init__(self):
-        self.timeout = 60
+        self.timeout = 60    # announced in the Session header
+        self.grace = 0       # tolerated beyond it
         self._lock = threading.Lock()
         self._sessions = {}   # id -> [session, client, last request (monotonic s)]
 
@@ -149,7 +171,8 @@ class SessionWatch:
     def expired(self):
         now = time.monotonic()
         with self._lock:
-            gone = [sid for sid, rec in self._sessions.items() if now - rec[2] > self.timeout]
+            gone = [sid for sid, rec in self._sessions.items()
+                    if now - rec[2] > self.timeout + self.grace]
             return [self._sessions.pop(sid)[:2] for sid in gone]
 
 
@@ -238,7 +261,7 @@ def watch_rtcp(media, mount):
         finally:
             buf.unmap(info)
         if first and first[0] in (200, 201):
-            event("rtcp mount=%s pt=%d ssrc=%08x" % (mount, first[0], first[1]))
+            event("rtpbin-rtcp mount=%s pt=%d ssrc=%08x" % (mount, first[0], first[1]))
 
     def on_prepared(m):
         for i in range(m.n_streams()):
@@ -249,14 +272,175 @@ def watch_rtcp(media, mount):
     media.connect("prepared", on_prepared)
 
 
+# --------------------------------------------------------------------------------------------
+# RTSP connection tap
+
+class RtspTap:
+    """The camera's RTSP port: relays every connection to the GStreamer server (bound to an
+    internal port) and reads what the client sends, so RTCP from a client can be attributed
+    to its connection and session: each interleaved frame on an odd channel ($ 1, $ 3: RTCP by
+    the SETUP convention) is logged and counts as a keepalive of the session the connection
+    uses (learned from the Session header of its requests). RTSP over HTTP: the POST half is
+    read through its base64 body the same way. Every byte is forwarded before it is looked
+    at, and server-to-client bytes are copied untouched."""
+
+    def __init__(self, bind, port, upstream_port, watch):
+        self.upstream = (bind, upstream_port)
+        self.watch = watch
+        self.ids = itertools.count(1)
+        self.sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((bind, port))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client, next(self.ids)),
+                             daemon=True).start()
+
+    def _serve(self, client, conn_id):
+        try:
+            server = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        for s in (client, server):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        back = threading.Thread(target=self._copy, args=(server, client), daemon=True)
+        back.start()
+        try:
+            self._client_to_server(client, server, conn_id)
+        finally:
+            back.join()
+            client.close()
+            server.close()
+
+    @staticmethod
+    def _copy(src, dst):
+        """Raw copy server (src) -> client (dst); EOF becomes a half-close. When the client
+        is gone (a write fails), the server is left alone: the client's reader still forwards
+        what the client sent before its reset (a TEARDOWN right before it) and then ends the
+        server side. When the server fails, both sides are closed."""
+        while True:
+            try:
+                d = src.recv(65536)
+            except OSError:
+                d = None
+            if not d:
+                try:
+                    dst.shutdown(socket.SHUT_WR if d is not None else socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            try:
+                dst.sendall(d)
+            except OSError:
+                try:
+                    src.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+                return
+
+    def _client_to_server(self, client, server, conn_id):
+        """Forwards the client's bytes and reads them: RTSP requests (for the Session id) and
+        interleaved frames; in the POST half of RTSP over HTTP, the same inside the base64
+        body; the GET half carries nothing after its head."""
+        state = {"conn": conn_id, "session": None, "buf": b"", "via": "rtsp"}
+        mode = None         # "rtsp", "post-head", "post" (base64), "ignore"
+        pending = b""       # undecided first bytes, POST head, or base64 not yet decoded
+        try:
+            while True:
+                d = client.recv(65536)
+                if not d:
+                    break
+                server.sendall(d)   # forward first: parsing never delays or drops a byte
+                if mode == "ignore":
+                    continue
+                if mode == "rtsp":
+                    self._parse(state, d)
+                    continue
+                pending += d
+                if mode is None:
+                    if len(pending) < 5:
+                        continue
+                    mode = ("post-head" if pending.startswith(b"POST ") else
+                            "ignore" if pending.startswith(b"GET ") else "rtsp")
+                    if mode == "rtsp":
+                        self._parse(state, pending)
+                    if mode != "post-head":
+                        pending = b""
+                        continue
+                if mode == "post-head":
+                    state["via"] = "http"
+                    end = pending.find(b"\r\n\r\n")
+                    if end < 0:
+                        continue
+                    pending, mode = pending[end + 4:], "post"
+                pending = b"".join(pending.split())   # base64 may be wrapped
+                n = len(pending) // 4 * 4
+                if n:
+                    self._parse(state, base64.b64decode(pending[:n]))
+                    pending = pending[n:]
+            server.shutdown(socket.SHUT_WR)
+        except (OSError, ValueError):
+            # The client reset (or the server went away): what was read was forwarded above;
+            # end the server side as a client's close would.
+            try:
+                server.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def _parse(self, state, data):
+        buf = state["buf"] + data
+        while buf:
+            if buf[0:1] == b"$":
+                if len(buf) < 4:
+                    break
+                ch, n = buf[1], struct.unpack("!H", buf[2:4])[0]
+                if len(buf) < 4 + n:
+                    break
+                frame, buf = buf[4:4 + n], buf[4 + n:]
+                if ch % 2 == 1:
+                    first = parse_rtcp_first(frame)
+                    if first:
+                        event("rtcp conn=%d channel=%d pt=%d ssrc=%08x session=%s via=%s"
+                              % (state["conn"], ch, first[0], first[1], state["session"] or "-",
+                                 state["via"]))
+                    if state["session"]:
+                        self.watch.touch(state["session"])
+                continue
+            if buf[0:1] in (b"\r", b"\n"):
+                buf = buf[1:]
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buf[:end].decode("latin-1")
+            m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+            n = int(m.group(1)) if m else 0
+            if len(buf) < end + 4 + n:
+                break
+            buf = buf[end + 4 + n:]
+            m = re.search(r"(?im)^session:\s*([^;\r\n]+)", head)
+            if m:
+                state["session"] = m.group(1).strip()
+        state["buf"] = buf
+
+
 def start_rtsp(a):
     server = GstRtspServer.RTSPServer()
     server.set_address(a.bind)
-    server.set_service(str(a.rtsp_port))
+    server.set_service("0")   # internal port; clients reach it through the RtspTap
     mounts = server.get_mount_points()
-    for mount in ("/stream1", "/strict", "/open"):
+    for mount in ("/stream1", "/strict", "/open", "/live"):
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(launch_line(a.width, a.height, a.fps))
+        factory.set_launch(launch_line(a.width, a.height, a.fps, a.bitrate))
         factory.set_shared(True)   # gst-rtsp-server 1.22 can abort on concurrent SETUPs otherwise
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)   # nothing may bypass the tunnel
         factory.connect("media-configure", lambda _f, media, m=mount: watch_rtcp(media, m))
@@ -272,12 +456,12 @@ def start_rtsp(a):
     pool = server.get_session_pool()
     # GStreamer never expires a session whose RTP it can deliver over the RTSP connection (every
     # packet sent counts as a keepalive), and grants 5 s beyond the announced timeout. Cameras
-    # do expire such sessions when no keepalive request comes, and a proxy in the path must
-    # carry those requests: so this camera keeps its own watch. A session is alive while RTSP
-    # requests carrying its id (GET_PARAMETER, OPTIONS, ...) arrive within the timeout; RTCP does
-    # not count here. An expired session is removed and its connection closed.
+    # do expire such sessions when no keepalive comes, and a proxy in the path must carry the
+    # keepalives: so this camera keeps its own watch (SessionWatch), touched by requests that
+    # carry a session id (CameraAuth.do_check) and by RTCP from the session's connection
+    # (RtspTap). An expired session is removed and its connection closed.
     watch = sessions_watch
-    watch.timeout = a.session_timeout
+    watch.timeout, watch.grace = a.session_timeout, a.session_grace
 
     def on_new_session(client, session):
         session.set_timeout(a.session_timeout)
@@ -305,8 +489,8 @@ def start_rtsp(a):
     pool.connect("session-removed", on_removed)
     GLib.timeout_add(250, tick)
     if server.attach(None) == 0:
-        raise OSError("cannot listen on %s:%d (RTSP)" % (a.bind, a.rtsp_port))
-    return server
+        raise OSError("cannot listen on %s (RTSP, internal)" % a.bind)
+    return RtspTap(a.bind, a.rtsp_port, server.get_bound_port(), watch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,6 +515,41 @@ class DigestHandler(http.server.BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self._serve(False)
+
+    def do_POST(self):
+        """Reads the request body (Content-Length or chunked, as ONVIF clients send SOAP) and
+        answers with its sha256 and length, so a test can prove the body arrived whole.
+        /onvif/device_service is Digest-protected like the snapshot; /echo never is."""
+        path = self.path.split("?", 1)[0]
+        try:
+            data = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            return self._reply(400, b"bad body\n", "text/plain", True, "none")
+        if path not in ("/onvif/device_service", "/echo"):
+            return self._reply(404, b"not found\n", "text/plain", True, "none")
+        verdict = "none"
+        if path != "/echo" and self.user:
+            verdict = self._check_digest()
+            if verdict != "ok":
+                return self._challenge(True, verdict)
+        answer = ("sha256=%s length=%d\n" % (hashlib.sha256(data).hexdigest(), len(data)))
+        self._reply(200, answer.encode(), "text/plain", True, verdict)
+
+    def _read_body(self):
+        self.body_read = True
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass   # trailer fields
+                    return out
+                out += self.rfile.read(size)
+                if self.rfile.readline() not in (b"\r\n", b"\n"):
+                    raise ValueError("chunk without CRLF")
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _serve(self, body):
         path = self.path.split("?", 1)[0]
@@ -389,8 +608,9 @@ class DigestHandler(http.server.BaseHTTPRequestHandler):
     def _reply(self, status, data, ctype, body, verdict, extra=()):
         # Read and drop any request body so the connection stays usable.
         n = int(self.headers.get("Content-Length") or 0)
-        if n:
+        if n and not getattr(self, "body_read", False):
             self.rfile.read(n)
+        self.body_read = False
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -422,10 +642,13 @@ def main(argv=None):
     ap.add_argument("--password", default="")
     ap.add_argument("--realm", default="camera")
     ap.add_argument("--session-timeout", type=int, default=6, help="RTSP session timeout, s")
+    ap.add_argument("--session-grace", type=float, default=2.0,
+                    help="seconds tolerated beyond the timeout before a session expires")
     ap.add_argument("--snapshot", help="JPEG served at /snapshot.jpg and /open.jpg")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--bitrate", type=int, default=300, help="H.264 kbit/s")
     a = ap.parse_args(argv)
 
     Gst.init(None)
@@ -460,7 +683,7 @@ def main(argv=None):
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, lambda *_: (loop.quit(), False)[1])
-    event("ready rtsp=%d http=%d" % (server.get_bound_port(), httpd.server_address[1]))
+    event("ready rtsp=%d http=%d" % (server.port, httpd.server_address[1]))
     loop.run()
 
     httpd.shutdown()

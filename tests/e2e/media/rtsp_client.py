@@ -279,10 +279,11 @@ class RtspClient:
     # ---------------------------------------------------------------- a whole session
 
     def stream(self, url, seconds, keepalive=None, keepalive_method="GET_PARAMETER",
-               rtcp_interval=None, ssrc=None, use_content_base=True, teardown=True):
+               rtcp_interval=None, ssrc=None, use_content_base=True, teardown=True, stop=None):
         """Plays `url` for `seconds` (RTP over TCP). keepalive: seconds between keepalive
         requests (None: none); use_content_base=False addresses every request to `url` (and
-        `url/<control>`) instead of the camera's Content-Base, as a simple client would."""
+        `url/<control>`) instead of the camera's Content-Base, as a simple client would;
+        `stop` (a threading.Event) ends the play early when set."""
         out = {"url": url, "requests": self.requests, "keepalive_status": [],
                "rtcp_sent": 0, "ssrc": ssrc}
         r = self.request("OPTIONS", url)
@@ -327,7 +328,7 @@ class RtspClient:
         frames0 = self.frames
         while not self.eof:
             now = time.monotonic()
-            if now >= end:
+            if now >= end or (stop is not None and stop.is_set()):
                 break
             if next_ka is not None and now >= next_ka:
                 self.send_request(keepalive_method, play_url)
