@@ -6,6 +6,7 @@ set -euo pipefail
 
 build=${1:-build/release}
 top=$(cd "$(dirname "$0")/.." && pwd)
+case "$build" in /*) ;; *) build="$top/$build" ;; esac
 state=${CAMTUNNEL_STATE:-$top/state/demo}
 agent_port=${CAMTUNNEL_AGENT_PORT:-8443}
 frontend_port=${CAMTUNNEL_FRONTEND_PORT:-8554}
@@ -13,8 +14,8 @@ admin_port=${CAMTUNNEL_ADMIN_PORT:-9310}
 rtsp_port=${CAMTUNNEL_CAMERA_RTSP_PORT:-8555}
 http_port=${CAMTUNNEL_CAMERA_HTTP_PORT:-8556}
 agent_id=demo-cam
-gateway="$top/$build/gateway/camtunnel-gateway"
-agent="$top/$build/agent/camtunnel-agent"
+gateway="$build/gateway/camtunnel-gateway"
+agent="$build/agent/camtunnel-agent"
 
 for port in "$agent_port" "$frontend_port" "$admin_port" "$rtsp_port" "$http_port"; do
   if ss -Htln "sport = :$port" | grep -q .; then

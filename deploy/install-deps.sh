@@ -12,7 +12,7 @@ packages=(
   # third-party peers for the end-to-end tests and the demo
   python3 python3-gi python3-openssl gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly ffmpeg curl openssl libnss-myhostname procps
+  gstreamer1.0-plugins-ugly ffmpeg curl openssl libnss-myhostname procps iproute2
   # operations tests: promtool and the Prometheus server, dpkg-shlibdeps for the packages
   prometheus dpkg-dev
 )

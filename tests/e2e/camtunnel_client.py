@@ -794,11 +794,17 @@ class Stream:
             pass
 
 
-def make_client_context(ca_file=None, insecure=False):
+TLS_MAX_VERSIONS = {"1.2": "TLS1_2_VERSION", "1.3": "TLS1_3_VERSION"}
+
+
+def make_client_context(ca_file=None, insecure=False, tls_max=None):
+    """tls_max "1.2" pins TLS 1.2 (to test the exporter binding there); default: newest."""
     if SSL is None:
         raise RuntimeError("pyOpenSSL (python3-openssl) is required for TLS")
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    if tls_max:
+        ctx.set_max_proto_version(getattr(SSL, TLS_MAX_VERSIONS[tls_max]))
     ctx.set_mode(_ssl_lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
     if insecure:
         ctx.set_verify(SSL.VERIFY_NONE)
@@ -848,7 +854,7 @@ def _tls_handshake(conn, sock, deadline):
 
 
 def connect_stream(host, port, tls, ca_file=None, insecure=False, server_name=None,
-                   timeout=HANDSHAKE_TIMEOUT, context=None):
+                   timeout=HANDSHAKE_TIMEOUT, context=None, tls_max=None):
     """TCP connect (every address in turn), then the TLS handshake when tls is true.
 
     The certificate is checked against server_name (default: host) unless insecure."""
@@ -871,7 +877,7 @@ def connect_stream(host, port, tls, ca_file=None, insecure=False, server_name=No
     sock.setblocking(False)
     if not tls:
         return Stream(sock, None, (host, port))
-    ctx = context or make_client_context(ca_file, insecure)
+    ctx = context or make_client_context(ca_file, insecure, tls_max)
     conn = SSL.Connection(ctx, sock)
     name = server_name or host
     if not _is_ip(name):
@@ -964,7 +970,7 @@ class AgentConfig:
     def __init__(self, host, port, tls, agent_id, key_ref, key, services=(), ca_file=None,
                  insecure=False, server_name=None, capabilities=OUR_CAPABILITIES,
                  version=CLIENT_VERSION, handshake_timeout=HANDSHAKE_TIMEOUT,
-                 connect_timeout=5.0):
+                 connect_timeout=5.0, tls_max=None):
         check_agent_id(agent_id)
         parse_key_ref(key_ref)
         if len(key) != 32:
@@ -981,10 +987,12 @@ class AgentConfig:
         self.capabilities, self.version = capabilities, version
         self.handshake_timeout = handshake_timeout
         self.connect_timeout = connect_timeout
+        self.tls_max = tls_max
 
     def connect(self, timeout=None):
         return connect_stream(self.host, self.port, self.tls, self.ca_file, self.insecure,
-                              self.server_name, timeout or self.handshake_timeout)
+                              self.server_name, timeout or self.handshake_timeout,
+                              tls_max=self.tls_max)
 
     def host_header(self):
         return host_header(self.server_name or self.host, self.port, self.tls)
@@ -2005,6 +2013,8 @@ def _add_conn_args(p):
     p.add_argument("--ca", help="CA / pinned certificate file (PEM) for TLS")
     p.add_argument("--insecure", action="store_true", help="TLS without certificate checks")
     p.add_argument("--server-name", help="name to check in the certificate (default: host)")
+    p.add_argument("--tls-max", choices=sorted(TLS_MAX_VERSIONS),
+                   help="highest TLS version to offer (default: the newest)")
     p.add_argument("--agent-id", required=True)
     p.add_argument("--key-ref", required=True, help="<key id>.<expiry>, e.g. k1.1767225600")
     k = p.add_mutually_exclusive_group(required=True)
@@ -2022,7 +2032,8 @@ def _cfg_from_args(a):
     else:
         key = derive_agent_key(bytes.fromhex(a.streamer_key_hex), a.agent_id, a.key_ref)
     return AgentConfig(host, port, a.tls, a.agent_id, a.key_ref, key, a.service, a.ca,
-                       a.insecure, a.server_name, handshake_timeout=a.timeout)
+                       a.insecure, a.server_name, handshake_timeout=a.timeout,
+                       tls_max=a.tls_max)
 
 
 def main(argv=None):

@@ -176,6 +176,23 @@ class _IndependentBase:
 class IndependentClientTLS(_IndependentBase, unittest.TestCase):
     TLS = True
 
+    def test_tls12_control_and_data_connections(self):
+        """TLS 1.2 end to end: the proofs bind the TLS 1.2 exporter on the control and the
+        data connection alike, and a snapshot passes byte for byte."""
+        a = harness.InProcessAgent(self.gw.agent_config(
+            "py-cam-12", ["http=127.0.0.1:%d" % self.cam.http_port], tls_max="1.2")).start()
+        try:
+            self.gw.wait_agent("py-cam-12")
+            self.assertEqual(a.session.stream.tls_version(), "TLSv1.2")
+            out = self.env.path("tls12.out")
+            code, err = curl(self.gw.frontend_url("http", "py-cam-12", "/snapshot.jpg"), out)
+            self.assertEqual(code, 200, err)
+            self.assertEqual(harness.sha256_file(out), self.snapshot_sha)
+            harness.wait_until(lambda: a.stats["tunnels_ok"] == 1, 10, what="tunnel done")
+        finally:
+            a.close()
+        self.gw.wait_agent("py-cam-12", online=False)
+
 
 class IndependentClientPlain(_IndependentBase, unittest.TestCase):
     TLS = False
