@@ -2,7 +2,7 @@
 # newcomer needs (see README.md).
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build asan demo test test-release test-asan fuzz clean format
+.PHONY: deps build asan tsan demo test test-release test-asan test-tsan fuzz clean format
 
 deps:
 	bash deploy/install-deps.sh
@@ -15,15 +15,25 @@ asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 
+# ThreadSanitizer build of the runtime tests only: shards handing connections to each other.
+tsan: deps
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j $(JOBS)
+
+test-tsan: tsan
+	ctest --preset tsan -j $(JOBS)
+
 # Gateway with a generated dev certificate and streamer key, a demo camera and a demo agent;
 # prints an rtsp:// URL for ffprobe and runs until Ctrl-C.
 demo: build
 	bash deploy/demo.sh build/release
 
-# The whole suite: Release build (unit + end-to-end), then the sanitizer build of the tests.
-test: build asan
+# The whole suite: Release build (unit + end-to-end), the sanitizer build of the tests, and the
+# ThreadSanitizer build of the cross-shard tests.
+test: build asan tsan
 	ctest --preset release -j $(JOBS)
 	ctest --preset asan -j $(JOBS) -L 'unit|sanitize'
+	ctest --preset tsan -j $(JOBS)
 
 fuzz:
 	cmake --preset fuzz >/dev/null

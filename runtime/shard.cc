@@ -28,6 +28,13 @@ class Shard::Waker final : public IoObject {
   Shard* shard_;
 };
 
+// Completions of doorbells: the target's (a MSG_RING arrival: it only wakes the loop, which
+// drains its queues every iteration) and the sender's own (the MSG_RING operation's result).
+class Shard::Doorbell final : public IoObject {
+ public:
+  void OnCompletion(uint8_t /*op*/, int32_t /*res*/, uint32_t /*flags*/) override {}
+};
+
 int Shard::Init(const ShardOptions& options) {
   options_ = options;
   io_uring_params params{};
@@ -58,6 +65,9 @@ int Shard::Init(const ShardOptions& options) {
   waker_ = new Waker(this);
   wake_slot_ = Register(waker_);
   ArmWake();
+  doorbell_ = new Doorbell();
+  doorbell_slot_ = Register(doorbell_);
+  doorbell_tag_ = Tag(doorbell_slot_, 1);
   return 0;
 }
 
@@ -69,6 +79,7 @@ Shard::~Shard() {
     close(wake_fd_);
   }
   delete waker_;
+  delete doorbell_;
 }
 
 io_uring_sqe* Shard::GetSqe() {
@@ -125,6 +136,42 @@ void Shard::DrainPosted() {
   }
 }
 
+bool Shard::SendTo(Shard& target, CrossShardQueue& queue, ShardTask& task) {
+  if (!queue.TryPush(task)) {
+    return false;
+  }
+  // seq_cst here and in the queue's tail store, as on the sleeper's side: either it sees the
+  // task on its re-check, or we see its flag (a fence would do, but ThreadSanitizer cannot
+  // check fences).
+  if (target.may_sleep_.load(std::memory_order_seq_cst) &&
+      target.may_sleep_.exchange(false, std::memory_order_seq_cst)) {
+    // The target's ring fd and doorbell tag are fixed at its Init, before any shard runs
+    // (never target.Tag(): its slot table may be growing on its own thread right now).
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_msg_ring(sqe, target.ring_.ring_fd, 0, target.doorbell_tag_, 0);
+    io_uring_sqe_set_data64(sqe, Tag(doorbell_slot_, 2));
+    ++doorbells_rung_;
+  }
+  return true;
+}
+
+bool Shard::InboundPending() const {
+  for (const CrossShardQueue* q : inbound_) {
+    if (!q->Empty()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Shard::DrainInbound() {
+  // Bounded per queue and iteration, so a busy neighbour cannot starve this shard's own I/O.
+  constexpr size_t kMaxPerQueue = 256;
+  for (CrossShardQueue* q : inbound_) {
+    cross_shard_received_ += q->Drain(kMaxPerQueue);
+  }
+}
+
 void Shard::Stop() {
   stop_.store(true, std::memory_order_release);
   const uint64_t one = 1;
@@ -154,8 +201,15 @@ void Shard::RunDeferred() {
 void Shard::RunOnce(uint64_t max_wait_ms) {
   now_ms_ = MonotonicMs();
   timers_.Advance(now_ms_);
+  DrainInbound();
   RunDeferred();
-  const uint64_t wait_ms = deferred_.empty() ? timers_.MsUntilNext(now_ms_, max_wait_ms) : 0;
+  uint64_t wait_ms = deferred_.empty() ? timers_.MsUntilNext(now_ms_, max_wait_ms) : 0;
+  if (wait_ms > 0 && !inbound_.empty()) {
+    may_sleep_.store(true, std::memory_order_seq_cst);
+    if (InboundPending()) {
+      wait_ms = 0;
+    }
+  }
   __kernel_timespec ts{};
   ts.tv_sec = static_cast<int64_t>(wait_ms / 1000);
   ts.tv_nsec = static_cast<int64_t>((wait_ms % 1000) * 1000000);
@@ -166,6 +220,7 @@ void Shard::RunOnce(uint64_t max_wait_ms) {
     std::fprintf(stderr, "shard %u: io_uring_submit_and_wait: %s\n", options_.id, strerror(-r));
     std::abort();
   }
+  may_sleep_.store(false, std::memory_order_relaxed);
   now_ms_ = MonotonicMs();
   unsigned head;
   unsigned count = 0;
@@ -174,6 +229,7 @@ void Shard::RunOnce(uint64_t max_wait_ms) {
     ++count;
   }
   io_uring_cq_advance(&ring_, count);
+  DrainInbound();
   RunDeferred();
 }
 
@@ -196,7 +252,7 @@ size_t Shard::Shutdown(uint64_t max_ms) {
   // Objects may unregister while we iterate: collect first.
   std::vector<IoObject*> objects;
   for (const Slot& s : slots_) {
-    if (s.object != nullptr && s.object != waker_) {
+    if (s.object != nullptr && s.object != waker_ && s.object != doorbell_) {
       objects.push_back(s.object);
     }
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/buffer_ring.h"
+#include "runtime/cross_shard_queue.h"
 #include "runtime/timer_wheel.h"
 #include "runtime/user_data.h"
 
@@ -86,18 +87,31 @@ class Shard {
 
   uint64_t stale_completions() const { return stale_completions_; }
 
+  // Cross-shard messages (see shard_group.h, which wires them). Before Run() only: a queue
+  // this shard drains every loop iteration.
+  void AddInbound(CrossShardQueue* queue) { inbound_.push_back(queue); }
+  // On this shard's thread: queues `task` for `target` through `queue` (this shard -> target)
+  // and rings the target's doorbell (IORING_OP_MSG_RING) only if it may be asleep. False when
+  // the queue is full (the task is not taken).
+  bool SendTo(Shard& target, CrossShardQueue& queue, ShardTask& task);
+  uint64_t doorbells_rung() const { return doorbells_rung_; }
+  uint64_t cross_shard_received() const { return cross_shard_received_; }
+
  private:
   struct Slot {
     IoObject* object = nullptr;
     uint32_t generation = 0;
   };
   class Waker;
+  class Doorbell;
 
   void Dispatch(const io_uring_cqe* cqe);
   void RunOnce(uint64_t max_wait_ms);
   void RunDeferred();
   void ArmWake();
   void DrainPosted();
+  bool InboundPending() const;
+  void DrainInbound();
 
   ShardOptions options_;
   io_uring ring_{};
@@ -120,6 +134,17 @@ class Shard {
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> stop_{false};
+
+  // Cross-shard queues into this shard, and the sleep flag their producers check: set (then a
+  // full fence, then the queues re-checked) before the loop blocks, so a producer either sees
+  // it and rings, or its task is seen by the re-check (Dekker's pattern, no lost wake-up).
+  std::vector<CrossShardQueue*> inbound_;
+  std::atomic<bool> may_sleep_{false};
+  Doorbell* doorbell_ = nullptr;
+  uint32_t doorbell_slot_ = 0;
+  uint64_t doorbell_tag_ = 0;  // immutable after Init: read by other shards' threads
+  uint64_t doorbells_rung_ = 0;
+  uint64_t cross_shard_received_ = 0;
 };
 
 }  // namespace camtunnel::runtime

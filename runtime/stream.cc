@@ -131,6 +131,7 @@ void Stream::OnCompletion(uint8_t op, int32_t res, uint32_t flags) {
       assert(false && "unknown stream op");
   }
   MaybeFinishClose();
+  MaybeFinishDetach();
 }
 
 void Stream::OnRecv(int32_t res, uint32_t flags) {
@@ -286,7 +287,8 @@ void Stream::ShutdownWrite() {
 }
 
 void Stream::FlushTx() {
-  if (send_in_flight_ || state_ == StreamState::kClosing || state_ == StreamState::kClosed) {
+  if (send_in_flight_ || detach_ != nullptr || state_ == StreamState::kClosing ||
+      state_ == StreamState::kClosed) {
     return;
   }
   if (!tx_.empty()) {
@@ -463,6 +465,54 @@ void Stream::MaybeFinishClose() {
     handler->OnStreamClosed(*this, close_error_);
   }
   shard_->Defer([this] { delete this; });
+}
+
+bool Stream::Detach(DetachDone done) {
+  if (state_ != StreamState::kOpen || write_shutdown_requested_ || detach_ != nullptr) {
+    return false;
+  }
+  detach_ = std::make_unique<DetachDone>(std::move(done));
+  paused_before_detach_ = paused_;
+  PauseRead();
+  MaybeFinishDetach();
+  return true;
+}
+
+void Stream::MaybeFinishDetach() {
+  if (detach_ == nullptr || in_flight_ > 0 || state_ != StreamState::kOpen) {
+    return;
+  }
+  // Nothing of ours is in the ring any more and no timer is armed (an open stream has none):
+  // the source shard lets go. The callback runs from its loop, after the current dispatch, so
+  // nothing up this stack touches the stream once it may be on another thread.
+  auto done = std::make_shared<DetachDone>(std::move(*detach_));
+  detach_.reset();
+  Shard* from = shard_;
+  from->Unregister(slot_);
+  from->StreamFreed();
+  shard_ = nullptr;
+  from->Defer([this, done] { std::move (*done)(this); });
+}
+
+void Stream::Attach(Shard& shard, StreamHandler* handler) {
+  assert(shard_ == nullptr && in_flight_ == 0);
+  shard_ = &shard;
+  slot_ = shard.Register(this);
+  shard.StreamCreated();
+  handler_ = handler;
+  paused_ = true;  // ResumeRead below re-arms unless the handler had paused
+  shard.Defer([this] {
+    if (state_ != StreamState::kOpen) {
+      return;  // closed by its new owner before the loop came round
+    }
+    if (ssl_ != nullptr && SSL_pending(ssl_) > 0) {
+      ReadTls();  // records decrypted before the move, not yet delivered
+    }
+    if (!paused_before_detach_) {
+      ResumeRead();
+    }
+    FlushTx();
+  });
 }
 
 bool Stream::ExportKeyingMaterial(std::string_view label, std::span<uint8_t> out) const {

@@ -15,9 +15,11 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "runtime/byte_queue.h"
 #include "runtime/shard.h"
 #include "runtime/timer_wheel.h"
@@ -106,6 +108,22 @@ class Stream final : public IoObject {
   const std::string& peer_text() const { return peer_text_; }
   const sockaddr_storage& peer() const { return peer_; }
 
+  // Moving to another shard (docs/runtime.md, "Moving a stream"). Detach() stops the stream's
+  // ring operations: the receive is cancelled, a send in flight completes, nothing new is
+  // submitted (Write still queues). Bytes that arrive meanwhile still go to the current handler.
+  // Once nothing is in flight, `done(this)` runs from this shard's loop (never inside Detach)
+  // and the stream belongs to no shard: pass it through a CrossShardQueue and Attach() it on
+  // the target's thread. Only an open stream not shut down for writing detaches (false
+  // otherwise, nothing changes). If it fails meanwhile it closes as usual (OnStreamClosed) and
+  // `done` never runs.
+  using DetachDone = absl::AnyInvocable<void(Stream*) &&>;
+  bool Detach(DetachDone done);
+  // On the target shard's thread: the stream continues there with `handler`. Receiving resumes
+  // unless the handler had paused it before Detach; queued bytes go out; plaintext OpenSSL
+  // still holds is delivered from the loop, never inside Attach.
+  void Attach(Shard& shard, StreamHandler* handler);
+  bool detaching() const { return detach_ != nullptr; }
+
   // RFC 5705 exporter of this TLS connection; false in plain mode or before the handshake.
   bool ExportKeyingMaterial(std::string_view label, std::span<uint8_t> out) const;
 
@@ -131,6 +149,7 @@ class Stream final : public IoObject {
   void CloseWhenDelivered();
   void OnLingerTimer();
   void MaybeFinishClose();
+  void MaybeFinishDetach();
   bool receiving() const {
     return state_ == StreamState::kHandshaking || state_ == StreamState::kOpen ||
            state_ == StreamState::kLingering;
@@ -151,12 +170,14 @@ class Stream final : public IoObject {
   bool write_done_ = false;
   bool above_high_ = false;
   bool close_when_flushed_ = false;
-  int linger_error_ = 0;             // the close error when lingering ends
-  uint64_t linger_deadline_ms_ = 0;  // CloseAfterFlush gives up waiting for delivery here
+  bool paused_before_detach_ = false;  // the handler's own pause, restored by Attach
+  int linger_error_ = 0;               // the close error when lingering ends
+  uint64_t linger_deadline_ms_ = 0;    // CloseAfterFlush gives up waiting for delivery here
   int close_error_ = 0;
   SSL* ssl_ = nullptr;
   TlsBioState bio_state_;
   ByteQueue tx_;
+  std::unique_ptr<DetachDone> detach_;  // set while detaching (a pointer: idle streams stay small)
   Timer linger_timer_;
   StreamStats stats_;
   sockaddr_storage peer_{};
