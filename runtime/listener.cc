@@ -124,13 +124,61 @@ Listener::~Listener() {
   }
 }
 
+void Listener::set_accept_budget(const AcceptBudget& budget) {
+  budget_ = budget;
+  if (budget_.per_second > 0 && budget_.burst == 0) {
+    budget_.burst = budget_.per_second / 10 > 0 ? budget_.per_second / 10 : 1;
+  }
+  tokens_ = budget_.burst;
+  tokens_at_ms_ = shard_->now_ms();
+  if (armed_ && budget_.per_second > 0) {
+    // A multishot accept is running: end it; its last completion re-arms in paced mode.
+    io_uring_sqe* sqe = shard_->GetSqe();
+    io_uring_prep_cancel64(sqe, shard_->Tag(slot_, kAcceptOp), 0);
+    io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kCancelOp));
+  }
+}
+
+bool Listener::TakeToken() {
+  const uint64_t now = shard_->now_ms();
+  tokens_ += static_cast<double>(now - tokens_at_ms_) * budget_.per_second / 1000.0;
+  tokens_at_ms_ = now;
+  if (tokens_ > budget_.burst) {
+    tokens_ = budget_.burst;
+  }
+  if (tokens_ < 1.0) {
+    return false;
+  }
+  tokens_ -= 1.0;
+  return true;
+}
+
+uint64_t Listener::MsUntilToken() const {
+  const double missing = 1.0 - tokens_;
+  const auto ms = static_cast<uint64_t>(missing * 1000.0 / budget_.per_second) + 1;
+  return ms;
+}
+
 void Listener::Arm() {
   if (armed_ || closed_) {
     return;
   }
+  if (budget_.per_second > 0) {
+    if (!TakeToken()) {
+      ++paced_pauses_;
+      shard_->timers().Arm(retry_timer_, shard_->now_ms(), MsUntilToken());
+      return;
+    }
+    // One connection per operation: the budget is never overrun by a batch of accepts.
+    io_uring_sqe* sqe = shard_->GetSqe();
+    io_uring_prep_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kAcceptOp));
+    armed_ = true;
+    return;
+  }
   io_uring_sqe* sqe = shard_->GetSqe();
   io_uring_prep_multishot_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, 0));
+  io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kAcceptOp));
   armed_ = true;
 }
 
@@ -145,7 +193,10 @@ void Listener::Close() {
   shutdown(fd_, SHUT_RDWR);
 }
 
-void Listener::OnCompletion(uint8_t /*op*/, int32_t res, uint32_t flags) {
+void Listener::OnCompletion(uint8_t op, int32_t res, uint32_t flags) {
+  if (op == kCancelOp) {
+    return;
+  }
   if ((flags & IORING_CQE_F_MORE) == 0) {
     armed_ = false;
   }

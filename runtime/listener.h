@@ -18,6 +18,16 @@ namespace camtunnel::runtime {
 // "127.0.0.1:8554", "[::1]:8554", "0.0.0.0:443", "[::]:443". Port 0 picks a free port.
 absl::StatusOr<sockaddr_storage> ParseListenAddress(const std::string& text);
 
+// Pacing for new connections (DESIGN "TLS": a full handshake costs ~230 us of CPU, so a fleet
+// reconnecting at once is admitted at a set rate). Over budget, the listener simply stops
+// accepting: connections wait in the kernel's backlog, costing nothing, and established relays
+// keep the shard. The hard cap (accept and close at once) is the owner's, in its accept
+// callback.
+struct AcceptBudget {
+  uint32_t per_second = 0;  // 0: no pacing
+  uint32_t burst = 0;       // tokens saved up at most; 0: per_second / 10, at least 1
+};
+
 class Listener final : public IoObject {
  public:
   using AcceptFn = std::function<void(int fd)>;
@@ -33,6 +43,11 @@ class Listener final : public IoObject {
   uint16_t port() const { return port_; }
   const std::string& address() const { return address_; }
   uint64_t fd_exhausted_pauses() const { return fd_exhausted_pauses_; }
+  // Applies from the next accept on. With a budget the listener accepts one connection per
+  // ring operation (never more than it may admit); without, a multishot accept.
+  void set_accept_budget(const AcceptBudget& budget);
+  // Times the budget ran out and accepting paused.
+  uint64_t paced_pauses() const { return paced_pauses_; }
   // Stops accepting for good (draining); connections in the backlog are refused.
   void Close();
 
@@ -40,8 +55,12 @@ class Listener final : public IoObject {
   void OnShutdown() override { Close(); }
 
  private:
+  enum Op : uint8_t { kAcceptOp = 0, kCancelOp = 1 };
+
   Listener(Shard& shard, int fd, std::string address, AcceptFn on_accept);
   void Arm();
+  bool TakeToken();
+  uint64_t MsUntilToken() const;
 
   Shard* shard_;
   int fd_;
@@ -53,6 +72,10 @@ class Listener final : public IoObject {
   bool closed_ = false;
   Timer retry_timer_;
   uint64_t fd_exhausted_pauses_ = 0;
+  AcceptBudget budget_;
+  double tokens_ = 0;
+  uint64_t tokens_at_ms_ = 0;  // when tokens_ was last refilled
+  uint64_t paced_pauses_ = 0;
 };
 
 }  // namespace camtunnel::runtime
