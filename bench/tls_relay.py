@@ -1,0 +1,403 @@
+#!/usr/bin/python3
+"""TLS tunnel relay: camtunnel-gateway against haproxy, stunnel and ssh -R, side by side.
+
+Every contender relays the same iperf3 traffic between a TLS side (the camera's, where the
+agent or its analogue dials in) and a plain side (the media server's), on loopback, with the
+same cipher suite pinned for all (TLS 1.3 TLS_AES_128_GCM_SHA256 over X25519 through one
+OpenSSL config; aes128-gcm@openssh.com for ssh). Bytes flow from the TLS side to the plain side
+(decrypt in the relay), as video does. Measured per run: throughput (iperf3 receiver), the
+relay process's CPU (utime + stime from /proc, all its threads and children), the machine's
+total and softirq CPU (/proc/stat). The figure of merit is relay CPU in % of one core per
+Gbit/s relayed; the ceiling row is `openssl speed` AES-128-GCM alone.
+
+  chains (source iperf3 -> ... -> sink iperf3):
+  camtunnel: iperf3 -c (-R) -> socat CONNECT bridge -> gateway frontend | gateway <=TLS= agent
+             <- iperf3 -s (the "camera")
+  haproxy:   iperf3 -c -> stunnel client =TLS=> haproxy (mode tcp, ssl on bind) -> iperf3 -s
+  stunnel:   iperf3 -c -> stunnel client =TLS=> stunnel server -> iperf3 -s
+  ssh-R:     iperf3 -c (-R) -> sshd's forwarded port | sshd <=ssh= ssh -R <- iperf3 -s
+
+Loads: bulk (iperf3 defaults, 128 KiB writes) with 1 and 4 streams; camera-shaped (1,400-byte
+writes, 12 streams at 30 Mbit/s each: RTP-sized records at many streams' bitrates).
+
+  sudo bench/tls_relay.py [--build build/release] [--seconds 10] [--only camtunnel,haproxy]
+      [--json bench/results/tls_relay.json]
+
+Needs iperf3, haproxy, stunnel4, socat, openssh-server (deploy/install-bench-deps.sh); ssh-R
+needs root (sshd). Loopback only; every process is ours and ended by PID.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CIPHER_SUITE = "TLS_AES_128_GCM_SHA256"
+SSH_CIPHER = "aes128-gcm@openssh.com"
+AGENT_ID = "bench-cam"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+LOADS = [
+    # name, iperf3 arguments, streams
+    ("bulk-1", [], 1),
+    ("bulk-4", ["-P", "4"], 4),
+    # 12 streams: with iperf3's control connection that is 13 tunnels, under the agent's
+    # limit of 16 open tunnels per camera.
+    ("rtp-12", ["-P", "12", "-l", "1400", "-b", "30M"], 12),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %d" % port)
+
+
+class Procs:
+    """Processes we started, ended by PID (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, logdir):
+        self.logdir, self.procs = logdir, []
+
+    def start(self, name, argv, env=None):
+        log = open(os.path.join(self.logdir, name + ".log"), "w")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                             stdin=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = []
+
+
+def descendants(pid):
+    """pid and every process below it (sshd forks per connection)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def process_cpu_seconds(pids):
+    total = 0.0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # utime, stime, cutime, cstime (fields 14-17): children that exited count too
+            total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def machine_cpu():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]   # user nice system irq softirq steal
+    return busy / CLK_TCK, v[6] / CLK_TCK, sum(v[:8]) / CLK_TCK
+
+
+def run_iperf(port, args, seconds, reverse):
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J",
+            "--connect-timeout", "5000"] + args + (["-R"] if reverse else [])
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=seconds + 60)
+    j = json.loads(r.stdout) if r.stdout.strip() else {}
+    if "error" in j or r.returncode != 0:
+        raise RuntimeError("iperf3: %s %s" % (j.get("error"), r.stderr[-500:]))
+    return j["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def measure(relay_pid, port, load, seconds, reverse):
+    name, args, streams = load
+    pids = descendants(relay_pid)
+    c0, m0 = process_cpu_seconds(pids), machine_cpu()
+    t0 = time.monotonic()
+    gbit = run_iperf(port, args, seconds, reverse)
+    elapsed = time.monotonic() - t0
+    pids = descendants(relay_pid)
+    c1, m1 = process_cpu_seconds(pids), machine_cpu()
+    cpu_pct = (c1 - c0) / elapsed * 100
+    return {"load": name, "streams": streams, "gbit_per_s": gbit,
+            "relay_cpu_pct": cpu_pct,
+            "relay_cpu_pct_per_gbit": cpu_pct / gbit if gbit > 0 else None,
+            "machine_busy_pct": (m1[0] - m0[0]) / (m1[2] - m0[2]) * 100 * os.cpu_count(),
+            "machine_softirq_pct": (m1[1] - m0[1]) / (m1[2] - m0[2]) * 100 * os.cpu_count()}
+
+
+def write_tls_material(d):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem")],
+                   check=True, capture_output=True)
+    with open(os.path.join(d, "combined.pem"), "w") as out:
+        for n in ("cert.pem", "key.pem"):
+            with open(os.path.join(d, n)) as f:
+                out.write(f.read())
+    conf = os.path.join(d, "openssl.cnf")
+    with open(conf, "w") as f:
+        f.write("openssl_conf = conf\n[conf]\nssl_conf = ssl\n[ssl]\nsystem_default = sys\n"
+                "[sys]\nCiphersuites = %s\nGroups = X25519\nMinProtocol = TLSv1.3\n"
+                % CIPHER_SUITE)
+    return conf
+
+
+class Camtunnel:
+    name = "camtunnel"
+    reverse = True   # the iperf3 server is the camera: -R makes it send
+
+    def start(self, procs, d, build, sink_port, env):
+        gw = os.path.join(build, "gateway", "camtunnel-gateway")
+        agent = os.path.join(build, "agent", "camtunnel-agent")
+        keys = os.path.join(d, "streamer.keys")
+        with open(keys, "w") as f:
+            subprocess.run([gw, "new-streamer-key", "k1"], stdout=f, check=True)
+        cred = subprocess.run([gw, "derive-key", "--streamer_keys=" + keys, "--agent=" + AGENT_ID],
+                              capture_output=True, text=True, check=True).stdout
+        key_ref = re.search(r"^key_ref=(\S+)", cred, re.M).group(1)
+        with open(os.path.join(d, "agent.key"), "w") as f:
+            f.write(re.search(r"^key=(\S+)", cred, re.M).group(1))
+        self.agent_port, self.frontend, admin = free_port(), free_port(), free_port()
+        p = procs.start("gateway", [gw, "--agent_tls_listen=127.0.0.1:%d" % self.agent_port,
+                                    "--cert=" + os.path.join(d, "cert.pem"),
+                                    "--key=" + os.path.join(d, "key.pem"),
+                                    "--streamer_keys=" + keys,
+                                    "--frontend_listen=127.0.0.1:%d" % self.frontend,
+                                    "--admin_listen=127.0.0.1:%d" % admin,
+                                    "--log_level=warning"], env)
+        wait_port(self.frontend)
+        procs.start("agent", [agent, "--gateway", "https://localhost:%d" % self.agent_port,
+                              "--agent-id", AGENT_ID, "--key-ref", key_ref, "--key-file",
+                              os.path.join(d, "agent.key"), "--ca-file",
+                              os.path.join(d, "cert.pem"), "--service",
+                              "iperf=127.0.0.1:%d" % sink_port, "--log-level", "warning"], env)
+        deadline = time.monotonic() + 15
+        while b'"%s"' % AGENT_ID.encode() not in _http_get(admin, "/api/v1/agents"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the agent did not connect")
+            time.sleep(0.1)
+        self.port = free_port()
+        # iperf3 cannot speak CONNECT: a media-side bridge does (its CPU is not the relay's).
+        procs.start("bridge", ["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % self.port,
+                               "PROXY:127.0.0.1:%s:%d,proxyport=%d" % (AGENT_ID, sink_port,
+                                                                        self.frontend)])
+        wait_port(self.port)
+        return p.pid
+
+
+def _http_get(port, path):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out
+            out += b
+
+
+def stunnel_client(procs, d, name, accept_port, connect_port, env):
+    conf = os.path.join(d, name + ".conf")
+    with open(conf, "w") as f:
+        f.write("foreground = yes\npid =\n[c]\nclient = yes\naccept = 127.0.0.1:%d\n"
+                "connect = 127.0.0.1:%d\nverifyPeer = no\n" % (accept_port, connect_port))
+    procs.start(name, ["stunnel4", conf], env)
+    wait_port(accept_port)
+
+
+class Haproxy:
+    name = "haproxy"
+    reverse = False  # iperf3 client -> stunnel client (encrypts) -> haproxy decrypts
+
+    def start(self, procs, d, build, sink_port, env):
+        tls_port, self.port = free_port(), free_port()
+        conf = os.path.join(d, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write("global\n  nbthread 1\n  maxconn 4000\n"
+                    "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n"
+                    "  timeout server 60s\n"
+                    "frontend tls\n  bind 127.0.0.1:%d ssl crt %s\n  default_backend cam\n"
+                    "backend cam\n  server s1 127.0.0.1:%d\n"
+                    % (tls_port, os.path.join(d, "combined.pem"), sink_port))
+        p = procs.start("haproxy", ["haproxy", "-db", "-f", conf], env)
+        wait_port(tls_port)
+        stunnel_client(procs, d, "stunnel-client", self.port, tls_port, env)
+        return p.pid
+
+
+class Stunnel:
+    name = "stunnel"
+    reverse = False
+
+    def start(self, procs, d, build, sink_port, env):
+        tls_port, self.port = free_port(), free_port()
+        conf = os.path.join(d, "stunnel-server.conf")
+        with open(conf, "w") as f:
+            f.write("foreground = yes\npid =\n[s]\naccept = 127.0.0.1:%d\nconnect = 127.0.0.1:%d\n"
+                    "cert = %s\nkey = %s\n" % (tls_port, sink_port, os.path.join(d, "cert.pem"),
+                                               os.path.join(d, "key.pem")))
+        p = procs.start("stunnel-server", ["stunnel4", conf], env)
+        wait_port(tls_port)
+        stunnel_client(procs, d, "stunnel-client", self.port, tls_port, env)
+        return p.pid
+
+
+class SshR:
+    name = "ssh-R"
+    reverse = True   # the camera side (ssh client) forwards; the iperf3 server sends
+
+    def start(self, procs, d, build, sink_port, env):
+        if os.geteuid() != 0:
+            raise RuntimeError("sshd needs root")
+        os.makedirs("/run/sshd", exist_ok=True)
+        for n in ("host", "user"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            os.path.join(d, n)], check=True)
+        shutil.copy(os.path.join(d, "user.pub"), os.path.join(d, "authorized_keys"))
+        os.chmod(d, 0o700)
+        sshd_port, self.port = free_port(), free_port()
+        conf = os.path.join(d, "sshd_config")
+        with open(conf, "w") as f:
+            f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\n"
+                    "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                    "Ciphers %s\nAllowTcpForwarding yes\nUsePAM no\nPidFile none\n"
+                    "StrictModes no\n" % (sshd_port, os.path.join(d, "host"),
+                                          os.path.join(d, "authorized_keys"), SSH_CIPHER))
+        p = procs.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", conf], env)
+        wait_port(sshd_port)
+        procs.start("ssh", ["ssh", "-N", "-p", str(sshd_port), "-i", os.path.join(d, "user"),
+                            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                            "-o", "Ciphers=" + SSH_CIPHER, "-o", "ExitOnForwardFailure=yes",
+                            "-R", "127.0.0.1:%d:127.0.0.1:%d" % (self.port, sink_port),
+                            "root@127.0.0.1"], env)
+        wait_port(self.port)
+        return p.pid
+
+
+CONTENDERS = [Camtunnel, Haproxy, Stunnel, SshR]
+
+
+def openssl_ceiling():
+    """AES-128-GCM throughput of one core at 16 KiB blocks: the crypto floor of a relay."""
+    r = subprocess.run(["openssl", "speed", "-seconds", "2", "-bytes", "16384", "-evp",
+                        "aes-128-gcm"], capture_output=True, text=True, check=True)
+    m = re.search(r"^AES-128-GCM\s+([\d.]+)k", r.stdout, re.M | re.I)
+    kbytes = float(m.group(1))
+    gbit_per_core = kbytes * 1000 * 8 / 1e9
+    return {"gbit_per_core": gbit_per_core, "cpu_pct_per_gbit": 100 / gbit_per_core}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(TOP, "build", "release"))
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--only", default="", help="comma-separated contenders")
+    ap.add_argument("--loads", default="", help="comma-separated loads (bulk-1,bulk-4,rtp-12)")
+    ap.add_argument("--json", default=os.path.join(TOP, "bench", "results", "tls_relay.json"))
+    ap.add_argument("--keep", help="keep configs and logs in this directory")
+    a = ap.parse_args()
+    only = set(filter(None, a.only.split(",")))
+    loads = [l for l in LOADS if not a.loads or l[0] in a.loads.split(",")]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-tls-relay-") as tmp:
+        d = a.keep or tmp
+        os.makedirs(d, exist_ok=True)
+        env = dict(os.environ, OPENSSL_CONF=write_tls_material(d))
+        for cls in CONTENDERS:
+            c = cls()
+            if only and c.name not in only:
+                continue
+            cd = os.path.join(d, c.name)
+            os.makedirs(cd)
+            for n in ("cert.pem", "key.pem", "combined.pem"):
+                shutil.copy(os.path.join(d, n), cd)
+            procs = Procs(cd)
+            sink_port = free_port()
+            try:
+                procs.start("iperf3-sink", ["iperf3", "-s", "-B", "127.0.0.1", "-p",
+                                            str(sink_port)])
+                wait_port(sink_port)
+                pid = c.start(procs, cd, a.build, sink_port, env)
+                for load in loads:
+                    row = measure(pid, c.port, load, a.seconds, c.reverse)
+                    row["system"] = c.name
+                    results.append(row)
+                    print("%-10s %-7s %6.2f Gbit/s  relay %6.1f %% cpu  %5.1f %%/Gbit/s  "
+                          "machine %5.1f %% (softirq %4.1f %%)"
+                          % (c.name, row["load"], row["gbit_per_s"], row["relay_cpu_pct"],
+                             row["relay_cpu_pct_per_gbit"] or 0, row["machine_busy_pct"],
+                             row["machine_softirq_pct"]), flush=True)
+            except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                print("%-10s skipped: %s" % (c.name, e), file=sys.stderr)
+            finally:
+                procs.stop_all()
+    ceiling = openssl_ceiling()
+    print("ceiling    openssl speed aes-128-gcm: %.2f Gbit/s per core = %.1f %%/Gbit/s"
+          % (ceiling["gbit_per_core"], ceiling["cpu_pct_per_gbit"]))
+    metric = {"bulk-1": "tls_relay_cpu_pct_per_gbit_bulk", "rtp-12": "tls_relay_cpu_pct_per_gbit_rtp"}
+    rows = [{"system": "ceiling", "metric": "tls_relay_cpu_pct_per_gbit_bulk",
+             "value": round(ceiling["cpu_pct_per_gbit"], 2), "unit": "%core/Gbit/s"}]
+    for r in results:
+        if r["load"] in metric and r["relay_cpu_pct_per_gbit"]:
+            rows.append({"system": r["system"], "metric": metric[r["load"]],
+                         "value": round(r["relay_cpu_pct_per_gbit"], 2), "unit": "%core/Gbit/s"})
+        if r["load"] in ("bulk-1", "bulk-4"):
+            rows.append({"system": r["system"],
+                         "metric": "tls_relay_gbit_%s" % ("1stream" if r["streams"] == 1
+                                                          else "4streams"),
+                         "value": round(r["gbit_per_s"], 3), "unit": "Gbit/s"})
+    os.makedirs(os.path.dirname(a.json), exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump({"benchmark": "tls_relay", "date": datetime.date.today().isoformat(),
+                   "machine": "%s, %d vCPU, %s" % (platform.machine(), os.cpu_count(),
+                                                   platform.release()),
+                   "rows": rows, "runs": results}, f, indent=2)
+        f.write("\n")
+    print("wrote", a.json)
+
+
+if __name__ == "__main__":
+    main()
