@@ -34,18 +34,15 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+from benchlib import Camtunnel, Procs, free_port, measure, wait_port
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CIPHER_SUITE = "TLS_AES_128_GCM_SHA256"
 SSH_CIPHER = "aes128-gcm@openssh.com"
-AGENT_ID = "bench-cam"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 LOADS = [
     # name, iperf3 arguments, streams
@@ -55,116 +52,6 @@ LOADS = [
     # limit of 16 open tunnels per camera.
     ("rtp-12", ["-P", "12", "-l", "1400", "-b", "30M"], 12),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nothing listens on port %d" % port)
-
-
-class Procs:
-    """Processes we started, ended by PID (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, logdir):
-        self.logdir, self.procs = logdir, []
-
-    def start(self, name, argv, env=None):
-        log = open(os.path.join(self.logdir, name + ".log"), "w")
-        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                             stdin=subprocess.DEVNULL)
-        self.procs.append(p)
-        return p
-
-    def stop_all(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.procs = []
-
-
-def descendants(pid):
-    """pid and every process below it (sshd forks per connection)."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def process_cpu_seconds(pids):
-    total = 0.0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            # utime, stime, cutime, cstime (fields 14-17): children that exited count too
-            total += sum(int(x) for x in fields[11:15]) / CLK_TCK
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
-def machine_cpu():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]   # user nice system irq softirq steal
-    return busy / CLK_TCK, v[6] / CLK_TCK, sum(v[:8]) / CLK_TCK
-
-
-def run_iperf(port, args, seconds, reverse):
-    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J",
-            "--connect-timeout", "5000"] + args + (["-R"] if reverse else [])
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=seconds + 60)
-    j = json.loads(r.stdout) if r.stdout.strip() else {}
-    if "error" in j or r.returncode != 0:
-        raise RuntimeError("iperf3: %s %s" % (j.get("error"), r.stderr[-500:]))
-    return j["end"]["sum_received"]["bits_per_second"] / 1e9
-
-
-def measure(relay_pid, port, load, seconds, reverse):
-    name, args, streams = load
-    pids = descendants(relay_pid)
-    c0, m0 = process_cpu_seconds(pids), machine_cpu()
-    t0 = time.monotonic()
-    gbit = run_iperf(port, args, seconds, reverse)
-    elapsed = time.monotonic() - t0
-    pids = descendants(relay_pid)
-    c1, m1 = process_cpu_seconds(pids), machine_cpu()
-    cpu_pct = (c1 - c0) / elapsed * 100
-    return {"load": name, "streams": streams, "gbit_per_s": gbit,
-            "relay_cpu_pct": cpu_pct,
-            "relay_cpu_pct_per_gbit": cpu_pct / gbit if gbit > 0 else None,
-            "machine_busy_pct": (m1[0] - m0[0]) / (m1[2] - m0[2]) * 100 * os.cpu_count(),
-            "machine_softirq_pct": (m1[1] - m0[1]) / (m1[2] - m0[2]) * 100 * os.cpu_count()}
 
 
 def write_tls_material(d):
@@ -183,60 +70,6 @@ def write_tls_material(d):
                 "[sys]\nCiphersuites = %s\nGroups = X25519\nMinProtocol = TLSv1.3\n"
                 % CIPHER_SUITE)
     return conf
-
-
-class Camtunnel:
-    name = "camtunnel"
-    reverse = True   # the iperf3 server is the camera: -R makes it send
-
-    def start(self, procs, d, build, sink_port, env):
-        gw = os.path.join(build, "gateway", "camtunnel-gateway")
-        agent = os.path.join(build, "agent", "camtunnel-agent")
-        keys = os.path.join(d, "streamer.keys")
-        with open(keys, "w") as f:
-            subprocess.run([gw, "new-streamer-key", "k1"], stdout=f, check=True)
-        cred = subprocess.run([gw, "derive-key", "--streamer_keys=" + keys, "--agent=" + AGENT_ID],
-                              capture_output=True, text=True, check=True).stdout
-        key_ref = re.search(r"^key_ref=(\S+)", cred, re.M).group(1)
-        with open(os.path.join(d, "agent.key"), "w") as f:
-            f.write(re.search(r"^key=(\S+)", cred, re.M).group(1))
-        self.agent_port, self.frontend, admin = free_port(), free_port(), free_port()
-        p = procs.start("gateway", [gw, "--agent_tls_listen=127.0.0.1:%d" % self.agent_port,
-                                    "--cert=" + os.path.join(d, "cert.pem"),
-                                    "--key=" + os.path.join(d, "key.pem"),
-                                    "--streamer_keys=" + keys,
-                                    "--frontend_listen=127.0.0.1:%d" % self.frontend,
-                                    "--admin_listen=127.0.0.1:%d" % admin,
-                                    "--log_level=warning"], env)
-        wait_port(self.frontend)
-        procs.start("agent", [agent, "--gateway", "https://localhost:%d" % self.agent_port,
-                              "--agent-id", AGENT_ID, "--key-ref", key_ref, "--key-file",
-                              os.path.join(d, "agent.key"), "--ca-file",
-                              os.path.join(d, "cert.pem"), "--service",
-                              "iperf=127.0.0.1:%d" % sink_port, "--log-level", "warning"], env)
-        deadline = time.monotonic() + 15
-        while b'"%s"' % AGENT_ID.encode() not in _http_get(admin, "/api/v1/agents"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the agent did not connect")
-            time.sleep(0.1)
-        self.port = free_port()
-        # iperf3 cannot speak CONNECT: a media-side bridge does (its CPU is not the relay's).
-        procs.start("bridge", ["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % self.port,
-                               "PROXY:127.0.0.1:%s:%d,proxyport=%d" % (AGENT_ID, sink_port,
-                                                                        self.frontend)])
-        wait_port(self.port)
-        return p.pid
-
-
-def _http_get(port, path):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                return out
-            out += b
 
 
 def stunnel_client(procs, d, name, accept_port, connect_port, env):

@@ -15,6 +15,9 @@
 // (shutdown SHUT_WR) of the destination once the pipe is empty; what the source sent before an
 // error is delivered, then the error is reported.
 //
+// splice(2) has no MSG_NOSIGNAL: a process using the pump must ignore SIGPIPE (every camtunnel
+// program does), or a peer's reset kills it.
+//
 // The pump owns its pipe, never the sockets. Lifetime: Create, Start, then exactly one
 // OnPumpDone; the pump frees itself after that call, once no operation is in flight.
 #pragma once

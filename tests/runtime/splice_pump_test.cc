@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -82,6 +83,7 @@ class DoneHandler final : public SplicePumpHandler {
 class SplicePumpTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    signal(SIGPIPE, SIG_IGN);  // as every program using the pump does
     ASSERT_EQ(shard_.Init(ShardOptions{}), 0);
     std::tie(source_peer_, source_) = TcpPair();
     std::tie(destination_, destination_peer_) = TcpPair();
