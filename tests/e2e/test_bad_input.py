@@ -277,6 +277,32 @@ class BadInputTLS(_GatewayChecks, unittest.TestCase):
                            kind="data", result="bad_request")
         self.assert_good_session_untouched()
 
+    def test_expired_or_unknown_key_refused_with_401(self):
+        """A key reference past its expiry is refused with 401 before anything else is looked
+        at, on control and data connections alike, even with the K the streamer key really
+        derives for it; a key id the gateway does not hold gets 401 on a control connection."""
+        m0 = self.gw.metrics()
+        expired = "k1.%d" % (int(time.time()) - 60)
+        cases = [("expired", expired, ctc.derive_agent_key(self.gw.keys["k1"], GOOD, expired),
+                  ("control", "data")),
+                 ("unknown key id", "k9.%d" % self.gw.expiry, os.urandom(32), ("control",))]
+        for what, key_ref, key, kinds in cases:
+            cfg = self.gw.agent_config(GOOD, key=key)
+            cfg.key_ref = key_ref
+            for kind in kinds:
+                with self.subTest(key=what, kind=kind), \
+                        self.assertRaises(ctc.UpgradeRejected) as cm:
+                    if kind == "control":
+                        ctc.connect_control(cfg)
+                    else:
+                        ctc.open_data_connection(cfg, "00a3f09c11d2e4b7", bytes(16))
+                self.assertEqual(cm.exception.status, 401, (what, kind))
+        self.assertCounter(m0, 2, "camtunnel_agent_connections_total", kind="control",
+                           result="unauthorized")
+        self.assertCounter(m0, 1, "camtunnel_agent_connections_total", kind="data",
+                           result="unauthorized")
+        self.assert_good_session_untouched()
+
     def test_plain_agent_refused_when_gateway_has_certificate(self):
         m0 = self.gw.metrics()
         with self.assertRaises(ctc.UpgradeRejected) as cm:
