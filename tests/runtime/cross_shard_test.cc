@@ -1,7 +1,8 @@
 // Cross-shard messaging and moving live connections between shards, over real threads, rings
 // and sockets: the SPSC queue's order and bound, the MSG_RING doorbell waking a sleeping
-// shard, and echo streams (plain and TLS, with KeyUpdates before and after the move) accepted
-// on one shard and carried on by another mid-conversation. The ThreadSanitizer build
+// shard, and echo streams (plain and TLS, with KeyUpdates before and after the move, while
+// another thread rotates the session ticket keys) accepted on one shard and carried on by
+// another mid-conversation. The ThreadSanitizer build
 // (`make test-tsan`) runs this file.
 #include <gtest/gtest.h>
 #include <openssl/err.h>
@@ -20,6 +21,7 @@
 #include "runtime/listener.h"
 #include "runtime/shard_group.h"
 #include "runtime/stream.h"
+#include "runtime/ticket_keys.h"
 #include "runtime/tls_context.h"
 #include "tests/runtime/test_client.h"
 #include "tests/runtime/test_tls.h"
@@ -224,6 +226,7 @@ class StreamMoveTest : public ::testing::TestWithParam<bool> {
       auto ctx = CreateServerContext({cert_.cert_file, cert_.key_file});
       ASSERT_TRUE(ctx.ok()) << ctx.status();
       ctx_ = std::move(*ctx);
+      ticket_keys_->Install(ctx_.get());  // tickets are sealed while keys rotate (below)
     }
     ASSERT_TRUE(
         group_
@@ -251,6 +254,7 @@ class StreamMoveTest : public ::testing::TestWithParam<bool> {
 
   static constexpr size_t kMoveAfter = 100000;
   camtunnel::testing::TestCert cert_;
+  std::unique_ptr<TicketKeys> ticket_keys_ = TicketKeys::Generate();
   SslCtxPtr ctx_;
   ShardGroup group_;
   std::unique_ptr<Listener> listener_;  // shard 0's
@@ -274,9 +278,19 @@ TEST_P(StreamMoveTest, ConversationsContinueOnTheTargetShardByteForByte) {
     clients.emplace_back(
         [&, i] { results[i] = RunEchoClient(port_.load(), data[i], tls, /*key_update=*/8); });
   }
+  // The operator's reload rotating ticket keys from another thread while shards seal tickets.
+  std::atomic<bool> clients_done{false};
+  std::thread rotator([&] {
+    while (!clients_done.load()) {
+      ticket_keys_->Rotate(TicketKey::Random());
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
   for (auto& c : clients) {
     c.join();
   }
+  clients_done.store(true);
+  rotator.join();
   for (int i = 0; i < kClients; ++i) {
     EXPECT_TRUE(results[i].echoed == data[i])
         << "client " << i << ": " << results[i].echoed.size() << " bytes echoed";
