@@ -16,8 +16,8 @@ Fleet::Fleet(SimContext& ctx, const StreamerKey& key, uint64_t expiry_s) : ctx_(
   up_.reserve(o.agents);
   for (uint32_t i = 0; i < o.agents; ++i) {
     AgentIdentity id;
-    id.index = i;
-    id.id = o.agent_prefix + std::to_string(i);
+    id.index = o.agent_index_base + i;
+    id.id = o.agent_prefix + std::to_string(id.index);
     id.key_ref = proto::KeyRef{key.key_id, expiry_s};
     // What the manager would hand each agent: K derived from the streamer key.
     id.key = proto::DeriveAgentKey(key.key, id.id, id.key_ref);

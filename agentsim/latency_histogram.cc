@@ -70,4 +70,39 @@ uint64_t LatencyHistogram::CountAtOrBelow(uint64_t us) const {
   return n;
 }
 
+nlohmann::json LatencyHistogram::ToJson() const {
+  nlohmann::json buckets = nlohmann::json::array();
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    if (counts_[i] != 0) {
+      buckets.push_back({i, counts_[i]});
+    }
+  }
+  return {{"count", count_}, {"sum", sum_}, {"min", min()}, {"max", max_}, {"buckets", buckets}};
+}
+
+std::optional<LatencyHistogram> LatencyHistogram::FromJson(const nlohmann::json& j) {
+  LatencyHistogram h;
+  uint64_t total = 0;
+  try {
+    for (const auto& b : j.at("buckets")) {
+      const auto i = b.at(0).get<uint64_t>();
+      if (i >= static_cast<uint64_t>(kBuckets)) {
+        return std::nullopt;
+      }
+      h.counts_[i] += b.at(1).get<uint64_t>();
+      total += b.at(1).get<uint64_t>();
+    }
+    h.count_ = j.at("count").get<uint64_t>();
+    h.sum_ = j.at("sum").get<uint64_t>();
+    h.min_ = h.count_ == 0 ? UINT64_MAX : j.at("min").get<uint64_t>();
+    h.max_ = j.at("max").get<uint64_t>();
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;  // report files are read at the end of a run, never on the data path
+  }
+  if (total != h.count_) {
+    return std::nullopt;
+  }
+  return h;
+}
+
 }  // namespace camtunnel::agentsim

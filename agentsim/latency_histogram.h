@@ -6,6 +6,9 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
+
+#include "nlohmann/json.hpp"
 
 namespace camtunnel::agentsim {
 
@@ -27,6 +30,12 @@ class LatencyHistogram {
   uint64_t Percentile(double q) const;
   // Samples <= us (exact at bucket edges; used for Prometheus buckets).
   uint64_t CountAtOrBelow(uint64_t us) const;
+
+  // The whole state, buckets as [index, count] pairs (only non-empty ones), so histograms of
+  // several processes merge exactly (coordinator.h); percentiles alone would not.
+  nlohmann::json ToJson() const;
+  // Null when `j` is not what ToJson makes (counts must add up).
+  static std::optional<LatencyHistogram> FromJson(const nlohmann::json& j);
 
   static int BucketOf(uint64_t us);
   static uint64_t BucketUpper(int bucket);

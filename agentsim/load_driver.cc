@@ -21,6 +21,14 @@ void LoadDriver::Start() {
   Tick();
 }
 
+IntegrityCounts LoadDriver::LiveIntegrity() const {
+  IntegrityCounts sum;
+  for (const MediaSession* s : streams_) {
+    sum += s->LiveIntegrity();
+  }
+  return sum;
+}
+
 void LoadDriver::Stop() {
   running_ = false;
   ctx_.shard.timers().Cancel(tick_);

@@ -35,6 +35,9 @@ class LoadDriver final : public MediaObserver {
   // No new sessions; ends the live ones (RTSP with TEARDOWN). live() reaches 0 when all ended.
   void Stop();
   size_t live() const { return live_.size(); }
+  // The sum of the live sessions' own counts (MediaSession::LiveIntegrity): O(streams), once a
+  // second or per /metrics scrape.
+  IntegrityCounts LiveIntegrity() const;
 
   void set_snapshot_rate(double per_second) { snapshot_rate_ = per_second; }
   double snapshot_rate() const { return snapshot_rate_; }

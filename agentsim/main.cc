@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include "agentsim/coordinator.h"
+#include "agentsim/fd_budget.h"
 #include "agentsim/options.h"
 #include "agentsim/sim_runner.h"
 
@@ -29,11 +31,18 @@ int main(int argc, char** argv) {
                  "run 'camtunnel-agentsim --help' for the flags\n");
     return 2;
   }
+  if (absl::Status s = camtunnel::agentsim::CheckFdBudget(*options); !s.ok()) {
+    std::fprintf(stderr, "agentsim: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   // SIGINT/SIGTERM end the current phase; the run still stops cleanly and reports.
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  if (options->processes > 1) {
+    return camtunnel::agentsim::RunCoordinator(*options, argc, argv);
+  }
   return camtunnel::agentsim::RunSimulation(*options);
 }

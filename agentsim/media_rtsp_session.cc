@@ -258,6 +258,10 @@ void MediaRtspSession::OnStreamEof(runtime::Stream& /*stream*/) {
   End(step_ == Step::kPlaying ? "interrupted" : "failed_closed", 0);
 }
 
+IntegrityCounts MediaRtspSession::LiveIntegrity() const {
+  return ended_ ? IntegrityCounts{} : checker_.Counts();
+}
+
 void MediaRtspSession::End(std::string_view outcome, int error) {
   if (ended_) {
     return;

@@ -31,6 +31,7 @@ class MediaRtspSession final : public MediaSession, public runtime::StreamHandle
 
   void Start() override;
   void Stop() override;
+  IntegrityCounts LiveIntegrity() const override;
 
   void OnStreamReady(runtime::Stream& stream) override;
   void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "agentsim/agent_identity.h"
+#include "agentsim/integrity_checker.h"
 #include "agentsim/sim_context.h"
 
 namespace camtunnel::agentsim {
@@ -32,6 +33,9 @@ class MediaSession {
   virtual void Start() = 0;
   // Ends the session soon and cleanly (RTSP: TEARDOWN); OnMediaEnded follows.
   virtual void Stop() = 0;
+  // What this session has found so far and not yet added to the stats (they get it when the
+  // session ends): live errors for the progress line and /metrics, before anything finishes.
+  virtual IntegrityCounts LiveIntegrity() const { return {}; }
 };
 
 // "rtsp://<frontend>/<agent>/stream1": the gateway's path form.

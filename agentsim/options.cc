@@ -98,6 +98,13 @@ std::map<std::string, Flag> Flags() {
                         "FILE  the gateway's streamer keys ('<key id> <64 hex>' lines)"};
   f["key-id"] = {true, Text(&Options::key_id), "ID  streamer key to derive from (default: first)"};
   f["agents"] = {true, Number("agents", &Options::agents, 1, 1000000), "N  simulated agents"};
+  f["agent-index-base"] = {true, Number("agent-index-base", &Options::agent_index_base, 0, 1e9),
+                           "B  the first agent's number (0): ids are P<B>, P<B+1>, ..."};
+  f["processes"] = {true, Number("processes", &Options::processes, 1, 1024),
+                    "N  split the fleet and load over N worker processes, one merged report (1)"};
+  f["worker"] = {false,
+                 [](Options& o, const std::string&) { return o.worker = true, absl::OkStatus(); },
+                 "(internal) run as one of --processes' workers: status lines on stdout"};
   f["agent-prefix"] = {true, Text(&Options::agent_prefix), "P  agent ids are P0, P1, ..."};
   f["sources"] = {true,
                   [](Options& o, const std::string& v) -> absl::Status {
@@ -217,6 +224,8 @@ std::map<std::string, Flag> Flags() {
                         "self|gateway  drop all at once, or wait for a gateway restart (self)"};
   f["storm-after"] = {true, Number("storm-after", &Options::storm_after_s, 0, 86400),
                       "S  storm: seconds after all are up before the self trigger (2)"};
+  f["after-storm"] = {true, Number("after-storm", &Options::after_storm_s, 0, 86400),
+                      "S  storm: seconds of load after the recovery before the run ends (0)"};
   f["start-rate"] = {true, Number("start-rate", &Options::start_rate, 0.1, 1e6),
                      "R  open-rate: first step, opens per second (20)"};
   f["rate-step"] = {true, Number("rate-step", &Options::rate_step, 0, 1e6),
@@ -251,8 +260,10 @@ absl::Status Validate(Options& o, const std::map<std::string, std::string>& give
   if (!o.key_id.empty() && !proto::IsValidKeyId(o.key_id)) {
     return Bad("key-id", "'" + o.key_id + "': 1..32 of [A-Za-z0-9_-]");
   }
-  const std::string last = o.agent_prefix + std::to_string(o.agents - 1);
-  if (!proto::IsCanonicalAgentId(o.agent_prefix + "0") || !proto::IsCanonicalAgentId(last)) {
+  const std::string first = o.agent_prefix + std::to_string(o.agent_index_base);
+  const std::string last =
+      o.agent_prefix + std::to_string(uint64_t{o.agent_index_base} + o.agents - 1);
+  if (!proto::IsCanonicalAgentId(first) || !proto::IsCanonicalAgentId(last)) {
     return Bad("agent-prefix", "'" + o.agent_prefix + "' makes ids like '" + last +
                                    "' that are not canonical (1..63 of [a-z0-9-], no "
                                    "leading/trailing '-')");
@@ -282,6 +293,12 @@ absl::Status Validate(Options& o, const std::map<std::string, std::string>& give
   }
   if (o.scenario == Scenario::kOpenRate && o.max_rate < o.start_rate) {
     return Bad("max-rate", "below --start-rate");
+  }
+  if (o.processes > o.agents) {
+    return Bad("processes", "more processes than --agents");
+  }
+  if (o.processes > 1 && o.worker) {
+    return Bad("processes", "a worker does not start workers");
   }
   if (o.server_name.empty() && !has("server-name")) {
     // A name is checked against the certificate; an address literal is not a name.
@@ -396,6 +413,12 @@ std::string Usage() {
     absl::StrAppend(&u, "  --", name, " ", flag.help, "\n");
   }
   return u;
+}
+
+bool FlagTakesValue(const std::string& name) {
+  const std::map<std::string, Flag> flags = Flags();
+  auto it = flags.find(name);
+  return it != flags.end() && it->second.takes_value;
 }
 
 absl::StatusOr<sockaddr_storage> ParseConnectAddress(const std::string& text) {

@@ -40,6 +40,7 @@ struct Options {
   std::string streamer_keys_file;
   std::string key_id;  // empty: the first key of the file
   uint32_t agents = 100;
+  uint32_t agent_index_base = 0;  // ids are <prefix><base>, <prefix><base+1>, ...
   std::string agent_prefix = "sim-";
   std::vector<sockaddr_storage> sources;  // empty: the kernel picks
   uint32_t connect_concurrency = 256;     // agent handshakes in flight at once
@@ -72,6 +73,7 @@ struct Options {
   // storm
   StormTrigger storm_trigger = StormTrigger::kSelf;
   double storm_after_s = 2;
+  double after_storm_s = 0;  // load kept running after the recovery, to check media resumes
   // open-rate
   double start_rate = 20;
   double rate_step = 20;
@@ -81,11 +83,18 @@ struct Options {
   double max_error_ratio = 0.01;
   // soak
   int gateway_pid = 0;
+
+  // Several processes (the fd limit caps one process's agents): the parent coordinates
+  // `processes` workers of itself (coordinator.h). `worker`: this process is one of them.
+  uint32_t processes = 1;
+  bool worker = false;
 };
 
 // argv[1] is the scenario name. Errors carry the reason, for "agentsim: <reason>" and exit 2.
 absl::StatusOr<Options> ParseOptions(int argc, char** argv);
 std::string Usage();
+// Whether flag `name` (without "--") takes a value; false for an unknown flag.
+bool FlagTakesValue(const std::string& name);
 
 // "127.0.0.2-127.0.0.9", "127.0.0.2", or a comma list of either (IPv4 or IPv6 singles).
 absl::StatusOr<std::vector<sockaddr_storage>> ParseSources(const std::string& text);

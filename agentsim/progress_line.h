@@ -1,12 +1,11 @@
 // The live one-line progress display, on stderr and only when stderr is a terminal: agents up,
-// streams, opens per second, errors, Gbit/s, redrawn in place once a second.
+// streams, opens per second, errors, Gbit/s, redrawn in place once a second. The coordinator of
+// several processes draws the same line from its workers' summed status.
 #pragma once
 
 #include <cstdint>
-#include <string>
 
-#include "agentsim/fleet.h"
-#include "agentsim/sim_stats.h"
+#include "agentsim/live_status.h"
 
 namespace camtunnel::agentsim {
 
@@ -14,8 +13,8 @@ class ProgressLine {
  public:
   ProgressLine();
   bool enabled() const { return enabled_; }
-  // Redraws the line from the counters; rates are since the previous call.
-  void Update(const SimStats& stats, const Fleet& fleet, uint64_t now_ms, double elapsed_s);
+  // Redraws the line; rates are since the previous call.
+  void Update(const LiveStatus& status, uint64_t now_ms, double elapsed_s);
   // Ends the line so the summary starts on a fresh one.
   void Finish();
 

@@ -49,7 +49,7 @@ prometheus::MetricFamily Seconds(const std::string& name, const std::string& hel
 
 }  // namespace
 
-std::string RenderMetrics(const SimStats& s, const Fleet& fleet) {
+std::string RenderMetrics(const SimStats& s, const Fleet& fleet, const IntegrityCounts& live) {
   const IntegrityCounts& ic = s.media.integrity;
   std::vector<prometheus::MetricFamily> f;
   f.push_back(One("camtunnel_agentsim_agents", "Simulated agents", MetricType::Gauge,
@@ -93,6 +93,27 @@ std::string RenderMetrics(const SimStats& s, const Fleet& fleet) {
       .Counter({{"kind", "reordered"}}, static_cast<double>(ic.reordered))
       .Counter({{"kind", "corrupt"}}, static_cast<double>(ic.corrupt));
   f.push_back(errors.Take());
+  // A gauge, not a counter: a live "lost" can still turn into "reordered" when the packet
+  // arrives late; the session's final counts move to the counter above when it ends.
+  FamilyBuilder live_errors("camtunnel_agentsim_live_integrity_errors",
+                            "Integrity errors found so far in RTSP sessions still in progress",
+                            MetricType::Gauge);
+  live_errors.Gauge({{"kind", "lost"}}, static_cast<double>(live.lost))
+      .Gauge({{"kind", "duplicate"}}, static_cast<double>(live.duplicate))
+      .Gauge({{"kind", "reordered"}}, static_cast<double>(live.reordered))
+      .Gauge({{"kind", "corrupt"}}, static_cast<double>(live.corrupt));
+  f.push_back(live_errors.Take());
+  f.push_back(One("camtunnel_agentsim_live_verified_packets",
+                  "RTP packets verified so far in RTSP sessions still in progress",
+                  MetricType::Gauge, static_cast<double>(live.packets)));
+  FamilyBuilder heartbeats("camtunnel_agentsim_agent_control_messages_total",
+                           "Control messages the agents sent or received, by kind",
+                           MetricType::Counter);
+  heartbeats.Counter({{"kind", "ping_sent"}}, static_cast<double>(s.agents.pings_sent))
+      .Counter({{"kind", "pong_received"}}, static_cast<double>(s.agents.pongs_received))
+      .Counter({{"kind", "ping_answered"}}, static_cast<double>(s.agents.pings_answered))
+      .Counter({{"kind", "status_sent"}}, static_cast<double>(s.agents.status_sent));
+  f.push_back(heartbeats.Take());
   f.push_back(One("camtunnel_agentsim_camera_sent_bytes_total",
                   "Bytes the simulated cameras wrote into tunnels", MetricType::Counter,
                   static_cast<double>(s.cameras.bytes_sent)));

@@ -9,6 +9,7 @@
 
 namespace camtunnel::agentsim {
 
-std::string RenderMetrics(const SimStats& stats, const Fleet& fleet);
+// `live`: what sessions still in progress have found so far (LoadDriver::LiveIntegrity).
+std::string RenderMetrics(const SimStats& stats, const Fleet& fleet, const IntegrityCounts& live);
 
 }  // namespace camtunnel::agentsim

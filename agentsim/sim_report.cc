@@ -133,6 +133,8 @@ nlohmann::json BuildReport(const ReportInput& in) {
   }
   r["process"] = std::move(proc);
   r["scenario_detail"] = in.scenario;
+  // Raw histograms, so reports of several processes merge exactly (report_merge.h).
+  r["histograms"] = {{"connect_us", a.connect_us.ToJson()}, {"open_us", m.open_us.ToJson()}};
   r["result"] = m.integrity.errors() == 0 ? "pass" : "integrity_errors";
   return r;
 }
@@ -143,7 +145,11 @@ std::string HumanSummary(const nlohmann::json& r, const std::string& scenario_su
   const auto& lat = o["latency"];
   const auto& ie = r["integrity_errors"];
   std::string out = absl::StrCat("camtunnel-agentsim ", r["scenario"].get<std::string>(), " (",
-                                 r["config"]["transport"].get<std::string>(), ")\n");
+                                 r["config"]["transport"].get<std::string>());
+  if (r["config"].contains("processes")) {
+    absl::StrAppend(&out, ", ", r["config"]["processes"].get<uint64_t>(), " processes");
+  }
+  absl::StrAppend(&out, ")\n");
   absl::StrAppend(&out, "  agents      ", a["up_at_end_of_load"].get<uint64_t>(), "/",
                   a["configured"].get<uint64_t>(), " up; all connected in ",
                   a["time_to_connect_all_s"].is_null()

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "agentsim/fleet.h"
+#include "agentsim/live_status.h"
 #include "agentsim/load_driver.h"
 #include "agentsim/metrics_server.h"
 #include "agentsim/proc_sampler.h"
@@ -30,12 +31,29 @@ constexpr uint64_t kKeyValidityS = 86400;
 constexpr uint64_t kStopGraceMs = 5000;
 constexpr uint64_t kShutdownMs = 3000;
 
-// The once-a-second bookkeeping: progress line and process samples.
+LiveStatus CurrentStatus(const SimStats& s, const Fleet& fleet, const LoadDriver& driver) {
+  LiveStatus l;
+  l.up = fleet.up();
+  l.agents = fleet.size();
+  l.streams = s.media.rtsp_active;
+  l.opens = s.media.opens_total();
+  l.errors = s.media.opens_failed() + s.media.integrity.errors() + driver.LiveIntegrity().errors();
+  l.bytes = s.media.bytes_received;
+  return l;
+}
+
+// The once-a-second bookkeeping: progress line (or, in a worker, the status line for the
+// coordinator) and process samples.
 class SecondTicker {
  public:
-  SecondTicker(SimContext& ctx, Fleet& fleet, ProgressLine& progress, ProcSampler& self,
-               ProcSampler* gateway)
-      : ctx_(ctx), fleet_(fleet), progress_(progress), self_(self), gateway_(gateway) {
+  SecondTicker(SimContext& ctx, Fleet& fleet, LoadDriver& driver, ProgressLine& progress,
+               ProcSampler& self, ProcSampler* gateway)
+      : ctx_(ctx),
+        fleet_(fleet),
+        driver_(driver),
+        progress_(progress),
+        self_(self),
+        gateway_(gateway) {
     timer_.set_callback([this] { Tick(); });
     start_ms_ = ctx.shard.now_ms();
     self_.Sample(start_ms_);
@@ -48,7 +66,13 @@ class SecondTicker {
  private:
   void Tick() {
     const uint64_t now = ctx_.shard.now_ms();
-    progress_.Update(ctx_.stats, fleet_, now, static_cast<double>(now - start_ms_) / 1000.0);
+    const LiveStatus status = CurrentStatus(ctx_.stats, fleet_, driver_);
+    if (ctx_.options.worker) {
+      std::fputs(FormatStatusLine(status).c_str(), stdout);
+      std::fflush(stdout);
+    } else {
+      progress_.Update(status, now, static_cast<double>(now - start_ms_) / 1000.0);
+    }
     self_.Sample(now);
     if (gateway_ != nullptr && gateway_->alive()) {
       if (auto s = gateway_->Sample(now)) {
@@ -60,6 +84,7 @@ class SecondTicker {
 
   SimContext& ctx_;
   Fleet& fleet_;
+  LoadDriver& driver_;
   ProgressLine& progress_;
   ProcSampler& self_;
   ProcSampler* gateway_;
@@ -67,9 +92,9 @@ class SecondTicker {
   runtime::Timer timer_;
 };
 
-bool Interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
-
 }  // namespace
+
+bool Interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
 
 void RequestInterrupt() { g_interrupted.store(true, std::memory_order_relaxed); }
 
@@ -110,8 +135,9 @@ int RunSimulation(const Options& o) {
 
   std::unique_ptr<MetricsServer> metrics;
   if (!o.metrics_listen.empty()) {
-    auto m =
-        MetricsServer::Open(shard, o.metrics_listen, [&] { return RenderMetrics(stats, *fleet); });
+    auto m = MetricsServer::Open(shard, o.metrics_listen, [&] {
+      return RenderMetrics(stats, *fleet, driver.LiveIntegrity());
+    });
     if (!m.ok()) {
       std::fprintf(stderr, "agentsim: --metrics-listen: %s\n",
                    std::string(m.status().message()).c_str());
@@ -128,7 +154,7 @@ int RunSimulation(const Options& o) {
   if (o.gateway_pid > 0) {
     gateway = std::make_unique<ProcSampler>(o.gateway_pid);
   }
-  SecondTicker ticker(ctx, *fleet, progress, self, gateway.get());
+  SecondTicker ticker(ctx, *fleet, driver, progress, self, gateway.get());
 
   // 1. Connect.
   const double cpu_before_connect = ProcessCpuSeconds(getpid()).value_or(0);

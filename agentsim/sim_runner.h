@@ -18,5 +18,7 @@ int RunSimulation(const Options& options);
 
 // Set from a signal handler: the run stops its current phase and reports.
 void RequestInterrupt();
+// True once RequestInterrupt ran (the coordinator passes it on to its workers).
+bool Interrupted();
 
 }  // namespace camtunnel::agentsim

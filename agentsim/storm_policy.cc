@@ -5,7 +5,8 @@
 //   --storm-trigger=gateway  nothing is done here: the operator (or test) restarts the gateway,
 //                            the agents notice (GOAWAY, reset, heartbeat) and reconnect.
 // The storm starts when the fleet stops being complete and ends when it is complete again,
-// which also ends the load phase.
+// which also ends the load phase, --after-storm seconds later (media keeps flowing meanwhile, so
+// a run can show tunnels open again on the reconnected agents).
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -31,12 +32,17 @@ class StormPolicy final : public ScenarioPolicy {
     }
     if (start_ms_ != 0 && !env.fleet.recoveries_ms().empty() && recovery_ms_ < 0) {
       recovery_ms_ = static_cast<int64_t>(env.fleet.recoveries_ms().back());
+      recovered_at_ms_ = now_ms;
       attempts_ = env.ctx.stats.agents.connect_attempts - attempts_before_;
     }
     lowest_up_ = start_ms_ != 0 ? std::min(lowest_up_, env.fleet.up()) : lowest_up_;
   }
 
-  bool Done(const ScenarioEnv& /*env*/) const override { return recovery_ms_ >= 0; }
+  bool Done(const ScenarioEnv& env) const override {
+    return recovery_ms_ >= 0 &&
+           env.ctx.shard.now_ms() >=
+               recovered_at_ms_ + static_cast<uint64_t>(env.ctx.options.after_storm_s * 1000);
+  }
 
   nlohmann::json Report(const ScenarioEnv& env) const override {
     const bool self = env.ctx.options.storm_trigger == StormTrigger::kSelf;
@@ -71,6 +77,7 @@ class StormPolicy final : public ScenarioPolicy {
   size_t dropped_ = 0;
   size_t lowest_up_ = SIZE_MAX;
   int64_t recovery_ms_ = -1;
+  uint64_t recovered_at_ms_ = 0;
   uint64_t attempts_before_ = 0;
   uint64_t attempts_ = 0;
 };

@@ -9,9 +9,13 @@ Everything binds 127.0.0.x port 0 (except the restart test, which must reuse its
 every process is stopped by PID.
 """
 
+import functools
 import json
 import os
+import pty
 import re
+import resource
+import select
 import socket
 import subprocess
 import sys
@@ -119,19 +123,42 @@ class SteadyTest(SimTestCase):
         self.assertIntact(r)
 
     def test_steady_plain_with_snapshots_and_metrics(self):
-        gw = self.gateway()
+        gw = self.gateway(extra=["--heartbeat_ms=500"])
         argv = self.sim_argv(gw, "steady", args=[
             "--agents", 100, "--streams", 5, "--snapshot-rate", 30, "--snapshot-size", "100k",
             "--duration", 4, "--metrics-listen", "127.0.0.1:0"])
         sim = self.procs.start("agentsim", argv)
         port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 10).group(1))
         sim.wait_line(r"agentsim: agents-up 100/100", 20)
-        time.sleep(1.5)
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read()
-        text = text.decode()
+
+        def scrape():
+            text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5)
+            text = text.read().decode()
+            live = re.search(r"^camtunnel_agentsim_live_verified_packets (\S+)$", text, re.M)
+            msgs = {k: float(v) for k, v in re.findall(
+                r'^camtunnel_agentsim_agent_control_messages_total\{kind="(\w+)"\} (\S+)$',
+                text, re.M)}
+            return text, float(live.group(1)), msgs
+
+        # Scraped while the load runs (4 s): until the live figures have grown, 3 s at most.
+        deadline = time.monotonic() + 3
+        while True:
+            text, live, msgs = scrape()
+            grown = live > 5 * 25 and msgs["ping_sent"] + msgs["ping_answered"] > 100 * 2
+            if grown or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
         self.assertIn("camtunnel_agentsim_agents_up 100", text)
         self.assertIn('camtunnel_agentsim_opens_total{result="ok"}', text)
         self.assertIn("camtunnel_agentsim_open_latency_seconds_bucket", text)
+        # Sessions still running already show what they verified, and their errors (none).
+        self.assertGreater(live, 5 * 25, text)
+        for kind in ("lost", "duplicate", "reordered", "corrupt"):
+            self.assertIn('camtunnel_agentsim_live_integrity_errors{kind="%s"} 0' % kind, text)
+        # Heartbeats (WELCOME says every 500 ms: the agent pings when it has been quiet, else it
+        # answers the gateway's) and a STATUS per session.
+        self.assertGreaterEqual(msgs["status_sent"], 100, msgs)
+        self.assertGreater(msgs["ping_sent"] + msgs["ping_answered"], 100 * 2, msgs)
         self.assertEqual(sim.wait(30), 0, sim.stderr_tail())
         with open(os.path.join(self.tmp, "report.json")) as f:
             r = json.load(f)
@@ -139,33 +166,63 @@ class SteadyTest(SimTestCase):
         self.assertEqual(set(r["snapshots"]) - {"ok", "stopped"}, set())
         self.assertEqual(r["rtsp_sessions"], {"completed": 5})
         self.assertGreater(r["bytes_verified"], 60 * 100000)
+        a = r["agents"]
+        self.assertGreaterEqual(a["status_sent"], 100)
+        # A heartbeat each 500 ms either way; the gateway answers every agent PING (one still in
+        # flight when the run stops may go unanswered).
+        self.assertGreater(a["pings_sent"] + a["pings_answered"], 100 * 5)
+        self.assertGreater(a["pings_sent"], 0)
+        self.assertGreaterEqual(a["pongs_received"], a["pings_sent"] - 100)
+        self.assertEqual(a["heartbeat_timeouts"], 0)
         self.assertIntact(r)
 
 
 class ScenarioTest(SimTestCase):
     def test_churn_keeps_streams_intact(self):
         gw = self.gateway()
+        # 20 agents for 10 streams: most drops hit an agent whose camera is streaming.
         r = self.run_sim(self.sim_argv(gw, "churn", args=[
-            "--agents", 200, "--streams", 10, "--duration", 4, "--churn-rate", 10,
-            "--churn-down-ms", 300, "--sources", SOURCES]))
-        self.assertGreaterEqual(r["scenario_detail"]["drops"], 30)
-        self.assertGreaterEqual(r["agents"]["reconnects"], 20)
-        self.assertGreater(r["packets_verified"], 0)
-        # Only whole sessions; a churned agent's tunnels are separate connections and live on.
-        self.assertEqual(set(r["rtsp_sessions"]) - {"completed", "interrupted"}, set())
+            "--agents", 20, "--streams", 10, "--stream-seconds", 1, "--bitrate", "256k",
+            "--duration", 4, "--churn-rate", 10, "--churn-down-ms", 300]))
+        self.assertGreaterEqual(r["scenario_detail"]["drops"], 35)
+        self.assertGreaterEqual(r["agents"]["reconnects"], 30)
+        self.assertEqual(r["agents"]["failures"], {})
+        # The policy's promise: a churned agent's tunnels are separate connections and live on,
+        # so no session is ever interrupted; a new one every second per stream keeps opening.
+        sessions = r["rtsp_sessions"]
+        self.assertNotIn("interrupted", sessions)
+        self.assertGreaterEqual(sessions.get("completed", 0), 30, sessions)
+        opens = r["opens"]["by_result"]
+        self.assertEqual(opens["ok"], sessions["completed"])
+        self.assertEqual(r["agents"]["data_connections"], {"ok": opens["ok"]})
+        # An open may race its agent's drop (the gateway answers 503): rare, bounded.
+        self.assertEqual(set(opens) - {"ok", "rtsp_503"}, set(), opens)
+        self.assertLessEqual(r["opens"]["failed"], 5, opens)
+        self.assertGreater(r["packets_verified"], 30 * 25 * 2)
         self.assertIntact(r)
 
     def test_storm_self_all_agents_come_back(self):
         gw = self.gateway()
         start = time.monotonic()
         r = self.run_sim(self.sim_argv(gw, "storm", tls=True, args=[
-            "--agents", 300, "--duration", 30, "--storm-after", 1, "--no-reconnect-window"]))
+            "--agents", 300, "--duration", 30, "--storm-after", 1, "--no-reconnect-window",
+            "--streams", 5, "--stream-seconds", 1, "--bitrate", "256k", "--after-storm", 2]))
         storm = r["scenario_detail"]
         self.assertTrue(storm["recovered"], storm)
         self.assertEqual(storm["agents_dropped"], 300)
         self.assertGreater(storm["recovery_s"], 0)
         self.assertGreaterEqual(storm["reconnect_attempts"], 300)
         self.assertEqual(r["agents"]["reconnects"], 300)
+        self.assertEqual(r["agents"]["sessions"], 600)
+        self.assertEqual(r["agents"]["up_at_end_of_load"], 300)
+        # Streams live through the storm (tunnels are not the control connection) and new ones
+        # open on the reconnected agents: 5 streams x 1 s sessions, 2 s of them after recovery.
+        sessions = r["rtsp_sessions"]
+        self.assertNotIn("interrupted", sessions)
+        self.assertGreaterEqual(sessions.get("completed", 0), 12, sessions)
+        self.assertGreaterEqual(r["opens"]["by_result"]["ok"], 12)
+        self.assertGreater(r["packets_verified"], 12 * 25 * 2)
+        self.assertIntact(r)
         # Recovery ends the load phase early: far less than --duration.
         self.assertLess(time.monotonic() - start, 20)
 
@@ -182,6 +239,33 @@ class ScenarioTest(SimTestCase):
         self.assertGreater(r["opens"]["by_result"]["ok"], 150)
         self.assertIntact(r)
 
+    def test_open_rate_stops_on_latency_and_on_errors(self):
+        gw = self.gateway()
+        # A slowed path (every open waits 60 ms) against --max-p99-ms 30, then one that drops
+        # every other connection unanswered: the first step fails, for the named reason.
+        cases = [("p99", SlowRelay(gw.frontend, delay_s=0.06), ["--max-p99-ms", 30]),
+                 ("errors", SlowRelay(gw.frontend, drop_every=2), [])]
+        for reason, relay, extra in cases:
+            with self.subTest(stop=reason):
+                self.addCleanup(relay.close)
+                r = self.run_sim(self.sim_argv(
+                    gw, "open-rate", frontend="127.0.0.1:%d" % relay.port, args=[
+                        "--agents", 20, "--duration", 10, "--start-rate", 20, "--rate-step", 20,
+                        "--step-seconds", 1, "--max-rate", 100] + extra))
+                d = r["scenario_detail"]
+                self.assertEqual(d["stop_reason"], reason, d)
+                self.assertEqual(d["sustained_rate_per_s"], 0, d)
+                self.assertEqual(len(d["steps"]), 1, d)
+                step = d["steps"][0]
+                self.assertFalse(step["passed"], d)
+                self.assertGreaterEqual(step["opens"], 10, d)
+                if reason == "p99":
+                    self.assertGreater(step["p99_ms"], 30, d)
+                    self.assertEqual(step["failures"], 0, d)
+                else:
+                    self.assertGreaterEqual(step["failures"], step["opens"] // 2 - 2, d)
+                self.assertIntact(r)  # failed opens are not integrity errors
+
     def test_soak_samples_the_gateway_process(self):
         gw = self.gateway()
         r = self.run_sim(self.sim_argv(gw, "soak", args=[
@@ -190,7 +274,15 @@ class ScenarioTest(SimTestCase):
         self.assertEqual(g["pid"], gw.pid)
         self.assertGreaterEqual(len(g["samples"]), 3)
         self.assertGreater(g["rss_bytes_max"], 1 << 20)
-        self.assertGreater(r["opens"]["by_result"]["ok"], 5)  # soak's default mixed load
+        # soak's default mixed load: 10 streams, 5 snapshots/s, 0.5 drops/s, all agents back.
+        self.assertEqual(r["rtsp_sessions"], {"completed": 10})
+        self.assertGreaterEqual(r["snapshots"].get("ok", 0), 15, r["snapshots"])
+        self.assertEqual(set(r["snapshots"]) - {"ok", "stopped", "failed"}, set())
+        self.assertGreaterEqual(r["scenario_detail"]["drops"], 1)
+        self.assertGreaterEqual(r["agents"]["reconnects"], 1)
+        self.assertEqual(r["agents"]["up_at_end_of_load"], 50)
+        self.assertEqual(r["agents"]["failures"], {})
+        self.assertGreater(r["packets_verified"], 10 * 25 * 3)
         self.assertIntact(r)
 
 
@@ -277,6 +369,52 @@ class CorruptingRelay:
             s.close()
 
 
+class SlowRelay:
+    """TCP relay in front of the frontend that makes opens slow (each connection waits
+    `delay_s` before it is forwarded) or fail (every `drop_every`-th connection is closed
+    unanswered)."""
+
+    def __init__(self, upstream_port, delay_s=0.0, drop_every=0):
+        self.upstream_port = upstream_port
+        self.delay_s = delay_s
+        self.drop_every = drop_every
+        self.accepted = 0
+        self.conns = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.drop_every and self.accepted % self.drop_every == 0:
+                client.close()
+                continue
+            self.conns.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        time.sleep(self.delay_s)
+        try:
+            up = socket.create_connection(("127.0.0.1", self.upstream_port))
+        except OSError:
+            client.close()
+            return
+        self.conns.append(up)
+        threading.Thread(target=CorruptingRelay._copy, args=(up, client), daemon=True).start()
+        CorruptingRelay._copy(client, up)
+
+    def close(self):
+        for s in [self.sock] + self.conns:
+            s.close()
+
+
 class FaultTest(SimTestCase):
     def test_camera_faults_are_reported_by_kind(self):
         gw = self.gateway()
@@ -330,21 +468,159 @@ class InteropTest(SimTestCase):
 
 class RestartTest(SimTestCase):
     def test_storm_after_gateway_restart(self):
-        plain = free_port()
-        gw = self.gateway(plain_port=plain, extra=["--reconnect_window_ms=500"])
+        plain, frontend = free_port(), free_port()
+        kw = dict(plain_port=plain, frontend_port=frontend, extra=["--reconnect_window_ms=500"])
+        gw = self.gateway(**kw)
         sim = self.procs.start("agentsim", self.sim_argv(gw, "storm", args=[
             "--agents", 100, "--duration", 40, "--storm-trigger", "gateway",
-            "--backoff-max-ms", 500]))
+            "--backoff-max-ms", 500, "--streams", 3, "--stream-seconds", 1, "--bitrate", "256k",
+            "--after-storm", 2]))
         sim.wait_line(r"agentsim: agents-up 100/100", 15)
+        time.sleep(1.5)  # streams running through the old gateway when it goes
         self.assertEqual(gw.proc.stop(), 0)
-        self.gateway(plain_port=plain, extra=["--reconnect_window_ms=500"])
+        self.gateway(**kw)
         sim.wait_line(r"agentsim: load-done", 30)
         self.assertEqual(sim.wait(15), 0, sim.stderr_tail())
         with open(os.path.join(self.tmp, "report.json")) as f:
-            storm = json.load(f)["scenario_detail"]
+            r = json.load(f)
+        storm = r["scenario_detail"]
         self.assertTrue(storm["recovered"], storm)
         self.assertEqual(storm["agents_dropped"], 100, storm)
         self.assertLess(storm["recovery_s"], 15, storm)
+        self.assertEqual(r["agents"]["up_at_end_of_load"], 100)
+        self.assertGreaterEqual(r["agents"]["reconnects"], 100)
+        # Sessions cut by the restart end "interrupted"; at most the 3 streams live then (an
+        # open in flight at that moment fails instead). Then media flows again for 2 s through
+        # the new gateway, every packet intact.
+        sessions = r["rtsp_sessions"]
+        self.assertLessEqual(sessions.get("interrupted", 0), 3, sessions)
+        self.assertGreaterEqual(sessions.get("completed", 0), 3 + 3, sessions)
+        self.assertIntact(r)
+
+
+def worker_reports(tmp, n):
+    out = []
+    for i in range(n):
+        with open(os.path.join(tmp, "report.json.worker-%d.json" % i)) as f:
+            out.append(json.load(f))
+    return out
+
+
+class MultiProcessTest(SimTestCase):
+    def test_two_processes_merge_into_one_report(self):
+        gw = self.gateway(extra=["--heartbeat_ms=500"])
+        r = self.run_sim(self.sim_argv(gw, "steady", args=[
+            "--processes", 2, "--agents", 400, "--streams", 6, "--bitrate", "256k",
+            "--snapshot-rate", 20, "--duration", 3, "--sources", SOURCES]))
+        w = worker_reports(self.tmp, 2)
+        # Disjoint shares: ids sim-0..199 and sim-200..399 (a shared id would make the gateway
+        # replace a session: a reconnect or a failure), sources split 4 + 4.
+        self.assertEqual([x["config"]["agents"] for x in w], [200, 200])
+        self.assertEqual([x["config"]["sources"] for x in w], [4, 4])
+        self.assertEqual([x["config"]["streams"] for x in w], [3, 3])
+        a = r["agents"]
+        self.assertEqual(r["config"]["processes"], 2)
+        self.assertEqual((a["configured"], a["up_at_end_of_load"], a["sessions"]), (400, 400, 400))
+        self.assertEqual((a["reconnects"], a["failures"], a["goaways"]), (0, {}, 0))
+        # The merged report is the sum of the workers' ...
+        total = lambda *path: sum(functools.reduce(lambda d, k: d[k], path, x) for x in w)
+        for path in [("agents", "connect_attempts"), ("agents", "pings_sent"),
+                     ("agents", "pongs_received"), ("agents", "status_sent"),
+                     ("opens", "total"), ("opens", "failed"), ("packets_verified",),
+                     ("bytes_verified",), ("throughput", "media_bytes_received"),
+                     ("cameras", "packets_sent"), ("rtsp_sessions", "completed"),
+                     ("snapshots", "ok")]:
+            self.assertEqual(functools.reduce(lambda d, k: d[k], path, r), total(*path), path)
+        self.assertEqual(r["rtsp_sessions"], {"completed": 6})
+        self.assertEqual(r["opens"]["by_result"]["ok"], r["opens"]["total"])
+        self.assertGreaterEqual(r["snapshots"]["ok"], 30)
+        # ... and its latency is merged from the histograms, exactly.
+        self.assertEqual(r["opens"]["latency"]["count"], r["opens"]["total"])
+        self.assertEqual(r["opens"]["latency"]["max_ms"],
+                         max(x["opens"]["latency"]["max_ms"] for x in w))
+        buckets = {}
+        for x in w:
+            for b, n in x["histograms"]["open_us"]["buckets"]:
+                buckets[b] = buckets.get(b, 0) + n
+        self.assertEqual({b: n for b, n in r["histograms"]["open_us"]["buckets"]}, buckets)
+        # Heartbeats every 500 ms in each worker: a PING from the agent when it has been quiet,
+        # else an answer to the gateway's; every one the agent sends is answered.
+        self.assertGreater(a["pings_sent"] + a["pings_answered"], 400 * 3)
+        self.assertGreater(a["pings_sent"], 0)
+        self.assertGreaterEqual(a["pongs_received"], a["pings_sent"] - 400)
+        self.assertGreaterEqual(a["status_sent"], 400)
+        self.assertGreater(r["packets_verified"], 6 * 25 * 2)
+        self.assertIntact(r)
+        for x in w:
+            self.assertIntact(x)
+
+
+class FdBudgetTest(SimTestCase):
+    def test_too_many_agents_for_the_fd_limit_exit_2_naming_the_processes(self):
+        gw = self.gateway()
+        limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+        argv = self.sim_argv(gw, "steady", args=["--agents", 500, "--duration", 1])
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=10, preexec_fn=limit)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("RLIMIT_NOFILE is 300", r.stderr)
+        self.assertIn("use --processes 3", r.stderr)  # 500/3 agents + reserve fit in 300
+        self.assertNotIn("agents-up", r.stdout)  # nothing started
+        r = subprocess.run(argv + ["--processes", "3"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30, preexec_fn=limit)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("agentsim: agents-up 500/500", r.stdout)
+
+
+PROGRESS = re.compile(r"\[\s*([\d.]+)s\] agents (\d+)/(\d+) up \| streams (\d+) \| "
+                      r"opens/s ([\d.]+) \| errors (\d+) \| ([\d.]+) Gbit/s")
+
+
+class ProgressTest(SimTestCase):
+    def run_on_tty(self, argv):
+        """Runs agentsim with stderr on a pseudo-terminal; returns the progress lines drawn."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave,
+                             stdin=subprocess.DEVNULL)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        os.close(master)
+        self.assertEqual(p.wait(10), 0, out[-2000:])
+        # Each redraw starts with \r and ends by erasing the rest of the line.
+        return [m.groups() for m in PROGRESS.finditer(out.decode(errors="replace"))]
+
+    def test_progress_line_on_a_terminal_single_and_merged(self):
+        gw = self.gateway()
+        for processes in (1, 2):
+            with self.subTest(processes=processes):
+                lines = self.run_on_tty(self.sim_argv(gw, "steady", args=[
+                    "--agents", 60, "--streams", 4, "--bitrate", "1M", "--snapshot-rate", 20,
+                    "--duration", 3.5, "--processes", processes]))
+                self.assertGreaterEqual(len(lines), 3, lines)
+                loaded = [l for l in lines if l[1:4] == ("60", "60", "4")]
+                self.assertGreaterEqual(len(loaded), 2, lines)
+                self.assertEqual({l[5] for l in lines}, {"0"}, lines)  # errors
+                # Rates are per redraw; the merged line sums workers' lines sent on their own
+                # clocks, so one redraw may see two of a worker's seconds: judge the mean.
+                rates = [(float(l[4]), float(l[6])) for l in loaded[1:]]
+                opens = sum(r[0] for r in rates) / len(rates)
+                gbps = sum(r[1] for r in rates) / len(rates)
+                self.assertGreater(opens, 10, lines)  # 20 snapshots/s asked
+                self.assertLess(opens, 35, lines)
+                self.assertGreater(gbps, 0.003, lines)  # 4 x 1 Mbit/s + snapshots
+                self.assertLess(gbps, 0.1, lines)
 
 
 class CliTest(SimTestCase):

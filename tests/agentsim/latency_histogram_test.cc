@@ -53,5 +53,31 @@ TEST(LatencyHistogramTest, MergeAddsCountsAndCountAtOrBelowIsCumulative) {
   EXPECT_EQ(a.CountAtOrBelow(1u << 20), 2u);
 }
 
+TEST(LatencyHistogramTest, JsonRoundTripKeepsEveryBucket) {
+  LatencyHistogram a;
+  for (uint64_t v : {3u, 900u, 1500u, 1501u, 250000u}) {
+    a.Record(v);
+  }
+  const auto b = LatencyHistogram::FromJson(a.ToJson());
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->ToJson(), a.ToJson());
+  EXPECT_EQ(b->count(), 5u);
+  EXPECT_EQ(b->min(), 3u);
+  EXPECT_EQ(b->max(), 250000u);
+  EXPECT_EQ(b->Percentile(0.5), a.Percentile(0.5));
+}
+
+TEST(LatencyHistogramTest, FromJsonRejectsCountsThatDoNotAddUp) {
+  LatencyHistogram a;
+  a.Record(10);
+  nlohmann::json j = a.ToJson();
+  j["count"] = 2;
+  EXPECT_FALSE(LatencyHistogram::FromJson(j).has_value());
+  EXPECT_FALSE(LatencyHistogram::FromJson(nlohmann::json::object()).has_value());
+  j = a.ToJson();
+  j["buckets"][0][0] = LatencyHistogram::kBuckets;
+  EXPECT_FALSE(LatencyHistogram::FromJson(j).has_value());
+}
+
 }  // namespace
 }  // namespace camtunnel::agentsim

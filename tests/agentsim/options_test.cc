@@ -74,5 +74,20 @@ TEST(OptionsTest, ScaledSizes) {
   EXPECT_FALSE(ParseScaled("lots").ok());
 }
 
+TEST(OptionsTest, ProcessesSplitTheFleetAndLaterFlagsOverrideEarlierOnes) {
+  // The coordinator relies on the last occurrence winning when it appends a worker's share.
+  auto o = Parse(With("steady", {"--agents", "10", "--processes", "2", "--agents", "4",
+                                 "--processes", "1", "--worker", "--agent-index-base", "6"}));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->agents, 4u);
+  EXPECT_EQ(o->agent_index_base, 6u);
+  EXPECT_TRUE(o->worker);
+  EXPECT_FALSE(Parse(With("steady", {"--agents", "2", "--processes", "3"})).ok());
+  EXPECT_FALSE(Parse(With("steady", {"--processes", "2", "--worker"})).ok());
+  EXPECT_TRUE(FlagTakesValue("agents"));
+  EXPECT_FALSE(FlagTakesValue("worker"));
+  EXPECT_FALSE(FlagTakesValue("no-such-flag"));
+}
+
 }  // namespace
 }  // namespace camtunnel::agentsim
