@@ -1,12 +1,15 @@
-# Debian packages: camtunnel-gateway and camtunnel-agent, one per install component.
+# Debian packages: camtunnel-gateway, camtunnel-agent and camtunnel-agentsim, one per install
+# component.
 #
 #   cmake --preset release && cmake --build --preset release
 #   cpack --config build/release/CPackConfig.cmake -B build/packages
-#   -> build/packages/camtunnel-gateway_<version>_<arch>.deb, camtunnel-agent_<version>_<arch>.deb
+#   -> build/packages/camtunnel-{gateway,agent,agentsim}_<version>_<arch>.deb
 #
-# The binaries' install() rules live beside their targets (gateway/, agent/, component gateway
-# and agent); this file adds the systemd units, the example env files (conffiles in
-# /etc/camtunnel), the maintainer scripts (deploy/debian/) and the operator documents.
+# The binaries' install() rules live beside their targets (gateway/, agent/, agentsim/,
+# components gateway, agent and agentsim); this file adds the systemd units, the example
+# configuration and env files (conffiles in /etc/camtunnel), the maintainer scripts
+# (deploy/debian/) and the operator documents. The load generator has no service: no unit, no
+# user, no configuration, only the binary and its README.
 # Version: project(camtunnel VERSION ...). Library dependencies: dpkg-shlibdeps (dpkg-dev).
 # Checked by tests/ops/test_packages.py.
 
@@ -20,9 +23,22 @@ endif()
 if(TARGET camtunnel-agent)
   list(APPEND camtunnel_components agent)
 endif()
+# Services: the components with a unit, a user and configuration.
+set(camtunnel_services ${camtunnel_components})
+if(TARGET camtunnel-agentsim)
+  list(APPEND camtunnel_components agentsim)
+  install(FILES ${CMAKE_SOURCE_DIR}/agentsim/README.md
+          DESTINATION share/doc/camtunnel-agentsim COMPONENT agentsim)
+endif()
 
-# Files of both packages: unit, example env file (as a conffile), documents.
-foreach(component IN LISTS camtunnel_components)
+# The gateway's configuration file: a conffile next to its env file.
+if(TARGET camtunnel-gateway)
+  install(FILES ${CAMTUNNEL_DEPLOY_DIR}/config/gateway.toml
+          DESTINATION /etc/camtunnel COMPONENT gateway)
+endif()
+
+# Files of both service packages: unit, example env file (as a conffile), documents.
+foreach(component IN LISTS camtunnel_services)
   install(FILES ${CAMTUNNEL_DEPLOY_DIR}/systemd/camtunnel-${component}.service
           DESTINATION lib/systemd/system COMPONENT ${component})
   # Absolute: a Debian package's configuration lives in /etc, not under the /usr prefix.
@@ -32,7 +48,12 @@ foreach(component IN LISTS camtunnel_components)
           DESTINATION share/doc/camtunnel-${component} COMPONENT ${component})
   set(control_dir ${CMAKE_BINARY_DIR}/cpack/${component})
   file(MAKE_DIRECTORY ${control_dir})
-  file(WRITE ${control_dir}/conffiles "/etc/camtunnel/${component}.env\n")
+  if(component STREQUAL "gateway")
+    file(WRITE ${control_dir}/conffiles
+         "/etc/camtunnel/gateway.env\n/etc/camtunnel/gateway.toml\n")
+  else()
+    file(WRITE ${control_dir}/conffiles "/etc/camtunnel/${component}.env\n")
+  endif()
   foreach(script postinst prerm postrm)
     file(COPY ${CAMTUNNEL_DEPLOY_DIR}/debian/${script} DESTINATION ${control_dir}
          FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
@@ -106,6 +127,12 @@ endif()
 set(CPACK_DEBIAN_AGENT_DESCRIPTION "camtunnel agent (camera side)
 Dials out to a camtunnel gateway over TLS and serves reverse tunnels to the camera's
 local services (RTSP, HTTP), so cameras behind NAT need no port forwarding.")
+set(CPACK_DEBIAN_AGENTSIM_PACKAGE_NAME camtunnel-agentsim)
+set(CPACK_DEBIAN_AGENTSIM_DESCRIPTION "camtunnel agentsim (load generator)
+Simulates fleets of camtunnel agents and their cameras in one process and drives
+verified RTSP and snapshot load through a gateway. For test and load boxes, not
+for production nodes.")
+set(CPACK_COMPONENT_AGENTSIM_DISPLAY_NAME "camtunnel agentsim")
 set(CPACK_COMPONENT_GATEWAY_DISPLAY_NAME "camtunnel gateway")
 set(CPACK_COMPONENT_AGENT_DISPLAY_NAME "camtunnel agent")
 

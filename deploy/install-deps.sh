@@ -8,9 +8,9 @@ packages=(
   build-essential cmake ninja-build pkg-config clang clang-format clang-tidy libclang-rt-14-dev
   # libraries
   liburing-dev libssl-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev prometheus-cpp-dev
+  nlohmann-json3-dev prometheus-cpp-dev libsqlite3-dev libtomlplusplus-dev libsystemd-dev
   # third-party peers for the end-to-end tests and the demo
-  python3 python3-gi python3-openssl gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
+  python3 python3-gi python3-openssl python3-cryptography gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly ffmpeg curl openssl libnss-myhostname procps iproute2
   # operations tests: promtool and the Prometheus server, dpkg-shlibdeps for the packages

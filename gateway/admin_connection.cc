@@ -1,9 +1,12 @@
 #include "gateway/admin_connection.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <nlohmann/json.hpp>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "gateway/camera_probe.h"
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
@@ -20,6 +23,8 @@ std::string_view Phrase(int status) {
   switch (status) {
     case 200:
       return "OK";
+    case 202:
+      return "Accepted";
     case 400:
       return "Bad Request";
     case 401:
@@ -37,18 +42,50 @@ std::string_view Phrase(int status) {
   }
 }
 
-nlohmann::json AgentJson(std::string_view id, const ControlSession& s) {
+// Agents listed per page unless ?limit= says otherwise, and the most one page may hold: the list
+// is built and sorted on the shard's loop, so a page stays small.
+constexpr size_t kDefaultPage = 100;
+constexpr size_t kMaxPage = 1000;
+
+std::string_view StateOf(const ControlSession& s) { return s.closing() ? "closing" : "connected"; }
+
+nlohmann::json AgentJson(GatewayShard& gw, std::string_view id, const ControlSession& s) {
   nlohmann::json services = nlohmann::json::array();
   for (const auto& e : s.services()) {
     services.push_back({{"name", e.name}, {"port", e.port}});
   }
+  const AgentStats* stats = gw.registry().Stats(id);
+  const AgentStats none;
+  const AgentStats& st = stats != nullptr ? *stats : none;
   return {{"id", std::string(id)},
+          {"state", std::string(StateOf(s))},
+          {"home_shard", gw.shard().id()},
           {"remote", s.remote()},
           {"version", s.version()},
           {"connected_since_ms", s.connected_wall_ms()},
           {"heartbeat_rtt_us", s.last_rtt_us()},
           {"last_status", s.last_status()},
-          {"services", services}};
+          {"services", services},
+          {"open_tunnels", st.open_tunnels},
+          {"tunnels_total", st.tunnels},
+          {"bytes_to_camera", st.bytes_to_camera},
+          {"bytes_to_client", st.bytes_to_client},
+          {"reconnects", st.sessions > 0 ? st.sessions - 1 : 0}};
+}
+
+// "a=1&b=2" -> calls f(key, value) per pair; stops at the first f that returns false.
+template <typename F>
+bool ForEachQueryPair(std::string_view query, F f) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? "" : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (!f(pair.substr(0, eq), eq == std::string_view::npos ? "" : pair.substr(eq + 1))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -114,6 +151,8 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   } else if (path.starts_with(kAgents) && path.size() > kAgents.size() &&
              path.substr(kAgents.size()).find('/') == std::string_view::npos) {
     Agent(head.method, path.substr(kAgents.size()));
+  } else if (path == "/api/v1/drain") {
+    Drain(head.method);
   } else if (head.method != "GET") {
     Respond(405, "text/plain", "only GET is served here for now\n");
   } else if (path == "/metrics") {
@@ -121,12 +160,13 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   } else if (path == "/healthz") {
     Respond(200, "text/plain", "ok\n");
   } else if (path == "/readyz") {
-    gw_.ready() ? Respond(200, "text/plain", "ready\n") : Respond(503, "text/plain", "not ready\n");
+    if (gw_.ready()) {
+      Respond(200, "text/plain", "ready\n");
+    } else {
+      Respond(503, "text/plain", gw_.draining() ? "draining\n" : "not ready\n");
+    }
   } else if (path == "/api/v1/agents") {
-    nlohmann::json list = nlohmann::json::array();
-    gw_.registry().ForEachSession(
-        [&](std::string_view id, const ControlSession* s) { list.push_back(AgentJson(id, *s)); });
-    Respond(200, "application/json", nlohmann::json{{"agents", list}}.dump() + "\n");
+    ListAgents(query);
   } else {
     Respond(404, "text/plain", "not found\n");
   }
@@ -141,7 +181,7 @@ void AdminConnection::Agent(std::string_view method, std::string_view agent_id) 
             R"({"error":"agent not connected"})"
             "\n");
   } else if (method == "GET") {
-    Respond(200, "application/json", AgentJson(agent_id, *s).dump() + "\n");
+    Respond(200, "application/json", AgentJson(gw_, agent_id, *s).dump() + "\n");
   } else if (method == "DELETE") {
     s->GoAway("kicked by the operator", 0);
     Respond(200, "application/json",
@@ -150,6 +190,80 @@ void AdminConnection::Agent(std::string_view method, std::string_view agent_id) 
   } else {
     Respond(405, "text/plain", "GET or DELETE\n");
   }
+}
+
+// Query: limit=<1..1000> (default 100), cursor=<agent id> (the previous page's next_cursor:
+// agents after it in id order), state=connected|closing. Ordered by id, so pages are stable
+// while agents come and go: an agent is never listed twice, and one that connects meanwhile
+// shows up if its id sorts after the cursor.
+void AdminConnection::ListAgents(std::string_view query) {
+  size_t limit = kDefaultPage;
+  std::string cursor;
+  std::string state;
+  std::string error;
+  ForEachQueryPair(query, [&](std::string_view key, std::string_view value) {
+    if (key == "limit") {
+      if (!absl::SimpleAtoi(absl::string_view(value.data(), value.size()), &limit) || limit == 0 ||
+          limit > kMaxPage) {
+        error = "limit must be 1..1000";
+      }
+    } else if (key == "cursor") {
+      if (!value.empty() && !proto::IsCanonicalAgentId(value)) {
+        error = "cursor must be an agent id (the previous page's next_cursor)";
+      }
+      cursor = std::string(value);
+    } else if (key == "state") {
+      if (value != "connected" && value != "closing") {
+        error = "state must be connected or closing";
+      }
+      state = std::string(value);
+    } else {
+      error = "query takes limit, cursor and state";
+    }
+    return error.empty();
+  });
+  if (!error.empty()) {
+    Respond(400, "application/json", nlohmann::json{{"error", error}}.dump() + "\n");
+    return;
+  }
+  std::vector<std::pair<std::string_view, const ControlSession*>> match;
+  size_t total = 0;
+  gw_.registry().ForEachSession([&](std::string_view id, const ControlSession* s) {
+    if (!state.empty() && StateOf(*s) != state) {
+      return;
+    }
+    ++total;
+    if (cursor.empty() || id > std::string_view(cursor)) {
+      match.emplace_back(id, s);
+    }
+  });
+  // Only the page's first `limit` ids need ordering.
+  const size_t n = std::min(limit, match.size());
+  std::partial_sort(match.begin(), match.begin() + static_cast<std::ptrdiff_t>(n), match.end());
+  nlohmann::json list = nlohmann::json::array();
+  for (size_t i = 0; i < n; ++i) {
+    list.push_back(AgentJson(gw_, match[i].first, *match[i].second));
+  }
+  nlohmann::json page = {{"agents", list}, {"total", total}};
+  page["next_cursor"] =
+      match.size() > n ? nlohmann::json(std::string(match[n - 1].first)) : nlohmann::json();
+  Respond(200, "application/json", page.dump() + "\n");
+}
+
+// POST starts a drain and keeps the process up, not ready (a SIGTERM later still exits once
+// drained); GET says how far it is.
+void AdminConnection::Drain(std::string_view method) {
+  if (method == "POST") {
+    gw_.Drain({});
+  } else if (method != "GET") {
+    Respond(405, "text/plain", "GET or POST\n");
+    return;
+  }
+  const nlohmann::json body = {{"draining", gw_.draining()},
+                               {"drained", gw_.drained()},
+                               {"tunnels_open", gw_.metrics().tunnels_open.Get()},
+                               {"agents", gw_.registry().online()}};
+  Respond(method == "POST" ? 202 : 200, "application/json", body.dump() + "\n");
 }
 
 // Query: service=<name> (default rtsp) and path=<absolute path> (default /). Values are taken

@@ -1,6 +1,6 @@
-// One request on the admin listener (/metrics, /healthz, /readyz, /api/v1/agents, and
-// POST /api/v1/agents/{id}/probe), answered on the shard's own loop and closed: admin traffic is
-// rare, so no keep-alive.
+// One request on the admin listener (/metrics, /healthz, /readyz, /api/v1/agents (paged),
+// /api/v1/agents/{id} (GET, DELETE), POST /api/v1/agents/{id}/probe, /api/v1/drain), answered on
+// the shard's own loop and closed: admin traffic is rare, so no keep-alive.
 #pragma once
 
 #include "gateway/head_reader.h"
@@ -27,6 +27,8 @@ class AdminConnection final : public runtime::StreamHandler {
   bool Authorized(const proto::RequestHead& head) const;
   void Probe(std::string_view agent_id, std::string_view query);
   void Agent(std::string_view method, std::string_view agent_id);
+  void ListAgents(std::string_view query);
+  void Drain(std::string_view method);
 
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;

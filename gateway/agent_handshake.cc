@@ -8,6 +8,7 @@
 
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
+#include "gateway/log.h"
 #include "gateway/tunnel_waiter.h"
 #include "proto/crypto.h"
 #include "runtime/clock.h"
@@ -100,6 +101,11 @@ void AgentHandshake::Refuse(int status, std::string_view text, AgentResult resul
   } else {
     gw_.metrics().CountControl(result);
   }
+  // Refusals come in floods (scans, a fleet with an expired key): the log's per-event rate
+  // limit keeps them to a few lines per window and counts the rest.
+  LogEvent(LogLevel::kInfo, "agent_refused",
+           {Kv("kind", data ? "data" : "control"), Kv("status", status), Kv("reason", text),
+            Kv("remote", stream_->peer_text())});
   stream_->Write(proto::BuildUpgradeError(status, text));
   stream_->Finish();
 }

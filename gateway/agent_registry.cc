@@ -18,8 +18,8 @@ ControlSession* AgentRegistry::Find(std::string_view agent_id) const {
 }
 
 ControlSession* AgentRegistry::Install(std::string_view agent_id, ControlSession* session) {
-  if (seen_.size() < kMaxSeen) {
-    seen_.insert(std::string(agent_id));
+  if (seen_.size() < kMaxSeen || seen_.contains(Key(agent_id))) {
+    ++seen_[Key(agent_id)].sessions;
   }
   auto [it, inserted] = sessions_.try_emplace(std::string(agent_id), session);
   if (inserted) {
@@ -28,6 +28,11 @@ ControlSession* AgentRegistry::Install(std::string_view agent_id, ControlSession
   ControlSession* old = it->second;
   it->second = session;
   return old;
+}
+
+AgentStats* AgentRegistry::Stats(std::string_view agent_id) {
+  auto it = seen_.find(Key(agent_id));
+  return it == seen_.end() ? nullptr : &it->second;
 }
 
 void AgentRegistry::Remove(std::string_view agent_id, const ControlSession* session) {

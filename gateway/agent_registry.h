@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "proto/identifiers.h"
 
 namespace camtunnel::gateway {
@@ -21,6 +21,16 @@ struct PendingTunnel {
   std::string service;
   proto::Nonce nonce{};
   TunnelWaiter* waiter = nullptr;  // notified on data connection, failure or agent loss
+};
+
+// What the admin API shows about an agent beyond its live session, kept on its home shard for
+// every agent seen (bounded by kMaxSeen) and never erased, so a relay may hold a pointer to it.
+struct AgentStats {
+  uint32_t sessions = 0;      // verified sessions installed; reconnects = sessions - 1
+  uint32_t open_tunnels = 0;  // relaying now
+  uint64_t tunnels = 0;       // established since first seen
+  uint64_t bytes_to_camera = 0;
+  uint64_t bytes_to_client = 0;
 };
 
 class AgentRegistry {
@@ -37,6 +47,8 @@ class AgentRegistry {
   bool Seen(std::string_view agent_id) const {
     return seen_.contains(absl::string_view(agent_id.data(), agent_id.size()));
   }
+  // Stats of an agent seen here, or null (never seen, or past kMaxSeen). Stable pointer.
+  AgentStats* Stats(std::string_view agent_id);
   size_t online() const { return sessions_.size(); }
   template <typename F>
   void ForEachSession(F f) const {
@@ -57,7 +69,7 @@ class AgentRegistry {
 
  private:
   absl::flat_hash_map<std::string, ControlSession*> sessions_;
-  absl::flat_hash_set<std::string> seen_;
+  absl::node_hash_map<std::string, AgentStats> seen_;
   absl::flat_hash_map<proto::TunnelId, PendingTunnel> pending_;
   absl::flat_hash_map<std::string, uint32_t> pending_per_agent_;
 };

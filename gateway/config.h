@@ -19,11 +19,19 @@ struct GatewayConfig {
   std::string streamer_keys_file;  // lines "<key id> <64 hex chars>"
 
   std::vector<std::string> frontend_listen = {"127.0.0.1:8554", "[::1]:8554"};
+  // Source CIDRs allowed on the frontend (empty: anyone who can connect). Required when a
+  // frontend listener is bound beyond loopback (config_check.h says what loopback means).
+  std::vector<std::string> frontend_allow;
+  // Bearer token that HTTP and CONNECT requests must carry in Proxy-Authorization (RTSP
+  // clients cannot send one). Required beyond loopback; read from frontend_token_file.
+  std::string frontend_token_file;
+  std::string frontend_token;
   std::string host_suffix = "localhost";  // <agent>.<suffix> names an agent in host form
   std::vector<std::string> admin_listen = {"127.0.0.1:9310"};
   // Bearer token for the admin API. Required (the gateway refuses to start without it) when an
   // admin listener is bound beyond loopback; when set, every admin request must carry it,
   // except /healthz and /readyz, which load balancers probe without credentials.
+  std::string admin_token_file;
   std::string admin_token;
 
   // Deadlines (milliseconds).
@@ -33,11 +41,17 @@ struct GatewayConfig {
   uint32_t heartbeat_ms = 5000;          // announced in WELCOME
   uint32_t heartbeat_misses = 2;         // silent intervals before a session is dead
   uint32_t reconnect_window_ms = 10000;  // announced in WELCOME
+  uint64_t drain_timeout_ms = 25000;     // drain: open tunnels may finish until this deadline
+  uint32_t drain_reconnect_ms = 1000;    // drain: GOAWAY's "reconnect after" hint to agents
 
   // Limits.
   uint32_t max_pending_tunnels_per_agent = 32;
   uint32_t max_unauthenticated = 4096;  // agent connections before HELLO verifies
   uint32_t max_connections = 50000;     // all connections of the shard
+
+  std::string log_level = "info";  // debug, info, warning, error
+  // Lines per cause (event) per 10 s window before further lines of that cause are only counted.
+  uint32_t log_burst = 20;
 };
 
 }  // namespace camtunnel::gateway

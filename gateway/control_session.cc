@@ -126,8 +126,8 @@ void ControlSession::OnStreamData(runtime::Stream& /*stream*/, std::span<const u
     }
     if (opener_ && !opener_->Open(frame)) {
       gw_.metrics().CountFrameReject(FrameReject::kBadMac);
-      Log(LogLevel::kWarning, "agent ", agent_id_, " from ", remote(),
-          ": control frame with a bad MAC, closing");
+      LogEvent(LogLevel::kWarning, "control_frame_bad_mac",
+               {Kv("agent", agent_id_), Kv("remote", remote())});
       SendError(proto::ErrorCode::kBadMac, "bad frame MAC");
       return;
     }
@@ -141,8 +141,8 @@ void ControlSession::OnStreamData(runtime::Stream& /*stream*/, std::span<const u
   if (state_ != State::kClosing && stream_->queued_bytes() > kMaxControlQueue) {
     // Answers (PONG, UNSUPPORTED) pile up only for an agent that sends and never reads; no
     // honest agent does, and the gateway must not buffer for it without bound.
-    Log(LogLevel::kWarning, "agent ", agent_id_, " from ", remote(),
-        " does not read its control connection, closing");
+    LogEvent(LogLevel::kWarning, "control_not_reading",
+             {Kv("agent", agent_id_), Kv("remote", remote())});
     gw_.metrics().CountFrameReject(FrameReject::kUnexpected);
     state_ = State::kClosing;
     stream_->Close(ENOBUFS);
@@ -188,9 +188,9 @@ void ControlSession::OnFrame(proto::Frame& frame) {
       return;
     }
     case proto::FrameType::kError:
-      Log(LogLevel::kWarning, "agent ", agent_id_, " sent ERROR ",
-          frame.U16(proto::Tag::kErrorCode).value_or(0), ": ",
-          frame.Text(proto::Tag::kText).value_or(""));
+      LogEvent(LogLevel::kWarning, "agent_error",
+               {Kv("agent", agent_id_), Kv("code", frame.U16(proto::Tag::kErrorCode).value_or(0)),
+                Kv("text", frame.Text(proto::Tag::kText).value_or(""))});
       state_ = State::kClosing;
       stream_->Close(0);
       return;
@@ -226,7 +226,8 @@ void ControlSession::OnHello(const proto::Frame& frame) {
   auto proof = frame.Bytes(proto::Tag::kProof);
   if (!proof || !proto::ConstantTimeEqual(expected, *proof)) {
     gw_.metrics().CountControl(AgentResult::kBadProof);
-    Log(LogLevel::kWarning, "agent ", agent_id_, " from ", remote(), ": wrong HELLO proof");
+    LogEvent(LogLevel::kWarning, "hello_bad_proof",
+             {Kv("agent", agent_id_), Kv("remote", remote())});
     SendError(proto::ErrorCode::kBadProof, "bad proof");
     return;
   }
@@ -250,12 +251,14 @@ void ControlSession::OnHello(const proto::Frame& frame) {
   if (ControlSession* old = gw_.registry().Install(agent_id_, this)) {
     // Newest authenticated wins; repeated replacement is the sign of a cloned id.
     gw_.metrics().sessions_replaced.Add();
-    Log(LogLevel::kWarning, "agent ", agent_id_, ": new session from ", remote(),
-        " replaces the one from ", old->remote());
+    LogEvent(LogLevel::kWarning, "session_replaced",
+             {Kv("agent", agent_id_), Kv("remote", remote()), Kv("old_remote", old->remote())});
     old->GoAway("replaced", 0);
   }
-  Log(LogLevel::kInfo, "agent ", agent_id_, " connected from ", remote(),
-      stream_->tls() ? " (tls)" : " (plain)", " services=", services_.size());
+  LogEvent(LogLevel::kInfo, "agent_connected",
+           {Kv("agent", agent_id_), Kv("remote", remote()),
+            Kv("transport", stream_->tls() ? "tls" : "plain"), Kv("services", services_.size()),
+            Kv("version", version_)});
   proto::FrameBuilder w(proto::FrameType::kWelcome);
   w.AddU32(proto::Tag::kCapabilities, kGatewayCapabilities)
       .AddU32(proto::Tag::kHeartbeatMs, gw_.config().heartbeat_ms)
@@ -263,6 +266,10 @@ void ControlSession::OnHello(const proto::Frame& frame) {
       .AddU32(proto::Tag::kReconnectWindowMs, gw_.config().reconnect_window_ms);
   Send(w);
   gw_.shard().timers().Arm(timer_, gw_.shard().now_ms(), gw_.config().heartbeat_ms);
+  if (gw_.draining()) {
+    // Its handshake began before the drain: it gets the same GOAWAY as everyone else.
+    GoAway("gateway draining", gw_.config().drain_reconnect_ms);
+  }
 }
 
 void ControlSession::OnHeartbeatTick() {
@@ -278,8 +285,8 @@ void ControlSession::OnHeartbeatTick() {
   const uint64_t interval = gw_.config().heartbeat_ms;
   if (now - last_rx_ms_ >= interval * gw_.config().heartbeat_misses) {
     gw_.metrics().heartbeat_timeouts.Add();
-    Log(LogLevel::kWarning, "agent ", agent_id_, ": no heartbeat for ", now - last_rx_ms_,
-        " ms, dropping the session");
+    LogEvent(LogLevel::kWarning, "heartbeat_timeout",
+             {Kv("agent", agent_id_), Kv("silent_ms", now - last_rx_ms_)});
     state_ = State::kClosing;
     stream_->Close(ETIMEDOUT);
     return;
@@ -306,7 +313,7 @@ void ControlSession::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) 
     gw_.registry().Remove(agent_id_, this);
     if (was_live) {
       gw_.registry().FailPendingOf(agent_id_);
-      Log(LogLevel::kInfo, "agent ", agent_id_, " disconnected");
+      LogEvent(LogLevel::kInfo, "agent_disconnected", {Kv("agent", agent_id_)});
     }
   } else {
     gw_.metrics().unauthenticated.Add(-1);

@@ -25,6 +25,8 @@ class ControlSession final : public runtime::StreamHandler {
 
   const std::string& agent_id() const { return agent_id_; }
   bool verified() const { return state_ == State::kActive; }
+  // GOAWAY or ERROR sent: the session ends once its frames are flushed.
+  bool closing() const { return state_ == State::kClosing; }
   // The exposed service matching a name, or a port when `name` is empty.
   const proto::ServiceEntry* FindService(std::string_view name, std::optional<uint16_t> port) const;
   const std::vector<proto::ServiceEntry>& services() const { return services_; }

@@ -6,6 +6,8 @@
 #include "gateway/log.h"
 #include "gateway/tunnel_opener.h"
 #include "gateway/tunnel_relay.h"
+#include "proto/crypto.h"
+#include "proto/encoding.h"
 #include "runtime/clock.h"
 
 namespace camtunnel::gateway {
@@ -25,8 +27,10 @@ RequestKind KindOf(FrontendForm form) {
 
 }  // namespace
 
-void FrontendConnection::Start(GatewayShard& gw, int fd) {
+void FrontendConnection::Start(GatewayShard& gw, int fd, bool source_allowed) {
   auto* f = new FrontendConnection(gw);
+  f->source_allowed_ = source_allowed;
+  gw.FrontendWaiting(1);
   f->stream_ = runtime::Stream::Create(gw.shard(), fd, nullptr, f);
   gw.ConnectionOpened();
   gw.shard().timers().Arm(f->timer_, gw.shard().now_ms(), gw.config().head_timeout_ms);
@@ -75,12 +79,46 @@ void FrontendConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<con
   OnHead(head);
 }
 
+bool FrontendConnection::Admitted(const proto::RequestHead& head) {
+  if (!source_allowed_) {
+    gw_.metrics().CountRefusal(FrontendRefusal::kSource);
+    state_ = State::kDone;
+    gw_.shard().timers().Cancel(timer_);
+    Answer(403, "source address not allowed (frontend_allow)");
+    return false;
+  }
+  const std::string& token = gw_.config().frontend_token;
+  // RTSP clients (and their RTSP-over-HTTP transport) cannot send a token: the allowlist alone
+  // guards them. Proxy-Authorization, not Authorization: the latter belongs to the camera.
+  if (token.empty() || head.protocol == proto::Protocol::kRtsp10 || IsRtspOverHttp(head)) {
+    return true;
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  auto auth = head.headers.Find("Proxy-Authorization");
+  if (auth && auth->size() > kBearer.size() &&
+      proto::EqualsIgnoreCase(auth->substr(0, kBearer.size()), kBearer) &&
+      proto::ConstantTimeEqual(proto::AsBytes(auth->substr(kBearer.size())),
+                               proto::AsBytes(token))) {
+    return true;
+  }
+  gw_.metrics().CountRefusal(FrontendRefusal::kToken);
+  state_ = State::kDone;
+  gw_.shard().timers().Cancel(timer_);
+  gw_.metrics().CountFrontend(kind_, 407);
+  stream_->Write(BuildProxyAuthRequired());
+  stream_->Finish();
+  return false;
+}
+
 void FrontendConnection::OnHead(const proto::RequestHead& head) {
   if (auto cseq = head.headers.Find("CSeq")) {
     cseq_ = std::string(*cseq);
   }
   if (head.method == "CONNECT") {
     kind_ = RequestKind::kConnect;  // refusals of CONNECT are counted as CONNECT
+  }
+  if (!Admitted(head)) {
+    return;
   }
   const RouteDecision d = RouteFirstRequest(head, gw_.route_config());
   if (d.error != FrontendError::kOk) {
@@ -113,6 +151,7 @@ void FrontendConnection::OnDataConnection(runtime::Stream* data,
       static_cast<double>(runtime::MonotonicNs() - open_started_ns_) / 1e9);
   runtime::Stream* client = stream_;
   stream_ = nullptr;
+  gw_.FrontendWaiting(-1);  // a tunnel now: the relay counts for the drain
   client->ResumeRead();
   TunnelRelay::Start(gw_, client, data, route_, camera_authority_, route_.agent_id, head_.buffer(),
                      camera_bytes);
@@ -121,8 +160,9 @@ void FrontendConnection::OnDataConnection(runtime::Stream* data,
 
 void FrontendConnection::OnOpenFailed(int error, std::string_view text) {
   gw_.shard().timers().Cancel(timer_);
-  Log(LogLevel::kInfo, "tunnel to ", route_.agent_id, "/", route_.service,
-      " failed at the camera: errno ", error, " ", text);
+  LogEvent(LogLevel::kInfo, "open_failed",
+           {Kv("agent", route_.agent_id), Kv("service", route_.service), Kv("errno", error),
+            Kv("text", text)});
   if (error == ETIMEDOUT || error == EHOSTUNREACH || error == ENETUNREACH) {
     FailOpen(504, OpenResult::kCameraRefused, "the camera did not answer");
   } else if (error == EPERM || error == EACCES) {
@@ -172,6 +212,7 @@ void FrontendConnection::OnStreamClosed(runtime::Stream& /*stream*/, int /*error
     gw_.registry().TakePending(tunnel_id_);
     gw_.metrics().CountOpen(OpenResult::kTimeout);
   }
+  gw_.FrontendWaiting(-1);
   gw_.ConnectionClosed();
   delete this;
 }

@@ -22,7 +22,9 @@ class GatewayShard;
 
 class FrontendConnection final : public runtime::StreamHandler, public TunnelWaiter {
  public:
-  static void Start(GatewayShard& gw, int fd);
+  // `source_allowed`: the peer is in frontend_allow (or no allowlist is set). A refused source
+  // still gets its answer (403) once its head arrives, so the operator sees why in the client.
+  static void Start(GatewayShard& gw, int fd, bool source_allowed);
 
   // From the agent side, while waiting.
   void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes) override;
@@ -38,6 +40,8 @@ class FrontendConnection final : public runtime::StreamHandler, public TunnelWai
 
   explicit FrontendConnection(GatewayShard& gw);
   void OnHead(const proto::RequestHead& head);
+  // Gate before routing: source allowlist, then the bearer token of HTTP and CONNECT requests.
+  bool Admitted(const proto::RequestHead& head);
   // Answers `status` in the client's protocol, counts it, and closes gracefully.
   void Answer(int status, std::string_view detail);
   void AnswerError(FrontendError error);
@@ -46,6 +50,7 @@ class FrontendConnection final : public runtime::StreamHandler, public TunnelWai
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;
   State state_ = State::kHead;
+  bool source_allowed_ = true;
   HeadReader head_;
   runtime::Timer timer_;
   FrontendProtocol protocol_ = FrontendProtocol::kHttp;

@@ -653,6 +653,8 @@ std::string_view StatusPhrase(FrontendProtocol protocol, int status) {
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 407:
+      return "Proxy Authentication Required";
     case 408:
       return "Request Timeout";
     case 413:
@@ -715,6 +717,18 @@ std::string BuildErrorResponse(FrontendProtocol protocol, int status, std::strin
 std::string BuildErrorResponse(FrontendProtocol protocol, FrontendError error,
                                std::string_view cseq) {
   return BuildErrorResponse(protocol, FrontendErrorStatus(error), FrontendErrorReason(error), cseq);
+}
+
+std::string BuildProxyAuthRequired() {
+  constexpr std::string_view kBody = "bearer token required in Proxy-Authorization\n";
+  std::string response =
+      "HTTP/1.1 407 Proxy Authentication Required\r\n"
+      "Proxy-Authenticate: Bearer realm=\"camtunnel\"\r\n"
+      "Content-Type: text/plain\r\n"
+      "Content-Length: ";
+  response.append(std::to_string(kBody.size())).append("\r\nConnection: close\r\n\r\n");
+  response.append(kBody);
+  return response;
 }
 
 std::optional<std::string> BuildRedirectResponse(FrontendProtocol protocol,

@@ -126,6 +126,8 @@ std::string BuildErrorResponse(FrontendProtocol protocol, int status, std::strin
                                std::string_view cseq);
 std::string BuildErrorResponse(FrontendProtocol protocol, FrontendError error,
                                std::string_view cseq);
+// HTTP 407 asking for the frontend's bearer token (Proxy-Authenticate: Bearer).
+std::string BuildProxyAuthRequired();
 // Redirects: RTSP 302 / HTTP 307 with Location. nullopt if `location` holds a control character.
 std::optional<std::string> BuildRedirectResponse(FrontendProtocol protocol,
                                                  std::string_view location, std::string_view cseq);

@@ -1,6 +1,12 @@
 #include "gateway/gateway_metrics.h"
 
+#include <openssl/crypto.h>
+
 #include "metrics/exposition.h"
+
+#ifndef CAMTUNNEL_VERSION
+#define CAMTUNNEL_VERSION "unknown"
+#endif
 
 namespace camtunnel::gateway {
 
@@ -73,7 +79,7 @@ prometheus::MetricFamily SimpleCounter(const std::string& name, const std::strin
 }  // namespace
 
 std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
-                          const std::vector<std::pair<std::string, double>>& extra_gauges) {
+                          const GatewayFacts& facts) {
   std::vector<prometheus::MetricFamily> f;
   constexpr size_t kAgentResults = static_cast<size_t>(AgentResult::kCount);
   f.push_back(
@@ -151,9 +157,63 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
   f.push_back(SimpleCounter(
       "camtunnel_admin_unauthorized_total", "Admin requests refused for a missing or wrong token.",
       Sum(shards, [](const ShardMetrics& s) { return s.admin_unauthorized.Get(); })));
-  for (const auto& [name, value] : extra_gauges) {
-    f.push_back(SimpleGauge(name, "Process fact.", value));
+  f.push_back(LabelledCounter<static_cast<size_t>(FrontendRefusal::kCount)>(
+      shards, "camtunnel_frontend_refused_total",
+      "Frontend requests refused before routing: source not in frontend_allow (403), bearer "
+      "token missing or wrong (407).",
+      "reason", kFrontendRefusalNames,
+      [](const ShardMetrics& s, size_t i) { return s.frontend_refused[i].Get(); }));
+  {
+    FamilyBuilder b("camtunnel_config_reloads_total",
+                    "Configuration reloads (SIGHUP) by result; a failed one changed nothing.",
+                    MetricType::Counter);
+    b.Counter({{"result", "ok"}},
+              Sum(shards, [](const ShardMetrics& s) { return s.reloads_ok.Get(); }));
+    b.Counter({{"result", "failed"}},
+              Sum(shards, [](const ShardMetrics& s) { return s.reloads_failed.Get(); }));
+    f.push_back(b.Take());
   }
+  {
+    FamilyBuilder b("camtunnel_build_info",
+                    "Always 1; the labels name the gateway's version and its OpenSSL.",
+                    MetricType::Gauge);
+    b.Gauge({{"version", CAMTUNNEL_VERSION}, {"openssl", OpenSSL_version(OPENSSL_VERSION_STRING)}},
+            1);
+    f.push_back(b.Take());
+  }
+  const metrics::ProcessFacts& p = facts.process;
+  f.push_back(SimpleGauge("camtunnel_process_resident_memory_bytes",
+                          "Resident set size of the gateway process.", p.resident_memory_bytes));
+  f.push_back(SimpleCounter("camtunnel_process_cpu_seconds_total",
+                            "CPU time of the gateway process (user + system, all threads).",
+                            p.cpu_seconds));
+  f.push_back(SimpleGauge("camtunnel_process_open_fds",
+                          "File descriptors the gateway process holds open.", p.open_fds));
+  f.push_back(SimpleGauge("camtunnel_process_max_fds",
+                          "The process's descriptor limit (RLIMIT_NOFILE soft limit).", p.max_fds));
+  f.push_back(SimpleGauge("camtunnel_process_start_time_seconds",
+                          "Start time of the gateway process, Unix seconds.",
+                          p.start_time_seconds));
+  f.push_back(SimpleGauge("camtunnel_shard_connections",
+                          "Connections the shards hold (agents, tunnels, waiting requests).",
+                          facts.shard_connections));
+  f.push_back(SimpleGauge("camtunnel_stale_completions",
+                          "Ring completions that arrived for a recycled slot (dropped).",
+                          facts.stale_completions));
+  f.push_back(SimpleGauge("camtunnel_buffers_in_use",
+                          "Provided receive buffers holding data not yet consumed.",
+                          facts.buffers_in_use));
+  f.push_back(SimpleGauge("camtunnel_buffers_capacity",
+                          "Provided receive buffers in the shards' buffer rings.",
+                          facts.buffers_capacity));
+  f.push_back(SimpleGauge("camtunnel_buffer_size_bytes", "Size of one provided receive buffer.",
+                          facts.buffer_bytes));
+  f.push_back(SimpleGauge("camtunnel_draining",
+                          "1 while the gateway drains (no new agents or requests), else 0.",
+                          facts.draining));
+  f.push_back(SimpleCounter("camtunnel_log_lines_suppressed_total",
+                            "Log lines dropped by the per-cause rate limit.",
+                            facts.log_lines_suppressed));
   return metrics::RenderText(f);
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "metrics/counters.h"
+#include "metrics/process_facts.h"
 
 namespace camtunnel::gateway {
 
@@ -49,12 +50,18 @@ inline constexpr std::array<const char*, static_cast<size_t>(OpenResult::kCount)
 enum class RequestKind : uint8_t { kRtsp, kHttp, kConnect, kCount };
 inline constexpr std::array<const char*, 3> kRequestKindNames = {"rtsp", "http", "connect"};
 // Statuses the frontend answers with; 101 stands for "tunnel established".
-inline constexpr std::array<int, 11> kFrontendStatuses = {101, 302, 400, 403, 404, 405,
-                                                          431, 501, 502, 503, 504};
+inline constexpr std::array<int, 12> kFrontendStatuses = {101, 302, 400, 403, 404, 405,
+                                                          407, 431, 501, 502, 503, 504};
 
 enum class FrontendBadInput : uint8_t { kMalformed, kTooLarge, kTimeout, kOtherAgent, kCount };
 inline constexpr std::array<const char*, static_cast<size_t>(FrontendBadInput::kCount)>
     kFrontendBadInputNames = {"malformed", "too_large", "timeout", "other_agent"};
+
+// Frontend requests refused before routing: a source outside frontend_allow (403), a missing or
+// wrong bearer token (407).
+enum class FrontendRefusal : uint8_t { kSource, kToken, kCount };
+inline constexpr std::array<const char*, static_cast<size_t>(FrontendRefusal::kCount)>
+    kFrontendRefusalNames = {"source", "token"};
 
 inline constexpr std::array<double, 12> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                           0.05,   0.1,   0.25,   0.5,   1,    5};
@@ -76,8 +83,11 @@ struct ShardMetrics {
   metrics::Counter bytes_to_client;
   std::array<std::array<metrics::Counter, kFrontendStatuses.size()>, 3> frontend_requests;
   std::array<metrics::Counter, static_cast<size_t>(FrontendBadInput::kCount)> frontend_bad_input;
+  std::array<metrics::Counter, static_cast<size_t>(FrontendRefusal::kCount)> frontend_refused;
   metrics::Counter accept_paused;
   metrics::Counter admin_unauthorized;
+  metrics::Counter reloads_ok;
+  metrics::Counter reloads_failed;
 
   void CountControl(AgentResult r) { control_connections[static_cast<size_t>(r)].Add(); }
   void CountData(AgentResult r) { data_connections[static_cast<size_t>(r)].Add(); }
@@ -85,10 +95,23 @@ struct ShardMetrics {
   void CountOpen(OpenResult r) { tunnels_opened[static_cast<size_t>(r)].Add(); }
   void CountFrontend(RequestKind p, int status);
   void CountBadInput(FrontendBadInput b) { frontend_bad_input[static_cast<size_t>(b)].Add(); }
+  void CountRefusal(FrontendRefusal r) { frontend_refused[static_cast<size_t>(r)].Add(); }
 };
 
-// Prometheus text for the sum of `shards`, plus process-level facts.
+// Gauges of the process and its shards, read at scrape time.
+struct GatewayFacts {
+  metrics::ProcessFacts process;
+  double shard_connections = 0;
+  double stale_completions = 0;
+  double buffers_in_use = 0;
+  double buffers_capacity = 0;
+  double buffer_bytes = 0;  // size of one provided buffer
+  double draining = 0;
+  double log_lines_suppressed = 0;
+};
+
+// Prometheus text for the sum of `shards`, plus process-level facts and build information.
 std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
-                          const std::vector<std::pair<std::string, double>>& extra_gauges);
+                          const GatewayFacts& facts);
 
 }  // namespace camtunnel::gateway

@@ -1,32 +1,33 @@
 #include "gateway/gateway_shard.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 
 #include "gateway/admin_connection.h"
 #include "gateway/agent_handshake.h"
+#include "gateway/control_session.h"
 #include "gateway/frontend_connection.h"
+#include "gateway/log.h"
 #include "runtime/stream.h"
 
 namespace camtunnel::gateway {
 namespace {
 
-// Resident set and open descriptors of this process, for /metrics.
-double ReadRssBytes() {
-  std::ifstream in("/proc/self/statm");
-  long pages_total = 0;
-  long pages_resident = 0;
-  in >> pages_total >> pages_resident;
-  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
-}
+// How often a drain looks whether the last tunnel has finished.
+constexpr uint64_t kDrainPollMs = 100;
 
 }  // namespace
 
 GatewayShard::GatewayShard(runtime::Shard& shard, GatewayConfig config, StreamerKeys keys)
     : shard_(shard), config_(std::move(config)), keys_(std::move(keys)) {
   route_config_.host_suffix = config_.host_suffix;
+  // The configuration was checked (ResolveConfig) before it got here: the list parses.
+  if (auto allow = SourceAllowlist::Parse(config_.frontend_allow); allow.ok()) {
+    frontend_allow_ = std::move(*allow);
+  }
+  drain_timer_.set_callback([this] { CheckDrained(); });
 }
 
 GatewayShard::~GatewayShard() = default;
@@ -54,8 +55,13 @@ absl::Status GatewayShard::Start() {
   } else if (!config_.agent_tls_listen.empty()) {
     return absl::InvalidArgumentError("a TLS agent listener needs a certificate and key");
   }
-  absl::Status s = Listen(config_.agent_tls_listen, &agent_tls_listeners_,
-                          [this](int fd) { AcceptAgent(fd, true); });
+  // Admin first: /readyz answers 503 until every other listener is up.
+  absl::Status s =
+      Listen(config_.admin_listen, &admin_listeners_, [this](int fd) { AcceptAdmin(fd); });
+  if (s.ok()) {
+    s = Listen(config_.agent_tls_listen, &agent_tls_listeners_,
+               [this](int fd) { AcceptAgent(fd, true); });
+  }
   if (s.ok()) {
     s = Listen(config_.agent_plain_listen, &agent_plain_listeners_,
                [this](int fd) { AcceptAgent(fd, false); });
@@ -64,32 +70,46 @@ absl::Status GatewayShard::Start() {
     s = Listen(config_.frontend_listen, &frontend_listeners_,
                [this](int fd) { AcceptFrontend(fd); });
   }
-  if (s.ok()) {
-    s = Listen(config_.admin_listen, &admin_listeners_, [this](int fd) { AcceptAdmin(fd); });
-  }
   started_ = s.ok();
   return s;
 }
 
-absl::Status GatewayShard::Reload() {
-  runtime::SslCtxPtr ctx;
-  if (!config_.cert_file.empty()) {
-    auto fresh = runtime::CreateServerContext({config_.cert_file, config_.key_file});
-    if (!fresh.ok()) {
-      return fresh.status();
-    }
-    ctx = std::move(*fresh);
+absl::Status GatewayShard::Reload(GatewayConfig fresh) {
+  if (!agent_tls_listeners_.empty() && fresh.cert_file.empty()) {
+    // The TLS listeners stay until a restart; without a context they would serve plain.
+    return absl::InvalidArgumentError(
+        "cert and key: the running agent_tls_listen needs them (listeners change on restart)");
   }
-  auto keys = StreamerKeys::Load(config_.streamer_keys_file);
+  runtime::SslCtxPtr ctx;
+  if (!fresh.cert_file.empty()) {
+    auto made = runtime::CreateServerContext({fresh.cert_file, fresh.key_file});
+    if (!made.ok()) {
+      return made.status();
+    }
+    ctx = std::move(*made);
+  }
+  auto keys = StreamerKeys::Load(fresh.streamer_keys_file);
   if (!keys.ok()) {
     return keys.status();
   }
+  auto allow = SourceAllowlist::Parse(fresh.frontend_allow);
+  if (!allow.ok()) {
+    return allow.status();
+  }
+  // Listeners are bound once; whatever the file now says about them waits for a restart.
+  fresh.agent_tls_listen = config_.agent_tls_listen;
+  fresh.agent_plain_listen = config_.agent_plain_listen;
+  fresh.frontend_listen = config_.frontend_listen;
+  fresh.admin_listen = config_.admin_listen;
   // Every SSL object holds a reference to the context it was made from, so replacing ours
   // frees the old one only when its last connection ends.
-  if (ctx) {
+  if (ctx || fresh.cert_file.empty()) {
     tls_ctx_ = std::move(ctx);
   }
   keys_ = std::move(*keys);
+  frontend_allow_ = std::move(*allow);
+  config_ = std::move(fresh);
+  route_config_.host_suffix = config_.host_suffix;
   return absl::OkStatus();
 }
 
@@ -99,7 +119,49 @@ void GatewayShard::StopAccepting() {
       l->Close();
     }
   }
-  started_ = false;
+}
+
+void GatewayShard::Drain(std::function<void()> on_drained) {
+  if (on_drained) {
+    on_drained_.push_back(std::move(on_drained));
+  }
+  if (!draining_) {
+    draining_ = true;
+    drain_deadline_ms_ = shard_.now_ms() + config_.drain_timeout_ms;
+    StopAccepting();
+    // GoAway closes the session, which removes it from the registry: collect first.
+    std::vector<ControlSession*> sessions;
+    registry_.ForEachSession([&](std::string_view, ControlSession* s) { sessions.push_back(s); });
+    for (ControlSession* s : sessions) {
+      s->GoAway("gateway draining", config_.drain_reconnect_ms);
+    }
+    LogEvent(LogLevel::kInfo, "drain_started",
+             {Kv("agents", sessions.size()), Kv("tunnels_open", metrics_.tunnels_open.Get()),
+              Kv("deadline_ms", config_.drain_timeout_ms)});
+  }
+  CheckDrained();
+}
+
+void GatewayShard::CheckDrained() {
+  if (drained_) {
+    for (auto& fn : std::exchange(on_drained_, {})) {
+      fn();
+    }
+    return;
+  }
+  const bool idle = metrics_.tunnels_open.Get() == 0 && frontend_waiting_ == 0;
+  const uint64_t now = shard_.now_ms();
+  if (!idle && now < drain_deadline_ms_) {
+    shard_.timers().Arm(drain_timer_, now, kDrainPollMs);
+    return;
+  }
+  drained_ = true;
+  LogEvent(
+      idle ? LogLevel::kInfo : LogLevel::kWarning, "drain_finished",
+      {Kv("result", idle ? "idle" : "deadline"), Kv("tunnels_open", metrics_.tunnels_open.Get())});
+  for (auto& fn : std::exchange(on_drained_, {})) {
+    fn();
+  }
 }
 
 void GatewayShard::AcceptAgent(int fd, bool tls) {
@@ -118,7 +180,15 @@ void GatewayShard::AcceptFrontend(int fd) {
     close(fd);
     return;
   }
-  FrontendConnection::Start(*this, fd);
+  bool allowed = true;
+  if (!frontend_allow_.empty()) {
+    // One getpeername per media request (the listener does not hand the address over).
+    sockaddr_storage peer{};
+    socklen_t len = sizeof(peer);
+    allowed = getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
+              frontend_allow_.Allows(peer);
+  }
+  FrontendConnection::Start(*this, fd, allowed);
 }
 
 void GatewayShard::AcceptAdmin(int fd) { AdminConnection::Start(*this, fd); }
@@ -145,13 +215,18 @@ std::string GatewayShard::RenderMetricsText() const {
   }
   // The listener counts fd exhaustion itself; mirror it into the shard's cell at scrape time.
   const_cast<ShardMetrics&>(metrics_).accept_paused.Add(paused - metrics_.accept_paused.Get());
-  return RenderMetrics(
-      {&metrics_},
-      {{"camtunnel_process_resident_memory_bytes", ReadRssBytes()},
-       {"camtunnel_shard_connections", static_cast<double>(connections_)},
-       {"camtunnel_stale_completions", static_cast<double>(shard_.stale_completions())},
-       {"camtunnel_buffers_in_use",
-        static_cast<double>(const_cast<runtime::Shard&>(shard_).buffers().in_use())}});
+  auto& buffers = const_cast<runtime::Shard&>(shard_).buffers();
+  GatewayFacts facts;
+  facts.process = metrics::ReadProcessFacts();
+  facts.shard_connections = static_cast<double>(connections_);
+  facts.stale_completions = static_cast<double>(shard_.stale_completions());
+  facts.buffers_in_use = static_cast<double>(buffers.in_use());
+  facts.buffers_capacity = static_cast<double>(buffers.count());
+  // TODO: the buffer ring does not expose its buffer size; the shard runs with the default.
+  facts.buffer_bytes = static_cast<double>(runtime::ShardOptions{}.buffer_bytes);
+  facts.draining = draining_ ? 1 : 0;
+  facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
+  return RenderMetrics({&metrics_}, facts);
 }
 
 }  // namespace camtunnel::gateway

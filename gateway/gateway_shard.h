@@ -3,6 +3,7 @@
 // shard state through it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "gateway/config.h"
 #include "gateway/frontend_route.h"
 #include "gateway/gateway_metrics.h"
+#include "gateway/source_allowlist.h"
 #include "gateway/streamer_keys.h"
 #include "runtime/listener.h"
 #include "runtime/shard.h"
@@ -28,11 +30,25 @@ class GatewayShard {
   // Opens the configured listeners and starts accepting. Call on the shard's thread (or
   // before its loop runs).
   absl::Status Start();
-  // Stops accepting on every listener.
+  // Stops accepting on the agent and frontend listeners (the admin listener stays, so /readyz
+  // can say "draining").
   void StopAccepting();
-  // Re-reads the certificate, key and streamer keys files. New connections use them; live
-  // ones keep what they started with. On any error nothing changes and the error is returned.
-  absl::Status Reload();
+  // Applies a reloaded configuration (already checked by ResolveConfig): re-reads the
+  // certificate, key and streamer keys files it names, then swaps every live option (timeouts,
+  // limits, tokens, allowlist, suffix). Listeners stay as they are (a restart changes them). New
+  // connections use the new values; live ones keep their TLS context. On any error nothing
+  // changes and the error is returned.
+  absl::Status Reload(GatewayConfig fresh);
+
+  // Drain: stop accepting, /readyz 503, GOAWAY (reconnect after drain_reconnect_ms) to every
+  // agent, then wait for open tunnels and requests still being routed to finish, up to
+  // drain_timeout_ms after the drain began. `on_drained` (may be empty) runs on the shard's
+  // thread once that is reached; calling Drain again while draining only adds the callback.
+  void Drain(std::function<void()> on_drained);
+  bool draining() const { return draining_; }
+  bool drained() const { return drained_; }
+  // Frontend connections still routing a request (not yet a tunnel), for the drain.
+  void FrontendWaiting(int delta) { frontend_waiting_ += delta; }
 
   runtime::Shard& shard() { return shard_; }
   const GatewayConfig& config() const { return config_; }
@@ -51,7 +67,7 @@ class GatewayShard {
   uint16_t agent_plain_port() const;
   uint16_t frontend_port() const;
   uint16_t admin_port() const;
-  bool ready() const { return started_; }
+  bool ready() const { return started_ && !draining_; }
 
   std::string RenderMetricsText() const;
 
@@ -63,6 +79,7 @@ class GatewayShard {
  private:
   void AcceptAgent(int fd, bool tls);
   void AcceptFrontend(int fd);
+  void CheckDrained();
   void AcceptAdmin(int fd);
   absl::Status Listen(const std::vector<std::string>& addresses,
                       std::vector<std::unique_ptr<runtime::Listener>>* out,
@@ -75,6 +92,7 @@ class GatewayShard {
   AgentRegistry registry_;
   ShardMetrics metrics_;
   FrontendRouteConfig route_config_;
+  SourceAllowlist frontend_allow_;
   absl::flat_hash_set<std::string> denylist_;
   std::vector<std::unique_ptr<runtime::Listener>> agent_tls_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> agent_plain_listeners_;
@@ -82,6 +100,12 @@ class GatewayShard {
   std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;
   uint64_t connections_ = 0;
   bool started_ = false;
+  bool draining_ = false;
+  bool drained_ = false;
+  uint64_t drain_deadline_ms_ = 0;
+  int64_t frontend_waiting_ = 0;
+  runtime::Timer drain_timer_;
+  std::vector<std::function<void()>> on_drained_;
 };
 
 }  // namespace camtunnel::gateway

@@ -1,7 +1,16 @@
-// Leveled, one-line logs to stderr: "<unix ms> <level> <message>". Never pass secrets (keys,
-// proofs, tokens) here.
+// Structured, leveled, rate-limited log lines on stderr, one event per line:
+//   ts=2026-12-01T21:44:48.123Z level=info event=agent_connected agent=cam-1 remote=10.0.0.9:4711
+// Under systemd, when stderr is the journal (JOURNAL_STREAM names it), each line starts with a
+// syslog priority prefix ("<6>") instead of the timestamp, so `journalctl -p warning` works.
+// Rate limit: per event name and thread, at most `burst` lines per 10 s window; the rest are
+// counted (SuppressedLogLines, camtunnel_log_lines_suppressed_total) and the next line of that
+// event says how many were dropped (suppressed=N), so a flood of bad handshakes cannot flood the
+// journal. Never pass secrets (keys, proofs, tokens) as fields: nothing here can tell them apart.
 #pragma once
 
+#include <cstdint>
+#include <initializer_list>
+#include <string>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
@@ -11,20 +20,29 @@ namespace camtunnel::gateway {
 enum class LogLevel { kDebug, kInfo, kWarning, kError };
 void SetLogLevel(LogLevel level);
 bool LogEnabled(LogLevel level);
-void LogLine(LogLevel level, std::string_view message);
+// Lines per event per 10 s window (at least 1).
+void SetLogBurst(uint32_t burst);
+uint64_t SuppressedLogLines();
 
-// Debian's Abseil is built as C++17: std::string_view must be converted for StrCat.
+struct LogField {
+  std::string_view key;
+  std::string value;
+};
+
+// One field; numbers and strings alike (Debian's Abseil is C++17: string_view is converted).
 template <typename T>
-const T& LogArg(const T& v) {
-  return v;
-}
-inline absl::string_view LogArg(std::string_view v) { return {v.data(), v.size()}; }
-
-template <typename... Args>
-void Log(LogLevel level, const Args&... args) {
-  if (LogEnabled(level)) {
-    LogLine(level, absl::StrCat(LogArg(args)...));
+LogField Kv(std::string_view key, const T& value) {
+  if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+    return {key, std::string(std::string_view(value))};
+  } else {
+    return {key, absl::StrCat(value)};
   }
 }
+
+// Emits `event` with its fields if `level` is enabled and the event's rate allows.
+void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogField> fields = {});
+
+// The line LogEvent would write (without the prefix), for tests.
+std::string FormatLogFields(std::string_view event, std::initializer_list<LogField> fields);
 
 }  // namespace camtunnel::gateway

@@ -1,30 +1,42 @@
 // camtunnel-gateway: runs the gateway, or helps an operator with keys:
-//   camtunnel-gateway [flags]                   serve
+//   camtunnel-gateway [--config FILE] [flags]   serve (flags override the file)
+//   camtunnel-gateway --config FILE --check-config
+//                                               check the configuration, explain any error
 //   camtunnel-gateway new-streamer-key KEYID    print a new "<key id> <hex>" line for the keys file
 //   camtunnel-gateway derive-key --streamer_keys=FILE --agent=ID --key_id=K --valid_days=N
 //                                               print the agent's key reference and key
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "gateway/config_check.h"
+#include "gateway/config_file.h"
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
+#include "gateway/service_notify.h"
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 #include "runtime/clock.h"
 #include "runtime/shard.h"
+#include "runtime/tls_context.h"
+
+#ifndef CAMTUNNEL_VERSION
+#define CAMTUNNEL_VERSION "unknown"
+#endif
 
 ABSL_FLAG(std::string, agent_tls_listen, "", "Agent TLS listeners, comma-separated (0.0.0.0:443)");
 ABSL_FLAG(std::string, agent_plain_listen, "",
@@ -48,6 +60,19 @@ ABSL_FLAG(uint32_t, heartbeat_ms, 5000, "Heartbeat interval announced to agents"
 ABSL_FLAG(uint32_t, heartbeat_misses, 2, "Silent intervals before a session is dead");
 ABSL_FLAG(uint32_t, reconnect_window_ms, 10000, "Reconnect window announced to agents");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, config, "", "TOML configuration file (flags given here override it)");
+ABSL_FLAG(bool, check_config, false,
+          "Check the configuration (file, flags, files they name), exit");
+ABSL_FLAG(std::string, frontend_allow, "",
+          "Source CIDRs allowed on the frontend, comma-separated (required beyond loopback)");
+ABSL_FLAG(std::string, frontend_token_file, "",
+          "File holding the frontend bearer token for HTTP and CONNECT (required beyond loopback)");
+ABSL_FLAG(uint64_t, drain_timeout_ms, 25000, "Drain: how long open tunnels may finish");
+ABSL_FLAG(uint32_t, drain_reconnect_ms, 1000, "Drain: GOAWAY's reconnect-after hint to agents");
+ABSL_FLAG(uint32_t, max_connections, 50000, "Connections per shard");
+ABSL_FLAG(uint32_t, max_unauthenticated, 4096, "Agent connections not yet authenticated");
+ABSL_FLAG(uint32_t, max_pending_tunnels_per_agent, 32, "Tunnels opening at once per agent");
+ABSL_FLAG(uint32_t, log_burst, 20, "Log lines per event per 10 s before the rest are counted");
 // derive-key
 ABSL_FLAG(std::string, agent, "", "derive-key: agent id");
 ABSL_FLAG(std::string, key_id, "", "derive-key: key id (default: the first in the file)");
@@ -99,52 +124,160 @@ int DeriveKey() {
   return 0;
 }
 
-int Serve() {
-  const std::string level = absl::GetFlag(FLAGS_log_level);
-  SetLogLevel(level == "debug"     ? LogLevel::kDebug
-              : level == "warning" ? LogLevel::kWarning
-              : level == "error"   ? LogLevel::kError
-                                   : LogLevel::kInfo);
-  GatewayConfig config;
-  config.agent_tls_listen = SplitList(absl::GetFlag(FLAGS_agent_tls_listen));
-  config.agent_plain_listen = SplitList(absl::GetFlag(FLAGS_agent_plain_listen));
-  config.cert_file = absl::GetFlag(FLAGS_cert);
-  config.key_file = absl::GetFlag(FLAGS_key);
-  config.allow_plain_with_tls = absl::GetFlag(FLAGS_allow_plain_with_tls);
-  config.streamer_keys_file = absl::GetFlag(FLAGS_streamer_keys);
-  config.frontend_listen = SplitList(absl::GetFlag(FLAGS_frontend_listen));
-  config.admin_listen = SplitList(absl::GetFlag(FLAGS_admin_listen));
-  config.host_suffix = absl::GetFlag(FLAGS_host_suffix);
-  if (const std::string token_file = absl::GetFlag(FLAGS_admin_token_file); !token_file.empty()) {
-    std::ifstream in(token_file);
-    std::getline(in, config.admin_token);
-    if (config.admin_token.size() < 16) {
-      std::fprintf(stderr, "admin token in %s: at least 16 characters on the first line\n",
-                   token_file.c_str());
-      return 2;
+// Flags named on the command line (they override the configuration file). absl cannot say
+// which flags were given in this release, so argv is scanned before absl parses it.
+absl::flat_hash_set<std::string>& GivenFlags() {
+  static absl::flat_hash_set<std::string> given;
+  return given;
+}
+
+void RecordGivenFlags(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") {
+      break;
+    }
+    if (!a.starts_with("-")) {
+      continue;
+    }
+    a.remove_prefix(a.starts_with("--") ? 2 : 1);
+    a = a.substr(0, a.find('='));
+    GivenFlags().insert(std::string(a));
+    if (a.starts_with("no")) {
+      GivenFlags().insert(std::string(a.substr(2)));  // --noallow_plain_with_tls
     }
   }
-  for (const std::string& a : config.admin_listen) {
-    const bool loopback = a.rfind("127.", 0) == 0 || a.rfind("[::1]:", 0) == 0;
-    if (!loopback && config.admin_token.empty()) {
-      std::fprintf(stderr,
-                   "admin listener %s is beyond loopback: give --admin_token_file (the admin API "
-                   "kicks agents and opens tunnels)\n",
-                   a.c_str());
-      return 2;
+}
+
+bool Given(std::string_view name) {
+  return GivenFlags().contains(absl::string_view(name.data(), name.size()));
+}
+
+// A flag given on the command line replaces the file's value; list flags are comma-separated.
+template <typename T>
+void Override(std::string_view name, const absl::Flag<T>& flag, T* field) {
+  if (Given(name)) {
+    *field = absl::GetFlag(flag);
+  }
+}
+void Override(std::string_view name, const absl::Flag<std::string>& flag,
+              std::vector<std::string>* field) {
+  if (Given(name)) {
+    *field = SplitList(absl::GetFlag(flag));
+  }
+}
+
+// Defaults, then the file (--config), then the flags given on the command line; then the secret
+// files are read and every cross-option rule is checked. Run at start-up and on every SIGHUP.
+absl::StatusOr<GatewayConfig> BuildConfig() {
+  GatewayConfig c;
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    if (absl::Status s = ApplyConfigFile(path, &c); !s.ok()) {
+      return s;
     }
   }
-  config.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
-  config.head_timeout_ms = absl::GetFlag(FLAGS_head_timeout_ms);
-  config.open_timeout_ms = absl::GetFlag(FLAGS_open_timeout_ms);
-  config.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
-  config.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
-  config.reconnect_window_ms = absl::GetFlag(FLAGS_reconnect_window_ms);
-  if (config.agent_tls_listen.empty() && config.agent_plain_listen.empty()) {
-    std::fprintf(stderr,
-                 "no agent listener: give --agent_tls_listen and/or --agent_plain_listen\n");
+  Override("agent_tls_listen", FLAGS_agent_tls_listen, &c.agent_tls_listen);
+  Override("agent_plain_listen", FLAGS_agent_plain_listen, &c.agent_plain_listen);
+  Override("cert", FLAGS_cert, &c.cert_file);
+  Override("key", FLAGS_key, &c.key_file);
+  Override("allow_plain_with_tls", FLAGS_allow_plain_with_tls, &c.allow_plain_with_tls);
+  Override("streamer_keys", FLAGS_streamer_keys, &c.streamer_keys_file);
+  Override("frontend_listen", FLAGS_frontend_listen, &c.frontend_listen);
+  Override("frontend_allow", FLAGS_frontend_allow, &c.frontend_allow);
+  Override("frontend_token_file", FLAGS_frontend_token_file, &c.frontend_token_file);
+  Override("admin_listen", FLAGS_admin_listen, &c.admin_listen);
+  Override("admin_token_file", FLAGS_admin_token_file, &c.admin_token_file);
+  Override("host_suffix", FLAGS_host_suffix, &c.host_suffix);
+  Override("handshake_timeout_ms", FLAGS_handshake_timeout_ms, &c.handshake_timeout_ms);
+  Override("head_timeout_ms", FLAGS_head_timeout_ms, &c.head_timeout_ms);
+  Override("open_timeout_ms", FLAGS_open_timeout_ms, &c.open_timeout_ms);
+  Override("heartbeat_ms", FLAGS_heartbeat_ms, &c.heartbeat_ms);
+  Override("heartbeat_misses", FLAGS_heartbeat_misses, &c.heartbeat_misses);
+  Override("reconnect_window_ms", FLAGS_reconnect_window_ms, &c.reconnect_window_ms);
+  Override("drain_timeout_ms", FLAGS_drain_timeout_ms, &c.drain_timeout_ms);
+  Override("drain_reconnect_ms", FLAGS_drain_reconnect_ms, &c.drain_reconnect_ms);
+  Override("max_connections", FLAGS_max_connections, &c.max_connections);
+  Override("max_unauthenticated", FLAGS_max_unauthenticated, &c.max_unauthenticated);
+  Override("max_pending_tunnels_per_agent", FLAGS_max_pending_tunnels_per_agent,
+           &c.max_pending_tunnels_per_agent);
+  Override("log_level", FLAGS_log_level, &c.log_level);
+  Override("log_burst", FLAGS_log_burst, &c.log_burst);
+  if (absl::Status s = ResolveConfig(&c); !s.ok()) {
+    return s;
+  }
+  return c;
+}
+
+void ApplyLogSettings(const GatewayConfig& c) {
+  LogLevel level = LogLevel::kInfo;
+  ParseLogLevel(c.log_level, &level);
+  SetLogLevel(level);
+  SetLogBurst(c.log_burst);
+}
+
+// --check-config: everything start-up would check, files included, without binding anything.
+int CheckConfig() {
+  auto config = BuildConfig();
+  absl::Status s = config.status();
+  if (s.ok() && !config->cert_file.empty()) {
+    auto ctx = runtime::CreateServerContext({config->cert_file, config->key_file});
+    if (!ctx.ok()) {
+      s = absl::InvalidArgumentError(absl::StrCat("cert/key: ", ctx.status().message()));
+    }
+  }
+  if (s.ok()) {
+    if (auto keys = StreamerKeys::Load(config->streamer_keys_file); !keys.ok()) {
+      s = absl::InvalidArgumentError(absl::StrCat("streamer_keys: ", keys.status().message()));
+    }
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "camtunnel-gateway: configuration error: %s\n",
+                 std::string(s.message()).c_str());
     return 2;
   }
+  std::printf("camtunnel-gateway: configuration OK\n");
+  return 0;
+}
+
+// SIGHUP: re-read the file and the secrets it names; check; then swap on the shard. A bad
+// configuration changes nothing: the running one stays and the reason is logged.
+void Reload(runtime::Shard& shard, GatewayShard& gw) {
+  NotifyReloading();
+  auto fresh = BuildConfig();
+  absl::Status result = fresh.status();
+  if (result.ok()) {
+    std::promise<absl::Status> applied;
+    std::vector<std::string> restart_only;
+    shard.Post([&] {
+      restart_only = RestartOnlyChanges(gw.config(), *fresh);
+      applied.set_value(gw.Reload(*fresh));
+    });
+    result = applied.get_future().get();
+    for (const std::string& key : restart_only) {
+      LogEvent(LogLevel::kWarning, "config_needs_restart", {Kv("key", key)});
+    }
+  }
+  const bool ok = result.ok();
+  shard.Post([&gw, ok] { (ok ? gw.metrics().reloads_ok : gw.metrics().reloads_failed).Add(); });
+  if (ok) {
+    ApplyLogSettings(*fresh);
+    LogEvent(LogLevel::kInfo, "config_reloaded");
+  } else {
+    LogEvent(LogLevel::kError, "config_reload_failed",
+             {Kv("error", result.message()), Kv("kept", "running configuration")});
+  }
+  NotifyReady(ok ? "serving (reloaded)" : "serving (reload failed, see the log)");
+}
+
+int Serve() {
+  auto built = BuildConfig();
+  if (!built.ok()) {
+    std::fprintf(stderr, "camtunnel-gateway: configuration error: %s\n",
+                 std::string(built.status().message()).c_str());
+    return 2;
+  }
+  GatewayConfig config = std::move(*built);
+  ApplyLogSettings(config);
   auto keys = StreamerKeys::Load(config.streamer_keys_file);
   if (!keys.ok()) {
     std::fprintf(stderr, "streamer keys: %s\n", std::string(keys.status().message()).c_str());
@@ -164,6 +297,7 @@ int Serve() {
   GatewayShard gw(shard, config, std::move(*keys));
   // The ring is single-issuer: the shard's thread sets it up, opens the listeners and runs it.
   std::promise<absl::Status> started;
+  std::atomic<bool> stopped{false};
   std::thread loop([&] {
     if (int r = shard.Init({}); r < 0) {
       started.set_value(absl::InternalError(std::string("io_uring setup: ") + strerror(-r)));
@@ -174,8 +308,10 @@ int Serve() {
     started.set_value(std::move(s));
     if (ok) {
       shard.Run();
+      // Whatever the drain's deadline left open is cut here.
       shard.Shutdown(2000);
     }
+    stopped.store(true);
   });
   if (absl::Status s = started.get_future().get(); !s.ok()) {
     loop.join();
@@ -185,35 +321,57 @@ int Serve() {
   std::printf("camtunnel-gateway: ready agent_tls=%u agent_plain=%u frontend=%u admin=%u\n",
               gw.agent_tls_port(), gw.agent_plain_port(), gw.frontend_port(), gw.admin_port());
   std::fflush(stdout);
-  Log(LogLevel::kInfo, "ready: agent tls port ", gw.agent_tls_port(), ", plain port ",
-      gw.agent_plain_port(), ", frontend port ", gw.frontend_port(), ", admin port ",
-      gw.admin_port());
+  LogEvent(LogLevel::kInfo, "ready",
+           {Kv("agent_tls_port", gw.agent_tls_port()),
+            Kv("agent_plain_port", gw.agent_plain_port()), Kv("frontend_port", gw.frontend_port()),
+            Kv("admin_port", gw.admin_port()), Kv("version", CAMTUNNEL_VERSION)});
+  NotifyReady("serving");
 
+  bool stopping = false;
   for (;;) {
     int sig = 0;
-    sigwait(&signals, &sig);
-    if (sig == SIGHUP) {
-      shard.Post([&gw] {
-        if (absl::Status s = gw.Reload(); s.ok()) {
-          Log(LogLevel::kInfo, "SIGHUP: reloaded certificate and streamer keys");
-        } else {
-          Log(LogLevel::kError, "SIGHUP: reload failed, keeping the old files: ", s.message());
-        }
-      });
+    if (stopping) {
+      // Draining: wake up now and then to see whether the shard has finished.
+      timespec wait{0, 100 * 1000 * 1000};
+      sig = sigtimedwait(&signals, nullptr, &wait);
+      if (stopped.load()) {
+        break;
+      }
+      if (sig < 0) {
+        continue;
+      }
+    } else if (sigwait(&signals, &sig) != 0) {
       continue;
     }
-    Log(LogLevel::kInfo, "signal ", sig, ": stopping");
-    break;
+    if (sig == SIGHUP) {
+      if (stopping) {
+        // The shard may be past its last loop iteration: a reload posted now might never run.
+        LogEvent(LogLevel::kWarning, "reload_ignored", {Kv("reason", "stopping")});
+      } else {
+        Reload(shard, gw);
+      }
+      continue;
+    }
+    if (stopping) {
+      // A second SIGTERM/SIGINT: the operator does not want to wait for the drain.
+      LogEvent(LogLevel::kWarning, "stop_now", {Kv("signal", sig)});
+      shard.Stop();
+      continue;
+    }
+    stopping = true;
+    LogEvent(LogLevel::kInfo, "stopping",
+             {Kv("signal", sig), Kv("drain_timeout_ms", config.drain_timeout_ms)});
+    NotifyStopping("draining");
+    shard.Post([&] {
+      gw.Drain([&] {
+        // GOAWAY frames went out with the drain; the loop ends once they and every relayed
+        // byte are flushed (Shutdown closes what is left).
+        shard.Stop();
+      });
+    });
   }
-  shard.Post([&] {
-    gw.StopAccepting();
-    gw.registry().ForEachSession(
-        [](std::string_view, ControlSession* s) { s->GoAway("gateway stopping", 1000); });
-  });
-  // Let GOAWAY frames reach the agents before the loop stops.
-  usleep(300 * 1000);
-  shard.Stop();
   loop.join();
+  LogEvent(LogLevel::kInfo, "stopped");
   return 0;
 }
 
@@ -222,6 +380,15 @@ int Serve() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("camtunnel gateway: agents dial in, media servers pull through");
+  // Flag names take '-' or '_' (--check-config, --check_config); absl knows only '_'.
+  for (int i = 1; i < argc && std::string_view(argv[i]) != "--"; ++i) {
+    if (argv[i][0] == '-' && argv[i][1] == '-') {
+      for (char* c = argv[i] + 2; *c != '\0' && *c != '='; ++c) {
+        *c = *c == '-' ? '_' : *c;
+      }
+    }
+  }
+  camtunnel::gateway::RecordGivenFlags(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() >= 2 && std::string(args[1]) == "new-streamer-key") {
     return camtunnel::gateway::NewStreamerKey(args.size() >= 3 ? args[2] : "k1");
@@ -232,6 +399,9 @@ int main(int argc, char** argv) {
   if (args.size() >= 2) {
     std::fprintf(stderr, "unknown command '%s'\n", args[1]);
     return 2;
+  }
+  if (absl::GetFlag(FLAGS_check_config)) {
+    return camtunnel::gateway::CheckConfig();
   }
   return camtunnel::gateway::Serve();
 }

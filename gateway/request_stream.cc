@@ -211,7 +211,9 @@ FrontendError RequestStream::Feed(std::span<const uint8_t> in, std::string* out)
         }
         if (buffered) {
           // The earlier part of this head was held back; write it all from the buffer.
-          if (!action.drop) {
+          if (action.replace) {
+            out->append(rebuilt_head_);
+          } else if (!action.drop) {
             if (action.rewrite) {
               out->append(head.substr(0, action.target_offset));
               out->append(rewritten_target_);
@@ -224,6 +226,10 @@ FrontendError RequestStream::Feed(std::span<const uint8_t> in, std::string* out)
           head_buffer_ = std::string();  // a split head is rare: do not keep 8 KiB per idle conn
         } else if (action.drop) {
           flush(head_begin);
+          emit_from = pos;
+        } else if (action.replace) {
+          flush(head_begin);
+          out->append(rebuilt_head_);
           emit_from = pos;
         } else if (action.rewrite) {
           flush(head_begin + action.target_offset);
@@ -294,7 +300,35 @@ FrontendError RequestStream::OnHead(std::string_view head_bytes, HeadAction* act
     action->target_offset = static_cast<size_t>(head.target.data() - head_bytes.data());
     action->target_size = head.target.size();
   }
+  if (head.headers.Find("Proxy-Authorization")) {
+    RemoveProxyAuthorization(head, head_bytes, action);
+  }
   return FrontendError::kOk;
+}
+
+// Rebuilds the head without its Proxy-Authorization lines (and with the rewritten target, if
+// any). Header lines hold no CRLF (no folding), so each ends at the first CRLF after its name.
+void RequestStream::RemoveProxyAuthorization(const proto::RequestHead& head,
+                                             std::string_view head_bytes, HeadAction* action) {
+  rebuilt_head_.clear();
+  size_t pos = 0;
+  if (action->rewrite) {
+    rebuilt_head_.append(head_bytes.substr(0, action->target_offset));
+    rebuilt_head_.append(rewritten_target_);
+    pos = action->target_offset + action->target_size;
+  }
+  for (size_t i = 0; i < head.headers.count; ++i) {
+    const proto::HeaderField& f = head.headers.fields[i];
+    if (!proto::EqualsIgnoreCase(f.name, "Proxy-Authorization")) {
+      continue;
+    }
+    const size_t begin = static_cast<size_t>(f.name.data() - head_bytes.data());
+    const size_t end = head_bytes.find("\r\n", begin) + 2;
+    rebuilt_head_.append(head_bytes.substr(pos, begin - pos));
+    pos = end;
+  }
+  rebuilt_head_.append(head_bytes.substr(pos));
+  action->replace = true;
 }
 
 // RTSP lets the server send requests too (OPTIONS or GET_PARAMETER as keepalive, ANNOUNCE,

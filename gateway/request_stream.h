@@ -11,7 +11,9 @@
 //   kRtspOverHttp: raw, byte-exact from the first byte.
 //   kConnect: the CONNECT head is for the gateway and is consumed; the rest is raw.
 // Feed the connection's bytes from its very first byte, the routed first head included.
-// Only the request-target ever changes: every other byte is copied exactly.
+// Only the request-target ever changes, and Proxy-Authorization fields are removed (they carry
+// the frontend's bearer token, hop-by-hop, for the gateway only): every other byte is copied
+// exactly.
 #pragma once
 
 #include <cstddef>
@@ -80,10 +82,13 @@ class RequestStream {
     size_t target_offset = 0;  // of the request-target within the head
     size_t target_size = 0;
     bool rewrite = false;  // replace [target_offset, +target_size) by rewritten_target_
+    bool replace = false;  // forward rebuilt_head_ instead of the head
   };
   // Parses and checks a complete head, chooses the state for what follows it.
   FrontendError OnHead(std::string_view head_bytes, HeadAction* action);
   FrontendError OnRtspResponse(std::string_view head_bytes);
+  void RemoveProxyAuthorization(const proto::RequestHead& head, std::string_view head_bytes,
+                                HeadAction* action);
   // Chooses the state after a head: body (Content-Length), chunked, or the next head.
   FrontendError SetBodyFraming(const proto::HeaderList& headers, proto::Protocol protocol);
   // One byte of a chunk-size line, chunk CRLF or trailer; false if the framing is malformed.
@@ -110,6 +115,7 @@ class RequestStream {
   bool trailer_colon_ = false;        // a ':' seen on the current trailer line
   size_t line_bytes_ = 0;  // length of the current chunk-size line, or of the trailer section
   std::string rewritten_target_;  // scratch for CheckRoutedRequest, kept to reuse its capacity
+  std::string rebuilt_head_;      // a head with Proxy-Authorization removed (rare)
   uint64_t heads_ = 0;
 };
 

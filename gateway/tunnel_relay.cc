@@ -37,7 +37,12 @@ TunnelRelay::TunnelRelay(GatewayShard& gw, runtime::Stream* client, runtime::Str
       camera_(camera),
       filter_(route, gw.route_config(), camera_authority),
       protocol_(ProtocolOfForm(route.form)),
-      agent_id_(agent_id) {
+      agent_id_(agent_id),
+      stats_(gw.registry().Stats(agent_id)) {
+  if (stats_ != nullptr) {
+    ++stats_->open_tunnels;
+    ++stats_->tunnels;
+  }
   refusal_timer_.set_callback([this] { AnswerRefusal(); });
   client_->set_handler(&client_side_);
   camera_->set_handler(&camera_side_);
@@ -53,7 +58,7 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
     if (budget > 0) {
       const size_t n = budget < bytes.size() ? static_cast<size_t>(budget) : bytes.size();
       camera_->Write(bytes.first(n));
-      gw_.metrics().bytes_to_camera.Add(n);
+      CountToCamera(n);
       filter_.SkipPassThrough(n);
       bytes = bytes.subspan(n);
       continue;
@@ -61,14 +66,15 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
     scratch_.clear();
     const FrontendError e = filter_.Feed(bytes, &scratch_);
     camera_->Write(scratch_);
-    gw_.metrics().bytes_to_camera.Add(scratch_.size());
+    CountToCamera(scratch_.size());
     if (e != FrontendError::kOk) {
       if (e == FrontendError::kOtherAgent) {
         gw_.metrics().CountBadInput(FrontendBadInput::kOtherAgent);
       } else {
         gw_.metrics().CountBadInput(FrontendBadInput::kMalformed);
       }
-      Log(LogLevel::kInfo, "tunnel to ", agent_id_, ": ", FrontendErrorReason(e), ", closing");
+      LogEvent(LogLevel::kInfo, "tunnel_request_refused",
+               {Kv("agent", agent_id_), Kv("reason", FrontendErrorName(e))});
       gw_.metrics().CountFrontend(
           protocol_ == FrontendProtocol::kRtsp ? RequestKind::kRtsp : RequestKind::kHttp,
           FrontendErrorStatus(e));
@@ -86,12 +92,22 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
   Throttle(client_, camera_);
 }
 
+void TunnelRelay::CountToCamera(size_t n) {
+  gw_.metrics().bytes_to_camera.Add(n);
+  if (stats_ != nullptr) {
+    stats_->bytes_to_camera += n;
+  }
+}
+
 void TunnelRelay::FromCamera(std::span<const uint8_t> bytes) {
   if (client_closed_) {
     return;
   }
   client_->Write(bytes);
   gw_.metrics().bytes_to_client.Add(bytes.size());
+  if (stats_ != nullptr) {
+    stats_->bytes_to_client += bytes.size();
+  }
   Throttle(camera_, client_);
 }
 
@@ -167,6 +183,9 @@ void TunnelRelay::OnClosed(bool is_client, int error) {
   gw_.ConnectionClosed();
   if (client_closed_ && camera_closed_) {
     gw_.metrics().tunnels_open.Add(-1);
+    if (stats_ != nullptr) {
+      --stats_->open_tunnels;
+    }
     delete this;
   }
 }

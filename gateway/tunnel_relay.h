@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "gateway/agent_registry.h"
 #include "gateway/frontend_route.h"
 #include "gateway/request_stream.h"
 #include "runtime/stream.h"
@@ -46,6 +47,7 @@ class TunnelRelay {
               std::string_view agent_id);
   void FromClient(std::span<const uint8_t> bytes);
   void FromCamera(std::span<const uint8_t> bytes);
+  void CountToCamera(size_t n);
   void Throttle(runtime::Stream* source, runtime::Stream* destination);
   void OnClosed(bool is_client, int error);
   void AnswerRefusal();
@@ -60,6 +62,7 @@ class TunnelRelay {
   RequestStream filter_;
   FrontendProtocol protocol_;
   std::string agent_id_;
+  AgentStats* stats_;  // the agent's, on this (its home) shard; null past the registry's bound
   std::string scratch_;
   FrontendError refusal_ = FrontendError::kOk;  // a later request the gateway refuses
   std::string refusal_cseq_;

@@ -207,14 +207,39 @@ def derive_agent_key(gateway_bin, keys_path, agent_id, directory, key_id=None):
 
 
 def start_gateway(procs, gateway_bin, cert, key, keys_path, extra=(), name="gateway",
-                  token=None, token_file=None):
+                  token=None, token_file=None, env=None):
     argv = [gateway_bin, "--agent_tls_listen=127.0.0.1:0", "--cert=" + cert, "--key=" + key,
             "--streamer_keys=" + keys_path, "--frontend_listen=127.0.0.1:0",
             "--admin_listen=127.0.0.1:0"] + list(extra)
     if token_file:
         argv.append("--admin_token_file=" + token_file)
-    p = procs.start(name, argv)
+    p = procs.start(name, argv, env=env)
     return Gateway(p, p.wait_line(READY, timeout=10), token)
+
+
+def start_gateway_with_config(procs, gateway_bin, config_path, extra=(), name="gateway",
+                              token=None, env=None):
+    """A gateway from a TOML file (listeners on port 0 there), plus command-line flags."""
+    p = procs.start(name, [gateway_bin, "--config", config_path] + list(extra), env=env)
+    return Gateway(p, p.wait_line(READY, timeout=10), token)
+
+
+def write_config(path, **options):
+    """A TOML file of top-level keys (str, int, bool or list of str)."""
+    with open(path, "w") as f:
+        for k, v in options.items():
+            f.write("%s = %s\n" % (k, toml_value(v)))
+    return path
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))
 
 
 def start_agent(procs, agent_bin, gw, agent_id, key_ref, key_file, ca, services, name="agent"):
@@ -234,17 +259,46 @@ def stderr_count(proc, needle):
         return 0
 
 
-def sighup(proc, timeout=5.0):
-    """SIGHUP the gateway and wait for its log line saying the reload worked."""
-    done = stderr_count(proc, "SIGHUP: reloaded")
-    failed = stderr_count(proc, "SIGHUP: reload failed")
+RELOADED = "event=config_reloaded"
+RELOAD_FAILED = "event=config_reload_failed"
+
+
+def sighup(proc, timeout=5.0, expect_ok=True):
+    """SIGHUP the gateway and wait for its log line saying whether the reload worked."""
+    done = stderr_count(proc, RELOADED)
+    failed = stderr_count(proc, RELOAD_FAILED)
     proc.signal(signal.SIGHUP)
 
     def reloaded():
-        if stderr_count(proc, "SIGHUP: reload failed") > failed:
-            raise AssertionError("reload failed:\n" + proc.stderr_tail())
-        return stderr_count(proc, "SIGHUP: reloaded") > done
+        if stderr_count(proc, RELOAD_FAILED) > failed:
+            if expect_ok:
+                raise AssertionError("reload failed:\n" + proc.stderr_tail())
+            return True
+        if stderr_count(proc, RELOADED) > done:
+            if not expect_ok:
+                raise AssertionError("reload succeeded, a failure was expected")
+            return True
+        return False
     wait_until(reloaded, timeout, 0.05, "SIGHUP reload")
+
+
+def log_events(proc, event=None):
+    """The gateway's structured stderr lines as dicts (key=value, quoted values unescaped)."""
+    out = []
+    try:
+        with open(proc.err_path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        fields = dict((k, v[1:-1].replace('\\"', '"') if v.startswith('"') else v)
+                      for k, v in _FIELD.findall(line))
+        if "event" in fields and (event is None or fields["event"] == event):
+            out.append(fields)
+    return out
+
+
+_FIELD = re.compile(r'([a-z_]+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
 def agent_ids(gw):
@@ -339,3 +393,83 @@ class PrometheusServer:
 def run(argv, timeout=30, **kw):
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=timeout, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# A node for one test: temp dir, processes, echo service, certificate, streamer keys
+
+class Node:
+    """Everything a gateway test needs, cleaned up through testcase.addCleanup."""
+
+    def __init__(self, testcase, prefix="ops-"):
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        testcase.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+        self.echo = EchoServer()
+        testcase.addCleanup(self.echo.close)
+        self.procs = Processes(os.path.join(self.dir, "logs"))
+        testcase.addCleanup(self.procs.stop_all)
+        self.gw_bin = binary("camtunnel-gateway")
+        self.agent_bin = binary("camtunnel-agent")
+        self.cert, self.key = make_dev_cert(self.dir)
+        self.keys = write_streamer_keys(self.gw_bin, self.dir, "k1")
+        self.gw = None
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def base_options(self):
+        """Every option a loopback test gateway needs, as TOML keys."""
+        return {"agent_tls_listen": ["127.0.0.1:0"], "cert": self.cert, "key": self.key,
+                "streamer_keys": self.keys, "frontend_listen": ["127.0.0.1:0"],
+                "admin_listen": ["127.0.0.1:0"]}
+
+    def config(self, name="gateway.toml", **options):
+        merged = self.base_options()
+        merged.update(options)
+        return write_config(self.path(name), **merged)
+
+    def start_gateway(self, extra=(), env=None, token=None, **options):
+        self.gw = start_gateway_with_config(self.procs, self.gw_bin, self.config(**options),
+                                            extra=extra, env=env, token=token)
+        return self.gw
+
+    def start_agent(self, agent_id, services=None, wait=True):
+        key_ref, key_file = derive_agent_key(self.gw_bin, self.keys, agent_id, self.dir)
+        services = services or ["echo=127.0.0.1:%d" % self.echo.port]
+        p = start_agent(self.procs, self.agent_bin, self.gw, agent_id, key_ref, key_file,
+                        self.cert, services, name=agent_id)
+        if wait:
+            wait_until(lambda: agent_id in agent_ids(self.gw), 10, 0.05,
+                       "%s connected" % agent_id)
+        return p
+
+
+def token_file(directory, name="token"):
+    token = os.urandom(24).hex()
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token, path
+
+
+def frontend_head(port, head, source=None, timeout=10.0):
+    """Send one raw request head to the frontend; return (status line, whole answer bytes)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        if source:
+            s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(head)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+        return buf.split(b"\r\n", 1)[0].decode("latin-1"), buf
+    finally:
+        s.close()

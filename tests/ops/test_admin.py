@@ -7,7 +7,7 @@ SIGHUP) with the metrics that show each step.
 
 import json
 import os
-import signal
+import socket
 import tempfile
 import unittest
 
@@ -74,6 +74,66 @@ class AdminAndRotationTest(unittest.TestCase):
         self.assertIn("result", probe)
         self.assertGreater(probe["open_ms"], 0)
 
+    def test_agents_paged_filtered_and_their_fields_after_known_traffic(self):
+        for agent_id in ("cam-c", "cam-a", "cam-b"):
+            self.start_agent(agent_id)
+        # cam-b: one finished tunnel of 50,000 bytes each way, one left open with 7 bytes.
+        payload = os.urandom(50_000)
+        status, got = opslib.connect_tunnel(self.gw.frontend_port,
+                                            "cam-b:%d" % self.echo.port, payload)
+        self.assertEqual((status.split()[1], got == payload), ("200", True))
+        s = socket.create_connection(("127.0.0.1", self.gw.frontend_port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"CONNECT cam-b:%d HTTP/1.1\r\nHost: x\r\n\r\n" % self.echo.port)
+        self.assertIn(b" 200 ", s.recv(4096))
+        s.sendall(b"7 bytes")
+        self.assertEqual(s.recv(100), b"7 bytes")
+        # cam-c: kicked once, back with a second session.
+        before = self.get_json("GET", "/api/v1/agents/cam-c")[1]["connected_since_ms"]
+        self.get_json("DELETE", "/api/v1/agents/cam-c")
+        wait_until(lambda: self.get_json("GET", "/api/v1/agents/cam-c")[1]
+                   .get("connected_since_ms", before) != before, 20, 0.1, "cam-c back")
+
+        def settled():
+            a = self.get_json("GET", "/api/v1/agents/cam-b")[1]
+            return a if a["open_tunnels"] == 1 and a["bytes_to_client"] == 50_007 else None
+        b = wait_until(settled, 10, 0.05, "cam-b counters settle")
+        self.assertEqual(b["id"], "cam-b")
+        self.assertEqual(b["state"], "connected")
+        self.assertEqual(b["home_shard"], 0)
+        self.assertRegex(b["remote"], r"^127\.0\.0\.1:\d+$")
+        self.assertTrue(b["version"].startswith("camtunnel-agent/"), b)
+        self.assertGreater(b["connected_since_ms"], 1.7e12)
+        self.assertIsInstance(b["heartbeat_rtt_us"], int)
+        self.assertIsInstance(b["last_status"], str)
+        self.assertEqual(b["open_tunnels"], 1)
+        self.assertEqual(b["tunnels_total"], 2)
+        self.assertEqual(b["bytes_to_camera"], 50_007)
+        self.assertEqual(b["bytes_to_client"], 50_007)
+        self.assertEqual(b["reconnects"], 0)
+        c = self.get_json("GET", "/api/v1/agents/cam-c")[1]
+        self.assertEqual((c["reconnects"], c["open_tunnels"], c["tunnels_total"],
+                          c["bytes_to_camera"]), (1, 0, 0, 0))
+
+        # Pages of 2, in id order, with a cursor.
+        status, p1 = self.get_json("GET", "/api/v1/agents?limit=2")
+        self.assertEqual(status, 200)
+        self.assertEqual([a["id"] for a in p1["agents"]], ["cam-a", "cam-b"])
+        self.assertEqual((p1["total"], p1["next_cursor"]), (3, "cam-b"))
+        status, p2 = self.get_json("GET", "/api/v1/agents?limit=2&cursor=cam-b")
+        self.assertEqual([a["id"] for a in p2["agents"]], ["cam-c"])
+        self.assertIsNone(p2["next_cursor"])
+        # The default page holds everyone; the state filter.
+        self.assertEqual(len(self.get_json("GET", "/api/v1/agents")[1]["agents"]), 3)
+        st, conn = self.get_json("GET", "/api/v1/agents?state=connected")
+        self.assertEqual(conn["total"], 3)
+        st, closing = self.get_json("GET", "/api/v1/agents?state=closing")
+        self.assertEqual((closing["total"], closing["agents"]), (0, []))
+        for bad in ("limit=0", "limit=1001", "limit=x", "state=gone", "cursor=CAM", "page=2"):
+            status, body = self.get_json("GET", "/api/v1/agents?" + bad)
+            self.assertEqual(status, 400, bad)
+            self.assertIn("error", body, bad)
+
     def test_kicked_agent_reconnects(self):
         self.start_agent("cam-1")
         since = self.get_json("GET", "/api/v1/agents/cam-1")[1]
@@ -81,8 +141,10 @@ class AdminAndRotationTest(unittest.TestCase):
         self.assertEqual((status, j), (200, {"kicked": True}))
 
         def reconnected():
+            # A new session: another start time (the old one is listed as "closing" meanwhile).
             status, a = self.get_json("GET", "/api/v1/agents/cam-1")
-            return status == 200 and a != since
+            return (status == 200 and a["state"] == "connected"
+                    and a["connected_since_ms"] != since["connected_since_ms"])
         wait_until(reconnected, 20, 0.1, "cam-1 back after the kick")
         self.assertEqual(self.metric("camtunnel_agents_connected"), 1)
         self.assertEqual(self.metric("camtunnel_agent_connections_total", kind="control",
@@ -122,10 +184,10 @@ class AdminAndRotationTest(unittest.TestCase):
         self.start_agent("cam-1")
         with open(self.keys, "w") as f:
             f.write("k1 not-hex\n")
-        failed = opslib.stderr_count(self.gw.proc, "SIGHUP: reload failed")
-        self.gw.proc.signal(signal.SIGHUP)
-        wait_until(lambda: opslib.stderr_count(self.gw.proc, "SIGHUP: reload failed") > failed,
-                   5, 0.05, "reload failure logged")
+        opslib.sighup(self.gw.proc, expect_ok=False)
+        (failed,) = opslib.log_events(self.gw.proc, "config_reload_failed")
+        self.assertIn("streamer", failed["error"].lower() + failed.get("kept", ""))
+        self.assertNotIn("not-hex", failed["error"])
         self.assertTrue(self.gw.proc.alive())
         # The old k1 still verifies: a kicked agent gets back in.
         self.get_json("DELETE", "/api/v1/agents/cam-1")

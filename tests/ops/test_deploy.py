@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import tempfile
+import tomllib
 import unittest
 
 import opslib
@@ -19,6 +20,7 @@ UNITS = {"gateway": os.path.join(DEPLOY_DIR, "systemd", "camtunnel-gateway.servi
          "agent": os.path.join(DEPLOY_DIR, "systemd", "camtunnel-agent.service")}
 ENV_FILES = {"gateway": os.path.join(DEPLOY_DIR, "env", "gateway.env"),
              "agent": os.path.join(DEPLOY_DIR, "env", "agent.env")}
+CONFIG_FILE = os.path.join(DEPLOY_DIR, "config", "gateway.toml")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 
@@ -83,9 +85,11 @@ class UnitFilesTest(unittest.TestCase):
         u = parse_unit(UNITS["gateway"])
         s = u["Service"]
         expect = {
-            "Type": ["simple"], "User": ["camtunnel"],
+            "Type": ["notify"], "NotifyAccess": ["main"], "User": ["camtunnel"],
             "EnvironmentFile": ["/etc/camtunnel/gateway.env"],
-            "ExecReload": ["/bin/kill -HUP $MAINPID"], "LimitNOFILE": ["1048576"],
+            "ExecReload": ["/usr/bin/camtunnel-gateway --config /etc/camtunnel/gateway.toml "
+                           "$CAMTUNNEL_GATEWAY_OPTS --check-config", "/bin/kill -HUP $MAINPID"],
+            "LimitNOFILE": ["1048576"],
             "NoNewPrivileges": ["yes"], "ProtectSystem": ["strict"], "ProtectHome": ["yes"],
             "PrivateTmp": ["yes"], "CapabilityBoundingSet": ["CAP_NET_BIND_SERVICE"],
             "AmbientCapabilities": ["CAP_NET_BIND_SERVICE"],
@@ -95,10 +99,13 @@ class UnitFilesTest(unittest.TestCase):
         }
         self.assertEqual({k: s.get(k) for k in expect}, expect)
         with open(UNITS["gateway"]) as f:
-            self.assertIn("# TODO: Type=notify once sd_notify lands", f.read())
-        # The drain after SIGTERM (GOAWAY, 300 ms, shard shutdown up to 2 s) fits comfortably.
+            self.assertNotIn("TODO", f.read())
+        # The drain after SIGTERM lasts up to drain_timeout_ms, then up to 2 s of shutdown:
+        # systemd must not kill the gateway before.
         (stop,) = s["TimeoutStopSec"]
-        self.assertGreaterEqual(int(stop.rstrip("s")), 10)
+        with open(CONFIG_FILE, "rb") as f:
+            drain_ms = tomllib.load(f)["drain_timeout_ms"]
+        self.assertGreaterEqual(int(stop.rstrip("s")) * 1000, drain_ms + 3000)
         self.assertEqual(u["Install"]["WantedBy"], ["multi-user.target"])
         self.assertEqual(exec_start_argv(u, parse_env_file(ENV_FILES["gateway"]))[0],
                          "/usr/bin/camtunnel-gateway")
@@ -143,6 +150,49 @@ class UnitFilesTest(unittest.TestCase):
             self.assertLessEqual(float(m.group(1)), 2.0, path)
 
 
+def localized_gateway_config(directory, cert, key, keys):
+    """deploy/config/gateway.toml with only paths and ports made local; returns its path."""
+    with open(CONFIG_FILE, "rb") as f:
+        config = tomllib.load(f)
+    local = {"/etc/camtunnel/tls/gateway.crt": cert, "/etc/camtunnel/tls/gateway.key": key,
+             "/etc/camtunnel/streamer.keys": keys}
+    lines = []
+    for k, v in config.items():
+        if k.endswith("_listen"):
+            v = ["[::1]:0" if x.startswith("[") else "127.0.0.1:0" for x in v
+                 if ipv6_loopback() or not x.startswith("[")]
+        elif isinstance(v, str):
+            v = local.get(v, v)
+        lines.append("%s = %s" % (k, opslib.toml_value(v)))
+    path = os.path.join(directory, "gateway.toml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+class ConfigurationReferenceTest(unittest.TestCase):
+    """docs/configuration.md documents exactly the keys the gateway accepts."""
+
+    def test_documented_keys_are_the_accepted_keys(self):
+        with open(os.path.join(opslib.SOURCE_DIR, "gateway", "config_file.cc")) as f:
+            accepted = set(re.findall(r'\{"([a-z_]+)", (?:List|String|Bool|Number)\(', f.read()))
+        with open(os.path.join(opslib.SOURCE_DIR, "docs", "configuration.md")) as f:
+            doc = f.read()
+        section = doc[doc.index("## camtunnel-gateway"):doc.index("## camtunnel-agent")
+                      if "## camtunnel-agent" in doc else len(doc)]
+        documented = set(re.findall(r"^\| `([a-z_]+)`", section, re.M))
+        self.assertGreaterEqual(len(accepted), 25)
+        self.assertEqual(accepted - documented, set(), "accepted but not documented")
+        self.assertEqual(documented - accepted, set(), "documented but not accepted")
+
+    def test_example_uses_only_known_keys(self):
+        with open(CONFIG_FILE, "rb") as f:
+            keys = set(tomllib.load(f))
+        with open(os.path.join(opslib.SOURCE_DIR, "gateway", "config_file.cc")) as f:
+            accepted = set(re.findall(r'\{"([a-z_]+)", (?:List|String|Bool|Number)\(', f.read()))
+        self.assertEqual(keys - accepted, set())
+
+
 class ExampleEnvFilesBootTest(unittest.TestCase):
     """deploy/env/*.env as the units would pass them, with only paths and ports made local."""
 
@@ -162,18 +212,12 @@ class ExampleEnvFilesBootTest(unittest.TestCase):
         self.addCleanup(echo.close)
 
         argv = exec_start_argv(parse_unit(UNITS["gateway"]), parse_env_file(ENV_FILES["gateway"]))
-        local = {"/etc/camtunnel/tls/gateway.crt": cert, "/etc/camtunnel/tls/gateway.key": key,
-                 "/etc/camtunnel/streamer.keys": keys}
-        args = []
-        for a in argv[1:]:
-            flag, _, value = a.partition("=")
-            if flag in ("--agent_tls_listen", "--agent_plain_listen", "--frontend_listen",
-                        "--admin_listen"):
-                addrs = [x for x in value.split(",") if ipv6_loopback() or "[" not in x]
-                value = ",".join("[::1]:0" if x.startswith("[") else "127.0.0.1:0" for x in addrs)
-            value = local.get(value, value)
-            args.append(flag + "=" + value if value else flag)
-        self.assertIn("--streamer_keys=" + keys, args)
+        self.assertEqual(argv[1:], ["--config", "/etc/camtunnel/gateway.toml"])
+        config = localized_gateway_config(d, cert, key, keys)
+        args = ["--config", config]
+        r = opslib.run([gw_bin] + args + ["--check-config"])
+        self.assertEqual((r.returncode, r.stdout), (0, "camtunnel-gateway: configuration OK\n"),
+                         r.stderr)
         p = self.procs.start("gateway", [gw_bin] + args)
         gw = opslib.Gateway(p, p.wait_line(opslib.READY, timeout=10))
         self.assertGreater(gw.tls_port, 0)

@@ -46,6 +46,7 @@ class GatewayMetricsTest(unittest.TestCase):
         key_ref, key_file = opslib.derive_agent_key(gw_bin, keys, AGENT, d)
         # With an admin token, as a node whose admin port is reachable beyond loopback runs.
         token, token_file = opslib.write_admin_token(d)
+        cls.gw_started = time.time()
         cls.gw = opslib.start_gateway(cls.procs, gw_bin, cert, key, keys, token=token,
                                       token_file=token_file)
         # Prometheus first: its first scrape comes ~5 s after start (target discovery is
@@ -157,6 +158,7 @@ class GatewayMetricsTest(unittest.TestCase):
 
     def test_no_error_counters(self):
         for name in ("camtunnel_control_frames_rejected_total", "camtunnel_frontend_bad_input_total",
+                     "camtunnel_frontend_refused_total", "camtunnel_log_lines_suppressed_total",
                      "camtunnel_sessions_replaced_total", "camtunnel_heartbeat_timeouts_total",
                      "camtunnel_accept_paused_total", "camtunnel_unsupported_frames_total",
                      "camtunnel_admin_unauthorized_total"):
@@ -165,9 +167,48 @@ class GatewayMetricsTest(unittest.TestCase):
             self.assertEqual(set(values.values()), {0}, name)
 
     def test_process_facts(self):
-        rss = self.m.get("camtunnel_process_resident_memory_bytes")
+        m = self.m
+        rss = m.get("camtunnel_process_resident_memory_bytes")
         self.assertGreater(rss, 1 << 20)
         self.assertLess(rss, 1 << 30)
+        pid = self.gw.proc.pid
+        # Descriptors: what /proc says now, give or take the scrape's own connection.
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        self.assertLessEqual(abs(m.get("camtunnel_process_open_fds") - fds), 3)
+        with open("/proc/%d/limits" % pid) as f:
+            soft = re.search(r"^Max open files\s+(\d+)", f.read(), re.M).group(1)
+        self.assertEqual(m.get("camtunnel_process_max_fds"), float(soft))
+        # Started when the test started it (the process's age in /proc, to a second).
+        start = m.get("camtunnel_process_start_time_seconds")
+        self.assertLess(abs(start - self.gw_started), 2.0)
+        cpu = m.get("camtunnel_process_cpu_seconds_total")
+        self.assertGreater(cpu, 0)
+        self.assertLess(cpu, time.time() - start + 1)
+        self.assertEqual(self.m.types["camtunnel_process_cpu_seconds_total"], "counter")
+
+    def test_build_info(self):
+        (labels,) = [dict(l) for (n, l) in self.m.samples if n == "camtunnel_build_info"]
+        with open(os.path.join(opslib.SOURCE_DIR, "CMakeLists.txt")) as f:
+            version = re.search(r"project\(camtunnel\s+VERSION\s+([0-9.]+)", f.read()).group(1)
+        self.assertEqual(labels["version"], version)
+        self.assertRegex(labels["openssl"], r"^3\.\d+\.\d+")
+        self.assertEqual(self.m.get("camtunnel_build_info", **labels), 1)
+
+    def test_buffer_pool(self):
+        m = self.m
+        self.assertEqual(m.get("camtunnel_buffers_capacity"), 1024)
+        self.assertEqual(m.get("camtunnel_buffer_size_bytes"), 16384)
+        self.assertGreaterEqual(m.get("camtunnel_buffers_in_use"), 0)
+        self.assertLessEqual(m.get("camtunnel_buffers_in_use"), 1024)
+
+    def test_every_family_has_help(self):
+        helps = dict(re.findall(r"^# HELP (\S+) (.+)$", self.m.text, re.M))
+        self.assertEqual(set(helps), set(self.m.types))
+        for name, text in helps.items():
+            self.assertNotEqual(text.strip(), "Process fact.", name)
+            self.assertGreater(len(text), 15, name)
+        self.assertEqual(self.m.get("camtunnel_draining"), 0)
+        self.assertEqual(self.m.get("camtunnel_config_reloads_total", result="failed"), 0)
 
     def test_conventions(self):
         # Prefix, _total on counters, base units; never an agent id in a label value.

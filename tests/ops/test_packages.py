@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""The Debian packages (cmake/packaging.cmake): cpack builds camtunnel-gateway and camtunnel-agent
-from the build tree into a temporary directory; each .deb's control data and file list are
+"""The Debian packages (cmake/packaging.cmake): cpack builds camtunnel-gateway, camtunnel-agent
+and camtunnel-agentsim from the build tree into a temporary directory; each .deb's control data and file list are
 checked, both are unpacked with dpkg-deb -x into a temporary root, and the packaged binaries run
 from there: key generation, a gateway answering /healthz, an agent connecting to it.
 """
@@ -18,6 +18,7 @@ import opslib
 from opslib import DEPLOY_DIR, Processes, make_dev_cert, wait_until
 
 CPACK = shutil.which("cpack") or "/usr/bin/cpack"
+SERVICES = ("camtunnel-gateway", "camtunnel-agent")  # packages with a unit, a user, conffiles
 
 
 def project_version():
@@ -46,7 +47,7 @@ class PackagesTest(unittest.TestCase):
         cls.version = "%s-1" % project_version()
         cls.arch = deb_arch()
         cls.debs = {}
-        for name in ("camtunnel-gateway", "camtunnel-agent"):
+        for name in SERVICES + ("camtunnel-agentsim",):
             cls.debs[name] = os.path.join(cls.out, "%s_%s_%s.deb" % (name, cls.version, cls.arch))
         cls.root = os.path.join(cls.tmp.name, "root")
         for path in cls.debs.values():
@@ -79,7 +80,7 @@ class PackagesTest(unittest.TestCase):
 
     # ---- what cpack produced -----------------------------------------------------------------
 
-    def test_two_packages_named_by_version_and_arch(self):
+    def test_three_packages_named_by_version_and_arch(self):
         produced = sorted(f for f in os.listdir(self.out) if f.endswith(".deb"))
         self.assertEqual(produced, sorted(os.path.basename(p) for p in self.debs.values()))
 
@@ -93,8 +94,12 @@ class PackagesTest(unittest.TestCase):
         # Dependencies come from dpkg-shlibdeps (versioned), plus adduser for the postinst.
         gw = self.field("camtunnel-gateway", "Depends")
         for dep in ("adduser", "libc6 (>=", "libssl3 (>=", "liburing2 (>=", "libabsl",
-                    "libprometheus-cpp-core"):
+                    "libprometheus-cpp-core", "libsystemd0", "libtomlplusplus3"):
             self.assertIn(dep, gw)
+        sim = self.field("camtunnel-agentsim", "Depends")
+        for dep in ("libc6 (>=", "libssl3 (>=", "liburing2 (>=", "zlib1g"):
+            self.assertIn(dep, sim)
+        self.assertNotIn("adduser", sim, "no service, no user")
         agent = self.field("camtunnel-agent", "Depends")
         for dep in ("adduser", "libc6 (>=", "libssl3 (>="):
             self.assertIn(dep, agent)
@@ -105,7 +110,8 @@ class PackagesTest(unittest.TestCase):
         expected = {
             "camtunnel-gateway": {
                 "/usr/bin/camtunnel-gateway", "/usr/lib/systemd/system/camtunnel-gateway.service",
-                "/etc/camtunnel/gateway.env", "/usr/share/doc/camtunnel-gateway/operations.md",
+                "/etc/camtunnel/gateway.env", "/etc/camtunnel/gateway.toml",
+                "/usr/share/doc/camtunnel-gateway/operations.md",
                 "/usr/share/doc/camtunnel-gateway/configuration.md",
                 "/usr/share/doc/camtunnel-gateway/examples/99-camtunnel.conf",
                 "/usr/share/doc/camtunnel-gateway/examples/prometheus.yml",
@@ -115,6 +121,8 @@ class PackagesTest(unittest.TestCase):
                 "/usr/bin/camtunnel-agent", "/usr/lib/systemd/system/camtunnel-agent.service",
                 "/etc/camtunnel/agent.env", "/usr/share/doc/camtunnel-agent/operations.md",
                 "/usr/share/doc/camtunnel-agent/configuration.md"},
+            "camtunnel-agentsim": {
+                "/usr/bin/camtunnel-agentsim", "/usr/share/doc/camtunnel-agentsim/README.md"},
         }
         for deb, want in expected.items():
             files = self.listing(deb)
@@ -130,17 +138,23 @@ class PackagesTest(unittest.TestCase):
             for packaged, source in (
                     ("usr/lib/systemd/system/camtunnel-%s.service" % name,
                      "systemd/camtunnel-%s.service" % name),
-                    ("etc/camtunnel/%s.env" % name, "env/%s.env" % name)):
+                    ("etc/camtunnel/%s.env" % name, "env/%s.env" % name)) + (
+                    (("etc/camtunnel/gateway.toml", "config/gateway.toml"),)
+                    if name == "gateway" else ()):
                 with open(os.path.join(self.root, packaged), "rb") as a, \
                         open(os.path.join(DEPLOY_DIR, source), "rb") as b:
                     self.assertEqual(a.read(), b.read(), packaged)
 
     def test_maintainer_scripts_and_conffiles(self):
-        for deb in self.debs:
+        conffiles = {"camtunnel-gateway": ["/etc/camtunnel/gateway.env",
+                                           "/etc/camtunnel/gateway.toml"],
+                     "camtunnel-agent": ["/etc/camtunnel/agent.env"]}
+        self.assertEqual(sorted(os.listdir(self.control("camtunnel-agentsim"))),
+                         ["control", "md5sums"], "the load generator has no scripts")
+        for deb in SERVICES:
             d = self.control(deb)
-            short = deb.replace("camtunnel-", "")
             with open(os.path.join(d, "conffiles")) as f:
-                self.assertEqual(f.read().split(), ["/etc/camtunnel/%s.env" % short])
+                self.assertEqual(f.read().split(), conffiles[deb])
             for script in ("postinst", "prerm", "postrm"):
                 path = os.path.join(d, script)
                 self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o755, path)
@@ -160,6 +174,19 @@ class PackagesTest(unittest.TestCase):
         r = opslib.run([self.bin("camtunnel-agent"), "--help"])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("usage: camtunnel-agent", r.stdout)
+
+    def test_agentsim_help(self):
+        r = opslib.run([self.bin("camtunnel-agentsim"), "--help"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("camtunnel-agentsim", r.stdout + r.stderr)
+
+    def test_packaged_gateway_checks_its_packaged_config(self):
+        # The packaged example names /etc paths that do not exist here: the check must say so
+        # by key, not crash or pass.
+        r = opslib.run([self.bin("camtunnel-gateway"), "--config",
+                        os.path.join(self.root, "etc/camtunnel/gateway.toml"), "--check-config"])
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("configuration error", r.stderr)
 
     def test_new_streamer_key_format(self):
         r = opslib.run([self.bin("camtunnel-gateway"), "new-streamer-key", "k1"])
