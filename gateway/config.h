@@ -17,6 +17,10 @@ struct GatewayConfig {
   // is set: an attacker on the path must not be able to downgrade an agent to plain.
   bool allow_plain_with_tls = false;
   std::string streamer_keys_file;  // lines "<key id> <64 hex chars>"
+  // Session ticket keys (runtime/ticket_keys.h), shared by every shard and kept across
+  // restarts so a reconnecting fleet resumes its TLS sessions; created (0600) when missing.
+  // Empty: keys made at start-up, valid until the process ends.
+  std::string ticket_keys_file;
 
   std::vector<std::string> frontend_listen = {"127.0.0.1:8554", "[::1]:8554"};
   // Source CIDRs allowed on the frontend (empty: anyone who can connect). Required when a
@@ -43,6 +47,11 @@ struct GatewayConfig {
   uint32_t reconnect_window_ms = 10000;  // announced in WELCOME
   uint64_t drain_timeout_ms = 25000;     // drain: open tunnels may finish until this deadline
   uint32_t drain_reconnect_ms = 1000;    // drain: GOAWAY's "reconnect after" hint to agents
+
+  // Handshake pacing (per shard): new agent connections admitted per second before any TLS
+  // work; the rest wait in the kernel's backlog. 0 = unpaced. Burst 0 = a tenth of the rate.
+  uint32_t agent_handshakes_per_second = 2000;
+  uint32_t agent_handshake_burst = 0;
 
   // Limits.
   uint32_t max_pending_tunnels_per_agent = 32;

@@ -211,6 +211,14 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
   f.push_back(SimpleGauge("camtunnel_draining",
                           "1 while the gateway drains (no new agents or requests), else 0.",
                           facts.draining));
+  f.push_back(SimpleCounter("camtunnel_agent_accept_paced_total",
+                            "Times the TLS agent listeners stopped accepting for a moment because "
+                            "the handshake budget (agent_handshakes_per_second) was spent.",
+                            facts.handshakes_paced));
+  f.push_back(SimpleGauge("camtunnel_ktls_available",
+                          "1 if this kernel can take TLS records (TCP_ULP tls), else 0: TLS runs "
+                          "in user space.",
+                          facts.ktls_available));
   f.push_back(SimpleCounter("camtunnel_log_lines_suppressed_total",
                             "Log lines dropped by the per-cause rate limit.",
                             facts.log_lines_suppressed));

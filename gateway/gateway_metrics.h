@@ -108,6 +108,8 @@ struct GatewayFacts {
   double buffer_bytes = 0;  // size of one provided buffer
   double draining = 0;
   double log_lines_suppressed = 0;
+  double handshakes_paced = 0;  // times the TLS agent listeners paused for the budget
+  double ktls_available = 0;
 };
 
 // Prometheus text for the sum of `shards`, plus process-level facts and build information.

@@ -16,8 +16,10 @@
 #include "gateway/gateway_metrics.h"
 #include "gateway/source_allowlist.h"
 #include "gateway/streamer_keys.h"
+#include "runtime/ktls_probe.h"
 #include "runtime/listener.h"
 #include "runtime/shard.h"
+#include "runtime/ticket_keys.h"
 #include "runtime/tls_context.h"
 
 namespace camtunnel::gateway {
@@ -81,6 +83,8 @@ class GatewayShard {
   void AcceptFrontend(int fd);
   void CheckDrained();
   void AcceptAdmin(int fd);
+  absl::Status LoadTicketKeys(const std::string& file);
+  void ApplyHandshakeBudget();
   absl::Status Listen(const std::vector<std::string>& addresses,
                       std::vector<std::unique_ptr<runtime::Listener>>* out,
                       runtime::Listener::AcceptFn fn);
@@ -88,7 +92,10 @@ class GatewayShard {
   runtime::Shard& shard_;
   GatewayConfig config_;
   StreamerKeys keys_;
+  // Before tls_ctx_: every context's ticket callback points at these keys.
+  std::unique_ptr<runtime::TicketKeys> ticket_keys_;
   runtime::SslCtxPtr tls_ctx_;
+  runtime::KtlsSupport ktls_;
   AgentRegistry registry_;
   ShardMetrics metrics_;
   FrontendRouteConfig route_config_;

@@ -5,6 +5,8 @@
 //   camtunnel-gateway new-streamer-key KEYID    print a new "<key id> <hex>" line for the keys file
 //   camtunnel-gateway derive-key --streamer_keys=FILE --agent=ID --key_id=K --valid_days=N
 //                                               print the agent's key reference and key
+//   camtunnel-gateway rotate-ticket-keys FILE   new current session ticket key (the old one
+//                                               stays as previous); then SIGHUP the gateway
 #include <signal.h>
 #include <unistd.h>
 
@@ -32,6 +34,7 @@
 #include "proto/identifiers.h"
 #include "runtime/clock.h"
 #include "runtime/shard.h"
+#include "runtime/ticket_keys.h"
 #include "runtime/tls_context.h"
 
 #ifndef CAMTUNNEL_VERSION
@@ -59,6 +62,10 @@ ABSL_FLAG(uint64_t, open_timeout_ms, 5000, "OPEN sent to data connection establi
 ABSL_FLAG(uint32_t, heartbeat_ms, 5000, "Heartbeat interval announced to agents");
 ABSL_FLAG(uint32_t, heartbeat_misses, 2, "Silent intervals before a session is dead");
 ABSL_FLAG(uint32_t, reconnect_window_ms, 10000, "Reconnect window announced to agents");
+ABSL_FLAG(std::string, ticket_keys, "", "Session ticket keys file (created when missing)");
+ABSL_FLAG(uint32_t, agent_handshakes_per_second, 2000,
+          "New agent connections admitted per second and shard (0: unpaced)");
+ABSL_FLAG(uint32_t, agent_handshake_burst, 0, "Handshakes saved up at most (0: a tenth)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, config, "", "TOML configuration file (flags given here override it)");
 ABSL_FLAG(bool, check_config, false,
@@ -93,6 +100,26 @@ int NewStreamerKey(const std::string& key_id) {
   uint8_t key[32];
   proto::RandomBytes(key);
   std::printf("%s %s\n", key_id.c_str(), proto::HexEncode(key).c_str());
+  return 0;
+}
+
+int RotateTicketKeys(const std::string& file) {
+  auto keys = runtime::TicketKeys::LoadFile(file);
+  if (!keys.ok() && !absl::IsNotFound(keys.status())) {
+    std::fprintf(stderr, "%s\n", std::string(keys.status().message()).c_str());
+    return 2;
+  }
+  std::unique_ptr<runtime::TicketKeys> k =
+      keys.ok() ? std::move(*keys) : runtime::TicketKeys::Generate();
+  if (keys.ok()) {
+    k->Rotate(runtime::TicketKey::Random());
+  }
+  if (absl::Status s = k->SaveFile(file); !s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::printf("%s: %zu keys, the first is new; SIGHUP the gateway to use it\n", file.c_str(),
+              k->snapshot()->size());
   return 0;
 }
 
@@ -194,6 +221,10 @@ absl::StatusOr<GatewayConfig> BuildConfig() {
   Override("heartbeat_ms", FLAGS_heartbeat_ms, &c.heartbeat_ms);
   Override("heartbeat_misses", FLAGS_heartbeat_misses, &c.heartbeat_misses);
   Override("reconnect_window_ms", FLAGS_reconnect_window_ms, &c.reconnect_window_ms);
+  Override("ticket_keys", FLAGS_ticket_keys, &c.ticket_keys_file);
+  Override("agent_handshakes_per_second", FLAGS_agent_handshakes_per_second,
+           &c.agent_handshakes_per_second);
+  Override("agent_handshake_burst", FLAGS_agent_handshake_burst, &c.agent_handshake_burst);
   Override("drain_timeout_ms", FLAGS_drain_timeout_ms, &c.drain_timeout_ms);
   Override("drain_reconnect_ms", FLAGS_drain_reconnect_ms, &c.drain_reconnect_ms);
   Override("max_connections", FLAGS_max_connections, &c.max_connections);
@@ -392,6 +423,9 @@ int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() >= 2 && std::string(args[1]) == "new-streamer-key") {
     return camtunnel::gateway::NewStreamerKey(args.size() >= 3 ? args[2] : "k1");
+  }
+  if (args.size() >= 3 && std::string(args[1]) == "rotate-ticket-keys") {
+    return camtunnel::gateway::RotateTicketKeys(args[2]);
   }
   if (args.size() >= 2 && std::string(args[1]) == "derive-key") {
     return camtunnel::gateway::DeriveKey();

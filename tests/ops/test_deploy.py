@@ -155,7 +155,8 @@ def localized_gateway_config(directory, cert, key, keys):
     with open(CONFIG_FILE, "rb") as f:
         config = tomllib.load(f)
     local = {"/etc/camtunnel/tls/gateway.crt": cert, "/etc/camtunnel/tls/gateway.key": key,
-             "/etc/camtunnel/streamer.keys": keys}
+             "/etc/camtunnel/streamer.keys": keys,
+             "/var/lib/camtunnel/ticket.keys": os.path.join(directory, "ticket.keys")}
     lines = []
     for k, v in config.items():
         if k.endswith("_listen"):
@@ -221,6 +222,8 @@ class ExampleEnvFilesBootTest(unittest.TestCase):
         p = self.procs.start("gateway", [gw_bin] + args)
         gw = opslib.Gateway(p, p.wait_line(opslib.READY, timeout=10))
         self.assertGreater(gw.tls_port, 0)
+        # The session ticket keys file is made on first start, private to the gateway.
+        self.assertEqual(os.stat(os.path.join(d, "ticket.keys")).st_mode & 0o777, 0o600)
 
         key_ref, key_file = opslib.derive_agent_key(gw_bin, keys, "cam-1", d)
         argv = exec_start_argv(parse_unit(UNITS["agent"]), parse_env_file(ENV_FILES["agent"]))
