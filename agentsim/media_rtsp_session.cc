@@ -22,7 +22,6 @@ MediaRtspSession::MediaRtspSession(SimContext& ctx, MediaObserver& observer,
                                    const AgentIdentity& agent, uint64_t play_ms)
     : ctx_(ctx),
       observer_(observer),
-      agent_(agent),
       play_ms_(play_ms),
       url_(FrontendRtspUrl(ctx.options, agent.id)),
       checker_(agent.tag) {

@@ -63,7 +63,6 @@ class MediaRtspSession final : public MediaSession, public runtime::StreamHandle
 
   SimContext& ctx_;
   MediaObserver& observer_;
-  const AgentIdentity& agent_;
   uint64_t play_ms_;
   Step step_ = Step::kConnecting;
   runtime::Stream* stream_ = nullptr;
