@@ -10,6 +10,7 @@
 #include "gateway/camera_probe.h"
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
+#include "gateway/log.h"
 #include "proto/crypto.h"
 #include "proto/encoding.h"
 
@@ -140,6 +141,7 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   std::string_view query = q == std::string_view::npos ? "" : head.target.substr(q + 1);
   constexpr std::string_view kAgents = "/api/v1/agents/";
   constexpr std::string_view kProbe = "/probe";
+  constexpr std::string_view kDenylist = "/api/v1/denylist";
   if (path != "/healthz" && path != "/readyz" && !Authorized(head)) {
     gw_.metrics().admin_unauthorized.Add();
     Respond(401, "text/plain", "bearer token required\n");
@@ -153,6 +155,8 @@ void AdminConnection::Route(const proto::RequestHead& head) {
     Agent(head.method, path.substr(kAgents.size()));
   } else if (path == "/api/v1/drain") {
     Drain(head.method);
+  } else if (path == kDenylist || (path.starts_with(kDenylist) && path[kDenylist.size()] == '/')) {
+    Denylist(head.method, path.substr(std::min(path.size(), kDenylist.size() + 1)));
   } else if (head.method != "GET") {
     Respond(405, "text/plain", "only GET is served here for now\n");
   } else if (path == "/metrics") {
@@ -248,6 +252,45 @@ void AdminConnection::ListAgents(std::string_view query) {
   page["next_cursor"] =
       match.size() > n ? nlohmann::json(std::string(match[n - 1].first)) : nlohmann::json();
   Respond(200, "application/json", page.dump() + "\n");
+}
+
+// The revocation denylist. GET /api/v1/denylist lists it; PUT /api/v1/denylist/{id} revokes
+// an agent (its live session is ended at once and every later connection with its key gets
+// 401); DELETE /api/v1/denylist/{id} takes it off again (a reactivated camera).
+void AdminConnection::Denylist(std::string_view method, std::string_view agent_id) {
+  if (agent_id.empty()) {
+    if (method != "GET") {
+      Respond(405, "text/plain", "GET the list; PUT or DELETE /api/v1/denylist/{agent id}\n");
+      return;
+    }
+    std::vector<std::string> ids(gw_.denylist().begin(), gw_.denylist().end());
+    std::sort(ids.begin(), ids.end());
+    Respond(200, "application/json", nlohmann::json{{"agents", ids}}.dump() + "\n");
+    return;
+  }
+  if (!proto::IsCanonicalAgentId(agent_id)) {
+    Respond(400, "application/json",
+            nlohmann::json{{"error", "not a canonical agent id"}}.dump() + "\n");
+    return;
+  }
+  if (method == "PUT") {
+    gw_.Deny(std::string(agent_id));
+    bool kicked = false;
+    if (ControlSession* s = gw_.registry().Find(agent_id); s != nullptr) {
+      s->GoAway("revoked", 0);
+      kicked = true;
+    }
+    LogEvent(LogLevel::kInfo, "agent_revoked", {Kv("agent", agent_id), Kv("kicked", kicked)});
+    Respond(200, "application/json",
+            nlohmann::json{{"denied", agent_id}, {"kicked", kicked}}.dump() + "\n");
+  } else if (method == "DELETE") {
+    const bool was = gw_.Allow(agent_id);
+    LogEvent(LogLevel::kInfo, "agent_unrevoked", {Kv("agent", agent_id)});
+    Respond(was ? 200 : 404, "application/json",
+            nlohmann::json{{"allowed", agent_id}, {"was_denied", was}}.dump() + "\n");
+  } else {
+    Respond(405, "text/plain", "PUT or DELETE\n");
+  }
 }
 
 // POST starts a drain and keeps the process up, not ready (a SIGTERM later still exits once

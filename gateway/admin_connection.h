@@ -29,6 +29,7 @@ class AdminConnection final : public runtime::StreamHandler {
   void Agent(std::string_view method, std::string_view agent_id);
   void ListAgents(std::string_view query);
   void Drain(std::string_view method);
+  void Denylist(std::string_view method, std::string_view agent_id);
 
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;

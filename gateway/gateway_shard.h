@@ -62,7 +62,13 @@ class GatewayShard {
   bool Denied(std::string_view agent_id) const {
     return denylist_.contains(absl::string_view(agent_id.data(), agent_id.size()));
   }
+  // Revocation (DESIGN "Keys"): the manager pushes deactivated agents here, so their keys stop
+  // working at once, not only at expiry. In memory: after a restart the manager pushes again.
   void Deny(std::string agent_id) { denylist_.insert(std::move(agent_id)); }
+  bool Allow(std::string_view agent_id) {
+    return denylist_.erase(absl::string_view(agent_id.data(), agent_id.size())) > 0;
+  }
+  const absl::flat_hash_set<std::string>& denylist() const { return denylist_; }
 
   // Bound ports, for tests and the demo's printout (first listener of each kind).
   uint16_t agent_tls_port() const;

@@ -150,6 +150,32 @@ class AdminAndRotationTest(unittest.TestCase):
         self.assertEqual(self.metric("camtunnel_agent_connections_total", kind="control",
                                      result="accepted"), 2)
 
+    def test_denylist_revokes_a_live_agent_at_once_and_can_be_lifted(self):
+        """PUT /api/v1/denylist/{id} (what the manager does on DEACTIVATE): the agent's session
+        ends at once and its key, still valid until expiry, is refused (401, counted) on every
+        reconnect; the other agents are untouched; DELETE lets it back in."""
+        self.start_agent("cam-1")
+        self.start_agent("cam-2")
+        refused0 = self.metric("camtunnel_agent_connections_total", kind="control",
+                               result="unauthorized")
+        status, j = self.get_json("PUT", "/api/v1/denylist/cam-1")
+        self.assertEqual((status, j), (200, {"denied": "cam-1", "kicked": True}))
+        self.assertEqual(self.get_json("GET", "/api/v1/denylist"), (200, {"agents": ["cam-1"]}))
+        wait_until(lambda: "cam-1" not in opslib.agent_ids(self.gw), 10, 0.05, "cam-1 gone")
+        # The agent keeps trying (its key has not expired); each try is refused and counted.
+        wait_until(lambda: self.metric("camtunnel_agent_connections_total", kind="control",
+                                       result="unauthorized") > refused0, 20, 0.1,
+                   "a refused reconnect of cam-1")
+        self.assertNotIn("cam-1", opslib.agent_ids(self.gw))
+        self.assertIn("cam-2", opslib.agent_ids(self.gw))
+        for bad in ("Cam-1", "-x", "a" * 64):
+            self.assertEqual(self.get_json("PUT", "/api/v1/denylist/" + bad)[0], 400, bad)
+        self.assertEqual(self.get_json("POST", "/api/v1/denylist/cam-2")[0], 405)
+        status, j = self.get_json("DELETE", "/api/v1/denylist/cam-1")
+        self.assertEqual((status, j), (200, {"allowed": "cam-1", "was_denied": True}))
+        self.assertEqual(self.get_json("DELETE", "/api/v1/denylist/cam-1")[0], 404)
+        wait_until(lambda: "cam-1" in opslib.agent_ids(self.gw), 40, 0.1, "cam-1 back")
+
     def test_streamer_key_rotation_with_sighup(self):
         self.start_agent("cam-old")  # key derived from k1, the only key
         with open(self.keys) as f:
