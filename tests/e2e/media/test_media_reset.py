@@ -30,13 +30,24 @@ ATTEMPTS = 10
 
 def teardown_then_reset(host, port, url):
     """PLAY for a moment, send TEARDOWN, close at once with an RST (SO_LINGER 0), as a client
-    that closes with unread RTP does. Returns the session id."""
+    that closes with unread RTP does. Returns the session id.
+
+    The send and the close run pinned to one CPU: on loopback each CPU queues the packets it
+    sends in its own backlog, so a thread that moved between the two could have its RST
+    delivered before its TEARDOWN (the peer then never sees it, with or without a gateway in
+    between). A real network path keeps the order; the test must too, or it measures the
+    scheduler instead of the relay."""
     s = connect_tcp(host, port)
     c = RtspClient(s)
     res = c.stream(url, 0.3, teardown=False)
-    c.send_request("TEARDOWN", res["content_base"])
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        c.send_request("TEARDOWN", res["content_base"])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    finally:
+        os.sched_setaffinity(0, cpus)
     return res["session"]
 
 
