@@ -32,9 +32,23 @@ GatewayTarget MakeGatewayTarget(const GatewayUrl& url) {
 Agent::Agent(EventLoop& loop, const Config& config, std::unique_ptr<TransportFactory> factory,
              AgentOptions options)
     : loop_(loop),
-      identity_{config.agent_id, config.key_ref, config.agent_key, config.services},
-      target_(MakeGatewayTarget(config.gateway)),
-      factory_(std::move(factory)),
+      agent_id_(config.agent_id),
+      services_(config.services),
+      options_(options),
+      backoff_(options.backoff, options.seed != 0 ? options.seed : RandomSeed()) {
+  auto route = std::make_shared<Route>();
+  route->target = MakeGatewayTarget(config.gateway);
+  route->factory = std::move(factory);
+  route->identity = {config.agent_id, config.key_ref, config.agent_key, config.services};
+  routes_.push_back(std::move(route));
+}
+
+Agent::Agent(EventLoop& loop, std::string agent_id, std::vector<proto::ServiceEntry> services,
+             FactoryMaker make_factory, AgentOptions options)
+    : loop_(loop),
+      agent_id_(std::move(agent_id)),
+      services_(std::move(services)),
+      make_factory_(std::move(make_factory)),
       options_(options),
       backoff_(options.backoff, options.seed != 0 ? options.seed : RandomSeed()) {}
 
@@ -42,7 +56,88 @@ Agent::~Agent() { Shutdown(); }
 
 void Agent::Start() {
   stopped_ = false;
-  Connect();
+  if (!routes_.empty()) {
+    Connect();
+  }
+}
+
+std::string Agent::current_url() const {
+  return session_route_ ? session_route_->target.url : std::string();
+}
+
+bool Agent::SetStreamers(const std::vector<proto::AssignedStreamer>& streamers) {
+  std::vector<std::shared_ptr<Route>> fresh;
+  for (const auto& s : streamers) {
+    GatewayUrl url;
+    std::string error;
+    if (!ParseGatewayUrl(s.url, &url, &error)) {
+      LOG_WARNING("ASSIGN entry %s skipped: %s", s.url.c_str(), error.c_str());
+      continue;
+    }
+    auto route = std::make_shared<Route>();
+    route->target = MakeGatewayTarget(url);
+    route->factory = make_factory_ ? make_factory_(url) : nullptr;
+    if (!route->factory) {
+      LOG_WARNING("ASSIGN entry %s skipped: no transport for it", s.url.c_str());
+      continue;
+    }
+    route->identity = {agent_id_, s.key_ref, s.agent_key, services_};
+    fresh.push_back(std::move(route));
+  }
+  if (fresh.empty()) {
+    return false;
+  }
+  const std::string current = current_url();
+  routes_ = std::move(fresh);
+  current_ = 0;
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    if (routes_[i]->target.url == current) {
+      current_ = i;
+    }
+  }
+  LOG_INFO("streamers assigned: %zu, first %s", routes_.size(),
+           routes_.front()->target.url.c_str());
+  if (stopped_) {
+    return true;
+  }
+  if (session_ && routes_[current_]->target.url == current) {
+    return true;  // still listed: the live session stays, the new key serves what comes next
+  }
+  // Not connected anywhere listed: go to the first Streamer now.
+  current_ = 0;
+  Reconnect(0);
+  return true;
+}
+
+bool Agent::SwitchTo(std::string_view url) {
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    if (routes_[i]->target.url == url) {
+      current_ = i;
+      if (!stopped_ && current_url() != url) {
+        LOG_INFO("switching to streamer %s", routes_[i]->target.url.c_str());
+        Reconnect(0);
+      }
+      return true;
+    }
+  }
+  LOG_WARNING("SWITCH to %.*s ignored: not in the assigned list", static_cast<int>(url.size()),
+              url.data());
+  return false;
+}
+
+// Drops the current session (its tunnels go on) and connects to routes_[current_] after
+// `delay_ms`.
+void Agent::Reconnect(int64_t delay_ms) {
+  if (session_) {
+    const bool was_up = session_->established();
+    session_->Close();
+    session_.reset();
+    if (observer_ && session_route_ && was_up) {
+      observer_(session_route_->target.url, false);
+    }
+  }
+  session_route_.reset();
+  reconnect_timer_.Start(loop_, delay_ms, [this] { Connect(); });
 }
 
 void Agent::Shutdown() {
@@ -63,14 +158,17 @@ void Agent::Shutdown() {
     session_->Close();
     session_.reset();
   }
+  session_route_.reset();
   tunnels_.clear();  // each tunnel resets both of its sides and logs its end
 }
 
 void Agent::Connect() {
   ++stats_.sessions_started;
   welcome_at_ms_ = -1;
-  session_ = std::make_unique<ControlSession>(loop_, *factory_, target_, identity_, *this,
-                                              options_.session);
+  session_route_ = routes_[current_ % routes_.size()];
+  session_ =
+      std::make_unique<ControlSession>(loop_, *session_route_->factory, session_route_->target,
+                                       session_route_->identity, *this, options_.session);
   session_->Start();
 }
 
@@ -81,7 +179,12 @@ void Agent::OnWelcome(const Welcome& welcome) {
   if (welcome.server_time_ms != 0) {
     // Cameras without a real-time clock learn the time here; certificate checks on the next
     // connections use it as a floor.
-    factory_->RaiseTimeFloor(static_cast<int64_t>(welcome.server_time_ms / 1000));
+    for (const auto& route : routes_) {
+      route->factory->RaiseTimeFloor(static_cast<int64_t>(welcome.server_time_ms / 1000));
+    }
+  }
+  if (observer_ && session_route_) {
+    observer_(session_route_->target.url, true);
   }
 }
 
@@ -94,7 +197,7 @@ void Agent::OnOpen(proto::TunnelId id, std::string_view service_name, const prot
     session_->SendOpenFailed(id, error, text);
   };
   const proto::ServiceEntry* service = nullptr;
-  for (const auto& entry : identity_.services) {
+  for (const auto& entry : services_) {
     if (entry.name == service_name) {
       service = &entry;
     }
@@ -123,10 +226,18 @@ void Agent::OnOpen(proto::TunnelId id, std::string_view service_name, const prot
           },
       .finished = [this](proto::TunnelId done) { tunnels_.erase(done); },
   };
-  auto tunnel = std::make_unique<Tunnel>(loop_, *factory_, target_, identity_, id, *service, nonce,
-                                         std::move(callbacks), options_.tunnel);
+  // The newest key for this Streamer: a session can outlive the key it started with (the
+  // manager refreshes keys before they expire), and a data connection proves itself afresh.
+  std::shared_ptr<Route> route = session_route_;
+  for (const auto& r : routes_) {
+    if (r->target.url == route->target.url) {
+      route = r;
+    }
+  }
+  auto tunnel = std::make_unique<Tunnel>(loop_, *route->factory, route->target, route->identity, id,
+                                         *service, nonce, std::move(callbacks), options_.tunnel);
   Tunnel* raw = tunnel.get();
-  tunnels_.emplace(id, std::move(tunnel));
+  tunnels_.emplace(id, TunnelEntry{std::move(route), std::move(tunnel)});
   raw->Start();
 }
 
@@ -165,10 +276,22 @@ int64_t Agent::ReconnectDelayMs(const SessionEnd& end) {
 void Agent::OnSessionEnded(const SessionEnd& end) {
   using Reason = SessionEnd::Reason;
   session_.reset();  // the session reports from its own timer and touches nothing after this
+  if (observer_ && session_route_ && end.welcomed) {
+    observer_(session_route_->target.url, false);
+  }
+  session_route_.reset();
   if (stopped_) {
     return;
   }
   const int64_t delay = ReconnectDelayMs(end);
+  // A Streamer that did not even welcome us is passed over for the next one of the list (a
+  // stopped gateway still completes TCP handshakes: only the handshake deadline shows it). A
+  // session that was up gets one more try at the same Streamer first.
+  if (!end.welcomed && routes_.size() > 1) {
+    current_ = (current_ + 1) % routes_.size();
+    ++stats_.failovers;
+    LOG_WARNING("failing over to streamer %s", routes_[current_]->target.url.c_str());
+  }
   switch (end.reason) {
     case Reason::kAuthRejected:
       ++stats_.auth_rejections;

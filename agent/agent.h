@@ -1,11 +1,18 @@
-// The agent's top level: keeps one control session to the gateway alive (reconnect policy),
-// and owns the tunnels the gateway asks for. Tunnels outlive a control session: losing the
-// control connection does not cut live video.
+// The agent's top level: keeps one control session to a gateway alive (reconnect policy and
+// failover down the list of Streamers), and owns the tunnels the gateway asks for. Tunnels
+// outlive a control session: losing the control connection, or switching to another Streamer,
+// does not cut live video (each tunnel keeps the route it was opened on alive).
+//
+// Two ways to get Streamers: one from the static configuration (--gateway/--key-file), or an
+// ordered list from the manager's ASSIGN (SetStreamers), with SWITCH (SwitchTo).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "agent/backoff.h"
 #include "agent/config.h"
@@ -13,6 +20,7 @@
 #include "agent/event_loop.h"
 #include "agent/identity.h"
 #include "agent/tunnel.h"
+#include "proto/manager_link.h"
 
 namespace camtunnel::agent {
 
@@ -29,6 +37,7 @@ struct AgentStats {
   uint64_t auth_rejections = 0;
   uint64_t tunnels_opened = 0;
   uint64_t open_failed = 0;
+  uint64_t failovers = 0;  // moved to the next Streamer of the list after a failure
 };
 
 struct AgentOptions {
@@ -38,10 +47,27 @@ struct AgentOptions {
   uint64_t seed = 0;  // 0: from the CSPRNG
 };
 
+// One Streamer the agent can use: where it is, how to reach it, and the key it proves itself
+// with there. Shared with the tunnels opened through it.
+struct Route {
+  GatewayTarget target;
+  std::unique_ptr<TransportFactory> factory;
+  AgentIdentity identity;
+};
+
 class Agent final : public ControlSession::Delegate {
  public:
+  // Makes the transport factory for a Streamer URL (TLS trust per host name); null on error.
+  using FactoryMaker = std::function<std::unique_ptr<TransportFactory>(const GatewayUrl& url)>;
+  // Connected (true) to, or lost (false), the Streamer at `url`.
+  using LinkObserver = std::function<void(const std::string& url, bool connected)>;
+
+  // Static mode: one Streamer from the configuration.
   Agent(EventLoop& loop, const Config& config, std::unique_ptr<TransportFactory> factory,
         AgentOptions options = {});
+  // Managed mode: no Streamer until SetStreamers().
+  Agent(EventLoop& loop, std::string agent_id, std::vector<proto::ServiceEntry> services,
+        FactoryMaker make_factory, AgentOptions options = {});
   ~Agent() override;
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -53,6 +79,15 @@ class Agent final : public ControlSession::Delegate {
 
   const AgentStats& stats() const { return stats_; }
 
+  // Replaces the Streamer list (ASSIGN). If the current session's Streamer is still listed it
+  // stays up (its new key serves the next connections); otherwise the agent moves to the first.
+  // Returns false (and changes nothing) if no entry can be used.
+  bool SetStreamers(const std::vector<proto::AssignedStreamer>& streamers);
+  // SWITCH: moves the control session to the listed Streamer at `url` now. False if unknown.
+  bool SwitchTo(std::string_view url);
+  void set_link_observer(LinkObserver observer) { observer_ = std::move(observer); }
+  std::string current_url() const;
+
   // ControlSession::Delegate
   void OnWelcome(const Welcome& welcome) override;
   void OnOpen(proto::TunnelId tunnel, std::string_view service, const proto::Nonce& nonce) override;
@@ -61,11 +96,21 @@ class Agent final : public ControlSession::Delegate {
  private:
   void Connect();
   int64_t ReconnectDelayMs(const SessionEnd& end);
+  void Reconnect(int64_t delay_ms);
+
+  struct TunnelEntry {
+    std::shared_ptr<Route> route;  // declared first: outlives the tunnel using it
+    std::unique_ptr<Tunnel> tunnel;
+  };
 
   EventLoop& loop_;
-  AgentIdentity identity_;
-  GatewayTarget target_;
-  std::unique_ptr<TransportFactory> factory_;
+  std::string agent_id_;
+  std::vector<proto::ServiceEntry> services_;
+  FactoryMaker make_factory_;
+  std::vector<std::shared_ptr<Route>> routes_;  // in ASSIGN order; one in static mode
+  size_t current_ = 0;
+  std::shared_ptr<Route> session_route_;  // the route of session_
+  LinkObserver observer_;
   AgentOptions options_;
   Backoff backoff_;
   AgentStats stats_;
@@ -75,7 +120,7 @@ class Agent final : public ControlSession::Delegate {
   uint32_t reconnect_window_ms_ = 0;  // from the last WELCOME
   std::unique_ptr<ControlSession> session_;
   Timer reconnect_timer_;
-  std::map<proto::TunnelId, std::unique_ptr<Tunnel>> tunnels_;
+  std::map<proto::TunnelId, TunnelEntry> tunnels_;
 };
 
 // Host header / dial target for a configured gateway URL.

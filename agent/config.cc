@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "proto/encoding.h"
+#include "proto/http_head.h"
 
 namespace camtunnel::agent {
 namespace {
@@ -94,6 +95,9 @@ std::string UsageText() {
          "         --service NAME=HOST:PORT [--service ...]\n"
          "         [--ca-file PATH] [--pin sha256/BASE64 ...] [--server-name NAME] [--insecure]\n"
          "         [--log-level debug|info|warning|error]\n"
+         "   or: camtunnel-agent --state-file PATH --activation-url https://HOST[:PORT]\n"
+         "         --serial SERIAL --factory-secret-file PATH --operator ID\n"
+         "         [--reactivate-after-s N] --service ... [--ca-file ...] [--pin ...]\n"
          "  --gateway      gateway URL; https is TLS (default port 443), http is plain (80)\n"
          "  --agent-id     canonical agent id: 1..63 of [a-z0-9-], no leading/trailing '-'\n"
          "  --key-ref      key reference from the manager, e.g. k1.1767225600\n"
@@ -104,7 +108,16 @@ std::string UsageText() {
          "                and next key); without --ca-file the pins replace chain validation\n"
          "  --server-name  name for SNI and the certificate check (default: the URL host)\n"
          "  --insecure     DEVELOPMENT ONLY: do not verify the gateway certificate\n"
-         "  --log-level    debug, info (default), warning or error\n";
+         "  --log-level    debug, info (default), warning or error\n"
+         "  --state-file   managed mode: where the activation state is kept (written atomically)\n"
+         "  --activation-url  the activation server (https only)\n"
+         "  --serial       this camera's serial (its agent id): 1..63 of [a-z0-9-]\n"
+         "  --factory-secret-file  file holding this camera's 64-hex factory secret\n"
+         "  --operator     operator id or claim token presented at activation\n"
+         "  --reactivate-after-s  ask the activation server again after the manager has been\n"
+         "                unreachable this long (default 600)\n"
+         "  In managed mode --ca-file/--pin/--insecure apply to the activation server, the\n"
+         "  manager and https Streamers alike; the certificate host is each URL's host.\n";
 }
 
 ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string* error) {
@@ -120,6 +133,12 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       {"server-name", required_argument, nullptr, 'n'},
       {"insecure", no_argument, nullptr, 'i'},
       {"log-level", required_argument, nullptr, 'l'},
+      {"state-file", required_argument, nullptr, 'S'},
+      {"activation-url", required_argument, nullptr, 'A'},
+      {"serial", required_argument, nullptr, 'N'},
+      {"factory-secret-file", required_argument, nullptr, 'F'},
+      {"operator", required_argument, nullptr, 'O'},
+      {"reactivate-after-s", required_argument, nullptr, 'R'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -210,6 +229,47 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
           return fail("--log-level must be debug, info, warning or error");
         }
         break;
+      case 'S':
+        c.managed = true;
+        c.manage.state_file = arg;
+        break;
+      case 'A':
+        if (!ParseGatewayUrl(arg, &c.manage.activation_url, error)) {
+          return fail("--activation-url must be https://HOST[:PORT]: '" + arg + "'");
+        }
+        if (!c.manage.activation_url.tls) {
+          return fail("--activation-url must be https (the secret travels in the answer)");
+        }
+        break;
+      case 'N':
+        if (!proto::IsCanonicalAgentId(arg)) {
+          return fail("--serial must be 1..63 of [a-z0-9-] (it becomes the agent id): '" + arg +
+                      "'");
+        }
+        c.manage.serial = arg;
+        break;
+      case 'F':
+        c.manage.factory_secret_file = arg;
+        break;
+      case 'O': {
+        const bool ok = !arg.empty() && arg.size() <= 64 &&
+                        arg.find_first_not_of(
+                            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            "0123456789-_.") == std::string::npos;
+        if (!ok) {
+          return fail("--operator must be 1..64 of [A-Za-z0-9._-]");
+        }
+        c.manage.operator_id = arg;
+        break;
+      }
+      case 'R': {
+        auto v = proto::ParseContentLength(arg);
+        if (!v || *v == 0 || *v > 86400 * 365) {
+          return fail("--reactivate-after-s must be 1..31536000");
+        }
+        c.manage.reactivate_after_ms = static_cast<int64_t>(*v) * 1000;
+        break;
+      }
       case 'h':
         return ParseOutcome::kHelp;
       default:
@@ -219,6 +279,29 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
   }
   if (optind < argc) {
     return fail(std::string("unexpected argument: ") + argv[optind]);
+  }
+  if (c.managed) {
+    if (have_gateway || !c.agent_id.empty() || have_key_ref || !c.key_file.empty()) {
+      return fail(
+          "--state-file (managed mode) excludes --gateway, --agent-id, --key-ref and "
+          "--key-file: the manager assigns Streamers and keys");
+    }
+    if (c.manage.activation_url.host.empty() || c.manage.serial.empty() ||
+        c.manage.factory_secret_file.empty() || c.manage.operator_id.empty()) {
+      return fail(
+          "managed mode needs --activation-url, --serial, --factory-secret-file and --operator");
+    }
+    if (c.services.empty()) {
+      return fail("at least one --service NAME=HOST:PORT is required");
+    }
+    if (c.insecure && (!c.ca_file.empty() || !c.pins.empty())) {
+      return fail("--insecure contradicts --ca-file/--pin: choose one");
+    }
+    if (!c.server_name.empty()) {
+      return fail("--server-name does not apply in managed mode (each URL's host is checked)");
+    }
+    *config = std::move(c);
+    return ParseOutcome::kOk;
   }
   if (!have_gateway || c.agent_id.empty() || !have_key_ref || c.key_file.empty()) {
     return fail(std::string(!have_gateway        ? "--gateway"

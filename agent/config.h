@@ -22,7 +22,20 @@ struct GatewayUrl {
   std::string text;  // as given, for logs
 };
 
+// Managed mode (--state-file): the agent activates itself and takes its Streamers from the
+// manager; --gateway/--agent-id/--key-ref/--key-file are then not used.
+struct ManagedConfig {
+  std::string state_file;
+  GatewayUrl activation_url;
+  std::string serial;
+  std::string factory_secret_file;
+  std::string operator_id;
+  int64_t reactivate_after_ms = 600000;
+};
+
 struct Config {
+  bool managed = false;
+  ManagedConfig manage;
   GatewayUrl gateway;
   std::string agent_id;
   proto::KeyRef key_ref;

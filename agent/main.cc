@@ -2,15 +2,19 @@
 // local services. See agent/agent.h for the top level and `camtunnel-agent --help` for usage.
 #include <openssl/crypto.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/event_loop.h"
 #include "agent/log.h"
+#include "agent/managed_agent.h"
 #include "agent/tls_transport.h"
 
 namespace {
@@ -21,6 +25,82 @@ void OnStopSignal(int) {
   if (g_loop != nullptr) {
     g_loop->RequestStop();  // async-signal-safe: one write(2) to the loop's self-pipe
   }
+}
+
+void InstallStopSignals(camtunnel::agent::EventLoop& loop) {
+  signal(SIGPIPE, SIG_IGN);
+  g_loop = &loop;
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+// Managed mode (--state-file): activation, manager link, Streamers from ASSIGN. Exit status 0
+// after SIGTERM or DEACTIVATE; RESTART re-executes this binary with the same arguments.
+int RunManaged(camtunnel::agent::Config& config, char** argv) {
+  using namespace camtunnel::agent;
+  std::string error;
+  ManagedOptions options{.state_file = config.manage.state_file,
+                         .activation_url = config.manage.activation_url,
+                         .serial = config.manage.serial,
+                         .operator_id = config.manage.operator_id,
+                         .reactivate_after_ms = config.manage.reactivate_after_ms};
+  if (!LoadKeyFile(config.manage.factory_secret_file, &options.factory_secret, &error)) {
+    std::fprintf(stderr, "camtunnel-agent: factory secret: %s\n", error.c_str());
+    return 2;
+  }
+  if (config.insecure) {
+    LOG_WARNING(
+        "--insecure: no certificate is verified (activation, manager, Streamers). "
+        "DEVELOPMENT ONLY; never deploy.");
+  }
+  // One trust for every https URL the lifecycle meets; the host name checked is the URL's.
+  Agent::FactoryMaker make_factory =
+      [&config](const GatewayUrl& url) -> std::unique_ptr<TransportFactory> {
+    if (!url.tls) {
+      LOG_WARNING("plain Streamer %s: frames are MACed but streams travel unencrypted",
+                  url.text.c_str());
+      return MakePlainTransportFactory();
+    }
+    std::string err;
+    TlsTrust trust{config.ca_file, config.pins, url.host, config.insecure};
+    auto factory = MakeOpenSslTransportFactory(trust, &err);
+    if (!factory) {
+      LOG_ERROR("TLS setup for %s: %s", url.text.c_str(), err.c_str());
+    }
+    return factory;
+  };
+  EventLoop loop;
+  InstallStopSignals(loop);
+  ManagedAgent::Exit exit;
+  int rc;
+  {
+    ManagedAgent agent(loop, std::move(options), config.services, make_factory);
+    LOG_INFO("starting managed agent serial=%s state=%s services=%zu", config.manage.serial.c_str(),
+             config.manage.state_file.c_str(), config.services.size());
+    agent.Start();
+    rc = loop.Run();
+    exit = agent.exit();
+    agent.Shutdown();
+  }
+  g_loop = nullptr;
+  if (rc != 0) {
+    LOG_ERROR("event loop failed: errno %d", -rc);
+    return 1;
+  }
+  if (exit == ManagedAgent::Exit::kRestart) {
+    LOG_INFO("re-executing for RESTART");
+    execv("/proc/self/exe", argv);
+    execvp(argv[0], argv);  // no /proc: try the name we were started with
+    LOG_ERROR("re-exec failed: %s", std::strerror(errno));
+    return 1;
+  }
+  if (exit == ManagedAgent::Exit::kDeactivated) {
+    LOG_INFO("deactivated: state wiped, exiting");
+  }
+  return 0;
 }
 
 }  // namespace
@@ -40,6 +120,9 @@ int main(int argc, char** argv) {
       break;
   }
   SetLogLevel(config.log_level);
+  if (config.managed) {
+    return RunManaged(config, argv);
+  }
   if (!LoadKeyFile(config.key_file, &config.agent_key, &error)) {
     std::fprintf(stderr, "camtunnel-agent: %s\n", error.c_str());
     return 2;

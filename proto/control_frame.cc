@@ -12,6 +12,8 @@ namespace {
 constexpr size_t kFieldHeaderBytes = 3;  // tag:u8 | len:u16
 constexpr size_t kMacFieldBytes = kFieldHeaderBytes + sizeof(FrameMacBytes);
 constexpr size_t kMaxVersionText = 64;
+// LP(url <= 255) + LP(key ref <= 53) + LP(sealed key 60), rounded up.
+constexpr size_t kMaxStreamerField = 512;
 
 // Building a frame that cannot be encoded is a bug in the caller, not a network condition.
 [[noreturn]] void Fatal(const char* what) {
@@ -101,11 +103,15 @@ bool KnownTagValueOk(uint8_t tag, std::span<const uint8_t> v) {
       // TODO: check the URL syntax here once the manager protocol fixes its form; the agent
       // only follows redirects to Streamers its manager issued, so this is not a trust boundary.
       return IsUtf8(v);
+    case Tag::kStreamer:
+      // LP(url) LP(key ref) LP(sealed key): the structure is checked where it is unsealed
+      // (proto/manager_link.cc); here only the bound that keeps a list of them small.
+      return v.size() <= kMaxStreamerField;
   }
   return true;
 }
 
-bool IsKnownTag(uint8_t tag) { return (tag >= 1 && tag <= 17) || tag == 255; }
+bool IsKnownTag(uint8_t tag) { return (tag >= 1 && tag <= 18) || tag == 255; }
 
 template <typename T>
 std::optional<T> BigEndian(std::optional<std::span<const uint8_t>> v) {
@@ -177,7 +183,8 @@ Frame::Frame(uint8_t type, std::vector<uint8_t> payload)
     if (!IsKnownTag(f.tag)) {
       continue;
     }
-    const bool repeatable = f.tag == static_cast<uint8_t>(Tag::kService);
+    const bool repeatable = f.tag == static_cast<uint8_t>(Tag::kService) ||
+                            f.tag == static_cast<uint8_t>(Tag::kStreamer);
     if ((seen[f.tag] && !repeatable) || !KnownTagValueOk(f.tag, f.value)) {
       valid_ = false;
       return;

@@ -54,6 +54,7 @@ enum class Tag : uint8_t {
   kFrameType = 15,
   kErrorCode = 16,
   kRedirect = 17,
+  kStreamer = 18,  // manager protocol (PROTOCOL.md section 10), repeatable
   kMac = 255,
 };
 

@@ -1,0 +1,107 @@
+// The agent's side of one manager link (PROTOCOL.md section 10), from dial to close: the
+// upgrade, the manager-proof check (before anything else is sent), HELLO with the agent's
+// proof, WELCOME, heartbeats, ASSIGN (unsealed with the agent secret), SWITCH, DEACTIVATE,
+// RESTART, and STATUS up. TLS only: the manager URL handed out at activation is https.
+//
+// States: kDialing -> kAwaitWelcome -> kEstablished -> kClosed. Single-use; the end is reported
+// once, from the loop, through Delegate::OnManagerLinkEnded (which may destroy the session).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/event_loop.h"
+#include "agent/gateway_dialer.h"
+#include "agent/tls_transport.h"
+#include "proto/control_frame.h"
+#include "proto/manager_link.h"
+
+namespace camtunnel::agent {
+
+struct ManagerLinkEnd {
+  enum class Reason {
+    kFailed,    // connect, TLS, timeout, protocol: back off and retry
+    kRejected,  // 401/403 or ERROR bad proof: the manager does not know this secret
+    kBadProof,  // the 101 did not prove the manager holds our secret
+    kCommand,   // ended after DEACTIVATE or RESTART (handled by the delegate already)
+  };
+  Reason reason = Reason::kFailed;
+  bool welcomed = false;
+  std::string detail;
+};
+
+class ManagerSession {
+ public:
+  class Delegate {
+   public:
+    virtual ~Delegate() = default;
+    virtual void OnManagerWelcome(uint64_t server_time_ms) = 0;
+    virtual void OnAssign(std::vector<proto::AssignedStreamer> streamers) = 0;
+    virtual void OnSwitch(std::string_view url) = 0;
+    virtual void OnDeactivate(std::string_view reason) = 0;
+    virtual void OnRestart(std::string_view reason) = 0;
+    virtual void OnManagerLinkEnded(const ManagerLinkEnd& end) = 0;
+  };
+
+  struct Identity {
+    std::string agent_id;
+    proto::AgentSecret secret{};
+  };
+
+  ManagerSession(EventLoop& loop, TransportFactory& factory, const GatewayTarget& target,
+                 const Identity& identity, Delegate& delegate, int64_t handshake_deadline_ms);
+  ~ManagerSession();
+  ManagerSession(const ManagerSession&) = delete;
+  ManagerSession& operator=(const ManagerSession&) = delete;
+
+  void Start();
+  bool established() const { return state_ == State::kEstablished; }
+  // Dropped unless established; text is cut to 4096 bytes.
+  void SendStatus(std::string_view text);
+  void Close();
+
+ private:
+  enum class State { kIdle, kDialing, kAwaitWelcome, kEstablished, kClosed };
+  void OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+                const proto::ResponseHead* head, std::span<const uint8_t> leftover);
+  bool Begin(const proto::ResponseHead& head);
+  void Send(proto::FrameBuilder& frame);
+  void Fail(proto::ErrorCode code, std::string detail);
+  void Pump();
+  bool Feed(std::span<const uint8_t> bytes);
+  bool HandleFrame(const proto::Frame& frame);
+  void OnHeartbeat();
+  void End(ManagerLinkEnd end);
+
+  EventLoop& loop_;
+  TransportFactory& factory_;
+  GatewayTarget target_;
+  const Identity& identity_;
+  Delegate& delegate_;
+  int64_t handshake_deadline_ms_;
+  State state_ = State::kIdle;
+  proto::Nonce agent_nonce_{};
+  proto::Digest seal_key_{};
+  proto::FrameDecoder decoder_;
+  std::vector<uint8_t> out_;
+  IoStatus read_wait_ = IoStatus::kWantRead;
+  IoStatus write_wait_ = IoStatus::kOk;
+  int pump_depth_ = 0;
+  uint32_t heartbeat_ms_ = 5000;
+  int64_t last_rx_ms_ = 0;
+  int64_t last_tx_ms_ = 0;
+  uint64_t next_ping_ = 1;
+  std::unique_ptr<GatewayDialer> dialer_;
+  Timer handshake_timer_;
+  Timer heartbeat_timer_;
+  Timer end_timer_;
+  std::optional<ManagerLinkEnd> pending_end_;
+  std::unique_ptr<Transport> transport_;
+  IoWatch watch_;  // after transport_
+};
+
+}  // namespace camtunnel::agent

@@ -1,0 +1,90 @@
+// One agent's manager link (PROTOCOL.md section 10) after its upgrade head was accepted: the
+// 101 with the manager proof, the HELLO check, WELCOME and ASSIGN, heartbeats, STATUS up, and
+// the commands an operator sends down (SWITCH, DEACTIVATE, RESTART, a fresh ASSIGN).
+//
+// States: kAwaitHello -> kEstablished -> kClosed. Only a verified HELLO registers the link (and
+// only then may it replace an older link of the same agent: a wrong proof never evicts a live
+// one). Freed in OnStreamClosed, the stream's last call.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "manager/state_store.h"
+#include "proto/control_frame.h"
+#include "proto/manager_link.h"
+#include "runtime/stream.h"
+#include "runtime/timer_wheel.h"
+
+namespace camtunnel::manager {
+
+class ManagerServer;
+
+class AgentLink final : public runtime::StreamHandler {
+ public:
+  // Takes over `stream` (its handler becomes the link) and answers 101. The caller counted the
+  // connection as unauthenticated; the link releases that when HELLO verifies or it closes.
+  static void Start(ManagerServer& server, runtime::Stream* stream,
+                    const proto::ManagerUpgrade& upgrade, const AgentRecord& agent,
+                    std::span<const uint8_t> leftover);
+
+  const std::string& agent_id() const { return agent_id_; }
+  bool established() const { return state_ == State::kEstablished; }
+  const std::string& remote() const { return stream_->peer_text(); }
+  const std::string& version() const { return version_; }
+  const std::string& last_status() const { return last_status_; }
+  int64_t connected_wall_ms() const { return connected_wall_ms_; }
+  const std::vector<proto::AssignedStreamer>& assigned() const { return assigned_; }
+
+  // Sends a fresh ASSIGN (`preferred` first when healthy) and records its first entry.
+  void SendAssign(std::string_view preferred = {});
+  void SendSwitch(std::string_view url);
+  // DEACTIVATE / RESTART, then the link ends once they are flushed.
+  void SendDeactivate(std::string_view reason);
+  void SendRestart(std::string_view reason);
+  // A newer authenticated link of the same agent took over.
+  void Replace();
+
+  void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
+  void OnStreamEof(runtime::Stream& stream) override;
+  void OnStreamClosed(runtime::Stream& stream, int error) override;
+
+ private:
+  enum class State { kAwaitHello, kEstablished, kClosed };
+
+  AgentLink(ManagerServer& server, runtime::Stream* stream, const AgentRecord& agent);
+  void Send(proto::FrameBuilder& frame);
+  // ERROR `code` + graceful close; `count` is the counter to bump.
+  void Fail(proto::ErrorCode code, std::string_view text, uint64_t* count);
+  bool HandleFrame(const proto::Frame& frame);
+  void HandleHello(const proto::Frame& frame);
+  void OnHeartbeat();
+  void OnKeyRefresh();
+  void ArmKeyRefresh();
+  void CloseGracefully();
+
+  ManagerServer& server_;
+  runtime::Stream* stream_;
+  State state_ = State::kAwaitHello;
+  bool counted_unauthenticated_ = true;
+  bool registered_ = false;
+  std::string agent_id_;
+  proto::AgentSecret secret_{};
+  proto::Digest seal_key_{};
+  proto::Nonce agent_nonce_{};
+  proto::Nonce manager_nonce_{};
+  proto::FrameDecoder decoder_;
+  std::string version_;
+  std::string last_status_;
+  std::vector<proto::AssignedStreamer> assigned_;
+  int64_t connected_wall_ms_ = 0;
+  uint64_t last_rx_ms_ = 0;
+  uint64_t last_tx_ms_ = 0;
+  uint64_t next_ping_ = 1;
+  runtime::Timer deadline_;  // handshake deadline, then heartbeats
+  runtime::Timer refresh_;   // next ASSIGN before the keys expire
+};
+
+}  // namespace camtunnel::manager

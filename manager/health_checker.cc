@@ -1,0 +1,76 @@
+// See health_checker.h.
+#include "manager/health_checker.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+
+#include "manager/gateway_admin_call.h"
+#include "runtime/listener.h"
+
+namespace camtunnel::manager {
+
+HealthChecker::HealthChecker(runtime::Shard& shard, StreamerPool& pool, uint64_t interval_ms,
+                             uint64_t timeout_ms)
+    : shard_(shard),
+      pool_(pool),
+      interval_ms_(interval_ms),
+      timeout_ms_(timeout_ms),
+      targets_(pool.size()),
+      in_flight_(pool.size(), false),
+      alive_(std::make_shared<bool>(true)) {
+  for (size_t i = 0; i < pool.size(); ++i) {
+    const std::string& url = pool.config(i).admin_url;
+    if (url.starts_with("http://")) {
+      auto addr = runtime::ParseListenAddress(url.substr(7));
+      if (addr.ok()) {
+        targets_[i] = *addr;
+      }
+    }
+  }
+}
+
+HealthChecker::~HealthChecker() { *alive_ = false; }
+
+void HealthChecker::Start() {
+  timer_.set_callback([this] { CheckAll(); });
+  CheckAll();
+}
+
+void HealthChecker::CheckAll() {
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (!targets_[i] || in_flight_[i]) {
+      continue;
+    }
+    in_flight_[i] = true;
+    ++counters_.checks;
+    GatewayAdminRequest request{.to = *targets_[i],
+                                .host = pool_.config(i).admin_url.substr(7),
+                                .token = pool_.config(i).admin_token,
+                                .method = "GET",
+                                .path = "/readyz",
+                                .timeout_ms = timeout_ms_};
+    CallGatewayAdmin(shard_, request, alive_, [this, i](int status) { Report(i, status == 200); });
+  }
+  shard_.timers().Arm(timer_, shard_.now_ms(), interval_ms_);
+}
+
+void HealthChecker::Report(size_t i, bool healthy) {
+  in_flight_[i] = false;
+  if (!healthy) {
+    ++counters_.failures;
+  }
+  if (pool_.healthy(i) != healthy) {
+    ++counters_.transitions;
+    std::fprintf(stderr, "camtunnel-manager: streamer %s is now %s\n", pool_.config(i).url.c_str(),
+                 healthy ? "healthy" : "unhealthy");
+    pool_.SetHealthy(i, healthy);
+    if (healthy && on_healthy_) {
+      on_healthy_(i);
+    }
+  }
+}
+
+}  // namespace camtunnel::manager

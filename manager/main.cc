@@ -1,0 +1,252 @@
+// camtunnel-manager: the activation server and the managing server, one binary, one shard.
+//   camtunnel-manager --cert=C --key=K --state=manager.db --factory_master_file=F
+//       --operators=acme --manager_url=https://mgr:7443 --streamers=streamers.txt
+//   camtunnel-manager new-factory-master            print 64 hex characters (a new master key)
+//   camtunnel-manager factory-secret --factory_master_file=F --serial=S
+//                                                   the device's factory secret, for provisioning
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "manager/activation.h"
+#include "manager/manager_server.h"
+#include "manager/state_store.h"
+#include "manager/streamer_pool.h"
+#include "proto/encoding.h"
+#include "proto/manager_link.h"
+#include "runtime/listener.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
+          "TLS listeners for activation and agent manager links, comma-separated");
+ABSL_FLAG(std::string, admin_listen, "127.0.0.1:9320", "Admin API listeners, comma-separated");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the admin bearer token (required when --admin_listen is not loopback)");
+ABSL_FLAG(std::string, cert, "", "PEM certificate chain of the TLS listener");
+ABSL_FLAG(std::string, key, "", "PEM private key for --cert");
+ABSL_FLAG(std::string, state, "camtunnel-manager.db", "SQLite state file");
+ABSL_FLAG(std::string, factory_master_file, "",
+          "File holding the factory master key (64 hex): derives each device's factory secret");
+ABSL_FLAG(std::string, operators, "", "Accepted operator ids / claim tokens, comma-separated");
+ABSL_FLAG(std::string, manager_url, "", "URL handed to activated agents (https://host:port)");
+ABSL_FLAG(std::string, streamers, "",
+          "Streamers file: lines 'URL KEYID KEYSFILE [ADMIN_URL [TOKEN_FILE]]' ('#' comments)");
+ABSL_FLAG(uint64_t, key_validity_s, 7 * 24 * 3600, "Validity of the derived gateway keys");
+ABSL_FLAG(uint32_t, heartbeat_ms, 5000, "Heartbeat interval announced on manager links");
+ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Accept to verified HELLO / complete request");
+ABSL_FLAG(uint32_t, activation_burst, 5, "Activation attempts a source may make at once");
+ABSL_FLAG(uint64_t, activation_refill_ms, 10000, "One more activation attempt per source every");
+ABSL_FLAG(uint64_t, health_interval_ms, 5000, "GET /readyz of each Streamer every");
+ABSL_FLAG(std::string, serial, "", "factory-secret: the device serial");
+
+namespace {
+
+using namespace camtunnel;
+
+absl::StatusOr<std::vector<uint8_t>> ReadHexKey(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  std::string text;
+  if (!in || !(in >> text)) {
+    return absl::NotFoundError(std::string("cannot read ") + what + " " + path);
+  }
+  auto key = proto::HexDecode(text);
+  if (!key || key->size() != 32) {
+    return absl::InvalidArgumentError(std::string(what) + " " + path +
+                                      ": expected 64 hex characters");
+  }
+  return *key;
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  return absl::StrSplit(text, ',', absl::SkipEmpty());
+}
+
+bool IsLoopback(const std::string& address) {
+  return address.starts_with("127.") || address.starts_with("[::1]");
+}
+
+absl::StatusOr<std::vector<manager::StreamerConfig>> LoadStreamers(const std::string& path) {
+  std::vector<manager::StreamerConfig> out;
+  if (path.empty()) {
+    return out;
+  }
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError("cannot read --streamers " + path);
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::vector<std::string> parts;
+    std::string p;
+    while (fields >> p) {
+      parts.push_back(p);
+    }
+    if (parts.empty() || parts[0].starts_with('#')) {
+      continue;
+    }
+    std::string spec;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      spec += (i ? "," : "") + parts[i];
+    }
+    auto s = manager::ParseStreamerSpec(spec);
+    if (!s.ok()) {
+      return s.status();
+    }
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+int FactorySecretCommand() {
+  auto master = ReadHexKey(absl::GetFlag(FLAGS_factory_master_file), "factory master key");
+  if (!master.ok()) {
+    std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(master.status().message()).c_str());
+    return 2;
+  }
+  const std::string serial = absl::GetFlag(FLAGS_serial);
+  if (!proto::IsCanonicalAgentId(serial)) {
+    std::fprintf(stderr, "camtunnel-manager: --serial must be 1..63 of [a-z0-9-]\n");
+    return 2;
+  }
+  std::printf("%s\n", proto::HexEncode(proto::FactorySecret(*master, serial)).c_str());
+  OPENSSL_cleanse(master->data(), master->size());
+  return 0;
+}
+
+int Serve() {
+  manager::ManagerConfig config;
+  config.listen = SplitList(absl::GetFlag(FLAGS_listen));
+  config.admin_listen = SplitList(absl::GetFlag(FLAGS_admin_listen));
+  config.tls = {absl::GetFlag(FLAGS_cert), absl::GetFlag(FLAGS_key)};
+  config.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  config.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
+  config.health_interval_ms = std::max<uint64_t>(100, absl::GetFlag(FLAGS_health_interval_ms));
+  if (const std::string token_file = absl::GetFlag(FLAGS_admin_token_file); !token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in || !(in >> config.admin_token) || config.admin_token.size() < 16) {
+      std::fprintf(stderr, "camtunnel-manager: --admin_token_file: need a token of 16+ chars\n");
+      return 2;
+    }
+  }
+  for (const std::string& a : config.admin_listen) {
+    if (!IsLoopback(a) && config.admin_token.empty()) {
+      std::fprintf(stderr,
+                   "camtunnel-manager: --admin_listen %s is not loopback: --admin_token_file "
+                   "is required\n",
+                   a.c_str());
+      return 2;
+    }
+  }
+  if (config.tls.cert_file.empty() || config.tls.key_file.empty()) {
+    std::fprintf(stderr, "camtunnel-manager: --cert and --key are required (TLS only)\n");
+    return 2;
+  }
+  manager::ActivationOptions activation_options;
+  auto master = ReadHexKey(absl::GetFlag(FLAGS_factory_master_file), "factory master key");
+  if (!master.ok()) {
+    std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(master.status().message()).c_str());
+    return 2;
+  }
+  activation_options.factory_master = std::move(*master);
+  for (const std::string& op : SplitList(absl::GetFlag(FLAGS_operators))) {
+    activation_options.operators.insert(op);
+  }
+  activation_options.manager_url = absl::GetFlag(FLAGS_manager_url);
+  if (!proto::IsValidStreamerUrl(activation_options.manager_url) ||
+      !activation_options.manager_url.starts_with("https://")) {
+    std::fprintf(stderr, "camtunnel-manager: --manager_url must be https://host[:port]\n");
+    return 2;
+  }
+  activation_options.rate_burst = absl::GetFlag(FLAGS_activation_burst);
+  activation_options.rate_refill_ms =
+      static_cast<int64_t>(std::max<uint64_t>(1, absl::GetFlag(FLAGS_activation_refill_ms)));
+  auto streamers = LoadStreamers(absl::GetFlag(FLAGS_streamers));
+  if (!streamers.ok()) {
+    std::fprintf(stderr, "camtunnel-manager: %s\n",
+                 std::string(streamers.status().message()).c_str());
+    return 2;
+  }
+  auto store = manager::StateStore::Open(absl::GetFlag(FLAGS_state));
+  if (!store.ok()) {
+    std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(store.status().message()).c_str());
+    return 1;
+  }
+  manager::ActivationService activation(*store, std::move(activation_options));
+  manager::StreamerPool pool(std::move(*streamers), absl::GetFlag(FLAGS_key_validity_s));
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  runtime::Shard shard;
+  manager::ManagerServer server(shard, config, *store, activation, pool);
+  std::promise<absl::Status> started;
+  std::thread loop([&] {
+    if (int r = shard.Init({.buffer_count = 256}); r < 0) {
+      started.set_value(absl::InternalError(std::string("io_uring setup: ") + strerror(-r)));
+      return;
+    }
+    absl::Status s = server.Start();
+    const bool ok = s.ok();
+    started.set_value(std::move(s));
+    if (ok) {
+      shard.Run();
+      shard.Shutdown(2000);
+    }
+  });
+  if (absl::Status s = started.get_future().get(); !s.ok()) {
+    loop.join();
+    std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::printf("camtunnel-manager: ready port=%u admin=%u streamers=%zu\n", server.port(),
+              server.admin_port(), pool.size());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "camtunnel-manager: signal %d, stopping\n", sig);
+  shard.Post([&server, &shard] {
+    server.StopAccepting();
+    shard.Stop();
+  });
+  loop.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() >= 2 && std::string(args[1]) == "new-factory-master") {
+    uint8_t key[32];
+    proto::RandomBytes(key);
+    std::printf("%s\n", proto::HexEncode(key).c_str());
+    OPENSSL_cleanse(key, sizeof(key));
+    return 0;
+  }
+  if (args.size() >= 2 && std::string(args[1]) == "factory-secret") {
+    return FactorySecretCommand();
+  }
+  if (args.size() >= 2) {
+    std::fprintf(stderr, "camtunnel-manager: unknown command %s\n", args[1]);
+    return 2;
+  }
+  return Serve();
+}

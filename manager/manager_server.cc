@@ -1,0 +1,216 @@
+// See manager_server.h.
+#include "manager/manager_server.h"
+
+#include <time.h>
+
+#include "absl/strings/str_cat.h"
+#include "manager/admin_connection.h"
+#include "manager/agent_link.h"
+#include "manager/public_connection.h"
+
+namespace camtunnel::manager {
+
+ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, StateStore& store,
+                             ActivationService& activation, StreamerPool& pool)
+    : shard_(shard),
+      config_(std::move(config)),
+      store_(store),
+      activation_(activation),
+      pool_(pool) {}
+
+ManagerServer::~ManagerServer() = default;
+
+int64_t ManagerServer::WallMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+absl::Status ManagerServer::Start() {
+  auto ctx = runtime::CreateServerContext(config_.tls);
+  if (!ctx.ok()) {
+    return ctx.status();
+  }
+  tls_ctx_ = std::move(*ctx);
+  for (const std::string& address : config_.listen) {
+    auto l = runtime::Listener::Open(shard_, address,
+                                     [this](int fd) { PublicConnection::Start(*this, fd); });
+    if (!l.ok()) {
+      return l.status();
+    }
+    listeners_.push_back(std::move(*l));
+  }
+  for (const std::string& address : config_.admin_listen) {
+    auto l = runtime::Listener::Open(shard_, address,
+                                     [this](int fd) { AdminConnection::Start(*this, fd); });
+    if (!l.ok()) {
+      return l.status();
+    }
+    admin_listeners_.push_back(std::move(*l));
+  }
+  health_ = std::make_unique<HealthChecker>(shard_, pool_, config_.health_interval_ms,
+                                            config_.health_timeout_ms);
+  revocations_ = std::make_unique<Revocations>(shard_, pool_, config_.health_interval_ms,
+                                               config_.health_timeout_ms);
+  // A Streamer that comes back may have restarted: its denylist lives in memory only.
+  health_->set_on_healthy([this](size_t streamer) {
+    auto agents = store_.ListAgents(1000000);
+    if (!agents.ok()) {
+      return;
+    }
+    std::vector<std::string> revoked;
+    for (const AgentRecord& a : *agents) {
+      if (a.state == AgentState::kDeactivated) {
+        revoked.push_back(a.agent_id);
+      }
+    }
+    revocations_->Resend(streamer, revoked);
+  });
+  health_->Start();
+  return absl::OkStatus();
+}
+
+void ManagerServer::StopAccepting() {
+  health_.reset();
+  revocations_.reset();
+  for (auto& l : listeners_) {
+    l->Close();
+  }
+  for (auto& l : admin_listeners_) {
+    l->Close();
+  }
+}
+
+uint16_t ManagerServer::port() const { return listeners_.empty() ? 0 : listeners_[0]->port(); }
+
+uint16_t ManagerServer::admin_port() const {
+  return admin_listeners_.empty() ? 0 : admin_listeners_[0]->port();
+}
+
+void ManagerServer::Register(AgentLink* link) {
+  auto [it, fresh] = links_.try_emplace(link->agent_id(), link);
+  if (!fresh && it->second != link) {
+    // Newest authenticated link wins (the old one may be a half-dead connection the agent has
+    // already given up on). Repeated replacement is the sign of a cloned secret: counted.
+    AgentLink* old = it->second;
+    it->second = link;
+    old->Replace();
+  }
+}
+
+void ManagerServer::Unregister(AgentLink* link) {
+  auto it = links_.find(link->agent_id());
+  if (it != links_.end() && it->second == link) {
+    links_.erase(it);
+  }
+}
+
+AgentLink* ManagerServer::FindLink(std::string_view agent_id) {
+  auto it = links_.find(std::string(agent_id));
+  return it == links_.end() ? nullptr : it->second;
+}
+
+std::vector<proto::AssignedStreamer> ManagerServer::AssignmentFor(std::string_view agent_id,
+                                                                  std::string_view preferred) {
+  auto load = [this, agent_id](std::string_view url) -> size_t {
+    auto n = store_.CountAssigned(url);
+    size_t count = n.ok() ? *n : 0;
+    // The agent's own current assignment is not load it adds to that Streamer.
+    auto self = store_.FindAgent(agent_id);
+    if (self.ok() && self->has_value() && (*self)->streamer_url == url && count > 0) {
+      --count;
+    }
+    return count;
+  };
+  return pool_.Assign(agent_id, static_cast<uint64_t>(WallMs() / 1000), load, preferred);
+}
+
+bool ManagerServer::TryAdmitUnauthenticated() {
+  if (unauthenticated_ >= config_.max_unauthenticated) {
+    return false;
+  }
+  ++unauthenticated_;
+  return true;
+}
+
+std::string ManagerServer::RenderMetrics() const {
+  const ManagerCounters& c = counters_;
+  std::string out;
+  auto counter = [&out](const char* name, const char* help, uint64_t value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ",
+                    value, "\n");
+  };
+  auto gauge = [&out](const char* name, const char* help, uint64_t value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n", name, " ",
+                    value, "\n");
+  };
+  gauge("camtunnel_manager_links", "Agents with an authenticated manager link.", links_.size());
+  gauge("camtunnel_manager_unauthenticated_connections",
+        "Public connections that have not authenticated yet.", unauthenticated_);
+  counter("camtunnel_manager_connections_accepted_total", "Public connections accepted.",
+          c.connections_accepted);
+  counter("camtunnel_manager_connections_refused_busy_total",
+          "Public connections closed at once over the unauthenticated cap.",
+          c.connections_refused_busy);
+  counter("camtunnel_manager_bad_requests_total",
+          "Public requests answered with an HTTP error status.", c.bad_requests);
+  absl::StrAppend(&out,
+                  "# HELP camtunnel_manager_link_errors_total Manager links refused or closed "
+                  "for a protocol error, by reason.\n"
+                  "# TYPE camtunnel_manager_link_errors_total counter\n");
+  for (auto [reason, value] :
+       {std::pair<const char*, uint64_t>{"unknown_agent", c.link_unknown_agent},
+        {"bad_proof", c.link_bad_proof},
+        {"malformed_frame", c.link_malformed_frames},
+        {"frame_too_large", c.link_oversized_frames},
+        {"timeout", c.link_timeouts}}) {
+    absl::StrAppend(&out, "camtunnel_manager_link_errors_total{reason=\"", reason, "\"} ", value,
+                    "\n");
+  }
+  counter("camtunnel_manager_links_established_total", "Manager links whose HELLO verified.",
+          c.links_established);
+  counter("camtunnel_manager_links_replaced_total",
+          "Links closed because a newer link of the same agent authenticated.", c.links_replaced);
+  counter("camtunnel_manager_assigns_sent_total", "ASSIGN frames sent.", c.assigns_sent);
+  counter("camtunnel_manager_commands_sent_total", "SWITCH, DEACTIVATE and RESTART frames sent.",
+          c.commands_sent);
+  counter("camtunnel_manager_status_received_total", "STATUS frames received.", c.status_received);
+  counter("camtunnel_manager_admin_unauthorized_total",
+          "Admin requests refused for a missing or wrong bearer token.", c.admin_unauthorized);
+  absl::StrAppend(&out,
+                  "# HELP camtunnel_manager_activations_total Activation attempts by result.\n"
+                  "# TYPE camtunnel_manager_activations_total counter\n");
+  for (const auto& [result, value] : activation_.counts()) {
+    absl::StrAppend(&out, "camtunnel_manager_activations_total{result=\"", result, "\"} ", value,
+                    "\n");
+  }
+  if (health_) {
+    counter("camtunnel_manager_health_checks_total", "GET /readyz probes of Streamers.",
+            health_->counters().checks);
+    counter("camtunnel_manager_health_check_failures_total",
+            "Probes that did not get 200 within the timeout.", health_->counters().failures);
+  }
+  if (revocations_) {
+    const RevocationCounters r = revocations_->counters();
+    absl::StrAppend(&out,
+                    "# HELP camtunnel_manager_revocations_total Pushes of revoked agents to "
+                    "Streamer denylists by result (a failed one is retried).\n"
+                    "# TYPE camtunnel_manager_revocations_total counter\n"
+                    "camtunnel_manager_revocations_total{result=\"pushed\"} ",
+                    r.pushed, "\ncamtunnel_manager_revocations_total{result=\"failed\"} ", r.failed,
+                    "\n# HELP camtunnel_manager_revocations_pending Revocations not yet "
+                    "confirmed by a Streamer.\n# TYPE camtunnel_manager_revocations_pending "
+                    "gauge\ncamtunnel_manager_revocations_pending ",
+                    r.pending, "\n");
+  }
+  absl::StrAppend(&out,
+                  "# HELP camtunnel_manager_streamer_healthy Streamer health from its /readyz.\n"
+                  "# TYPE camtunnel_manager_streamer_healthy gauge\n");
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    absl::StrAppend(&out, "camtunnel_manager_streamer_healthy{streamer=\"", i, "\"} ",
+                    pool_.healthy(i) ? 1 : 0, "\n");
+  }
+  return out;
+}
+
+}  // namespace camtunnel::manager

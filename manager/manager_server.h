@@ -1,0 +1,120 @@
+// camtunnel-manager on one runtime shard: the public TLS listener (activation POSTs and agent
+// manager links share it, like the gateway's port 443), the admin listener, the registry of
+// live agent links, and the counters behind /metrics. One shard is plenty: a manager link is a
+// heartbeat every few seconds and an occasional STATUS, and SQLite wants one writer anyway.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "manager/activation.h"
+#include "manager/health_checker.h"
+#include "manager/revocations.h"
+#include "manager/state_store.h"
+#include "manager/streamer_pool.h"
+#include "runtime/listener.h"
+#include "runtime/shard.h"
+#include "runtime/tls_context.h"
+
+namespace camtunnel::manager {
+
+class AgentLink;
+
+struct ManagerConfig {
+  std::vector<std::string> listen = {"127.0.0.1:7443"};        // TLS: activation + links
+  std::vector<std::string> admin_listen = {"127.0.0.1:9320"};  // plain HTTP, admin API
+  std::string admin_token;  // required (at start-up) when an admin listener is not loopback
+  runtime::TlsServerFiles tls;
+  uint32_t heartbeat_ms = 5000;
+  uint64_t handshake_timeout_ms = 5000;  // accept to verified HELLO (and to a full request)
+  // Connections that have not yet proven anything (no verified HELLO): a flood of them must
+  // not starve the agents already linked.
+  size_t max_unauthenticated = 1024;
+  uint64_t health_interval_ms = 5000;  // GET /readyz of each Streamer with an admin URL
+  uint64_t health_timeout_ms = 2000;
+};
+
+// Counters (Prometheus names in manager_server.cc's RenderMetrics).
+struct ManagerCounters {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_refused_busy = 0;
+  uint64_t bad_requests = 0;           // malformed heads, bodies, unknown paths
+  uint64_t link_unknown_agent = 0;     // upgrade for an agent we do not know (401)
+  uint64_t link_bad_proof = 0;         // HELLO proof wrong
+  uint64_t link_malformed_frames = 0;  // ERROR 3
+  uint64_t link_oversized_frames = 0;  // ERROR 2
+  uint64_t link_timeouts = 0;          // handshake or heartbeat deadline
+  uint64_t links_established = 0;
+  uint64_t links_replaced = 0;  // an older link of the same agent closed
+  uint64_t assigns_sent = 0;
+  uint64_t commands_sent = 0;  // SWITCH, DEACTIVATE, RESTART
+  uint64_t status_received = 0;
+  uint64_t admin_unauthorized = 0;
+};
+
+class ManagerServer {
+ public:
+  ManagerServer(runtime::Shard& shard, ManagerConfig config, StateStore& store,
+                ActivationService& activation, StreamerPool& pool);
+  ~ManagerServer();
+  ManagerServer(const ManagerServer&) = delete;
+  ManagerServer& operator=(const ManagerServer&) = delete;
+
+  absl::Status Start();
+  void StopAccepting();
+
+  uint16_t port() const;
+  uint16_t admin_port() const;
+
+  runtime::Shard& shard() { return shard_; }
+  const ManagerConfig& config() const { return config_; }
+  StateStore& store() { return store_; }
+  ActivationService& activation() { return activation_; }
+  StreamerPool& pool() { return pool_; }
+  SSL_CTX* tls_context() { return tls_ctx_.get(); }
+  ManagerCounters& counters() { return counters_; }
+
+  // Wall clock (activation records, key expiry) and the shard's monotonic clock.
+  static int64_t WallMs();
+
+  // Link registry: the newest authenticated link of an agent wins.
+  void Register(AgentLink* link);
+  void Unregister(AgentLink* link);
+  AgentLink* FindLink(std::string_view agent_id);
+  size_t live_links() const { return links_.size(); }
+  // The ASSIGN list for an agent right now (load from the state store).
+  std::vector<proto::AssignedStreamer> AssignmentFor(std::string_view agent_id,
+                                                     std::string_view preferred = {});
+
+  // Unauthenticated connection accounting (public listener).
+  bool TryAdmitUnauthenticated();
+  void ReleaseUnauthenticated() { --unauthenticated_; }
+
+  std::string RenderMetrics() const;
+  const HealthChecker* health() const { return health_.get(); }
+  // Pushes revoked agents to every Streamer's denylist; null before Start().
+  Revocations* revocations() { return revocations_.get(); }
+
+ private:
+  runtime::Shard& shard_;
+  ManagerConfig config_;
+  StateStore& store_;
+  ActivationService& activation_;
+  StreamerPool& pool_;
+  runtime::SslCtxPtr tls_ctx_;
+  std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<Revocations> revocations_;
+  std::vector<std::unique_ptr<runtime::Listener>> listeners_;
+  std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;
+  absl::flat_hash_map<std::string, AgentLink*> links_;
+  size_t unauthenticated_ = 0;
+  ManagerCounters counters_;
+};
+
+}  // namespace camtunnel::manager

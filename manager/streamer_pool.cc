@@ -1,0 +1,105 @@
+// See streamer_pool.h.
+#include "manager/streamer_pool.h"
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "proto/encoding.h"
+
+namespace camtunnel::manager {
+
+absl::StatusOr<StreamerConfig> ParseStreamerSpec(std::string_view spec_view) {
+  const std::string spec(spec_view);
+  std::vector<std::string> parts = absl::StrSplit(spec, ',');
+  if (parts.size() < 3 || parts.size() > 5) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--streamer '", spec, "': expected URL,KEYID,KEYFILE[,ADMIN_URL[,TOKEN_FILE]]"));
+  }
+  StreamerConfig c{.url = parts[0], .key_id = parts[1]};
+  if (!proto::IsValidStreamerUrl(c.url)) {
+    return absl::InvalidArgumentError(absl::StrCat("--streamer: bad URL '", c.url, "'"));
+  }
+  if (!proto::IsValidKeyId(c.key_id)) {
+    return absl::InvalidArgumentError(absl::StrCat("--streamer: bad key id '", c.key_id, "'"));
+  }
+  if (parts.size() >= 4) {
+    c.admin_url = parts[3];
+    if (!c.admin_url.starts_with("http://")) {
+      return absl::InvalidArgumentError("--streamer: ADMIN_URL must be http://host:port");
+    }
+  }
+  if (parts.size() == 5) {
+    std::ifstream token(parts[4]);
+    if (!token || !(token >> c.admin_token)) {
+      return absl::NotFoundError("--streamer: cannot read admin token file " + parts[4]);
+    }
+  }
+  std::ifstream in(parts[2]);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("--streamer: cannot read keys file ", parts[2]));
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, hex;
+    if (!(fields >> id >> hex) || id.starts_with('#') || id != c.key_id) {
+      continue;
+    }
+    auto key = proto::HexDecode(hex);
+    if (!key || key->size() != 32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--streamer: key ", c.key_id, " in ", parts[2], " is not 64 hex"));
+    }
+    c.streamer_key = std::move(*key);
+    return c;
+  }
+  return absl::NotFoundError(absl::StrCat("--streamer: no key ", c.key_id, " in ", parts[2]));
+}
+
+StreamerPool::StreamerPool(std::vector<StreamerConfig> streamers, uint64_t key_validity_s)
+    : streamers_(std::move(streamers)),
+      healthy_(streamers_.size(), true),
+      key_validity_s_(key_validity_s) {}
+
+std::vector<proto::AssignedStreamer> StreamerPool::Assign(std::string_view agent_id,
+                                                          uint64_t now_unix_s, const LoadFn& load,
+                                                          std::string_view preferred) const {
+  std::vector<size_t> order(streamers_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<size_t> loads(streamers_.size());
+  for (size_t i = 0; i < streamers_.size(); ++i) {
+    loads[i] = load(streamers_[i].url);
+  }
+  // Stable: equal loads keep the configured order, so a fresh fleet fills the first Streamer's
+  // peers evenly rather than at random.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const bool pa = healthy_[a] && streamers_[a].url == preferred;
+    const bool pb = healthy_[b] && streamers_[b].url == preferred;
+    if (pa != pb) {
+      return pa;
+    }
+    if (healthy_[a] != healthy_[b]) {
+      return static_cast<bool>(healthy_[a]);
+    }
+    return loads[a] < loads[b];
+  });
+  // A whole hour, or the validity itself when that is shorter (tests, aggressive rotation).
+  const uint64_t step = std::max<uint64_t>(1, std::min<uint64_t>(3600, key_validity_s_));
+  const uint64_t expiry = (now_unix_s + key_validity_s_ + step - 1) / step * step;
+  std::vector<proto::AssignedStreamer> out;
+  for (size_t i : order) {
+    if (out.size() == proto::kMaxAssignedStreamers) {
+      break;
+    }
+    proto::AssignedStreamer a{.url = streamers_[i].url, .key_ref = {streamers_[i].key_id, expiry}};
+    a.agent_key = proto::DeriveAgentKey(streamers_[i].streamer_key, agent_id, a.key_ref);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+}  // namespace camtunnel::manager

@@ -1,0 +1,353 @@
+// The manager link (PROTOCOL.md section 10). Sealing uses ChaCha20-Poly1305 rather than AES-GCM
+// because the agent runs on camera CPUs that often lack AES instructions (DESIGN.md "TLS").
+#include "proto/manager_link.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "proto/encoding.h"
+#include "proto/upgrade.h"
+
+namespace camtunnel::proto {
+namespace {
+
+constexpr std::string_view kSealLabel = "camtunnel/1 key-seal";
+
+[[noreturn]] void Fatal(const char* what) {
+  std::fprintf(stderr, "camtunnel proto: fatal: %s\n", what);
+  std::abort();
+}
+
+Digest LinkProof(std::string_view label, const AgentSecret& secret, const ManagerProofInput& in) {
+  return HmacLengthPrefixed(secret,
+                            {AsBytes(label), AsBytes(in.agent_id), in.agent_nonce, in.manager_nonce,
+                             AsBytes(TransportName(in.transport)), in.exporter});
+}
+
+void AppendLp(std::vector<uint8_t>& out, std::span<const uint8_t> part) {
+  if (part.size() > 0xffff) {
+    Fatal("length-prefixed part over 65535 bytes");
+  }
+  out.push_back(static_cast<uint8_t>(part.size() >> 8));
+  out.push_back(static_cast<uint8_t>(part.size()));
+  out.insert(out.end(), part.begin(), part.end());
+}
+
+// Splits `in` into exactly `n` LP() parts; false unless they fill it exactly.
+bool SplitLp(std::span<const uint8_t> in, size_t n, std::span<const uint8_t>* parts) {
+  for (size_t i = 0; i < n; ++i) {
+    if (in.size() < 2) {
+      return false;
+    }
+    const size_t len = (size_t{in[0]} << 8) | in[1];
+    if (in.size() - 2 < len) {
+      return false;
+    }
+    parts[i] = in.subspan(2, len);
+    in = in.subspan(2 + len);
+  }
+  return in.empty();
+}
+
+std::vector<uint8_t> SealAad(std::string_view agent_id, std::string_view url,
+                             std::string_view key_ref) {
+  std::vector<uint8_t> aad;
+  AppendLp(aad, AsBytes(kSealLabel));
+  AppendLp(aad, AsBytes(agent_id));
+  AppendLp(aad, AsBytes(url));
+  AppendLp(aad, AsBytes(key_ref));
+  return aad;
+}
+
+struct CipherCtxFree {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+
+// ChaCha20-Poly1305 of a 32-byte plaintext. Failing to initialise a built-in cipher means the
+// library is broken: nothing sensible to do but stop.
+std::array<uint8_t, 32 + kSealTagBytes> Seal(const Digest& key, std::span<const uint8_t> nonce,
+                                             std::span<const uint8_t> aad, const Digest& plain) {
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  std::array<uint8_t, 32 + kSealTagBytes> out{};
+  int len = 0;
+  if (!ctx ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, key.data(), nonce.data()) !=
+          1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), out.data(), &len, plain.data(), 32) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + 32, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kSealTagBytes, out.data() + 32) != 1) {
+    Fatal("ChaCha20-Poly1305 seal failed");
+  }
+  return out;
+}
+
+std::optional<Digest> Open(const Digest& key, std::span<const uint8_t> nonce,
+                           std::span<const uint8_t> aad, std::span<const uint8_t> sealed) {
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  Digest plain{};
+  uint8_t tag[kSealTagBytes];
+  std::copy_n(sealed.begin() + 32, kSealTagBytes, tag);
+  int len = 0;
+  if (!ctx ||
+      EVP_DecryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, key.data(), nonce.data()) !=
+          1 ||
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, sealed.data(), 32) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kSealTagBytes, tag) != 1) {
+    Fatal("ChaCha20-Poly1305 open setup failed");
+  }
+  if (EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) != 1) {
+    OPENSSL_cleanse(plain.data(), plain.size());
+    return std::nullopt;  // forged, corrupted, or sealed for another agent/URL/key reference
+  }
+  return plain;
+}
+
+bool IsHostChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.';
+}
+
+}  // namespace
+
+Digest ManagerProof(const AgentSecret& secret, const ManagerProofInput& in) {
+  return LinkProof("camtunnel/1 manager-proof", secret, in);
+}
+
+Digest ManagerAgentProof(const AgentSecret& secret, const ManagerProofInput& in) {
+  return LinkProof("camtunnel/1 manager-agent-proof", secret, in);
+}
+
+Digest ManagerSessionKey(const AgentSecret& secret, std::span<const uint8_t> agent_nonce,
+                         std::span<const uint8_t> manager_nonce) {
+  return HmacLengthPrefixed(
+      secret, {AsBytes("camtunnel/1 manager-session-key"), agent_nonce, manager_nonce});
+}
+
+Digest FactorySecret(std::span<const uint8_t> master_key, std::string_view serial) {
+  return HmacLengthPrefixed(master_key, {AsBytes("camtunnel/1 factory-secret"), AsBytes(serial)});
+}
+
+Digest ReactivationProof(const AgentSecret& secret, std::string_view agent_id) {
+  return HmacLengthPrefixed(secret, {AsBytes("camtunnel/1 reactivate"), AsBytes(agent_id)});
+}
+
+Digest KeySealKey(const AgentSecret& secret, std::string_view agent_id) {
+  return HmacLengthPrefixed(secret, {AsBytes(kSealLabel), AsBytes(agent_id)});
+}
+
+bool IsValidStreamerUrl(std::string_view url) {
+  if (url.size() > kMaxStreamerUrl) {
+    return false;
+  }
+  std::string_view rest;
+  if (url.starts_with("https://")) {
+    rest = url.substr(8);
+  } else if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  } else {
+    return false;
+  }
+  if (rest.ends_with('/')) {
+    rest.remove_suffix(1);
+  }
+  std::string_view host = rest;
+  std::string_view port;
+  if (rest.starts_with('[')) {
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos || close == 1) {
+      return false;
+    }
+    for (char c : rest.substr(1, close - 1)) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+            c == ':' || c == '.')) {
+        return false;
+      }
+    }
+    host = rest.substr(0, close + 1);
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') {
+        return false;
+      }
+      port = after.substr(1);
+      if (port.empty()) {
+        return false;
+      }
+    }
+  } else {
+    const size_t colon = rest.find(':');
+    if (colon != std::string_view::npos) {
+      host = rest.substr(0, colon);
+      port = rest.substr(colon + 1);
+      if (port.empty()) {
+        return false;
+      }
+    }
+    if (host.empty() || !std::all_of(host.begin(), host.end(), IsHostChar)) {
+      return false;
+    }
+  }
+  if (!port.empty()) {
+    if (port.size() > 5 || port[0] == '0') {
+      return false;
+    }
+    uint32_t value = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9') {
+        return false;
+      }
+      value = value * 10 + static_cast<uint32_t>(c - '0');
+    }
+    if (value == 0 || value > 65535) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::vector<uint8_t> EncodeAssignedStreamer(const Digest& seal_key, std::string_view agent_id,
+                                            const AssignedStreamer& streamer,
+                                            std::span<const uint8_t> seal_nonce) {
+  if (seal_nonce.size() != kSealNonceBytes) {
+    Fatal("seal nonce must be 12 bytes");
+  }
+  const std::string ref = FormatKeyRef(streamer.key_ref);
+  const std::vector<uint8_t> aad = SealAad(agent_id, streamer.url, ref);
+  const auto sealed = Seal(seal_key, seal_nonce, aad, streamer.agent_key);
+  std::vector<uint8_t> sealed_field(seal_nonce.begin(), seal_nonce.end());
+  sealed_field.insert(sealed_field.end(), sealed.begin(), sealed.end());
+  std::vector<uint8_t> out;
+  AppendLp(out, AsBytes(streamer.url));
+  AppendLp(out, AsBytes(ref));
+  AppendLp(out, sealed_field);
+  return out;
+}
+
+std::string_view StreamerFieldErrorName(StreamerFieldError e) {
+  switch (e) {
+    case StreamerFieldError::kMalformed:
+      return "malformed streamer field";
+    case StreamerFieldError::kBadUrl:
+      return "bad streamer URL";
+    case StreamerFieldError::kBadKeyRef:
+      return "bad key reference";
+    case StreamerFieldError::kBadSeal:
+      return "sealed key does not open";
+  }
+  return "?";
+}
+
+StreamerFieldParse DecodeAssignedStreamer(const Digest& seal_key, std::string_view agent_id,
+                                          std::span<const uint8_t> value) {
+  std::span<const uint8_t> parts[3];
+  if (!SplitLp(value, 3, parts) || parts[2].size() != kSealedKeyBytes) {
+    return {.error = StreamerFieldError::kMalformed};
+  }
+  const std::string_view url(reinterpret_cast<const char*>(parts[0].data()), parts[0].size());
+  const std::string_view ref_text(reinterpret_cast<const char*>(parts[1].data()), parts[1].size());
+  if (!IsValidStreamerUrl(url)) {
+    return {.error = StreamerFieldError::kBadUrl};
+  }
+  auto ref = ParseKeyRef(ref_text);
+  if (!ref) {
+    return {.error = StreamerFieldError::kBadKeyRef};
+  }
+  const std::vector<uint8_t> aad = SealAad(agent_id, url, ref_text);
+  auto key =
+      Open(seal_key, parts[2].first(kSealNonceBytes), aad, parts[2].subspan(kSealNonceBytes));
+  if (!key) {
+    return {.error = StreamerFieldError::kBadSeal};
+  }
+  AssignedStreamer out{.url = std::string(url), .key_ref = *ref, .agent_key = *key};
+  OPENSSL_cleanse(key->data(), key->size());
+  return {.streamer = std::move(out)};
+}
+
+FrameBuilder BuildAssign(const Digest& seal_key, std::string_view agent_id,
+                         std::span<const AssignedStreamer> streamers) {
+  FrameBuilder frame(FrameType::kAssign);
+  for (const AssignedStreamer& s : streamers) {
+    uint8_t nonce[kSealNonceBytes];
+    RandomBytes(nonce);
+    frame.Add(Tag::kStreamer, EncodeAssignedStreamer(seal_key, agent_id, s, nonce));
+  }
+  return frame;
+}
+
+std::optional<std::vector<AssignedStreamer>> ParseAssign(const Digest& seal_key,
+                                                         std::string_view agent_id,
+                                                         const Frame& frame, std::string* error) {
+  std::vector<AssignedStreamer> out;
+  for (const Field& f : frame.fields()) {
+    if (f.tag != static_cast<uint8_t>(Tag::kStreamer)) {
+      continue;
+    }
+    if (out.size() == kMaxAssignedStreamers) {
+      *error = "ASSIGN lists more than " + std::to_string(kMaxAssignedStreamers) + " Streamers";
+      return std::nullopt;
+    }
+    StreamerFieldParse parsed = DecodeAssignedStreamer(seal_key, agent_id, f.value);
+    if (!parsed.streamer) {
+      *error = "ASSIGN entry " + std::to_string(out.size()) + ": " +
+               std::string(StreamerFieldErrorName(parsed.error));
+      return std::nullopt;
+    }
+    out.push_back(std::move(*parsed.streamer));
+  }
+  if (out.empty()) {
+    *error = "ASSIGN without any Streamer";
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::string BuildManagerRequest(std::string_view host, std::string_view agent_id,
+                                const Nonce& agent_nonce) {
+  std::string out;
+  out.reserve(256);
+  out.append("GET ").append(kManagerPath).append(" HTTP/1.1\r\nHost: ").append(host);
+  out.append("\r\nConnection: Upgrade\r\nUpgrade: ").append(kUpgradeToken);
+  out.append("\r\nCamtunnel-Agent: ").append(agent_id);
+  out.append("\r\nCamtunnel-Nonce: ").append(Base64UrlEncode(agent_nonce));
+  out.append("\r\n\r\n");
+  return out;
+}
+
+std::optional<ManagerUpgrade> ParseManagerRequest(const RequestHead& head) {
+  if (head.method != "GET" || head.target != kManagerPath) {
+    return std::nullopt;
+  }
+  bool upgrade = false;
+  bool connection = false;
+  for (size_t i = 0; i < head.headers.count; ++i) {
+    const HeaderField& f = head.headers.fields[i];
+    upgrade |= EqualsIgnoreCase(f.name, "Upgrade") && HeaderHasToken(f.value, kUpgradeToken);
+    connection |= EqualsIgnoreCase(f.name, "Connection") && HeaderHasToken(f.value, "Upgrade");
+  }
+  if (!upgrade || !connection || head.headers.Count("Camtunnel-Agent") != 1 ||
+      head.headers.Count("Camtunnel-Nonce") != 1) {
+    return std::nullopt;
+  }
+  const std::string_view agent = *head.headers.Find("Camtunnel-Agent");
+  const std::string_view nonce_text = *head.headers.Find("Camtunnel-Nonce");
+  if (!IsCanonicalAgentId(agent) || nonce_text.size() != 22) {
+    return std::nullopt;
+  }
+  auto nonce = Base64UrlDecode(nonce_text);
+  if (!nonce || nonce->size() != kNonceBytes) {
+    return std::nullopt;
+  }
+  ManagerUpgrade out;
+  out.agent_id = std::string(agent);
+  std::copy(nonce->begin(), nonce->end(), out.agent_nonce.begin());
+  return out;
+}
+
+}  // namespace camtunnel::proto

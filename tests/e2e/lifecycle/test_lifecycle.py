@@ -1,0 +1,493 @@
+#!/usr/bin/python3
+"""The agent lifecycle with real processes: camtunnel-manager (activation + managing server),
+camtunnel-gateway, the C++ camtunnel-agent in managed mode in front of a GStreamer RTSP camera,
+and ffprobe as the media server.
+
+First start activates (HTTPS), links to the manager, gets an ASSIGN and streams through the
+gateway; then every bad input the manager must refuse (wrong factory secret, a second activation
+without the agent secret, an unknown agent on the manager link, an oversized STATUS) is checked
+for its clear status and its counter; then RESTART (re-exec), an agent restart while the manager
+is down (back to its Streamer from the sealed list in its state file), a manager restart that
+keeps its SQLite state, reactivation after the saved manager URL went dead, and DEACTIVATE
+(state wiped, exit 0). The Failover class stops (SIGSTOP) the first of two gateways. The manager-link client in this file is
+independent of the C++ code: tests/proto/manager_vectors.py (Python hmac) and pyOpenSSL for the
+TLS exporter.
+"""
+
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import struct
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+E2E = os.path.dirname(HERE)
+for p in (E2E, os.path.join(os.path.dirname(E2E), "proto")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import camtunnel_client as ctc  # noqa: E402
+import harness  # noqa: E402
+import manager_vectors as mv  # noqa: E402
+from harness import Env, start_camera, start_gateway, wait_err_line  # noqa: E402
+from support import ffprobe_frames, free_port, make_dev_cert, wait_until  # noqa: E402
+
+SERIAL = "cam-life-1"
+OPERATOR = "acme"
+
+
+def manager_binary():
+    return harness._binary("camtunnel-manager", "manager")
+
+
+class Manager:
+    def __init__(self, proc, port, admin_port, cert):
+        self.proc, self.port, self.admin_port, self.cert = proc, port, admin_port, cert
+        self.url = "https://127.0.0.1:%d" % port
+
+    def admin(self, method, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.read()
+
+    def metrics(self):
+        st, body = self.admin("GET", "/metrics")
+        assert st == 200, st
+        return harness.Metrics(harness.parse_metrics(body.decode()))
+
+    def agents(self):
+        st, body = self.admin("GET", "/api/v1/agents")
+        assert st == 200, st
+        return {a["id"]: a for a in json.loads(body)["agents"]}
+
+    def post_activate(self, body):
+        ctx = ssl.create_default_context(cafile=self.cert)
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=5)
+        c.request("POST", "/api/v1/activate", body=json.dumps(body),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, r.read()
+
+
+def start_manager(env, directory, streamers_file, master_file, db, name="manager"):
+    os.makedirs(directory, exist_ok=True)
+    cert = make_dev_cert(directory, name="manager")
+    last = None
+    for _ in range(5):      # the picked port can be taken before the manager binds it
+        port = free_port()
+        p = env.procs.start(name, [
+            manager_binary(), "--listen=127.0.0.1:%d" % port, "--admin_listen=127.0.0.1:0",
+            "--cert=%s" % cert[0], "--key=%s" % cert[1], "--state=%s" % db,
+            "--factory_master_file=%s" % master_file, "--operators=%s" % OPERATOR,
+            "--manager_url=https://127.0.0.1:%d" % port, "--streamers=%s" % streamers_file,
+            "--heartbeat_ms=1000", "--health_interval_ms=500"])
+        try:
+            m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 10)
+        except (TimeoutError, RuntimeError) as e:
+            last = e
+            p.stop()
+            continue
+        return Manager(p, int(m.group(1)), int(m.group(2)), cert[0])
+    raise RuntimeError("manager did not start: %s" % last)
+
+
+class ManagerLink:
+    """An independent manager-link client (PROTOCOL.md section 10) over pyOpenSSL."""
+
+    def __init__(self, port, agent_id, secret, hello_secret=None):
+        from OpenSSL import SSL
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        # pyOpenSSL needs a blocking socket; the kernel timeout keeps every read bounded.
+        self.sock.setblocking(True)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 5, 0))
+        self.conn = SSL.Connection(ctx, self.sock)
+        self.conn.set_connect_state()
+        self.conn.do_handshake()
+        nonce = os.urandom(16)
+        head = ("GET /camtunnel/v1/manager HTTP/1.1\r\nHost: m\r\nConnection: Upgrade\r\n"
+                "Upgrade: camtunnel/1\r\nCamtunnel-Agent: %s\r\nCamtunnel-Nonce: %s\r\n\r\n"
+                % (agent_id, mv_b64(nonce)))
+        self.conn.sendall(head.encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self._recv()
+            if not chunk:
+                break
+        end = self.buf.find(b"\r\n\r\n")
+        self.head = self.buf[:end + 4].decode(errors="replace")
+        self.buf = self.buf[end + 4:]
+        self.status = int(self.head.split(" ")[1]) if self.head.startswith("HTTP/1.1 ") else 0
+        if self.status != 101:
+            return
+        hdrs = dict(l.split(": ", 1) for l in self.head.split("\r\n")[1:] if ": " in l)
+        mnonce = mv_unb64(hdrs["Camtunnel-Nonce"])
+        exporter = self.conn.export_keying_material(b"EXPORTER-camtunnel", 32)
+        self.manager_proof_ok = mv.manager_proof(secret, agent_id, nonce, mnonce, "tls",
+                                                 exporter) == mv_unb64(hdrs["Camtunnel-Proof"])
+        proof = mv.manager_agent_proof(hello_secret or secret, agent_id, nonce, mnonce, "tls",
+                                       exporter)
+        self.send(1, [(1, proof), (3, b"e2e-link/1")])
+
+    def _recv(self):
+        from OpenSSL import SSL
+        try:
+            chunk = self.conn.recv(65536)
+        except (SSL.ZeroReturnError, SSL.SysCallError, SSL.Error):
+            chunk = b""
+        self.buf += chunk
+        return chunk
+
+    def send(self, ftype, fields):
+        self.conn.sendall(mv.frame(ftype, fields))
+
+    def frame(self):
+        """(type, {tag: value}) or None at EOF."""
+        while len(self.buf) < 4 or len(self.buf) < 4 + int.from_bytes(self.buf[1:4], "big"):
+            if not self._recv():
+                return None
+        n = int.from_bytes(self.buf[1:4], "big")
+        ftype, payload, self.buf = self.buf[0], self.buf[4:4 + n], self.buf[4 + n:]
+        fields = {}
+        while payload:
+            tag, ln = payload[0], struct.unpack(">H", payload[1:3])[0]
+            fields.setdefault(tag, payload[3:3 + ln])
+            payload = payload[3 + ln:]
+        return ftype, fields
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def mv_b64(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mv_unb64(t):
+    import base64
+    return base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
+
+
+class Lifecycle(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env("lifecycle")
+        try:
+            cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=True)
+            streamers = cls.env.path("streamers.txt")
+            with open(streamers, "w") as f:
+                f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                        % (cls.gw.tls_port, cls.env.path("gw", "streamer_keys"),
+                           cls.gw.admin_port))
+            cls.master = os.urandom(32)
+            cls.master_file = cls.env.path("factory_master")
+            with open(cls.master_file, "w") as f:
+                f.write(cls.master.hex() + "\n")
+            cls.db = cls.env.path("manager.db")
+            cls.streamers = streamers
+            cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, cls.master_file,
+                                    cls.db)
+            cls.cam = start_camera(cls.env.procs, tcp_only=True)
+            # The factory writes this camera's own secret; made here by the manager's tool.
+            cls.factory_file = cls.env.path("factory_secret")
+            out = harness.subprocess.run(
+                [manager_binary(), "factory-secret", "--factory_master_file=%s" % cls.master_file,
+                 "--serial=%s" % SERIAL], check=True, stdout=harness.subprocess.PIPE, text=True)
+            with open(cls.factory_file, "w") as f:
+                f.write(out.stdout)
+            os.chmod(cls.factory_file, 0o600)
+            cls.factory_hex = out.stdout.strip()
+            cls.ca = cls.env.path("ca-bundle.pem")
+            with open(cls.ca, "w") as f:
+                for path in (cls.mgr.cert, cls.gw.cert[0]):
+                    with open(path) as c:
+                        f.write(c.read())
+            cls.state = cls.env.path("agent-state")
+            cls.agent = cls.env.procs.start("agent", [
+                harness.agent_binary(), "--state-file", cls.state,
+                "--activation-url", cls.mgr.url, "--serial", SERIAL,
+                "--factory-secret-file", cls.factory_file, "--operator", OPERATOR,
+                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca-file", cls.ca])
+        except BaseException:
+            cls.env.close(check=False)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def secret(self):
+        with open(self.state) as f:
+            for line in f:
+                if line.startswith("agent_secret="):
+                    return bytes.fromhex(line.strip().split("=", 1)[1])
+        raise AssertionError("no secret in the state file")
+
+    def test_1_first_start_activates_links_and_streams(self):
+        wait_err_line(self.agent, r"activated agent=%s manager=%s$"
+                      % (SERIAL, re.escape(self.mgr.url)), 15)
+        gw_url = "https://127.0.0.1:%d" % self.gw.tls_port
+        wait_err_line(self.agent, r"connected gateway=%s agent=%s$"
+                      % (re.escape(gw_url), SERIAL), 15)
+        self.gw.wait_agent(SERIAL, True, 10)
+        self.assertEqual(os.stat(self.state).st_mode & 0o777, 0o600)
+        info = ffprobe_frames(self.gw.frontend_url("rtsp", SERIAL, "/stream1"), 3)
+        self.assertEqual(info["codec_name"], "h264", info["stderr"])
+        self.assertGreaterEqual(info["nb_read_frames"], 50, info)
+        wait_until(lambda: "state=connected" in
+                   self.mgr.agents().get(SERIAL, {}).get("last_status", ""), 10,
+                   what="STATUS at the manager")
+        a = self.mgr.agents()[SERIAL]
+        self.assertTrue(a["linked"])
+        self.assertEqual(a["streamer"], gw_url)
+        m = self.mgr.metrics()
+        self.assertEqual(m.get("camtunnel_manager_activations_total", result="activated"), 1)
+
+    def test_2_wrong_factory_secret_is_refused_and_counted(self):
+        st, body = self.mgr.post_activate({"serial": "cam-other", "operator": OPERATOR,
+                                           "factory_secret": self.factory_hex})
+        self.assertEqual(st, 401, body)
+        self.assertIn(b"bad factory secret", body)
+        self.assertGreaterEqual(self.mgr.metrics().get("camtunnel_manager_activations_total",
+                                                       result="bad_factory_secret"), 1)
+
+    def test_3_second_activation_without_agent_secret_is_refused(self):
+        test_1 = self.mgr.agents()
+        self.assertIn(SERIAL, test_1)
+        st, body = self.mgr.post_activate({"serial": SERIAL, "operator": OPERATOR,
+                                           "factory_secret": self.factory_hex})
+        self.assertEqual(st, 409, body)
+        self.assertNotIn(b"agent_secret", body)
+        self.assertGreaterEqual(self.mgr.metrics().get("camtunnel_manager_activations_total",
+                                                       result="already_active"), 1)
+        # With proof of the existing secret: the manager URL again, never the secret.
+        st, body = self.mgr.post_activate({
+            "serial": SERIAL, "operator": OPERATOR,
+            "factory_secret": self.factory_hex,
+            "agent_proof": mv.reactivation_proof(self.secret(), SERIAL).hex()})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["manager_url"], self.mgr.url)
+        self.assertNotIn("agent_secret", json.loads(body))
+
+    def test_4_unknown_agent_on_the_manager_link_is_refused(self):
+        link = ManagerLink(self.mgr.port, "cam-unknown", bytes(32))
+        link.close()
+        self.assertEqual(link.status, 401, link.head)
+        self.assertGreaterEqual(self.mgr.metrics().get("camtunnel_manager_link_errors_total",
+                                                       reason="unknown_agent"), 1)
+        link = ManagerLink(self.mgr.port, SERIAL, self.secret(), hello_secret=bytes(32))
+        self.assertEqual(link.status, 101)
+        self.assertTrue(link.manager_proof_ok)
+        f = link.frame()
+        link.close()
+        self.assertEqual((f[0], f[1].get(16)), (10, b"\x00\x01"), f)   # ERROR bad proof
+        self.assertGreaterEqual(self.mgr.metrics().get("camtunnel_manager_link_errors_total",
+                                                       reason="bad_proof"), 1)
+
+    def test_5_oversized_status_is_refused(self):
+        link = ManagerLink(self.mgr.port, SERIAL, self.secret())
+        self.assertEqual(link.status, 101)
+        self.assertEqual(link.frame()[0], 2)     # WELCOME
+        ftype, fields = link.frame()
+        self.assertEqual(ftype, 16)              # ASSIGN, opened independently
+        url, ref, key = mv.decode_streamer(mv.key_seal_key(self.secret(), SERIAL), SERIAL,
+                                           fields[18])
+        self.assertEqual(key, mv.derive_agent_key(self.gw.keys["k1"], SERIAL, ref))
+        link.send(5, [(12, b"x" * 5000)])
+        f = link.frame()
+        link.close()
+        self.assertEqual((f[0], f[1].get(16)), (10, b"\x00\x03"), f)   # ERROR malformed
+        self.assertGreaterEqual(self.mgr.metrics().get("camtunnel_manager_link_errors_total",
+                                                       reason="malformed_frame"), 1)
+
+    def test_6_restart_reexecutes_the_agent(self):
+        # The link of test 5 replaced the agent's own; wait for the agent to be back.
+        wait_until(lambda: self.mgr.agents()[SERIAL]["linked"], 20, what="agent relinked")
+        start = harness.err_size(self.agent)
+        st, body = self.mgr.admin("POST", "/api/v1/agents/%s/restart" % SERIAL)
+        self.assertEqual(st, 200, body)
+        wait_err_line(self.agent, r"re-executing for RESTART", 10, start)
+        wait_err_line(self.agent, r"state loaded agent=%s" % SERIAL, 10, start)
+        wait_err_line(self.agent, r"connected gateway=", 15, start)
+        self.assertTrue(self.agent.alive())
+
+    def test_7_agent_and_manager_restart_keep_their_state(self):
+        self.mgr.proc.stop()
+        port = self.mgr.port
+        # The agent restarts while its manager is down: it goes back to its Streamer from the
+        # sealed list in its state file, without the manager.
+        self.assertEqual(self.agent.stop(), 0)
+        agent = self.env.procs.start("agent2", self.agent.argv)
+        type(self).agent = agent
+        wait_err_line(agent, r"state loaded agent=%s" % SERIAL, 10)
+        wait_err_line(agent, r"restored 1 streamers from the state file", 10)
+        wait_err_line(agent, r"connected gateway=https://127.0.0.1:%d agent=%s$"
+                      % (self.gw.tls_port, SERIAL), 15)
+        # Same port (the agent's saved manager URL) and the same SQLite file.
+        start = harness.err_size(agent)
+        cert_dir = os.path.dirname(self.mgr.cert)
+        p = self.env.procs.start("manager2", [
+            manager_binary(), "--listen=127.0.0.1:%d" % port, "--admin_listen=127.0.0.1:0",
+            "--cert=%s" % self.mgr.cert, "--key=%s" % os.path.join(cert_dir, "manager.key"),
+            "--state=%s" % self.db, "--factory_master_file=%s" % self.master_file,
+            "--operators=%s" % OPERATOR, "--manager_url=%s" % self.mgr.url,
+            "--streamers=%s" % self.streamers, "--heartbeat_ms=1000"])
+        m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 10)
+        type(self).mgr = Manager(p, port, int(m.group(2)), self.mgr.cert)
+        wait_err_line(agent, r"manager linked", 40, start)
+        a = self.mgr.agents()[SERIAL]
+        self.assertEqual(a["state"], "active")
+        self.assertEqual(a["operator"], OPERATOR)
+
+    def test_7b_unreachable_manager_leads_to_reactivation(self):
+        # The saved manager URL goes dead (a moved manager); after --reactivate-after-s the
+        # agent proves its secret to the activation server and gets the current URL back.
+        self.assertEqual(self.agent.stop(), 0)
+        with open(self.state) as f:
+            text = f.read()
+        dead = "https://127.0.0.1:%d" % free_port()
+        with open(self.state, "w") as f:
+            f.write(text.replace("manager_url=%s" % self.mgr.url, "manager_url=%s" % dead))
+        try:
+            before = self.mgr.metrics().get("camtunnel_manager_activations_total",
+                                            result="reactivated")
+        except KeyError:   # a counter with a label value appears with its first event
+            before = 0
+        agent = self.env.procs.start("agent3", self.agent.argv + ["--reactivate-after-s", "1"])
+        type(self).agent = agent
+        wait_err_line(agent, r"reactivated agent=%s manager=%s$"
+                      % (SERIAL, re.escape(self.mgr.url)), 20)
+        wait_err_line(agent, r"manager linked", 15)
+        self.assertEqual(self.mgr.metrics().get("camtunnel_manager_activations_total",
+                                                result="reactivated"), before + 1)
+        with open(self.state) as f:
+            self.assertIn("manager_url=%s\n" % self.mgr.url, f.read())
+
+    def test_8_deactivate_wipes_state_and_exits(self):
+        wait_until(lambda: self.mgr.agents()[SERIAL]["linked"], 20, what="agent linked")
+        st, body = self.mgr.admin("POST", "/api/v1/agents/%s/deactivate" % SERIAL)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.agent.wait(10), 0)
+        self.assertFalse(os.path.exists(self.state))
+        self.assertEqual(self.mgr.agents()[SERIAL]["state"], "deactivated")
+        link = ManagerLink(self.mgr.port, SERIAL, bytes(32))
+        link.close()
+        self.assertEqual(link.status, 401)
+        # The Streamer refuses the agent's key at once (pushed to its denylist), although the
+        # key itself is valid for days: a camera holding it cannot come back.
+        wait_until(lambda: SERIAL in json.loads(
+            harness.http_get("127.0.0.1", self.gw.admin_port, "/api/v1/denylist")[2])["agents"],
+            10, what="the gateway's denylist has the agent")
+        with self.assertRaises(ctc.UpgradeRejected) as cm:
+            ctc.connect_control(self.gw.agent_config(SERIAL))
+        self.assertEqual(cm.exception.status, 401)
+        self.assertGreaterEqual(self.mgr.metrics().get("camtunnel_manager_revocations_total",
+                                                       result="pushed"), 1)
+        self.assertEqual(self.mgr.metrics().get("camtunnel_manager_revocations_pending"), 0)
+
+
+class Failover(unittest.TestCase):
+    """Two gateways in the ASSIGN list; the first one is stopped (SIGSTOP: it still completes
+    TCP handshakes from its backlog, so only the agent's application deadlines notice) and the
+    agent moves to the second on its own, without the manager."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env("lifecycle-failover")
+        try:
+            # Short heartbeats and no reconnect window: failover within seconds, not minutes.
+            fast = ["--heartbeat_ms=500", "--reconnect_window_ms=0"]
+            cls.gw1 = start_gateway(cls.env.procs, cls.env.path("gw1"), extra=fast, name="gw1")
+            cls.gw2 = start_gateway(cls.env.procs, cls.env.path("gw2"), extra=fast, name="gw2")
+            streamers = cls.env.path("streamers.txt")
+            with open(streamers, "w") as f:
+                for gw, d in ((cls.gw1, "gw1"), (cls.gw2, "gw2")):
+                    f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                            % (gw.tls_port, cls.env.path(d, "streamer_keys"), gw.admin_port))
+            master_file = cls.env.path("factory_master")
+            with open(master_file, "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, master_file,
+                                    cls.env.path("manager.db"))
+            cls.cam = start_camera(cls.env.procs, tcp_only=True)
+            out = harness.subprocess.run(
+                [manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
+                 "--serial=%s" % SERIAL], check=True, stdout=harness.subprocess.PIPE, text=True)
+            factory_file = cls.env.path("factory_secret")
+            with open(factory_file, "w") as f:
+                f.write(out.stdout)
+            ca = cls.env.path("ca-bundle.pem")
+            with open(ca, "w") as f:
+                for path in (cls.mgr.cert, cls.gw1.cert[0], cls.gw2.cert[0]):
+                    with open(path) as c:
+                        f.write(c.read())
+            cls.agent = cls.env.procs.start("agent", [
+                harness.agent_binary(), "--state-file", cls.env.path("agent-state"),
+                "--activation-url", cls.mgr.url, "--serial", SERIAL,
+                "--factory-secret-file", factory_file, "--operator", OPERATOR,
+                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca-file", ca])
+        except BaseException:
+            cls.env.close(check=False)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.gw1.proc.alive():
+            os.kill(cls.gw1.proc.pid, 18)  # SIGCONT
+        cls.env.close()
+
+    def test_1_fails_over_to_the_next_streamer_when_the_first_stops(self):
+        url1 = "https://127.0.0.1:%d" % self.gw1.tls_port
+        url2 = "https://127.0.0.1:%d" % self.gw2.tls_port
+        wait_err_line(self.agent, r"connected gateway=%s agent=%s$" % (re.escape(url1), SERIAL),
+                      15)
+        start = harness.err_size(self.agent)
+        os.kill(self.gw1.proc.pid, 19)  # SIGSTOP
+        try:
+            wait_err_line(self.agent, r"connected gateway=%s agent=%s$"
+                          % (re.escape(url2), SERIAL), 20, start)
+            wait_err_line(self.agent, r"failing over to streamer %s" % re.escape(url2), 1, start)
+            self.gw2.wait_agent(SERIAL, True, 10)
+            info = ffprobe_frames(self.gw2.frontend_url("rtsp", SERIAL, "/stream1"), 2)
+            self.assertEqual(info["codec_name"], "h264", info["stderr"])
+            wait_until(lambda: ("streamer=%s state=connected" % url2) in
+                       self.mgr.agents()[SERIAL].get("last_status", ""), 10,
+                       what="STATUS naming the second Streamer")
+            # The manager's own view: the stopped gateway's /readyz no longer answers.
+            wait_until(lambda: self.mgr.metrics().get("camtunnel_manager_streamer_healthy",
+                                                      streamer="0") == 0, 10,
+                       what="first Streamer unhealthy at the manager")
+            self.assertEqual(self.mgr.metrics().get("camtunnel_manager_streamer_healthy",
+                                                    streamer="1"), 1)
+        finally:
+            os.kill(self.gw1.proc.pid, 18)  # SIGCONT: it must exit cleanly at tear-down
+
+    def test_2_move_switches_the_agent_to_the_chosen_streamer(self):
+        url1 = "https://127.0.0.1:%d" % self.gw1.tls_port
+        wait_until(lambda: self.mgr.metrics().get("camtunnel_manager_streamer_healthy",
+                                                  streamer="0") == 1, 10,
+                   what="first Streamer healthy again")
+        start = harness.err_size(self.agent)
+        st, body = self.mgr.admin("POST", "/api/v1/agents/%s/move?streamer=%s" % (SERIAL, url1))
+        self.assertEqual(st, 200, body)
+        wait_err_line(self.agent, r"switching to streamer %s" % re.escape(url1), 10, start)
+        wait_err_line(self.agent, r"connected gateway=%s agent=%s$" % (re.escape(url1), SERIAL),
+                      10, start)
+        self.gw1.wait_agent(SERIAL, True, 10)
+        st, body = self.mgr.admin("POST", "/api/v1/agents/%s/move?streamer=https://nowhere:1"
+                                  % SERIAL)
+        self.assertEqual(st, 400, body)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,131 @@
+// Activation rules (PROTOCOL.md section 10.1): one secret per device, ever; a dumped factory
+// secret activates only its own serial; reactivation needs the existing secret; rate limits;
+// every attempt counted and audited.
+#include "manager/activation.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "proto/encoding.h"
+#include "proto/manager_link.h"
+
+namespace camtunnel::manager {
+namespace {
+
+using nlohmann::json;
+
+class ActivationTest : public ::testing::Test {
+ protected:
+  ActivationTest()
+      : store_(*StateStore::Open(":memory:")),
+        service_(store_, ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
+                                           .operators = {"acme"},
+                                           .manager_url = "https://mgr:7443",
+                                           .rate_burst = 100,
+                                           .rate_refill_ms = 1000}) {}
+
+  std::string Factory(const std::string& serial) {
+    return proto::HexEncode(proto::FactorySecret(std::vector<uint8_t>(32, 9), serial));
+  }
+  ActivationAnswer Post(json body, std::string source = "10.0.0.1") {
+    return service_.Handle(body.dump(), source, ++now_);
+  }
+
+  StateStore store_;
+  ActivationService service_;
+  int64_t now_ = 1000;
+};
+
+TEST_F(ActivationTest, IssuesSecretOnFirstActivation) {
+  ActivationAnswer a =
+      Post({{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  json j = json::parse(a.body);
+  EXPECT_EQ(j["agent_id"], "sn-1");
+  EXPECT_EQ(j["manager_url"], "https://mgr:7443");
+  auto found = store_.FindAgent("sn-1");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ(j["agent_secret"], proto::HexEncode((*found)->secret));
+  EXPECT_EQ(service_.counts().at("activated"), 1u);
+}
+
+TEST_F(ActivationTest, RejectsAnotherDevicesFactorySecret) {
+  // The secret of a dumped sn-1 firmware must not activate sn-2.
+  ActivationAnswer a =
+      Post({{"serial", "sn-2"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}});
+  EXPECT_EQ(a.status, 401);
+  EXPECT_EQ(a.result, "bad_factory_secret");
+  EXPECT_FALSE(store_.FindAgent("sn-2")->has_value());
+}
+
+TEST_F(ActivationTest, RefusesSecondActivationWithoutAgentProof) {
+  json req{{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}};
+  ASSERT_EQ(Post(req).status, 200);
+  const proto::AgentSecret before = (*store_.FindAgent("sn-1"))->secret;
+  ActivationAnswer again = Post(req);
+  EXPECT_EQ(again.status, 409);
+  EXPECT_EQ(again.body.find("agent_secret"), std::string::npos);
+  EXPECT_EQ((*store_.FindAgent("sn-1"))->secret, before);
+  EXPECT_EQ(service_.counts().at("already_active"), 1u);
+}
+
+TEST_F(ActivationTest, ReactivatesWithProofButNeverReturnsTheSecret) {
+  json req{{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}};
+  ASSERT_EQ(Post(req).status, 200);
+  const proto::AgentSecret secret = (*store_.FindAgent("sn-1"))->secret;
+  req["agent_proof"] = proto::HexEncode(proto::ReactivationProof(secret, "sn-1"));
+  ActivationAnswer a = Post(req);
+  ASSERT_EQ(a.status, 200) << a.body;
+  json j = json::parse(a.body);
+  EXPECT_EQ(j["manager_url"], "https://mgr:7443");
+  EXPECT_FALSE(j.contains("agent_secret"));
+  req["agent_proof"] = std::string(64, '0');
+  EXPECT_EQ(Post(req).result, "bad_agent_proof");
+}
+
+TEST_F(ActivationTest, RejectsUnknownOperator) {
+  ActivationAnswer a =
+      Post({{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "evil"}});
+  EXPECT_EQ(a.status, 403);
+}
+
+TEST_F(ActivationTest, RejectsMalformedBodies) {
+  EXPECT_EQ(service_.Handle("not json", "s", 1).status, 400);
+  EXPECT_EQ(service_.Handle("[1,2]", "s", 2).status, 400);
+  EXPECT_EQ(service_.Handle(std::string(5000, ' '), "s", 3).status, 400);
+  EXPECT_EQ(
+      Post({{"serial", "SN-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}}).status,
+      400);
+  EXPECT_EQ(Post({{"serial", "sn-1"}, {"factory_secret", "zz"}, {"operator", "acme"}}).status, 400);
+  EXPECT_EQ(Post({{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}}).status, 400);
+  EXPECT_EQ(service_.counts().at("bad_request"), 6u);
+}
+
+TEST_F(ActivationTest, RateLimitsPerSource) {
+  ActivationService strict(store_, ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
+                                                     .operators = {"acme"},
+                                                     .manager_url = "https://m",
+                                                     .rate_burst = 2,
+                                                     .rate_refill_ms = 10000});
+  EXPECT_EQ(strict.Handle("{}", "10.0.0.9", 1).status, 400);
+  EXPECT_EQ(strict.Handle("{}", "10.0.0.9", 2).status, 400);
+  ActivationAnswer limited = strict.Handle("{}", "10.0.0.9", 3);
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_GT(limited.retry_after_ms, 0);
+  EXPECT_EQ(strict.Handle("{}", "10.0.0.8", 4).status, 400);      // another source is not limited
+  EXPECT_EQ(strict.Handle("{}", "10.0.0.9", 20000).status, 400);  // refilled
+}
+
+TEST_F(ActivationTest, AuditsAttempts) {
+  Post({{"serial", "sn-2"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}});
+  auto audit = store_.RecentAudit(5);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "bad_factory_secret");
+  EXPECT_EQ((*audit)[0].subject, "sn-2");
+  EXPECT_EQ((*audit)[0].detail, "10.0.0.1");
+}
+
+}  // namespace
+}  // namespace camtunnel::manager

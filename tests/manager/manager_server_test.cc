@@ -1,0 +1,485 @@
+// camtunnel-manager's server on a real shard and real TLS sockets (loopback), driven by a
+// blocking OpenSSL client that plays the agent: activation over HTTPS, the manager link
+// (upgrade, manager proof, HELLO, WELCOME, ASSIGN with sealed keys), the admin API, and every
+// refusal with its status and counter.
+#include "manager/manager_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "manager/agent_link.h"
+#include "proto/encoding.h"
+#include "proto/manager_link.h"
+#include "proto/upgrade.h"
+#include "tests/agent/tls_test_util.h"
+
+namespace camtunnel::manager {
+namespace {
+
+using nlohmann::json;
+
+int ConnectLoopback(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// A blocking TLS client (no certificate verification: the test checks the manager proof,
+// which is what an agent relies on beyond TLS).
+class TlsClient {
+ public:
+  explicit TlsClient(uint16_t port) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    fd_ = ConnectLoopback(port);
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    ok_ = SSL_connect(ssl_) == 1;
+  }
+  ~TlsClient() {
+    SSL_free(ssl_);
+    SSL_CTX_free(ctx_);
+    close(fd_);
+  }
+  bool ok() const { return ok_; }
+  void Write(std::string_view s) { SSL_write(ssl_, s.data(), static_cast<int>(s.size())); }
+  void Write(const std::vector<uint8_t>& b) {
+    SSL_write(ssl_, b.data(), static_cast<int>(b.size()));
+  }
+  // Reads until the head is complete; body bytes (if any) stay in pending_.
+  std::string ReadHead() {
+    while (pending_.find("\r\n\r\n") == std::string::npos) {
+      if (!ReadMore()) {
+        break;
+      }
+    }
+    const size_t end = pending_.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      return pending_;
+    }
+    std::string head = pending_.substr(0, end + 4);
+    pending_.erase(0, end + 4);
+    return head;
+  }
+  std::string ReadToEof() {
+    while (ReadMore()) {
+    }
+    return std::exchange(pending_, {});
+  }
+  // Next frame, or nullopt at EOF / timeout.
+  std::optional<proto::Frame> ReadFrame() {
+    for (;;) {
+      std::span<const uint8_t> in(reinterpret_cast<const uint8_t*>(pending_.data()),
+                                  pending_.size());
+      proto::Frame frame;
+      const size_t before = in.size();
+      const proto::DecodeStatus st = decoder_.Decode(in, &frame);
+      pending_.erase(0, before - in.size());
+      if (st == proto::DecodeStatus::kFrame) {
+        return frame;
+      }
+      if (st != proto::DecodeStatus::kNeedMore || !ReadMore()) {
+        return std::nullopt;
+      }
+    }
+  }
+  std::vector<uint8_t> Exporter() {
+    std::vector<uint8_t> out(proto::kExporterBytes);
+    SSL_export_keying_material(ssl_, out.data(), out.size(), proto::kExporterLabel.data(),
+                               proto::kExporterLabel.size(), nullptr, 0, 0);
+    return out;
+  }
+
+ private:
+  bool ReadMore() {
+    char buf[16384];
+    const int n = SSL_read(ssl_, buf, sizeof(buf));
+    if (n <= 0) {
+      return false;
+    }
+    pending_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  int fd_ = -1;
+  bool ok_ = false;
+  std::string pending_;
+  proto::FrameDecoder decoder_;
+};
+
+std::string Post(uint16_t port, std::string_view path, std::string_view body) {
+  TlsClient c(port);
+  std::string req = "POST " + std::string(path) +
+                    " HTTP/1.1\r\nHost: m\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\n\r\n" + std::string(body);
+  c.Write(req);
+  return c.ReadToEof();
+}
+
+std::string Body(const std::string& response) {
+  const size_t end = response.find("\r\n\r\n");
+  return end == std::string::npos ? "" : response.substr(end + 4);
+}
+
+const std::vector<uint8_t> kMaster(32, 3);
+const std::vector<uint8_t> kStreamerKey(32, 5);
+
+class ManagerServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/mgr-" + std::to_string(getpid());
+    std::filesystem::create_directories(dir_);
+    agent::test_util::TestCert cert;
+    agent::test_util::MakeSelfSigned("localhost", &cert);
+    FILE* f = std::fopen((dir_ + "/cert.pem").c_str(), "w");
+    PEM_write_X509(f, cert.cert);
+    std::fclose(f);
+    f = std::fopen((dir_ + "/key.pem").c_str(), "w");
+    PEM_write_PrivateKey(f, cert.key, nullptr, nullptr, 0, nullptr, nullptr);
+    std::fclose(f);
+    store_ = std::make_unique<StateStore>(*StateStore::Open(":memory:"));
+    activation_ = std::make_unique<ActivationService>(
+        *store_, ActivationOptions{.factory_master = kMaster,
+                                   .operators = {"acme"},
+                                   .manager_url = "https://localhost:1",
+                                   .rate_burst = 50});
+    pool_ = std::make_unique<StreamerPool>(
+        std::vector<StreamerConfig>{
+            {.url = "https://gw1:8443", .key_id = "k1", .streamer_key = kStreamerKey},
+            {.url = "https://gw2:8443", .key_id = "k1", .streamer_key = kStreamerKey}},
+        KeyValidity());
+    ManagerConfig config;
+    config.listen = {"127.0.0.1:0"};
+    config.admin_listen = {"127.0.0.1:0"};
+    config.tls = {dir_ + "/cert.pem", dir_ + "/key.pem"};
+    config.handshake_timeout_ms = 2000;
+    Configure(config);
+    server_ = std::make_unique<ManagerServer>(shard_, config, *store_, *activation_, *pool_);
+    std::promise<bool> started;
+    loop_ = std::thread([&] {
+      const bool ok = shard_.Init({.buffer_count = 64}) == 0 && server_->Start().ok();
+      started.set_value(ok);
+      if (ok) {
+        shard_.Run();
+      }
+      shard_.Shutdown(3000);
+    });
+    ASSERT_TRUE(started.get_future().get());
+  }
+
+  virtual uint64_t KeyValidity() const { return 3600; }
+  virtual void Configure(ManagerConfig& /*config*/) {}
+
+  void TearDown() override {
+    shard_.Stop();
+    loop_.join();
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Reads a counter on the shard's thread.
+  template <typename F>
+  auto OnShard(F f) {
+    std::promise<decltype(f())> p;
+    shard_.Post([&] { p.set_value(f()); });
+    return p.get_future().get();
+  }
+
+  proto::AgentSecret Activate(const std::string& serial) {
+    std::string r =
+        Post(server_->port(), "/api/v1/activate",
+             json{{"serial", serial},
+                  {"factory_secret", proto::HexEncode(proto::FactorySecret(kMaster, serial))},
+                  {"operator", "acme"}}
+                 .dump());
+    EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
+    json j = json::parse(Body(r), nullptr, false);
+    proto::AgentSecret s{};
+    auto bytes = proto::HexDecode(j.value("agent_secret", ""));
+    EXPECT_TRUE(bytes && bytes->size() == 32);
+    if (bytes && bytes->size() == 32) {
+      std::copy(bytes->begin(), bytes->end(), s.begin());
+    }
+    return s;
+  }
+
+  // Upgrade + manager proof check + HELLO with `hello_secret`'s proof.
+  std::unique_ptr<TlsClient> Link(const std::string& id, const proto::AgentSecret& secret,
+                                  const proto::AgentSecret& hello_secret, std::string* head_out) {
+    auto c = std::make_unique<TlsClient>(server_->port());
+    proto::Nonce nonce{};
+    proto::RandomBytes(nonce);
+    c->Write(proto::BuildManagerRequest("localhost", id, nonce));
+    std::string head_text = c->ReadHead();
+    *head_out = head_text;
+    proto::ResponseHead head;
+    if (proto::ParseResponseHead(head_text, &head) != proto::HeadResult::kComplete ||
+        head.status != 101) {
+      return c;
+    }
+    auto accept = proto::ParseControlAccept(head);
+    EXPECT_TRUE(accept);
+    std::vector<uint8_t> exporter = c->Exporter();
+    proto::ManagerProofInput in{.agent_id = id,
+                                .agent_nonce = nonce,
+                                .manager_nonce = accept->gateway_nonce,
+                                .transport = proto::Transport::kTls,
+                                .exporter = exporter};
+    EXPECT_EQ(proto::ManagerProof(secret, in), accept->gateway_proof);
+    proto::FrameBuilder hello(proto::FrameType::kHello);
+    hello.Add(proto::Tag::kProof, proto::ManagerAgentProof(hello_secret, in))
+        .AddText(proto::Tag::kVersion, "test-agent/1");
+    c->Write(hello.Finish());
+    return c;
+  }
+
+  std::string AdminRequest(std::string_view method, std::string_view path,
+                           std::string_view headers = "") {
+    const int fd = ConnectLoopback(server_->admin_port());
+    std::string req = std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n" +
+                      std::string(headers) + "\r\n";
+    send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    std::string out;
+    char buf[8192];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+      out.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    return out;
+  }
+
+  std::string dir_;
+  runtime::Shard shard_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<ActivationService> activation_;
+  std::unique_ptr<StreamerPool> pool_;
+  std::unique_ptr<ManagerServer> server_;
+  std::thread loop_;
+};
+
+TEST_F(ManagerServerTest, ActivatesOnceOverHttps) {
+  Activate("sn-1");
+  const std::string factory = proto::HexEncode(proto::FactorySecret(kMaster, "sn-1"));
+  std::string again =
+      Post(server_->port(), "/api/v1/activate",
+           json{{"serial", "sn-1"}, {"factory_secret", factory}, {"operator", "acme"}}.dump());
+  EXPECT_NE(again.find("409 Conflict"), std::string::npos) << again;
+  EXPECT_EQ(again.find("agent_secret"), std::string::npos);
+}
+
+TEST_F(ManagerServerTest, RejectsWrongFactorySecretOverHttps) {
+  std::string r =
+      Post(server_->port(), "/api/v1/activate",
+           json{{"serial", "sn-2"},
+                {"factory_secret", proto::HexEncode(proto::FactorySecret(kMaster, "sn-1"))},
+                {"operator", "acme"}}
+               .dump());
+  EXPECT_NE(r.find("401 Unauthorized"), std::string::npos) << r;
+  EXPECT_EQ(OnShard([&] { return activation_->counts().at("bad_factory_secret"); }), 1u);
+}
+
+TEST_F(ManagerServerTest, RefusesOversizedActivationBody) {
+  std::string r = Post(server_->port(), "/api/v1/activate", std::string(5000, 'x'));
+  EXPECT_NE(r.find("413"), std::string::npos) << r;
+}
+
+TEST_F(ManagerServerTest, LinkGetsWelcomeAndAssignWithSealedKeys) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_NE(head.find("101"), std::string::npos) << head;
+  auto welcome = c->ReadFrame();
+  ASSERT_TRUE(welcome);
+  EXPECT_EQ(welcome->type(), static_cast<uint8_t>(proto::FrameType::kWelcome));
+  auto assign = c->ReadFrame();
+  ASSERT_TRUE(assign);
+  ASSERT_EQ(assign->type(), static_cast<uint8_t>(proto::FrameType::kAssign));
+  std::string error;
+  auto list = proto::ParseAssign(proto::KeySealKey(secret, "sn-1"), "sn-1", *assign, &error);
+  ASSERT_TRUE(list) << error;
+  ASSERT_EQ(list->size(), 2u);
+  for (const auto& s : *list) {
+    EXPECT_EQ(s.agent_key, proto::DeriveAgentKey(kStreamerKey, "sn-1", s.key_ref));
+  }
+  // STATUS is recorded; the admin API shows the agent linked with its status.
+  proto::FrameBuilder status(proto::FrameType::kStatus);
+  status.AddText(proto::Tag::kText, "streamer=https://gw1:8443 state=connected");
+  c->Write(status.Finish());
+  proto::FrameBuilder ping(proto::FrameType::kPing);
+  ping.AddU64(proto::Tag::kSequence, 1);
+  c->Write(ping.Finish());
+  ASSERT_TRUE(c->ReadFrame());  // PONG: the STATUS before it was handled
+  std::string agents = AdminRequest("GET", "/api/v1/agents");
+  EXPECT_NE(agents.find("\"linked\":true"), std::string::npos) << agents;
+  EXPECT_NE(agents.find("state=connected"), std::string::npos) << agents;
+}
+
+TEST_F(ManagerServerTest, RefusesUnknownAgentOnTheLink) {
+  proto::AgentSecret none{};
+  std::string head;
+  auto c = Link("nobody", none, none, &head);
+  EXPECT_NE(head.find("401"), std::string::npos) << head;
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_unknown_agent; }), 1u);
+}
+
+TEST_F(ManagerServerTest, RefusesWrongHelloProof) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  proto::AgentSecret wrong = secret;
+  wrong[0] ^= 1;
+  std::string head;
+  auto c = Link("sn-1", secret, wrong, &head);
+  auto error = c->ReadFrame();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->type(), static_cast<uint8_t>(proto::FrameType::kError));
+  EXPECT_EQ(error->U16(proto::Tag::kErrorCode), 1);
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_bad_proof; }), 1u);
+  EXPECT_EQ(OnShard([&] { return server_->live_links(); }), 0u);
+}
+
+TEST_F(ManagerServerTest, ClosesLinkOnOversizedStatus) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_TRUE(c->ReadFrame());  // WELCOME
+  ASSERT_TRUE(c->ReadFrame());  // ASSIGN
+  proto::FrameBuilder status(proto::FrameType::kStatus);
+  status.AddText(proto::Tag::kText, std::string(proto::kMaxStatusText + 1, 'x'));
+  c->Write(status.Finish());
+  auto error = c->ReadFrame();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->U16(proto::Tag::kErrorCode), 3);
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_malformed_frames; }), 1u);
+}
+
+TEST_F(ManagerServerTest, ClosesLinkOnOversizedFrame) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_TRUE(c->ReadFrame());
+  ASSERT_TRUE(c->ReadFrame());
+  const uint8_t huge[4] = {5, 0x01, 0x00, 0x00};  // STATUS announcing 64 KiB
+  c->Write(std::vector<uint8_t>(huge, huge + 4));
+  auto error = c->ReadFrame();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->U16(proto::Tag::kErrorCode), 2);
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_oversized_frames; }), 1u);
+}
+
+TEST_F(ManagerServerTest, DeactivateReachesTheAgentAndLocksItOut) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_TRUE(c->ReadFrame());
+  ASSERT_TRUE(c->ReadFrame());
+  std::string r = AdminRequest("POST", "/api/v1/agents/sn-1/deactivate");
+  EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
+  auto frame = c->ReadFrame();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->type(), static_cast<uint8_t>(proto::FrameType::kDeactivate));
+  std::string again;
+  auto c2 = Link("sn-1", secret, secret, &again);
+  EXPECT_NE(again.find("401"), std::string::npos) << again;
+}
+
+TEST_F(ManagerServerTest, MoveSendsAssignWithChosenStreamerFirstThenSwitch) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_TRUE(c->ReadFrame());
+  ASSERT_TRUE(c->ReadFrame());
+  std::string r = AdminRequest("POST", "/api/v1/agents/sn-1/move?streamer=https://gw2:8443");
+  EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
+  auto assign = c->ReadFrame();
+  ASSERT_TRUE(assign);
+  std::string error;
+  auto list = proto::ParseAssign(proto::KeySealKey(secret, "sn-1"), "sn-1", *assign, &error);
+  ASSERT_TRUE(list) << error;
+  EXPECT_EQ(list->front().url, "https://gw2:8443");
+  auto sw = c->ReadFrame();
+  ASSERT_TRUE(sw);
+  EXPECT_EQ(sw->type(), static_cast<uint8_t>(proto::FrameType::kSwitch));
+  EXPECT_EQ(sw->Text(proto::Tag::kRedirect), "https://gw2:8443");
+  EXPECT_NE(AdminRequest("POST", "/api/v1/agents/sn-1/move?streamer=https://evil").find("400"),
+            std::string::npos);
+}
+
+class ShortKeysTest : public ManagerServerTest {
+ protected:
+  uint64_t KeyValidity() const override { return 2; }
+};
+
+TEST_F(ShortKeysTest, RefreshesKeysBeforeTheyExpire) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_TRUE(c->ReadFrame());  // WELCOME
+  auto first = c->ReadFrame();
+  ASSERT_TRUE(first);
+  std::string error;
+  auto list1 = proto::ParseAssign(proto::KeySealKey(secret, "sn-1"), "sn-1", *first, &error);
+  ASSERT_TRUE(list1) << error;
+  // Answer the manager's PINGs until the next ASSIGN (at 3/4 of the key's life, within 4 s).
+  for (int i = 0; i < 20; ++i) {
+    auto f = c->ReadFrame();
+    ASSERT_TRUE(f);
+    if (f->type() == static_cast<uint8_t>(proto::FrameType::kPing)) {
+      proto::FrameBuilder pong(proto::FrameType::kPong);
+      pong.AddU64(proto::Tag::kSequence, f->U64(proto::Tag::kSequence).value_or(0));
+      c->Write(pong.Finish());
+      continue;
+    }
+    ASSERT_EQ(f->type(), static_cast<uint8_t>(proto::FrameType::kAssign));
+    auto list2 = proto::ParseAssign(proto::KeySealKey(secret, "sn-1"), "sn-1", *f, &error);
+    ASSERT_TRUE(list2) << error;
+    EXPECT_GT(list2->front().key_ref.expiry, list1->front().key_ref.expiry);
+    return;
+  }
+  FAIL() << "no second ASSIGN";
+}
+
+class AdminTokenTest : public ManagerServerTest {
+ protected:
+  void Configure(ManagerConfig& config) override { config.admin_token = "0123456789abcdef"; }
+};
+
+TEST_F(AdminTokenTest, RequiresTheBearerTokenExceptForHealthz) {
+  EXPECT_NE(AdminRequest("GET", "/api/v1/agents").find("401"), std::string::npos);
+  EXPECT_NE(AdminRequest("GET", "/api/v1/agents", "Authorization: Bearer wrong\r\n").find("401"),
+            std::string::npos);
+  EXPECT_NE(AdminRequest("GET", "/api/v1/agents", "Authorization: Bearer 0123456789abcdef\r\n")
+                .find("200 OK"),
+            std::string::npos);
+  EXPECT_NE(AdminRequest("GET", "/healthz").find("200 OK"), std::string::npos);
+  EXPECT_EQ(OnShard([&] { return server_->counters().admin_unauthorized; }), 2u);
+}
+
+TEST_F(ManagerServerTest, MetricsNameEveryRefusal) {
+  std::string m = AdminRequest("GET", "/metrics");
+  EXPECT_NE(m.find("camtunnel_manager_link_errors_total{reason=\"bad_proof\"} 0"),
+            std::string::npos)
+      << m;
+}
+
+}  // namespace
+}  // namespace camtunnel::manager

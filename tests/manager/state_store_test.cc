@@ -1,0 +1,97 @@
+// The manager's SQLite state: migrations, agents, assignments, audit, and survival across a
+// reopen (a manager restart).
+#include "manager/state_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace camtunnel::manager {
+namespace {
+
+std::string TempDb() {
+  std::string dir = std::filesystem::temp_directory_path() /
+                    ("camtunnel-store-" + std::to_string(getpid()) + "-" +
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir + "/m.db";
+}
+
+AgentRecord Agent(std::string id) {
+  AgentRecord r{.agent_id = std::move(id), .operator_id = "acme", .activated_at_ms = 1000};
+  r.secret[0] = 42;
+  return r;
+}
+
+TEST(StateStore, AppliesEveryMigrationOnAFreshFile) {
+  auto store = StateStore::Open(":memory:");
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(store->schema_version(), StateStore::kSchemaVersion);
+}
+
+TEST(StateStore, KeepsAgentsAcrossReopen) {
+  const std::string path = TempDb();
+  {
+    auto store = StateStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(store->PutAgent(Agent("cam-1")).ok());
+    ASSERT_TRUE(store->RecordAssignment("cam-1", "https://gw1", 5).ok());
+  }
+  auto store = StateStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto found = store->FindAgent("cam-1");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->secret[0], 42);
+  EXPECT_EQ((*found)->streamer_url, "https://gw1");
+  EXPECT_EQ((*found)->operator_id, "acme");
+}
+
+TEST(StateStore, RefusesASchemaNewerThanItKnows) {
+  const std::string path = TempDb();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto store = StateStore::Open(path);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.status().message().find("newer"), std::string::npos);
+}
+
+TEST(StateStore, CountsOnlyActiveAssignments) {
+  auto store = StateStore::Open(":memory:");
+  ASSERT_TRUE(store.ok());
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(store->PutAgent(Agent(id)).ok());
+    ASSERT_TRUE(store->RecordAssignment(id, "https://gw1", 1).ok());
+  }
+  EXPECT_EQ(*store->CountAssigned("https://gw1"), 3u);
+  ASSERT_TRUE(store->SetState("b", AgentState::kDeactivated).ok());
+  EXPECT_EQ(*store->CountAssigned("https://gw1"), 2u);
+  EXPECT_EQ(*store->CountAssigned("https://gw2"), 0u);
+}
+
+TEST(StateStore, RecordsStatusAndAudit) {
+  auto store = StateStore::Open(":memory:");
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(store->PutAgent(Agent("cam-1")).ok());
+  ASSERT_TRUE(store->RecordStatus("cam-1", "streamer=x state=connected", 77).ok());
+  ASSERT_TRUE(
+      store->Audit({.at_ms = 1, .actor = "admin", .action = "restart", .subject = "cam-1"}).ok());
+  auto agents = store->ListAgents(10);
+  ASSERT_TRUE(agents.ok());
+  ASSERT_EQ(agents->size(), 1u);
+  EXPECT_EQ((*agents)[0].last_status, "streamer=x state=connected");
+  EXPECT_EQ((*agents)[0].last_seen_ms, 77);
+  auto audit = store->RecentAudit(10);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "restart");
+}
+
+}  // namespace
+}  // namespace camtunnel::manager

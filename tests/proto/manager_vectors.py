@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""Independent implementation of the manager link crypto (PROTOCOL.md section 10).
+
+Written from the text of PROTOCOL.md, with Python's hmac and Debian's python3-cryptography
+(ChaCha20Poly1305), so the C++ proto/ code and this file check each other. Importable by the
+lifecycle e2e tests (seal/unseal, proofs, factory secrets); as a script it prints the vectors:
+
+  tests/proto/manager_vectors.py > proto/manager_test_vectors.json
+"""
+
+import hashlib
+import hmac
+import json
+import struct
+import sys
+
+LABEL_MANAGER_PROOF = b"camtunnel/1 manager-proof"
+LABEL_MANAGER_AGENT_PROOF = b"camtunnel/1 manager-agent-proof"
+LABEL_MANAGER_SESSION_KEY = b"camtunnel/1 manager-session-key"
+LABEL_KEY_SEAL = b"camtunnel/1 key-seal"
+LABEL_FACTORY_SECRET = b"camtunnel/1 factory-secret"
+LABEL_AGENT_KEY = b"camtunnel/1 agent-key"
+TAG_STREAMER = 18
+TYPE_ASSIGN = 16
+
+
+def lp(x):
+    if isinstance(x, str):
+        x = x.encode()
+    assert len(x) <= 0xFFFF
+    return struct.pack(">H", len(x)) + x
+
+
+def hmac_lp(key, *parts):
+    return hmac.new(key, b"".join(lp(p) for p in parts), hashlib.sha256).digest()
+
+
+def manager_proof(secret, agent_id, agent_nonce, manager_nonce, transport, exporter):
+    return hmac_lp(secret, LABEL_MANAGER_PROOF, agent_id, agent_nonce, manager_nonce, transport,
+                   exporter)
+
+
+def manager_agent_proof(secret, agent_id, agent_nonce, manager_nonce, transport, exporter):
+    return hmac_lp(secret, LABEL_MANAGER_AGENT_PROOF, agent_id, agent_nonce, manager_nonce,
+                   transport, exporter)
+
+
+def manager_session_key(secret, agent_nonce, manager_nonce):
+    return hmac_lp(secret, LABEL_MANAGER_SESSION_KEY, agent_nonce, manager_nonce)
+
+
+def key_seal_key(secret, agent_id):
+    return hmac_lp(secret, LABEL_KEY_SEAL, agent_id)
+
+
+def reactivation_proof(secret, agent_id):
+    return hmac_lp(secret, b"camtunnel/1 reactivate", agent_id)
+
+
+def factory_secret(master, serial):
+    return hmac_lp(master, LABEL_FACTORY_SECRET, serial)
+
+
+def derive_agent_key(streamer_key, agent_id, key_ref):
+    key_id, expiry = key_ref.split(".")
+    return hmac_lp(streamer_key, LABEL_AGENT_KEY, agent_id, key_id, expiry)
+
+
+def _aad(agent_id, url, key_ref):
+    return lp(LABEL_KEY_SEAL) + lp(agent_id) + lp(url) + lp(key_ref)
+
+
+def encode_streamer(seal_key, agent_id, url, key_ref, agent_key, nonce):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    sealed = nonce + ChaCha20Poly1305(seal_key).encrypt(nonce, agent_key,
+                                                        _aad(agent_id, url, key_ref))
+    return lp(url) + lp(key_ref) + lp(sealed)
+
+
+def decode_streamer(seal_key, agent_id, value):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    parts = []
+    for _ in range(3):
+        (n,) = struct.unpack(">H", value[:2])
+        parts.append(value[2:2 + n])
+        value = value[2 + n:]
+    assert not value and len(parts[2]) == 60
+    url, ref = parts[0].decode(), parts[1].decode()
+    key = ChaCha20Poly1305(seal_key).decrypt(parts[2][:12], parts[2][12:], _aad(agent_id, url, ref))
+    return url, ref, key
+
+
+def frame(ftype, fields):
+    payload = b"".join(bytes([tag]) + struct.pack(">H", len(v)) + v for tag, v in fields)
+    return bytes([ftype]) + struct.pack(">I", len(payload))[1:] + payload
+
+
+def vectors():
+    secret = bytes(range(0x60, 0x80))
+    agent_id = "cam-42"
+    agent_nonce = bytes(range(0xA0, 0xB0))
+    manager_nonce = bytes(range(0xC0, 0xD0))
+    exporter = bytes(range(0x40, 0x60))
+    streamer_key = bytes(range(0x00, 0x20))
+    out = {"manager_proof": [], "manager_agent_proof": [], "manager_session_key": [],
+           "key_seal_key": [], "factory_secret": [], "assign": []}
+    for transport, exp in (("tls", exporter), ("plain", b"")):
+        common = {"secret": secret.hex(), "agent_id": agent_id, "agent_nonce": agent_nonce.hex(),
+                  "manager_nonce": manager_nonce.hex(), "transport": transport,
+                  "exporter": exp.hex()}
+        out["manager_proof"].append(dict(common, proof=manager_proof(
+            secret, agent_id, agent_nonce, manager_nonce, transport, exp).hex()))
+        out["manager_agent_proof"].append(dict(common, proof=manager_agent_proof(
+            secret, agent_id, agent_nonce, manager_nonce, transport, exp).hex()))
+    out["manager_session_key"].append({
+        "secret": secret.hex(), "agent_nonce": agent_nonce.hex(),
+        "manager_nonce": manager_nonce.hex(),
+        "session_key": manager_session_key(secret, agent_nonce, manager_nonce).hex()})
+    seal = key_seal_key(secret, agent_id)
+    out["key_seal_key"].append({"secret": secret.hex(), "agent_id": agent_id,
+                                "seal_key": seal.hex()})
+    out["reactivation_proof"] = [{"secret": secret.hex(), "agent_id": agent_id,
+                                  "proof": reactivation_proof(secret, agent_id).hex()}]
+    master = bytes(range(0xE0, 0x100))
+    out["factory_secret"].append({"master": master.hex(), "serial": "sn-000123",
+                                  "factory_secret": factory_secret(master, "sn-000123").hex()})
+    streamers = [("https://gw1.example.com", "k1.1767225600", bytes(range(0x10, 0x1C))),
+                 ("http://[::1]:8080", "k2.1767312000", bytes(range(0x20, 0x2C)))]
+    fields = []
+    entries = []
+    for url, ref, nonce in streamers:
+        key = derive_agent_key(streamer_key, agent_id, ref)
+        value = encode_streamer(seal, agent_id, url, ref, key, nonce)
+        assert decode_streamer(seal, agent_id, value) == (url, ref, key)
+        fields.append((TAG_STREAMER, value))
+        entries.append({"url": url, "key_ref": ref, "agent_key": key.hex(),
+                        "seal_nonce": nonce.hex(), "field": value.hex()})
+    out["assign"].append({"secret": secret.hex(), "agent_id": agent_id,
+                          "streamer_key": streamer_key.hex(), "streamers": entries,
+                          "encoded": frame(TYPE_ASSIGN, fields).hex()})
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(vectors(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
