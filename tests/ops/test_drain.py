@@ -7,6 +7,7 @@ tunnels finish up to drain_timeout_ms; SIGTERM then exits 0, the admin drain sta
 import json
 import os
 import signal
+import re
 import socket
 import time
 import unittest
@@ -15,6 +16,7 @@ import opslib
 from opslib import wait_until
 
 HINT_MS = 1500
+WINDOW_MS = 2000
 
 
 class DrainTest(unittest.TestCase):
@@ -23,7 +25,8 @@ class DrainTest(unittest.TestCase):
 
     def start(self, drain_timeout_ms=20000):
         self.gw = self.node.start_gateway(drain_timeout_ms=drain_timeout_ms,
-                                          drain_reconnect_ms=HINT_MS)
+                                          drain_reconnect_ms=HINT_MS,
+                                          reconnect_window_ms=WINDOW_MS)
         self.agent = self.node.start_agent("cam-1")
 
     def open_tunnel(self):
@@ -47,9 +50,17 @@ class DrainTest(unittest.TestCase):
         return opslib.http("GET", self.gw.url("/readyz"))
 
     def assert_agent_got_goaway(self):
-        wait_until(lambda: opslib.stderr_count(
-            self.agent, "GOAWAY reason=gateway draining reconnect_after_ms=%d" % HINT_MS) >= 1,
-            5, 0.05, "GOAWAY with the reconnect hint at the agent")
+        """The hint is the least delay plus the agent's own share of the reconnect window, so a
+        draining node's fleet does not come back all at once."""
+        pattern = re.compile(r"GOAWAY reason=gateway draining reconnect_after_ms=(\d+)")
+
+        def hint():
+            with open(self.agent.err_path, encoding="utf-8", errors="replace") as f:
+                m = pattern.search(f.read())
+            return int(m.group(1)) if m else None
+        wait_until(lambda: hint() is not None, 5, 0.05, "GOAWAY with the reconnect hint")
+        self.assertGreaterEqual(hint(), HINT_MS)
+        self.assertLessEqual(hint(), HINT_MS + WINDOW_MS)
 
     def assert_refuses_new_media(self):
         with self.assertRaises(ConnectionRefusedError):
