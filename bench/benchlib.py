@@ -187,3 +187,92 @@ def _http_get(port, path):
             out += b
 
 
+
+
+# --- Helpers of bench/storm.py, bench/open_latency.py and bench/pingpong.py ---
+
+def metrics(port):
+    """Every sample of the gateway's /metrics as {'name{labels}': value}."""
+    out = {}
+    for line in _http_get(port, "/metrics").decode(errors="replace").splitlines():
+        if line and not line.startswith("#") and " " in line:
+            k, v = line.rsplit(" ", 1)
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+def metric_sum(samples, prefix, **labels):
+    """Sum of the samples whose name is `prefix` and whose labels include `labels`."""
+    total = 0.0
+    for k, v in samples.items():
+        name = k.split("{", 1)[0]
+        if name != prefix:
+            continue
+        if all('%s="%s"' % (lk, lv) in k for lk, lv in labels.items()):
+            total += v
+    return total
+
+
+def cpu_seconds(pid):
+    """utime + stime of one live process (all its threads), in seconds; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def percentile(sorted_values, q):
+    """Nearest-rank percentile of an already sorted list (q in [0, 1])."""
+    if not sorted_values:
+        return None
+    i = max(0, min(len(sorted_values) - 1, int(-(-q * len(sorted_values) // 1)) - 1))
+    return sorted_values[i]
+
+
+def machine_string():
+    import platform
+    load = os.getloadavg()
+    return "%s, %d vCPU, %s, load %.1f/%.1f/%.1f at start" % (
+        platform.machine(), os.cpu_count(), platform.release(), *load)
+
+
+def write_result(path, benchmark, rows, **extra):
+    import datetime
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    doc = {"benchmark": benchmark, "date": datetime.date.today().isoformat(),
+           "machine": machine_string(), "rows": rows}
+    doc.update(extra)
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    print("wrote", path)
+
+
+def print_table(header, rows):
+    """rows: lists of cells; columns sized to fit."""
+    cells = [[str(c) for c in header]] + [[(_short(c) if isinstance(c, float) else str(c))
+                                           for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for j, r in enumerate(cells):
+        print("  ".join(c.rjust(w) if j and _numeric(c) else c.ljust(w)
+                        for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _numeric(cell):
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _short(x):
+    """A float with at most 3 decimals and no trailing zeros."""
+    return ("%.3f" % x).rstrip("0").rstrip(".")
