@@ -48,7 +48,6 @@ std::string Sdp() {
 RtspCamera::RtspCamera(SimContext& ctx, runtime::Stream& stream, const AgentIdentity& agent)
     : ctx_(ctx),
       stream_(stream),
-      agent_(agent),
       packetizer_(ctx.options.video, NewSsrc(), agent.tag) {
   ++ctx_.stats.cameras.rtsp_sessions;
   frame_interval_us_ = 1000000 / std::max(1u, ctx_.options.video.fps);

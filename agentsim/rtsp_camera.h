@@ -37,7 +37,6 @@ class RtspCamera final : public CameraSession {
 
   SimContext& ctx_;
   runtime::Stream& stream_;
-  const AgentIdentity& agent_;
   std::string in_;
   std::string session_id_;
   std::string track_url_;

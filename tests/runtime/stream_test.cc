@@ -156,7 +156,6 @@ TEST_F(StreamTest, PausedStreamStopsDelivering) {
   pause_after_first_ = true;
   Listen(false);
   const auto data = RandomBytes(32 << 20, 5);
-  std::atomic<bool> stop{false};
   auto client = std::async(std::launch::async, [&] {
     return Exchange(listener_->port(), data, false, /*max_ms=*/1500, /*half_close=*/true);
   });
