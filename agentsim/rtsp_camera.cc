@@ -46,9 +46,7 @@ std::string Sdp() {
 }  // namespace
 
 RtspCamera::RtspCamera(SimContext& ctx, runtime::Stream& stream, const AgentIdentity& agent)
-    : ctx_(ctx),
-      stream_(stream),
-      packetizer_(ctx.options.video, NewSsrc(), agent.tag) {
+    : ctx_(ctx), stream_(stream), packetizer_(ctx.options.video, NewSsrc(), agent.tag) {
   ++ctx_.stats.cameras.rtsp_sessions;
   frame_interval_us_ = 1000000 / std::max(1u, ctx_.options.video.fps);
   frame_timer_.set_callback([this] { OnFrameTimer(); });
