@@ -176,6 +176,34 @@ class Camtunnel:
         return p.pid
 
 
+def run_contender(c, d, build, env, loads, seconds, width=10):
+    """Starts an iperf3 sink and contender `c` (its .start(procs, dir, build, sink_port, env)
+    returns the relay's pid), measures every load, prints a line each; returns the rows. A
+    contender that cannot run is reported and skipped (an empty list), never fatal."""
+    import sys
+    procs = Procs(d)
+    sink_port = free_port()
+    rows = []
+    try:
+        procs.start("iperf3-sink", ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(sink_port)])
+        wait_port(sink_port)
+        pid = c.start(procs, d, build, sink_port, env)
+        for load in loads:
+            row = measure(pid, c.port, load, seconds, c.reverse)
+            row["system"] = c.name
+            rows.append(row)
+            print("%-*s %-7s %6.2f Gbit/s  relay %6.1f %% cpu  %5.1f %%/Gbit/s  "
+                  "machine %5.1f %% (softirq %4.1f %%)"
+                  % (width, c.name, row["load"], row["gbit_per_s"], row["relay_cpu_pct"],
+                     row["relay_cpu_pct_per_gbit"] or 0, row["machine_busy_pct"],
+                     row["machine_softirq_pct"]), flush=True)
+    except Exception as e:  # noqa: BLE001 (report, go on with the next contender)
+        print("%-*s skipped: %s" % (width, c.name, e), file=sys.stderr)
+    finally:
+        procs.stop_all()
+    return rows
+
+
 def _http_get(port, path):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())

@@ -18,10 +18,7 @@ for agentsim (one address has ~28,000 ephemeral ports), the local port range and
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import resource
 import socket
 import subprocess
@@ -29,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import Procs, free_port, process_cpu_seconds, wait_port
+from benchlib import Procs, free_port, process_cpu_seconds, wait_port, write_result
 
 PER_PROCESS = 9500
 SOURCES = ["127.0.0.%d" % i for i in range(2, 10)]
@@ -190,14 +187,7 @@ def main():
             "unit": "agents"},
            {"system": "camtunnel", "metric": "steady_cpu_pct",
             "value": rows[-1]["steady_cpu_pct"], "unit": "%core"}]
-    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump({"benchmark": "idle_agents", "date": datetime.date.today().isoformat(),
-                   "machine": "%s, %d vCPU, %s" % (platform.machine(), os.cpu_count(),
-                                                   platform.release()),
-                   "rows": out, "sizes": rows}, f, indent=2)
-        f.write("\n")
-    print("wrote", a.json)
+    write_result(a.json, "idle_agents", out, sizes=rows)
 
 
 if __name__ == "__main__":

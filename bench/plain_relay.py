@@ -19,14 +19,10 @@ request/answer relay (runtime/splice_pump.h says why), whatever it measures in b
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import sys
 import tempfile
 
-from benchlib import Camtunnel, Procs, free_port, measure, wait_port
+from benchlib import Camtunnel, free_port, run_contender, wait_port, write_result
 
 LOADS = [
     ("bulk-1", [], 1),
@@ -105,26 +101,8 @@ def main():
                 continue
             cd = os.path.join(d, c.name)
             os.makedirs(cd)
-            procs = Procs(cd)
-            sink_port = free_port()
-            try:
-                procs.start("iperf3-sink", ["iperf3", "-s", "-B", "127.0.0.1", "-p",
-                                            str(sink_port)])
-                wait_port(sink_port)
-                pid = c.start(procs, cd, build, sink_port, dict(os.environ))
-                for load in loads:
-                    row = measure(pid, c.port, load, a.seconds, c.reverse)
-                    row["system"] = c.name
-                    results.append(row)
-                    print("%-16s %-7s %6.2f Gbit/s  relay %6.1f %% cpu  %5.1f %%/Gbit/s  "
-                          "machine %5.1f %% (softirq %4.1f %%)"
-                          % (c.name, row["load"], row["gbit_per_s"], row["relay_cpu_pct"],
-                             row["relay_cpu_pct_per_gbit"] or 0, row["machine_busy_pct"],
-                             row["machine_softirq_pct"]), flush=True)
-            except Exception as e:  # noqa: BLE001 (report, go on with the next contender)
-                print("%-16s skipped: %s" % (c.name, e), file=sys.stderr)
-            finally:
-                procs.stop_all()
+            results += run_contender(c, cd, build, dict(os.environ), loads, a.seconds,
+                                     width=16)
     system_of = {"camtunnel-plain": "camtunnel", "haproxy": "haproxy", "socat": "socat"}
     rows = []
     for r in results:
@@ -132,14 +110,7 @@ def main():
             rows.append({"system": system_of.get(r["system"], "camtunnel"),
                          "variant": r["system"], "metric": "plain_relay_cpu_pct_per_gbit",
                          "value": round(r["relay_cpu_pct_per_gbit"], 2), "unit": "%core/Gbit/s"})
-    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump({"benchmark": "plain_relay", "date": datetime.date.today().isoformat(),
-                   "machine": "%s, %d vCPU, %s" % (platform.machine(), os.cpu_count(),
-                                                   platform.release()),
-                   "rows": rows, "runs": results}, f, indent=2)
-        f.write("\n")
-    print("wrote", a.json)
+    write_result(a.json, "plain_relay", rows, runs=results)
 
 
 if __name__ == "__main__":

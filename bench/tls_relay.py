@@ -28,17 +28,14 @@ needs root (sshd). Loopback only; every process is ours and ended by PID.
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
-from benchlib import Camtunnel, Procs, free_port, measure, wait_port
+from benchlib import Camtunnel, free_port, run_contender, wait_port, write_result
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CIPHER_SUITE = "TLS_AES_128_GCM_SHA256"
@@ -187,26 +184,7 @@ def main():
             os.makedirs(cd)
             for n in ("cert.pem", "key.pem", "combined.pem"):
                 shutil.copy(os.path.join(d, n), cd)
-            procs = Procs(cd)
-            sink_port = free_port()
-            try:
-                procs.start("iperf3-sink", ["iperf3", "-s", "-B", "127.0.0.1", "-p",
-                                            str(sink_port)])
-                wait_port(sink_port)
-                pid = c.start(procs, cd, a.build, sink_port, env)
-                for load in loads:
-                    row = measure(pid, c.port, load, a.seconds, c.reverse)
-                    row["system"] = c.name
-                    results.append(row)
-                    print("%-10s %-7s %6.2f Gbit/s  relay %6.1f %% cpu  %5.1f %%/Gbit/s  "
-                          "machine %5.1f %% (softirq %4.1f %%)"
-                          % (c.name, row["load"], row["gbit_per_s"], row["relay_cpu_pct"],
-                             row["relay_cpu_pct_per_gbit"] or 0, row["machine_busy_pct"],
-                             row["machine_softirq_pct"]), flush=True)
-            except (RuntimeError, subprocess.SubprocessError, OSError) as e:
-                print("%-10s skipped: %s" % (c.name, e), file=sys.stderr)
-            finally:
-                procs.stop_all()
+            results += run_contender(c, cd, a.build, env, loads, a.seconds)
     ceiling = openssl_ceiling()
     print("ceiling    openssl speed aes-128-gcm: %.2f Gbit/s per core = %.1f %%/Gbit/s"
           % (ceiling["gbit_per_core"], ceiling["cpu_pct_per_gbit"]))
@@ -222,14 +200,7 @@ def main():
                          "metric": "tls_relay_gbit_%s" % ("1stream" if r["streams"] == 1
                                                           else "4streams"),
                          "value": round(r["gbit_per_s"], 3), "unit": "Gbit/s"})
-    os.makedirs(os.path.dirname(a.json), exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump({"benchmark": "tls_relay", "date": datetime.date.today().isoformat(),
-                   "machine": "%s, %d vCPU, %s" % (platform.machine(), os.cpu_count(),
-                                                   platform.release()),
-                   "rows": rows, "runs": results}, f, indent=2)
-        f.write("\n")
-    print("wrote", a.json)
+    write_result(a.json, "tls_relay", rows, runs=results)
 
 
 if __name__ == "__main__":
