@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "gateway/camera_probe.h"
 #include "gateway/control_session.h"
+#include "gateway/fan_out.h"
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
 #include "proto/crypto.h"
@@ -91,12 +92,56 @@ bool ForEachQueryPair(std::string_view query, F f) {
 
 }  // namespace
 
+AdminConnection::AdminConnection(GatewayShard& gw) : gw_(gw) {
+  timer_.set_callback([this] { stream_->Close(ETIMEDOUT); });
+}
+
+void AdminConnection::Arm() {
+  gw_.shard().timers().Arm(timer_, gw_.shard().now_ms(), kAdminTimeoutMs);
+}
+
 void AdminConnection::Start(GatewayShard& gw, int fd) {
   auto* a = new AdminConnection(gw);
   a->stream_ = runtime::Stream::Create(gw.shard(), fd, nullptr, a);
-  a->timer_.set_callback([a] { a->stream_->Close(ETIMEDOUT); });
-  gw.shard().timers().Arm(a->timer_, gw.shard().now_ms(), kAdminTimeoutMs);
+  a->Arm();
   a->stream_->Start();
+}
+
+void AdminConnection::MoveTo(unsigned shard) {
+  answered_ = true;  // nothing more is read here
+  gw_.shard().timers().Cancel(timer_);
+  if (!stream_->Detach([this, shard](runtime::Stream* s) { OnDetached(s, shard); })) {
+    ShardUnreachable();
+  }
+}
+
+void AdminConnection::OnDetached(runtime::Stream* stream, unsigned shard) {
+  const bool sent = gw_.PostTo(shard, [stream, bytes = head_.Take()](GatewayShard& to) mutable {
+    Adopt(to, stream, std::move(bytes));
+  });
+  if (!sent) {
+    gw_.metrics().handoffs_refused.Add();
+    stream->Attach(gw_.shard(), this);
+    ShardUnreachable();
+    return;
+  }
+  gw_.metrics().handoffs.Add();
+  *alive_ = false;
+  delete this;
+}
+
+void AdminConnection::Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes) {
+  auto* a = new AdminConnection(gw);
+  a->stream_ = stream;
+  stream->Attach(gw.shard(), a);
+  a->Arm();
+  a->OnStreamData(*stream, Bytes(bytes));
+}
+
+void AdminConnection::ShardUnreachable() {
+  Respond(503, "application/json",
+          R"({"error":"a shard is too busy to answer; retry"})"
+          "\n");
 }
 
 void AdminConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
@@ -147,12 +192,20 @@ void AdminConnection::Route(const proto::RequestHead& head) {
     Respond(401, "text/plain", "bearer token required\n");
     return;
   }
-  if (head.method == "POST" && path.starts_with(kAgents) && path.ends_with(kProbe) &&
-      path.size() > kAgents.size() + kProbe.size()) {
-    Probe(path.substr(kAgents.size(), path.size() - kAgents.size() - kProbe.size()), query);
-  } else if (path.starts_with(kAgents) && path.size() > kAgents.size() &&
-             path.substr(kAgents.size()).find('/') == std::string_view::npos) {
-    Agent(head.method, path.substr(kAgents.size()));
+  const bool probe = head.method == "POST" && path.starts_with(kAgents) && path.ends_with(kProbe) &&
+                     path.size() > kAgents.size() + kProbe.size();
+  const bool agent = path.starts_with(kAgents) && path.size() > kAgents.size() &&
+                     path.substr(kAgents.size()).find('/') == std::string_view::npos;
+  if (probe || agent) {
+    const std::string_view id =
+        path.substr(kAgents.size(), path.size() - kAgents.size() - (probe ? kProbe.size() : 0));
+    if (const unsigned home = gw_.HomeShard(id); home != gw_.index()) {
+      MoveTo(home);
+    } else if (probe) {
+      Probe(id, query);
+    } else {
+      Agent(head.method, id);
+    }
   } else if (path == "/api/v1/drain") {
     Drain(head.method);
   } else if (path == kDenylist || (path.starts_with(kDenylist) && path[kDenylist.size()] == '/')) {
@@ -160,7 +213,7 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   } else if (head.method != "GET") {
     Respond(405, "text/plain", "only GET is served here for now\n");
   } else if (path == "/metrics") {
-    Respond(200, "text/plain; version=0.0.4; charset=utf-8", gw_.RenderMetricsText());
+    Metrics();
   } else if (path == "/healthz") {
     Respond(200, "text/plain", "ok\n");
   } else if (path == "/readyz") {
@@ -230,28 +283,62 @@ void AdminConnection::ListAgents(std::string_view query) {
     Respond(400, "application/json", nlohmann::json{{"error", error}}.dump() + "\n");
     return;
   }
-  std::vector<std::pair<std::string_view, const ControlSession*>> match;
-  size_t total = 0;
-  gw_.registry().ForEachSession([&](std::string_view id, const ControlSession* s) {
-    if (!state.empty() && StateOf(*s) != state) {
+  // Each shard sorts its own matches and sends at most one page of them; the page is the first
+  // `limit` of their union.
+  struct Part {
+    std::vector<std::pair<std::string, nlohmann::json>> rows;
+    size_t total = 0;     // sessions in the state asked for
+    size_t matching = 0;  // of those, after the cursor
+  };
+  auto each = [limit, cursor, state](GatewayShard& gw) {
+    Part part;
+    std::vector<std::pair<std::string_view, const ControlSession*>> match;
+    gw.registry().ForEachSession([&](std::string_view id, const ControlSession* s) {
+      if (!state.empty() && StateOf(*s) != state) {
+        return;
+      }
+      ++part.total;
+      if (cursor.empty() || id > std::string_view(cursor)) {
+        match.emplace_back(id, s);
+      }
+    });
+    part.matching = match.size();
+    // Only the page's first `limit` ids need ordering.
+    const size_t n = std::min(limit, match.size());
+    std::partial_sort(match.begin(), match.begin() + static_cast<std::ptrdiff_t>(n), match.end());
+    for (size_t i = 0; i < n; ++i) {
+      part.rows.emplace_back(std::string(match[i].first),
+                             AgentJson(gw, match[i].first, *match[i].second));
+    }
+    return part;
+  };
+  FanOut<Part>(gw_, each, [this, alive = alive_, limit](std::vector<std::optional<Part>> parts) {
+    if (!*alive) {
       return;
     }
-    ++total;
-    if (cursor.empty() || id > std::string_view(cursor)) {
-      match.emplace_back(id, s);
+    std::vector<std::pair<std::string, nlohmann::json>> rows;
+    size_t total = 0;
+    size_t matching = 0;
+    for (auto& part : parts) {
+      if (!part) {
+        ShardUnreachable();
+        return;
+      }
+      total += part->total;
+      matching += part->matching;
+      std::move(part->rows.begin(), part->rows.end(), std::back_inserter(rows));
     }
+    const size_t n = std::min(limit, rows.size());
+    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n), rows.end(),
+                      [](const auto& a, const auto& b) { return a.first < b.first; });
+    nlohmann::json list = nlohmann::json::array();
+    for (size_t i = 0; i < n; ++i) {
+      list.push_back(std::move(rows[i].second));
+    }
+    nlohmann::json page = {{"agents", list}, {"total", total}};
+    page["next_cursor"] = matching > n ? nlohmann::json(rows[n - 1].first) : nlohmann::json();
+    Respond(200, "application/json", page.dump() + "\n");
   });
-  // Only the page's first `limit` ids need ordering.
-  const size_t n = std::min(limit, match.size());
-  std::partial_sort(match.begin(), match.begin() + static_cast<std::ptrdiff_t>(n), match.end());
-  nlohmann::json list = nlohmann::json::array();
-  for (size_t i = 0; i < n; ++i) {
-    list.push_back(AgentJson(gw_, match[i].first, *match[i].second));
-  }
-  nlohmann::json page = {{"agents", list}, {"total", total}};
-  page["next_cursor"] =
-      match.size() > n ? nlohmann::json(std::string(match[n - 1].first)) : nlohmann::json();
-  Respond(200, "application/json", page.dump() + "\n");
 }
 
 // The revocation denylist. GET /api/v1/denylist lists it; PUT /api/v1/denylist/{id} revokes
@@ -273,40 +360,122 @@ void AdminConnection::Denylist(std::string_view method, std::string_view agent_i
             nlohmann::json{{"error", "not a canonical agent id"}}.dump() + "\n");
     return;
   }
-  if (method == "PUT") {
-    gw_.Deny(std::string(agent_id));
-    bool kicked = false;
-    if (ControlSession* s = gw_.registry().Find(agent_id); s != nullptr) {
-      s->GoAway("revoked", 0);
-      kicked = true;
-    }
-    LogEvent(LogLevel::kInfo, "agent_revoked", {Kv("agent", agent_id), Kv("kicked", kicked)});
-    Respond(200, "application/json",
-            nlohmann::json{{"denied", agent_id}, {"kicked", kicked}}.dump() + "\n");
-  } else if (method == "DELETE") {
-    const bool was = gw_.Allow(agent_id);
-    LogEvent(LogLevel::kInfo, "agent_unrevoked", {Kv("agent", agent_id)});
-    Respond(was ? 200 : 404, "application/json",
-            nlohmann::json{{"allowed", agent_id}, {"was_denied", was}}.dump() + "\n");
-  } else {
+  if (method != "PUT" && method != "DELETE") {
     Respond(405, "text/plain", "PUT or DELETE\n");
+    return;
   }
+  // Every shard keeps its own copy (read at each handshake without a lock); the agent's home
+  // shard also ends its live session. A shard that cannot be reached makes the answer 503, so
+  // the caller (the manager) retries until every copy has it.
+  const bool deny = method == "PUT";
+  const std::string id(agent_id);
+  auto each = [deny, id](GatewayShard& gw) {
+    if (!deny) {
+      return gw.Allow(id);
+    }
+    gw.Deny(id);
+    if (ControlSession* s = gw.registry().Find(id); s != nullptr) {
+      s->GoAway("revoked", 0);
+      return true;
+    }
+    return false;
+  };
+  FanOut<bool>(gw_, each, [this, alive = alive_, deny, id](std::vector<std::optional<bool>> r) {
+    if (!*alive) {
+      return;
+    }
+    bool any = false;
+    for (const auto& one : r) {
+      if (!one) {
+        ShardUnreachable();
+        return;
+      }
+      any = any || *one;
+    }
+    if (deny) {
+      LogEvent(LogLevel::kInfo, "agent_revoked", {Kv("agent", id), Kv("kicked", any)});
+      Respond(200, "application/json",
+              nlohmann::json{{"denied", id}, {"kicked", any}}.dump() + "\n");
+    } else {
+      LogEvent(LogLevel::kInfo, "agent_unrevoked", {Kv("agent", id)});
+      Respond(any ? 200 : 404, "application/json",
+              nlohmann::json{{"allowed", id}, {"was_denied", any}}.dump() + "\n");
+    }
+  });
 }
 
 // POST starts a drain and keeps the process up, not ready (a SIGTERM later still exits once
 // drained); GET says how far it is.
 void AdminConnection::Drain(std::string_view method) {
-  if (method == "POST") {
-    gw_.Drain({});
-  } else if (method != "GET") {
+  if (method != "POST" && method != "GET") {
     Respond(405, "text/plain", "GET or POST\n");
     return;
   }
-  const nlohmann::json body = {{"draining", gw_.draining()},
-                               {"drained", gw_.drained()},
-                               {"tunnels_open", gw_.metrics().tunnels_open.Get()},
-                               {"agents", gw_.registry().online()}};
-  Respond(method == "POST" ? 202 : 200, "application/json", body.dump() + "\n");
+  struct Status {
+    bool draining = false;
+    bool drained = false;
+    int64_t tunnels_open = 0;
+    size_t agents = 0;
+  };
+  const bool start = method == "POST";
+  auto each = [start](GatewayShard& gw) {
+    if (start) {
+      gw.Drain({});
+    }
+    return Status{gw.draining(), gw.drained(), gw.metrics().tunnels_open.Get(),
+                  gw.registry().online()};
+  };
+  FanOut<Status>(gw_, each, [this, alive = alive_, start](std::vector<std::optional<Status>> r) {
+    if (!*alive) {
+      return;
+    }
+    Status all{true, true, 0, 0};
+    for (const auto& one : r) {
+      if (!one) {
+        ShardUnreachable();
+        return;
+      }
+      all.draining = all.draining && one->draining;
+      all.drained = all.drained && one->drained;
+      all.tunnels_open += one->tunnels_open;
+      all.agents += one->agents;
+    }
+    const nlohmann::json body = {{"draining", all.draining},
+                                 {"drained", all.drained},
+                                 {"tunnels_open", all.tunnels_open},
+                                 {"agents", all.agents}};
+    Respond(start ? 202 : 200, "application/json", body.dump() + "\n");
+  });
+}
+
+// Every shard's gauges from its own thread; the counters are read directly (relaxed atomic
+// cells with one writer each).
+void AdminConnection::Metrics() {
+  if (gw_.gateway() == nullptr) {
+    Respond(200, "text/plain; version=0.0.4; charset=utf-8", gw_.RenderMetricsText());
+    return;
+  }
+  auto each = [](GatewayShard& gw) { return gw.CollectFacts(); };
+  FanOut<GatewayFacts>(
+      gw_, each, [this, alive = alive_](std::vector<std::optional<GatewayFacts>> r) {
+        if (!*alive) {
+          return;
+        }
+        GatewayFacts facts;
+        std::vector<const ShardMetrics*> cells;
+        Gateway& gateway = *gw_.gateway();
+        for (unsigned i = 0; i < r.size(); ++i) {
+          if (!r[i]) {
+            ShardUnreachable();
+            return;
+          }
+          facts.AddShard(*r[i]);
+          cells.push_back(&gateway.shard(i).metrics());
+        }
+        facts.process = metrics::ReadProcessFacts();
+        facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
+        Respond(200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(cells, facts));
+      });
 }
 
 // Query: service=<name> (default rtsp) and path=<absolute path> (default /). Values are taken
@@ -368,6 +537,7 @@ void AdminConnection::OnStreamEof(runtime::Stream& stream) {
 }
 
 void AdminConnection::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
+  *alive_ = false;
   gw_.shard().timers().Cancel(timer_);
   if (probe_ != nullptr) {
     probe_->Cancel();

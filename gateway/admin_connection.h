@@ -1,7 +1,12 @@
 // One request on the admin listener (/metrics, /healthz, /readyz, /api/v1/agents (paged),
 // /api/v1/agents/{id} (GET, DELETE), POST /api/v1/agents/{id}/probe, /api/v1/drain), answered on
-// the shard's own loop and closed: admin traffic is rare, so no keep-alive.
+// the shard's own loop and closed: admin traffic is rare, so no keep-alive. The admin listener is
+// the first shard's; a request about one agent is handed to that agent's home shard, and one
+// about all of them (list, metrics, drain, denylist) asks every shard (fan_out.h).
 #pragma once
+
+#include <memory>
+#include <string>
 
 #include "gateway/head_reader.h"
 #include "runtime/stream.h"
@@ -21,7 +26,15 @@ class AdminConnection final : public runtime::StreamHandler {
   void OnStreamClosed(runtime::Stream& stream, int error) override;
 
  private:
-  explicit AdminConnection(GatewayShard& gw) : gw_(gw) {}
+  explicit AdminConnection(GatewayShard& gw);
+  void Arm();
+  // Per-agent requests run on the agent's home shard: the connection moves there with its head.
+  void MoveTo(unsigned shard);
+  void OnDetached(runtime::Stream* stream, unsigned shard);
+  static void Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes);
+  void Metrics();
+  // 503 for an answer that needed a shard which could not be reached.
+  void ShardUnreachable();
   void Respond(int status, std::string_view content_type, std::string_view body);
   void Route(const proto::RequestHead& head);
   bool Authorized(const proto::RequestHead& head) const;
@@ -37,6 +50,9 @@ class AdminConnection final : public runtime::StreamHandler {
   runtime::Timer timer_;
   bool answered_ = false;
   CameraProbe* probe_ = nullptr;  // while a probe runs for this request
+  // Cleared when the connection ends, so answers gathered from other shards after that are
+  // dropped instead of reaching a freed connection.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace camtunnel::gateway

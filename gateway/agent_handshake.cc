@@ -58,6 +58,9 @@ AgentHandshake::AgentHandshake(GatewayShard& gw, uint64_t started_ms)
 
 void AgentHandshake::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
   head_.Append(bytes);
+  if (moving_) {
+    return;  // read again on the target shard
+  }
   proto::RequestHead head;
   switch (head_.Parse(&head)) {
     case proto::HeadResult::kNeedMore:
@@ -76,6 +79,9 @@ void AgentHandshake::OnStreamData(runtime::Stream& /*stream*/, std::span<const u
 }
 
 void AgentHandshake::OnStreamEof(runtime::Stream& stream) {
+  if (moving_) {
+    return;  // the stream knows (read_eof); the target shard closes it
+  }
   stream.Close(0);  // gave up before finishing its head
 }
 
@@ -120,6 +126,16 @@ void AgentHandshake::OnHead(const proto::RequestHead& head) {
     return;
   }
   const proto::UpgradeRequest& req = *parsed.request;
+  // A control connection lives on its agent's home shard; a data connection goes where its
+  // tunnel is pending (the shard is in the id's top byte; an id naming no shard stays here and
+  // is refused as unknown).
+  const unsigned home = req.kind == proto::UpgradeKind::kControl
+                            ? gw_.HomeShard(req.agent_id)
+                            : static_cast<unsigned>(req.tunnel_id >> 56);
+  if (home != gw_.index() && home < gw_.shard_count()) {
+    MoveTo(home, is_data);
+    return;
+  }
   if (!is_data && !head_.After(head).empty()) {
     // HELLO must wait for our 101 (it carries a proof over our nonce): early bytes are a
     // protocol violation. A data connection may pipeline camera bytes behind its head.
@@ -200,6 +216,52 @@ void AgentHandshake::OnData(const proto::UpgradeRequest& req) {
   // The waiter takes the stream (and its handler slot) before this object goes away.
   tunnel->waiter->OnDataConnection(stream_, Bytes(head_.buffer().substr(head_bytes_)));
   Detach();
+}
+
+void AgentHandshake::MoveTo(unsigned shard, bool data) {
+  moving_ = true;
+  gw_.shard().timers().Cancel(deadline_);
+  if (!stream_->Detach([this, shard, data](runtime::Stream* s) { OnDetached(s, shard, data); })) {
+    moving_ = false;
+    Refuse(503, "cannot hand the connection over", AgentResult::kBusy, data);
+  }
+}
+
+void AgentHandshake::OnDetached(runtime::Stream* stream, unsigned shard, bool data) {
+  const uint64_t started = started_ms_;
+  const bool sent =
+      gw_.PostTo(shard, [stream, bytes = head_.Take(), started](GatewayShard& to) mutable {
+        Adopt(to, stream, std::move(bytes), started);
+      });
+  if (!sent) {
+    // The home shard is behind by a whole queue: refusing is cheaper than waiting.
+    gw_.metrics().handoffs_refused.Add();
+    stream->Attach(gw_.shard(), this);
+    Refuse(503, "gateway busy", AgentResult::kBusy, data);
+    return;
+  }
+  gw_.metrics().handoffs.Add();
+  // The connection and its unauthenticated count leave with it.
+  if (counted_unauthenticated_) {
+    gw_.metrics().unauthenticated.Add(-1);
+  }
+  gw_.ConnectionClosed();
+  delete this;
+}
+
+void AgentHandshake::Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes,
+                           uint64_t started_ms) {
+  auto* h = new AgentHandshake(gw, started_ms);
+  h->stream_ = stream;
+  gw.ConnectionOpened();
+  gw.metrics().unauthenticated.Add(1);
+  stream->Attach(gw.shard(), h);
+  const uint64_t now = gw.shard().now_ms();
+  const uint64_t deadline = started_ms + gw.config().handshake_timeout_ms;
+  gw.shard().timers().Arm(h->deadline_, now, deadline > now ? deadline - now : 1);
+  // An EOF that came while moving was swallowed: the stream remembers it (read_eof) and the
+  // relay replays it; a control session that said nothing more runs into its HELLO deadline.
+  h->OnStreamData(*stream, Bytes(bytes));
 }
 
 void AgentHandshake::Detach() {

@@ -34,6 +34,13 @@ class AgentHandshake final : public runtime::StreamHandler {
   // Answers an error status, counts it, and lets the stream linger closed.
   void Refuse(int status, std::string_view text, AgentResult result, bool data);
   void Detach();  // the stream now belongs to someone else; free this object
+  // Hands the connection, with every byte read so far, to the shard that owns what its head
+  // names (the agent's home shard, or the shard holding the tunnel); the head is read again
+  // there. Queue full: 503, which the agent reads as "busy, back off".
+  void MoveTo(unsigned shard, bool data);
+  void OnDetached(runtime::Stream* stream, unsigned shard, bool data);
+  static void Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes,
+                    uint64_t started_ms);
 
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;
@@ -43,6 +50,7 @@ class AgentHandshake final : public runtime::StreamHandler {
   size_t head_bytes_ = 0;
   bool counted_unauthenticated_ = true;
   bool counted_ = false;  // an outcome was counted already
+  bool moving_ = false;   // detaching for another shard: bytes are only collected
 };
 
 }  // namespace camtunnel::gateway

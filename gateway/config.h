@@ -53,6 +53,9 @@ struct GatewayConfig {
   uint32_t agent_handshakes_per_second = 2000;
   uint32_t agent_handshake_burst = 0;
 
+  // Shards (threads, each with its own ring and listeners); 0 = one per online CPU.
+  uint32_t shards = 0;
+
   // Limits.
   uint32_t max_pending_tunnels_per_agent = 32;
   uint32_t max_unauthenticated = 4096;  // agent connections before HELLO verifies

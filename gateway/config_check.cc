@@ -80,6 +80,10 @@ bool ParseLogLevel(std::string_view text, LogLevel* level) {
 }
 
 absl::Status ResolveConfig(GatewayConfig* c) {
+  if (c->shards > 255) {
+    // A tunnel id names its shard in one byte.
+    return absl::InvalidArgumentError("shards: at most 255 (0: one per online CPU)");
+  }
   if (absl::Status s = ReadToken("admin_token_file", c->admin_token_file, &c->admin_token);
       !s.ok()) {
     return s;
@@ -160,6 +164,9 @@ std::vector<std::string> RestartOnlyChanges(const GatewayConfig& running,
   }
   if (running.admin_listen != fresh.admin_listen) {
     changed.emplace_back("admin_listen");
+  }
+  if (running.shards != fresh.shards) {
+    changed.emplace_back("shards");
   }
   return changed;
 }

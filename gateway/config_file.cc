@@ -138,6 +138,7 @@ class Reader {
           {"max_pending_tunnels_per_agent", Number(&C::max_pending_tunnels_per_agent, 1)},
           {"max_unauthenticated", Number(&C::max_unauthenticated, 1)},
           {"max_connections", Number(&C::max_connections, 1)},
+          {"shards", Number(&C::shards, 0)},
           {"log_level", String(&C::log_level)},
           {"log_burst", Number(&C::log_burst, 1)},
       };

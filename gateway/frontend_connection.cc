@@ -129,6 +129,10 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
   route_ = d.route;
   protocol_ = ProtocolOfForm(route_.form);
   kind_ = KindOf(route_.form);
+  if (const unsigned home = gw_.HomeShard(route_.agent_id); home != gw_.index()) {
+    MoveTo(home);
+    return;
+  }
   const OpenAttempt a = StartTunnel(gw_, route_.agent_id, route_.service, route_.port, this);
   if (a.result != OpenResult::kOk) {
     FailOpen(a.status, a.result, a.reason);
@@ -139,6 +143,41 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
   state_ = State::kOpening;
   open_started_ns_ = runtime::MonotonicNs();
   gw_.shard().timers().Arm(timer_, gw_.shard().now_ms(), gw_.config().open_timeout_ms);
+}
+
+void FrontendConnection::MoveTo(unsigned shard) {
+  state_ = State::kMoving;
+  gw_.shard().timers().Cancel(timer_);
+  if (!stream_->Detach([this, shard](runtime::Stream* s) { OnDetached(s, shard); })) {
+    FailOpen(503, OpenResult::kBusy, "cannot hand the request over");
+  }
+}
+
+void FrontendConnection::OnDetached(runtime::Stream* stream, unsigned shard) {
+  const bool sent = gw_.PostTo(shard, [stream, bytes = head_.Take()](GatewayShard& to) mutable {
+    Adopt(to, stream, std::move(bytes));
+  });
+  if (!sent) {
+    gw_.metrics().handoffs_refused.Add();
+    stream->Attach(gw_.shard(), this);
+    FailOpen(503, OpenResult::kBusy, "gateway busy");
+    return;
+  }
+  gw_.metrics().handoffs.Add();
+  gw_.FrontendWaiting(-1);
+  gw_.ConnectionClosed();
+  delete this;
+}
+
+void FrontendConnection::Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes) {
+  auto* f = new FrontendConnection(gw);
+  f->stream_ = stream;
+  gw.FrontendWaiting(1);
+  gw.ConnectionOpened();
+  stream->Attach(gw.shard(), f);
+  gw.shard().timers().Arm(f->timer_, gw.shard().now_ms(), gw.config().head_timeout_ms);
+  // Admitted on the shard that accepted it (source and token are checked again, same answer).
+  f->OnStreamData(*stream, Bytes(bytes));
 }
 
 void FrontendConnection::OnDataConnection(runtime::Stream* data,
@@ -198,7 +237,7 @@ void FrontendConnection::Answer(int status, std::string_view detail) {
 }
 
 void FrontendConnection::OnStreamEof(runtime::Stream& stream) {
-  if (state_ == State::kOpening) {
+  if (state_ == State::kOpening || state_ == State::kMoving) {
     // A client may half-close after its request (CONNECT users do); the tunnel still opens.
     return;
   }

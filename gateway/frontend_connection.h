@@ -36,7 +36,7 @@ class FrontendConnection final : public runtime::StreamHandler, public TunnelWai
   void OnStreamClosed(runtime::Stream& stream, int error) override;
 
  private:
-  enum class State : uint8_t { kHead, kOpening, kDone };
+  enum class State : uint8_t { kHead, kMoving, kOpening, kDone };
 
   explicit FrontendConnection(GatewayShard& gw);
   void OnHead(const proto::RequestHead& head);
@@ -46,6 +46,11 @@ class FrontendConnection final : public runtime::StreamHandler, public TunnelWai
   void Answer(int status, std::string_view detail);
   void AnswerError(FrontendError error);
   void FailOpen(int status, OpenResult result, std::string_view detail);
+  // Hands the connection, with every byte read so far, to the agent's home shard, where its
+  // session and tunnels live; the head is routed again there. Queue full: 503.
+  void MoveTo(unsigned shard);
+  void OnDetached(runtime::Stream* stream, unsigned shard);
+  static void Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes);
 
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;

@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 #include "metrics/exposition.h"
 
 #ifndef CAMTUNNEL_VERSION
@@ -194,6 +196,29 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
   f.push_back(SimpleGauge("camtunnel_process_start_time_seconds",
                           "Start time of the gateway process, Unix seconds.",
                           p.start_time_seconds));
+  f.push_back(SimpleGauge("camtunnel_shards", "Shards (threads with their own ring) running.",
+                          facts.shards));
+  {
+    FamilyBuilder b("camtunnel_shard_agents_connected",
+                    "Verified agent sessions per shard (an agent lives on hash(id) mod shards).",
+                    MetricType::Gauge);
+    for (size_t i = 0; i < shards.size(); ++i) {
+      b.Gauge({{"shard", std::to_string(i)}},
+              static_cast<double>(shards[i]->agents_connected.Get()));
+    }
+    f.push_back(b.Take());
+  }
+  {
+    FamilyBuilder b("camtunnel_shard_handoffs_total",
+                    "Connections handed to their agent's home shard, by result (queue_full: "
+                    "refused because the queue to that shard was full).",
+                    MetricType::Counter);
+    b.Counter({{"result", "moved"}},
+              Sum(shards, [](const ShardMetrics& s) { return s.handoffs.Get(); }));
+    b.Counter({{"result", "queue_full"}},
+              Sum(shards, [](const ShardMetrics& s) { return s.handoffs_refused.Get(); }));
+    f.push_back(b.Take());
+  }
   f.push_back(SimpleGauge("camtunnel_shard_connections",
                           "Connections the shards hold (agents, tunnels, waiting requests).",
                           facts.shard_connections));
@@ -223,6 +248,18 @@ std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
                             "Log lines dropped by the per-cause rate limit.",
                             facts.log_lines_suppressed));
   return metrics::RenderText(f);
+}
+
+void GatewayFacts::AddShard(const GatewayFacts& shard) {
+  shards += shard.shards;
+  shard_connections += shard.shard_connections;
+  stale_completions += shard.stale_completions;
+  buffers_in_use += shard.buffers_in_use;
+  buffers_capacity += shard.buffers_capacity;
+  buffer_bytes = shard.buffer_bytes;
+  draining = std::max(draining, shard.draining);
+  handshakes_paced += shard.handshakes_paced;
+  ktls_available = shard.ktls_available;
 }
 
 }  // namespace camtunnel::gateway

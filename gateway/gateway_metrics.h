@@ -88,6 +88,10 @@ struct ShardMetrics {
   metrics::Counter admin_unauthorized;
   metrics::Counter reloads_ok;
   metrics::Counter reloads_failed;
+  // Connections handed to their agent's home shard, and hand-offs refused because the queue to
+  // that shard was full (the connection got 503 / an immediate close).
+  metrics::Counter handoffs;
+  metrics::Counter handoffs_refused;
 
   void CountControl(AgentResult r) { control_connections[static_cast<size_t>(r)].Add(); }
   void CountData(AgentResult r) { data_connections[static_cast<size_t>(r)].Add(); }
@@ -101,6 +105,7 @@ struct ShardMetrics {
 // Gauges of the process and its shards, read at scrape time.
 struct GatewayFacts {
   metrics::ProcessFacts process;
+  double shards = 0;
   double shard_connections = 0;
   double stale_completions = 0;
   double buffers_in_use = 0;
@@ -110,6 +115,9 @@ struct GatewayFacts {
   double log_lines_suppressed = 0;
   double handshakes_paced = 0;  // times the TLS agent listeners paused for the budget
   double ktls_available = 0;
+
+  // Sums another shard's gauges into these (the process facts are read once, not summed).
+  void AddShard(const GatewayFacts& shard);
 };
 
 // Prometheus text for the sum of `shards`, plus process-level facts and build information.

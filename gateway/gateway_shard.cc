@@ -21,8 +21,14 @@ constexpr uint64_t kDrainPollMs = 100;
 
 }  // namespace
 
-GatewayShard::GatewayShard(runtime::Shard& shard, GatewayConfig config, StreamerKeys keys)
-    : shard_(shard), config_(std::move(config)), keys_(std::move(keys)) {
+GatewayShard::GatewayShard(runtime::Shard& shard, GatewayConfig config, StreamerKeys keys,
+                           Gateway* gateway)
+    : shard_(shard),
+      gateway_(gateway),
+      config_(std::move(config)),
+      keys_(std::move(keys)),
+      ticket_keys_(gateway != nullptr ? gateway->ticket_keys()
+                                      : std::shared_ptr(runtime::TicketKeys::Generate())) {
   route_config_.host_suffix = config_.host_suffix;
   // The configuration was checked (ResolveConfig) before it got here: the list parses.
   if (auto allow = SourceAllowlist::Parse(config_.frontend_allow); allow.ok()) {
@@ -33,11 +39,11 @@ GatewayShard::GatewayShard(runtime::Shard& shard, GatewayConfig config, Streamer
 
 GatewayShard::~GatewayShard() = default;
 
-absl::Status GatewayShard::Listen(const std::vector<std::string>& addresses,
+absl::Status GatewayShard::Listen(const std::vector<std::string>& addresses, bool exclusive,
                                   std::vector<std::unique_ptr<runtime::Listener>>* out,
                                   runtime::Listener::AcceptFn fn) {
   for (const std::string& a : addresses) {
-    auto l = runtime::Listener::Open(shard_, a, fn);
+    auto l = runtime::Listener::Open(shard_, a, fn, exclusive);
     if (!l.ok()) {
       return l.status();
     }
@@ -46,36 +52,28 @@ absl::Status GatewayShard::Listen(const std::vector<std::string>& addresses,
   return absl::OkStatus();
 }
 
+// Every shard loads the same file into the one shared key set: the same keys each time, so the
+// order in which shards (re)load does not matter. Without a file the keys made at start-up stay.
 absl::Status GatewayShard::LoadTicketKeys(const std::string& file) {
   if (file.empty()) {
-    if (!ticket_keys_) {
-      ticket_keys_ = runtime::TicketKeys::Generate();  // valid until this process ends
-    }
     return absl::OkStatus();
   }
   auto loaded = runtime::TicketKeys::LoadFile(file);
   if (loaded.ok()) {
-    if (ticket_keys_) {
-      ticket_keys_->Replace(*(*loaded)->snapshot());  // SIGHUP after a rotation
-    } else {
-      ticket_keys_ = std::move(*loaded);
-    }
+    ticket_keys_->Replace(*(*loaded)->snapshot());  // SIGHUP after a rotation
     return absl::OkStatus();
   }
   if (!absl::IsNotFound(loaded.status())) {
     return loaded.status();
   }
-  // First start: make the file, so the next start resumes the tickets issued now.
+  // First start: make the file, so the next start resumes the tickets issued now. Shards start
+  // one after the other, so only the first gets here.
   auto fresh = runtime::TicketKeys::Generate();
   if (absl::Status s = fresh->SaveFile(file); !s.ok()) {
     return s;
   }
   LogEvent(LogLevel::kInfo, "ticket_keys_created", {Kv("file", file)});
-  if (ticket_keys_) {
-    ticket_keys_->Replace(*fresh->snapshot());
-  } else {
-    ticket_keys_ = std::move(fresh);
-  }
+  ticket_keys_->Replace(*fresh->snapshot());
   return absl::OkStatus();
 }
 
@@ -86,10 +84,18 @@ void GatewayShard::ApplyHandshakeBudget() {
   }
 }
 
-absl::Status GatewayShard::Start() {
-  ktls_ = runtime::ProbeKernelTls();
-  LogEvent(LogLevel::kInfo, "ktls_probe",
-           {Kv("available", ktls_.available ? "yes" : "no"), Kv("detail", ktls_.detail)});
+absl::Status GatewayShard::Start(const GatewayConfig* bound) {
+  if (bound == nullptr) {
+    ktls_ = runtime::ProbeKernelTls();
+    LogEvent(LogLevel::kInfo, "ktls_probe",
+             {Kv("available", ktls_.available ? "yes" : "no"), Kv("detail", ktls_.detail)});
+  } else {
+    // One probe per process: the kernel is the same for every shard.
+    ktls_ = gateway_->shard(0).ktls_;
+    config_.agent_tls_listen = bound->agent_tls_listen;
+    config_.agent_plain_listen = bound->agent_plain_listen;
+    config_.frontend_listen = bound->frontend_listen;
+  }
   if (!config_.cert_file.empty()) {
     auto ctx = runtime::CreateServerContext({config_.cert_file, config_.key_file});
     if (!ctx.ok()) {
@@ -103,24 +109,62 @@ absl::Status GatewayShard::Start() {
   } else if (!config_.agent_tls_listen.empty()) {
     return absl::InvalidArgumentError("a TLS agent listener needs a certificate and key");
   }
-  // Admin first: /readyz answers 503 until every other listener is up.
-  absl::Status s =
-      Listen(config_.admin_listen, &admin_listeners_, [this](int fd) { AcceptAdmin(fd); });
+  const bool first = bound == nullptr;
+  absl::Status s;
+  if (first) {
+    // Admin first: /readyz answers 503 until every other listener is up. Only the first shard
+    // serves it; requests about other shards' agents are handed to them.
+    s = Listen(config_.admin_listen, true, &admin_listeners_, [this](int fd) { AcceptAdmin(fd); });
+  }
   if (s.ok()) {
-    s = Listen(config_.agent_tls_listen, &agent_tls_listeners_,
+    s = Listen(config_.agent_tls_listen, first, &agent_tls_listeners_,
                [this](int fd) { AcceptAgent(fd, true); });
   }
   ApplyHandshakeBudget();
   if (s.ok()) {
-    s = Listen(config_.agent_plain_listen, &agent_plain_listeners_,
+    s = Listen(config_.agent_plain_listen, first, &agent_plain_listeners_,
                [this](int fd) { AcceptAgent(fd, false); });
   }
   if (s.ok()) {
-    s = Listen(config_.frontend_listen, &frontend_listeners_,
+    s = Listen(config_.frontend_listen, first, &frontend_listeners_,
                [this](int fd) { AcceptFrontend(fd); });
   }
   started_ = s.ok();
   return s;
+}
+
+namespace {
+
+// "host:port" with the port replaced (IPv6 hosts keep their brackets).
+std::string WithPort(const std::string& address, uint16_t port) {
+  return address.substr(0, address.rfind(':') + 1) + std::to_string(port);
+}
+
+void ResolvePorts(const std::vector<std::unique_ptr<runtime::Listener>>& listeners,
+                  std::vector<std::string>* addresses) {
+  addresses->clear();
+  for (const auto& l : listeners) {
+    addresses->push_back(WithPort(l->address(), l->port()));
+  }
+}
+
+}  // namespace
+
+GatewayConfig GatewayShard::BoundListeners() const {
+  GatewayConfig c;
+  ResolvePorts(agent_tls_listeners_, &c.agent_tls_listen);
+  ResolvePorts(agent_plain_listeners_, &c.agent_plain_listen);
+  ResolvePorts(frontend_listeners_, &c.frontend_listen);
+  ResolvePorts(admin_listeners_, &c.admin_listen);
+  return c;
+}
+
+bool GatewayShard::PostTo(unsigned to, ShardFn fn) {
+  if (gateway_ == nullptr) {
+    std::move(fn)(*this);
+    return true;
+  }
+  return gateway_->Post(index(), to, std::move(fn));
 }
 
 absl::Status GatewayShard::Reload(GatewayConfig fresh) {
@@ -270,7 +314,7 @@ uint16_t GatewayShard::admin_port() const {
   return admin_listeners_.empty() ? 0 : admin_listeners_[0]->port();
 }
 
-std::string GatewayShard::RenderMetricsText() const {
+GatewayFacts GatewayShard::CollectFacts() {
   uint64_t paused = 0;
   for (auto* list : {&agent_tls_listeners_, &agent_plain_listeners_, &frontend_listeners_}) {
     for (const auto& l : *list) {
@@ -278,10 +322,10 @@ std::string GatewayShard::RenderMetricsText() const {
     }
   }
   // The listener counts fd exhaustion itself; mirror it into the shard's cell at scrape time.
-  const_cast<ShardMetrics&>(metrics_).accept_paused.Add(paused - metrics_.accept_paused.Get());
-  auto& buffers = const_cast<runtime::Shard&>(shard_).buffers();
+  metrics_.accept_paused.Add(paused - metrics_.accept_paused.Get());
+  auto& buffers = shard_.buffers();
   GatewayFacts facts;
-  facts.process = metrics::ReadProcessFacts();
+  facts.shards = 1;
   facts.shard_connections = static_cast<double>(connections_);
   facts.stale_completions = static_cast<double>(shard_.stale_completions());
   facts.buffers_in_use = static_cast<double>(buffers.in_use());
@@ -289,11 +333,17 @@ std::string GatewayShard::RenderMetricsText() const {
   // TODO: the buffer ring does not expose its buffer size; the shard runs with the default.
   facts.buffer_bytes = static_cast<double>(runtime::ShardOptions{}.buffer_bytes);
   facts.draining = draining_ ? 1 : 0;
-  facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
   for (const auto& l : agent_tls_listeners_) {
     facts.handshakes_paced += static_cast<double>(l->paced_pauses());
   }
   facts.ktls_available = ktls_.available ? 1 : 0;
+  return facts;
+}
+
+std::string GatewayShard::RenderMetricsText() {
+  GatewayFacts facts = CollectFacts();
+  facts.process = metrics::ReadProcessFacts();
+  facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
   return RenderMetrics({&metrics_}, facts);
 }
 

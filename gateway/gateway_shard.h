@@ -13,6 +13,7 @@
 #include "gateway/agent_registry.h"
 #include "gateway/config.h"
 #include "gateway/frontend_route.h"
+#include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/source_allowlist.h"
 #include "gateway/streamer_keys.h"
@@ -26,12 +27,18 @@ namespace camtunnel::gateway {
 
 class GatewayShard {
  public:
-  GatewayShard(runtime::Shard& shard, GatewayConfig config, StreamerKeys keys);
+  // `gateway` is the process with the other shards; null for a lone shard (tests, tools).
+  GatewayShard(runtime::Shard& shard, GatewayConfig config, StreamerKeys keys,
+               Gateway* gateway = nullptr);
   ~GatewayShard();
 
   // Opens the configured listeners and starts accepting. Call on the shard's thread (or
-  // before its loop runs).
-  absl::Status Start();
+  // before its loop runs). `bound`: the first shard's listeners (BoundListeners), which a later
+  // shard joins with SO_REUSEPORT; null for the first shard, which also opens the admin
+  // listener and checks that no other process holds the ports.
+  absl::Status Start(const GatewayConfig* bound = nullptr);
+  // The configuration's listen addresses with the ports actually bound (port 0 resolved).
+  GatewayConfig BoundListeners() const;
   // Stops accepting on the agent and frontend listeners (the admin listener stays, so /readyz
   // can say "draining").
   void StopAccepting();
@@ -53,6 +60,15 @@ class GatewayShard {
   void FrontendWaiting(int delta) { frontend_waiting_ += delta; }
 
   runtime::Shard& shard() { return shard_; }
+  unsigned index() const { return shard_.id(); }
+  unsigned shard_count() const { return gateway_ != nullptr ? gateway_->size() : 1; }
+  unsigned HomeShard(std::string_view agent_id) const {
+    return HomeShardOf(agent_id, shard_count());
+  }
+  // From this shard's thread: runs `fn` on shard `to` (inline when it is this one). False when
+  // the queue there is full: the caller refuses the work (and counts it), never waits.
+  bool PostTo(unsigned to, ShardFn fn);
+  Gateway* gateway() { return gateway_; }
   const GatewayConfig& config() const { return config_; }
   const StreamerKeys& keys() const { return keys_; }
   AgentRegistry& registry() { return registry_; }
@@ -75,9 +91,15 @@ class GatewayShard {
   uint16_t agent_plain_port() const;
   uint16_t frontend_port() const;
   uint16_t admin_port() const;
-  bool ready() const { return started_ && !draining_; }
+  bool ready() const {
+    return started_ && !draining_ && (gateway_ == nullptr || gateway_->all_started());
+  }
 
-  std::string RenderMetricsText() const;
+  // This shard's gauges at scrape time (GatewayFacts.process left empty). Own thread only.
+  GatewayFacts CollectFacts();
+  // Prometheus text for a lone shard (with a Gateway, the admin connection gathers every
+  // shard's facts instead).
+  std::string RenderMetricsText();
 
   // Live handlers by kind, so a shutdown can close what is still open.
   uint64_t connections() const { return connections_; }
@@ -91,15 +113,17 @@ class GatewayShard {
   void AcceptAdmin(int fd);
   absl::Status LoadTicketKeys(const std::string& file);
   void ApplyHandshakeBudget();
-  absl::Status Listen(const std::vector<std::string>& addresses,
+  absl::Status Listen(const std::vector<std::string>& addresses, bool exclusive,
                       std::vector<std::unique_ptr<runtime::Listener>>* out,
                       runtime::Listener::AcceptFn fn);
 
   runtime::Shard& shard_;
+  Gateway* gateway_;
   GatewayConfig config_;
   StreamerKeys keys_;
-  // Before tls_ctx_: every context's ticket callback points at these keys.
-  std::unique_ptr<runtime::TicketKeys> ticket_keys_;
+  // Before tls_ctx_: every context's ticket callback points at these keys, which every shard
+  // of the process shares (tickets resume on whichever shard a connection lands).
+  std::shared_ptr<runtime::TicketKeys> ticket_keys_;
   runtime::SslCtxPtr tls_ctx_;
   runtime::KtlsSupport ktls_;
   AgentRegistry registry_;

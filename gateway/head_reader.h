@@ -26,6 +26,8 @@ class HeadReader {
     return std::string_view(buffer_).substr(head.head_bytes);
   }
   size_t size() const { return buffer_.size(); }
+  // Everything read so far, for handing the connection to another shard.
+  std::string Take() { return std::move(buffer_); }
 
  private:
   std::string buffer_;

@@ -13,9 +13,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <future>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -27,6 +25,7 @@
 #include "gateway/config_check.h"
 #include "gateway/config_file.h"
 #include "gateway/control_session.h"
+#include "gateway/gateway.h"
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
 #include "gateway/service_notify.h"
@@ -77,6 +76,7 @@ ABSL_FLAG(std::string, frontend_token_file, "",
 ABSL_FLAG(uint64_t, drain_timeout_ms, 25000, "Drain: how long open tunnels may finish");
 ABSL_FLAG(uint32_t, drain_reconnect_ms, 1000, "Drain: GOAWAY's reconnect-after hint to agents");
 ABSL_FLAG(uint32_t, max_connections, 50000, "Connections per shard");
+ABSL_FLAG(uint32_t, shards, 0, "Shards (threads with their own ring); 0: one per online CPU");
 ABSL_FLAG(uint32_t, max_unauthenticated, 4096, "Agent connections not yet authenticated");
 ABSL_FLAG(uint32_t, max_pending_tunnels_per_agent, 32, "Tunnels opening at once per agent");
 ABSL_FLAG(uint32_t, log_burst, 20, "Log lines per event per 10 s before the rest are counted");
@@ -228,6 +228,7 @@ absl::StatusOr<GatewayConfig> BuildConfig() {
   Override("drain_timeout_ms", FLAGS_drain_timeout_ms, &c.drain_timeout_ms);
   Override("drain_reconnect_ms", FLAGS_drain_reconnect_ms, &c.drain_reconnect_ms);
   Override("max_connections", FLAGS_max_connections, &c.max_connections);
+  Override("shards", FLAGS_shards, &c.shards);
   Override("max_unauthenticated", FLAGS_max_unauthenticated, &c.max_unauthenticated);
   Override("max_pending_tunnels_per_agent", FLAGS_max_pending_tunnels_per_agent,
            &c.max_pending_tunnels_per_agent);
@@ -270,26 +271,25 @@ int CheckConfig() {
   return 0;
 }
 
-// SIGHUP: re-read the file and the secrets it names; check; then swap on the shard. A bad
+// SIGHUP: re-read the file and the secrets it names; check; then swap on every shard. A bad
 // configuration changes nothing: the running one stays and the reason is logged.
-void Reload(runtime::Shard& shard, GatewayShard& gw) {
+void Reload(Gateway& gw) {
   NotifyReloading();
   auto fresh = BuildConfig();
   absl::Status result = fresh.status();
   if (result.ok()) {
-    std::promise<absl::Status> applied;
     std::vector<std::string> restart_only;
-    shard.Post([&] {
-      restart_only = RestartOnlyChanges(gw.config(), *fresh);
-      applied.set_value(gw.Reload(*fresh));
-    });
-    result = applied.get_future().get();
+    gw.RunOn(
+        0, [&](GatewayShard& first) { restart_only = RestartOnlyChanges(first.config(), *fresh); });
+    result = gw.Reload(*fresh);
     for (const std::string& key : restart_only) {
       LogEvent(LogLevel::kWarning, "config_needs_restart", {Kv("key", key)});
     }
   }
   const bool ok = result.ok();
-  shard.Post([&gw, ok] { (ok ? gw.metrics().reloads_ok : gw.metrics().reloads_failed).Add(); });
+  gw.RunOn(0, [ok](GatewayShard& first) {
+    (ok ? first.metrics().reloads_ok : first.metrics().reloads_failed).Add();
+  });
   if (ok) {
     ApplyLogSettings(*fresh);
     LogEvent(LogLevel::kInfo, "config_reloaded");
@@ -315,7 +315,8 @@ int Serve() {
     return 2;
   }
 
-  // Signals are taken by this thread with sigwait; the shard thread never sees them.
+  // Signals are taken by this thread with sigwait; the shard threads (started below, which
+  // inherit this mask) never see them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -324,48 +325,32 @@ int Serve() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  runtime::Shard shard;
-  GatewayShard gw(shard, config, std::move(*keys));
-  // The ring is single-issuer: the shard's thread sets it up, opens the listeners and runs it.
-  std::promise<absl::Status> started;
-  std::atomic<bool> stopped{false};
-  std::thread loop([&] {
-    if (int r = shard.Init({}); r < 0) {
-      started.set_value(absl::InternalError(std::string("io_uring setup: ") + strerror(-r)));
-      return;
-    }
-    absl::Status s = gw.Start();
-    const bool ok = s.ok();
-    started.set_value(std::move(s));
-    if (ok) {
-      shard.Run();
-      // Whatever the drain's deadline left open is cut here.
-      shard.Shutdown(2000);
-    }
-    stopped.store(true);
-  });
-  if (absl::Status s = started.get_future().get(); !s.ok()) {
-    loop.join();
+  const unsigned shards = ShardCount(config.shards);
+  Gateway gw(config, std::move(*keys));
+  if (absl::Status s = gw.Start(shards); !s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("camtunnel-gateway: ready agent_tls=%u agent_plain=%u frontend=%u admin=%u\n",
-              gw.agent_tls_port(), gw.agent_plain_port(), gw.frontend_port(), gw.admin_port());
+  std::printf(
+      "camtunnel-gateway: ready agent_tls=%u agent_plain=%u frontend=%u admin=%u shards=%u\n",
+      gw.agent_tls_port(), gw.agent_plain_port(), gw.frontend_port(), gw.admin_port(), shards);
   std::fflush(stdout);
-  LogEvent(LogLevel::kInfo, "ready",
-           {Kv("agent_tls_port", gw.agent_tls_port()),
-            Kv("agent_plain_port", gw.agent_plain_port()), Kv("frontend_port", gw.frontend_port()),
-            Kv("admin_port", gw.admin_port()), Kv("version", CAMTUNNEL_VERSION)});
+  LogEvent(
+      LogLevel::kInfo, "ready",
+      {Kv("agent_tls_port", gw.agent_tls_port()), Kv("agent_plain_port", gw.agent_plain_port()),
+       Kv("frontend_port", gw.frontend_port()), Kv("admin_port", gw.admin_port()),
+       Kv("shards", shards), Kv("version", CAMTUNNEL_VERSION)});
   NotifyReady("serving");
 
+  std::atomic<bool> drained{false};
   bool stopping = false;
   for (;;) {
     int sig = 0;
     if (stopping) {
-      // Draining: wake up now and then to see whether the shard has finished.
+      // Draining: wake up now and then to see whether every shard has finished.
       timespec wait{0, 100 * 1000 * 1000};
       sig = sigtimedwait(&signals, nullptr, &wait);
-      if (stopped.load()) {
+      if (drained.load()) {
         break;
       }
       if (sig < 0) {
@@ -376,32 +361,26 @@ int Serve() {
     }
     if (sig == SIGHUP) {
       if (stopping) {
-        // The shard may be past its last loop iteration: a reload posted now might never run.
         LogEvent(LogLevel::kWarning, "reload_ignored", {Kv("reason", "stopping")});
       } else {
-        Reload(shard, gw);
+        Reload(gw);
       }
       continue;
     }
     if (stopping) {
       // A second SIGTERM/SIGINT: the operator does not want to wait for the drain.
       LogEvent(LogLevel::kWarning, "stop_now", {Kv("signal", sig)});
-      shard.Stop();
-      continue;
+      break;
     }
     stopping = true;
     LogEvent(LogLevel::kInfo, "stopping",
              {Kv("signal", sig), Kv("drain_timeout_ms", config.drain_timeout_ms)});
     NotifyStopping("draining");
-    shard.Post([&] {
-      gw.Drain([&] {
-        // GOAWAY frames went out with the drain; the loop ends once they and every relayed
-        // byte are flushed (Shutdown closes what is left).
-        shard.Stop();
-      });
-    });
+    // GOAWAY frames go out with the drain; once every shard is drained, Stop closes what is
+    // left after flushing (each shard's Shutdown).
+    gw.Drain([&drained] { drained.store(true); });
   }
-  loop.join();
+  gw.Stop(2000);
   LogEvent(LogLevel::kInfo, "stopped");
   return 0;
 }

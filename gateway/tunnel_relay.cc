@@ -27,6 +27,10 @@ void TunnelRelay::Start(GatewayShard& gw, runtime::Stream* client, runtime::Stre
   if (!r->client_closed_ && client->read_eof()) {
     camera->ShutdownWrite();
   }
+  // Likewise the camera's, when its data connection was handed over from another shard.
+  if (!r->camera_closed_ && camera->read_eof()) {
+    r->camera_side_.OnStreamEof(*camera);
+  }
 }
 
 TunnelRelay::TunnelRelay(GatewayShard& gw, runtime::Stream* client, runtime::Stream* camera,

@@ -22,7 +22,7 @@ absl::Status ShardGroup::Start(unsigned n, const ShardOptions& options,
   for (unsigned from = 0; from < n; ++from) {
     for (unsigned to = 0; to < n; ++to) {
       if (from != to) {
-        queues_[from * n + to] = std::make_unique<CrossShardQueue>(kQueueCapacity);
+        queues_[from * n + to] = std::make_unique<CrossShardQueue>(queue_capacity_);
         shards_[to]->AddInbound(queues_[from * n + to].get());
       }
     }

@@ -22,6 +22,8 @@ class ShardGroup {
   static constexpr size_t kQueueCapacity = 4096;
 
   ShardGroup() = default;
+  // Before Start: tasks in flight per ordered pair (tests use tiny queues to fill them).
+  void set_queue_capacity(size_t capacity) { queue_capacity_ = capacity; }
   ~ShardGroup();
   ShardGroup(const ShardGroup&) = delete;
   ShardGroup& operator=(const ShardGroup&) = delete;
@@ -47,6 +49,7 @@ class ShardGroup {
   std::vector<std::thread> threads_;
   std::vector<size_t> leftover_;  // per shard, from Shutdown
   std::atomic<uint64_t> shutdown_ms_{2000};
+  size_t queue_capacity_ = kQueueCapacity;
 };
 
 }  // namespace camtunnel::runtime
