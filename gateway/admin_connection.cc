@@ -449,7 +449,8 @@ void AdminConnection::Drain(std::string_view method) {
 }
 
 // Every shard's gauges from its own thread; the counters are read directly (relaxed atomic
-// cells with one writer each).
+// cells with one writer each) when RenderMetrics collects them. The process's own facts are
+// read there too, once per scrape.
 void AdminConnection::Metrics() {
   if (gw_.gateway() == nullptr) {
     Respond(200, "text/plain; version=0.0.4; charset=utf-8", gw_.RenderMetricsText());
@@ -472,7 +473,6 @@ void AdminConnection::Metrics() {
           facts.AddShard(*r[i]);
           cells.push_back(&gateway.shard(i).metrics());
         }
-        facts.process = metrics::ReadProcessFacts();
         facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
         Respond(200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(cells, facts));
       });

@@ -1,6 +1,6 @@
 // The gateway's metric cells, one set per shard (single writer each), and their exposition in
-// Prometheus text (summed over shards at scrape time). Labels are low-cardinality enums; never
-// an agent id (per-agent detail lives in the admin API).
+// Prometheus text (summed over shards at scrape time by gateway_collectable.h). Labels are
+// low-cardinality enums; never an agent id (per-agent detail lives in the admin API).
 #pragma once
 
 #include <array>
@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "metrics/counters.h"
-#include "metrics/process_facts.h"
 
 namespace camtunnel::gateway {
 
@@ -102,9 +101,8 @@ struct ShardMetrics {
   void CountRefusal(FrontendRefusal r) { frontend_refused[static_cast<size_t>(r)].Add(); }
 };
 
-// Gauges of the process and its shards, read at scrape time.
+// Gauges of the shards, read on each shard's thread at scrape time and summed.
 struct GatewayFacts {
-  metrics::ProcessFacts process;
   double shards = 0;
   double shard_connections = 0;
   double stale_completions = 0;
@@ -116,11 +114,12 @@ struct GatewayFacts {
   double handshakes_paced = 0;  // times the TLS agent listeners paused for the budget
   double ktls_available = 0;
 
-  // Sums another shard's gauges into these (the process facts are read once, not summed).
+  // Sums another shard's gauges into these.
   void AddShard(const GatewayFacts& shard);
 };
 
-// Prometheus text for the sum of `shards`, plus process-level facts and build information.
+// One scrape in Prometheus text: a GatewayCollectable over `shards` (at least one) and `facts`,
+// then build information and the process's facts (metrics::ProcessCollectable).
 std::string RenderMetrics(const std::vector<const ShardMetrics*>& shards,
                           const GatewayFacts& facts);
 

@@ -243,8 +243,10 @@ void GatewayShard::Drain(std::function<void()> on_drained) {
     for (ControlSession* s : sessions) {
       s->GoAway("gateway draining", config_.drain_reconnect_ms + spread(rng));
     }
+    // One line per shard: where tunnels remain is where a slow drain is.
     LogEvent(LogLevel::kInfo, "drain_started",
-             {Kv("agents", sessions.size()), Kv("tunnels_open", metrics_.tunnels_open.Get()),
+             {Kv("shard", index()), Kv("agents", sessions.size()),
+              Kv("tunnels_open", metrics_.tunnels_open.Get()),
               Kv("deadline_ms", config_.drain_timeout_ms)});
   }
   CheckDrained();
@@ -264,9 +266,9 @@ void GatewayShard::CheckDrained() {
     return;
   }
   drained_ = true;
-  LogEvent(
-      idle ? LogLevel::kInfo : LogLevel::kWarning, "drain_finished",
-      {Kv("result", idle ? "idle" : "deadline"), Kv("tunnels_open", metrics_.tunnels_open.Get())});
+  LogEvent(idle ? LogLevel::kInfo : LogLevel::kWarning, "drain_finished",
+           {Kv("shard", index()), Kv("result", idle ? "idle" : "deadline"),
+            Kv("tunnels_open", metrics_.tunnels_open.Get())});
   for (auto& fn : std::exchange(on_drained_, {})) {
     fn();
   }
@@ -342,7 +344,6 @@ GatewayFacts GatewayShard::CollectFacts() {
 
 std::string GatewayShard::RenderMetricsText() {
   GatewayFacts facts = CollectFacts();
-  facts.process = metrics::ReadProcessFacts();
   facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
   return RenderMetrics({&metrics_}, facts);
 }

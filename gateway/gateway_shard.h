@@ -95,7 +95,7 @@ class GatewayShard {
     return started_ && !draining_ && (gateway_ == nullptr || gateway_->all_started());
   }
 
-  // This shard's gauges at scrape time (GatewayFacts.process left empty). Own thread only.
+  // This shard's gauges at scrape time. Own thread only.
   GatewayFacts CollectFacts();
   // Prometheus text for a lone shard (with a Gateway, the admin connection gathers every
   // shard's facts instead).

@@ -53,8 +53,10 @@ class HandshakePacingTest(unittest.TestCase):
 
     def setUp(self):
         self.env = Env("pacing")
+        # The budget is per shard (each shard's listener paces its own accepts): one shard here,
+        # so the whole process admits exactly that rate.
         self.gw = start_gateway(self.env.procs, self.env.path("gw"), extra=[
-            "--agent_handshakes_per_second=20", "--agent_handshake_burst=2"])
+            "--agent_handshakes_per_second=20", "--agent_handshake_burst=2", "--shards=1"])
 
     def tearDown(self):
         self.env.close()

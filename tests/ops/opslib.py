@@ -282,6 +282,25 @@ def sighup(proc, timeout=5.0, expect_ok=True):
     wait_until(reloaded, timeout, 0.05, "SIGHUP reload")
 
 
+def home_shard(agent_id, shards):
+    """The gateway's home shard of an agent: FNV-1a 64 of the id, mod the shard count."""
+    h = 14695981039346656037
+    for b in agent_id.encode():
+        h = ((h ^ b) * 1099511628211) % (1 << 64)
+    return h % shards
+
+
+def drain_summary(proc):
+    """The per-shard drain_started / drain_finished lines summed: (agents, tunnels at the start,
+    result ("deadline" if any shard hit it), tunnels cut)."""
+    started = log_events(proc, "drain_started")
+    finished = log_events(proc, "drain_finished")
+    return (sum(int(e["agents"]) for e in started),
+            sum(int(e["tunnels_open"]) for e in started),
+            "deadline" if any(e["result"] == "deadline" for e in finished) else "idle",
+            sum(int(e["tunnels_open"]) for e in finished))
+
+
 def log_events(proc, event=None):
     """The gateway's structured stderr lines as dicts (key=value, quoted values unescaped)."""
     out = []

@@ -196,10 +196,12 @@ class GatewayMetricsTest(unittest.TestCase):
 
     def test_buffer_pool(self):
         m = self.m
-        self.assertEqual(m.get("camtunnel_buffers_capacity"), 1024)
+        shards = m.get("camtunnel_shards")
+        self.assertGreaterEqual(shards, 1)
+        self.assertEqual(m.get("camtunnel_buffers_capacity"), 1024 * shards)
         self.assertEqual(m.get("camtunnel_buffer_size_bytes"), 16384)
         self.assertGreaterEqual(m.get("camtunnel_buffers_in_use"), 0)
-        self.assertLessEqual(m.get("camtunnel_buffers_in_use"), 1024)
+        self.assertLessEqual(m.get("camtunnel_buffers_in_use"), 1024 * shards)
 
     def test_every_family_has_help(self):
         helps = dict(re.findall(r"^# HELP (\S+) (.+)$", self.m.text, re.M))
