@@ -16,8 +16,9 @@ uint64_t RandomSeed() {
 
 }  // namespace
 
-GatewayTarget MakeGatewayTarget(const GatewayUrl& url) {
+GatewayTarget MakeGatewayTarget(const GatewayUrl& url, std::shared_ptr<const ProxyConfig> proxy) {
   GatewayTarget target;
+  target.proxy = std::move(proxy);
   target.host = url.host;
   target.port = url.port;
   target.url = url.text;
@@ -37,7 +38,7 @@ Agent::Agent(EventLoop& loop, const Config& config, std::unique_ptr<TransportFac
       options_(options),
       backoff_(options.backoff, options.seed != 0 ? options.seed : RandomSeed()) {
   auto route = std::make_shared<Route>();
-  route->target = MakeGatewayTarget(config.gateway);
+  route->target = MakeGatewayTarget(config.gateway, options.proxy);
   route->factory = std::move(factory);
   route->identity = {config.agent_id, config.key_ref, config.agent_key, config.services};
   routes_.push_back(std::move(route));
@@ -75,7 +76,7 @@ bool Agent::SetStreamers(const std::vector<proto::AssignedStreamer>& streamers) 
       continue;
     }
     auto route = std::make_shared<Route>();
-    route->target = MakeGatewayTarget(url);
+    route->target = MakeGatewayTarget(url, options_.proxy);
     route->factory = make_factory_ ? make_factory_(url) : nullptr;
     if (!route->factory) {
       LOG_WARNING("ASSIGN entry %s skipped: no transport for it", s.url.c_str());
@@ -179,12 +180,16 @@ void Agent::OnWelcome(const Welcome& welcome) {
   if (welcome.server_time_ms != 0) {
     // Cameras without a real-time clock learn the time here; certificate checks on the next
     // connections use it as a floor.
-    for (const auto& route : routes_) {
-      route->factory->RaiseTimeFloor(static_cast<int64_t>(welcome.server_time_ms / 1000));
-    }
+    RaiseTimeFloor(static_cast<int64_t>(welcome.server_time_ms / 1000));
   }
   if (observer_ && session_route_) {
     observer_(session_route_->target.url, true);
+  }
+}
+
+void Agent::RaiseTimeFloor(int64_t unix_seconds) {
+  for (const auto& route : routes_) {
+    route->factory->RaiseTimeFloor(unix_seconds);
   }
 }
 

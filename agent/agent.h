@@ -45,6 +45,9 @@ struct AgentOptions {
   SessionTimings session;
   TunnelTimings tunnel;
   uint64_t seed = 0;  // 0: from the CSPRNG
+  // --proxy: every connection to a gateway (and, in managed mode, to the manager and the
+  // activation server) goes through it. Null: direct.
+  std::shared_ptr<const ProxyConfig> proxy;
 };
 
 // One Streamer the agent can use: where it is, how to reach it, and the key it proves itself
@@ -87,6 +90,9 @@ class Agent final : public ControlSession::Delegate {
   bool SwitchTo(std::string_view url);
   void set_link_observer(LinkObserver observer) { observer_ = std::move(observer); }
   std::string current_url() const;
+  // A verified peer told us the time (the manager's WELCOME): raises every Streamer's
+  // certificate-time floor (cert_time.h).
+  void RaiseTimeFloor(int64_t unix_seconds);
 
   // ControlSession::Delegate
   void OnWelcome(const Welcome& welcome) override;
@@ -123,7 +129,8 @@ class Agent final : public ControlSession::Delegate {
   std::map<proto::TunnelId, TunnelEntry> tunnels_;
 };
 
-// Host header / dial target for a configured gateway URL.
-GatewayTarget MakeGatewayTarget(const GatewayUrl& url);
+// Host header / dial target for a configured gateway URL, reached through `proxy` if not null.
+GatewayTarget MakeGatewayTarget(const GatewayUrl& url,
+                                std::shared_ptr<const ProxyConfig> proxy = nullptr);
 
 }  // namespace camtunnel::agent

@@ -94,7 +94,7 @@ std::string UsageText() {
          "         --agent-id ID --key-ref KEYID.EXPIRY --key-file PATH\n"
          "         --service NAME=HOST:PORT [--service ...]\n"
          "         [--ca-file PATH] [--pin sha256/BASE64 ...] [--server-name NAME] [--insecure]\n"
-         "         [--log-level debug|info|warning|error]\n"
+         "         [--log-level debug|info|warning|error] [--proxy http://HOST:PORT]\n"
          "   or: camtunnel-agent --state-file PATH --activation-url https://HOST[:PORT]\n"
          "         --serial SERIAL --factory-secret-file PATH --operator ID\n"
          "         [--reactivate-after-s N] --service ... [--ca-file ...] [--pin ...]\n"
@@ -109,6 +109,10 @@ std::string UsageText() {
          "  --server-name  name for SNI and the certificate check (default: the URL host)\n"
          "  --insecure     DEVELOPMENT ONLY: do not verify the gateway certificate\n"
          "  --log-level    debug, info (default), warning or error\n"
+         "  --proxy        http://[USER:PASS@]HOST:PORT: an HTTP CONNECT proxy for every\n"
+         "                connection to gateways, the manager and the activation server (not\n"
+         "                to local services); Basic auth when USER:PASS is given\n"
+         "  --version      print the build time (the certificate-time floor) and exit\n"
          "  --state-file   managed mode: where the activation state is kept (written atomically)\n"
          "  --activation-url  the activation server (https only)\n"
          "  --serial       this camera's serial (its agent id): 1..63 of [a-z0-9-]\n"
@@ -139,6 +143,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       {"factory-secret-file", required_argument, nullptr, 'F'},
       {"operator", required_argument, nullptr, 'O'},
       {"reactivate-after-s", required_argument, nullptr, 'R'},
+      {"proxy", required_argument, nullptr, 'P'},
+      {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -270,6 +276,16 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
         c.manage.reactivate_after_ms = static_cast<int64_t>(*v) * 1000;
         break;
       }
+      case 'P': {
+        auto proxy = std::make_shared<ProxyConfig>();
+        if (!ParseProxyUrl(arg, proxy.get(), error)) {
+          return ParseOutcome::kError;
+        }
+        c.proxy = std::move(proxy);
+        break;
+      }
+      case 'V':
+        return ParseOutcome::kVersion;
       case 'h':
         return ParseOutcome::kHelp;
       default:

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "agent/http_proxy.h"
 #include "agent/log.h"
 #include "agent/pin.h"
 #include "proto/crypto.h"
@@ -47,9 +49,10 @@ struct Config {
   std::string server_name;  // defaults to gateway.host
   bool insecure = false;
   LogLevel log_level = LogLevel::kInfo;
+  std::shared_ptr<const ProxyConfig> proxy;  // --proxy; null: direct
 };
 
-enum class ParseOutcome { kOk, kHelp, kError };
+enum class ParseOutcome { kOk, kHelp, kVersion, kError };
 
 // Parses argv (getopt_long; resets getopt's state so it can be called repeatedly). On kError,
 // `*error` holds a one-line message; the caller exits with status 2. Does not read the key file.

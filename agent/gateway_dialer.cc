@@ -44,24 +44,15 @@ void GatewayDialer::Start(BuildRequest build_request, Done done) {
   build_request_ = std::move(build_request);
   done_ = std::move(done);
   state_ = State::kConnecting;
-  start_timer_.Start(loop_, 0, [this] {
-    std::vector<SocketAddress> addresses;
-    std::string error;
-    int err = ResolveAddresses(target_.host, target_.port, &addresses, &error);
-    if (err != 0) {
-      Finish({.error = err, .detail = error});
-      return;
-    }
-    connector_.Start(std::move(addresses), kConnectAttemptTimeoutMs,
-                     [this](int fd, int error) { OnConnected(fd, error); });
-  });
+  // Resolved afresh on every dial (off the loop): a gateway that moved is found again.
+  connector_.Start(
+      target_.host, target_.port, target_.proxy, kConnectAttemptTimeoutMs,
+      [this](int fd, int error, const std::string& detail) { OnConnected(fd, error, detail); });
 }
 
-void GatewayDialer::OnConnected(int fd, int error) {
+void GatewayDialer::OnConnected(int fd, int error, const std::string& detail) {
   if (fd < 0) {
-    Finish({.error = error,
-            .detail = "connect to " + target_.host + ":" + std::to_string(target_.port) + ": " +
-                      std::strerror(error)});
+    Finish({.error = error, .detail = detail});
     return;
   }
   transport_ = factory_.Wrap(fd);
@@ -152,7 +143,7 @@ void GatewayDialer::Step() {
 void GatewayDialer::Finish(DialOutcome outcome) {
   state_ = State::kDone;
   watch_.Stop();
-  start_timer_.Cancel();
+  connector_.Cancel();
   // Keep the response bytes in this frame: the callback may destroy the dialer, and `head`
   // and `leftover` point into them.
   std::string response = std::move(response_);

@@ -11,7 +11,8 @@
 #include <string>
 
 #include "agent/event_loop.h"
-#include "agent/tcp_connector.h"
+#include "agent/http_proxy.h"
+#include "agent/outbound_connector.h"
 #include "agent/tls_transport.h"
 #include "proto/http_head.h"
 
@@ -20,8 +21,9 @@ namespace camtunnel::agent {
 struct GatewayTarget {
   std::string host;  // to resolve (IPv6 without brackets)
   uint16_t port = 0;
-  std::string host_header;  // "host[:port]" as sent in Host:
-  std::string url;          // as configured, for logs
+  std::string host_header;                   // "host[:port]" as sent in Host:
+  std::string url;                           // as configured, for logs
+  std::shared_ptr<const ProxyConfig> proxy;  // null: connect directly
 };
 
 struct DialOutcome {
@@ -29,7 +31,7 @@ struct DialOutcome {
     kUpgraded,     // 101: the transport is handed over
     kRejected,     // another HTTP status; `status`, maybe `retry_after_ms`
     kClosedEarly,  // closed or reset before a response head: the gateway is busy
-    kFailed,       // resolution, TCP (`error` is the errno), TLS or a bad response
+    kFailed,       // resolution, TCP or proxy (`error` is the errno), TLS or a bad response
   };
   Kind kind = Kind::kFailed;
   int status = 0;
@@ -61,7 +63,7 @@ class GatewayDialer {
 
  private:
   enum class State { kIdle, kConnecting, kHandshake, kSending, kReading, kDone };
-  void OnConnected(int fd, int error);
+  void OnConnected(int fd, int error, const std::string& detail);
   void Step();
   void Finish(DialOutcome outcome);
 
@@ -74,8 +76,7 @@ class GatewayDialer {
   std::string request_;
   size_t request_sent_ = 0;
   std::string response_;
-  TcpConnector connector_;
-  Timer start_timer_;
+  OutboundConnector connector_;
   std::unique_ptr<Transport> transport_;
   IoWatch watch_;  // after transport_: unwatched before the socket closes
 };

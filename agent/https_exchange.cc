@@ -14,20 +14,15 @@ void HttpsExchange::Start(std::string request, int64_t deadline_ms, Done done) {
   deadline_.Start(loop_, deadline_ms, [this] {
     Finish({.error = "no complete answer from " + target_.url + " in time"});
   });
-  start_timer_.Start(loop_, 0, [this] {
-    std::vector<SocketAddress> addresses;
-    std::string error;
-    if (ResolveAddresses(target_.host, target_.port, &addresses, &error) != 0) {
-      Finish({.error = error});
-      return;
-    }
-    connector_.Start(std::move(addresses), 2500, [this](int fd, int err) { OnConnected(fd, err); });
-  });
+  connector_.Start(
+      target_.host, target_.port, target_.proxy, 2500,
+      [this](int fd, int error, const std::string& detail) { OnConnected(fd, error, detail); });
 }
 
-void HttpsExchange::OnConnected(int fd, int error) {
+void HttpsExchange::OnConnected(int fd, int error, const std::string& detail) {
+  (void)error;  // `detail` names it
   if (fd < 0) {
-    Finish({.error = "connect to " + target_.url + ": " + std::strerror(error)});
+    Finish({.error = detail});
     return;
   }
   transport_ = factory_.Wrap(fd);
@@ -125,7 +120,6 @@ void HttpsExchange::Finish(HttpsResult result) {
   state_ = State::kDone;
   watch_.Stop();
   deadline_.Cancel();
-  start_timer_.Cancel();
   connector_.Cancel();
   transport_.reset();
   Done done = std::move(done_);

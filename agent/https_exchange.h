@@ -11,7 +11,7 @@
 
 #include "agent/event_loop.h"
 #include "agent/gateway_dialer.h"
-#include "agent/tcp_connector.h"
+#include "agent/outbound_connector.h"
 #include "agent/tls_transport.h"
 
 namespace camtunnel::agent {
@@ -39,7 +39,7 @@ class HttpsExchange {
   void Start(std::string request, int64_t deadline_ms, Done done);
 
  private:
-  void OnConnected(int fd, int error);
+  void OnConnected(int fd, int error, const std::string& detail);
   void Step();
   void Finish(HttpsResult result);
   void Complete();
@@ -53,8 +53,7 @@ class HttpsExchange {
   size_t sent_ = 0;
   std::string response_;
   Done done_;
-  TcpConnector connector_;
-  Timer start_timer_;
+  OutboundConnector connector_;
   Timer deadline_;
   std::unique_ptr<Transport> transport_;
   IoWatch watch_;  // after transport_

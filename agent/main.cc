@@ -11,6 +11,7 @@
 #include <string>
 
 #include "agent/agent.h"
+#include "agent/cert_time.h"
 #include "agent/config.h"
 #include "agent/event_loop.h"
 #include "agent/log.h"
@@ -77,7 +78,8 @@ int RunManaged(camtunnel::agent::Config& config, char** argv) {
   ManagedAgent::Exit exit;
   int rc;
   {
-    ManagedAgent agent(loop, std::move(options), config.services, make_factory);
+    ManagedAgent agent(loop, std::move(options), config.services, make_factory,
+                       AgentOptions{.proxy = config.proxy});
     LOG_INFO("starting managed agent serial=%s state=%s services=%zu", config.manage.serial.c_str(),
              config.manage.state_file.c_str(), config.services.size());
     agent.Start();
@@ -113,6 +115,9 @@ int main(int argc, char** argv) {
     case ParseOutcome::kHelp:
       std::fputs(UsageText().c_str(), stdout);
       return 0;
+    case ParseOutcome::kVersion:
+      std::printf("camtunnel-agent build_time=%lld\n", static_cast<long long>(BuildTimeUnixS()));
+      return 0;
     case ParseOutcome::kError:
       std::fprintf(stderr, "camtunnel-agent: %s (see --help)\n", error.c_str());
       return 2;
@@ -120,6 +125,10 @@ int main(int argc, char** argv) {
       break;
   }
   SetLogLevel(config.log_level);
+  if (config.proxy) {
+    LOG_INFO("every server connection goes through proxy %s%s", config.proxy->text.c_str(),
+             config.proxy->authorization.empty() ? "" : " (with credentials)");
+  }
   if (config.managed) {
     return RunManaged(config, argv);
   }
@@ -161,7 +170,7 @@ int main(int argc, char** argv) {
 
   int rc;
   {
-    Agent agent(loop, config, std::move(factory));
+    Agent agent(loop, config, std::move(factory), AgentOptions{.proxy = config.proxy});
     OPENSSL_cleanse(config.agent_key.data(), config.agent_key.size());
     LOG_INFO("starting agent=%s gateway=%s services=%zu", config.agent_id.c_str(),
              config.gateway.text.c_str(), config.services.size());

@@ -2,8 +2,8 @@
 #include "agent/managed_agent.h"
 
 #include <openssl/crypto.h>
-#include <time.h>
 
+#include "agent/cert_time.h"
 #include "agent/log.h"
 #include "proto/activation_message.h"
 
@@ -15,8 +15,6 @@ uint64_t Seed() {
   proto::RandomBytes(std::span<uint8_t>(reinterpret_cast<uint8_t*>(&seed), sizeof(seed)));
   return seed;
 }
-
-int64_t WallSeconds() { return static_cast<int64_t>(time(nullptr)); }
 
 // last_good_unix_s is a floor, not a clock: writing it more often than hourly only wears flash.
 constexpr int64_t kLastGoodSaveEvery = 3600;
@@ -44,6 +42,7 @@ void ManagedAgent::Start() {
   last_manager_contact_ms_ = EventLoop::NowMs();
   std::string error;
   state_ = LoadAgentState(options_.state_file, &error);
+  persisted_last_good_unix_s_ = state_ ? state_->last_good_unix_s : 0;
   if (!error.empty()) {
     // Never guess: an unreadable state means this camera must be activated again (and the
     // manager will refuse that without the old secret, which an operator then resolves).
@@ -81,13 +80,17 @@ void ManagedAgent::Activate(bool reactivation) {
       return;
     }
   }
+  if (state_) {
+    // Reactivation: the camera knows a better floor than its build time (cert_time.h).
+    activation_factory_->RaiseTimeFloor(state_->last_good_unix_s);
+  }
   std::optional<proto::Digest> proof;
   if (reactivation && state_) {
     proof = proto::ReactivationProof(state_->secret, state_->agent_id);
   }
   const std::string body = proto::BuildActivationBody(
       options_.serial, options_.factory_secret, options_.operator_id, proof ? &*proof : nullptr);
-  const GatewayTarget target = MakeGatewayTarget(options_.activation_url);
+  const GatewayTarget target = MakeGatewayTarget(options_.activation_url, agent_options_.proxy);
   std::string request = "POST " + std::string(proto::kActivatePath) +
                         " HTTP/1.1\r\nHost: " + target.host_header +
                         "\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -146,7 +149,10 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
     state_ = AgentState{.agent_id = parsed->agent_id,
                         .manager_url = parsed->manager_url,
                         .secret = *parsed->agent_secret,
-                        .last_good_unix_s = WallSeconds()};
+                        // The clock as it is (0 in 1970 adds nothing): the manager's WELCOME
+                        // raises it right after.
+                        .last_good_unix_s = ClockUnixS()};
+    persisted_last_good_unix_s_ = state_->last_good_unix_s;
     OPENSSL_cleanse(parsed->agent_secret->data(), parsed->agent_secret->size());
   }
   // Saved before first use: a secret the camera forgets would lock it out for good.
@@ -197,8 +203,9 @@ void ManagedAgent::ConnectManager() {
     agent_->Start();
     RestoreStreamers();
   }
-  link_ = std::make_unique<ManagerSession>(loop_, *manager_factory_, MakeGatewayTarget(url),
-                                           identity_, *this, options_.handshake_deadline_ms);
+  link_ = std::make_unique<ManagerSession>(loop_, *manager_factory_,
+                                           MakeGatewayTarget(url, agent_options_.proxy), identity_,
+                                           *this, options_.handshake_deadline_ms);
   link_->Start();
 }
 
@@ -219,10 +226,21 @@ void ManagedAgent::OnManagerWelcome(uint64_t server_time_ms) {
   ++stats_.manager_links;
   backoff_.Reset();
   last_manager_contact_ms_ = EventLoop::NowMs();
+  // The manager's clock, over a link whose certificate and proof were verified: the camera's
+  // best knowledge of the time. Every later TLS check starts from it; it is written to the state
+  // file (for the next boot without a clock) when it moved by an hour or more.
   const int64_t now_s = server_time_ms != 0 ? static_cast<int64_t>(server_time_ms / 1000) : 0;
-  if (now_s > 0 && state_ && now_s - state_->last_good_unix_s >= kLastGoodSaveEvery) {
+  if (now_s > 0 && state_ && now_s > state_->last_good_unix_s) {
     state_->last_good_unix_s = now_s;
-    Save();
+    if (manager_factory_) {
+      manager_factory_->RaiseTimeFloor(now_s);
+    }
+    if (agent_) {
+      agent_->RaiseTimeFloor(now_s);
+    }
+    if (now_s - persisted_last_good_unix_s_ >= kLastGoodSaveEvery) {
+      Save();
+    }
   }
   if (link_ && agent_ && !agent_->current_url().empty()) {
     link_->SendStatus("streamer=" + agent_->current_url() + " state=connected");
@@ -329,7 +347,9 @@ void ManagedAgent::RestoreStreamers() {
   for (const auto& sealed : state_->sealed_streamers) {
     proto::StreamerFieldParse parsed =
         proto::DecodeAssignedStreamer(seal, state_->agent_id, sealed);
-    if (parsed.streamer && static_cast<int64_t>(parsed.streamer->key_ref.expiry) > WallSeconds()) {
+    const int64_t now =
+        CertificateCheckTime(ClockUnixS(), BuildTimeUnixS(), state_->last_good_unix_s);
+    if (parsed.streamer && static_cast<int64_t>(parsed.streamer->key_ref.expiry) > now) {
       list.push_back(std::move(*parsed.streamer));
     }
   }
@@ -343,7 +363,12 @@ void ManagedAgent::RestoreStreamers() {
 
 void ManagedAgent::Save() {
   std::string error;
-  if (state_ && !SaveAgentState(options_.state_file, *state_, &error)) {
+  if (!state_) {
+    return;
+  }
+  if (SaveAgentState(options_.state_file, *state_, &error)) {
+    persisted_last_good_unix_s_ = state_->last_good_unix_s;
+  } else {
     LOG_ERROR("%s", error.c_str());
   }
 }

@@ -84,7 +84,8 @@ class ManagedAgent final : public ManagerSession::Delegate {
 
   std::optional<AgentState> state_;
   ManagerSession::Identity identity_;
-  int64_t last_manager_contact_ms_ = 0;  // monotonic; WELCOME or start
+  int64_t last_manager_contact_ms_ = 0;     // monotonic; WELCOME or start
+  int64_t persisted_last_good_unix_s_ = 0;  // last_good_unix_s as the state file holds it
 
   std::unique_ptr<TransportFactory> activation_factory_;
   std::unique_ptr<HttpsExchange> exchange_;

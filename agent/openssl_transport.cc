@@ -12,8 +12,11 @@
 // - Verification: a CA file (or the system store), and/or a set of SPKI pins. With pins and no
 //   CA file, chain errors are ignored but the host name must still match and the leaf's key must
 //   be pinned. The host name is always checked unless --insecure.
-// - Certificate validity is checked against max(clock, a build-time floor, the gateway's clock
-//   learned from WELCOME): cameras without a real-time clock boot in 1970.
+// - Certificate validity is checked against max(clock, build time, last known good time: the
+//   state file's, raised by WELCOME's server time), see cert_time.h: cameras without a
+//   real-time clock boot in 1970. While the clock is behind that floor, "not yet valid" is
+//   overlooked (a lower bound of the time can prove a certificate expired, never that it is not
+//   yet valid); "expired" never is.
 // - One session ticket is kept so data connections and reconnects resume (cheaper for the
 //   gateway's handshake budget and for the camera's CPU).
 // - SSL_MODE_RELEASE_BUFFERS: an idle connection holds no record buffers (camera RAM).
@@ -29,17 +32,14 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
+#include "agent/cert_time.h"
 #include "agent/log.h"
 #include "agent/pin.h"
 #include "agent/tls_transport.h"
 
 namespace camtunnel::agent {
 namespace {
-
-// 2025-01-01T00:00:00Z: no gateway certificate we accept was issued before this build.
-constexpr int64_t kBuildTimeFloor = 1735689600;
 
 bool CpuHasAes() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -71,26 +71,17 @@ bool IsIpAddress(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-// With pins but no CA file the chain is not validated (the pin replaces it): accept chain-trust
-// errors only. Host name mismatches, expiry and signature errors still fail the handshake.
-int PinOnlyVerifyCallback(int ok, X509_STORE_CTX* ctx) {
-  if (ok) {
-    return 1;
-  }
-  switch (X509_STORE_CTX_get_error(ctx)) {
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_UNTRUSTED:
-      return 1;
-    default:
-      return 0;
-  }
-}
-
 class OpenSslFactory;
+
+// The verification errors we overlook; every other one fails the handshake:
+// - chain-trust errors with pins and no CA file (the pin replaces the chain; host name, expiry
+//   and signatures are still checked);
+// - "not yet valid" while the clock is behind our time floor. Wrap() sets a check time (and so
+//   X509_V_FLAG_USE_CHECK_TIME) only then. The floor is a lower bound of the true time: it can
+//   show that a certificate has expired, never that it is not yet valid. Without this a camera
+//   built a year ago and unboxed today without a clock would refuse every certificate issued
+//   since its build, including the activation server's, and could never learn the time.
+int VerifyCallback(int ok, X509_STORE_CTX* ctx);
 
 class OpenSslTransport final : public Transport {
  public:
@@ -254,16 +245,13 @@ class OpenSslFactory final : public TransportFactory {
         *error = OpenSslErrorText(("cannot load --ca-file " + trust.ca_file).c_str());
         return false;
       }
-      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
-    } else if (!trust.pins.empty()) {
-      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, &PinOnlyVerifyCallback);
-    } else {
+    } else if (trust.pins.empty()) {
       if (SSL_CTX_set_default_verify_paths(ctx_) != 1) {
         *error = OpenSslErrorText("cannot load the system trust store");
         return false;
       }
-      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
     }
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, &VerifyCallback);
     return true;
   }
 
@@ -289,9 +277,12 @@ class OpenSslFactory final : public TransportFactory {
       } else {
         SSL_set1_host(ssl, name.c_str());
       }
-      int64_t now = static_cast<int64_t>(std::time(nullptr));
-      if (now < time_floor_) {
-        X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(time_floor_));
+      // Only when the clock is behind the floor: VerifyCallback reads the flag this sets as
+      // "the check time is a lower bound".
+      const int64_t clock = ClockUnixS();
+      const int64_t check = CertificateCheckTime(clock, BuildTimeUnixS(), time_floor_);
+      if (check > clock) {
+        X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(check));
       }
     }
     if (session_ != nullptr) {
@@ -319,8 +310,37 @@ class OpenSslFactory final : public TransportFactory {
   TlsTrust trust_;
   SSL_CTX* ctx_ = nullptr;
   SSL_SESSION* session_ = nullptr;
-  int64_t time_floor_ = kBuildTimeFloor;
+  int64_t time_floor_ = 0;  // last known good time; the build time is added in Wrap()
 };
+
+int VerifyCallback(int ok, X509_STORE_CTX* ctx) {
+  if (ok) {
+    return 1;
+  }
+  const int error = X509_STORE_CTX_get_error(ctx);
+  if (error == X509_V_ERR_CERT_NOT_YET_VALID &&
+      (X509_VERIFY_PARAM_get_flags(X509_STORE_CTX_get0_param(ctx)) & X509_V_FLAG_USE_CHECK_TIME)) {
+    return 1;
+  }
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* factory = static_cast<OpenSslFactory*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  const TlsTrust& trust = factory->trust();
+  if (!trust.pins.empty() && trust.ca_file.empty()) {
+    switch (error) {
+      case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+      case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+      case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+      case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+      case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+      case X509_V_ERR_CERT_UNTRUSTED:
+        return 1;
+      default:
+        break;
+    }
+  }
+  return 0;
+}
 
 IoStatus OpenSslTransport::Handshake() {
   ERR_clear_error();

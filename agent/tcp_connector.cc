@@ -1,8 +1,6 @@
 // See tcp_connector.h.
 #include "agent/tcp_connector.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -10,72 +8,45 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/log.h"
+
 namespace camtunnel::agent {
-
-std::string SocketAddress::ToString() const {
-  char host[INET6_ADDRSTRLEN] = "?";
-  uint16_t port = 0;
-  if (storage.ss_family == AF_INET) {
-    const auto* sin = reinterpret_cast<const sockaddr_in*>(&storage);
-    inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-    port = ntohs(sin->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
-  }
-  const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-  inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-  port = ntohs(sin6->sin6_port);
-  return "[" + std::string(host) + "]:" + std::to_string(port);
-}
-
-int ResolveAddresses(const std::string& host, uint16_t port, std::vector<SocketAddress>* out,
-                     std::string* error) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* list = nullptr;
-  std::string service = std::to_string(port);
-  int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &list);
-  if (rc != 0) {
-    *error = "cannot resolve " + host + ": " + gai_strerror(rc);
-    return EHOSTUNREACH;
-  }
-  out->clear();
-  for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    if (ai->ai_addrlen > sizeof(sockaddr_storage)) {
-      continue;
-    }
-    SocketAddress addr;
-    std::memcpy(&addr.storage, ai->ai_addr, ai->ai_addrlen);
-    addr.length = ai->ai_addrlen;
-    out->push_back(addr);
-  }
-  ::freeaddrinfo(list);
-  if (out->empty()) {
-    *error = "no address for " + host;
-    return EHOSTUNREACH;
-  }
-  return 0;
-}
 
 TcpConnector::~TcpConnector() { Cancel(); }
 
 void TcpConnector::Cancel() {
+  resolver_.Cancel();
   watch_.Stop();
   attempt_timer_.Cancel();
   CloseAttempt();
   done_ = nullptr;
 }
 
-void TcpConnector::Start(std::vector<SocketAddress> addresses, int64_t attempt_timeout_ms,
+void TcpConnector::Start(const std::string& host, uint16_t port, int64_t attempt_timeout_ms,
                          Done done) {
-  addresses_ = std::move(addresses);
+  Cancel();
+  host_ = host;
+  port_ = port;
+  addresses_.clear();
   next_ = 0;
+  last_error_ = ECONNREFUSED;
+  last_address_.clear();
   attempt_timeout_ms_ = attempt_timeout_ms;
   done_ = std::move(done);
-  // Deferred to the loop so that `done` never runs inside Start(): owners may destroy themselves
-  // from it.
-  attempt_timer_.Start(loop_, 0, [this] { TryNext(); });
+  resolver_.Start(host, port,
+                  [this](int error, std::vector<SocketAddress> addresses, std::string detail) {
+                    OnResolved(error, std::move(addresses), std::move(detail));
+                  });
+}
+
+void TcpConnector::OnResolved(int error, std::vector<SocketAddress> addresses, std::string detail) {
+  if (error != 0) {
+    Done done = std::move(done_);
+    done(-1, error, detail);
+    return;
+  }
+  addresses_ = std::move(addresses);
+  TryNext();
 }
 
 void TcpConnector::CloseAttempt() {
@@ -91,6 +62,7 @@ void TcpConnector::TryNext() {
   CloseAttempt();
   while (next_ < addresses_.size()) {
     const SocketAddress& addr = addresses_[next_++];
+    last_address_ = addr.ToString();
     fd_ = ::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) {
       last_error_ = errno;
@@ -102,6 +74,8 @@ void TcpConnector::TryNext() {
     }
     if (errno != EINPROGRESS) {
       last_error_ = errno;
+      LOG_DEBUG("connect to %s (%s): %s", last_address_.c_str(), host_.c_str(),
+                std::strerror(last_error_));
       CloseAttempt();
       continue;
     }
@@ -126,6 +100,7 @@ void TcpConnector::OnWritable() {
   }
   if (err != 0) {
     last_error_ = err;
+    LOG_DEBUG("connect to %s (%s): %s", last_address_.c_str(), host_.c_str(), std::strerror(err));
     TryNext();
     return;
   }
@@ -135,13 +110,21 @@ void TcpConnector::OnWritable() {
 void TcpConnector::Finish(int fd, int error) {
   watch_.Stop();
   attempt_timer_.Cancel();
+  std::string detail;
   if (fd >= 0) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    LOG_DEBUG("connected to %s (%s)", last_address_.c_str(), host_.c_str());
+  } else {
+    detail = "connect to " + host_ + ":" + std::to_string(port_) +
+             (addresses_.size() > 1 ? " (" + std::to_string(addresses_.size()) +
+                                          " addresses, last " + last_address_ + ")"
+                                    : "") +
+             ": " + std::strerror(error);
   }
   fd_ = -1;  // ownership moves to the callback
   Done done = std::move(done_);
-  done(fd, error);
+  done(fd, error, detail);
 }
 
 }  // namespace camtunnel::agent

@@ -66,23 +66,18 @@ void Tunnel::Start() {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
-  std::vector<SocketAddress> addresses;
-  std::string error;
-  int err = ResolveAddresses(host, service_.port, &addresses, &error);
-  if (err != 0) {
-    FailOpen(err, error);
-    return;
-  }
+  // The deadline covers the lookup too (a service named rather than an address literal).
   deadline_.Start(loop_, timings_.service_connect_deadline_ms,
                   [this] { FailOpen(ETIMEDOUT, "connect to the service timed out"); });
-  connector_.Start(std::move(addresses), timings_.service_connect_deadline_ms,
-                   [this](int fd, int error) { OnServiceConnected(fd, error); });
+  connector_.Start(host, service_.port, timings_.service_connect_deadline_ms,
+                   [this](int fd, int error, const std::string& detail) {
+                     OnServiceConnected(fd, error, detail);
+                   });
 }
 
-void Tunnel::OnServiceConnected(int fd, int error) {
+void Tunnel::OnServiceConnected(int fd, int error, const std::string& detail) {
   if (fd < 0) {
-    FailOpen(error, std::string("connect to ") + service_.host + ":" +
-                        std::to_string(service_.port) + ": " + std::strerror(error));
+    FailOpen(error, detail);
     return;
   }
   camera_ = MakePlainTransport(fd);

@@ -76,7 +76,7 @@ class Tunnel {
     bool Step(bool* progress, std::string* error);
   };
 
-  void OnServiceConnected(int fd, int error);
+  void OnServiceConnected(int fd, int error, const std::string& detail);
   void DialGateway();
   void OnGatewayDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
                        std::span<const uint8_t> leftover);

@@ -1,12 +1,12 @@
-# Debian packages: camtunnel-gateway, camtunnel-agent and camtunnel-agentsim, one per install
-# component.
+# Debian packages: camtunnel-gateway, camtunnel-agent, camtunnel-manager and camtunnel-agentsim,
+# one per install component.
 #
 #   cmake --preset release && cmake --build --preset release
 #   cpack --config build/release/CPackConfig.cmake -B build/packages
-#   -> build/packages/camtunnel-{gateway,agent,agentsim}_<version>_<arch>.deb
+#   -> build/packages/camtunnel-{gateway,agent,manager,agentsim}_<version>_<arch>.deb
 #
-# The binaries' install() rules live beside their targets (gateway/, agent/, agentsim/,
-# components gateway, agent and agentsim); this file adds the systemd units, the example
+# The binaries' install() rules live beside their targets (gateway/, agent/, manager/,
+# agentsim/, components of the same names); this file adds the systemd units, the example
 # configuration and env files (conffiles in /etc/camtunnel), the maintainer scripts
 # (deploy/debian/) and the operator documents. The load generator has no service: no unit, no
 # user, no configuration, only the binary and its README.
@@ -23,6 +23,9 @@ endif()
 if(TARGET camtunnel-agent)
   list(APPEND camtunnel_components agent)
 endif()
+if(TARGET camtunnel-manager)
+  list(APPEND camtunnel_components manager)
+endif()
 # Services: the components with a unit, a user and configuration.
 set(camtunnel_services ${camtunnel_components})
 if(TARGET camtunnel-agentsim)
@@ -37,7 +40,13 @@ if(TARGET camtunnel-gateway)
           DESTINATION /etc/camtunnel COMPONENT gateway)
 endif()
 
-# Files of both service packages: unit, example env file (as a conffile), documents.
+# The manager's own guide (its flags, streamers file, admin API) beside the common documents.
+if(TARGET camtunnel-manager)
+  install(FILES ${CMAKE_SOURCE_DIR}/docs/manager.md
+          DESTINATION share/doc/camtunnel-manager COMPONENT manager)
+endif()
+
+# Files of every service package: unit, example env file (as a conffile), documents.
 foreach(component IN LISTS camtunnel_services)
   install(FILES ${CAMTUNNEL_DEPLOY_DIR}/systemd/camtunnel-${component}.service
           DESTINATION lib/systemd/system COMPONENT ${component})
@@ -127,6 +136,12 @@ endif()
 set(CPACK_DEBIAN_AGENT_DESCRIPTION "camtunnel agent (camera side)
 Dials out to a camtunnel gateway over TLS and serves reverse tunnels to the camera's
 local services (RTSP, HTTP), so cameras behind NAT need no port forwarding.")
+set(CPACK_DEBIAN_MANAGER_PACKAGE_NAME camtunnel-manager)
+set(CPACK_DEBIAN_MANAGER_PACKAGE_DEPENDS adduser)
+set(CPACK_DEBIAN_MANAGER_DESCRIPTION "camtunnel manager (activation and managing server)
+Activates camera agents (per-device factory secrets, operator claim tokens), keeps
+their manager links, assigns them to gateways by health and load, moves them off a
+draining or dead gateway, and pushes revocations and relocations to gateways.")
 set(CPACK_DEBIAN_AGENTSIM_PACKAGE_NAME camtunnel-agentsim)
 set(CPACK_DEBIAN_AGENTSIM_DESCRIPTION "camtunnel agentsim (load generator)
 Simulates fleets of camtunnel agents and their cameras in one process and drives
@@ -135,5 +150,6 @@ for production nodes.")
 set(CPACK_COMPONENT_AGENTSIM_DISPLAY_NAME "camtunnel agentsim")
 set(CPACK_COMPONENT_GATEWAY_DISPLAY_NAME "camtunnel gateway")
 set(CPACK_COMPONENT_AGENT_DISPLAY_NAME "camtunnel agent")
+set(CPACK_COMPONENT_MANAGER_DISPLAY_NAME "camtunnel manager")
 
 include(CPack)

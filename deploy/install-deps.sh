@@ -13,6 +13,8 @@ packages=(
   python3 python3-gi python3-openssl python3-cryptography gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly ffmpeg curl openssl libnss-myhostname procps iproute2
+  # the agent's hostile-network tests: a clock at 1970 (libfaketime) and an HTTP CONNECT proxy
+  faketime tinyproxy
   # operations tests: promtool and the Prometheus server, dpkg-shlibdeps for the packages
   prometheus dpkg-dev
 )

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -12,6 +13,7 @@
 #include "gateway/fan_out.h"
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
+#include "gateway/relocations.h"
 #include "proto/crypto.h"
 #include "proto/encoding.h"
 
@@ -88,6 +90,81 @@ bool ForEachQueryPair(std::string_view query, F f) {
     }
   }
   return true;
+}
+
+// The relocation table (gateway/relocations.h). GET /api/v1/relocations lists it (first 1000 by
+// id); PUT /api/v1/relocations/{id} with {"frontend":"rtsp://host:port"} records where the
+// manager moved an agent; DELETE /api/v1/relocations/{id} forgets it. nullopt: the PUT body has
+// not fully arrived yet (the caller waits for more bytes and routes again).
+struct RelocationAnswer {
+  int status;
+  nlohmann::json body;
+};
+constexpr size_t kMaxRelocationBody = 1024;
+
+std::optional<RelocationAnswer> RelocationRoute(GatewayShard& gw, const proto::RequestHead& head,
+                                                std::string_view agent_id,
+                                                std::string_view after_head) {
+  using nlohmann::json;
+  if (agent_id.empty()) {
+    if (head.method != "GET") {
+      return RelocationAnswer{405, {{"error", "GET the list; PUT or DELETE /{agent id}"}}};
+    }
+    std::vector<std::pair<std::string, json>> rows;
+    const uint64_t now = gw.shard().now_ms();
+    gw.relocations().ForEach([&](std::string_view id, std::string_view to, uint64_t expires) {
+      rows.emplace_back(std::string(id),
+                        json{{"agent", std::string(id)},
+                             {"frontend", std::string(to)},
+                             {"expires_in_ms", expires > now ? expires - now : 0}});
+    });
+    const size_t n = std::min<size_t>(rows.size(), kMaxPage);
+    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n), rows.end(),
+                      [](const auto& a, const auto& b) { return a.first < b.first; });
+    json list = json::array();
+    for (size_t i = 0; i < n; ++i) {
+      list.push_back(std::move(rows[i].second));
+    }
+    return RelocationAnswer{200, {{"relocations", list}, {"total", rows.size()}}};
+  }
+  if (!proto::IsCanonicalAgentId(agent_id)) {
+    return RelocationAnswer{400, {{"error", "not a canonical agent id"}}};
+  }
+  if (head.method == "DELETE") {
+    const bool was = gw.relocations().Erase(agent_id);
+    return RelocationAnswer{was ? 200 : 404, {{"agent", agent_id}, {"was_relocated", was}}};
+  }
+  if (head.method != "PUT") {
+    return RelocationAnswer{405, {{"error", "PUT or DELETE"}}};
+  }
+  auto length_text = head.headers.Find("Content-Length");
+  std::optional<uint64_t> length;
+  if (length_text && head.headers.Count("Content-Length") == 1) {
+    length = proto::ParseContentLength(*length_text);
+  }
+  if (!length || *length > kMaxRelocationBody || after_head.size() > *length) {
+    return RelocationAnswer{400, {{"error", "need one Content-Length, a body of 1..1024 bytes"}}};
+  }
+  if (after_head.size() < *length) {
+    return std::nullopt;
+  }
+  const json doc = json::parse(after_head, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object() || !doc.contains("frontend") || !doc["frontend"].is_string()) {
+    return RelocationAnswer{400, {{"error", R"(body must be {"frontend":"rtsp://host:port"})"}}};
+  }
+  const std::string& frontend = doc["frontend"].get_ref<const std::string&>();
+  const AgentStats* stats = gw.registry().Stats(agent_id);
+  switch (gw.relocations().Put(agent_id, frontend, stats != nullptr ? stats->sessions : 0,
+                               gw.shard().now_ms())) {
+    case Relocations::PutResult::kOk:
+      LogEvent(LogLevel::kInfo, "agent_relocated", {Kv("agent", agent_id), Kv("to", frontend)});
+      return RelocationAnswer{200, {{"agent", agent_id}, {"frontend", frontend}}};
+    case Relocations::PutResult::kBadFrontend:
+      return RelocationAnswer{400, {{"error", "frontend must be rtsp://host:port or http://..."}}};
+    case Relocations::PutResult::kFull:
+      break;
+  }
+  return RelocationAnswer{503, {{"error", "relocation table full"}}};
 }
 
 }  // namespace
@@ -187,6 +264,7 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   constexpr std::string_view kAgents = "/api/v1/agents/";
   constexpr std::string_view kProbe = "/probe";
   constexpr std::string_view kDenylist = "/api/v1/denylist";
+  constexpr std::string_view kRelocations = "/api/v1/relocations";
   if (path != "/healthz" && path != "/readyz" && !Authorized(head)) {
     gw_.metrics().admin_unauthorized.Add();
     Respond(401, "text/plain", "bearer token required\n");
@@ -210,6 +288,13 @@ void AdminConnection::Route(const proto::RequestHead& head) {
     Drain(head.method);
   } else if (path == kDenylist || (path.starts_with(kDenylist) && path[kDenylist.size()] == '/')) {
     Denylist(head.method, path.substr(std::min(path.size(), kDenylist.size() + 1)));
+  } else if (path == kRelocations ||
+             (path.starts_with(kRelocations) && path[kRelocations.size()] == '/')) {
+    if (auto a =
+            RelocationRoute(gw_, head, path.substr(std::min(path.size(), kRelocations.size() + 1)),
+                            head_.After(head))) {
+      Respond(a->status, "application/json", a->body.dump() + "\n");
+    }
   } else if (head.method != "GET") {
     Respond(405, "text/plain", "only GET is served here for now\n");
   } else if (path == "/metrics") {

@@ -1,9 +1,12 @@
 #include "gateway/frontend_connection.h"
 
 #include <cerrno>
+#include <optional>
+#include <string>
 
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
+#include "gateway/relocations.h"
 #include "gateway/tunnel_opener.h"
 #include "gateway/tunnel_relay.h"
 #include "proto/crypto.h"
@@ -134,6 +137,24 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
     return;
   }
   const OpenAttempt a = StartTunnel(gw_, route_.agent_id, route_.service, route_.port, this);
+  if (a.result == OpenResult::kOffline || a.result == OpenResult::kUnknownAgent) {
+    // Not online here, but the manager may have told us where it went (gateway/relocations.h):
+    // send the client there rather than 503/404. A session here since then makes it stale.
+    const AgentStats* stats = gw_.registry().Stats(route_.agent_id);
+    std::optional<std::string> to = gw_.relocations().Find(
+        route_.agent_id, stats != nullptr ? stats->sessions : 0, gw_.shard().now_ms());
+    std::optional<std::string> location = to ? RelocatedUrl(route_, head, *to) : std::nullopt;
+    std::optional<std::string> answer =
+        location ? BuildRedirectResponse(protocol_, *location, cseq_) : std::nullopt;
+    if (answer) {
+      state_ = State::kDone;
+      gw_.shard().timers().Cancel(timer_);
+      gw_.metrics().CountFrontend(kind_, protocol_ == FrontendProtocol::kRtsp ? 302 : 307);
+      stream_->Write(*answer);
+      stream_->Finish();
+      return;
+    }
+  }
   if (a.result != OpenResult::kOk) {
     FailOpen(a.status, a.result, a.reason);
     return;

@@ -15,6 +15,7 @@
 #include "gateway/frontend_route.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
+#include "gateway/relocations.h"
 #include "gateway/source_allowlist.h"
 #include "gateway/streamer_keys.h"
 #include "runtime/ktls_probe.h"
@@ -85,6 +86,9 @@ class GatewayShard {
     return denylist_.erase(absl::string_view(agent_id.data(), agent_id.size())) > 0;
   }
   const absl::flat_hash_set<std::string>& denylist() const { return denylist_; }
+  // Where the manager says agents went (PUT /api/v1/relocations/{id}): a request for one that
+  // is not online here is redirected there. In memory, like the denylist.
+  Relocations& relocations() { return relocations_; }
 
   // Bound ports, for tests and the demo's printout (first listener of each kind).
   uint16_t agent_tls_port() const;
@@ -131,6 +135,7 @@ class GatewayShard {
   FrontendRouteConfig route_config_;
   SourceAllowlist frontend_allow_;
   absl::flat_hash_set<std::string> denylist_;
+  Relocations relocations_;
   std::vector<std::unique_ptr<runtime::Listener>> agent_tls_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> agent_plain_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> frontend_listeners_;

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "manager/claims.h"
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 #include "proto/manager_link.h"
@@ -104,9 +105,23 @@ ActivationAnswer ActivationService::Decide(std::string_view body, std::string_vi
   if (!factory_ok) {
     return Error(401, "bad_factory_secret", "bad factory secret");
   }
-  const std::string& operator_id = op_it->get_ref<const std::string&>();
-  if (options_.operators.count(operator_id) == 0) {
+  // The operator field holds an operator id (from the firmware) or the claim token from the
+  // device label. A serial an operator claimed binds only with its token, to that operator.
+  const std::string& presented = op_it->get_ref<const std::string&>();
+  auto claim = store_.FindClaim(*serial);
+  if (!claim.ok()) {
+    return Error(500, "internal", "state database error");
+  }
+  std::string operator_id;
+  if (claim->has_value()) {
+    if (!ClaimTokenMatches(**claim, presented)) {
+      return Error(403, "bad_claim_token", "claim token does not match this serial's claim");
+    }
+    operator_id = (*claim)->operator_id;
+  } else if (options_.operators.count(presented) == 0) {
     return Error(403, "unknown_operator", "unknown operator or claim token");
+  } else {
+    operator_id = presented;
   }
   auto existing = store_.FindAgent(*serial);
   if (!existing.ok()) {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "manager/agent_link.h"
+#include "manager/claims.h"
 #include "manager/http_answer.h"
 #include "manager/manager_server.h"
 #include "proto/crypto.h"
@@ -17,6 +18,7 @@ using nlohmann::json;
 
 constexpr uint64_t kAdminTimeoutMs = 10000;
 constexpr size_t kMaxListed = 1000;
+constexpr size_t kMaxBody = 1024;  // admin bodies are one small JSON object
 
 json AgentJson(const AgentRecord& r, AgentLink* link) {
   json j{{"id", r.agent_id},
@@ -110,6 +112,8 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   const std::string_view path = head.target.substr(0, q);
   const std::string_view query = q == std::string_view::npos ? "" : head.target.substr(q + 1);
   constexpr std::string_view kAgents = "/api/v1/agents/";
+  constexpr std::string_view kLookup = "/api/v1/lookup/";
+  constexpr std::string_view kClaims = "/api/v1/claims/";
   if (path == "/healthz") {
     Respond(200, R"({"ok":true})");
     return;
@@ -127,6 +131,20 @@ void AdminConnection::Route(const proto::RequestHead& head) {
     ListAgents();
   } else if (path == "/api/v1/audit" && head.method == "GET") {
     ListAudit();
+  } else if (path.starts_with(kLookup) && head.method == "GET") {
+    Lookup(path.substr(kLookup.size()));
+  } else if (path == "/api/v1/claims" && head.method == "GET") {
+    ListClaims();
+  } else if (path.starts_with(kClaims) && (head.method == "PUT" || head.method == "DELETE")) {
+    std::string_view body;
+    if (head.method == "PUT") {
+      std::optional<std::string_view> b = BodyOf(head);
+      if (!b) {
+        return;  // answered, or waiting for the rest of the body
+      }
+      body = *b;
+    }
+    Claim(head.method, path.substr(kClaims.size()), body);
   } else if (path.starts_with(kAgents)) {
     std::string_view rest = path.substr(kAgents.size());
     const size_t slash = rest.find('/');
@@ -235,6 +253,131 @@ void AdminConnection::Command(std::string_view id, std::string_view command,
   } else {
     Respond(404, R"({"error":"commands: deactivate, restart, move"})");
   }
+}
+
+std::optional<std::string_view> AdminConnection::BodyOf(const proto::RequestHead& head) {
+  auto length_text = head.headers.Find("Content-Length");
+  std::optional<uint64_t> length;
+  if (length_text && head.headers.Count("Content-Length") == 1) {
+    length = proto::ParseContentLength(*length_text);
+  }
+  if (!length) {
+    Respond(411, R"({"error":"one Content-Length required, no chunked bodies"
+  })");
+    return std::nullopt;
+  }
+  if (*length > kMaxBody || buffer_.size() - head.head_bytes > *length) {
+    Respond(413, R"({"error":"body over 1024 bytes, or bytes after it"})");
+    return std::nullopt;
+  }
+  if (buffer_.size() - head.head_bytes < *length) {
+    return std::nullopt;  // OnStreamData routes again when more arrives
+  }
+  return std::string_view(buffer_).substr(head.head_bytes);
+}
+
+// Where an agent is now, for whoever must reach it (a media server's control plane, or a
+// gateway without a relocation): the Streamer it last reported itself connected to, else the
+// first of its last ASSIGN; with that Streamer's frontend URL when configured.
+void AdminConnection::Lookup(std::string_view id) {
+  if (!proto::IsCanonicalAgentId(id)) {
+    Respond(400, R"({"error":"not a canonical agent id"})");
+    return;
+  }
+  auto agent = server_.store().FindAgent(id);
+  if (!agent.ok()) {
+    Respond(500, R"({"error":"state database error"})");
+    return;
+  }
+  if (!agent->has_value() || (*agent)->state != AgentState::kActive) {
+    Respond(404, R"({"error":"unknown or deactivated agent"})");
+    return;
+  }
+  const AgentRecord& r = **agent;
+  const bool reported = !r.located_url.empty();
+  const std::string& url = reported ? r.located_url : r.streamer_url;
+  if (url.empty()) {
+    Respond(404, R"({"error":"agent not placed on any Streamer yet"})");
+    return;
+  }
+  AgentLink* link = server_.FindLink(id);
+  json j{{"agent", r.agent_id},
+         {"streamer", url},
+         {"source", reported ? "status" : "assignment"},
+         {"linked", link != nullptr},
+         {"frontend", nullptr}};
+  if (const std::optional<size_t> i = server_.pool().Find(url); i) {
+    if (const std::string& f = server_.pool().config(*i).frontend_url; !f.empty()) {
+      j["frontend"] = f;
+    }
+  }
+  Respond(200, j.dump() + "\n");
+}
+
+void AdminConnection::ListClaims() {
+  auto claims = server_.store().ListClaims(kMaxListed);
+  if (!claims.ok()) {
+    Respond(500, R"({"error":"state database error"})");
+    return;
+  }
+  json list = json::array();
+  for (const ClaimRecord& c : *claims) {
+    // Never the hash: it is as good as the token for an offline guess.
+    list.push_back(
+        {{"serial", c.serial}, {"operator", c.operator_id}, {"created_at_ms", c.created_at_ms}});
+  }
+  Respond(200, json{{"claims", list}}.dump() + "\n");
+}
+
+void AdminConnection::Claim(std::string_view method, std::string_view serial,
+                            std::string_view body) {
+  if (!proto::IsCanonicalAgentId(serial)) {
+    Respond(400, R"({"error":"serial must be 1..63 of [a-z0-9-]"})");
+    return;
+  }
+  const int64_t now = ManagerServer::WallMs();
+  if (method == "DELETE") {
+    auto was = server_.store().DeleteClaim(serial);
+    if (!was.ok()) {
+      Respond(500, R"({"error":"state database error"})");
+      return;
+    }
+    server_.store()
+        .Audit(
+            {.at_ms = now, .actor = "admin", .action = "unclaim", .subject = std::string(serial)})
+        .IgnoreError();
+    Respond(*was ? 200 : 404, json{{"serial", serial}, {"was_claimed", *was}}.dump() + "\n");
+    return;
+  }
+  const json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object() || !doc.contains("operator") || !doc["operator"].is_string() ||
+      !doc.contains("token") || !doc["token"].is_string()) {
+    Respond(400, R"({"error":"body must be {\"operator\":id,\"token\":label token}"})");
+    return;
+  }
+  const std::string& op = doc["operator"].get_ref<const std::string&>();
+  const std::string& token = doc["token"].get_ref<const std::string&>();
+  if (!proto::IsCanonicalAgentId(op)) {
+    Respond(400, R"({"error":"operator must be 1..63 of [a-z0-9-]"})");
+    return;
+  }
+  if (!IsValidClaimToken(token)) {
+    Respond(400, R"({"error":"token must be 8..128 printable characters, no spaces"})");
+    return;
+  }
+  if (!server_.store().PutClaim(MakeClaim(serial, op, token, now)).ok()) {
+    Respond(500, R"({"error":"state database error"})");
+    return;
+  }
+  // The token is never written anywhere but as its salted hash: not in the audit, not in logs.
+  server_.store()
+      .Audit({.at_ms = now,
+              .actor = "admin",
+              .action = "claim",
+              .subject = std::string(serial),
+              .detail = op})
+      .IgnoreError();
+  Respond(200, json{{"serial", serial}, {"operator", op}}.dump() + "\n");
 }
 
 void AdminConnection::ListAudit() {

@@ -1,9 +1,11 @@
 // One request on the manager's admin listener (plain HTTP, loopback by default; bearer token
 // required when bound beyond loopback): /healthz, /metrics, GET /api/v1/agents[/{id}],
-// POST /api/v1/agents/{id}/deactivate|restart|move?streamer=URL, GET /api/v1/audit.
-// Answered on the shard's loop and closed.
+// POST /api/v1/agents/{id}/deactivate|restart|move?streamer=URL, GET /api/v1/lookup/{id} (the
+// gateway that holds an agent now), GET /api/v1/claims, PUT|DELETE /api/v1/claims/{serial},
+// GET /api/v1/audit. Answered on the shard's loop and closed.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +35,13 @@ class AdminConnection final : public runtime::StreamHandler {
   void ShowAgent(std::string_view id);
   void Command(std::string_view id, std::string_view command, std::string_view query);
   void ListAudit();
+  void Lookup(std::string_view id);
+  void ListClaims();
+  // PUT (body {"operator": id, "token": label token}) or DELETE.
+  void Claim(std::string_view method, std::string_view serial, std::string_view body);
+  // The request body once all of it is buffered; nullopt while more is due. Answers (and
+  // returns nullopt) when the length is missing or over kMaxBody.
+  std::optional<std::string_view> BodyOf(const proto::RequestHead& head);
 
   ManagerServer& server_;
   runtime::Stream* stream_ = nullptr;

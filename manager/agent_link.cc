@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "manager/manager_server.h"
@@ -23,6 +24,19 @@ uint64_t RefreshDelayMs(uint64_t expiry_unix_s, int64_t now_wall_ms) {
   return static_cast<uint64_t>(std::max<int64_t>(left_ms * 3 / 4, 1000));
 }
 
+// The URL of "streamer=<URL> state=connected" (what camtunnel-agent reports when its control
+// connection to a Streamer is up), or empty for any other STATUS text.
+std::string_view ConnectedStreamer(std::string_view status) {
+  constexpr std::string_view kPrefix = "streamer=";
+  constexpr std::string_view kConnected = " state=connected";
+  if (!status.starts_with(kPrefix) || !status.ends_with(kConnected)) {
+    return {};
+  }
+  std::string_view url =
+      status.substr(kPrefix.size(), status.size() - kPrefix.size() - kConnected.size());
+  return url.find(' ') == std::string_view::npos ? url : std::string_view();
+}
+
 }  // namespace
 
 AgentLink::AgentLink(ManagerServer& server, runtime::Stream* stream, const AgentRecord& agent)
@@ -30,7 +44,8 @@ AgentLink::AgentLink(ManagerServer& server, runtime::Stream* stream, const Agent
       stream_(stream),
       agent_id_(agent.agent_id),
       secret_(agent.secret),
-      seal_key_(proto::KeySealKey(agent.secret, agent.agent_id)) {}
+      seal_key_(proto::KeySealKey(agent.secret, agent.agent_id)),
+      located_url_(agent.located_url) {}
 
 void AgentLink::Start(ManagerServer& server, runtime::Stream* stream,
                       const proto::ManagerUpgrade& upgrade, const AgentRecord& agent,
@@ -136,14 +151,9 @@ bool AgentLink::HandleFrame(const proto::Frame& frame) {
       Send(pong);
       break;
     }
-    case FrameType::kStatus: {
-      ++server_.counters().status_received;
-      last_status_ = std::string(frame.Text(Tag::kText).value_or(""));
-      // TODO: batch status writes; one fsync per STATUS is fine for hundreds of agents, not
-      // for a large fleet.
-      server_.store().RecordStatus(agent_id_, last_status_, ManagerServer::WallMs()).IgnoreError();
+    case FrameType::kStatus:
+      OnStatus(frame.Text(Tag::kText).value_or(""));
       break;
-    }
     case FrameType::kError:
       CloseGracefully();
       return false;
@@ -158,6 +168,30 @@ bool AgentLink::HandleFrame(const proto::Frame& frame) {
     }
   }
   return state_ != State::kClosed;
+}
+
+void AgentLink::OnStatus(std::string_view text) {
+  ++server_.counters().status_received;
+  last_status_ = std::string(text);
+  // TODO: batch status writes; one fsync per STATUS is fine for hundreds of agents, not for a
+  // large fleet.
+  server_.store().RecordStatus(agent_id_, last_status_, ManagerServer::WallMs()).IgnoreError();
+  // Only a configured Streamer is taken: the text is the agent's word, and it ends up in
+  // lookups and in relocation pushes to gateways.
+  const std::string_view at = ConnectedStreamer(last_status_);
+  if (at.empty() || at == located_url_ || !server_.pool().Find(at)) {
+    return;
+  }
+  std::string from = std::exchange(located_url_, std::string(at));
+  server_.store().RecordLocation(agent_id_, located_url_).IgnoreError();
+  server_.AgentLocated(agent_id_, from, located_url_);
+}
+
+bool AgentLink::HeldBy(std::string_view url) const {
+  if (!located_url_.empty()) {
+    return located_url_ == url;
+  }
+  return !assigned_.empty() && assigned_.front().url == url;
 }
 
 void AgentLink::HandleHello(const proto::Frame& frame) {
@@ -228,9 +262,9 @@ void AgentLink::ArmKeyRefresh() {
 
 void AgentLink::OnKeyRefresh() { SendAssign(); }
 
-void AgentLink::SendSwitch(std::string_view url) {
+void AgentLink::SendSwitch(std::string_view url, std::string_view reason) {
   FrameBuilder f(FrameType::kSwitch);
-  f.AddText(Tag::kRedirect, url).AddText(Tag::kText, "moved by the operator");
+  f.AddText(Tag::kRedirect, url).AddText(Tag::kText, reason);
   Send(f);
   ++server_.counters().commands_sent;
 }

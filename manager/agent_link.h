@@ -37,10 +37,19 @@ class AgentLink final : public runtime::StreamHandler {
   const std::string& last_status() const { return last_status_; }
   int64_t connected_wall_ms() const { return connected_wall_ms_; }
   const std::vector<proto::AssignedStreamer>& assigned() const { return assigned_; }
+  // The Streamer the agent last reported itself connected to (STATUS "streamer=URL
+  // state=connected"), kept across links in SQLite; empty if it never said.
+  const std::string& located_url() const { return located_url_; }
+  // Whether the agent is (as far as the manager knows) on the Streamer at `url`: where it last
+  // said it was connected, or, before any such STATUS, the first entry of its last ASSIGN.
+  bool HeldBy(std::string_view url) const;
+  // When the manager last moved it off an unhealthy Streamer (shard ms; 0 never).
+  uint64_t health_moved_ms() const { return health_moved_ms_; }
+  void set_health_moved_ms(uint64_t ms) { health_moved_ms_ = ms; }
 
   // Sends a fresh ASSIGN (`preferred` first when healthy) and records its first entry.
   void SendAssign(std::string_view preferred = {});
-  void SendSwitch(std::string_view url);
+  void SendSwitch(std::string_view url, std::string_view reason = "moved by the operator");
   // DEACTIVATE / RESTART, then the link ends once they are flushed.
   void SendDeactivate(std::string_view reason);
   void SendRestart(std::string_view reason);
@@ -64,6 +73,7 @@ class AgentLink final : public runtime::StreamHandler {
   void OnKeyRefresh();
   void ArmKeyRefresh();
   void CloseGracefully();
+  void OnStatus(std::string_view text);
 
   ManagerServer& server_;
   runtime::Stream* stream_;
@@ -79,6 +89,8 @@ class AgentLink final : public runtime::StreamHandler {
   std::string version_;
   std::string last_status_;
   std::vector<proto::AssignedStreamer> assigned_;
+  std::string located_url_;
+  uint64_t health_moved_ms_ = 0;
   int64_t connected_wall_ms_ = 0;
   uint64_t last_rx_ms_ = 0;
   uint64_t last_tx_ms_ = 0;

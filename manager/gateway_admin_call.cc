@@ -25,11 +25,15 @@ class AdminCall final : public runtime::StreamHandler {
     shard.timers().Arm(deadline_, shard.now_ms(), r.timeout_ms);
     stream_->Start();
     std::string req = r.method + " " + r.path + " HTTP/1.1\r\nHost: " + r.host +
-                      "\r\nConnection: close\r\nContent-Length: 0\r\n";
+                      "\r\nConnection: close\r\nContent-Length: " + std::to_string(r.body.size()) +
+                      "\r\n";
+    if (!r.body.empty()) {
+      req += "Content-Type: application/json\r\n";
+    }
     if (!r.token.empty()) {
       req += "Authorization: Bearer " + r.token + "\r\n";
     }
-    stream_->Write(req + "\r\n");
+    stream_->Write(req + "\r\n" + r.body);
   }
 
   void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override {

@@ -1,5 +1,6 @@
 // One HTTP request to a Streamer's admin API (camtunnel-gateway's admin listener): GET /readyz
-// for health, PUT /api/v1/denylist/{id} for revocation. Plain HTTP on the address of the
+// for health, PUT /api/v1/denylist/{id} for revocation, PUT/DELETE /api/v1/relocations/{id}
+// (with a small JSON body) for redirects. Plain HTTP on the address of the
 // Streamer's admin_url, with its bearer token when the gateway needs one. Reports the status
 // code once, or 0 when the gateway could not be reached or did not answer within the timeout.
 #pragma once
@@ -21,6 +22,7 @@ struct GatewayAdminRequest {
   std::string token;  // empty: none sent
   std::string method;
   std::string path;
+  std::string body;  // sent as application/json when not empty
   uint64_t timeout_ms = 2000;
 };
 

@@ -20,6 +20,7 @@ HealthChecker::HealthChecker(runtime::Shard& shard, StreamerPool& pool, uint64_t
       timeout_ms_(timeout_ms),
       targets_(pool.size()),
       in_flight_(pool.size(), false),
+      successes_(pool.size(), kRise),
       alive_(std::make_shared<bool>(true)) {
   for (size_t i = 0; i < pool.size(); ++i) {
     const std::string& url = pool.config(i).admin_url;
@@ -57,11 +58,15 @@ void HealthChecker::CheckAll() {
   shard_.timers().Arm(timer_, shard_.now_ms(), interval_ms_);
 }
 
-void HealthChecker::Report(size_t i, bool healthy) {
+void HealthChecker::Report(size_t i, bool ok) {
   in_flight_[i] = false;
-  if (!healthy) {
+  if (!ok) {
     ++counters_.failures;
+    successes_[i] = 0;
+  } else if (successes_[i] < kRise) {
+    ++successes_[i];
   }
+  const bool healthy = ok && successes_[i] >= kRise;
   if (pool_.healthy(i) != healthy) {
     ++counters_.transitions;
     std::fprintf(stderr, "camtunnel-manager: streamer %s is now %s\n", pool_.config(i).url.c_str(),
@@ -70,6 +75,9 @@ void HealthChecker::Report(size_t i, bool healthy) {
     if (healthy && on_healthy_) {
       on_healthy_(i);
     }
+  }
+  if (!ok && on_unhealthy_) {
+    on_unhealthy_(i);
   }
 }
 

@@ -1,7 +1,13 @@
 // Streamer health from each gateway's admin API: GET /readyz every interval (with the bearer
 // token when the gateway's admin listener needs one); 200 means healthy, anything else (another
-// status, a refused or silent connection within the timeout) unhealthy. The assignment rule then
-// puts unhealthy Streamers last. Runs on the manager's shard.
+// status such as the 503 of a draining gateway, a refused or silent connection within the
+// timeout) unhealthy. The assignment rule then puts unhealthy Streamers last, and the manager
+// moves the agents still there (ManagerServer::MoveOffStreamer).
+//
+// Hysteresis against flapping: one failed check makes a Streamer unhealthy at once (a drain is
+// announced, a dead node does not come back by waiting), but it is healthy again only after
+// kRise checks in a row succeed, so a node that answers every other probe stays out. Runs on the
+// manager's shard.
 #pragma once
 
 #include <netinet/in.h>
@@ -27,6 +33,8 @@ struct HealthCounters {
 
 class HealthChecker {
  public:
+  static constexpr uint32_t kRise = 3;
+
   HealthChecker(runtime::Shard& shard, StreamerPool& pool, uint64_t interval_ms,
                 uint64_t timeout_ms);
   ~HealthChecker();
@@ -37,8 +45,11 @@ class HealthChecker {
   const HealthCounters& counters() const { return counters_; }
   // Called when a Streamer turns healthy (it may have restarted and lost its denylist).
   void set_on_healthy(std::function<void(size_t streamer)> fn) { on_healthy_ = std::move(fn); }
-  // Called by a finished probe.
-  void Report(size_t streamer, bool healthy);
+  // Called after every failed check (not only the transition), so work on an unhealthy
+  // Streamer's agents can be paced over several checks.
+  void set_on_unhealthy(std::function<void(size_t streamer)> fn) { on_unhealthy_ = std::move(fn); }
+  // Called by a finished probe: `ok` is a 200 within the timeout.
+  void Report(size_t streamer, bool ok);
 
  private:
   void CheckAll();
@@ -49,8 +60,10 @@ class HealthChecker {
   uint64_t timeout_ms_;
   std::vector<std::optional<sockaddr_storage>> targets_;  // admin address per Streamer
   std::vector<bool> in_flight_;
+  std::vector<uint32_t> successes_;  // consecutive successful checks per Streamer
   HealthCounters counters_;
   std::function<void(size_t)> on_healthy_;
+  std::function<void(size_t)> on_unhealthy_;
   runtime::Timer timer_;
   // Shared with the probes in flight: a probe finishing after the checker is gone (shard
   // shutdown) reports nowhere.

@@ -43,7 +43,8 @@ ABSL_FLAG(std::string, factory_master_file, "",
 ABSL_FLAG(std::string, operators, "", "Accepted operator ids / claim tokens, comma-separated");
 ABSL_FLAG(std::string, manager_url, "", "URL handed to activated agents (https://host:port)");
 ABSL_FLAG(std::string, streamers, "",
-          "Streamers file: lines 'URL KEYID KEYSFILE [ADMIN_URL [TOKEN_FILE]]' ('#' comments)");
+          "Streamers file: lines 'URL KEYID KEYSFILE [ADMIN_URL [TOKEN_FILE]] [frontend=URL]' "
+          "('#' comments)");
 ABSL_FLAG(uint64_t, key_validity_s, 7 * 24 * 3600, "Validity of the derived gateway keys");
 ABSL_FLAG(uint32_t, heartbeat_ms, 5000, "Heartbeat interval announced on manager links");
 ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Accept to verified HELLO / complete request");

@@ -3,6 +3,8 @@
 
 #include <time.h>
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 #include "manager/admin_connection.h"
 #include "manager/agent_link.h"
@@ -52,6 +54,8 @@ absl::Status ManagerServer::Start() {
                                             config_.health_timeout_ms);
   revocations_ = std::make_unique<Revocations>(shard_, pool_, config_.health_interval_ms,
                                                config_.health_timeout_ms);
+  relocation_push_ = std::make_unique<RelocationPush>(shard_, pool_, config_.health_interval_ms,
+                                                      config_.health_timeout_ms);
   // A Streamer that comes back may have restarted: its denylist lives in memory only.
   health_->set_on_healthy([this](size_t streamer) {
     auto agents = store_.ListAgents(1000000);
@@ -65,7 +69,9 @@ absl::Status ManagerServer::Start() {
       }
     }
     revocations_->Resend(streamer, revoked);
+    relocation_push_->Flush(streamer);
   });
+  health_->set_on_unhealthy([this](size_t streamer) { MoveOffStreamer(streamer); });
   health_->Start();
   return absl::OkStatus();
 }
@@ -73,6 +79,7 @@ absl::Status ManagerServer::Start() {
 void ManagerServer::StopAccepting() {
   health_.reset();
   revocations_.reset();
+  relocation_push_.reset();
   for (auto& l : listeners_) {
     l->Close();
   }
@@ -123,6 +130,63 @@ std::vector<proto::AssignedStreamer> ManagerServer::AssignmentFor(std::string_vi
     return count;
   };
   return pool_.Assign(agent_id, static_cast<uint64_t>(WallMs() / 1000), load, preferred);
+}
+
+void ManagerServer::MoveOffStreamer(size_t streamer) {
+  if (!pool_.any_healthy()) {
+    return;
+  }
+  const std::string& url = pool_.config(streamer).url;
+  const uint64_t now = shard_.now_ms();
+  // Chosen first, moved after: sending may end a link, which unregisters it from links_.
+  std::vector<std::string> chosen;
+  for (const auto& [id, link] : links_) {
+    if (chosen.size() >= config_.max_moves_per_check) {
+      break;
+    }
+    if (link->established() && link->HeldBy(url) &&
+        (link->health_moved_ms() == 0 ||
+         now - link->health_moved_ms() >= config_.health_move_cooldown_ms)) {
+      chosen.push_back(id);
+    }
+  }
+  size_t moved = 0;
+  for (const std::string& id : chosen) {
+    AgentLink* link = FindLink(id);
+    if (link == nullptr) {
+      continue;
+    }
+    link->set_health_moved_ms(now);
+    link->SendAssign();
+    // The ASSIGN may still list the unhealthy Streamer (last, for an agent cut off from the
+    // manager later); the SWITCH makes the agent leave it now.
+    if (!link->assigned().empty() && link->assigned().front().url != url) {
+      link->SendSwitch(link->assigned().front().url, "streamer unhealthy");
+      ++moved;
+    }
+  }
+  if (moved > 0) {
+    counters_.health_moves += moved;
+    std::fprintf(stderr, "camtunnel-manager: moving %zu agents off unhealthy streamer %s\n", moved,
+                 url.c_str());
+    // One entry per batch, not per agent: a drained node's whole fleet would be a write each.
+    store_
+        .Audit({.at_ms = WallMs(),
+                .actor = "health",
+                .action = "move",
+                .subject = url,
+                .detail = absl::StrCat(moved, " agents")})
+        .IgnoreError();
+  }
+}
+
+void ManagerServer::AgentLocated(const std::string& agent_id, const std::string& from_url,
+                                 const std::string& to_url) {
+  const std::optional<size_t> to = pool_.Find(to_url);
+  if (!to || relocation_push_ == nullptr) {
+    return;
+  }
+  relocation_push_->Moved(agent_id, pool_.Find(from_url), *to);
 }
 
 bool ManagerServer::TryAdmitUnauthenticated() {
@@ -201,6 +265,22 @@ std::string ManagerServer::RenderMetrics() const {
                     "\n# HELP camtunnel_manager_revocations_pending Revocations not yet "
                     "confirmed by a Streamer.\n# TYPE camtunnel_manager_revocations_pending "
                     "gauge\ncamtunnel_manager_revocations_pending ",
+                    r.pending, "\n");
+  }
+  counter("camtunnel_manager_health_moves_total",
+          "Agents sent ASSIGN and SWITCH because their Streamer was unhealthy or draining.",
+          c.health_moves);
+  if (relocation_push_) {
+    const RelocationPushCounters r = relocation_push_->counters();
+    absl::StrAppend(&out,
+                    "# HELP camtunnel_manager_relocations_total Relocation notices (PUT or "
+                    "DELETE /api/v1/relocations/{id}) to Streamers by result (a failed one is "
+                    "retried).\n# TYPE camtunnel_manager_relocations_total counter\n"
+                    "camtunnel_manager_relocations_total{result=\"pushed\"} ",
+                    r.pushed, "\ncamtunnel_manager_relocations_total{result=\"failed\"} ", r.failed,
+                    "\n# HELP camtunnel_manager_relocations_pending Relocation notices not yet "
+                    "confirmed by a Streamer.\n# TYPE camtunnel_manager_relocations_pending "
+                    "gauge\ncamtunnel_manager_relocations_pending ",
                     r.pending, "\n");
   }
   absl::StrAppend(&out,

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "manager/activation.h"
 #include "manager/health_checker.h"
+#include "manager/relocation_push.h"
 #include "manager/revocations.h"
 #include "manager/state_store.h"
 #include "manager/streamer_pool.h"
@@ -38,6 +39,11 @@ struct ManagerConfig {
   size_t max_unauthenticated = 1024;
   uint64_t health_interval_ms = 5000;  // GET /readyz of each Streamer with an admin URL
   uint64_t health_timeout_ms = 2000;
+  // Agents moved off an unhealthy Streamer per failed check of it (each move is an ASSIGN, a
+  // SWITCH and a SQLite write); the rest follow at the next checks. An agent moved this way is
+  // not moved again for health_move_cooldown_ms (it may still be reconnecting).
+  size_t max_moves_per_check = 100;
+  uint64_t health_move_cooldown_ms = 10000;
 };
 
 // Counters (Prometheus names in manager_server.cc's RenderMetrics).
@@ -56,6 +62,7 @@ struct ManagerCounters {
   uint64_t commands_sent = 0;  // SWITCH, DEACTIVATE, RESTART
   uint64_t status_received = 0;
   uint64_t admin_unauthorized = 0;
+  uint64_t health_moves = 0;  // agents sent elsewhere because their Streamer was unhealthy
 };
 
 class ManagerServer {
@@ -92,6 +99,16 @@ class ManagerServer {
   std::vector<proto::AssignedStreamer> AssignmentFor(std::string_view agent_id,
                                                      std::string_view preferred = {});
 
+  // Sends every linked agent still on Streamer `streamer` (unhealthy: dead, or draining) a fresh
+  // ASSIGN, healthy Streamers first by load, and a SWITCH to its first entry; paced by
+  // max_moves_per_check and health_move_cooldown_ms. Nothing happens while no Streamer is
+  // healthy (there is nowhere better to go).
+  void MoveOffStreamer(size_t streamer);
+  // An agent reported itself connected at `to_url`, after `from_url` (empty: unknown): the
+  // Streamer it left is told where it went (RelocationPush).
+  void AgentLocated(const std::string& agent_id, const std::string& from_url,
+                    const std::string& to_url);
+
   // Unauthenticated connection accounting (public listener).
   bool TryAdmitUnauthenticated();
   void ReleaseUnauthenticated() { --unauthenticated_; }
@@ -110,6 +127,7 @@ class ManagerServer {
   runtime::SslCtxPtr tls_ctx_;
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<Revocations> revocations_;
+  std::unique_ptr<RelocationPush> relocation_push_;
   std::vector<std::unique_ptr<runtime::Listener>> listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;
   absl::flat_hash_map<std::string, AgentLink*> links_;

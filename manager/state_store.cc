@@ -46,6 +46,18 @@ CREATE TABLE audit (
   detail TEXT NOT NULL
 );
 )sql",
+    // 2: where each agent last said it was connected (the Streamer that holds it: lookups and
+    // redirects), and per-serial claim tokens registered by operators (salted SHA-256 only).
+    R"sql(
+ALTER TABLE agents ADD COLUMN located_streamer TEXT NOT NULL DEFAULT '';
+CREATE TABLE claims (
+  serial TEXT PRIMARY KEY,
+  operator_id TEXT NOT NULL,
+  token_salt BLOB NOT NULL,
+  token_hash BLOB NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+)sql",
 };
 
 // A prepared statement that finalizes itself; binding helpers keep the call sites short.
@@ -100,7 +112,8 @@ absl::Status RunToDone(Stmt& s, std::string_view what) {
 
 constexpr const char* kAgentColumns =
     "SELECT a.agent_id, a.secret, a.state, a.operator_id, a.activated_at_ms, a.last_seen_ms, "
-    "a.last_status, COALESCE(s.streamer_url, '') FROM agents a LEFT JOIN assignments s "
+    "a.last_status, COALESCE(s.streamer_url, ''), a.located_streamer FROM agents a "
+    "LEFT JOIN assignments s "
     "ON s.agent_id = a.agent_id";
 
 AgentRecord ReadAgent(const Stmt& s) {
@@ -114,6 +127,7 @@ AgentRecord ReadAgent(const Stmt& s) {
   r.last_seen_ms = s.ColInt(5);
   r.last_status = s.ColText(6);
   r.streamer_url = s.ColText(7);
+  r.located_url = s.ColText(8);
   return r;
 }
 
@@ -254,6 +268,87 @@ absl::Status StateStore::RecordAssignment(std::string_view id, std::string_view 
          "VALUES (?1, ?2, ?3)");
   s.Text(1, id).Text(2, url).Int(3, now_ms);
   return RunToDone(s, "record assignment");
+}
+
+absl::Status StateStore::RecordLocation(std::string_view id, std::string_view url) {
+  Stmt s(db_, "UPDATE agents SET located_streamer = ?2 WHERE agent_id = ?1");
+  s.Text(1, id).Text(2, url);
+  return RunToDone(s, "record location");
+}
+
+absl::Status StateStore::PutClaim(const ClaimRecord& c) {
+  Stmt s(db_,
+         "INSERT OR REPLACE INTO claims (serial, operator_id, token_salt, token_hash, "
+         "created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
+  s.Text(1, c.serial)
+      .Text(2, c.operator_id)
+      .Blob(3, c.token_salt)
+      .Blob(4, c.token_hash)
+      .Int(5, c.created_at_ms);
+  return RunToDone(s, "put claim");
+}
+
+absl::StatusOr<bool> StateStore::DeleteClaim(std::string_view serial) {
+  Stmt s(db_, "DELETE FROM claims WHERE serial = ?1");
+  s.Text(1, serial);
+  if (absl::Status st = RunToDone(s, "delete claim"); !st.ok()) {
+    return st;
+  }
+  return sqlite3_changes(db_) > 0;
+}
+
+namespace {
+
+ClaimRecord ReadClaim(const Stmt& s) {
+  ClaimRecord c;
+  c.serial = s.ColText(0);
+  c.operator_id = s.ColText(1);
+  auto salt = s.ColBlob(2);
+  std::copy_n(salt.begin(), std::min(salt.size(), c.token_salt.size()), c.token_salt.begin());
+  auto hash = s.ColBlob(3);
+  std::copy_n(hash.begin(), std::min(hash.size(), c.token_hash.size()), c.token_hash.begin());
+  c.created_at_ms = s.ColInt(4);
+  return c;
+}
+
+constexpr const char* kClaimColumns =
+    "SELECT serial, operator_id, token_salt, token_hash, created_at_ms FROM claims";
+
+}  // namespace
+
+absl::StatusOr<std::optional<ClaimRecord>> StateStore::FindClaim(std::string_view serial) const {
+  std::string sql = absl::StrCat(kClaimColumns, " WHERE serial = ?1");
+  Stmt s(db_, sql.c_str());
+  if (!s.ok()) {
+    return s.Error("find claim");
+  }
+  s.Text(1, serial);
+  const int rc = s.Step();
+  if (rc == SQLITE_ROW) {
+    return std::optional<ClaimRecord>(ReadClaim(s));
+  }
+  if (rc == SQLITE_DONE) {
+    return std::optional<ClaimRecord>();
+  }
+  return s.Error("find claim");
+}
+
+absl::StatusOr<std::vector<ClaimRecord>> StateStore::ListClaims(size_t limit) const {
+  std::string sql = absl::StrCat(kClaimColumns, " ORDER BY serial LIMIT ?1");
+  Stmt s(db_, sql.c_str());
+  if (!s.ok()) {
+    return s.Error("list claims");
+  }
+  s.Int(1, static_cast<int64_t>(limit));
+  std::vector<ClaimRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(ReadClaim(s));
+  }
+  if (rc != SQLITE_DONE) {
+    return s.Error("list claims");
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<AgentRecord>> StateStore::ListAgents(size_t limit) const {

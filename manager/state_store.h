@@ -7,6 +7,7 @@
 // Single-threaded: the manager's one loop thread owns the connection.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,6 +34,17 @@ struct AgentRecord {
   int64_t last_seen_ms = 0;  // last frame on the manager link; 0 never
   std::string last_status;   // last STATUS text
   std::string streamer_url;  // first entry of the last ASSIGN
+  std::string located_url;   // the Streamer its last "state=connected" STATUS named
+};
+
+// An operator's claim on a serial (from the device label): activation with this token binds the
+// camera to `operator_id`. The token itself is never stored: SHA-256(salt | token).
+struct ClaimRecord {
+  std::string serial;
+  std::string operator_id;
+  std::array<uint8_t, 16> token_salt{};
+  std::array<uint8_t, 32> token_hash{};
+  int64_t created_at_ms = 0;
 };
 
 struct AuditEntry {
@@ -53,7 +65,7 @@ class StateStore {
   StateStore& operator=(const StateStore&) = delete;
   ~StateStore();
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   int schema_version() const;
 
   absl::StatusOr<std::optional<AgentRecord>> FindAgent(std::string_view agent_id) const;
@@ -63,9 +75,17 @@ class StateStore {
   absl::Status RecordStatus(std::string_view agent_id, std::string_view status, int64_t now_ms);
   absl::Status RecordAssignment(std::string_view agent_id, std::string_view streamer_url,
                                 int64_t now_ms);
+  // Where the agent says it is connected now (written when it changes, not per STATUS).
+  absl::Status RecordLocation(std::string_view agent_id, std::string_view streamer_url);
   absl::StatusOr<std::vector<AgentRecord>> ListAgents(size_t limit) const;
   // Active agents assigned to each Streamer URL (the manager's view of load).
   absl::StatusOr<size_t> CountAssigned(std::string_view streamer_url) const;
+
+  // Inserts or replaces the claim on its serial.
+  absl::Status PutClaim(const ClaimRecord& claim);
+  absl::StatusOr<std::optional<ClaimRecord>> FindClaim(std::string_view serial) const;
+  absl::StatusOr<bool> DeleteClaim(std::string_view serial);  // false: there was none
+  absl::StatusOr<std::vector<ClaimRecord>> ListClaims(size_t limit) const;
 
   absl::Status RecordActivation(std::string_view serial, std::string_view source,
                                 std::string_view result, int64_t now_ms);

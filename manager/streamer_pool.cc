@@ -6,20 +6,60 @@
 #include <numeric>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "proto/encoding.h"
 
 namespace camtunnel::manager {
+namespace {
+
+// rtsp://host:port or http://host:port, as the gateway's relocation table accepts it (only an
+// authority: the gateway re-points each request's own path there).
+bool IsFrontendUrl(std::string_view url) {
+  std::string_view rest;
+  if (url.starts_with("rtsp://")) {
+    rest = url.substr(7);
+  } else if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  }
+  if (rest.empty() || rest.size() > 200) {
+    return false;
+  }
+  for (char c : rest) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
+        c != '[' && c != ']') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
 
 absl::StatusOr<StreamerConfig> ParseStreamerSpec(std::string_view spec_view) {
   const std::string spec(spec_view);
-  std::vector<std::string> parts = absl::StrSplit(spec, ',');
-  if (parts.size() < 3 || parts.size() > 5) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--streamer '", spec, "': expected URL,KEYID,KEYFILE[,ADMIN_URL[,TOKEN_FILE]]"));
+  std::vector<std::string> all = absl::StrSplit(spec, ',');
+  std::vector<std::string> parts;
+  std::string frontend;
+  constexpr std::string_view kFrontend = "frontend=";
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i >= 3 && all[i].starts_with(kFrontend)) {
+      frontend = all[i].substr(kFrontend.size());
+    } else {
+      parts.push_back(all[i]);
+    }
   }
-  StreamerConfig c{.url = parts[0], .key_id = parts[1]};
+  if (parts.size() < 3 || parts.size() > 5) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--streamer '", spec,
+                     "': expected URL,KEYID,KEYFILE[,ADMIN_URL[,TOKEN_FILE]][,frontend=URL]"));
+  }
+  StreamerConfig c{.url = parts[0], .key_id = parts[1], .frontend_url = frontend};
+  if (!frontend.empty() && !IsFrontendUrl(frontend)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--streamer: frontend= must be rtsp://host:port, not '", frontend, "'"));
+  }
   if (!proto::IsValidStreamerUrl(c.url)) {
     return absl::InvalidArgumentError(absl::StrCat("--streamer: bad URL '", c.url, "'"));
   }
@@ -64,6 +104,19 @@ StreamerPool::StreamerPool(std::vector<StreamerConfig> streamers, uint64_t key_v
     : streamers_(std::move(streamers)),
       healthy_(streamers_.size(), true),
       key_validity_s_(key_validity_s) {}
+
+std::optional<size_t> StreamerPool::Find(std::string_view url) const {
+  for (size_t i = 0; i < streamers_.size(); ++i) {
+    if (streamers_[i].url == url) {
+      return i;
+    }
+  }
+  return std::nullopt;
+}
+
+bool StreamerPool::any_healthy() const {
+  return std::find(healthy_.begin(), healthy_.end(), true) != healthy_.end();
+}
 
 std::vector<proto::AssignedStreamer> StreamerPool::Assign(std::string_view agent_id,
                                                           uint64_t now_unix_s, const LoadFn& load,

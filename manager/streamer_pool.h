@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,10 +22,15 @@ struct StreamerConfig {
   std::vector<uint8_t> streamer_key;  // 32 bytes
   std::string admin_url;              // http://host:port of its admin API; empty: no checks
   std::string admin_token;            // bearer token for that API (when not on loopback)
+  // Where media servers reach this gateway's frontend ("rtsp://host:port"): handed to the
+  // Streamer an agent left, so it redirects requests for that agent here. Empty: unknown.
+  std::string frontend_url;
 };
 
 // "URL,KEYID,KEYFILE[,ADMIN_URL[,TOKEN_FILE]]" (one line of the --streamers file, fields joined).
 // KEYFILE is the gateway's keys file ("<key id> <64 hex>" lines); the line for KEYID is used.
+// After the first three fields, "frontend=rtsp://host:port" may appear (it is not counted among
+// the positional ones), so older files keep their meaning.
 absl::StatusOr<StreamerConfig> ParseStreamerSpec(std::string_view spec);
 
 class StreamerPool {
@@ -36,7 +42,10 @@ class StreamerPool {
 
   size_t size() const { return streamers_.size(); }
   const StreamerConfig& config(size_t i) const { return streamers_[i]; }
+  // The index of the Streamer agents dial at `url`, or nullopt.
+  std::optional<size_t> Find(std::string_view url) const;
   bool healthy(size_t i) const { return healthy_[i]; }
+  bool any_healthy() const;
   void SetHealthy(size_t i, bool healthy) { healthy_[i] = healthy; }
   uint64_t key_validity_s() const { return key_validity_s_; }
 

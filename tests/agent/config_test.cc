@@ -176,6 +176,22 @@ TEST(ConfigTest, TlsOptionsNeedHttpsAndInsecureExcludesPins) {
 
 TEST(ConfigTest, HelpIsNotAnError) { EXPECT_EQ(Parse({"--help"}).outcome, ParseOutcome::kHelp); }
 
+TEST(ConfigTest, VersionIsNotAnError) {
+  EXPECT_EQ(Parse({"--version"}).outcome, ParseOutcome::kVersion);
+}
+
+TEST(ConfigTest, ProxyIsParsedAndABadOneNamed) {
+  Parsed p = ParseWith({"--proxy", "http://user:pw@127.0.0.1:3128"});
+  ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
+  ASSERT_NE(p.config.proxy, nullptr);
+  EXPECT_EQ(p.config.proxy->port, 3128);
+  EXPECT_FALSE(p.config.proxy->authorization.empty());
+  EXPECT_EQ(ParseWith({}).config.proxy, nullptr);
+  p = ParseWith({"--proxy", "socks5://127.0.0.1:1080"});
+  ASSERT_EQ(p.outcome, ParseOutcome::kError);
+  EXPECT_THAT(p.error, HasSubstr("--proxy must be"));
+}
+
 class KeyFileTest : public ::testing::Test {
  protected:
   void SetUp() override {

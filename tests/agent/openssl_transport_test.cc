@@ -8,8 +8,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
+#include "agent/cert_time.h"
 #include "agent/pin.h"
 #include "agent/tls_transport.h"
 #include "proto/encoding.h"
@@ -43,6 +45,16 @@ class OpenSslTransportTest : public ::testing::Test {
     }
   }
 
+  // Replaces the server's certificate by one valid from now+`not_before_s` to now+`not_after_s`.
+  void UseCertificateValid(long not_before_s, long not_after_s) {
+    X509_free(cert_.cert);
+    EVP_PKEY_free(cert_.key);
+    MakeSelfSigned("gateway.test", &cert_, not_before_s, not_after_s);
+    ASSERT_EQ(SSL_CTX_use_certificate(server_ctx_, cert_.cert), 1);
+    ASSERT_EQ(SSL_CTX_use_PrivateKey(server_ctx_, cert_.key), 1);
+    pin_ = SpkiSha256(cert_.cert);
+  }
+
   std::string WriteCaFile() {
     char tmpl[] = "/tmp/camtunnel-agent-ca-XXXXXX";
     int fd = mkstemp(tmpl);
@@ -55,13 +67,16 @@ class OpenSslTransportTest : public ::testing::Test {
 
   // Connects a transport from `trust` to the in-process server and runs both handshakes.
   // Returns the client's final status (kOk, or kError with error_text()).
-  IoStatus Connect(const TlsTrust& trust) {
+  // `time_floor`: the last known good time given to the factory (0: none; the build time
+  // still applies).
+  IoStatus Connect(const TlsTrust& trust, int64_t time_floor = 0) {
     std::string error;
     factory_ = MakeOpenSslTransportFactory(trust, &error);
     EXPECT_NE(factory_, nullptr) << error;
     if (!factory_) {
       return IoStatus::kError;
     }
+    factory_->RaiseTimeFloor(time_floor);
     auto [client_fd, server_fd] = TcpPair();
     server_fd_ = server_fd;
     client_ = factory_->Wrap(client_fd);
@@ -202,6 +217,50 @@ TEST_F(OpenSslTransportTest, UntrustedSelfSignedIsRejectedWithoutPinsOrCa) {
   TlsTrust trust{.server_name = "gateway.test"};  // system store only
   ASSERT_EQ(Connect(trust), IoStatus::kError);
   EXPECT_NE(client_->error_text().find("self-signed"), std::string::npos) << client_->error_text();
+}
+
+// Certificate time (cert_time.h): the clock of this test machine is right, so a last known good
+// time ahead of it stands in for "the clock is behind what we know" (a camera in 1970).
+constexpr long kDay = 86400;
+
+TEST_F(OpenSslTransportTest, ExpiredCertificateIsRefused) {
+  UseCertificateValid(-10 * kDay, -kDay);
+  TlsTrust trust{.ca_file = WriteCaFile(), .server_name = "gateway.test"};
+  ASSERT_EQ(Connect(trust), IoStatus::kError);
+  EXPECT_NE(client_->error_text().find("certificate has expired"), std::string::npos)
+      << client_->error_text();
+}
+
+TEST_F(OpenSslTransportTest, CertificateExpiredAtTheLastGoodTimeIsRefusedThoughTheClockIsBehind) {
+  // Valid by the clock, expired by what a verified peer told us: the larger time wins.
+  UseCertificateValid(-kDay, kDay);
+  TlsTrust trust{.ca_file = WriteCaFile(), .server_name = "gateway.test"};
+  ASSERT_EQ(Connect(trust, std::time(nullptr) + 2 * kDay), IoStatus::kError);
+  EXPECT_NE(client_->error_text().find("certificate has expired"), std::string::npos)
+      << client_->error_text();
+}
+
+TEST_F(OpenSslTransportTest, NotYetValidIsOverlookedWhileTheClockIsBehindTheFloor) {
+  // The floor is only a lower bound of the true time: a certificate issued after it may be
+  // valid now (a camera unboxed long after its build meets only such certificates).
+  UseCertificateValid(3 * kDay, 10 * kDay);
+  TlsTrust trust{.ca_file = WriteCaFile(), .server_name = "gateway.test"};
+  EXPECT_EQ(Connect(trust, std::time(nullptr) + kDay), IoStatus::kOk) << client_->error_text();
+}
+
+TEST_F(OpenSslTransportTest, NotYetValidIsOverlookedWithPinsAlsoWhileTheClockIsBehind) {
+  UseCertificateValid(3 * kDay, 10 * kDay);
+  TlsTrust trust{.pins = {pin_}, .server_name = "gateway.test"};
+  EXPECT_EQ(Connect(trust, std::time(nullptr) + kDay), IoStatus::kOk) << client_->error_text();
+}
+
+TEST_F(OpenSslTransportTest, NotYetValidIsRefusedWhenTheClockIsAheadOfTheFloor) {
+  // A clock ahead of every floor is believed: the certificate is not valid yet.
+  UseCertificateValid(3 * kDay, 10 * kDay);
+  TlsTrust trust{.ca_file = WriteCaFile(), .server_name = "gateway.test"};
+  ASSERT_EQ(Connect(trust), IoStatus::kError);
+  EXPECT_NE(client_->error_text().find("not yet valid"), std::string::npos)
+      << client_->error_text();
 }
 
 TEST_F(OpenSslTransportTest, InsecureAcceptsAnyCertificate) {

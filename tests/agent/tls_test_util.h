@@ -28,14 +28,16 @@ struct TestCert {
   }
 };
 
-// Self-signed, CN and subjectAltName DNS:`name`, valid from an hour ago for a day.
-inline void MakeSelfSigned(const std::string& name, TestCert* out) {
+// Self-signed, CN and subjectAltName DNS:`name`, valid from `not_before_s` to `not_after_s`
+// relative to now (by default from an hour ago for a day).
+inline void MakeSelfSigned(const std::string& name, TestCert* out, long not_before_s = -3600,
+                           long not_after_s = 86400) {
   out->key = EVP_EC_gen("P-256");
   out->cert = X509_new();
   X509_set_version(out->cert, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(out->cert), 1);
-  X509_gmtime_adj(X509_getm_notBefore(out->cert), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(out->cert), 86400);
+  X509_gmtime_adj(X509_getm_notBefore(out->cert), not_before_s);
+  X509_gmtime_adj(X509_getm_notAfter(out->cert), not_after_s);
   X509_set_pubkey(out->cert, out->key);
   X509_NAME* subject = X509_get_subject_name(out->cert);
   X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "manager/claims.h"
 #include "proto/encoding.h"
 #include "proto/manager_link.h"
 
@@ -125,6 +126,59 @@ TEST_F(ActivationTest, AuditsAttempts) {
   EXPECT_EQ((*audit)[0].action, "bad_factory_secret");
   EXPECT_EQ((*audit)[0].subject, "sn-2");
   EXPECT_EQ((*audit)[0].detail, "10.0.0.1");
+}
+
+TEST_F(ActivationTest, ClaimTokenBindsTheCameraToTheClaimingOperator) {
+  ASSERT_TRUE(store_.PutClaim(MakeClaim("sn-1", "globex", "LABEL-7Q2X-99KD", 1)).ok());
+  ActivationAnswer a = Post(
+      {{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "LABEL-7Q2X-99KD"}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ((*store_.FindAgent("sn-1"))->operator_id, "globex");
+}
+
+TEST_F(ActivationTest, WrongClaimTokenIsRefusedCountedAndAudited) {
+  ASSERT_TRUE(store_.PutClaim(MakeClaim("sn-1", "globex", "LABEL-7Q2X-99KD", 1)).ok());
+  ActivationAnswer a = Post(
+      {{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "LABEL-7Q2X-99KE"}});
+  EXPECT_EQ(a.status, 403);
+  EXPECT_EQ(a.result, "bad_claim_token");
+  EXPECT_EQ(service_.counts().at("bad_claim_token"), 1u);
+  EXPECT_FALSE(store_.FindAgent("sn-1")->has_value());
+  auto audit = store_.RecentAudit(1);
+  ASSERT_TRUE(audit.ok() && audit->size() == 1);
+  EXPECT_EQ((*audit)[0].action, "bad_claim_token");
+  EXPECT_EQ((*audit)[0].subject, "sn-1");
+  EXPECT_EQ((*audit)[0].detail.find("LABEL"), std::string::npos);  // never the token
+}
+
+TEST_F(ActivationTest, ClaimedSerialRefusesAStaticOperatorId) {
+  // Once claimed, only the label's token binds it: a firmware operator id of another operator
+  // (or of any) cannot take the camera.
+  ASSERT_TRUE(store_.PutClaim(MakeClaim("sn-1", "globex", "LABEL-7Q2X-99KD", 1)).ok());
+  ActivationAnswer a =
+      Post({{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}});
+  EXPECT_EQ(a.status, 403);
+  EXPECT_EQ(a.result, "bad_claim_token");
+}
+
+TEST_F(ActivationTest, ClaimTokenDoesNotBindAnotherSerial) {
+  ASSERT_TRUE(store_.PutClaim(MakeClaim("sn-1", "globex", "LABEL-7Q2X-99KD", 1)).ok());
+  ActivationAnswer a = Post(
+      {{"serial", "sn-2"}, {"factory_secret", Factory("sn-2")}, {"operator", "LABEL-7Q2X-99KD"}});
+  EXPECT_EQ(a.status, 403);
+  EXPECT_EQ(a.result, "unknown_operator");
+}
+
+TEST(Claims, StoresOnlyASaltedHash) {
+  ClaimRecord a = MakeClaim("sn-1", "globex", "LABEL-7Q2X-99KD", 1);
+  ClaimRecord b = MakeClaim("sn-1", "globex", "LABEL-7Q2X-99KD", 1);
+  EXPECT_NE(a.token_hash, b.token_hash);  // fresh salt each time
+  EXPECT_TRUE(ClaimTokenMatches(a, "LABEL-7Q2X-99KD"));
+  EXPECT_FALSE(ClaimTokenMatches(a, "LABEL-7Q2X-99K"));
+  EXPECT_TRUE(IsValidClaimToken("abcd1234"));
+  EXPECT_FALSE(IsValidClaimToken("abc1234"));
+  EXPECT_FALSE(IsValidClaimToken("abcd 1234"));
+  EXPECT_FALSE(IsValidClaimToken(std::string(129, 'a')));
 }
 
 }  // namespace

@@ -166,7 +166,10 @@ class ManagerServerTest : public ::testing::Test {
     pool_ = std::make_unique<StreamerPool>(
         std::vector<StreamerConfig>{
             {.url = "https://gw1:8443", .key_id = "k1", .streamer_key = kStreamerKey},
-            {.url = "https://gw2:8443", .key_id = "k1", .streamer_key = kStreamerKey}},
+            {.url = "https://gw2:8443",
+             .key_id = "k1",
+             .streamer_key = kStreamerKey,
+             .frontend_url = "rtsp://gw2:8554"}},
         KeyValidity());
     ManagerConfig config;
     config.listen = {"127.0.0.1:0"};
@@ -254,10 +257,13 @@ class ManagerServerTest : public ::testing::Test {
   }
 
   std::string AdminRequest(std::string_view method, std::string_view path,
-                           std::string_view headers = "") {
+                           std::string_view headers = "", std::string_view body = "") {
     const int fd = ConnectLoopback(server_->admin_port());
-    std::string req = std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n" +
-                      std::string(headers) + "\r\n";
+    std::string req =
+        std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n" +
+        std::string(headers) +
+        (body.empty() ? "" : "Content-Length: " + std::to_string(body.size()) + "\r\n") + "\r\n" +
+        std::string(body);
     send(fd, req.data(), req.size(), MSG_NOSIGNAL);
     std::string out;
     char buf[8192];
@@ -422,6 +428,67 @@ TEST_F(ManagerServerTest, MoveSendsAssignWithChosenStreamerFirstThenSwitch) {
   EXPECT_EQ(sw->Text(proto::Tag::kRedirect), "https://gw2:8443");
   EXPECT_NE(AdminRequest("POST", "/api/v1/agents/sn-1/move?streamer=https://evil").find("400"),
             std::string::npos);
+}
+
+TEST_F(ManagerServerTest, LookupNamesTheStreamerTheAgentReportsItselfOn) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  EXPECT_NE(AdminRequest("GET", "/api/v1/lookup/sn-1").find("404"), std::string::npos);
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_TRUE(c->ReadFrame());  // WELCOME
+  ASSERT_TRUE(c->ReadFrame());  // ASSIGN: gw1 first (equal loads, configured order)
+  json j = json::parse(Body(AdminRequest("GET", "/api/v1/lookup/sn-1")), nullptr, false);
+  EXPECT_EQ(j.value("streamer", ""), "https://gw1:8443") << j;
+  EXPECT_EQ(j.value("source", ""), "assignment");
+  EXPECT_TRUE(j["frontend"].is_null());
+  proto::FrameBuilder status(proto::FrameType::kStatus);
+  status.AddText(proto::Tag::kText, "streamer=https://gw2:8443 state=connected");
+  c->Write(status.Finish());
+  for (int i = 0; i < 100 && j.value("source", "") != "status"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the STATUS is not acked
+    j = json::parse(Body(AdminRequest("GET", "/api/v1/lookup/sn-1")), nullptr, false);
+  }
+  EXPECT_EQ(j.value("streamer", ""), "https://gw2:8443") << j;
+  EXPECT_EQ(j.value("frontend", ""), "rtsp://gw2:8554");
+  EXPECT_TRUE(j.value("linked", false));
+  // Kept in SQLite: the answer survives the link.
+  c.reset();
+  EXPECT_EQ((*store_->FindAgent("sn-1"))->located_url, "https://gw2:8443");
+  EXPECT_NE(AdminRequest("GET", "/api/v1/lookup/NOT-CANONICAL").find("400"), std::string::npos);
+}
+
+TEST_F(ManagerServerTest, ClaimsAreRegisteredListedAndBindTheirSerial) {
+  const std::string body = R"({"operator":"globex","token":"LABEL-7Q2X-99KD"})";
+  std::string r = AdminRequest("PUT", "/api/v1/claims/sn-7", "", body);
+  EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
+  std::string list = AdminRequest("GET", "/api/v1/claims");
+  EXPECT_NE(list.find("\"serial\":\"sn-7\""), std::string::npos) << list;
+  EXPECT_EQ(list.find("LABEL"), std::string::npos) << list;
+  EXPECT_EQ(list.find("hash"), std::string::npos) << list;
+  const std::string factory = proto::HexEncode(proto::FactorySecret(kMaster, "sn-7"));
+  std::string wrong =
+      Post(server_->port(), "/api/v1/activate",
+           json{{"serial", "sn-7"}, {"factory_secret", factory}, {"operator", "acme"}}.dump());
+  EXPECT_NE(wrong.find("403"), std::string::npos) << wrong;
+  std::string right =
+      Post(server_->port(), "/api/v1/activate",
+           json{{"serial", "sn-7"}, {"factory_secret", factory}, {"operator", "LABEL-7Q2X-99KD"}}
+               .dump());
+  EXPECT_NE(right.find("200 OK"), std::string::npos) << right;
+  EXPECT_EQ((*store_->FindAgent("sn-7"))->operator_id, "globex");
+  EXPECT_EQ(OnShard([&] { return activation_->counts().at("bad_claim_token"); }), 1u);
+  // Refusals: bad bodies, bad serial, no length; then DELETE.
+  EXPECT_NE(AdminRequest("PUT", "/api/v1/claims/sn-8", "", R"({"operator":"globex"})").find("400"),
+            std::string::npos);
+  EXPECT_NE(AdminRequest("PUT", "/api/v1/claims/sn-8", "", R"({"operator":"g","token":"short"})")
+                .find("400"),
+            std::string::npos);
+  EXPECT_NE(AdminRequest("PUT", "/api/v1/claims/SN-8", "", body).find("400"), std::string::npos);
+  EXPECT_NE(AdminRequest("PUT", "/api/v1/claims/sn-8").find("411"), std::string::npos);
+  EXPECT_NE(AdminRequest("PUT", "/api/v1/claims/sn-8", "", std::string(2000, '{')).find("413"),
+            std::string::npos);
+  EXPECT_NE(AdminRequest("DELETE", "/api/v1/claims/sn-7").find("200 OK"), std::string::npos);
+  EXPECT_NE(AdminRequest("DELETE", "/api/v1/claims/sn-7").find("404"), std::string::npos);
 }
 
 class ShortKeysTest : public ManagerServerTest {

@@ -93,5 +93,61 @@ TEST(StateStore, RecordsStatusAndAudit) {
   EXPECT_EQ((*audit)[0].action, "restart");
 }
 
+TEST(StateStore, UpgradesAVersionOneFileKeepingItsAgents) {
+  const std::string path = TempDb();
+  {
+    // Schema 1 exactly as the first release wrote it (migration 1 of state_store.cc).
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE agents (agent_id TEXT PRIMARY KEY, secret BLOB NOT NULL, "
+                           "state TEXT NOT NULL, operator_id TEXT NOT NULL DEFAULT '', "
+                           "activated_at_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL "
+                           "DEFAULT 0, last_status TEXT NOT NULL DEFAULT '');"
+                           "CREATE TABLE assignments (agent_id TEXT PRIMARY KEY, streamer_url "
+                           "TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+                           "CREATE TABLE activations (id INTEGER PRIMARY KEY, serial TEXT, "
+                           "source TEXT, result TEXT, at_ms INTEGER);"
+                           "CREATE TABLE audit (id INTEGER PRIMARY KEY, at_ms INTEGER, actor "
+                           "TEXT, action TEXT, subject TEXT, detail TEXT);"
+                           "INSERT INTO agents VALUES ('cam-1', x'01', 'active', 'acme', 5, 0, '');"
+                           "PRAGMA user_version = 1;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto store = StateStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(store->schema_version(), 2);
+  auto found = store->FindAgent("cam-1");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->located_url, "");
+  ASSERT_TRUE(store->RecordLocation("cam-1", "https://gw2").ok());
+  EXPECT_EQ((*store->FindAgent("cam-1"))->located_url, "https://gw2");
+}
+
+TEST(StateStore, KeepsClaimsWithoutTheirTokens) {
+  const std::string path = TempDb();
+  {
+    auto store = StateStore::Open(path);
+    ASSERT_TRUE(store.ok());
+    ClaimRecord c{.serial = "sn-1", .operator_id = "globex", .created_at_ms = 9};
+    c.token_salt[0] = 1;
+    c.token_hash[0] = 2;
+    ASSERT_TRUE(store->PutClaim(c).ok());
+  }
+  auto store = StateStore::Open(path);
+  ASSERT_TRUE(store.ok());
+  auto c = store->FindClaim("sn-1");
+  ASSERT_TRUE(c.ok() && c->has_value());
+  EXPECT_EQ((*c)->operator_id, "globex");
+  EXPECT_EQ((*c)->token_salt[0], 1);
+  EXPECT_EQ((*c)->token_hash[0], 2);
+  EXPECT_EQ(store->ListClaims(10)->size(), 1u);
+  EXPECT_TRUE(*store->DeleteClaim("sn-1"));
+  EXPECT_FALSE(*store->DeleteClaim("sn-1"));
+  EXPECT_FALSE(store->FindClaim("sn-1")->has_value());
+}
+
 }  // namespace
 }  // namespace camtunnel::manager

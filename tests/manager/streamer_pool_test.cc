@@ -58,5 +58,35 @@ TEST(StreamerSpec, ReadsTheKeyFromAGatewayKeysFile) {
   EXPECT_FALSE(ParseStreamerSpec("https://gw,k1").ok());
 }
 
+TEST(StreamerSpec, TakesAnOptionalFrontendAfterThePositionalFields) {
+  const std::string path = ::testing::TempDir() + "/keys-frontend.txt";
+  std::ofstream(path) << "k1 " << std::string(64, 'b') << "\n";
+  auto with_admin = ParseStreamerSpec("https://gw:8443,k1," + path +
+                                      ",http://127.0.0.1:9310,frontend=rtsp://10.0.0.1:8554");
+  ASSERT_TRUE(with_admin.ok()) << with_admin.status();
+  EXPECT_EQ(with_admin->admin_url, "http://127.0.0.1:9310");
+  EXPECT_EQ(with_admin->frontend_url, "rtsp://10.0.0.1:8554");
+  auto bare = ParseStreamerSpec("https://gw:8443,k1," + path + ",frontend=http://[::1]:8554");
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_EQ(bare->admin_url, "");
+  EXPECT_EQ(bare->frontend_url, "http://[::1]:8554");
+  // Older lines keep their meaning: no frontend.
+  EXPECT_EQ(ParseStreamerSpec("https://gw:8443,k1," + path)->frontend_url, "");
+  EXPECT_FALSE(ParseStreamerSpec("https://gw:8443,k1," + path + ",frontend=rtsp://gw/cam").ok());
+  EXPECT_FALSE(ParseStreamerSpec("https://gw:8443,k1," + path + ",frontend=ftp://gw:21").ok());
+  // Not among the first three fields.
+  EXPECT_FALSE(ParseStreamerSpec("https://gw:8443,frontend=rtsp://gw:1," + path).ok());
+}
+
+TEST(StreamerPool, FindsAStreamerByUrl) {
+  StreamerPool pool({S("https://a", 1), S("https://b", 2)}, 3600);
+  EXPECT_EQ(pool.Find("https://b"), 1u);
+  EXPECT_EQ(pool.Find("https://c"), std::nullopt);
+  EXPECT_TRUE(pool.any_healthy());
+  pool.SetHealthy(0, false);
+  pool.SetHealthy(1, false);
+  EXPECT_FALSE(pool.any_healthy());
+}
+
 }  // namespace
 }  // namespace camtunnel::manager

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""The Debian packages (cmake/packaging.cmake): cpack builds camtunnel-gateway, camtunnel-agent
-and camtunnel-agentsim from the build tree into a temporary directory; each .deb's control data and file list are
-checked, both are unpacked with dpkg-deb -x into a temporary root, and the packaged binaries run
-from there: key generation, a gateway answering /healthz, an agent connecting to it.
+"""The Debian packages (cmake/packaging.cmake): cpack builds camtunnel-gateway, camtunnel-agent,
+camtunnel-manager and camtunnel-agentsim from the build tree into a temporary directory; each
+.deb's control data and file list are checked, all are unpacked with dpkg-deb -x into a
+temporary root, and the packaged binaries run from there: key generation, a gateway answering
+/healthz, an agent connecting to it, a manager started with its packaged defaults.
 """
 
 import json
 import os
+import shlex
 import re
 import shutil
 import stat
@@ -18,7 +20,8 @@ import opslib
 from opslib import DEPLOY_DIR, Processes, make_dev_cert, wait_until
 
 CPACK = shutil.which("cpack") or "/usr/bin/cpack"
-SERVICES = ("camtunnel-gateway", "camtunnel-agent")  # packages with a unit, a user, conffiles
+# Packages with a unit, a user and conffiles.
+SERVICES = ("camtunnel-gateway", "camtunnel-agent", "camtunnel-manager")
 
 
 def project_version():
@@ -80,7 +83,7 @@ class PackagesTest(unittest.TestCase):
 
     # ---- what cpack produced -----------------------------------------------------------------
 
-    def test_three_packages_named_by_version_and_arch(self):
+    def test_four_packages_named_by_version_and_arch(self):
         produced = sorted(f for f in os.listdir(self.out) if f.endswith(".deb"))
         self.assertEqual(produced, sorted(os.path.basename(p) for p in self.debs.values()))
 
@@ -105,6 +108,10 @@ class PackagesTest(unittest.TestCase):
             self.assertIn(dep, agent)
         for absent in ("liburing", "libabsl", "libprometheus"):
             self.assertNotIn(absent, agent, "the agent must stay light")
+        mgr = self.field("camtunnel-manager", "Depends")
+        for dep in ("adduser", "libc6 (>=", "libssl3 (>=", "liburing2 (>=", "libsqlite3-0 (>=",
+                    "libabsl"):
+            self.assertIn(dep, mgr)
 
     def test_file_lists(self):
         expected = {
@@ -121,6 +128,11 @@ class PackagesTest(unittest.TestCase):
                 "/usr/bin/camtunnel-agent", "/usr/lib/systemd/system/camtunnel-agent.service",
                 "/etc/camtunnel/agent.env", "/usr/share/doc/camtunnel-agent/operations.md",
                 "/usr/share/doc/camtunnel-agent/configuration.md"},
+            "camtunnel-manager": {
+                "/usr/bin/camtunnel-manager", "/usr/lib/systemd/system/camtunnel-manager.service",
+                "/etc/camtunnel/manager.env", "/usr/share/doc/camtunnel-manager/manager.md",
+                "/usr/share/doc/camtunnel-manager/operations.md",
+                "/usr/share/doc/camtunnel-manager/configuration.md"},
             "camtunnel-agentsim": {
                 "/usr/bin/camtunnel-agentsim", "/usr/share/doc/camtunnel-agentsim/README.md"},
         }
@@ -134,7 +146,7 @@ class PackagesTest(unittest.TestCase):
                     self.assertEqual(mode, "-rw-r--r--", path)
 
     def test_packaged_files_are_the_repository_files(self):
-        for name in ("gateway", "agent"):
+        for name in ("gateway", "agent", "manager"):
             for packaged, source in (
                     ("usr/lib/systemd/system/camtunnel-%s.service" % name,
                      "systemd/camtunnel-%s.service" % name),
@@ -148,7 +160,8 @@ class PackagesTest(unittest.TestCase):
     def test_maintainer_scripts_and_conffiles(self):
         conffiles = {"camtunnel-gateway": ["/etc/camtunnel/gateway.env",
                                            "/etc/camtunnel/gateway.toml"],
-                     "camtunnel-agent": ["/etc/camtunnel/agent.env"]}
+                     "camtunnel-agent": ["/etc/camtunnel/agent.env"],
+                     "camtunnel-manager": ["/etc/camtunnel/manager.env"]}
         self.assertEqual(sorted(os.listdir(self.control("camtunnel-agentsim"))),
                          ["control", "md5sums"], "the load generator has no scripts")
         for deb in SERVICES:
@@ -210,10 +223,55 @@ class PackagesTest(unittest.TestCase):
             status = procs.stop_all()
         self.assertEqual(sorted(status.values()), [0, 0], status)
 
+    def test_new_factory_master_format(self):
+        r = opslib.run([self.bin("camtunnel-manager"), "new-factory-master"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"\A[0-9a-f]{64}\n\Z")
+
+    def test_packaged_manager_runs_with_its_packaged_defaults(self):
+        # The packaged env file's flags with the /etc paths pointed at files made here (the
+        # ports made loopback ones), on top of the unit's own --state: the same command line
+        # systemd would run.
+        d = os.path.join(self.tmp.name, "run-manager")
+        os.makedirs(d)
+        with open(os.path.join(self.root, "etc/camtunnel/manager.env")) as f:
+            opts = re.search(r"^CAMTUNNEL_MANAGER_OPTS=(.*)$", f.read(), re.M).group(1)
+        with open(os.path.join(self.root, "usr/lib/systemd/system/camtunnel-manager.service")) as f:
+            exec_start = re.search(r"^ExecStart=(.*)$", f.read(), re.M).group(1)
+        cert, key = make_dev_cert(d)
+        master = os.path.join(d, "factory_master")
+        with open(master, "w") as f:
+            f.write(opslib.run([self.bin("camtunnel-manager"), "new-factory-master"]).stdout)
+        streamers = os.path.join(d, "streamers.txt")
+        with open(streamers, "w") as f:
+            f.write("# no gateway yet\n")
+        paths = {"/etc/camtunnel/tls/manager.crt": cert, "/etc/camtunnel/tls/manager.key": key,
+                 "/etc/camtunnel/factory_master": master,
+                 "/etc/camtunnel/streamers.txt": streamers,
+                 "/var/lib/camtunnel/manager.db": os.path.join(d, "manager.db"),
+                 "0.0.0.0:7443": "127.0.0.1:0", "127.0.0.1:9320": "127.0.0.1:0",
+                 "/usr/bin/": os.path.join(self.root, "usr/bin") + "/"}
+        argv = shlex.split(exec_start.replace("$CAMTUNNEL_MANAGER_OPTS", opts))
+        for i, arg in enumerate(argv):
+            for old, new in paths.items():
+                arg = arg.replace(old, new)
+            argv[i] = arg
+        self.assertTrue(argv[0].startswith(self.root), argv)
+        with Processes(os.path.join(d, "logs")) as procs:
+            p = procs.start("manager", argv)
+            m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 10)
+            admin = "http://127.0.0.1:%s" % m.group(2)
+            self.assertEqual(opslib.http("GET", admin + "/healthz")[0], 200)
+            st, body = opslib.http("GET", admin + "/api/v1/agents")
+            self.assertEqual((st, json.loads(body)), (200, {"agents": []}))
+            status = procs.stop_all()
+        self.assertEqual(list(status.values()), [0], status)
+        self.assertTrue(os.path.isfile(os.path.join(d, "manager.db")))
+
     @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze not installed")
     def test_packaged_units_verify(self):
         paths = []
-        for name in ("gateway", "agent"):
+        for name in ("gateway", "agent", "manager"):
             src = os.path.join(self.root, "usr/lib/systemd/system/camtunnel-%s.service" % name)
             with open(src) as f:
                 text = f.read().replace("/usr/bin/", os.path.join(self.root, "usr/bin") + "/")

@@ -9,7 +9,10 @@ without the agent secret, an unknown agent on the manager link, an oversized STA
 for its clear status and its counter; then RESTART (re-exec), an agent restart while the manager
 is down (back to its Streamer from the sealed list in its state file), a manager restart that
 keeps its SQLite state, reactivation after the saved manager URL went dead, and DEACTIVATE
-(state wiped, exit 0). The Failover class stops (SIGSTOP) the first of two gateways. The manager-link client in this file is
+(state wiped, exit 0); operator claim tokens. The Failover class stops (SIGSTOP) the first of
+two gateways (the manager moves the agent, the stopped gateway then redirects media requests to
+the other one, the lookup names it), and drains it (the manager moves the agent at once). The
+manager-link client in this file is
 independent of the C++ code: tests/proto/manager_vectors.py (Python hmac) and pyOpenSSL for the
 TLS exporter.
 """
@@ -35,7 +38,8 @@ import camtunnel_client as ctc  # noqa: E402
 import harness  # noqa: E402
 import manager_vectors as mv  # noqa: E402
 from harness import Env, start_camera, start_gateway, wait_err_line  # noqa: E402
-from support import ffprobe_frames, free_port, make_dev_cert, wait_until  # noqa: E402
+from support import (ffprobe_frames, free_port, http_get, make_dev_cert,  # noqa: E402
+                     rtsp_request, wait_until)
 
 SERIAL = "cam-life-1"
 OPERATOR = "acme"
@@ -50,9 +54,9 @@ class Manager:
         self.proc, self.port, self.admin_port, self.cert = proc, port, admin_port, cert
         self.url = "https://127.0.0.1:%d" % port
 
-    def admin(self, method, path):
+    def admin(self, method, path, body=None):
         c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
-        c.request(method, path)
+        c.request(method, path, body=None if body is None else json.dumps(body))
         r = c.getresponse()
         return r.status, r.read()
 
@@ -86,7 +90,9 @@ def start_manager(env, directory, streamers_file, master_file, db, name="manager
             "--cert=%s" % cert[0], "--key=%s" % cert[1], "--state=%s" % db,
             "--factory_master_file=%s" % master_file, "--operators=%s" % OPERATOR,
             "--manager_url=https://127.0.0.1:%d" % port, "--streamers=%s" % streamers_file,
-            "--heartbeat_ms=1000", "--health_interval_ms=500"])
+            "--heartbeat_ms=1000", "--health_interval_ms=500",
+            # Room for every refusal the tests provoke from one source (127.0.0.1).
+            "--activation_burst=50"])
         try:
             m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 10)
         except (TimeoutError, RuntimeError) as e:
@@ -279,6 +285,38 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(json.loads(body)["manager_url"], self.mgr.url)
         self.assertNotIn("agent_secret", json.loads(body))
 
+    def test_3b_claim_token_binds_a_serial_to_its_operator(self):
+        serial = "cam-claimed-1"
+        factory = harness.subprocess.run(
+            [manager_binary(), "factory-secret", "--factory_master_file=%s" % self.master_file,
+             "--serial=%s" % serial], check=True, stdout=harness.subprocess.PIPE,
+            text=True).stdout.strip()
+        token = "LBL-" + os.urandom(8).hex()
+        st, body = self.mgr.admin("PUT", "/api/v1/claims/%s" % serial,
+                                  {"operator": "globex", "token": token})
+        self.assertEqual(st, 200, body)
+        st, body = self.mgr.admin("GET", "/api/v1/claims")
+        self.assertEqual(st, 200, body)
+        self.assertIn(serial, body.decode())
+        self.assertNotIn(token, body.decode())
+        # The wrong token (or the firmware's operator id) is refused, counted and audited.
+        st, body = self.mgr.post_activate({"serial": serial, "operator": token + "x",
+                                           "factory_secret": factory})
+        self.assertEqual(st, 403, body)
+        st, body = self.mgr.post_activate({"serial": serial, "operator": OPERATOR,
+                                           "factory_secret": factory})
+        self.assertEqual(st, 403, body)
+        self.assertEqual(self.mgr.metrics().get("camtunnel_manager_activations_total",
+                                                result="bad_claim_token"), 2)
+        st, body = self.mgr.admin("GET", "/api/v1/audit")
+        audit = json.loads(body)["audit"]
+        self.assertIn(("bad_claim_token", serial), [(e["action"], e["subject"]) for e in audit])
+        self.assertNotIn(token, body.decode())
+        st, body = self.mgr.post_activate({"serial": serial, "operator": token,
+                                           "factory_secret": factory})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.mgr.agents()[serial]["operator"], "globex")
+
     def test_4_unknown_agent_on_the_manager_link_is_refused(self):
         link = ManagerLink(self.mgr.port, "cam-unknown", bytes(32))
         link.close()
@@ -397,9 +435,14 @@ class Lifecycle(unittest.TestCase):
 
 
 class Failover(unittest.TestCase):
-    """Two gateways in the ASSIGN list; the first one is stopped (SIGSTOP: it still completes
-    TCP handshakes from its backlog, so only the agent's application deadlines notice) and the
-    agent moves to the second on its own, without the manager."""
+    """Two gateways in the ASSIGN list, each with its frontend in streamers.txt. The first one
+    is stopped (SIGSTOP: it still completes TCP handshakes from its backlog, so only deadlines
+    notice): the agent moves to the second (by itself, or by the manager's SWITCH once the
+    stopped gateway's /readyz goes silent). Once it runs again, the first gateway redirects media
+    requests for the agent to the second (the manager told it where the agent went), and the
+    manager's lookup names the second. Then the operator moves it back, and finally the first
+    gateway drains: the manager moves the agent off it at once (the drain's own GOAWAY hint is
+    60 s here, so only the manager's SWITCH moves it that fast)."""
 
     @classmethod
     def setUpClass(cls):
@@ -407,19 +450,24 @@ class Failover(unittest.TestCase):
         try:
             # Short heartbeats and no reconnect window: failover within seconds, not minutes.
             fast = ["--heartbeat_ms=500", "--reconnect_window_ms=0"]
-            cls.gw1 = start_gateway(cls.env.procs, cls.env.path("gw1"), extra=fast, name="gw1")
+            cls.gw1 = start_gateway(cls.env.procs, cls.env.path("gw1"),
+                                    extra=fast + ["--drain_reconnect_ms=60000"], name="gw1")
             cls.gw2 = start_gateway(cls.env.procs, cls.env.path("gw2"), extra=fast, name="gw2")
             streamers = cls.env.path("streamers.txt")
             with open(streamers, "w") as f:
                 for gw, d in ((cls.gw1, "gw1"), (cls.gw2, "gw2")):
-                    f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
-                            % (gw.tls_port, cls.env.path(d, "streamer_keys"), gw.admin_port))
+                    f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d "
+                            "frontend=rtsp://127.0.0.1:%d\n"
+                            % (gw.tls_port, cls.env.path(d, "streamer_keys"), gw.admin_port,
+                               gw.frontend_port))
             master_file = cls.env.path("factory_master")
             with open(master_file, "w") as f:
                 f.write(os.urandom(32).hex() + "\n")
             cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, master_file,
                                     cls.env.path("manager.db"))
-            cls.cam = start_camera(cls.env.procs, tcp_only=True)
+            cls.snapshot = cls.env.path("snapshot.jpg")
+            harness.write_snapshot(cls.snapshot)
+            cls.cam = start_camera(cls.env.procs, tcp_only=True, snapshot=cls.snapshot)
             out = harness.subprocess.run(
                 [manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
                  "--serial=%s" % SERIAL], check=True, stdout=harness.subprocess.PIPE, text=True)
@@ -435,7 +483,10 @@ class Failover(unittest.TestCase):
                 harness.agent_binary(), "--state-file", cls.env.path("agent-state"),
                 "--activation-url", cls.mgr.url, "--serial", SERIAL,
                 "--factory-secret-file", factory_file, "--operator", OPERATOR,
-                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca-file", ca])
+                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port,
+                "--service", "http=127.0.0.1:%d" % cls.cam.http_port, "--ca-file", ca])
+            cls.url1 = "https://127.0.0.1:%d" % cls.gw1.tls_port
+            cls.url2 = "https://127.0.0.1:%d" % cls.gw2.tls_port
         except BaseException:
             cls.env.close(check=False)
             raise
@@ -446,21 +497,44 @@ class Failover(unittest.TestCase):
             os.kill(cls.gw1.proc.pid, 18)  # SIGCONT
         cls.env.close()
 
+    def relocations(self, gw):
+        st, _, body = gw.admin_get("/api/v1/relocations")
+        self.assertEqual(st, 200, body)
+        return {r["agent"]: r["frontend"] for r in json.loads(body)["relocations"]}
+
+    def lookup(self):
+        st, body = self.mgr.admin("GET", "/api/v1/lookup/%s" % SERIAL)
+        self.assertEqual(st, 200, body)
+        return json.loads(body)
+
     def test_1_fails_over_to_the_next_streamer_when_the_first_stops(self):
-        url1 = "https://127.0.0.1:%d" % self.gw1.tls_port
-        url2 = "https://127.0.0.1:%d" % self.gw2.tls_port
-        wait_err_line(self.agent, r"connected gateway=%s agent=%s$" % (re.escape(url1), SERIAL),
-                      15)
+        wait_err_line(self.agent, r"connected gateway=%s agent=%s$"
+                      % (re.escape(self.url1), SERIAL), 15)
         start = harness.err_size(self.agent)
         os.kill(self.gw1.proc.pid, 19)  # SIGSTOP
+        t0 = time.monotonic()
         try:
             wait_err_line(self.agent, r"connected gateway=%s agent=%s$"
-                          % (re.escape(url2), SERIAL), 20, start)
-            wait_err_line(self.agent, r"failing over to streamer %s" % re.escape(url2), 1, start)
-            self.gw2.wait_agent(SERIAL, True, 10)
-            info = ffprobe_frames(self.gw2.frontend_url("rtsp", SERIAL, "/stream1"), 2)
+                          % (re.escape(self.url2), SERIAL), 20, start)
+            connected_s = time.monotonic() - t0
+            # Until a media request through the second gateway reads video (item measured in
+            # docs/manager.md): the agent is online there and a tunnel opens.
+            url = self.gw2.frontend_url("rtsp", SERIAL, "/stream1")
+            info = None
+            while time.monotonic() - t0 < 30:
+                info = ffprobe_frames(url, 1, timeout=10)
+                if info["codec_name"] == "h264" and info["nb_read_frames"] > 0:
+                    break
+            video_s = time.monotonic() - t0
             self.assertEqual(info["codec_name"], "h264", info["stderr"])
-            wait_until(lambda: ("streamer=%s state=connected" % url2) in
+            sys.stderr.write("\nfailover: SIGSTOP of gateway 1 -> agent connected to gateway 2 "
+                             "in %.1f s, ffprobe read video through it at %.1f s\n"
+                             % (connected_s, video_s))
+            self.assertLess(video_s, 15.0)
+            # The agent left by itself (handshake deadline) or on the manager's SWITCH (the
+            # stopped gateway's /readyz went silent), whichever came first.
+            self.assertTrue(harness.err_size(self.agent) > start)
+            wait_until(lambda: ("streamer=%s state=connected" % self.url2) in
                        self.mgr.agents()[SERIAL].get("last_status", ""), 10,
                        what="STATUS naming the second Streamer")
             # The manager's own view: the stopped gateway's /readyz no longer answers.
@@ -472,21 +546,127 @@ class Failover(unittest.TestCase):
         finally:
             os.kill(self.gw1.proc.pid, 18)  # SIGCONT: it must exit cleanly at tear-down
 
-    def test_2_move_switches_the_agent_to_the_chosen_streamer(self):
-        url1 = "https://127.0.0.1:%d" % self.gw1.tls_port
+    def test_2_the_left_streamer_redirects_to_where_the_agent_went(self):
+        gw2_frontend = "127.0.0.1:%d" % self.gw2.frontend_port
+        # The manager's PUT waited (retried) while gateway 1 was stopped.
+        wait_until(lambda: self.relocations(self.gw1).get(SERIAL) == gw2_frontend, 15,
+                   what="gateway 1 has the relocation")
+        self.assertEqual(self.gw1.agents().get(SERIAL), None)
+        # RTSP: 302 with the same URL on gateway 2; ffprobe follows it and reads video.
+        url1 = self.gw1.frontend_url("rtsp", SERIAL, "/stream1")
+        st, hdrs, head = rtsp_request("127.0.0.1", self.gw1.frontend_port, url1,
+                                              method="DESCRIBE", cseq=7)
+        self.assertEqual(st, 302, head)
+        self.assertEqual(hdrs["location"], self.gw2.frontend_url("rtsp", SERIAL, "/stream1"))
+        self.assertEqual(hdrs["cseq"], "7")
+        info = ffprobe_frames(url1, 2)
+        self.assertEqual(info["codec_name"], "h264", info["stderr"])
+        self.assertGreater(info["nb_read_frames"], 0, info)
+        # Host form becomes path form on the other gateway (its host suffix is unknown here).
+        st, hdrs, head = rtsp_request(
+            "127.0.0.1", self.gw1.frontend_port,
+            self.gw1.frontend_url("rtsp", SERIAL, "/stream1", host_form=True))
+        self.assertEqual((st, hdrs.get("location")),
+                         (302, self.gw2.frontend_url("rtsp", SERIAL, "/stream1")), head)
+        # HTTP: 307 with the Location; following it reaches the camera, bytes compared.
+        http1 = self.gw1.frontend_url("http", SERIAL, "/snapshot.jpg")
+        r = harness.subprocess.run(
+            ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w",
+             "%{http_code} %{redirect_url}", http1], stdout=harness.subprocess.PIPE, text=True)
+        self.assertEqual(r.stdout, "307 %s" % self.gw2.frontend_url("http", SERIAL,
+                                                                     "/snapshot.jpg"))
+        got = self.env.path("redirected.jpg")
+        r = harness.subprocess.run(["curl", "-sS", "-L", "--max-time", "10", "-o", got, http1])
+        self.assertEqual(r.returncode, 0)
+        with open(got, "rb") as a, open(self.snapshot, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        self.assertGreaterEqual(self.gw1.metric("camtunnel_frontend_requests_total",
+                                                protocol="rtsp", status="302"), 2)
+        # The manager's lookup: gateway 2 and its frontend.
+        found = self.lookup()
+        self.assertEqual((found["streamer"], found["frontend"], found["source"]),
+                         (self.url2, "rtsp://%s" % gw2_frontend, "status"))
+        st, body = self.mgr.admin("GET", "/api/v1/lookup/cam-nobody")
+        self.assertEqual(st, 404, body)
+        self.assertGreaterEqual(self.mgr.metrics().get("camtunnel_manager_relocations_total",
+                                                       result="pushed"), 1)
+
+    def test_2b_the_gateway_relocation_api_checks_its_input(self):
+        def call(head, body=b"", pause=False):
+            with socket.create_connection(("127.0.0.1", self.gw1.admin_port), timeout=5) as c:
+                c.sendall(head)
+                if pause:
+                    time.sleep(0.2)  # the body in a later segment: the gateway waits for it
+                c.sendall(body)
+                data = b""
+                while True:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            return int(data.split(b" ", 2)[1]), data
+
+        def put(agent, body, pause=False):
+            head = ("PUT /api/v1/relocations/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                    "\r\n" % (agent, len(body))).encode()
+            return call(head, body, pause)
+
+        st, data = put("cam-test-x", b'{"frontend":"rtsp://127.0.0.9:8554"}', pause=True)
+        self.assertEqual(st, 200, data)
+        self.assertEqual(self.relocations(self.gw1).get("cam-test-x"), "127.0.0.9:8554")
+        for bad in (b'{"frontend":"rtsp://h:1/x"}', b'{"frontend":"rtsp://a b:1"}',
+                    b'{"frontend":1}', b"not json"):
+            self.assertEqual(put("cam-test-x", bad)[0], 400, bad)
+        # Over 1 KiB: refused on the head alone (the body is never sent, so no reset races).
+        big = (b"PUT /api/v1/relocations/cam-test-x HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Length: 2000\r\n\r\n")
+        self.assertEqual(call(big)[0], 400)
+        self.assertEqual(put("CAM", b'{"frontend":"rtsp://h:1"}')[0], 400)
+        delete = b"DELETE /api/v1/relocations/cam-test-x HTTP/1.1\r\nHost: x\r\n\r\n"
+        self.assertEqual(call(delete)[0], 200)
+        self.assertEqual(call(delete)[0], 404)
+
+    def test_3_move_switches_the_agent_to_the_chosen_streamer(self):
         wait_until(lambda: self.mgr.metrics().get("camtunnel_manager_streamer_healthy",
                                                   streamer="0") == 1, 10,
                    what="first Streamer healthy again")
         start = harness.err_size(self.agent)
-        st, body = self.mgr.admin("POST", "/api/v1/agents/%s/move?streamer=%s" % (SERIAL, url1))
+        st, body = self.mgr.admin("POST", "/api/v1/agents/%s/move?streamer=%s"
+                                  % (SERIAL, self.url1))
         self.assertEqual(st, 200, body)
-        wait_err_line(self.agent, r"switching to streamer %s" % re.escape(url1), 10, start)
-        wait_err_line(self.agent, r"connected gateway=%s agent=%s$" % (re.escape(url1), SERIAL),
-                      10, start)
+        wait_err_line(self.agent, r"switching to streamer %s" % re.escape(self.url1), 10, start)
+        wait_err_line(self.agent, r"connected gateway=%s agent=%s$"
+                      % (re.escape(self.url1), SERIAL), 10, start)
         self.gw1.wait_agent(SERIAL, True, 10)
         st, body = self.mgr.admin("POST", "/api/v1/agents/%s/move?streamer=https://nowhere:1"
                                   % SERIAL)
         self.assertEqual(st, 400, body)
+        # Back on gateway 1: its relocation is withdrawn, gateway 2 now points at gateway 1.
+        wait_until(lambda: SERIAL not in self.relocations(self.gw1), 10,
+                   what="gateway 1's relocation withdrawn")
+        wait_until(lambda: self.relocations(self.gw2).get(SERIAL) ==
+                   "127.0.0.1:%d" % self.gw1.frontend_port, 10,
+                   what="gateway 2 redirects to gateway 1")
+        self.assertEqual(self.lookup()["streamer"], self.url1)
+
+    def test_4_a_draining_streamer_s_agents_are_moved_by_the_manager(self):
+        self.gw1.wait_agent(SERIAL, True, 10)
+        start = harness.err_size(self.agent)
+        moves = self.mgr.metrics().get("camtunnel_manager_health_moves_total")
+        st, _, body = http_get("127.0.0.1", self.gw1.admin_port, "/api/v1/drain", method="POST")
+        self.assertEqual(st, 202, body)
+        # The drain's GOAWAY says "come back in 60 s"; the manager's SWITCH moves it now.
+        wait_err_line(self.agent, r"switching to streamer %s" % re.escape(self.url2), 10, start)
+        wait_err_line(self.agent, r"connected gateway=%s agent=%s$"
+                      % (re.escape(self.url2), SERIAL), 10, start)
+        info = ffprobe_frames(self.gw2.frontend_url("rtsp", SERIAL, "/stream1"), 2)
+        self.assertEqual(info["codec_name"], "h264", info["stderr"])
+        self.assertGreater(self.mgr.metrics().get("camtunnel_manager_health_moves_total"),
+                           moves)
+        # Its assignment in SQLite names gateway 2 first.
+        self.assertEqual(self.mgr.agents()[SERIAL]["streamer"], self.url2)
+        self.assertEqual(self.mgr.metrics().get("camtunnel_manager_streamer_healthy",
+                                                streamer="0"), 0)
 
 
 if __name__ == "__main__":
