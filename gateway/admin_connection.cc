@@ -102,30 +102,25 @@ struct RelocationAnswer {
 };
 constexpr size_t kMaxRelocationBody = 1024;
 
+// One shard's relocation entries, at most a page of them, by id.
+std::vector<std::pair<std::string, nlohmann::json>> RelocationRows(GatewayShard& gw) {
+  std::vector<std::pair<std::string, nlohmann::json>> rows;
+  const uint64_t now = gw.shard().now_ms();
+  gw.relocations().ForEach([&](std::string_view id, std::string_view to, uint64_t expires) {
+    rows.emplace_back(std::string(id),
+                      nlohmann::json{{"agent", std::string(id)},
+                                     {"frontend", std::string(to)},
+                                     {"expires_in_ms", expires > now ? expires - now : 0}});
+  });
+  return rows;
+}
+
 std::optional<RelocationAnswer> RelocationRoute(GatewayShard& gw, const proto::RequestHead& head,
                                                 std::string_view agent_id,
                                                 std::string_view after_head) {
   using nlohmann::json;
   if (agent_id.empty()) {
-    if (head.method != "GET") {
-      return RelocationAnswer{405, {{"error", "GET the list; PUT or DELETE /{agent id}"}}};
-    }
-    std::vector<std::pair<std::string, json>> rows;
-    const uint64_t now = gw.shard().now_ms();
-    gw.relocations().ForEach([&](std::string_view id, std::string_view to, uint64_t expires) {
-      rows.emplace_back(std::string(id),
-                        json{{"agent", std::string(id)},
-                             {"frontend", std::string(to)},
-                             {"expires_in_ms", expires > now ? expires - now : 0}});
-    });
-    const size_t n = std::min<size_t>(rows.size(), kMaxPage);
-    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n), rows.end(),
-                      [](const auto& a, const auto& b) { return a.first < b.first; });
-    json list = json::array();
-    for (size_t i = 0; i < n; ++i) {
-      list.push_back(std::move(rows[i].second));
-    }
-    return RelocationAnswer{200, {{"relocations", list}, {"total", rows.size()}}};
+    return RelocationAnswer{405, {{"error", "GET the list; PUT or DELETE /{agent id}"}}};
   }
   if (!proto::IsCanonicalAgentId(agent_id)) {
     return RelocationAnswer{400, {{"error", "not a canonical agent id"}}};
@@ -185,7 +180,7 @@ void AdminConnection::Start(GatewayShard& gw, int fd) {
 }
 
 void AdminConnection::MoveTo(unsigned shard) {
-  answered_ = true;  // nothing more is read here
+  moving_ = true;
   gw_.shard().timers().Cancel(timer_);
   if (!stream_->Detach([this, shard](runtime::Stream* s) { OnDetached(s, shard); })) {
     ShardUnreachable();
@@ -222,6 +217,10 @@ void AdminConnection::ShardUnreachable() {
 }
 
 void AdminConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
+  if (moving_) {
+    head_.Append(bytes);  // read again on the target shard
+    return;
+  }
   if (answered_) {
     return;
   }
@@ -290,9 +289,13 @@ void AdminConnection::Route(const proto::RequestHead& head) {
     Denylist(head.method, path.substr(std::min(path.size(), kDenylist.size() + 1)));
   } else if (path == kRelocations ||
              (path.starts_with(kRelocations) && path[kRelocations.size()] == '/')) {
-    if (auto a =
-            RelocationRoute(gw_, head, path.substr(std::min(path.size(), kRelocations.size() + 1)),
-                            head_.After(head))) {
+    const std::string_view id = path.substr(std::min(path.size(), kRelocations.size() + 1));
+    if (id.empty() && head.method == "GET") {
+      ListRelocations();
+    } else if (const unsigned home = gw_.HomeShard(id);
+               !id.empty() && proto::IsCanonicalAgentId(id) && home != gw_.index()) {
+      MoveTo(home);  // an agent's relocation is read where its media requests are routed
+    } else if (auto a = RelocationRoute(gw_, head, id, head_.After(head))) {
       Respond(a->status, "application/json", a->body.dump() + "\n");
     }
   } else if (head.method != "GET") {
@@ -530,6 +533,32 @@ void AdminConnection::Drain(std::string_view method) {
                                  {"tunnels_open", all.tunnels_open},
                                  {"agents", all.agents}};
     Respond(start ? 202 : 200, "application/json", body.dump() + "\n");
+  });
+}
+
+void AdminConnection::ListRelocations() {
+  using Rows = std::vector<std::pair<std::string, nlohmann::json>>;
+  FanOut<Rows>(gw_, RelocationRows, [this, alive = alive_](std::vector<std::optional<Rows>> parts) {
+    if (!*alive) {
+      return;
+    }
+    Rows rows;
+    for (auto& part : parts) {
+      if (!part) {
+        ShardUnreachable();
+        return;
+      }
+      std::move(part->begin(), part->end(), std::back_inserter(rows));
+    }
+    const size_t n = std::min<size_t>(rows.size(), kMaxPage);
+    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n), rows.end(),
+                      [](const auto& a, const auto& b) { return a.first < b.first; });
+    nlohmann::json list = nlohmann::json::array();
+    for (size_t i = 0; i < n; ++i) {
+      list.push_back(std::move(rows[i].second));
+    }
+    Respond(200, "application/json",
+            nlohmann::json{{"relocations", list}, {"total", rows.size()}}.dump() + "\n");
   });
 }
 

@@ -33,6 +33,8 @@ class AdminConnection final : public runtime::StreamHandler {
   void OnDetached(runtime::Stream* stream, unsigned shard);
   static void Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes);
   void Metrics();
+  // GET /api/v1/relocations: every shard's entries (each agent's lives on its home shard).
+  void ListRelocations();
   // 503 for an answer that needed a shard which could not be reached.
   void ShardUnreachable();
   void Respond(int status, std::string_view content_type, std::string_view body);
@@ -49,6 +51,7 @@ class AdminConnection final : public runtime::StreamHandler {
   HeadReader head_;
   runtime::Timer timer_;
   bool answered_ = false;
+  bool moving_ = false;           // detaching for another shard: bytes (a PUT's body) are only kept
   CameraProbe* probe_ = nullptr;  // while a probe runs for this request
   // Cleared when the connection ends, so answers gathered from other shards after that are
   // dropped instead of reaching a freed connection.

@@ -19,8 +19,8 @@ namespace camtunnel::gateway {
 
 class GatewayCollectable final : public prometheus::Collectable {
  public:
-  // `shards` in shard order (their index labels camtunnel_shard_agents_connected); they must
-  // outlive the collectable. `facts` is the sum of the shards' facts.
+  // `shards`, at least one, in shard order (the index labels camtunnel_shard_agents_connected);
+  // they must outlive the collectable. `facts` is the sum of the shards' facts.
   GatewayCollectable(std::vector<const ShardMetrics*> shards, const GatewayFacts& facts)
       : shards_(std::move(shards)), facts_(facts) {}
 

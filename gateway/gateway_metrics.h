@@ -49,7 +49,7 @@ inline constexpr std::array<const char*, static_cast<size_t>(OpenResult::kCount)
 enum class RequestKind : uint8_t { kRtsp, kHttp, kConnect, kCount };
 inline constexpr std::array<const char*, 3> kRequestKindNames = {"rtsp", "http", "connect"};
 // Statuses the frontend answers with; 101 stands for "tunnel established".
-inline constexpr std::array<int, 12> kFrontendStatuses = {101, 302, 400, 403, 404, 405,
+inline constexpr std::array<int, 13> kFrontendStatuses = {101, 302, 307, 400, 403, 404, 405,
                                                           407, 431, 501, 502, 503, 504};
 
 enum class FrontendBadInput : uint8_t { kMalformed, kTooLarge, kTimeout, kOtherAgent, kCount };

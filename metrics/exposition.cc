@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <iterator>
 #include <limits>
 
 namespace camtunnel::metrics {
@@ -47,6 +48,16 @@ FamilyBuilder& FamilyBuilder::Histogram(const Labels& labels, const std::vector<
 
 std::string RenderText(const std::vector<prometheus::MetricFamily>& families) {
   return prometheus::TextSerializer().Serialize(families);
+}
+
+std::string Scrape(std::span<const prometheus::Collectable* const> collectables) {
+  std::vector<prometheus::MetricFamily> families;
+  for (const prometheus::Collectable* c : collectables) {
+    std::vector<prometheus::MetricFamily> more = c->Collect();
+    families.insert(families.end(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+  }
+  return RenderText(families);
 }
 
 }  // namespace camtunnel::metrics

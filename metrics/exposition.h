@@ -1,9 +1,13 @@
 // Building Prometheus metric families from summed shard cells and rendering them with
-// prometheus-cpp's TextSerializer (so the text format is the library's, not ours).
+// prometheus-cpp's TextSerializer (so the text format is the library's, not ours). A scrape is
+// the families of a list of prometheus::Collectables (custom collectables over lock-free cells,
+// a prometheus::Registry for what is set once), serialized in that order.
 #pragma once
 
+#include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,5 +32,9 @@ class FamilyBuilder {
 };
 
 std::string RenderText(const std::vector<prometheus::MetricFamily>& families);
+
+// Collects every collectable, in order, and serializes all their families: what prometheus-cpp's
+// Exposer does per request, for our own admin HTTP server (which runs on a shard's ring).
+std::string Scrape(std::span<const prometheus::Collectable* const> collectables);
 
 }  // namespace camtunnel::metrics

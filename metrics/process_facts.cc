@@ -1,13 +1,15 @@
 #include "metrics/process_facts.h"
 
-#include <dirent.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include "metrics/open_fd_count.h"
 
 namespace camtunnel::metrics {
 namespace {
@@ -57,15 +59,10 @@ ProcessFacts ReadProcessFacts() {
   getrusage(RUSAGE_SELF, &ru);
   f.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                   static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  if (DIR* d = opendir("/proc/self/fd")) {
-    long n = 0;
-    while (const dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') {
-        ++n;
-      }
-    }
-    closedir(d);
-    f.open_fds = static_cast<double>(n - 1);  // not the descriptor opendir itself holds
+  // One counter for the process: its listing cache (old kernels) is shared by every scrape.
+  static OpenFdCount open_fds;
+  if (const int64_t n = open_fds.Get(std::chrono::steady_clock::now()); n >= 0) {
+    f.open_fds = static_cast<double>(n);
   }
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {

@@ -1,6 +1,6 @@
 // Facts about this process for /metrics, read from the kernel at scrape time: resident memory,
-// CPU time, open descriptors and their limit, start time. Only /proc/self is read, which the
-// hardened unit's ProcSubset=pid still shows.
+// CPU time, open descriptors (see open_fd_count.h) and their limit, start time. Only /proc/self
+// is read, which the hardened unit's ProcSubset=pid still shows.
 #pragma once
 
 #include <cstdint>
