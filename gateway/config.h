@@ -53,6 +53,14 @@ struct GatewayConfig {
   uint32_t agent_handshakes_per_second = 2000;
   uint32_t agent_handshake_burst = 0;
 
+  // Upgrade without dropping cameras (docs/operations.md): the new process joins the running
+  // one's SO_REUSEPORT listeners instead of refusing ports in use, and for takeover_window_ms
+  // after it starts, a media request for an agent not connected yet waits up to
+  // takeover_hold_ms for it (the old process's drain sends agents over).
+  bool takeover = false;
+  uint64_t takeover_hold_ms = 15000;
+  uint64_t takeover_window_ms = 120000;
+
   // Shards (threads, each with its own ring and listeners); 0 = one per online CPU.
   uint32_t shards = 0;
 

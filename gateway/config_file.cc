@@ -139,6 +139,8 @@ class Reader {
           {"max_unauthenticated", Number(&C::max_unauthenticated, 1)},
           {"max_connections", Number(&C::max_connections, 1)},
           {"shards", Number(&C::shards, 0)},
+          {"takeover_hold_ms", Number(&C::takeover_hold_ms, 1)},
+          {"takeover_window_ms", Number(&C::takeover_window_ms, 1)},
           {"log_level", String(&C::log_level)},
           {"log_burst", Number(&C::log_burst, 1)},
       };

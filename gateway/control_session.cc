@@ -269,7 +269,10 @@ void ControlSession::OnHello(const proto::Frame& frame) {
   if (gw_.draining()) {
     // Its handshake began before the drain: it gets the same GOAWAY as everyone else.
     GoAway("gateway draining", gw_.config().drain_reconnect_ms);
+    return;
   }
+  // Requests that waited for this agent (takeover) open their tunnels now, after WELCOME.
+  gw_.agent_waiters().Arrived(agent_id_);
 }
 
 void ControlSession::OnHeartbeatTick() {

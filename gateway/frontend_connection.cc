@@ -49,6 +49,10 @@ FrontendConnection::FrontendConnection(GatewayShard& gw) : gw_(gw) {
     } else if (state_ == State::kOpening) {
       gw_.registry().TakePending(tunnel_id_);
       FailOpen(504, OpenResult::kTimeout, "the camera did not answer in time");
+    } else if (state_ == State::kWaitingAgent) {
+      gw_.agent_waiters().Remove(route_.agent_id, this);
+      gw_.metrics().takeover_held_timeout.Add();
+      FailOpen(503, OpenResult::kOffline, "agent offline (did not connect while held)");
     }
   });
 }
@@ -136,6 +140,10 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
     MoveTo(home);
     return;
   }
+  Open(head);
+}
+
+void FrontendConnection::Open(const proto::RequestHead& head) {
   const OpenAttempt a = StartTunnel(gw_, route_.agent_id, route_.service, route_.port, this);
   if (a.result == OpenResult::kOffline || a.result == OpenResult::kUnknownAgent) {
     // Not online here, but the manager may have told us where it went (gateway/relocations.h):
@@ -143,16 +151,19 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
     const AgentStats* stats = gw_.registry().Stats(route_.agent_id);
     std::optional<std::string> to = gw_.relocations().Find(
         route_.agent_id, stats != nullptr ? stats->sessions : 0, gw_.shard().now_ms());
-    std::optional<std::string> location = to ? RelocatedUrl(route_, head, *to) : std::nullopt;
-    std::optional<std::string> answer =
-        location ? BuildRedirectResponse(protocol_, *location, cseq_) : std::nullopt;
-    if (answer) {
-      state_ = State::kDone;
-      gw_.shard().timers().Cancel(timer_);
-      gw_.metrics().CountFrontend(kind_, protocol_ == FrontendProtocol::kRtsp ? 302 : 307);
-      stream_->Write(*answer);
-      stream_->Finish();
+    if (to && Redirect(head, *to)) {
       return;
+    }
+    if (gw_.HoldsRequestsForAgents() && !held_) {
+      // Taking over from a draining process: the agent is on its way here.
+      held_ = true;
+      state_ = State::kWaitingAgent;
+      gw_.agent_waiters().Add(route_.agent_id, this);
+      gw_.shard().timers().Arm(timer_, gw_.shard().now_ms(), gw_.config().takeover_hold_ms);
+      return;
+    }
+    if (gw_.draining() && Redirect(head, route_.client_authority)) {
+      return;  // to this same address, which the process taking over now answers
     }
   }
   if (a.result != OpenResult::kOk) {
@@ -164,6 +175,32 @@ void FrontendConnection::OnHead(const proto::RequestHead& head) {
   state_ = State::kOpening;
   open_started_ns_ = runtime::MonotonicNs();
   gw_.shard().timers().Arm(timer_, gw_.shard().now_ms(), gw_.config().open_timeout_ms);
+}
+
+bool FrontendConnection::Redirect(const proto::RequestHead& head, std::string_view authority) {
+  if (authority.empty()) {
+    return false;  // host forms name no authority of ours to come back to
+  }
+  std::optional<std::string> location = RelocatedUrl(route_, head, authority);
+  std::optional<std::string> answer =
+      location ? BuildRedirectResponse(protocol_, *location, cseq_) : std::nullopt;
+  if (!answer) {
+    return false;
+  }
+  state_ = State::kDone;
+  gw_.shard().timers().Cancel(timer_);
+  gw_.metrics().CountFrontend(kind_, protocol_ == FrontendProtocol::kRtsp ? 302 : 307);
+  stream_->Write(*answer);
+  stream_->Finish();
+  return true;
+}
+
+void FrontendConnection::OnAgentArrived() {
+  gw_.shard().timers().Cancel(timer_);
+  gw_.metrics().takeover_held_arrived.Add();
+  proto::RequestHead head;
+  head_.Parse(&head);  // the routed first head, still at the buffer's start
+  Open(head);
 }
 
 void FrontendConnection::MoveTo(unsigned shard) {
@@ -234,6 +271,16 @@ void FrontendConnection::OnOpenFailed(int error, std::string_view text) {
 
 void FrontendConnection::OnAgentGone() {
   gw_.shard().timers().Cancel(timer_);
+  if (gw_.draining()) {
+    // GOAWAY'd by the drain before its data connection came: the process taking over (if any)
+    // answers this address next.
+    proto::RequestHead head;
+    head_.Parse(&head);
+    if (Redirect(head, route_.client_authority)) {
+      gw_.metrics().CountOpen(OpenResult::kOffline);
+      return;
+    }
+  }
   FailOpen(503, OpenResult::kOffline, "agent went offline");
 }
 
@@ -258,7 +305,7 @@ void FrontendConnection::Answer(int status, std::string_view detail) {
 }
 
 void FrontendConnection::OnStreamEof(runtime::Stream& stream) {
-  if (state_ == State::kOpening || state_ == State::kMoving) {
+  if (state_ == State::kOpening || state_ == State::kMoving || state_ == State::kWaitingAgent) {
     // A client may half-close after its request (CONNECT users do); the tunnel still opens.
     return;
   }
@@ -267,6 +314,9 @@ void FrontendConnection::OnStreamEof(runtime::Stream& stream) {
 
 void FrontendConnection::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
   gw_.shard().timers().Cancel(timer_);
+  if (state_ == State::kWaitingAgent) {
+    gw_.agent_waiters().Remove(route_.agent_id, this);
+  }
   if (state_ == State::kOpening) {
     // The client left before the camera answered: nobody may pick this tunnel up any more.
     gw_.registry().TakePending(tunnel_id_);

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 
+#include "gateway/agent_waiters.h"
 #include "gateway/frontend_route.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/head_reader.h"
@@ -20,7 +21,9 @@ namespace camtunnel::gateway {
 
 class GatewayShard;
 
-class FrontendConnection final : public runtime::StreamHandler, public TunnelWaiter {
+class FrontendConnection final : public runtime::StreamHandler,
+                                 public TunnelWaiter,
+                                 public AgentWaiters::Waiter {
  public:
   // `source_allowed`: the peer is in frontend_allow (or no allowlist is set). A refused source
   // still gets its answer (403) once its head arrives, so the operator sees why in the client.
@@ -30,13 +33,15 @@ class FrontendConnection final : public runtime::StreamHandler, public TunnelWai
   void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes) override;
   void OnOpenFailed(int error, std::string_view text) override;
   void OnAgentGone() override;
+  // Held for an agent during a takeover: it connected.
+  void OnAgentArrived() override;
 
   void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
   void OnStreamEof(runtime::Stream& stream) override;
   void OnStreamClosed(runtime::Stream& stream, int error) override;
 
  private:
-  enum class State : uint8_t { kHead, kMoving, kOpening, kDone };
+  enum class State : uint8_t { kHead, kMoving, kWaitingAgent, kOpening, kDone };
 
   explicit FrontendConnection(GatewayShard& gw);
   void OnHead(const proto::RequestHead& head);
@@ -46,6 +51,11 @@ class FrontendConnection final : public runtime::StreamHandler, public TunnelWai
   void Answer(int status, std::string_view detail);
   void AnswerError(FrontendError error);
   void FailOpen(int status, OpenResult result, std::string_view detail);
+  // Opens the tunnel for the routed head (on the agent's home shard); or redirects, holds or
+  // answers why not.
+  void Open(const proto::RequestHead& head);
+  // RTSP 302 / HTTP 307 to the request's URL at `authority`; false when no URL can be built.
+  bool Redirect(const proto::RequestHead& head, std::string_view authority);
   // Hands the connection, with every byte read so far, to the agent's home shard, where its
   // session and tunnels live; the head is routed again there. Queue full: 503.
   void MoveTo(unsigned shard);
@@ -65,6 +75,7 @@ class FrontendConnection final : public runtime::StreamHandler, public TunnelWai
   std::string camera_authority_;
   proto::TunnelId tunnel_id_ = 0;
   uint64_t open_started_ns_ = 0;
+  bool held_ = false;  // waited for its agent once already (takeover)
 };
 
 }  // namespace camtunnel::gateway

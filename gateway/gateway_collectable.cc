@@ -184,6 +184,17 @@ std::vector<prometheus::MetricFamily> GatewayCollectable::Collect() const {
               Sum(shards_, [](const ShardMetrics& s) { return s.handoffs_refused.Get(); }));
     f.push_back(b.Take());
   }
+  {
+    FamilyBuilder b("camtunnel_frontend_held_total",
+                    "Media requests held for an agent not connected yet while this process takes "
+                    "over from another (--takeover), by outcome.",
+                    MetricType::Counter);
+    b.Counter({{"result", "arrived"}},
+              Sum(shards_, [](const ShardMetrics& s) { return s.takeover_held_arrived.Get(); }));
+    b.Counter({{"result", "timeout"}},
+              Sum(shards_, [](const ShardMetrics& s) { return s.takeover_held_timeout.Get(); }));
+    f.push_back(b.Take());
+  }
   f.push_back(SimpleGauge("camtunnel_shard_connections",
                           "Connections the shards hold (agents, tunnels, waiting requests).",
                           facts_.shard_connections));

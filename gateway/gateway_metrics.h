@@ -91,6 +91,9 @@ struct ShardMetrics {
   // that shard was full (the connection got 503 / an immediate close).
   metrics::Counter handoffs;
   metrics::Counter handoffs_refused;
+  // Takeover: media requests held for an agent not connected yet, by how the wait ended.
+  metrics::Counter takeover_held_arrived;
+  metrics::Counter takeover_held_timeout;
 
   void CountControl(AgentResult r) { control_connections[static_cast<size_t>(r)].Add(); }
   void CountData(AgentResult r) { data_connections[static_cast<size_t>(r)].Add(); }

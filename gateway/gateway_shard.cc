@@ -11,6 +11,7 @@
 #include "gateway/control_session.h"
 #include "gateway/frontend_connection.h"
 #include "gateway/log.h"
+#include "runtime/clock.h"
 #include "runtime/stream.h"
 
 namespace camtunnel::gateway {
@@ -92,8 +93,10 @@ absl::Status GatewayShard::Start(const GatewayConfig* bound) {
   } else {
     // One probe per process: the kernel is the same for every shard.
     ktls_ = gateway_->shard(0).ktls_;
-    config_.agent_tls_listen = bound->agent_tls_listen;
-    config_.agent_plain_listen = bound->agent_plain_listen;
+    if (!config_.takeover) {  // a takeover's agent listeners are not bound yet
+      config_.agent_tls_listen = bound->agent_tls_listen;
+      config_.agent_plain_listen = bound->agent_plain_listen;
+    }
     config_.frontend_listen = bound->frontend_listen;
   }
   if (!config_.cert_file.empty()) {
@@ -109,28 +112,75 @@ absl::Status GatewayShard::Start(const GatewayConfig* bound) {
   } else if (!config_.agent_tls_listen.empty()) {
     return absl::InvalidArgumentError("a TLS agent listener needs a certificate and key");
   }
+  // A takeover joins the old process's frontend (and admin) listeners at once, so media
+  // requests always find one (connections queued at the old one move over when it closes:
+  // net.ipv4.tcp_migrate_req). Its agent listeners open only once the old process has closed
+  // its own (it drains): until then every agent connection, data connections for the old
+  // process's tunnels included, reaches the process that knows it.
   const bool first = bound == nullptr;
+  const bool exclusive = first && !config_.takeover;
+  takeover_until_ms_ = runtime::MonotonicMs() + config_.takeover_window_ms;
   absl::Status s;
   if (first) {
     // Admin first: /readyz answers 503 until every other listener is up. Only the first shard
     // serves it; requests about other shards' agents are handed to them.
-    s = Listen(config_.admin_listen, true, &admin_listeners_, [this](int fd) { AcceptAdmin(fd); });
+    s = Listen(config_.admin_listen, exclusive, &admin_listeners_,
+               [this](int fd) { AcceptAdmin(fd); });
+  }
+  if (s.ok() && !config_.takeover) {
+    s = OpenAgentListeners(exclusive);
   }
   if (s.ok()) {
-    s = Listen(config_.agent_tls_listen, first, &agent_tls_listeners_,
-               [this](int fd) { AcceptAgent(fd, true); });
-  }
-  ApplyHandshakeBudget();
-  if (s.ok()) {
-    s = Listen(config_.agent_plain_listen, first, &agent_plain_listeners_,
-               [this](int fd) { AcceptAgent(fd, false); });
-  }
-  if (s.ok()) {
-    s = Listen(config_.frontend_listen, first, &frontend_listeners_,
+    s = Listen(config_.frontend_listen, exclusive, &frontend_listeners_,
                [this](int fd) { AcceptFrontend(fd); });
   }
   started_ = s.ok();
+  if (started_ && first && config_.takeover) {
+    LogEvent(LogLevel::kInfo, "takeover_waiting",
+             {Kv("detail", "agent listeners open once the running gateway closes its own")});
+    takeover_timer_.set_callback([this] { AwaitAgentPorts(); });
+    AwaitAgentPorts();
+  }
   return s;
+}
+
+absl::Status GatewayShard::OpenAgentListeners(bool exclusive) {
+  absl::Status s = Listen(config_.agent_tls_listen, exclusive, &agent_tls_listeners_,
+                          [this](int fd) { AcceptAgent(fd, true); });
+  ApplyHandshakeBudget();
+  if (s.ok()) {
+    s = Listen(config_.agent_plain_listen, exclusive, &agent_plain_listeners_,
+               [this](int fd) { AcceptAgent(fd, false); });
+  }
+  return s;
+}
+
+void GatewayShard::AwaitAgentPorts() {
+  if (draining_) {
+    return;  // drained before it ever took over
+  }
+  for (const auto* list : {&config_.agent_tls_listen, &config_.agent_plain_listen}) {
+    for (const std::string& address : *list) {
+      if (!runtime::Listener::PortFree(address)) {
+        shard_.timers().Arm(takeover_timer_, shard_.now_ms(), kTakeoverPollMs);
+        return;
+      }
+    }
+  }
+  // This shard binds first; the others join its listeners.
+  absl::Status s = OpenAgentListeners(false);
+  for (unsigned i = 1; s.ok() && i < shard_count(); ++i) {
+    const bool sent = PostTo(i, [](GatewayShard& gw) {
+      if (absl::Status opened = gw.OpenAgentListeners(false); !opened.ok()) {
+        LogEvent(LogLevel::kError, "takeover_failed", {Kv("error", opened.message())});
+      }
+    });
+    if (!sent) {
+      s = absl::ResourceExhaustedError("shard queue full");
+    }
+  }
+  LogEvent(s.ok() ? LogLevel::kInfo : LogLevel::kError, "takeover_agent_listeners",
+           {Kv("result", s.ok() ? "open" : s.message())});
 }
 
 namespace {

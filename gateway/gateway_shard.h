@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "gateway/agent_registry.h"
+#include "gateway/agent_waiters.h"
 #include "gateway/config.h"
 #include "gateway/frontend_route.h"
 #include "gateway/gateway.h"
@@ -89,6 +90,12 @@ class GatewayShard {
   // Where the manager says agents went (PUT /api/v1/relocations/{id}): a request for one that
   // is not online here is redirected there. In memory, like the denylist.
   Relocations& relocations() { return relocations_; }
+  // Media requests waiting for their agent while this process takes over from another.
+  AgentWaiters& agent_waiters() { return agent_waiters_; }
+  // A request for an agent not connected here waits for it (--takeover, early in the process).
+  bool HoldsRequestsForAgents() const {
+    return config_.takeover && !draining_ && shard_.now_ms() < takeover_until_ms_;
+  }
 
   // Bound ports, for tests and the demo's printout (first listener of each kind).
   uint16_t agent_tls_port() const;
@@ -112,6 +119,11 @@ class GatewayShard {
 
  private:
   void AcceptAgent(int fd, bool tls);
+  absl::Status OpenAgentListeners(bool exclusive);
+  // Takeover, first shard: polls until the old process has released the agent ports, then opens
+  // the agent listeners on every shard.
+  void AwaitAgentPorts();
+  static constexpr uint64_t kTakeoverPollMs = 20;
   void AcceptFrontend(int fd);
   void CheckDrained();
   void AcceptAdmin(int fd);
@@ -136,6 +148,9 @@ class GatewayShard {
   SourceAllowlist frontend_allow_;
   absl::flat_hash_set<std::string> denylist_;
   Relocations relocations_;
+  AgentWaiters agent_waiters_;
+  uint64_t takeover_until_ms_ = 0;
+  runtime::Timer takeover_timer_;
   std::vector<std::unique_ptr<runtime::Listener>> agent_tls_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> agent_plain_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> frontend_listeners_;

@@ -77,6 +77,11 @@ ABSL_FLAG(uint64_t, drain_timeout_ms, 25000, "Drain: how long open tunnels may f
 ABSL_FLAG(uint32_t, drain_reconnect_ms, 1000, "Drain: GOAWAY's reconnect-after hint to agents");
 ABSL_FLAG(uint32_t, max_connections, 50000, "Connections per shard");
 ABSL_FLAG(uint32_t, shards, 0, "Shards (threads with their own ring); 0: one per online CPU");
+ABSL_FLAG(bool, takeover, false,
+          "Upgrade: join the running gateway's listeners (SO_REUSEPORT) and hold media requests "
+          "for agents still moving over while it drains");
+ABSL_FLAG(uint64_t, takeover_hold_ms, 15000, "Takeover: how long a request waits for its agent");
+ABSL_FLAG(uint64_t, takeover_window_ms, 120000, "Takeover: how long after start requests wait");
 ABSL_FLAG(uint32_t, max_unauthenticated, 4096, "Agent connections not yet authenticated");
 ABSL_FLAG(uint32_t, max_pending_tunnels_per_agent, 32, "Tunnels opening at once per agent");
 ABSL_FLAG(uint32_t, log_burst, 20, "Log lines per event per 10 s before the rest are counted");
@@ -229,6 +234,9 @@ absl::StatusOr<GatewayConfig> BuildConfig() {
   Override("drain_reconnect_ms", FLAGS_drain_reconnect_ms, &c.drain_reconnect_ms);
   Override("max_connections", FLAGS_max_connections, &c.max_connections);
   Override("shards", FLAGS_shards, &c.shards);
+  Override("takeover", FLAGS_takeover, &c.takeover);
+  Override("takeover_hold_ms", FLAGS_takeover_hold_ms, &c.takeover_hold_ms);
+  Override("takeover_window_ms", FLAGS_takeover_window_ms, &c.takeover_window_ms);
   Override("max_unauthenticated", FLAGS_max_unauthenticated, &c.max_unauthenticated);
   Override("max_pending_tunnels_per_agent", FLAGS_max_pending_tunnels_per_agent,
            &c.max_pending_tunnels_per_agent);

@@ -56,6 +56,34 @@ absl::StatusOr<sockaddr_storage> ParseListenAddress(const std::string& text) {
   return ss;
 }
 
+namespace {
+
+// 0 if a plain bind (no SO_REUSEPORT) of `addr` succeeds, i.e. no socket holds the port; else
+// the errno.
+int ProbeBind(const sockaddr_storage& addr) {
+  const int one = 1;
+  const int family = addr.ss_family;
+  const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  const int probe = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) {
+    return errno;
+  }
+  setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (family == AF_INET6) {
+    setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
+  const int err = bind(probe, reinterpret_cast<const sockaddr*>(&addr), len) == 0 ? 0 : errno;
+  close(probe);
+  return err;
+}
+
+}  // namespace
+
+bool Listener::PortFree(const std::string& address) {
+  auto addr = ParseListenAddress(address);
+  return addr.ok() && ProbeBind(*addr) == 0;
+}
+
 absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std::string& address,
                                                          AcceptFn on_accept, bool exclusive) {
   auto addr = ParseListenAddress(address);
@@ -71,16 +99,15 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std
   const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
   if (exclusive && PortOf(*addr) != 0) {
     // SO_REUSEPORT would let a second gateway silently share this port and split its agents
-    // and scrapes: a plain bind first proves nobody else holds it.
-    const int probe = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (family == AF_INET6) {
-      setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    // and scrapes: a plain bind first proves nobody else holds it. A gateway killed a moment
+    // ago (SIGKILL) may still hold it while the kernel tears its ring down: retry briefly
+    // before calling the port taken.
+    int err = ProbeBind(*addr);
+    for (int attempt = 1; err == EADDRINUSE && attempt < kBindAttempts; ++attempt) {
+      usleep(kBindRetryMs * 1000);
+      err = ProbeBind(*addr);
     }
-    const bool taken = bind(probe, reinterpret_cast<const sockaddr*>(&*addr), len) != 0;
-    const int err = errno;
-    close(probe);
-    if (taken) {
+    if (err != 0) {
       close(fd);
       return absl::UnavailableError("listen on " + address + ": " + strerror(err) +
                                     " (another gateway running?)");
@@ -91,7 +118,13 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std
   if (family == AF_INET6) {
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   }
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&*addr), len) != 0 || listen(fd, 4096) != 0) {
+  int bind_result = bind(fd, reinterpret_cast<const sockaddr*>(&*addr), len);
+  for (int attempt = 1; bind_result != 0 && errno == EADDRINUSE && attempt < kBindAttempts;
+       ++attempt) {
+    usleep(kBindRetryMs * 1000);  // as above
+    bind_result = bind(fd, reinterpret_cast<const sockaddr*>(&*addr), len);
+  }
+  if (bind_result != 0 || listen(fd, 4096) != 0) {
     const int err = errno;
     close(fd);
     return absl::UnavailableError("listen on " + address + ": " + strerror(err));

@@ -32,6 +32,9 @@ class Listener final : public IoObject {
  public:
   using AcceptFn = std::function<void(int fd)>;
   static constexpr uint64_t kFdExhaustedPauseMs = 100;
+  // A port still held by a process that just died is retried this often, this many times.
+  static constexpr int kBindAttempts = 40;
+  static constexpr int kBindRetryMs = 50;
 
   // Binds with SO_REUSEPORT (one listener per shard on the same port) and starts accepting.
   // `exclusive` first checks that no other socket holds the port (so a second gateway cannot
@@ -39,6 +42,9 @@ class Listener final : public IoObject {
   static absl::StatusOr<std::unique_ptr<Listener>> Open(Shard& shard, const std::string& address,
                                                         AcceptFn on_accept, bool exclusive = true);
   ~Listener();
+  // True when no socket holds `address`'s port (a plain bind would succeed): the process being
+  // taken over has closed its listener there.
+  static bool PortFree(const std::string& address);
 
   uint16_t port() const { return port_; }
   const std::string& address() const { return address_; }

@@ -8,6 +8,7 @@ the client's socket through the gateway and the agent to the service), and the g
 must stay flat while it does. Then the clients read again: the stream resumes, every byte in
 order."""
 
+import os
 import socket
 import threading
 import time
@@ -26,6 +27,16 @@ STALL_S = 3.0
 # before it pauses its source (runtime::Stream::kHighWatermark), plus TLS records. Without
 # backpressure the service would push gigabytes into it during the stall.
 MAX_RSS_GROWTH = 8 * 1024 * 1024
+
+
+def sanitizer_build():
+    """AddressSanitizer keeps freed memory in quarantine: RSS says nothing there."""
+    cache = os.path.join(os.environ.get("CAMTUNNEL_BUILD_DIR", ""), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            return "CAMTUNNEL_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
 
 
 def rss_bytes(pid):
@@ -57,6 +68,9 @@ class EndlessService:
                     self.sent[key] = offset
         except OSError:
             pass
+        finally:
+            with self.lock:
+                self.sent.pop(key, None)  # only live connections count
 
     def totals(self):
         with self.lock:
@@ -120,7 +134,9 @@ class SlowConsumer(unittest.TestCase):
         self.read_checked(s, 0, first, 1.5)
         s.close()
         self.gw.wait_metric("camtunnel_tunnels_open", lambda v: v == 0, timeout=15)
-        self.service.sent.clear()
+        deadline = time.monotonic() + 15
+        while self.service.totals() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the warm-up connection's sender has seen the close
         rss_before = rss_bytes(pid)
         tunnels = [self.open_tunnel() for _ in range(TUNNELS)]
         deadline = time.monotonic() + 15
@@ -133,12 +149,16 @@ class SlowConsumer(unittest.TestCase):
         time.sleep(1.0)
         later = self.service.totals()
         rss_stalled = rss_bytes(pid)
-        # Backpressure reached the service: nothing more leaves it while nobody reads.
-        self.assertEqual(stalled, later, "the service kept sending into stalled tunnels")
+        # Backpressure reached the service: nothing more leaves it while nobody reads (a late
+        # socket-buffer autotune may let a little through; a flowing tunnel moves ~1 GB/s).
+        self.assertLess(sum(later) - sum(stalled), 1024 * 1024,
+                        "the service kept sending into stalled tunnels: %s then %s"
+                        % (stalled, later))
         # What it did send sits in bounded socket and relay buffers, not in the gateway.
-        self.assertLess(rss_stalled - rss_before, MAX_RSS_GROWTH,
-                        "gateway grew %d bytes with %s bytes sent into stalled tunnels"
-                        % (rss_stalled - rss_before, stalled))
+        if not sanitizer_build():
+            self.assertLess(rss_stalled - rss_before, MAX_RSS_GROWTH,
+                            "gateway grew %d bytes with %s bytes sent into stalled tunnels"
+                            % (rss_stalled - rss_before, stalled))
         self.assertEqual(self.gw.metrics().get("camtunnel_tunnels_open"), TUNNELS)
 
         # The clients read again: every byte arrives, in order, and the stream goes on.
