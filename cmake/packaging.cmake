@@ -32,6 +32,8 @@ if(TARGET camtunnel-agentsim)
   list(APPEND camtunnel_components agentsim)
   install(FILES ${CMAKE_SOURCE_DIR}/agentsim/README.md
           DESTINATION share/doc/camtunnel-agentsim COMPONENT agentsim)
+  install(FILES ${CMAKE_SOURCE_DIR}/deploy/grafana/camtunnel-agentsim.json
+          DESTINATION share/doc/camtunnel-agentsim/examples COMPONENT agentsim)
 endif()
 
 # The gateway's configuration file: a conffile next to its env file.

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """deploy/: systemd units, example env files, kernel settings, Prometheus config and alert rules,
-Grafana dashboard. Each file is checked by the tool that consumes it (systemd-analyze, promtool,
-sysctl's names in /proc/sys) and the example env files actually boot a gateway and an agent.
+Grafana dashboards (gateway, agentsim). Each file is checked by the tool that consumes it
+(systemd-analyze, promtool, sysctl's names in /proc/sys), the example env files actually boot a
+gateway and an agent, and the dashboards' queries read names that a running gateway and a running
+camtunnel-agentsim expose.
 """
 
 import json
@@ -297,62 +299,257 @@ class SysctlTest(unittest.TestCase):
         self.assertLess(low, high)
 
 
-class DashboardTest(unittest.TestCase):
-    scraped_names = None  # metric names a real gateway exposes (scraped once)
+RED = {"red", "dark-red", "semi-dark-red", "light-red"}
+
+
+def exposed_names(metrics):
+    """Metric names a scrape exposes: every sample's name, plus every family it declares with
+    # TYPE (a labelled counter nothing has counted yet, e.g. agentsim's failures by reason, has
+    its header but no sample), histograms and summaries with their series suffixes."""
+    names = set(metrics.names())
+    for family, kind in metrics.types.items():
+        names.add(family)
+        if kind in ("histogram", "summary"):
+            names |= {family + "_sum", family + "_count"}
+        if kind == "histogram":
+            names.add(family + "_bucket")
+    return names
+
+
+def overlaps(a, b):
+    return (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+            and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
+
+
+def stands_out(panel, target):
+    """Whether the series of `target` is drawn so that it cannot be missed: a stat whose
+    background turns red above 0, a panel drawn in fixed red, or an override that paints
+    this very series red."""
+    defaults = panel["fieldConfig"]["defaults"]
+    color = defaults.get("color", {})
+    if color.get("mode") == "fixed" and color.get("fixedColor") in RED:
+        return True
+    if (panel["type"] == "stat" and panel["options"].get("colorMode") == "background"
+            and color.get("mode") == "thresholds"):
+        steps = [st for st in defaults.get("thresholds", {}).get("steps", [])
+                 if st["value"] is not None]
+        if steps and steps[0]["color"] in RED and 0 <= steps[0]["value"] < 1e-3:
+            return True
+    for o in panel["fieldConfig"]["overrides"]:
+        m, legend = o["matcher"], target.get("legendFormat", "")
+        hit = ((m["id"] == "byName" and m["options"] == legend)
+               or (m["id"] == "byRegexp" and re.search(m["options"], legend))
+               or (m["id"] == "byFrameRefID" and m["options"] == target["refId"]))
+        if hit and any(p["id"] == "color" and p["value"].get("fixedColor") in RED
+                       for p in o["properties"]):
+            return True
+    return False
+
+
+class DashboardChecks:
+    """What every dashboard of deploy/grafana/ must satisfy; mixed into one TestCase per file.
+
+    A subclass sets FILE, UID, TITLE, TOPICS (words the panel titles must contain), MUST_QUERY
+    (metric names some query must read), and scrape_names() (the names a real process exposes,
+    scraped once per class)."""
+
+    FILE = UID = TITLE = None
+    TOPICS = MUST_QUERY = ()
+    _names = None
 
     @classmethod
     def setUpClass(cls):
-        with open(os.path.join(DEPLOY_DIR, "grafana", "camtunnel-gateway.json")) as f:
+        with open(os.path.join(DEPLOY_DIR, "grafana", cls.FILE)) as f:
             cls.dash = json.load(f)
 
     def names(self):
-        if DashboardTest.scraped_names is None:
-            with tempfile.TemporaryDirectory(prefix="ops-dash-") as d:
-                with Processes(d) as procs:
-                    gw_bin = opslib.binary("camtunnel-gateway")
-                    cert, key = make_dev_cert(d)
-                    gw = opslib.start_gateway(procs, gw_bin, cert, key,
-                                              opslib.write_streamer_keys(gw_bin, d))
-                    DashboardTest.scraped_names = opslib.scrape(gw.admin_port).names()
-        return DashboardTest.scraped_names
+        cls = type(self)
+        if cls._names is None:
+            cls._names = self.scrape_names()
+        return cls._names
 
     def panels(self):
         return [p for p in self.dash["panels"] if p["type"] != "row"]
 
+    def targets(self):
+        """(panel, target) of every query."""
+        return [(p, t) for p in self.panels() for t in p.get("targets", [])]
+
+    def queried(self):
+        return {n for _, t in self.targets() for n in re.findall(r"\bcamtunnel_[a-z0-9_]+",
+                                                                  t["expr"])}
+
     def test_structure(self):
         d = self.dash
-        self.assertEqual((d["uid"], d["title"]), ("camtunnel-gateway", "camtunnel gateway"))
+        self.assertEqual((d["uid"], d["title"]), (self.UID, self.TITLE))
         ids = [p["id"] for p in d["panels"]]
         self.assertEqual(len(ids), len(set(ids)), "panel ids must be unique")
         for p in d["panels"]:
             g = p["gridPos"]
             self.assertLessEqual(g["x"] + g["w"], 24, p["title"])
+            self.assertTrue(g["x"] >= 0 and g["y"] >= 0 and g["w"] > 0 and g["h"] > 0, p["title"])
+        for i, a in enumerate(d["panels"]):
+            for b in d["panels"][i + 1:]:
+                self.assertFalse(overlaps(a["gridPos"], b["gridPos"]),
+                                 "%s overlaps %s" % (a["title"], b["title"]))
         variables = {v["name"] for v in d["templating"]["list"]}
         self.assertEqual(variables, {"datasource", "instance"})
+        for p in self.panels():
+            self.assertEqual(p["datasource"]["uid"], "${datasource}", p["title"])
+            for t in p.get("targets", []):
+                self.assertEqual(t["datasource"]["uid"], "${datasource}", p["title"])
         titles = " ".join(p["title"].lower() for p in self.panels())
-        for topic in ("agents", "tunnels", "latency", "bytes", "error"):
+        for topic in self.TOPICS:
             self.assertIn(topic, titles)
 
     def test_every_query_reads_existing_camtunnel_metrics(self):
         names = self.names()
-        self.assertIn("camtunnel_agents_connected", names)
         exprs = []
         for p in self.panels():
             self.assertTrue(p.get("targets"), "%s has no query" % p["title"])
             for t in p["targets"]:
                 expr = t["expr"]
                 exprs.append(expr)
-                used = set(re.findall(r"\bcamtunnel_[a-z0-9_]+", expr))
+                used = re.findall(r"\bcamtunnel_[a-z0-9_]+", expr)
                 self.assertTrue(used, "%s: %s reads no camtunnel_ metric" % (p["title"], expr))
-                self.assertEqual(used - names, set(), "%s: unknown metric" % p["title"])
+                self.assertEqual(set(used) - names, set(), "%s: unknown metric" % p["title"])
+                # Every selector is restricted to the chosen instances.
+                self.assertEqual(len(re.findall(r'\bcamtunnel_[a-z0-9_]+\{instance=~"\$instance"',
+                                                expr)), len(used), expr)
                 for var in re.findall(r"\$(\w+)", expr):
                     self.assertIn(var, ("instance", "__rate_interval"), expr)
-        queried = {n for e in exprs for n in re.findall(r"\bcamtunnel_[a-z0-9_]+", e)}
-        for must in ("camtunnel_agents_connected", "camtunnel_tunnels_open",
-                     "camtunnel_tunnel_open_seconds_bucket", "camtunnel_relay_bytes_total",
-                     "camtunnel_frontend_requests_total", "camtunnel_tunnels_opened_total"):
-            self.assertIn(must, queried)
+        for must in self.MUST_QUERY:
+            self.assertIn(must, self.queried())
         self.assertTrue(any("histogram_quantile(0.99" in e for e in exprs))
+        # The instance picker lists the processes exposing a metric of theirs.
+        (instance,) = [v for v in self.dash["templating"]["list"] if v["name"] == "instance"]
+        m = re.fullmatch(r"label_values\((camtunnel_[a-z0-9_]+), instance\)",
+                         instance["query"]["query"])
+        self.assertIsNotNone(m, instance["query"])
+        self.assertIn(m.group(1), names)
+
+    def test_every_query_parses(self):
+        """promtool parses each expression (as a recording rule), Grafana's variables
+        replaced as Grafana would."""
+        with tempfile.TemporaryDirectory(prefix="ops-dash-rules-") as d:
+            path = os.path.join(d, "dashboard-rules.yml")
+            with open(path, "w") as f:
+                f.write("groups:\n  - name: dashboard\n    rules:\n")
+                for i, (_, t) in enumerate(self.targets()):
+                    q = t["expr"].replace("$__rate_interval", "1m").replace("$instance", ".*")
+                    f.write("      - record: dashboard:q%d\n        expr: %s\n" % (i, json.dumps(q)))
+            r = opslib.run([opslib.PROMTOOL, "check", "rules", path])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+class DashboardTest(DashboardChecks, unittest.TestCase):
+    """deploy/grafana/camtunnel-gateway.json against a real gateway's /metrics."""
+
+    FILE, UID, TITLE = "camtunnel-gateway.json", "camtunnel-gateway", "camtunnel gateway"
+    TOPICS = ("agents", "tunnels", "latency", "bytes", "error", "shard")
+    MUST_QUERY = ("camtunnel_agents_connected", "camtunnel_tunnels_open",
+                  "camtunnel_tunnel_open_seconds_bucket", "camtunnel_relay_bytes_total",
+                  "camtunnel_frontend_requests_total", "camtunnel_tunnels_opened_total",
+                  "camtunnel_shard_agents_connected", "camtunnel_shard_handoffs_total",
+                  "camtunnel_shards", "camtunnel_frontend_held_total")
+
+    def scrape_names(self):
+        with tempfile.TemporaryDirectory(prefix="ops-dash-") as d:
+            with Processes(d) as procs:
+                gw_bin = opslib.binary("camtunnel-gateway")
+                cert, key = make_dev_cert(d)
+                gw = opslib.start_gateway(procs, gw_bin, cert, key,
+                                          opslib.write_streamer_keys(gw_bin, d))
+                names = opslib.scrape(gw.admin_port).names()
+        for n in ("camtunnel_agents_connected", "camtunnel_shard_agents_connected",
+                  "camtunnel_shard_handoffs_total", "camtunnel_frontend_held_total"):
+            self.assertIn(n, names)
+        return names
+
+    def test_shards_row(self):
+        rows = [p for p in self.dash["panels"] if p["type"] == "row"]
+        self.assertIn("Shards", [r["title"] for r in rows])
+        targets = self.targets()
+
+        def reading(metric):
+            return [(p, t) for p, t in targets if re.search(r"\b%s\{" % metric, t["expr"])]
+        # Balance: agents per shard, the shard label kept.
+        self.assertTrue(any("{{shard}}" in t["legendFormat"]
+                            for _, t in reading("camtunnel_shard_agents_connected")))
+        # Hand-overs by result, queue_full (a 503) in red wherever it is drawn.
+        handoffs = reading("camtunnel_shard_handoffs_total")
+        self.assertTrue(any("{{result}}" in t["legendFormat"] for _, t in handoffs))
+        queue_full = [(p, t) for p, t in handoffs if 'result="queue_full"' in t["expr"]]
+        self.assertTrue(queue_full, "no query shows queue_full on its own")
+        for p, t in queue_full:
+            self.assertTrue(stands_out(p, t), "%s: queue_full does not stand out" % p["title"])
+        self.assertTrue(reading("camtunnel_shards"))
+        self.assertTrue(any("{{result}}" in t["legendFormat"]
+                            for _, t in reading("camtunnel_frontend_held_total")))
+
+
+class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
+    """deploy/grafana/camtunnel-agentsim.json against a real camtunnel-agentsim's /metrics
+    (--metrics-listen), scraped while it drives a small load through a real gateway."""
+
+    FILE, UID, TITLE = "camtunnel-agentsim.json", "camtunnel-agentsim", "camtunnel agentsim"
+    TOPICS = ("agents", "opens", "latency", "bytes", "integrity", "rtsp", "snapshots")
+    MUST_QUERY = tuple("camtunnel_agentsim_" + n for n in (
+        "agents", "agents_up", "agent_connect_attempts_total", "agent_failures_total",
+        "agent_reconnects_total", "opens_total", "open_latency_seconds_bucket",
+        "media_received_bytes_total", "verified_bytes_total", "integrity_errors_total",
+        "live_integrity_errors", "rtsp_sessions", "snapshots_total"))
+    TRAFFIC = {"camtunnel_agentsim_opens_total", "camtunnel_agentsim_open_latency_seconds_bucket",
+               "camtunnel_agentsim_rtsp_sessions_ended_total", "camtunnel_agentsim_snapshots_total"}
+
+    def scrape_names(self):
+        # 5 agents, 2 one-second RTSP streams, 10 snapshots/s: a few seconds at most, then the
+        # agentsim and the gateway are stopped by PID (Processes), long before --duration.
+        with tempfile.TemporaryDirectory(prefix="ops-dash-sim-") as d:
+            with Processes(d) as procs:
+                gw_bin = opslib.binary("camtunnel-gateway")
+                cert, key = make_dev_cert(d)
+                keys = opslib.write_streamer_keys(gw_bin, d)
+                gw = opslib.start_gateway(procs, gw_bin, cert, key, keys)
+                sim = procs.start("agentsim", [
+                    opslib.binary("camtunnel-agentsim"), "steady",
+                    "--gateway-agent", "localhost:%d" % gw.tls_port, "--tls", "--ca", cert,
+                    "--streamer-keys", keys, "--frontend", "127.0.0.1:%d" % gw.frontend_port,
+                    "--agents", 5, "--streams", 2,
+                    "--stream-seconds", 1, "--bitrate", "256k", "--snapshot-rate", 10,
+                    "--duration", 20, "--metrics-listen", "127.0.0.1:0"])
+                port = int(sim.wait_line(r"^agentsim: metrics port=(\d+)$", 10).group(1))
+                sim.wait_line(r"^agentsim: agents-up 5/5", 10)
+
+                def with_traffic():
+                    m = opslib.scrape(port)
+                    return m if self.TRAFFIC <= m.names() else None
+                metrics = wait_until(with_traffic, 10, 0.2,
+                                     "agentsim opens, ended RTSP sessions and snapshots")
+        self.assertEqual(metrics.get("camtunnel_agentsim_agents_up"), 5)
+        self.assertEqual(metrics.get("camtunnel_agentsim_agents"), 5)
+        return exposed_names(metrics)
+
+    def test_integrity_errors_stand_out(self):
+        errors = [(p, t) for p, t in self.targets()
+                  if re.search(r"camtunnel_agentsim_(live_)?integrity_errors", t["expr"])]
+        self.assertTrue(any(p["type"] == "stat" for p, _ in errors), "no integrity stat")
+        for p, t in errors:
+            self.assertTrue(stands_out(p, t), "%s: integrity errors do not stand out" % p["title"])
+
+    def test_open_latency_quantiles(self):
+        exprs = [t["expr"] for _, t in self.targets()]
+        for q in ("0.5", "0.99"):
+            self.assertTrue(any(e.startswith("histogram_quantile(%s, sum by (le) (rate("
+                                             "camtunnel_agentsim_open_latency_seconds_bucket" % q)
+                                for e in exprs), q)
+
+
+class PrometheusScrapeJobsTest(unittest.TestCase):
+    def test_gateway_and_agentsim_jobs(self):
+        with open(os.path.join(DEPLOY_DIR, "prometheus", "prometheus.yml")) as f:
+            jobs = re.findall(r"^\s*- job_name: (\S+)", f.read(), re.M)
+        self.assertEqual(sorted(jobs), ["camtunnel-agentsim", "camtunnel-gateway"])
 
 
 if __name__ == "__main__":

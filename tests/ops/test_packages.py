@@ -134,7 +134,8 @@ class PackagesTest(unittest.TestCase):
                 "/usr/share/doc/camtunnel-manager/operations.md",
                 "/usr/share/doc/camtunnel-manager/configuration.md"},
             "camtunnel-agentsim": {
-                "/usr/bin/camtunnel-agentsim", "/usr/share/doc/camtunnel-agentsim/README.md"},
+                "/usr/bin/camtunnel-agentsim", "/usr/share/doc/camtunnel-agentsim/README.md",
+                "/usr/share/doc/camtunnel-agentsim/examples/camtunnel-agentsim.json"},
         }
         for deb, want in expected.items():
             files = self.listing(deb)
