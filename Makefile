@@ -15,7 +15,8 @@ asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 
-# ThreadSanitizer build of the runtime tests only: shards handing connections to each other.
+# ThreadSanitizer build of the cross-shard tests: shards handing connections to each other, in the
+# runtime and in the gateway.
 tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j $(JOBS)

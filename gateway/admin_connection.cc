@@ -506,8 +506,11 @@ void AdminConnection::Drain(std::string_view method) {
     size_t agents = 0;
   };
   const bool start = method == "POST";
-  auto each = [start](GatewayShard& gw) {
-    if (start) {
+  // Every other shard first, this one (which answers /readyz) when they all have: once /readyz
+  // says "draining", no shard accepts any more.
+  const unsigned self = gw_.index();
+  auto each = [start, self](GatewayShard& gw) {
+    if (start && gw.index() != self) {
       gw.Drain({});
     }
     return Status{gw.draining(), gw.drained(), gw.metrics().tunnels_open.Get(),
@@ -516,6 +519,11 @@ void AdminConnection::Drain(std::string_view method) {
   FanOut<Status>(gw_, each, [this, alive = alive_, start](std::vector<std::optional<Status>> r) {
     if (!*alive) {
       return;
+    }
+    if (start) {
+      gw_.Drain({});
+      r[gw_.index()] = Status{gw_.draining(), gw_.drained(), gw_.metrics().tunnels_open.Get(),
+                              gw_.registry().online()};
     }
     Status all{true, true, 0, 0};
     for (const auto& one : r) {

@@ -88,10 +88,11 @@ void Gateway::Drain(std::function<void()> on_drained) {
   // Counted down on whichever shard finishes last; that shard runs the callback.
   auto left = std::make_shared<std::atomic<unsigned>>(size());
   auto done = std::make_shared<std::function<void()>>(std::move(on_drained));
-  for (unsigned i = 0; i < size(); ++i) {
-    GatewayShard* gw = shards_[i].get();
-    group_.shard(i).Post([gw, left, done] {
-      gw->Drain([left, done] {
+  // One shard after the other, the first (which answers /readyz) last: once /readyz says
+  // "draining", no shard accepts any more.
+  for (unsigned i = size(); i-- > 0;) {
+    RunOn(i, [left, done](GatewayShard& gw) {
+      gw.Drain([left, done] {
         if (left->fetch_sub(1) == 1 && *done) {
           (*done)();
         }
