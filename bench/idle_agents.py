@@ -14,7 +14,8 @@ the open-file limit (the gateway needs N + a few hundred), 8 source addresses in
 for agentsim (one address has ~28,000 ephemeral ports), the local port range and tw_reuse.
 
   bench/idle_agents.py [--build build/release] [--sizes 1000,5000,10000,19000]
-      [--settle 10] [--sample 20] [--json bench/results/idle_agents.json]
+      [--settle 10] [--sample 20] [--gateway-arg=--shards=1 ...]
+      [--json bench/results/idle_agents.json]
 """
 
 import argparse
@@ -90,7 +91,7 @@ def write_certs(d):
                    check=True, capture_output=True)
 
 
-def run_size(build, d, n, settle, sample, heartbeat_ms):
+def run_size(build, d, n, settle, sample, heartbeat_ms, gateway_args=()):
     procs = Procs(d)
     gw = os.path.join(build, "gateway", "camtunnel-gateway")
     sim = os.path.join(build, "agentsim", "camtunnel-agentsim")
@@ -105,7 +106,7 @@ def run_size(build, d, n, settle, sample, heartbeat_ms):
             "--cert=" + os.path.join(d, "cert.pem"), "--key=" + os.path.join(d, "key.pem"),
             "--streamer_keys=" + keys, "--frontend_listen=127.0.0.1:%d" % frontend,
             "--admin_listen=127.0.0.1:%d" % admin, "--heartbeat_ms=%d" % heartbeat_ms,
-            "--log_level=warning"])
+            "--log_level=warning"] + list(gateway_args))
         wait_port(admin)
         baseline = rss_kib(g.pid)
         hold = 120 + settle + sample
@@ -156,6 +157,8 @@ def main():
     ap.add_argument("--settle", type=int, default=10)
     ap.add_argument("--sample", type=int, default=20)
     ap.add_argument("--heartbeat-ms", type=int, default=30000)
+    ap.add_argument("--gateway-arg", action="append", default=[],
+                    help="extra gateway flag, e.g. --gateway-arg=--shards=1 (repeatable)")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
                                                    "idle_agents.json"))
     a = ap.parse_args()
@@ -171,7 +174,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as d:
         write_certs(d)
         for n in sizes:
-            r = run_size(build, d, n, a.settle, a.sample, a.heartbeat_ms)
+            r = run_size(build, d, n, a.settle, a.sample, a.heartbeat_ms, a.gateway_arg)
             rows.append(r)
             print("%6d agents (up in %5.1f s): gateway RSS %7.1f MiB (%+.1f MiB over %d KiB "
                   "idle), %5.2f KiB/agent, CPU %5.2f %%"
@@ -187,7 +190,7 @@ def main():
             "unit": "agents"},
            {"system": "camtunnel", "metric": "steady_cpu_pct",
             "value": rows[-1]["steady_cpu_pct"], "unit": "%core"}]
-    write_result(a.json, "idle_agents", out, sizes=rows)
+    write_result(a.json, "idle_agents", out, sizes=rows, gateway_args=a.gateway_arg)
 
 
 if __name__ == "__main__":

@@ -171,9 +171,10 @@ def read_report(path):
         return {}
 
 
-def storm_run(build, d, n, window_ms, sig, settle, logdir):
+def storm_run(build, d, n, window_ms, sig, settle, logdir, gateway_args=()):
     procs = Procs(logdir)
-    gw = Gateway(build, d, ["--reconnect_window_ms=%d" % window_ms, "--heartbeat_ms=30000"])
+    gw = Gateway(build, d, ["--reconnect_window_ms=%d" % window_ms, "--heartbeat_ms=30000"] +
+                 list(gateway_args))
     deadline = window_ms / 1000 + 90          # the longest the storm may take before we give up
     try:
         g1 = gw.start(procs, "storm-gateway-1")
@@ -241,9 +242,9 @@ def storm_run(build, d, n, window_ms, sig, settle, logdir):
         procs.stop_all()
 
 
-def handshake_run(build, d, n, logdir):
+def handshake_run(build, d, n, logdir, gateway_args=()):
     procs = Procs(logdir)
-    gw = Gateway(build, d, ["--heartbeat_ms=30000"])
+    gw = Gateway(build, d, ["--heartbeat_ms=30000"] + list(gateway_args))
     try:
         g = gw.start(procs, "hs-gateway")
         time.sleep(0.5)
@@ -287,6 +288,8 @@ def main():
                     help="fleet of the handshake run (default: --agents)")
     ap.add_argument("--skip-storm", action="store_true")
     ap.add_argument("--skip-handshakes", action="store_true")
+    ap.add_argument("--gateway-arg", action="append", default=[],
+                    help="extra gateway flag, e.g. --gateway-arg=--shards=1 (repeatable)")
     ap.add_argument("--json", default=os.path.join(TOP, "bench", "results", "storm.json"))
     ap.add_argument("--keep", help="keep logs and reports in this directory")
     a = ap.parse_args()
@@ -307,9 +310,9 @@ def main():
         write_certs(d)
         if not a.skip_storm:
             storm = storm_run(build, d, a.agents, a.window_ms, getattr(signal, "SIG" + a.signal),
-                              a.settle, d)
+                              a.settle, d, a.gateway_arg)
         if not a.skip_handshakes:
-            hs = handshake_run(build, d, hs_n, d)
+            hs = handshake_run(build, d, hs_n, d, a.gateway_arg)
     rows, table = [], []
     resumed_note = None
     if storm:
@@ -366,7 +369,7 @@ def main():
     print_table(["measure", "value"], table)
     if resumed_note:
         print(resumed_note)
-    write_result(a.json, "storm", rows, storm=storm, handshakes=hs,
+    write_result(a.json, "storm", rows, storm=storm, handshakes=hs, gateway_args=a.gateway_arg,
                  resumed_vs_full=resumed_note or "see storm.resumed_handshake_metrics")
 
 
