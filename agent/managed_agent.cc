@@ -172,15 +172,23 @@ void ManagedAgent::ConnectManager() {
   }
   GatewayUrl url;
   std::string error;
-  if (!ParseGatewayUrl(state_->manager_url, &url, &error) || !url.tls) {
-    LOG_ERROR("manager URL %s unusable (https required); activating again",
-              state_->manager_url.c_str());
+  if (!ParseGatewayUrl(state_->manager_url, &url, &error)) {
+    LOG_ERROR("manager URL %s unusable (%s); activating again", state_->manager_url.c_str(),
+              error.c_str());
     Activate(true);
     return;
   }
+  if (!url.tls) {
+    // The manager chose plain (PROTOCOL.md section 10.2); the URL came from the activation
+    // server over HTTPS, so nobody on the path picked it. Frames are MACed, keys sealed.
+    LOG_WARNING("plain manager link %s: frames are MACed but travel unencrypted",
+                state_->manager_url.c_str());
+  }
   identity_.agent_id = state_->agent_id;
   identity_.secret = state_->secret;
-  manager_factory_ = make_factory_(url);
+  // Plain needs no trust settings (the proofs and MACs carry the authentication); asking the
+  // maker would log this URL as a plain Streamer.
+  manager_factory_ = url.tls ? make_factory_(url) : MakePlainTransportFactory();
   if (!manager_factory_) {
     RetryLater(backoff_.NextDelayMs(), false);
     return;

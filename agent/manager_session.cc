@@ -79,27 +79,45 @@ bool ManagerSession::Begin(const proto::ResponseHead& head) {
     End({.detail = "manager 101 without a valid Camtunnel-Nonce/Camtunnel-Proof"});
     return false;
   }
-  std::vector<uint8_t> exporter = transport_->Exporter();
-  if (transport_->kind() != proto::Transport::kTls || exporter.size() != proto::kExporterBytes) {
-    End({.detail = "manager link must be TLS with a keying material exporter"});
+  // The transport must be the one the manager URL names: an https manager is never spoken to
+  // in plain (no downgrade by the agent itself), and a TLS link needs its exporter.
+  const proto::Transport kind = transport_->kind();
+  const proto::Transport wanted =
+      target_.url.starts_with("https://") ? proto::Transport::kTls : proto::Transport::kPlain;
+  std::vector<uint8_t> exporter;
+  if (kind == proto::Transport::kTls) {
+    exporter = transport_->Exporter();
+  }
+  if (kind != wanted ||
+      (kind == proto::Transport::kTls && exporter.size() != proto::kExporterBytes)) {
+    End({.detail = "manager link transport does not match " + target_.url +
+                   " (or no TLS keying material exporter)"});
     return false;
   }
   const proto::ManagerProofInput in{.agent_id = identity_.agent_id,
                                     .agent_nonce = agent_nonce_,
                                     .manager_nonce = accept->gateway_nonce,
-                                    .transport = proto::Transport::kTls,
+                                    .transport = kind,
                                     .exporter = exporter};
   if (!proto::ConstantTimeEqual(proto::ManagerProof(identity_.secret, in), accept->gateway_proof)) {
     End({.reason = ManagerLinkEnd::Reason::kBadProof,
          .detail = "manager proof mismatch: this is not our manager, or it lost our secret"});
     return false;
   }
+  if (kind == proto::Transport::kPlain) {
+    // Section 10.2: MACs from HELLO on (sequence 0 each way), keyed from S and both nonces.
+    proto::Digest session_key =
+        proto::ManagerSessionKey(identity_.secret, agent_nonce_, accept->gateway_nonce);
+    sealer_.emplace(session_key, proto::Direction::kAgentToGateway);
+    opener_.emplace(session_key, proto::Direction::kGatewayToAgent);
+    OPENSSL_cleanse(session_key.data(), session_key.size());
+  }
   state_ = State::kAwaitWelcome;
   last_rx_ms_ = last_tx_ms_ = EventLoop::NowMs();
   watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
   FrameBuilder hello(FrameType::kHello);
   hello.Add(Tag::kProof, proto::ManagerAgentProof(identity_.secret, in))
-      .AddU32(Tag::kCapabilities, 0)
+      .AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac)
       .AddText(Tag::kVersion, kVersion);
   Send(hello);
   return state_ != State::kClosed;
@@ -109,7 +127,7 @@ void ManagerSession::Send(FrameBuilder& frame) {
   if (state_ == State::kClosed || !transport_) {
     return;
   }
-  std::vector<uint8_t> bytes = frame.Finish();
+  std::vector<uint8_t> bytes = sealer_ ? sealer_->Seal(frame) : frame.Finish();
   if (out_.size() + bytes.size() > kMaxPendingOutput) {
     End({.detail = "manager is not reading"});
     return;
@@ -197,8 +215,14 @@ bool ManagerSession::Feed(std::span<const uint8_t> bytes) {
   return state_ != State::kClosed;
 }
 
-bool ManagerSession::HandleFrame(const proto::Frame& frame) {
+bool ManagerSession::HandleFrame(proto::Frame& frame) {
   const std::string name(proto::FrameTypeName(frame.type()));
+  if (opener_ && !opener_->Open(frame)) {
+    // Plain link: someone on the path is injecting, replaying or reordering frames. Nothing in
+    // this frame is acted on (not even an ERROR: its text could be anyone's).
+    Fail(proto::ErrorCode::kBadMac, "bad MAC on " + name + " from the manager");
+    return false;
+  }
   if (!frame.Valid()) {
     Fail(proto::ErrorCode::kMalformedFrame, "malformed " + name);
     return false;
@@ -224,7 +248,8 @@ bool ManagerSession::HandleFrame(const proto::Frame& frame) {
     state_ = State::kEstablished;
     handshake_timer_.Cancel();
     heartbeat_timer_.Start(loop_, heartbeat_ms_, [this] { OnHeartbeat(); });
-    LOG_INFO("manager linked url=%s agent=%s", target_.url.c_str(), identity_.agent_id.c_str());
+    LOG_INFO("manager linked url=%s agent=%s transport=%s", target_.url.c_str(),
+             identity_.agent_id.c_str(), plain() ? "plain" : "tls");
     delegate_.OnManagerWelcome(frame.U64(Tag::kServerTimeMs).value_or(0));
     return state_ != State::kClosed;
   }

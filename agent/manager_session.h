@@ -1,7 +1,11 @@
 // The agent's side of one manager link (PROTOCOL.md section 10), from dial to close: the
 // upgrade, the manager-proof check (before anything else is sent), HELLO with the agent's
 // proof, WELCOME, heartbeats, ASSIGN (unsealed with the agent secret), SWITCH, DEACTIVATE,
-// RESTART, and STATUS up. TLS only: the manager URL handed out at activation is https.
+// RESTART, and STATUS up. TLS when the manager URL (handed out by the activation server, over
+// HTTPS) is https; plain TCP when it is http, and then every frame both ways carries the
+// section 7 MAC under the manager session key (PROTOCOL.md section 10.2): a forged, replayed or
+// reordered frame ends the link (ERROR 4), so nobody on the path can inject DEACTIVATE or a
+// SWITCH. The gateway keys in ASSIGN are sealed under the agent secret either way.
 //
 // States: kDialing -> kAwaitWelcome -> kEstablished -> kClosed. Single-use; the end is reported
 // once, from the loop, through Delegate::OnManagerLinkEnded (which may destroy the session).
@@ -9,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -60,6 +65,8 @@ class ManagerSession {
 
   void Start();
   bool established() const { return state_ == State::kEstablished; }
+  // The link runs over plain TCP with frame MACs (known once the 101 is checked).
+  bool plain() const { return opener_.has_value(); }
   // Dropped unless established; text is cut to 4096 bytes.
   void SendStatus(std::string_view text);
   void Close();
@@ -73,7 +80,7 @@ class ManagerSession {
   void Fail(proto::ErrorCode code, std::string detail);
   void Pump();
   bool Feed(std::span<const uint8_t> bytes);
-  bool HandleFrame(const proto::Frame& frame);
+  bool HandleFrame(proto::Frame& frame);
   void OnHeartbeat();
   void End(ManagerLinkEnd end);
 
@@ -87,6 +94,9 @@ class ManagerSession {
   proto::Nonce agent_nonce_{};
   proto::Digest seal_key_{};
   proto::FrameDecoder decoder_;
+  // Plain links only (section 7 under the manager session key); both empty with TLS.
+  std::optional<proto::FrameSealer> sealer_;
+  std::optional<proto::FrameOpener> opener_;
   std::vector<uint8_t> out_;
   IoStatus read_wait_ = IoStatus::kWantRead;
   IoStatus write_wait_ = IoStatus::kOk;

@@ -32,6 +32,7 @@ json AgentJson(const AgentRecord& r, AgentLink* link) {
   if (link != nullptr) {
     j["remote"] = link->remote();
     j["version"] = link->version();
+    j["transport"] = link->plain() ? "plain" : "tls";
     j["connected_since_ms"] = link->connected_wall_ms();
     j["last_status"] = link->last_status().empty() ? r.last_status : link->last_status();
     json list = json::array();

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -63,6 +64,14 @@ void AgentLink::Start(ManagerServer& server, runtime::Stream* stream,
       .transport = tls ? proto::Transport::kTls : proto::Transport::kPlain,
       .exporter = tls ? std::span<const uint8_t>(exporter) : std::span<const uint8_t>()};
   const proto::Digest proof = proto::ManagerProof(link->secret_, in);
+  if (!tls) {
+    // Plain link (section 10.2): the MACs start with HELLO (sequence 0 each way).
+    proto::Digest session_key =
+        proto::ManagerSessionKey(link->secret_, link->agent_nonce_, link->manager_nonce_);
+    link->sealer_.emplace(session_key, proto::Direction::kGatewayToAgent);
+    link->opener_.emplace(session_key, proto::Direction::kAgentToGateway);
+    OPENSSL_cleanse(session_key.data(), session_key.size());
+  }
   stream->Write(proto::BuildControlAccept(link->manager_nonce_, proof));
   link->last_rx_ms_ = link->last_tx_ms_ = server.shard().now_ms();
   link->deadline_.set_callback([link] {
@@ -80,9 +89,7 @@ void AgentLink::Send(FrameBuilder& frame) {
   if (state_ == State::kClosed) {
     return;
   }
-  // TODO: plain manager links (section 7 frame MACs under the manager session key); the
-  // manager listens on TLS only for now, so frames go out unsealed.
-  stream_->Write(std::span<const uint8_t>(frame.Finish()));
+  stream_->Write(std::span<const uint8_t>(sealer_ ? sealer_->Seal(frame) : frame.Finish()));
   last_tx_ms_ = server_.shard().now_ms();
 }
 
@@ -126,8 +133,22 @@ void AgentLink::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_
   }
 }
 
-bool AgentLink::HandleFrame(const proto::Frame& frame) {
+bool AgentLink::HandleFrame(proto::Frame& frame) {
   const std::string name(proto::FrameTypeName(frame.type()));
+  if (opener_ && !opener_->Open(frame)) {
+    // Plain link: a forged, replayed, reordered or reflected frame (or a broken peer). The one
+    // exception is a first HELLO whose proof is wrong too: both come from S, and "bad proof"
+    // tells an agent that the manager does not know its secret (it backs off at the cap).
+    if (state_ == State::kAwaitHello && frame.type() == static_cast<uint8_t>(FrameType::kHello) &&
+        !HelloProofValid(frame)) {
+      Fail(proto::ErrorCode::kBadProof, "bad proof", &server_.counters().link_bad_proof);
+    } else {
+      std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s: bad MAC on %s, link closed\n",
+                   agent_id_.c_str(), stream_->peer_text().c_str(), name.c_str());
+      Fail(proto::ErrorCode::kBadMac, "bad MAC on " + name, &server_.counters().link_bad_macs);
+    }
+    return false;
+  }
   if (!frame.Valid()) {
     Fail(proto::ErrorCode::kMalformedFrame, "malformed " + name,
          &server_.counters().link_malformed_frames);
@@ -155,6 +176,14 @@ bool AgentLink::HandleFrame(const proto::Frame& frame) {
       OnStatus(frame.Text(Tag::kText).value_or(""));
       break;
     case FrameType::kError:
+      // An agent that found a bad MAC on our frames (tampering on the way down) says so before
+      // it closes: counted here, where the operator looks.
+      if (frame.U16(Tag::kErrorCode) == static_cast<uint16_t>(proto::ErrorCode::kBadMac)) {
+        ++server_.counters().link_agent_bad_macs;
+        std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s reports a bad MAC: %s\n",
+                     agent_id_.c_str(), stream_->peer_text().c_str(),
+                     std::string(frame.Text(Tag::kText).value_or("")).c_str());
+      }
       CloseGracefully();
       return false;
     case FrameType::kPong:
@@ -194,7 +223,7 @@ bool AgentLink::HeldBy(std::string_view url) const {
   return !assigned_.empty() && assigned_.front().url == url;
 }
 
-void AgentLink::HandleHello(const proto::Frame& frame) {
+bool AgentLink::HelloProofValid(const proto::Frame& frame) const {
   auto proof = frame.Bytes(Tag::kProof);
   uint8_t exporter[proto::kExporterBytes];
   const bool tls = stream_->ExportKeyingMaterial(proto::kExporterLabel, exporter);
@@ -205,7 +234,11 @@ void AgentLink::HandleHello(const proto::Frame& frame) {
       .transport = tls ? proto::Transport::kTls : proto::Transport::kPlain,
       .exporter = tls ? std::span<const uint8_t>(exporter) : std::span<const uint8_t>()};
   const proto::Digest expected = proto::ManagerAgentProof(secret_, in);
-  if (!proof || !proto::ConstantTimeEqual(expected, *proof)) {
+  return proof && proto::ConstantTimeEqual(expected, *proof);
+}
+
+void AgentLink::HandleHello(const proto::Frame& frame) {
+  if (!HelloProofValid(frame)) {
     Fail(proto::ErrorCode::kBadProof, "bad proof", &server_.counters().link_bad_proof);
     return;
   }
@@ -219,7 +252,7 @@ void AgentLink::HandleHello(const proto::Frame& frame) {
   connected_wall_ms_ = ManagerServer::WallMs();
   server_.store().RecordStatus(agent_id_, "linked", connected_wall_ms_).IgnoreError();
   FrameBuilder welcome(FrameType::kWelcome);
-  welcome.AddU32(Tag::kCapabilities, 0)
+  welcome.AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac)
       .AddU32(Tag::kHeartbeatMs, server_.config().heartbeat_ms)
       .AddU64(Tag::kServerTimeMs, static_cast<uint64_t>(connected_wall_ms_))
       .AddU32(Tag::kReconnectWindowMs, 0);

@@ -2,12 +2,18 @@
 // 101 with the manager proof, the HELLO check, WELCOME and ASSIGN, heartbeats, STATUS up, and
 // the commands an operator sends down (SWITCH, DEACTIVATE, RESTART, a fresh ASSIGN).
 //
+// On a plain link (accepted on a --plain_listen listener) every frame both ways, from HELLO and
+// WELCOME on, carries the section 7 MAC under the manager session key (section 10.2), so nobody
+// on the path can inject, replay, reorder or reflect a frame; a bad MAC is ERROR 4, a close and
+// a count. The gateway keys inside ASSIGN are sealed under the agent secret on either transport.
+//
 // States: kAwaitHello -> kEstablished -> kClosed. Only a verified HELLO registers the link (and
 // only then may it replace an older link of the same agent: a wrong proof never evicts a live
 // one). Freed in OnStreamClosed, the stream's last call.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +38,8 @@ class AgentLink final : public runtime::StreamHandler {
 
   const std::string& agent_id() const { return agent_id_; }
   bool established() const { return state_ == State::kEstablished; }
+  // Plain TCP (frames MACed, not encrypted) rather than TLS.
+  bool plain() const { return opener_.has_value(); }
   const std::string& remote() const { return stream_->peer_text(); }
   const std::string& version() const { return version_; }
   const std::string& last_status() const { return last_status_; }
@@ -67,8 +75,9 @@ class AgentLink final : public runtime::StreamHandler {
   void Send(proto::FrameBuilder& frame);
   // ERROR `code` + graceful close; `count` is the counter to bump.
   void Fail(proto::ErrorCode code, std::string_view text, uint64_t* count);
-  bool HandleFrame(const proto::Frame& frame);
+  bool HandleFrame(proto::Frame& frame);
   void HandleHello(const proto::Frame& frame);
+  bool HelloProofValid(const proto::Frame& frame) const;
   void OnHeartbeat();
   void OnKeyRefresh();
   void ArmKeyRefresh();
@@ -86,6 +95,9 @@ class AgentLink final : public runtime::StreamHandler {
   proto::Nonce agent_nonce_{};
   proto::Nonce manager_nonce_{};
   proto::FrameDecoder decoder_;
+  // Plain links only (section 7 under the manager session key); both empty with TLS.
+  std::optional<proto::FrameSealer> sealer_;
+  std::optional<proto::FrameOpener> opener_;
   std::string version_;
   std::string last_status_;
   std::vector<proto::AssignedStreamer> assigned_;

@@ -1,6 +1,7 @@
 // camtunnel-manager: the activation server and the managing server, one binary, one shard.
 //   camtunnel-manager --cert=C --key=K --state=manager.db --factory_master_file=F
 //       --operators=acme --manager_url=https://mgr:7443 --streamers=streamers.txt
+//       [--plain_listen=0.0.0.0:7080 --manager_url=http://mgr:7080]   plain manager links
 //   camtunnel-manager new-factory-master            print 64 hex characters (a new master key)
 //   camtunnel-manager factory-secret --factory_master_file=F --serial=S
 //                                                   the device's factory secret, for provisioning
@@ -32,6 +33,9 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
           "TLS listeners for activation and agent manager links, comma-separated");
+ABSL_FLAG(std::string, plain_listen, "",
+          "Plain TCP listeners for agent manager links only (frames MACed, not encrypted; "
+          "activation stays on --listen), comma-separated; none by default");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:9320", "Admin API listeners, comma-separated");
 ABSL_FLAG(std::string, admin_token_file, "",
           "File holding the admin bearer token (required when --admin_listen is not loopback)");
@@ -41,7 +45,9 @@ ABSL_FLAG(std::string, state, "camtunnel-manager.db", "SQLite state file");
 ABSL_FLAG(std::string, factory_master_file, "",
           "File holding the factory master key (64 hex): derives each device's factory secret");
 ABSL_FLAG(std::string, operators, "", "Accepted operator ids / claim tokens, comma-separated");
-ABSL_FLAG(std::string, manager_url, "", "URL handed to activated agents (https://host:port)");
+ABSL_FLAG(std::string, manager_url, "",
+          "URL handed to activated agents: https://host:port (TLS link), or http://host:port "
+          "(plain link; needs --plain_listen)");
 ABSL_FLAG(std::string, streamers, "",
           "Streamers file: lines 'URL KEYID KEYSFILE [ADMIN_URL [TOKEN_FILE]] [frontend=URL]' "
           "('#' comments)");
@@ -131,6 +137,7 @@ int FactorySecretCommand() {
 int Serve() {
   manager::ManagerConfig config;
   config.listen = SplitList(absl::GetFlag(FLAGS_listen));
+  config.plain_listen = SplitList(absl::GetFlag(FLAGS_plain_listen));
   config.admin_listen = SplitList(absl::GetFlag(FLAGS_admin_listen));
   config.tls = {absl::GetFlag(FLAGS_cert), absl::GetFlag(FLAGS_key)};
   config.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
@@ -153,7 +160,8 @@ int Serve() {
     }
   }
   if (config.tls.cert_file.empty() || config.tls.key_file.empty()) {
-    std::fprintf(stderr, "camtunnel-manager: --cert and --key are required (TLS only)\n");
+    std::fprintf(stderr,
+                 "camtunnel-manager: --cert and --key are required (activation is HTTPS only)\n");
     return 2;
   }
   manager::ActivationOptions activation_options;
@@ -167,10 +175,24 @@ int Serve() {
     activation_options.operators.insert(op);
   }
   activation_options.manager_url = absl::GetFlag(FLAGS_manager_url);
-  if (!proto::IsValidStreamerUrl(activation_options.manager_url) ||
-      !activation_options.manager_url.starts_with("https://")) {
-    std::fprintf(stderr, "camtunnel-manager: --manager_url must be https://host[:port]\n");
+  if (!proto::IsValidStreamerUrl(activation_options.manager_url)) {
+    std::fprintf(stderr,
+                 "camtunnel-manager: --manager_url must be https://host[:port] or "
+                 "http://host[:port]\n");
     return 2;
+  }
+  // The scheme is the manager's choice, handed out only inside TLS (activation): an agent never
+  // goes plain by itself. A plain URL without a plain listener would strand every agent.
+  if (activation_options.manager_url.starts_with("http://") && config.plain_listen.empty()) {
+    std::fprintf(stderr, "camtunnel-manager: --manager_url %s is plain: it needs --plain_listen\n",
+                 activation_options.manager_url.c_str());
+    return 2;
+  }
+  for (const std::string& a : config.plain_listen) {
+    std::fprintf(stderr,
+                 "camtunnel-manager: plain manager links on %s: frames are MACed and gateway "
+                 "keys sealed, but STATUS and commands travel unencrypted\n",
+                 a.c_str());
   }
   activation_options.rate_burst = absl::GetFlag(FLAGS_activation_burst);
   activation_options.rate_refill_ms =
@@ -217,8 +239,8 @@ int Serve() {
     std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("camtunnel-manager: ready port=%u admin=%u streamers=%zu\n", server.port(),
-              server.admin_port(), pool.size());
+  std::printf("camtunnel-manager: ready port=%u admin=%u streamers=%zu plain=%u\n", server.port(),
+              server.admin_port(), pool.size(), server.plain_port());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

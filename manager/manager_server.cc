@@ -35,12 +35,20 @@ absl::Status ManagerServer::Start() {
   }
   tls_ctx_ = std::move(*ctx);
   for (const std::string& address : config_.listen) {
-    auto l = runtime::Listener::Open(shard_, address,
-                                     [this](int fd) { PublicConnection::Start(*this, fd); });
+    auto l = runtime::Listener::Open(
+        shard_, address, [this](int fd) { PublicConnection::Start(*this, fd, /*plain=*/false); });
     if (!l.ok()) {
       return l.status();
     }
     listeners_.push_back(std::move(*l));
+  }
+  for (const std::string& address : config_.plain_listen) {
+    auto l = runtime::Listener::Open(
+        shard_, address, [this](int fd) { PublicConnection::Start(*this, fd, /*plain=*/true); });
+    if (!l.ok()) {
+      return l.status();
+    }
+    plain_listeners_.push_back(std::move(*l));
   }
   for (const std::string& address : config_.admin_listen) {
     auto l = runtime::Listener::Open(shard_, address,
@@ -83,12 +91,19 @@ void ManagerServer::StopAccepting() {
   for (auto& l : listeners_) {
     l->Close();
   }
+  for (auto& l : plain_listeners_) {
+    l->Close();
+  }
   for (auto& l : admin_listeners_) {
     l->Close();
   }
 }
 
 uint16_t ManagerServer::port() const { return listeners_.empty() ? 0 : listeners_[0]->port(); }
+
+uint16_t ManagerServer::plain_port() const {
+  return plain_listeners_.empty() ? 0 : plain_listeners_[0]->port();
+}
 
 uint16_t ManagerServer::admin_port() const {
   return admin_listeners_.empty() ? 0 : admin_listeners_[0]->port();
@@ -209,6 +224,12 @@ std::string ManagerServer::RenderMetrics() const {
                     value, "\n");
   };
   gauge("camtunnel_manager_links", "Agents with an authenticated manager link.", links_.size());
+  size_t plain_links = 0;
+  for (const auto& [id, link] : links_) {
+    plain_links += link->plain() ? 1 : 0;
+  }
+  gauge("camtunnel_manager_plain_links",
+        "Authenticated manager links over plain TCP (frames MACed, not encrypted).", plain_links);
   gauge("camtunnel_manager_unauthenticated_connections",
         "Public connections that have not authenticated yet.", unauthenticated_);
   counter("camtunnel_manager_connections_accepted_total", "Public connections accepted.",
@@ -227,10 +248,15 @@ std::string ManagerServer::RenderMetrics() const {
         {"bad_proof", c.link_bad_proof},
         {"malformed_frame", c.link_malformed_frames},
         {"frame_too_large", c.link_oversized_frames},
-        {"timeout", c.link_timeouts}}) {
+        {"timeout", c.link_timeouts},
+        {"bad_mac", c.link_bad_macs},
+        {"agent_bad_mac", c.link_agent_bad_macs}}) {
     absl::StrAppend(&out, "camtunnel_manager_link_errors_total{reason=\"", reason, "\"} ", value,
                     "\n");
   }
+  counter("camtunnel_manager_plain_activations_refused_total",
+          "Activation requests refused on a plain listener (activation is HTTPS only).",
+          c.plain_activations_refused);
   counter("camtunnel_manager_links_established_total", "Manager links whose HELLO verified.",
           c.links_established);
   counter("camtunnel_manager_links_replaced_total",

@@ -1,5 +1,6 @@
 // camtunnel-manager on one runtime shard: the public TLS listener (activation POSTs and agent
-// manager links share it, like the gateway's port 443), the admin listener, the registry of
+// manager links share it, like the gateway's port 443), optional plain listeners (manager links
+// only, section 10.2 of PROTOCOL.md), the admin listener, the registry of
 // live agent links, and the counters behind /metrics. One shard is plenty: a manager link is a
 // heartbeat every few seconds and an occasional STATUS, and SQLite wants one writer anyway.
 #pragma once
@@ -32,6 +33,10 @@ struct ManagerConfig {
   std::vector<std::string> admin_listen = {"127.0.0.1:9320"};  // plain HTTP, admin API
   std::string admin_token;  // required (at start-up) when an admin listener is not loopback
   runtime::TlsServerFiles tls;
+  // Plain TCP listeners for manager links (PROTOCOL.md section 10.2, frames MACed under the
+  // manager session key). Empty unless the operator asks (--plain_listen): a manager with a
+  // certificate never takes a plain link on its TLS listeners. Activation is refused here.
+  std::vector<std::string> plain_listen;
   uint32_t heartbeat_ms = 5000;
   uint64_t handshake_timeout_ms = 5000;  // accept to verified HELLO (and to a full request)
   // Connections that have not yet proven anything (no verified HELLO): a flood of them must
@@ -56,6 +61,11 @@ struct ManagerCounters {
   uint64_t link_malformed_frames = 0;  // ERROR 3
   uint64_t link_oversized_frames = 0;  // ERROR 2
   uint64_t link_timeouts = 0;          // handshake or heartbeat deadline
+  // Plain links: a frame from the agent failed its MAC (we sent ERROR 4); the agent reported
+  // one of ours failing (its ERROR 4); POST /api/v1/activate tried on a plain listener.
+  uint64_t link_bad_macs = 0;
+  uint64_t link_agent_bad_macs = 0;
+  uint64_t plain_activations_refused = 0;
   uint64_t links_established = 0;
   uint64_t links_replaced = 0;  // an older link of the same agent closed
   uint64_t assigns_sent = 0;
@@ -77,6 +87,7 @@ class ManagerServer {
   void StopAccepting();
 
   uint16_t port() const;
+  uint16_t plain_port() const;  // 0 without a plain listener
   uint16_t admin_port() const;
 
   runtime::Shard& shard() { return shard_; }
@@ -129,6 +140,7 @@ class ManagerServer {
   std::unique_ptr<Revocations> revocations_;
   std::unique_ptr<RelocationPush> relocation_push_;
   std::vector<std::unique_ptr<runtime::Listener>> listeners_;
+  std::vector<std::unique_ptr<runtime::Listener>> plain_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;
   absl::flat_hash_map<std::string, AgentLink*> links_;
   size_t unauthenticated_ = 0;

@@ -12,7 +12,7 @@
 
 namespace camtunnel::manager {
 
-void PublicConnection::Start(ManagerServer& server, int fd) {
+void PublicConnection::Start(ManagerServer& server, int fd, bool plain) {
   ++server.counters().connections_accepted;
   if (!server.TryAdmitUnauthenticated()) {
     // Closing at once reads as "busy, back off" to an agent (PROTOCOL.md section 4).
@@ -20,8 +20,9 @@ void PublicConnection::Start(ManagerServer& server, int fd) {
     close(fd);
     return;
   }
-  auto* c = new PublicConnection(server);
-  c->stream_ = runtime::Stream::Create(server.shard(), fd, server.tls_context(), c);
+  auto* c = new PublicConnection(server, plain);
+  c->stream_ =
+      runtime::Stream::Create(server.shard(), fd, plain ? nullptr : server.tls_context(), c);
   c->deadline_.set_callback([c] {
     ++c->server_.counters().link_timeouts;
     c->stream_->Close(ETIMEDOUT);
@@ -78,6 +79,13 @@ void PublicConnection::Route(const proto::RequestHead& head) {
   }
   if (head.target != "/api/v1/activate") {
     Respond(404, R"({"error":"not found"})");
+    return;
+  }
+  if (plain_) {
+    // The answer carries the agent secret and the request the factory secret: never in clear.
+    // Refused on the head, so the body (if a misconfigured client sends one) is never parsed.
+    ++server_.counters().plain_activations_refused;
+    Respond(403, R"({"error":"activation is HTTPS only"})");
     return;
   }
   if (head.method != "POST") {

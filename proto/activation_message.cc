@@ -119,8 +119,10 @@ std::optional<ActivationResult> ParseActivationResult(std::string_view body, std
     *error = "activation answer: missing or bad agent_id";
     return std::nullopt;
   }
-  if (!url || !IsValidStreamerUrl(*url) || !url->starts_with("https://")) {
-    *error = "activation answer: missing or bad manager_url (https only)";
+  // https (a TLS manager link) or http (a plain one, section 10.2): the manager's choice, and
+  // this answer travels inside TLS, so the scheme is as trustworthy as the secret beside it.
+  if (!url || !IsValidStreamerUrl(*url)) {
+    *error = "activation answer: missing or bad manager_url (https:// or http://host[:port])";
     return std::nullopt;
   }
   out.agent_id = std::string(*id);

@@ -27,7 +27,8 @@ struct ActivationResult {
   std::optional<AgentSecret> agent_secret;  // first activation only
 };
 // nullopt and `*error` unless `body` is a flat object with a canonical agent_id, a valid
-// https manager_url and, if present, a 64-hex agent_secret. Unknown string members are skipped.
+// https:// or http:// manager_url (TLS or plain manager link, PROTOCOL.md section 10.2) and,
+// if present, a 64-hex agent_secret. Unknown string members are skipped.
 std::optional<ActivationResult> ParseActivationResult(std::string_view body, std::string* error);
 
 }  // namespace camtunnel::proto

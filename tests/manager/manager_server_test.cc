@@ -1,7 +1,8 @@
 // camtunnel-manager's server on a real shard and real TLS sockets (loopback), driven by a
 // blocking OpenSSL client that plays the agent: activation over HTTPS, the manager link
 // (upgrade, manager proof, HELLO, WELCOME, ASSIGN with sealed keys), the admin API, and every
-// refusal with its status and counter.
+// refusal with its status and counter. PlainLinkTest: the plain listener (section 10.2), where
+// every frame is MACed and a tampered, replayed or unsealed one closes the link and is counted.
 #include "manager/manager_server.h"
 
 #include <arpa/inet.h>
@@ -546,6 +547,274 @@ TEST_F(ManagerServerTest, MetricsNameEveryRefusal) {
   EXPECT_NE(m.find("camtunnel_manager_link_errors_total{reason=\"bad_proof\"} 0"),
             std::string::npos)
       << m;
+}
+
+// A blocking plain-TCP client for the plain listener; frames sealed and opened once Seal() is
+// given the session key.
+class PlainClient {
+ public:
+  explicit PlainClient(uint16_t port) : fd_(ConnectLoopback(port)) {}
+  ~PlainClient() { close(fd_); }
+  void Write(std::string_view s) { send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
+  void Write(const std::vector<uint8_t>& b) { send(fd_, b.data(), b.size(), MSG_NOSIGNAL); }
+  void SetSessionKey(const proto::Digest& key) {
+    sealer_.emplace(key, proto::Direction::kAgentToGateway);
+    opener_.emplace(key, proto::Direction::kGatewayToAgent);
+  }
+  std::vector<uint8_t> Seal(proto::FrameBuilder& frame) { return sealer_->Seal(frame); }
+  std::string ReadHead() {
+    while (pending_.find("\r\n\r\n") == std::string::npos && ReadMore()) {
+    }
+    const size_t end = pending_.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      return std::exchange(pending_, {});
+    }
+    std::string head = pending_.substr(0, end + 4);
+    pending_.erase(0, end + 4);
+    return head;
+  }
+  std::string ReadToEof() {
+    while (ReadMore()) {
+    }
+    return std::exchange(pending_, {});
+  }
+  // Next frame with its MAC checked and stripped (`mac_ok` false if it did not verify);
+  // nullopt at EOF or timeout.
+  std::optional<proto::Frame> ReadFrame(bool* mac_ok = nullptr) {
+    for (;;) {
+      std::span<const uint8_t> in(reinterpret_cast<const uint8_t*>(pending_.data()),
+                                  pending_.size());
+      proto::Frame frame;
+      const size_t before = in.size();
+      const proto::DecodeStatus st = decoder_.Decode(in, &frame);
+      pending_.erase(0, before - in.size());
+      if (st == proto::DecodeStatus::kFrame) {
+        const bool ok = opener_ && opener_->Open(frame);
+        if (mac_ok != nullptr) {
+          *mac_ok = ok;  // the caller expects a frame it cannot open
+        } else {
+          EXPECT_TRUE(ok) << "manager frame without a valid MAC";
+        }
+        return frame;
+      }
+      if (st != proto::DecodeStatus::kNeedMore || !ReadMore()) {
+        return std::nullopt;
+      }
+    }
+  }
+  // True when the manager closed (EOF) with nothing more to read.
+  bool Closed() { return !ReadMore() && pending_.empty(); }
+
+ private:
+  bool ReadMore() {
+    char buf[16384];
+    const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      return false;
+    }
+    pending_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+  int fd_;
+  std::string pending_;
+  proto::FrameDecoder decoder_;
+  std::optional<proto::FrameSealer> sealer_;
+  std::optional<proto::FrameOpener> opener_;
+};
+
+class PlainLinkTest : public ManagerServerTest {
+ protected:
+  void Configure(ManagerConfig& config) override { config.plain_listen = {"127.0.0.1:0"}; }
+
+  // Upgrade on the plain listener, the plain-mode manager proof checked, HELLO sealed with the
+  // proof under `hello_secret`.
+  std::unique_ptr<PlainClient> PlainLink(const std::string& id, const proto::AgentSecret& secret,
+                                         const proto::AgentSecret& hello_secret,
+                                         std::string* head_out) {
+    auto c = std::make_unique<PlainClient>(server_->plain_port());
+    proto::Nonce nonce{};
+    proto::RandomBytes(nonce);
+    c->Write(proto::BuildManagerRequest("localhost", id, nonce));
+    *head_out = c->ReadHead();
+    proto::ResponseHead head;
+    if (proto::ParseResponseHead(*head_out, &head) != proto::HeadResult::kComplete ||
+        head.status != 101) {
+      return c;
+    }
+    auto accept = proto::ParseControlAccept(head);
+    EXPECT_TRUE(accept);
+    proto::ManagerProofInput in{.agent_id = id,
+                                .agent_nonce = nonce,
+                                .manager_nonce = accept->gateway_nonce,
+                                .transport = proto::Transport::kPlain,
+                                .exporter = {}};
+    EXPECT_EQ(proto::ManagerProof(secret, in), accept->gateway_proof);
+    c->SetSessionKey(proto::ManagerSessionKey(hello_secret, nonce, accept->gateway_nonce));
+    proto::FrameBuilder hello(proto::FrameType::kHello);
+    hello.Add(proto::Tag::kProof, proto::ManagerAgentProof(hello_secret, in))
+        .AddU32(proto::Tag::kCapabilities, proto::kCapPlainFrameMac)
+        .AddText(proto::Tag::kVersion, "test-agent/1");
+    c->Write(c->Seal(hello));
+    return c;
+  }
+
+  // A linked plain client past WELCOME and ASSIGN.
+  std::unique_ptr<PlainClient> Linked(const proto::AgentSecret& secret) {
+    std::string head;
+    auto c = PlainLink("sn-1", secret, secret, &head);
+    EXPECT_NE(head.find("101"), std::string::npos) << head;
+    auto welcome = c->ReadFrame();
+    EXPECT_TRUE(welcome && welcome->type() == static_cast<uint8_t>(proto::FrameType::kWelcome));
+    auto assign = c->ReadFrame();
+    EXPECT_TRUE(assign && assign->type() == static_cast<uint8_t>(proto::FrameType::kAssign));
+    return c;
+  }
+};
+
+TEST_F(ManagerServerTest, HasNoPlainListenerUnlessConfigured) {
+  EXPECT_EQ(server_->plain_port(), 0);
+}
+
+TEST_F(PlainLinkTest, PlainLinkMacsEveryFrameAndSealsTheAssignedKeys) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = PlainLink("sn-1", secret, secret, &head);
+  ASSERT_NE(head.find("101"), std::string::npos) << head;
+  auto welcome = c->ReadFrame();
+  ASSERT_TRUE(welcome);
+  ASSERT_EQ(welcome->type(), static_cast<uint8_t>(proto::FrameType::kWelcome));
+  EXPECT_EQ(welcome->U32(proto::Tag::kCapabilities).value_or(0) & proto::kCapPlainFrameMac,
+            proto::kCapPlainFrameMac);
+  auto assign = c->ReadFrame();
+  ASSERT_TRUE(assign);
+  std::string error;
+  auto list = proto::ParseAssign(proto::KeySealKey(secret, "sn-1"), "sn-1", *assign, &error);
+  ASSERT_TRUE(list) << error;
+  EXPECT_EQ(list->front().agent_key,
+            proto::DeriveAgentKey(kStreamerKey, "sn-1", list->front().key_ref));
+  proto::FrameBuilder status(proto::FrameType::kStatus);
+  status.AddText(proto::Tag::kText, "streamer=https://gw1:8443 state=connected");
+  c->Write(c->Seal(status));
+  proto::FrameBuilder ping(proto::FrameType::kPing);
+  ping.AddU64(proto::Tag::kSequence, 9);
+  c->Write(c->Seal(ping));
+  auto pong = c->ReadFrame();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->type(), static_cast<uint8_t>(proto::FrameType::kPong));
+  EXPECT_EQ(pong->U64(proto::Tag::kSequence), 9u);
+  std::string agents = AdminRequest("GET", "/api/v1/agents");
+  EXPECT_NE(agents.find("\"transport\":\"plain\""), std::string::npos) << agents;
+  EXPECT_NE(agents.find("state=connected"), std::string::npos) << agents;
+  EXPECT_NE(AdminRequest("GET", "/metrics").find("camtunnel_manager_plain_links 1"),
+            std::string::npos);
+}
+
+TEST_F(PlainLinkTest, TamperedFrameClosesTheLinkAndIsCounted) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  auto c = Linked(secret);
+  proto::FrameBuilder status(proto::FrameType::kStatus);
+  status.AddText(proto::Tag::kText, "streamer=https://gw1:8443 state=connected");
+  std::vector<uint8_t> bytes = c->Seal(status);
+  bytes[10] ^= 0x20;  // one bit of the text: "streamer=" becomes "strEamer="
+  c->Write(bytes);
+  auto error = c->ReadFrame();  // the ERROR itself is MACed (manager sequence 2)
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->type(), static_cast<uint8_t>(proto::FrameType::kError));
+  EXPECT_EQ(error->U16(proto::Tag::kErrorCode), static_cast<uint16_t>(proto::ErrorCode::kBadMac));
+  EXPECT_TRUE(c->Closed());
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_bad_macs; }), 1u);
+  EXPECT_EQ(OnShard([&] { return server_->counters().status_received; }), 0u);
+  EXPECT_NE(AdminRequest("GET", "/metrics")
+                .find("camtunnel_manager_link_errors_total{reason=\"bad_mac\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(PlainLinkTest, ReplayedFrameClosesTheLink) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  auto c = Linked(secret);
+  proto::FrameBuilder ping(proto::FrameType::kPing);
+  ping.AddU64(proto::Tag::kSequence, 1);
+  const std::vector<uint8_t> recorded = c->Seal(ping);
+  c->Write(recorded);
+  auto pong = c->ReadFrame();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->type(), static_cast<uint8_t>(proto::FrameType::kPong));
+  c->Write(recorded);  // the same bytes again: a MAC for sequence 1 where 2 is due
+  auto error = c->ReadFrame();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->U16(proto::Tag::kErrorCode), static_cast<uint16_t>(proto::ErrorCode::kBadMac));
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_bad_macs; }), 1u);
+}
+
+TEST_F(PlainLinkTest, UnsealedFrameClosesTheLink) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  auto c = Linked(secret);
+  proto::FrameBuilder status(proto::FrameType::kStatus);
+  status.AddText(proto::Tag::kText, "injected");
+  c->Write(status.Finish());
+  auto error = c->ReadFrame();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->U16(proto::Tag::kErrorCode), static_cast<uint16_t>(proto::ErrorCode::kBadMac));
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_bad_macs; }), 1u);
+}
+
+TEST_F(PlainLinkTest, AgentReportOfABadMacIsCounted) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  auto c = Linked(secret);
+  proto::FrameBuilder error(proto::FrameType::kError);
+  error.AddU16(proto::Tag::kErrorCode, static_cast<uint16_t>(proto::ErrorCode::kBadMac))
+      .AddText(proto::Tag::kText, "bad MAC on SWITCH from the manager");
+  c->Write(c->Seal(error));
+  EXPECT_TRUE(c->Closed());
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_agent_bad_macs; }), 1u);
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_bad_macs; }), 0u);
+}
+
+TEST_F(PlainLinkTest, WrongHelloProofIsBadProofNotBadMac) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  proto::AgentSecret wrong = secret;
+  wrong[0] ^= 1;
+  std::string head;
+  // HELLO sealed and proven under the wrong secret: the manager cannot tell the two apart, and
+  // "bad proof" is what the agent needs to hear. Its ERROR is sealed under the real session key,
+  // which this client does not hold.
+  auto c = PlainLink("sn-1", secret, wrong, &head);
+  bool mac_ok = true;
+  auto error = c->ReadFrame(&mac_ok);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->U16(proto::Tag::kErrorCode), static_cast<uint16_t>(proto::ErrorCode::kBadProof));
+  EXPECT_FALSE(mac_ok);
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_bad_proof; }), 1u);
+  EXPECT_EQ(OnShard([&] { return server_->counters().link_bad_macs; }), 0u);
+  EXPECT_EQ(OnShard([&] { return server_->live_links(); }), 0u);
+}
+
+TEST_F(PlainLinkTest, ActivationOnThePlainListenerIsRefused) {
+  const std::string factory = proto::HexEncode(proto::FactorySecret(kMaster, "sn-9"));
+  const std::string body =
+      json{{"serial", "sn-9"}, {"factory_secret", factory}, {"operator", "acme"}}.dump();
+  PlainClient c(server_->plain_port());
+  c.Write("POST /api/v1/activate HTTP/1.1\r\nHost: m\r\nContent-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + body);
+  const std::string r = c.ReadToEof();
+  EXPECT_NE(r.find("403"), std::string::npos) << r;
+  EXPECT_NE(r.find("HTTPS only"), std::string::npos) << r;
+  EXPECT_EQ(r.find("agent_secret"), std::string::npos) << r;
+  EXPECT_EQ(OnShard([&] { return server_->counters().plain_activations_refused; }), 1u);
+  EXPECT_FALSE(store_->FindAgent("sn-9")->has_value());
+}
+
+TEST_F(PlainLinkTest, TlsLinksStillWorkBesideThePlainListener) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_NE(head.find("101"), std::string::npos) << head;
+  auto welcome = c->ReadFrame();
+  ASSERT_TRUE(welcome);
+  EXPECT_EQ(welcome->type(), static_cast<uint8_t>(proto::FrameType::kWelcome));
+  EXPECT_FALSE(welcome->Bytes(proto::Tag::kMac).has_value());
+  std::string agents = AdminRequest("GET", "/api/v1/agents");
+  EXPECT_NE(agents.find("\"transport\":\"tls\""), std::string::npos) << agents;
 }
 
 }  // namespace

@@ -41,6 +41,14 @@ TEST(ActivationMessage, ReadsReactivationWithoutSecret) {
   EXPECT_FALSE(r->agent_secret);
 }
 
+// A plain manager link (PROTOCOL.md section 10.2): the manager chose http, inside TLS.
+TEST(ActivationMessage, ReadsAPlainManagerUrl) {
+  std::string error;
+  auto r = ParseActivationResult(R"({"agent_id":"sn-1","manager_url":"http://m:7080"})", &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->manager_url, "http://m:7080");
+}
+
 TEST(ActivationMessage, RejectsAnythingElse) {
   std::string error;
   for (const char* bad : {
@@ -48,7 +56,8 @@ TEST(ActivationMessage, RejectsAnythingElse) {
            "[]",
            R"({"agent_id":"sn-1"})",
            R"({"agent_id":"SN-1","manager_url":"https://m"})",
-           R"({"agent_id":"sn-1","manager_url":"http://m"})",
+           R"({"agent_id":"sn-1","manager_url":"ftp://m"})",
+           R"({"agent_id":"sn-1","manager_url":"http://m/path"})",
            R"({"agent_id":"sn-1","manager_url":"https://m","agent_secret":"zz"})",
            R"({"agent_id":"sn-1","agent_id":"sn-2","manager_url":"https://m"})",
            R"({"agent_id":"sn-\u0031","manager_url":"https://m"})",

@@ -122,6 +122,42 @@ TEST(ManagerLinkVectors, AssignEncodesAndOpens) {
   }
 }
 
+// Plain manager links (section 10.2): section 7 MACs under the manager session key.
+TEST(ManagerLinkVectors, PlainLinkFramesSealAndOpen) {
+  for (const json& v : Section("manager_sealed_frames")) {
+    const Digest key = ManagerSessionKey(Fixed<AgentSecret>(v["secret"]), Hex(v["agent_nonce"]),
+                                         Hex(v["manager_nonce"]));
+    EXPECT_EQ(HexEncode(key), v["session_key"]);
+    const Direction direction = v["direction"] == "agent-to-gateway" ? Direction::kAgentToGateway
+                                                                     : Direction::kGatewayToAgent;
+    const uint64_t sequence = v["sequence"].get<uint64_t>();
+    FrameSealer sealer(key, direction);
+    FrameSealer filler_sealer(key, direction);
+    FrameOpener opener(key, direction);
+    for (uint64_t i = 0; i < sequence; ++i) {  // the frames before this one on the link
+      FrameBuilder filler(FrameType::kPing);   // Seal() appends the mac: one builder per use
+      filler.AddU64(Tag::kSequence, i);
+      FrameBuilder same(FrameType::kPing);
+      same.AddU64(Tag::kSequence, i);
+      sealer.Seal(filler);
+      const Buf bytes = filler_sealer.Seal(same);
+      Frame f(bytes[0], Buf(bytes.begin() + 4, bytes.end()));
+      ASSERT_TRUE(opener.Open(f));
+    }
+    FrameBuilder builder(static_cast<uint8_t>(v["type"].get<int>()));
+    for (const json& f : v["fields"]) {
+      builder.Add(static_cast<Tag>(f["tag"].get<int>()), Hex(f["value"]));
+    }
+    const Buf encoded = sealer.Seal(builder);
+    EXPECT_EQ(HexEncode(encoded), v["encoded"]);
+    Frame frame(encoded[0], Buf(encoded.begin() + 4, encoded.end()));
+    Frame replayed = frame;
+    ASSERT_TRUE(opener.Open(frame));
+    EXPECT_TRUE(frame.Valid());
+    EXPECT_FALSE(opener.Open(replayed));  // the same frame again is the wrong sequence
+  }
+}
+
 class AssignTest : public ::testing::Test {
  protected:
   AgentSecret secret_{};

@@ -20,6 +20,9 @@ LABEL_MANAGER_SESSION_KEY = b"camtunnel/1 manager-session-key"
 LABEL_KEY_SEAL = b"camtunnel/1 key-seal"
 LABEL_FACTORY_SECRET = b"camtunnel/1 factory-secret"
 LABEL_AGENT_KEY = b"camtunnel/1 agent-key"
+LABEL_FRAME_MAC = b"camtunnel/1 frame-mac"
+TAG_MAC = 255
+TYPE_HELLO, TYPE_WELCOME, TYPE_DEACTIVATE = 1, 2, 18
 TAG_STREAMER = 18
 TYPE_ASSIGN = 16
 
@@ -95,6 +98,18 @@ def frame(ftype, fields):
     return bytes([ftype]) + struct.pack(">I", len(payload))[1:] + payload
 
 
+def frame_mac(session_key, direction, sequence, ftype, payload):
+    """Section 7 frame MAC (the manager link uses it with manager_session_key, section 10.2)."""
+    return hmac_lp(session_key, LABEL_FRAME_MAC, direction, struct.pack(">Q", sequence),
+                   bytes([ftype]), payload)[:16]
+
+
+def sealed_frame(session_key, direction, sequence, ftype, fields):
+    body = frame(ftype, fields)[4:]
+    return frame(ftype, list(fields) + [(TAG_MAC, frame_mac(session_key, direction, sequence,
+                                                            ftype, body))])
+
+
 def vectors():
     secret = bytes(range(0x60, 0x80))
     agent_id = "cam-42"
@@ -138,6 +153,26 @@ def vectors():
     out["assign"].append({"secret": secret.hex(), "agent_id": agent_id,
                           "streamer_key": streamer_key.hex(), "streamers": entries,
                           "encoded": frame(TYPE_ASSIGN, fields).hex()})
+    # A plain manager link (section 10.2): HELLO and WELCOME (sequence 0 each way) and a later
+    # DEACTIVATE (the manager's third frame, after WELCOME and ASSIGN), MACed under the session
+    # key above.
+    skey = manager_session_key(secret, agent_nonce, manager_nonce)
+    hello_proof = manager_agent_proof(secret, agent_id, agent_nonce, manager_nonce, "plain", b"")
+    sealed = [
+        ("agent-to-gateway", 0, TYPE_HELLO,
+         [(1, hello_proof), (2, struct.pack(">I", 1)), (3, b"camtunnel-agent/0.1.0")]),
+        ("gateway-to-agent", 0, TYPE_WELCOME,
+         [(2, struct.pack(">I", 1)), (5, struct.pack(">I", 5000)),
+          (6, struct.pack(">Q", 1767225600000)), (7, struct.pack(">I", 0))]),
+        ("gateway-to-agent", 2, TYPE_DEACTIVATE, [(12, b"deactivated by the operator")]),
+    ]
+    out["manager_sealed_frames"] = [
+        {"secret": secret.hex(), "agent_nonce": agent_nonce.hex(),
+         "manager_nonce": manager_nonce.hex(), "session_key": skey.hex(),
+         "direction": direction, "sequence": sequence, "type": ftype,
+         "fields": [{"tag": tag, "value": value.hex()} for tag, value in fields],
+         "encoded": sealed_frame(skey, direction, sequence, ftype, fields).hex()}
+        for direction, sequence, ftype, fields in sealed]
     return out
 
 

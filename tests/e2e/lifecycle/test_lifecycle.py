@@ -12,6 +12,9 @@ keeps its SQLite state, reactivation after the saved manager URL went dead, and 
 (state wiped, exit 0); operator claim tokens. The Failover class stops (SIGSTOP) the first of
 two gateways (the manager moves the agent, the stopped gateway then redirects media requests to
 the other one, the lookup names it), and drains it (the manager moves the agent at once). The
+PlainLink class runs the manager link in plain (PROTOCOL.md section 10.2: activation over
+HTTPS, an http:// manager URL, every frame MACed) and attacks it: tampered, replayed and
+unsealed frames, a bit flipped each way by a man in the middle. The
 manager-link client in this file is
 independent of the C++ code: tests/proto/manager_vectors.py (Python hmac) and pyOpenSSL for the
 TLS exporter.
@@ -21,6 +24,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import struct
@@ -38,8 +42,8 @@ import camtunnel_client as ctc  # noqa: E402
 import harness  # noqa: E402
 import manager_vectors as mv  # noqa: E402
 from harness import Env, start_camera, start_gateway, wait_err_line  # noqa: E402
-from support import (ffprobe_frames, free_port, http_get, make_dev_cert,  # noqa: E402
-                     rtsp_request, wait_until)
+from support import (ffprobe_frames, free_port, free_ports, http_get,  # noqa: E402
+                     make_dev_cert, rtsp_request, wait_until)
 
 SERIAL = "cam-life-1"
 OPERATOR = "acme"
@@ -50,9 +54,13 @@ def manager_binary():
 
 
 class Manager:
-    def __init__(self, proc, port, admin_port, cert):
+    def __init__(self, proc, port, admin_port, cert, plain_port=0):
         self.proc, self.port, self.admin_port, self.cert = proc, port, admin_port, cert
         self.url = "https://127.0.0.1:%d" % port
+        # With a plain listener the activation answer names it (PROTOCOL.md section 10.2);
+        # activation itself stays on the TLS port (self.url).
+        self.plain_port = plain_port
+        self.link_url = "http://127.0.0.1:%d" % plain_port if plain_port else self.url
 
     def admin(self, method, path, body=None):
         c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
@@ -79,27 +87,35 @@ class Manager:
         return r.status, r.read()
 
 
-def start_manager(env, directory, streamers_file, master_file, db, name="manager"):
+def start_manager(env, directory, streamers_file, master_file, db, name="manager", plain=False):
+    """plain: also a --plain_listen port, and the activation answer names it (http://)."""
     os.makedirs(directory, exist_ok=True)
     cert = make_dev_cert(directory, name="manager")
     last = None
     for _ in range(5):      # the picked port can be taken before the manager binds it
-        port = free_port()
-        p = env.procs.start(name, [
+        port, plain_port = free_ports(2) if plain else (free_port(), 0)
+        argv = [
             manager_binary(), "--listen=127.0.0.1:%d" % port, "--admin_listen=127.0.0.1:0",
             "--cert=%s" % cert[0], "--key=%s" % cert[1], "--state=%s" % db,
             "--factory_master_file=%s" % master_file, "--operators=%s" % OPERATOR,
-            "--manager_url=https://127.0.0.1:%d" % port, "--streamers=%s" % streamers_file,
+            "--streamers=%s" % streamers_file,
             "--heartbeat_ms=1000", "--health_interval_ms=500",
             # Room for every refusal the tests provoke from one source (127.0.0.1).
-            "--activation_burst=50"])
+            "--activation_burst=50"]
+        if plain:
+            argv += ["--plain_listen=127.0.0.1:%d" % plain_port,
+                     "--manager_url=http://127.0.0.1:%d" % plain_port]
+        else:
+            argv += ["--manager_url=https://127.0.0.1:%d" % port]
+        p = env.procs.start(name, argv)
         try:
-            m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 10)
+            m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+) streamers=\d+ "
+                            r"plain=(\d+)", 10)
         except (TimeoutError, RuntimeError) as e:
             last = e
             p.stop()
             continue
-        return Manager(p, int(m.group(1)), int(m.group(2)), cert[0])
+        return Manager(p, int(m.group(1)), int(m.group(2)), cert[0], int(m.group(3)))
     raise RuntimeError("manager did not start: %s" % last)
 
 
@@ -674,6 +690,345 @@ class Failover(unittest.TestCase):
         self.assertEqual(self.mgr.metrics().get("camtunnel_manager_streamer_healthy",
                                                 streamer="0"), 0)
 
+
+class PlainManagerLink:
+    """An independent plain manager-link client (PROTOCOL.md section 10.2): the upgrade over
+    plain TCP, the manager proof with transport "plain" and no exporter, then every frame sealed
+    and opened with section 7 MACs under the manager session key (tests/proto/manager_vectors.py
+    for the keys, tests/e2e/camtunnel_client.py for the MACs)."""
+
+    def __init__(self, port, agent_id, secret, hello=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.agent_nonce = os.urandom(16)
+        self.sock.sendall(("GET /camtunnel/v1/manager HTTP/1.1\r\nHost: m\r\n"
+                           "Connection: Upgrade\r\nUpgrade: camtunnel/1\r\nCamtunnel-Agent: %s\r\n"
+                           "Camtunnel-Nonce: %s\r\n\r\n" % (agent_id, mv_b64(self.agent_nonce)))
+                          .encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf and self._recv():
+            pass
+        end = self.buf.find(b"\r\n\r\n")
+        self.head = self.buf[:end + 4].decode(errors="replace")
+        self.buf = self.buf[end + 4:]
+        self.status = int(self.head.split(" ")[1]) if self.head.startswith("HTTP/1.1 ") else 0
+        self.tx = self.rx = 0
+        if self.status != 101:
+            return
+        hdrs = dict(l.split(": ", 1) for l in self.head.split("\r\n")[1:] if ": " in l)
+        mnonce = mv_unb64(hdrs["Camtunnel-Nonce"])
+        self.manager_proof_ok = mv.manager_proof(
+            secret, agent_id, self.agent_nonce, mnonce, "plain", b"") == \
+            mv_unb64(hdrs["Camtunnel-Proof"])
+        self.skey = mv.manager_session_key(secret, self.agent_nonce, mnonce)
+        proof = mv.manager_agent_proof(secret, agent_id, self.agent_nonce, mnonce, "plain", b"")
+        self.hello = hello if hello is not None else self.seal(
+            1, [(1, proof), (2, struct.pack(">I", 1)), (3, b"e2e-plain-link/1")])
+        self.sock.sendall(self.hello)
+
+    def _recv(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except OSError:
+            chunk = b""
+        self.buf += chunk
+        return chunk
+
+    def seal(self, ftype, fields):
+        data = ctc.seal_frame(self.skey, ctc.DIR_A2G, self.tx, ftype, fields)
+        self.tx += 1
+        return data
+
+    def raw_frame(self):
+        """(type, {tag: value}, mac_ok) of the next frame, MAC checked in sequence; None at
+        EOF."""
+        while True:
+            r = ctc.parse_frame(self.buf)
+            if r is not None:
+                break
+            if not self._recv():
+                return None
+        frame, used = r
+        self.buf = self.buf[used:]
+        try:
+            frame = ctc.open_frame(self.skey, ctc.DIR_G2A, self.rx, frame)
+            ok = True
+        except ctc.BadMac:
+            ok = False
+        self.rx += 1
+        fields = {}
+        for tag, value in frame.fields:
+            fields.setdefault(tag, value)
+        return frame.type, fields, ok
+
+    def frame(self):
+        f = self.raw_frame()
+        assert f is None or f[2], "manager frame with a bad MAC: %r" % (f,)
+        return None if f is None else f[:2]
+
+    def eof(self):
+        return not self.buf and not self._recv()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class TamperRelay:
+    """A man in the middle on the plain manager link: forwards both ways and flips one bit of
+    the first frame after the HTTP heads, on its first two connections only. Connection 1: the
+    agent's HELLO, in its capabilities value (header 4 + proof field 35 + tag and length 3: 42
+    bytes in), so the proof stays right and only the MAC can tell. Connection 2: the manager's
+    WELCOME, in its capabilities value (7 bytes in)."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.connections = 0
+        self.socks = []     # closed by close(): a pump only half-closes
+        self.tampered = []  # "up" / "down", as done
+        self.stopping = False
+        import threading
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                a, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.socks.append(a)
+            try:
+                m = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                continue
+            self.socks.append(m)
+            up = 42 if self.connections == 1 else None
+            down = 7 if self.connections == 2 else None
+            self.threading.Thread(target=self._pump, args=(a, m, up, "up"), daemon=True).start()
+            self.threading.Thread(target=self._pump, args=(m, a, down, "down"),
+                                  daemon=True).start()
+
+    def _pump(self, src, dst, offset, name):
+        seen = b""
+        head_end = None
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                if offset is not None:
+                    before = len(seen)
+                    seen += data
+                    if head_end is None and b"\r\n\r\n" in seen:
+                        head_end = seen.find(b"\r\n\r\n") + 4
+                    if head_end is not None and len(seen) > head_end + offset:
+                        at = head_end + offset - before
+                        data = data[:at] + bytes([data[at] ^ 0x80]) + data[at + 1:]
+                        self.tampered.append(name)
+                        offset = None
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.stopping = True
+        self.lsock.close()
+        for sock in self.socks:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class PlainLink(unittest.TestCase):
+    """A plain manager link (PROTOCOL.md section 10.2) with real processes: the manager listens
+    in plain for links (--plain_listen) and hands out an http:// manager URL; activation stays
+    HTTPS. The managed agent activates, links in plain, follows ASSIGN to a TLS gateway and
+    streams. Then the attacks a plain path allows: a tampered frame (independent client and a
+    man in the middle on the agent's own link), a HELLO replayed from another link, activation
+    tried in clear; each refused, closed and counted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env("lifecycle-plain")
+        cls.relay = None
+        try:
+            cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=True)
+            streamers = cls.env.path("streamers.txt")
+            with open(streamers, "w") as f:
+                f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                        % (cls.gw.tls_port, cls.env.path("gw", "streamer_keys"),
+                           cls.gw.admin_port))
+            master_file = cls.env.path("factory_master")
+            with open(master_file, "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, master_file,
+                                    cls.env.path("manager.db"), plain=True)
+            cls.cam = start_camera(cls.env.procs, tcp_only=True)
+            out = harness.subprocess.run(
+                [manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
+                 "--serial=%s" % SERIAL], check=True, stdout=harness.subprocess.PIPE, text=True)
+            cls.factory_hex = out.stdout.strip()
+            factory_file = cls.env.path("factory_secret")
+            with open(factory_file, "w") as f:
+                f.write(out.stdout)
+            os.chmod(factory_file, 0o600)
+            ca = cls.env.path("ca-bundle.pem")
+            with open(ca, "w") as f:
+                for path in (cls.mgr.cert, cls.gw.cert[0]):
+                    with open(path) as c:
+                        f.write(c.read())
+            cls.state = cls.env.path("agent-state")
+            cls.agent = cls.env.procs.start("agent", [
+                harness.agent_binary(), "--state-file", cls.state,
+                "--activation-url", cls.mgr.url, "--serial", SERIAL,
+                "--factory-secret-file", factory_file, "--operator", OPERATOR,
+                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca-file", ca])
+            cls.gw_url = "https://127.0.0.1:%d" % cls.gw.tls_port
+        except BaseException:
+            cls.env.close(check=False)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.relay is not None:
+            cls.relay.close()
+        cls.env.close()
+
+    def secret(self):
+        with open(self.state) as f:
+            for line in f:
+                if line.startswith("agent_secret="):
+                    return bytes.fromhex(line.strip().split("=", 1)[1])
+        raise AssertionError("no secret in the state file")
+
+    def link_errors(self, reason):
+        try:
+            return self.mgr.metrics().get("camtunnel_manager_link_errors_total", reason=reason)
+        except KeyError:
+            return 0
+
+    def test_1_activates_over_https_links_in_plain_and_streams(self):
+        wait_err_line(self.agent, r"activated agent=%s manager=%s$"
+                      % (SERIAL, re.escape(self.mgr.link_url)), 15)
+        self.assertTrue(self.mgr.link_url.startswith("http://"))
+        wait_err_line(self.agent, r"manager linked url=%s agent=%s transport=plain$"
+                      % (re.escape(self.mgr.link_url), SERIAL), 15)
+        wait_err_line(self.agent, r"connected gateway=%s agent=%s$"
+                      % (re.escape(self.gw_url), SERIAL), 15)
+        self.gw.wait_agent(SERIAL, True, 10)
+        info = ffprobe_frames(self.gw.frontend_url("rtsp", SERIAL, "/stream1"), 2)
+        self.assertEqual(info["codec_name"], "h264", info["stderr"])
+        self.assertGreater(info["nb_read_frames"], 0, info)
+        wait_until(lambda: "state=connected" in
+                   self.mgr.agents().get(SERIAL, {}).get("last_status", ""), 10,
+                   what="STATUS over the plain link")
+        a = self.mgr.agents()[SERIAL]
+        self.assertEqual((a["linked"], a["transport"], a["streamer"]),
+                         (True, "plain", self.gw_url))
+        m = self.mgr.metrics()
+        self.assertEqual(m.get("camtunnel_manager_plain_links"), 1)
+        self.assertEqual(m.get("camtunnel_manager_activations_total", result="activated"), 1)
+        self.assertEqual(self.link_errors("bad_mac"), 0)
+        promtool = shutil.which("promtool")
+        if promtool:    # the new series keep the exposition lint-clean
+            st, body = self.mgr.admin("GET", "/metrics")
+            r = harness.subprocess.run([promtool, "check", "metrics"], input=body,
+                                       stdout=harness.subprocess.PIPE,
+                                       stderr=harness.subprocess.PIPE)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # The secret never crossed the plain port: only the HTTPS answer carried it, and the
+        # state file holds it.
+        self.assertEqual(len(self.secret()), 32)
+
+    def test_2_activation_in_clear_is_refused(self):
+        body = json.dumps({"serial": SERIAL, "operator": OPERATOR,
+                           "factory_secret": self.factory_hex})
+        c = http.client.HTTPConnection("127.0.0.1", self.mgr.plain_port, timeout=5)
+        c.request("POST", "/api/v1/activate", body=body,
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        answer = r.read()
+        c.close()
+        self.assertEqual(r.status, 403, answer)
+        self.assertIn(b"HTTPS only", answer)
+        self.assertNotIn(b"agent_secret", answer)
+        self.assertEqual(self.mgr.metrics().get(
+            "camtunnel_manager_plain_activations_refused_total"), 1)
+
+    def test_3_tampered_and_replayed_frames_are_refused_and_counted(self):
+        secret = self.secret()
+        before = self.link_errors("bad_mac")
+        link = PlainManagerLink(self.mgr.plain_port, SERIAL, secret)
+        self.assertEqual(link.status, 101, link.head)
+        self.assertTrue(link.manager_proof_ok)
+        self.assertEqual(link.frame()[0], 2)              # WELCOME, MAC checked (sequence 0)
+        ftype, fields = link.frame()                      # ASSIGN (sequence 1), opened here
+        self.assertEqual(ftype, 16)
+        url, ref, key = mv.decode_streamer(mv.key_seal_key(secret, SERIAL), SERIAL, fields[18])
+        self.assertEqual((url, key), (self.gw_url,
+                                      mv.derive_agent_key(self.gw.keys["k1"], SERIAL, ref)))
+        status = bytearray(link.seal(5, [(12, b"streamer=%s state=connected"
+                                          % self.gw_url.encode())]))
+        status[10] ^= 0x20                                # one bit of the text, on the path
+        link.sock.sendall(bytes(status))
+        ftype, fields, ok = link.raw_frame()
+        self.assertTrue(ok)                               # the ERROR is MACed too (sequence 2)
+        self.assertEqual((ftype, fields.get(16)), (10, b"\x00\x04"))   # ERROR bad MAC
+        self.assertTrue(link.eof())
+        hello = link.hello
+        link.close()
+        self.assertEqual(self.link_errors("bad_mac"), before + 1)
+        # A HELLO recorded on that link, replayed on a new one (new manager nonce): refused.
+        bad_proof = self.link_errors("bad_proof")
+        replay = PlainManagerLink(self.mgr.plain_port, SERIAL, secret, hello=hello)
+        self.assertEqual(replay.status, 101)
+        ftype, fields, ok = replay.raw_frame()
+        replay.close()
+        self.assertEqual((ftype, fields.get(16)), (10, b"\x00\x01"))   # ERROR bad proof
+        self.assertEqual(self.link_errors("bad_proof"), bad_proof + 1)
+
+    def test_4_bits_flipped_on_the_agent_s_own_link_are_refused_and_counted(self):
+        # The agent's link goes through a man in the middle that flips one bit of its HELLO
+        # (first connection), then one bit of the manager's WELCOME (second connection). The
+        # manager refuses the first (ERROR 4, counted as bad_mac), the agent the second (its
+        # ERROR 4, counted as agent_bad_mac); each time the agent reconnects, and the third,
+        # untouched link comes up.
+        wait_until(lambda: self.mgr.agents()[SERIAL]["linked"], 20, what="agent relinked")
+        self.assertEqual(self.agent.stop(), 0)
+        type(self).relay = TamperRelay(self.mgr.plain_port)
+        relay_url = "http://127.0.0.1:%d" % self.relay.port
+        with open(self.state) as f:
+            text = f.read()
+        self.assertIn("manager_url=%s\n" % self.mgr.link_url, text)
+        with open(self.state, "w") as f:
+            f.write(text.replace("manager_url=%s\n" % self.mgr.link_url,
+                                 "manager_url=%s\n" % relay_url))
+        bad_mac, agent_bad_mac = self.link_errors("bad_mac"), self.link_errors("agent_bad_mac")
+        agent = self.env.procs.start("agent-mitm", self.agent.argv)
+        type(self).agent = agent
+        wait_err_line(agent, r"manager link ended \(manager sent ERROR code=4 text=bad MAC on "
+                      r"HELLO\)", 15)
+        wait_err_line(agent, r"manager link ended \(bad MAC on WELCOME from the manager\)", 20)
+        wait_err_line(agent, r"manager linked url=%s agent=%s transport=plain$"
+                      % (re.escape(relay_url), SERIAL), 20)
+        self.assertEqual(self.relay.tampered, ["up", "down"])
+        self.assertEqual(self.relay.connections, 3)
+        wait_until(lambda: self.mgr.agents()[SERIAL]["linked"], 10, what="linked again")
+        self.assertEqual(self.link_errors("bad_mac"), bad_mac + 1)
+        self.assertEqual(self.link_errors("agent_bad_mac"), agent_bad_mac + 1)
+        # The agent acted on nothing it could not verify: it is still active, still streams.
+        self.assertTrue(agent.alive())
+        self.assertEqual(self.mgr.agents()[SERIAL]["state"], "active")
+        self.gw.wait_agent(SERIAL, True, 10)
 
 if __name__ == "__main__":
     unittest.main()
