@@ -7,22 +7,10 @@
 #include <optional>
 
 #include "agent/config.h"
+#include "proto/encoding.h"
 
 namespace camtunnel::agent {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
 
 // RFC 3986 percent-decoding of a user-info part; nullopt on a bad escape or a control byte
 // (which could split the Authorization header).
@@ -34,8 +22,8 @@ std::optional<std::string> PercentDecode(std::string_view text) {
       if (i + 2 >= text.size()) {
         return std::nullopt;
       }
-      const int hi = HexValue(text[i + 1]);
-      const int lo = HexValue(text[i + 2]);
+      const int hi = proto::HexDigitValue(text[i + 1]);
+      const int lo = proto::HexDigitValue(text[i + 2]);
       if (hi < 0 || lo < 0) {
         return std::nullopt;
       }

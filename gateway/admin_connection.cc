@@ -188,16 +188,13 @@ void AdminConnection::MoveTo(unsigned shard) {
 }
 
 void AdminConnection::OnDetached(runtime::Stream* stream, unsigned shard) {
-  const bool sent = gw_.PostTo(shard, [stream, bytes = head_.Take()](GatewayShard& to) mutable {
+  auto adopt = [stream, bytes = head_.Take()](GatewayShard& to) mutable {
     Adopt(to, stream, std::move(bytes));
-  });
-  if (!sent) {
-    gw_.metrics().handoffs_refused.Add();
-    stream->Attach(gw_.shard(), this);
+  };
+  if (!gw_.HandOver(shard, stream, this, std::move(adopt))) {
     ShardUnreachable();
     return;
   }
-  gw_.metrics().handoffs.Add();
   *alive_ = false;
   delete this;
 }

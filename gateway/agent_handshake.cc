@@ -229,18 +229,13 @@ void AgentHandshake::MoveTo(unsigned shard, bool data) {
 
 void AgentHandshake::OnDetached(runtime::Stream* stream, unsigned shard, bool data) {
   const uint64_t started = started_ms_;
-  const bool sent =
-      gw_.PostTo(shard, [stream, bytes = head_.Take(), started](GatewayShard& to) mutable {
-        Adopt(to, stream, std::move(bytes), started);
-      });
-  if (!sent) {
-    // The home shard is behind by a whole queue: refusing is cheaper than waiting.
-    gw_.metrics().handoffs_refused.Add();
-    stream->Attach(gw_.shard(), this);
+  auto adopt = [stream, bytes = head_.Take(), started](GatewayShard& to) mutable {
+    Adopt(to, stream, std::move(bytes), started);
+  };
+  if (!gw_.HandOver(shard, stream, this, std::move(adopt))) {
     Refuse(503, "gateway busy", AgentResult::kBusy, data);
     return;
   }
-  gw_.metrics().handoffs.Add();
   // The connection and its unauthenticated count leave with it.
   if (counted_unauthenticated_) {
     gw_.metrics().unauthenticated.Add(-1);

@@ -212,16 +212,13 @@ void FrontendConnection::MoveTo(unsigned shard) {
 }
 
 void FrontendConnection::OnDetached(runtime::Stream* stream, unsigned shard) {
-  const bool sent = gw_.PostTo(shard, [stream, bytes = head_.Take()](GatewayShard& to) mutable {
+  auto adopt = [stream, bytes = head_.Take()](GatewayShard& to) mutable {
     Adopt(to, stream, std::move(bytes));
-  });
-  if (!sent) {
-    gw_.metrics().handoffs_refused.Add();
-    stream->Attach(gw_.shard(), this);
+  };
+  if (!gw_.HandOver(shard, stream, this, std::move(adopt))) {
     FailOpen(503, OpenResult::kBusy, "gateway busy");
     return;
   }
-  gw_.metrics().handoffs.Add();
   gw_.FrontendWaiting(-1);
   gw_.ConnectionClosed();
   delete this;

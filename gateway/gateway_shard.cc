@@ -209,6 +209,18 @@ GatewayConfig GatewayShard::BoundListeners() const {
   return c;
 }
 
+bool GatewayShard::HandOver(unsigned to, runtime::Stream* stream, runtime::StreamHandler* handler,
+                            ShardFn adopt) {
+  if (PostTo(to, std::move(adopt))) {
+    metrics_.handoffs.Add();
+    return true;
+  }
+  // The target is behind by a whole queue: refusing is cheaper than waiting.
+  metrics_.handoffs_refused.Add();
+  stream->Attach(shard_, handler);
+  return false;
+}
+
 bool GatewayShard::PostTo(unsigned to, ShardFn fn) {
   if (gateway_ == nullptr) {
     std::move(fn)(*this);

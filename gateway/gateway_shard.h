@@ -22,6 +22,7 @@
 #include "runtime/ktls_probe.h"
 #include "runtime/listener.h"
 #include "runtime/shard.h"
+#include "runtime/stream.h"
 #include "runtime/ticket_keys.h"
 #include "runtime/tls_context.h"
 
@@ -70,6 +71,11 @@ class GatewayShard {
   // From this shard's thread: runs `fn` on shard `to` (inline when it is this one). False when
   // the queue there is full: the caller refuses the work (and counts it), never waits.
   bool PostTo(unsigned to, ShardFn fn);
+  // Once `stream` has detached (runtime::Stream::Detach): queues `adopt` (which attaches it on
+  // shard `to`) and counts the hand-over. When that queue is full the stream is attached back
+  // here to `handler`, the refusal counted, and false returned: the caller answers "busy".
+  bool HandOver(unsigned to, runtime::Stream* stream, runtime::StreamHandler* handler,
+                ShardFn adopt);
   Gateway* gateway() { return gateway_; }
   const GatewayConfig& config() const { return config_; }
   const StreamerKeys& keys() const { return keys_; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 
+#include "proto/encoding.h"
 #include "proto/http_head.h"
 
 namespace camtunnel::gateway {
@@ -12,19 +13,6 @@ namespace {
 // keeps a hostile line from being scanned forever. Trailers get the bound of a head.
 constexpr size_t kMaxChunkLineBytes = 1024;
 constexpr size_t kMaxTrailerBytes = proto::kMaxHeadBytes;
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
 
 bool IsControl(char c) {
   unsigned char u = static_cast<unsigned char>(c);
@@ -393,7 +381,7 @@ bool RequestStream::ChunkFramingByte(char c) {
       if (++line_bytes_ > kMaxChunkLineBytes) {
         return false;
       }
-      int digit = HexValue(c);
+      int digit = proto::HexDigitValue(c);
       if (digit >= 0) {
         if (chunk_digits_ == 16) {  // more than 64 bits (leading zeros included: strict)
           return false;

@@ -18,6 +18,8 @@ std::optional<std::vector<uint8_t>> Base64UrlDecode(std::string_view text);
 std::string HexEncode(std::span<const uint8_t> bytes);
 // Accepts upper and lower case; rejects odd lengths and other characters.
 std::optional<std::vector<uint8_t>> HexDecode(std::string_view text);
+// 0..15 for a hex digit of either case, else -1.
+int HexDigitValue(char c);
 
 inline std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
