@@ -100,7 +100,7 @@ absl::Status GatewayShard::Start(const GatewayConfig* bound) {
     config_.frontend_listen = bound->frontend_listen;
   }
   if (!config_.cert_file.empty()) {
-    auto ctx = runtime::CreateServerContext({config_.cert_file, config_.key_file});
+    auto ctx = runtime::CreateServerContext({config_.cert_file, config_.key_file}, libctx_.get());
     if (!ctx.ok()) {
       return ctx.status();
     }
@@ -237,7 +237,7 @@ absl::Status GatewayShard::Reload(GatewayConfig fresh) {
   }
   runtime::SslCtxPtr ctx;
   if (!fresh.cert_file.empty()) {
-    auto made = runtime::CreateServerContext({fresh.cert_file, fresh.key_file});
+    auto made = runtime::CreateServerContext({fresh.cert_file, fresh.key_file}, libctx_.get());
     if (!made.ok()) {
       return made.status();
     }

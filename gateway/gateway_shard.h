@@ -146,6 +146,9 @@ class GatewayShard {
   // Before tls_ctx_: every context's ticket callback points at these keys, which every shard
   // of the process shares (tickets resume on whichever shard a connection lands).
   std::shared_ptr<runtime::TicketKeys> ticket_keys_;
+  // This shard's OpenSSL library context (before tls_ctx_, which is made from it): handshakes
+  // on different shards then fetch algorithms without sharing the default context's locks.
+  runtime::LibCtxPtr libctx_{OSSL_LIB_CTX_new()};
   runtime::SslCtxPtr tls_ctx_;
   runtime::KtlsSupport ktls_;
   AgentRegistry registry_;

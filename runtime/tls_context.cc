@@ -19,9 +19,9 @@ std::string DrainOpenSslErrors() {
   return text;
 }
 
-absl::StatusOr<SslCtxPtr> CreateServerContext(const TlsServerFiles& files) {
+absl::StatusOr<SslCtxPtr> CreateServerContext(const TlsServerFiles& files, OSSL_LIB_CTX* libctx) {
   ERR_clear_error();
-  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  SslCtxPtr ctx(SSL_CTX_new_ex(libctx, nullptr, TLS_server_method()));
   if (!ctx) {
     return absl::InternalError("SSL_CTX_new: " + DrainOpenSslErrors());
   }

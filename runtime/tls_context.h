@@ -22,7 +22,15 @@ struct TlsServerFiles {
   std::string key_file;   // PEM private key
 };
 
-absl::StatusOr<SslCtxPtr> CreateServerContext(const TlsServerFiles& files);
+// `libctx`: the OpenSSL library context to fetch algorithms from (a shard's own, so handshakes
+// on different shards do not share its locks and caches); null: the process default.
+absl::StatusOr<SslCtxPtr> CreateServerContext(const TlsServerFiles& files,
+                                              OSSL_LIB_CTX* libctx = nullptr);
+
+struct LibCtxDeleter {
+  void operator()(OSSL_LIB_CTX* ctx) const { OSSL_LIB_CTX_free(ctx); }
+};
+using LibCtxPtr = std::unique_ptr<OSSL_LIB_CTX, LibCtxDeleter>;
 
 // Client side (load generators, probes of other gateways): verifies the peer against `ca_file`
 // unless `insecure`; same groups, suites and released buffers as the server side.
