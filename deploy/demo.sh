@@ -60,17 +60,19 @@ wait_line() {  # file, pattern, seconds
   return 1
 }
 
-/usr/bin/python3 "$top/tests/e2e/camera.py" --rtsp-port "$rtsp_port" --http-port "$http_port" \
+# Each component in a session of its own (setsid): a terminal's Ctrl-C reaches only this script,
+# whose trap stops them in order, instead of racing it to their own exits.
+setsid /usr/bin/python3 "$top/tests/e2e/camera.py" --rtsp-port "$rtsp_port" --http-port "$http_port" \
   --tcp-only --snapshot "$state/snapshot.jpg" > "$state/camera.log" 2>&1 &
 pids+=($!)
-"$gateway" --agent_tls_listen="127.0.0.1:$agent_port" --cert="$state/gateway.crt" \
+setsid "$gateway" --agent_tls_listen="127.0.0.1:$agent_port" --cert="$state/gateway.crt" \
   --key="$state/gateway.key" --streamer_keys="$state/streamer.keys" \
   --frontend_listen="127.0.0.1:$frontend_port,[::1]:$frontend_port" \
   --admin_listen="127.0.0.1:$admin_port" > "$state/gateway.out" 2> "$state/gateway.log" &
 pids+=($!)
 wait_line "$state/camera.log" "^ready" 20
 wait_line "$state/gateway.out" "ready" 10
-"$agent" --gateway "https://localhost:$agent_port" --agent-id "$agent_id" --key-ref "$key_ref" \
+setsid "$agent" --gateway "https://localhost:$agent_port" --agent-id "$agent_id" --key-ref "$key_ref" \
   --key-file "$state/agent.key" --ca-file "$state/gateway.crt" \
   --service "rtsp=127.0.0.1:$rtsp_port" --service "http=127.0.0.1:$http_port" \
   2> "$state/agent.log" &

@@ -68,7 +68,8 @@ class DemoTest(unittest.TestCase):
                 self.assertGreaterEqual(info["nb_read_frames"], 50, info)
             finally:
                 if demo.poll() is None:
-                    demo.send_signal(signal.SIGINT)   # what Ctrl-C delivers to the script
+                    # What a terminal's Ctrl-C does: SIGINT to the whole foreground group.
+                    os.killpg(demo.pid, signal.SIGINT)
                 try:
                     rc = demo.wait(timeout=20)
                 except subprocess.TimeoutExpired:
