@@ -22,28 +22,22 @@ void ControlSession::Start(GatewayShard& gw, runtime::Stream* stream,
   auto* s = new ControlSession(gw, stream);
   stream->set_handler(s);
   s->agent_id_ = req.agent_id;
-  s->key_ref_ = req.key_ref;
-  s->agent_key_ = agent_key;
-  s->agent_nonce_ = req.agent_nonce;
-  s->accepted_ms_ = accepted_ms;
-  proto::RandomBytes(s->gateway_nonce_);
+  s->hello_ = std::make_unique<PendingHello>(PendingHello{.key_ref = req.key_ref,
+                                                          .agent_key = agent_key,
+                                                          .agent_nonce = req.agent_nonce,
+                                                          .accepted_ms = accepted_ms});
+  PendingHello& h = *s->hello_;
+  proto::RandomBytes(h.gateway_nonce);
   if (stream->tls()) {
-    s->exporter_.resize(proto::kExporterBytes);
-    stream->ExportKeyingMaterial(proto::kExporterLabel, s->exporter_);
+    stream->ExportKeyingMaterial(proto::kExporterLabel, h.exporter);
   } else {
-    const proto::Digest session_key =
-        proto::SessionKey(agent_key, s->agent_nonce_, s->gateway_nonce_);
-    s->sealer_.emplace(session_key, proto::Direction::kGatewayToAgent);
-    s->opener_.emplace(session_key, proto::Direction::kAgentToGateway);
+    const proto::Digest session_key = proto::SessionKey(agent_key, h.agent_nonce, h.gateway_nonce);
+    s->plain_ = std::make_unique<PlainMacs>(
+        PlainMacs{.sealer = proto::FrameSealer(session_key, proto::Direction::kGatewayToAgent),
+                  .opener = proto::FrameOpener(session_key, proto::Direction::kAgentToGateway)});
   }
-  const proto::HandshakeProofInput in{
-      s->agent_id_,
-      &s->key_ref_,
-      s->agent_nonce_,
-      s->gateway_nonce_,
-      stream->tls() ? proto::Transport::kTls : proto::Transport::kPlain,
-      s->exporter_};
-  stream->Write(proto::BuildControlAccept(s->gateway_nonce_, proto::GatewayProof(agent_key, in)));
+  stream->Write(
+      proto::BuildControlAccept(h.gateway_nonce, proto::GatewayProof(agent_key, s->ProofInput())));
   s->last_rx_ms_ = s->last_tx_ms_ = gw.shard().now_ms();
   const uint64_t elapsed = gw.shard().now_ms() - accepted_ms;
   const uint64_t budget = gw.config().handshake_timeout_ms;
@@ -56,6 +50,16 @@ ControlSession::ControlSession(GatewayShard& gw, runtime::Stream* stream)
 }
 
 const std::string& ControlSession::remote() const { return stream_->peer_text(); }
+
+proto::HandshakeProofInput ControlSession::ProofInput() const {
+  const bool tls = stream_->tls();
+  return {agent_id_,
+          &hello_->key_ref,
+          hello_->agent_nonce,
+          hello_->gateway_nonce,
+          tls ? proto::Transport::kTls : proto::Transport::kPlain,
+          std::span<const uint8_t>(hello_->exporter).first(tls ? proto::kExporterBytes : 0)};
+}
 
 const proto::ServiceEntry* ControlSession::FindService(std::string_view name,
                                                        std::optional<uint16_t> port) const {
@@ -78,8 +82,8 @@ void ControlSession::Send(proto::FrameBuilder& frame) {
   if (state_ == State::kClosing) {
     return;
   }
-  if (sealer_) {
-    stream_->Write(std::span<const uint8_t>(sealer_->Seal(frame)));
+  if (plain_) {
+    stream_->Write(std::span<const uint8_t>(plain_->sealer.Seal(frame)));
   } else {
     stream_->Write(std::span<const uint8_t>(frame.Finish()));
   }
@@ -124,7 +128,7 @@ void ControlSession::OnStreamData(runtime::Stream& /*stream*/, std::span<const u
       SendError(proto::ErrorCode::kFrameTooLarge, "frame too large");
       return;
     }
-    if (opener_ && !opener_->Open(frame)) {
+    if (plain_ && !plain_->opener.Open(frame)) {
       gw_.metrics().CountFrameReject(FrameReject::kBadMac);
       LogEvent(LogLevel::kWarning, "control_frame_bad_mac",
                {Kv("agent", agent_id_), Kv("remote", remote())});
@@ -215,14 +219,7 @@ void ControlSession::OnFrame(proto::Frame& frame) {
 }
 
 void ControlSession::OnHello(const proto::Frame& frame) {
-  const proto::HandshakeProofInput in{
-      agent_id_,
-      &key_ref_,
-      agent_nonce_,
-      gateway_nonce_,
-      stream_->tls() ? proto::Transport::kTls : proto::Transport::kPlain,
-      exporter_};
-  const proto::Digest expected = proto::AgentProof(agent_key_, in);
+  const proto::Digest expected = proto::AgentProof(hello_->agent_key, ProofInput());
   auto proof = frame.Bytes(proto::Tag::kProof);
   if (!proof || !proto::ConstantTimeEqual(expected, *proof)) {
     gw_.metrics().CountControl(AgentResult::kBadProof);
@@ -246,8 +243,9 @@ void ControlSession::OnHello(const proto::Frame& frame) {
   gw_.metrics().unauthenticated.Add(-1);
   gw_.metrics().agents_connected.Add(1);
   gw_.metrics().CountControl(AgentResult::kAccepted);
-  gw_.metrics().handshake_seconds.Observe(static_cast<double>(gw_.shard().now_ms() - accepted_ms_) /
-                                          1000.0);
+  gw_.metrics().handshake_seconds.Observe(
+      static_cast<double>(gw_.shard().now_ms() - hello_->accepted_ms) / 1000.0);
+  hello_.reset();
   if (ControlSession* old = gw_.registry().Install(agent_id_, this)) {
     // Newest authenticated wins; repeated replacement is the sign of a cloned id.
     gw_.metrics().sessions_replaced.Add();

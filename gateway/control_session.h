@@ -4,12 +4,15 @@
 // evicts a live camera. Plain mode seals and checks every frame (PROTOCOL.md section 7).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "proto/control_frame.h"
+#include "proto/crypto.h"
 #include "proto/upgrade.h"
 #include "runtime/stream.h"
 #include "runtime/timer_wheel.h"
@@ -54,22 +57,32 @@ class ControlSession final : public runtime::StreamHandler {
   void SendError(proto::ErrorCode code, std::string_view text);
   void OnHeartbeatTick();
 
+  // What only the HELLO check needs, freed once HELLO verifies: tens of thousands of idle
+  // agents per gateway make every byte of a session count.
+  struct PendingHello {
+    proto::KeyRef key_ref;
+    proto::Digest agent_key{};
+    proto::Nonce agent_nonce{};
+    proto::Nonce gateway_nonce{};
+    std::array<uint8_t, proto::kExporterBytes> exporter{};  // TLS only
+    uint64_t accepted_ms = 0;
+  };
+  struct PlainMacs {
+    proto::FrameSealer sealer;
+    proto::FrameOpener opener;
+  };
+  proto::HandshakeProofInput ProofInput() const;
+
   GatewayShard& gw_;
   runtime::Stream* stream_;
   State state_ = State::kAwaitHello;
   std::string agent_id_;
-  proto::KeyRef key_ref_;
-  proto::Digest agent_key_{};
-  proto::Nonce agent_nonce_{};
-  proto::Nonce gateway_nonce_{};
-  std::vector<uint8_t> exporter_;
+  std::unique_ptr<PendingHello> hello_;
+  std::unique_ptr<PlainMacs> plain_;  // plain mode only (PROTOCOL.md section 7)
   proto::FrameDecoder decoder_;
-  std::optional<proto::FrameSealer> sealer_;  // plain mode only
-  std::optional<proto::FrameOpener> opener_;  // plain mode only
   std::vector<proto::ServiceEntry> services_;
   std::string version_;
   std::string last_status_;
-  uint64_t accepted_ms_ = 0;
   uint64_t connected_wall_ms_ = 0;
   uint64_t last_rx_ms_ = 0;
   uint64_t last_tx_ms_ = 0;

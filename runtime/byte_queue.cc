@@ -8,7 +8,7 @@ namespace camtunnel::runtime {
 
 void ByteQueue::Append(std::span<const uint8_t> bytes) {
   while (!bytes.empty()) {
-    if (chunks_.empty() || chunks_.back().end == kChunkBytes) {
+    if (chunks_.size() == head_ || chunks_.back().end == kChunkBytes) {
       // TODO: take chunks from a per-shard pool once profiles show malloc on this path.
       chunks_.push_back(Chunk{std::make_unique<uint8_t[]>(kChunkBytes), 0, 0});
     }
@@ -22,10 +22,10 @@ void ByteQueue::Append(std::span<const uint8_t> bytes) {
 }
 
 std::span<const uint8_t> ByteQueue::Front() const {
-  if (chunks_.empty()) {
+  if (chunks_.size() == head_) {
     return {};
   }
-  const Chunk& c = chunks_.front();
+  const Chunk& c = chunks_[head_];
   return {c.data.get() + c.begin, c.end - c.begin};
 }
 
@@ -33,18 +33,27 @@ void ByteQueue::Consume(size_t n) {
   assert(n <= size_);
   size_ -= n;
   while (n > 0) {
-    Chunk& c = chunks_.front();
+    Chunk& c = chunks_[head_];
     const size_t take = std::min(n, c.end - c.begin);
     c.begin += take;
     n -= take;
     if (c.begin == c.end) {
-      chunks_.pop_front();
+      c.data.reset();
+      ++head_;
     }
+  }
+  if (head_ == chunks_.size()) {
+    Clear();
+  } else if (head_ >= 8 && 2 * head_ >= chunks_.size()) {
+    // A queue that never drains (a long bulk transfer) must not grow its spent prefix forever.
+    chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<ptrdiff_t>(head_));
+    head_ = 0;
   }
 }
 
 void ByteQueue::Clear() {
-  chunks_.clear();
+  std::vector<Chunk>().swap(chunks_);
+  head_ = 0;
   size_ = 0;
 }
 

@@ -47,6 +47,37 @@ TEST(ByteQueueTest, FrontStaysValidWhileAppending) {
   EXPECT_EQ(std::vector<uint8_t>(before, before + 100), data);
 }
 
+// A queue that is fed while it drains, and never drains fully (a long bulk transfer through a
+// slow consumer), keeps every byte in order while its spent chunks are dropped; one that
+// drains starts from nothing again.
+TEST(ByteQueueTest, StaysInOrderWhenFedWhileDraining) {
+  ByteQueue q;
+  const auto data = Pattern(40 * ByteQueue::kChunkBytes + 5);
+  size_t fed = 0;
+  std::vector<uint8_t> out;
+  while (out.size() < data.size()) {
+    const size_t feed = std::min<size_t>(3 * ByteQueue::kChunkBytes / 2, data.size() - fed);
+    q.Append(std::span(data).subspan(fed, feed));
+    fed += feed;
+    // Take a little less than was fed until the end, so the queue never empties before then.
+    size_t take = fed == data.size() ? q.size() : feed - 100;
+    while (take > 0) {
+      auto front = q.Front();
+      ASSERT_FALSE(front.empty());
+      const size_t n = std::min(take, front.size());
+      out.insert(out.end(), front.begin(), front.begin() + static_cast<ptrdiff_t>(n));
+      q.Consume(n);
+      take -= n;
+    }
+  }
+  EXPECT_EQ(out, data);
+  EXPECT_TRUE(q.empty());
+  EXPECT_TRUE(q.Front().empty());
+  const auto more = Pattern(10);
+  q.Append(more);
+  EXPECT_EQ(std::vector<uint8_t>(q.Front().begin(), q.Front().end()), more);
+}
+
 TEST(ByteQueueTest, ClearEmpties) {
   ByteQueue q;
   q.Append(Pattern(40000));
