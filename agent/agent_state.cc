@@ -130,8 +130,11 @@ std::optional<AgentState> LoadAgentState(const std::string& path, std::string* e
     }
   }
   OPENSSL_cleanse(text.data(), text.size());
-  if (!proto::IsCanonicalAgentId(s.agent_id) || !proto::IsValidStreamerUrl(s.manager_url) ||
-      !have_secret || (!s.last_streamer.empty() && !proto::IsValidStreamerUrl(s.last_streamer))) {
+  // An empty manager_url: activated, but the answer named no usable manager; the agent
+  // reactivates with its secret to learn one.
+  if (!proto::IsCanonicalAgentId(s.agent_id) ||
+      (!s.manager_url.empty() && !proto::IsValidStreamerUrl(s.manager_url)) || !have_secret ||
+      (!s.last_streamer.empty() && !proto::IsValidStreamerUrl(s.last_streamer))) {
     *error = "state file " + path + ": missing or invalid agent_id, manager_url or agent_secret";
     return std::nullopt;
   }

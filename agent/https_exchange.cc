@@ -90,25 +90,31 @@ void HttpsExchange::Step() {
   watch_.SetEvents(PollEventsFor(status));
 }
 
-void HttpsExchange::Complete() {
+HttpsResult ParseHttpsAnswer(std::string_view response) {
   proto::ResponseHead head;
-  if (proto::ParseResponseHead(response_, &head) != proto::HeadResult::kComplete) {
-    Finish({.error = "no valid HTTP answer from " + target_.url});
-    return;
+  if (proto::ParseResponseHead(response, &head) != proto::HeadResult::kComplete) {
+    return {.error = "no valid HTTP answer"};
   }
   HttpsResult r{.ok = true, .status = head.status};
-  r.body = response_.substr(head.head_bytes);
+  r.body = std::string(response.substr(head.head_bytes));
   auto length_text = head.headers.Find("Content-Length");
   auto length = length_text ? proto::ParseContentLength(*length_text) : std::nullopt;
   if (!length || *length != r.body.size()) {
-    Finish({.error = "truncated or unframed answer from " + target_.url});
-    return;
+    return {.error = "truncated or unframed answer"};
   }
   if (auto retry = head.headers.Find("Retry-After")) {
     auto seconds = proto::ParseContentLength(*retry);  // same digits-only syntax
     if (seconds && *seconds < 86400) {
       r.retry_after_ms = static_cast<int64_t>(*seconds) * 1000;
     }
+  }
+  return r;
+}
+
+void HttpsExchange::Complete() {
+  HttpsResult r = ParseHttpsAnswer(response_);
+  if (!r.ok) {
+    r.error += " from " + target_.url;
   }
   Finish(std::move(r));
 }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "agent/event_loop.h"
 #include "agent/gateway_dialer.h"
@@ -23,6 +24,11 @@ struct HttpsResult {
   std::string body;
   std::string error;
 };
+
+// Reads a whole answer (every byte up to the server's close): a valid response head, a body of
+// exactly Content-Length bytes and an optional Retry-After. Without I/O so that the fuzz target
+// fuzz/activation_answer_fuzz.cc reaches it; `error` does not name the server.
+HttpsResult ParseHttpsAnswer(std::string_view response);
 
 class HttpsExchange {
  public:

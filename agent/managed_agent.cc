@@ -142,6 +142,12 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
     return;
   }
   if (reactivation && state_) {
+    if (parsed->manager_url.empty()) {
+      ++stats_.activation_failures;
+      LOG_ERROR("reactivation answer unusable: %s", parsed->manager_url_problem.c_str());
+      RetryLater(backoff_.NextDelayMs(), false);
+      return;
+    }
     ++stats_.reactivations;
     state_->manager_url = parsed->manager_url;
   } else {
@@ -155,9 +161,19 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
     persisted_last_good_unix_s_ = state_->last_good_unix_s;
     OPENSSL_cleanse(parsed->agent_secret->data(), parsed->agent_secret->size());
   }
-  // Saved before first use: a secret the camera forgets would lock it out for good.
+  // Saved before first use, and before the rest of the answer is judged: a secret the camera
+  // forgets would lock it out for good (the serial is activated; only the secret's holder may
+  // reactivate it).
   if (!SaveAgentState(options_.state_file, *state_, &error)) {
     LOG_ERROR("%s", error.c_str());
+  }
+  if (state_->manager_url.empty()) {
+    ++stats_.activation_failures;
+    const int64_t delay = backoff_.NextDelayMs();
+    LOG_ERROR("activation answer has no usable manager: %s; secret kept, reactivating in %lld ms",
+              parsed->manager_url_problem.c_str(), static_cast<long long>(delay));
+    RetryLater(delay, true);
+    return;
   }
   LOG_INFO("%s agent=%s manager=%s", reactivation ? "reactivated" : "activated",
            state_->agent_id.c_str(), state_->manager_url.c_str());

@@ -9,19 +9,12 @@
 #include <span>
 #include <vector>
 
+#include "fuzz/fuzz_check.h"
 #include "proto/control_frame.h"
 
 namespace {
 
 using namespace camtunnel::proto;
-
-#define FUZZ_CHECK(cond)                                                            \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (0)
 
 struct Decoded {
   std::vector<Frame> frames;

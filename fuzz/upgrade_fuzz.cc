@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz/fuzz_check.h"
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 #include "proto/upgrade.h"
@@ -14,14 +15,6 @@
 namespace {
 
 using namespace camtunnel::proto;
-
-#define FUZZ_CHECK(cond)                                                            \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (0)
 
 // Every accepted identifier or encoding has exactly one text form: the input.
 void CheckCanonicalForms(std::string_view text) {

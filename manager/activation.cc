@@ -39,15 +39,33 @@ std::optional<proto::Digest> HexDigest(const json& doc, const char* name) {
 
 }  // namespace
 
-ActivationService::ActivationService(StateStore& store, ActivationOptions options)
+ActivationService::ActivationService(StateStore& store, Enroller& enroller,
+                                     ActivationOptions options)
     : store_(store),
+      enroller_(enroller),
       options_(std::move(options)),
       limiter_(options_.rate_burst, options_.rate_refill_ms) {}
 
-ActivationAnswer ActivationService::Handle(std::string_view body, std::string_view source,
-                                           int64_t now_ms) {
+void ActivationService::Handle(std::string_view body, std::string_view source, int64_t now_ms,
+                               std::function<void(ActivationAnswer)> done) {
   std::string serial;
-  ActivationAnswer answer = Decide(body, source, now_ms, &serial);
+  EnrollRequest request;
+  if (auto refused = Admit(body, source, now_ms, &serial, &request)) {
+    Record(*refused, serial, source, now_ms);
+    done(std::move(*refused));
+    return;
+  }
+  enroller_.Start(request, now_ms,
+                  [this, serial, source = std::string(source), now_ms,
+                   done = std::move(done)](EnrollResult result) {
+                    ActivationAnswer answer = Answer(serial, std::move(result));
+                    Record(answer, serial, source, now_ms);
+                    done(std::move(answer));
+                  });
+}
+
+void ActivationService::Record(const ActivationAnswer& answer, const std::string& serial,
+                               std::string_view source, int64_t now_ms) {
   ++counts_[answer.result];
   // Rate-limited attempts are counted but not written: a flood must not fill the disk.
   if (answer.result != "rate_limited") {
@@ -60,11 +78,26 @@ ActivationAnswer ActivationService::Handle(std::string_view body, std::string_vi
                 .detail = std::string(source)})
         .IgnoreError();
   }
-  return answer;
 }
 
-ActivationAnswer ActivationService::Decide(std::string_view body, std::string_view source,
-                                           int64_t now_ms, std::string* serial) {
+ActivationAnswer ActivationService::Answer(const std::string& serial, EnrollResult result) const {
+  if (result.status != 200) {
+    ActivationAnswer a = Error(result.status, result.result, result.error);
+    a.retry_after_ms = result.retry_after_ms;
+    return a;
+  }
+  json body{{"agent_id", serial}, {"manager_url", options_.manager_url}};
+  if (result.secret) {
+    body["agent_secret"] = proto::HexEncode(*result.secret);
+    OPENSSL_cleanse(result.secret->data(), result.secret->size());
+  }
+  return {.status = 200, .body = body.dump(), .result = result.result};
+}
+
+std::optional<ActivationAnswer> ActivationService::Admit(std::string_view body,
+                                                         std::string_view source, int64_t now_ms,
+                                                         std::string* serial,
+                                                         EnrollRequest* request) {
   int64_t retry_after_ms = 0;
   if (!limiter_.Allow(source, now_ms, &retry_after_ms)) {
     ActivationAnswer a = Error(429, "rate_limited", "too many activation attempts");
@@ -123,42 +156,10 @@ ActivationAnswer ActivationService::Decide(std::string_view body, std::string_vi
   } else {
     operator_id = presented;
   }
-  auto existing = store_.FindAgent(*serial);
-  if (!existing.ok()) {
-    return Error(500, "internal", "state database error");
-  }
-  if (existing->has_value() && (*existing)->state == AgentState::kActive) {
-    // Activated once already: the secret exists and is never issued again. Only its holder may
-    // ask where its manager is now.
-    if (!agent_proof) {
-      return Error(409, "already_active",
-                   "serial already activated: reactivation needs agent_proof");
-    }
-    const proto::Digest want = proto::ReactivationProof((*existing)->secret, *serial);
-    if (!proto::ConstantTimeEqual(want, *agent_proof)) {
-      return Error(409, "bad_agent_proof", "agent_proof does not match this serial's secret");
-    }
-    return {.status = 200,
-            .body = json{{"agent_id", *serial}, {"manager_url", options_.manager_url}}.dump(),
-            .result = "reactivated"};
-  }
-  AgentRecord record{.agent_id = *serial,
-                     .state = AgentState::kActive,
-                     .operator_id = operator_id,
-                     .activated_at_ms = now_ms};
-  proto::RandomBytes(record.secret);
-  if (!store_.PutAgent(record).ok()) {
-    OPENSSL_cleanse(record.secret.data(), record.secret.size());
-    return Error(500, "internal", "state database error");
-  }
-  ActivationAnswer a{.status = 200,
-                     .body = json{{"agent_id", *serial},
-                                  {"manager_url", options_.manager_url},
-                                  {"agent_secret", proto::HexEncode(record.secret)}}
-                                 .dump(),
-                     .result = "activated"};
-  OPENSSL_cleanse(record.secret.data(), record.secret.size());
-  return a;
+  request->serial = *serial;
+  request->operator_id = operator_id;
+  request->agent_proof = agent_proof;
+  return std::nullopt;
 }
 
 }  // namespace camtunnel::manager

@@ -1,16 +1,21 @@
 // The activation server's decision (PROTOCOL.md section 10.1): one POST /api/v1/activate body
-// in, one HTTP status and JSON body out. No I/O besides the state store, so every rule (one
-// secret per device, ever; reactivation only with proof of the existing secret; per-source
-// rate limit; audit) is tested without sockets.
+// in, one HTTP status and JSON body out. It admits the camera itself (per-source rate limit,
+// factory secret, operator or claim token) and leaves the agent's record to an Enroller (one
+// secret per device, ever; reactivation only with proof of the existing secret): the shared
+// database, or the managing server over the hand-over of section 10.4. Every attempt is counted
+// and audited. Tested without sockets.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "manager/enrollment.h"
 #include "manager/rate_limiter.h"
 #include "manager/state_store.h"
 
@@ -35,18 +40,27 @@ struct ActivationAnswer {
 
 class ActivationService {
  public:
-  ActivationService(StateStore& store, ActivationOptions options);
+  // `store` keeps claims, attempts and the audit; `enroller` decides on the agent's record.
+  ActivationService(StateStore& store, Enroller& enroller, ActivationOptions options);
 
-  ActivationAnswer Handle(std::string_view body, std::string_view source, int64_t now_ms);
+  // `done` runs once: now, or once the managing server has answered (split roles).
+  void Handle(std::string_view body, std::string_view source, int64_t now_ms,
+              std::function<void(ActivationAnswer)> done);
 
   // Attempts by result (for /metrics).
   const std::map<std::string, uint64_t>& counts() const { return counts_; }
 
  private:
-  ActivationAnswer Decide(std::string_view body, std::string_view source, int64_t now_ms,
-                          std::string* serial);
+  // The checks that need no agent record. nullopt: admitted, `*request` filled.
+  std::optional<ActivationAnswer> Admit(std::string_view body, std::string_view source,
+                                        int64_t now_ms, std::string* serial,
+                                        EnrollRequest* request);
+  ActivationAnswer Answer(const std::string& serial, EnrollResult result) const;
+  void Record(const ActivationAnswer& answer, const std::string& serial, std::string_view source,
+              int64_t now_ms);
 
   StateStore& store_;
+  Enroller& enroller_;
   ActivationOptions options_;
   RateLimiter limiter_;
   std::map<std::string, uint64_t> counts_;

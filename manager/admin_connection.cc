@@ -5,10 +5,12 @@
 
 #include "manager/agent_link.h"
 #include "manager/claims.h"
+#include "manager/handover_service.h"
 #include "manager/http_answer.h"
 #include "manager/manager_server.h"
 #include "proto/crypto.h"
 #include "proto/encoding.h"
+#include "proto/handover.h"
 #include "proto/identifiers.h"
 
 namespace camtunnel::manager {
@@ -117,6 +119,23 @@ void AdminConnection::Route(const proto::RequestHead& head) {
   constexpr std::string_view kClaims = "/api/v1/claims/";
   if (path == "/healthz") {
     Respond(200, R"({"ok":true})");
+    return;
+  }
+  if (path == proto::kHandoverPath && server_.handover() != nullptr) {
+    // Authenticated by its MAC (the hand-over key), not the bearer token: the activation server
+    // holds only the hand-over key. Without one configured the path does not exist (404 below).
+    if (head.method != "POST") {
+      Respond(405, R"({"error":"POST only"})");
+      return;
+    }
+    std::optional<std::string_view> body = BodyOf(head);
+    if (!body) {
+      return;  // answered, or waiting for the rest of the body
+    }
+    auto mac = head.headers.Find(proto::kHandoverMacHeader);
+    const HandoverAnswer a =
+        server_.handover()->Handle(mac ? *mac : std::string_view(), *body, ManagerServer::WallMs());
+    Respond(a.status, a.body);
     return;
   }
   if (!Authorized(head)) {

@@ -2,7 +2,8 @@
 // required when bound beyond loopback): /healthz, /metrics, GET /api/v1/agents[/{id}],
 // POST /api/v1/agents/{id}/deactivate|restart|move?streamer=URL, GET /api/v1/lookup/{id} (the
 // gateway that holds an agent now), GET /api/v1/claims, PUT|DELETE /api/v1/claims/{serial},
-// GET /api/v1/audit. Answered on the shard's loop and closed.
+// GET /api/v1/audit; POST /api/v1/handover from a separate activation server (PROTOCOL.md
+// section 10.4, MACed instead of the bearer token). Answered on the shard's loop and closed.
 #pragma once
 
 #include <optional>

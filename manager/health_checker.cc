@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "manager/gateway_admin_call.h"
+#include "manager/admin_call.h"
 #include "runtime/listener.h"
 
 namespace camtunnel::manager {
@@ -23,13 +23,7 @@ HealthChecker::HealthChecker(runtime::Shard& shard, StreamerPool& pool, uint64_t
       successes_(pool.size(), kRise),
       alive_(std::make_shared<bool>(true)) {
   for (size_t i = 0; i < pool.size(); ++i) {
-    const std::string& url = pool.config(i).admin_url;
-    if (url.starts_with("http://")) {
-      auto addr = runtime::ParseListenAddress(url.substr(7));
-      if (addr.ok()) {
-        targets_[i] = *addr;
-      }
-    }
+    targets_[i] = ParseAdminUrl(pool.config(i).admin_url);
   }
 }
 
@@ -47,13 +41,14 @@ void HealthChecker::CheckAll() {
     }
     in_flight_[i] = true;
     ++counters_.checks;
-    GatewayAdminRequest request{.to = *targets_[i],
-                                .host = pool_.config(i).admin_url.substr(7),
-                                .token = pool_.config(i).admin_token,
-                                .method = "GET",
-                                .path = "/readyz",
-                                .timeout_ms = timeout_ms_};
-    CallGatewayAdmin(shard_, request, alive_, [this, i](int status) { Report(i, status == 200); });
+    AdminRequest request{.to = targets_[i]->to,
+                         .host = targets_[i]->host,
+                         .token = pool_.config(i).admin_token,
+                         .method = "GET",
+                         .path = "/readyz",
+                         .timeout_ms = timeout_ms_};
+    CallAdmin(shard_, request, alive_,
+              [this, i](int status, const std::string&) { Report(i, status == 200); });
   }
   shard_.timers().Arm(timer_, shard_.now_ms(), interval_ms_);
 }

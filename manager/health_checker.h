@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "manager/admin_call.h"
 #include "manager/streamer_pool.h"
 #include "runtime/shard.h"
 #include "runtime/timer_wheel.h"
@@ -58,7 +59,7 @@ class HealthChecker {
   StreamerPool& pool_;
   uint64_t interval_ms_;
   uint64_t timeout_ms_;
-  std::vector<std::optional<sockaddr_storage>> targets_;  // admin address per Streamer
+  std::vector<std::optional<AdminTarget>> targets_;  // admin address per Streamer
   std::vector<bool> in_flight_;
   std::vector<uint32_t> successes_;  // consecutive successful checks per Streamer
   HealthCounters counters_;

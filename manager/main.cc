@@ -2,6 +2,10 @@
 //   camtunnel-manager --cert=C --key=K --state=manager.db --factory_master_file=F
 //       --operators=acme --manager_url=https://mgr:7443 --streamers=streamers.txt
 //       [--plain_listen=0.0.0.0:7080 --manager_url=http://mgr:7080]   plain manager links
+//   split roles (PROTOCOL.md section 10.4): the activation server keeps no agent secret
+//     camtunnel-manager --role=managing --handover_key_file=H ...   (no --factory_master_file)
+//     camtunnel-manager --role=activation --handover_key_file=H
+//         --handover_url=http://mgr-admin:9320 --factory_master_file=F --manager_url=... ...
 //   camtunnel-manager new-factory-master            print 64 hex characters (a new master key)
 //   camtunnel-manager factory-secret --factory_master_file=F --serial=S
 //                                                   the device's factory secret, for provisioning
@@ -14,6 +18,9 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -24,10 +31,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "manager/activation.h"
+#include "manager/handover_enroller.h"
+#include "manager/handover_service.h"
 #include "manager/manager_server.h"
 #include "manager/state_store.h"
 #include "manager/streamer_pool.h"
 #include "proto/encoding.h"
+#include "proto/handover.h"
 #include "proto/manager_link.h"
 #include "runtime/listener.h"
 
@@ -58,6 +68,15 @@ ABSL_FLAG(uint32_t, activation_burst, 5, "Activation attempts a source may make 
 ABSL_FLAG(uint64_t, activation_refill_ms, 10000, "One more activation attempt per source every");
 ABSL_FLAG(uint64_t, health_interval_ms, 5000, "GET /readyz of each Streamer every");
 ABSL_FLAG(std::string, serial, "", "factory-secret: the device serial");
+ABSL_FLAG(std::string, role, "all",
+          "all (activation + managing, one database), activation (admits cameras, hands each "
+          "over to the managing server; keeps no agent secret) or managing");
+ABSL_FLAG(std::string, handover_key_file, "",
+          "File holding the hand-over key (64 hex) shared by split activation and managing "
+          "servers");
+ABSL_FLAG(std::string, handover_url, "",
+          "--role=activation: the managing server's admin listener, http://ip:port");
+ABSL_FLAG(uint64_t, handover_timeout_ms, 3000, "--role=activation: hand-over call timeout");
 
 namespace {
 
@@ -136,6 +155,41 @@ int FactorySecretCommand() {
 
 int Serve() {
   manager::ManagerConfig config;
+  const std::string role = absl::GetFlag(FLAGS_role);
+  if (role == "all") {
+    config.role = manager::ManagerRole::kAll;
+  } else if (role == "activation") {
+    config.role = manager::ManagerRole::kActivation;
+  } else if (role == "managing") {
+    config.role = manager::ManagerRole::kManaging;
+  } else {
+    std::fprintf(stderr, "camtunnel-manager: --role must be all, activation or managing\n");
+    return 2;
+  }
+  const bool activates = config.role != manager::ManagerRole::kManaging;
+  std::optional<proto::HandoverKeys> handover_keys;
+  if (const std::string file = absl::GetFlag(FLAGS_handover_key_file); !file.empty()) {
+    auto key = ReadHexKey(file, "hand-over key");
+    if (!key.ok()) {
+      std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(key.status().message()).c_str());
+      return 2;
+    }
+    handover_keys = proto::DeriveHandoverKeys(*key);
+    OPENSSL_cleanse(key->data(), key->size());
+  } else if (config.role != manager::ManagerRole::kAll) {
+    std::fprintf(stderr, "camtunnel-manager: --role=%s needs --handover_key_file\n", role.c_str());
+    return 2;
+  }
+  std::optional<manager::AdminTarget> managing;
+  if (config.role == manager::ManagerRole::kActivation) {
+    managing = manager::ParseAdminUrl(absl::GetFlag(FLAGS_handover_url));
+    if (!managing) {
+      std::fprintf(stderr,
+                   "camtunnel-manager: --role=activation needs --handover_url=http://ip:port (the "
+                   "managing server's admin listener)\n");
+      return 2;
+    }
+  }
   config.listen = SplitList(absl::GetFlag(FLAGS_listen));
   config.plain_listen = SplitList(absl::GetFlag(FLAGS_plain_listen));
   config.admin_listen = SplitList(absl::GetFlag(FLAGS_admin_listen));
@@ -165,17 +219,20 @@ int Serve() {
     return 2;
   }
   manager::ActivationOptions activation_options;
-  auto master = ReadHexKey(absl::GetFlag(FLAGS_factory_master_file), "factory master key");
-  if (!master.ok()) {
-    std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(master.status().message()).c_str());
-    return 2;
+  if (activates) {
+    auto master = ReadHexKey(absl::GetFlag(FLAGS_factory_master_file), "factory master key");
+    if (!master.ok()) {
+      std::fprintf(stderr, "camtunnel-manager: %s\n",
+                   std::string(master.status().message()).c_str());
+      return 2;
+    }
+    activation_options.factory_master = std::move(*master);
   }
-  activation_options.factory_master = std::move(*master);
   for (const std::string& op : SplitList(absl::GetFlag(FLAGS_operators))) {
     activation_options.operators.insert(op);
   }
   activation_options.manager_url = absl::GetFlag(FLAGS_manager_url);
-  if (!proto::IsValidStreamerUrl(activation_options.manager_url)) {
+  if (activates && !proto::IsValidStreamerUrl(activation_options.manager_url)) {
     std::fprintf(stderr,
                  "camtunnel-manager: --manager_url must be https://host[:port] or "
                  "http://host[:port]\n");
@@ -183,7 +240,8 @@ int Serve() {
   }
   // The scheme is the manager's choice, handed out only inside TLS (activation): an agent never
   // goes plain by itself. A plain URL without a plain listener would strand every agent.
-  if (activation_options.manager_url.starts_with("http://") && config.plain_listen.empty()) {
+  if (config.role == manager::ManagerRole::kAll &&
+      activation_options.manager_url.starts_with("http://") && config.plain_listen.empty()) {
     std::fprintf(stderr, "camtunnel-manager: --manager_url %s is plain: it needs --plain_listen\n",
                  activation_options.manager_url.c_str());
     return 2;
@@ -208,7 +266,6 @@ int Serve() {
     std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(store.status().message()).c_str());
     return 1;
   }
-  manager::ActivationService activation(*store, std::move(activation_options));
   manager::StreamerPool pool(std::move(*streamers), absl::GetFlag(FLAGS_key_validity_s));
 
   sigset_t signals;
@@ -219,7 +276,26 @@ int Serve() {
   signal(SIGPIPE, SIG_IGN);
 
   runtime::Shard shard;
+  // Split roles: the activation server enrols through the managing server; otherwise both
+  // share this database.
+  std::unique_ptr<manager::Enroller> enroller;
+  const std::map<std::string, uint64_t>* handover_calls = nullptr;
+  if (managing) {
+    auto remote = std::make_unique<manager::HandoverEnroller>(
+        shard, *managing, *handover_keys, absl::GetFlag(FLAGS_handover_timeout_ms));
+    handover_calls = &remote->counts();
+    enroller = std::move(remote);
+  } else {
+    enroller = std::make_unique<manager::LocalEnroller>(*store);
+  }
+  manager::ActivationService activation(*store, *enroller, std::move(activation_options));
+  std::optional<manager::HandoverService> handover;
   manager::ManagerServer server(shard, config, *store, activation, pool);
+  if (handover_keys && config.role != manager::ManagerRole::kActivation) {
+    handover.emplace(*store, *handover_keys);
+    server.AttachHandoverService(&*handover);
+  }
+  server.AttachHandoverCalls(handover_calls);
   std::promise<absl::Status> started;
   std::thread loop([&] {
     if (int r = shard.Init({.buffer_count = 256}); r < 0) {
@@ -239,8 +315,8 @@ int Serve() {
     std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("camtunnel-manager: ready port=%u admin=%u streamers=%zu plain=%u\n", server.port(),
-              server.admin_port(), pool.size(), server.plain_port());
+  std::printf("camtunnel-manager: ready port=%u admin=%u streamers=%zu plain=%u role=%s\n",
+              server.port(), server.admin_port(), pool.size(), server.plain_port(), role.c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

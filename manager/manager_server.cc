@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "manager/admin_connection.h"
 #include "manager/agent_link.h"
+#include "manager/handover_service.h"
 #include "manager/public_connection.h"
 
 namespace camtunnel::manager {
@@ -267,12 +268,25 @@ std::string ManagerServer::RenderMetrics() const {
   counter("camtunnel_manager_status_received_total", "STATUS frames received.", c.status_received);
   counter("camtunnel_manager_admin_unauthorized_total",
           "Admin requests refused for a missing or wrong bearer token.", c.admin_unauthorized);
-  absl::StrAppend(&out,
-                  "# HELP camtunnel_manager_activations_total Activation attempts by result.\n"
-                  "# TYPE camtunnel_manager_activations_total counter\n");
-  for (const auto& [result, value] : activation_.counts()) {
-    absl::StrAppend(&out, "camtunnel_manager_activations_total{result=\"", result, "\"} ", value,
-                    "\n");
+  auto by_result = [&out](const char* name, const char* help,
+                          const std::map<std::string, uint64_t>& counts) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n");
+    for (const auto& [result, value] : counts) {
+      absl::StrAppend(&out, name, "{result=\"", result, "\"} ", value, "\n");
+    }
+  };
+  if (config_.role != ManagerRole::kManaging) {
+    by_result("camtunnel_manager_activations_total", "Activation attempts by result.",
+              activation_.counts());
+  }
+  if (handover_ != nullptr) {
+    by_result("camtunnel_manager_handovers_total",
+              "Hand-over requests from a separate activation server, by result.",
+              handover_->counts());
+  }
+  if (handover_calls_ != nullptr) {
+    by_result("camtunnel_manager_handover_calls_total",
+              "Hand-over calls to the managing server, by outcome.", *handover_calls_);
   }
   if (health_) {
     counter("camtunnel_manager_health_checks_total", "GET /readyz probes of Streamers.",
@@ -281,7 +295,7 @@ std::string ManagerServer::RenderMetrics() const {
             "Probes that did not get 200 within the timeout.", health_->counters().failures);
   }
   if (revocations_) {
-    const RevocationCounters r = revocations_->counters();
+    const AdminPushCounters r = revocations_->counters();
     absl::StrAppend(&out,
                     "# HELP camtunnel_manager_revocations_total Pushes of revoked agents to "
                     "Streamer denylists by result (a failed one is retried).\n"
@@ -297,7 +311,7 @@ std::string ManagerServer::RenderMetrics() const {
           "Agents sent ASSIGN and SWITCH because their Streamer was unhealthy or draining.",
           c.health_moves);
   if (relocation_push_) {
-    const RelocationPushCounters r = relocation_push_->counters();
+    const AdminPushCounters r = relocation_push_->counters();
     absl::StrAppend(&out,
                     "# HELP camtunnel_manager_relocations_total Relocation notices (PUT or "
                     "DELETE /api/v1/relocations/{id}) to Streamers by result (a failed one is "

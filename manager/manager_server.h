@@ -27,8 +27,15 @@
 namespace camtunnel::manager {
 
 class AgentLink;
+class HandoverService;
+
+// One deployment runs both roles on one database (kAll). Split, the activation server (public,
+// Internet-facing) keeps no agent secret: it admits cameras and hands each over to the managing
+// server (PROTOCOL.md section 10.4), which keeps the agents and their links.
+enum class ManagerRole { kAll, kActivation, kManaging };
 
 struct ManagerConfig {
+  ManagerRole role = ManagerRole::kAll;
   std::vector<std::string> listen = {"127.0.0.1:7443"};        // TLS: activation + links
   std::vector<std::string> admin_listen = {"127.0.0.1:9320"};  // plain HTTP, admin API
   std::string admin_token;  // required (at start-up) when an admin listener is not loopback
@@ -124,6 +131,14 @@ class ManagerServer {
   bool TryAdmitUnauthenticated();
   void ReleaseUnauthenticated() { --unauthenticated_; }
 
+  // Split roles (section 10.4): the managing side's service, the activation side's call
+  // counters; both outlive the server.
+  void AttachHandoverService(HandoverService* service) { handover_ = service; }
+  HandoverService* handover() { return handover_; }
+  void AttachHandoverCalls(const std::map<std::string, uint64_t>* counts) {
+    handover_calls_ = counts;
+  }
+
   std::string RenderMetrics() const;
   const HealthChecker* health() const { return health_.get(); }
   // Pushes revoked agents to every Streamer's denylist; null before Start().
@@ -139,6 +154,8 @@ class ManagerServer {
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<Revocations> revocations_;
   std::unique_ptr<RelocationPush> relocation_push_;
+  HandoverService* handover_ = nullptr;
+  const std::map<std::string, uint64_t>* handover_calls_ = nullptr;
   std::vector<std::unique_ptr<runtime::Listener>> listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> plain_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;

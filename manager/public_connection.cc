@@ -73,12 +73,21 @@ void PublicConnection::OnStreamData(runtime::Stream& /*stream*/, std::span<const
 }
 
 void PublicConnection::Route(const proto::RequestHead& head) {
+  const ManagerRole role = server_.config().role;
   if (head.target == proto::kManagerPath) {
+    if (role == ManagerRole::kActivation) {
+      Respond(404, R"({"error":"an activation server: manager links go to the managing server"})");
+      return;
+    }
     Upgrade(head);
     return;
   }
   if (head.target != "/api/v1/activate") {
     Respond(404, R"({"error":"not found"})");
+    return;
+  }
+  if (role == ManagerRole::kManaging) {
+    Respond(404, R"({"error":"a managing server: activation is served by the activation server"})");
     return;
   }
   if (plain_) {
@@ -113,13 +122,20 @@ void PublicConnection::Route(const proto::RequestHead& head) {
 void PublicConnection::Activate() {
   const std::string_view body = std::string_view(buffer_).substr(head_bytes_);
   const std::string source(SourceAddress(stream_->peer_text()));
-  ActivationAnswer a = server_.activation().Handle(body, source, ManagerServer::WallMs());
   answered_ = true;
-  if (a.status >= 400) {
-    ++server_.counters().bad_requests;
-  }
-  stream_->Write(HttpAnswer(a.status, "application/json", a.body + "\n", a.retry_after_ms));
-  stream_->Finish();
+  // With split roles the answer waits for the managing server; this connection may be gone by
+  // then (its deadline, or the camera hung up).
+  server_.activation().Handle(
+      body, source, ManagerServer::WallMs(), [this, alive = alive_](const ActivationAnswer& a) {
+        if (!*alive) {
+          return;
+        }
+        if (a.status >= 400) {
+          ++server_.counters().bad_requests;
+        }
+        stream_->Write(HttpAnswer(a.status, "application/json", a.body + "\n", a.retry_after_ms));
+        stream_->Finish();
+      });
 }
 
 void PublicConnection::Upgrade(const proto::RequestHead& head) {

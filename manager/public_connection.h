@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -28,6 +29,7 @@ class PublicConnection final : public runtime::StreamHandler {
 
  private:
   PublicConnection(ManagerServer& server, bool plain) : server_(server), plain_(plain) {}
+  ~PublicConnection() { *alive_ = false; }
   void Respond(int status, std::string_view body, int64_t retry_after_ms = -1);
   void Route(const proto::RequestHead& head);
   void Activate();  // the body is complete
@@ -41,6 +43,7 @@ class PublicConnection final : public runtime::StreamHandler {
   size_t body_bytes_ = 0;  // Content-Length of an activation
   bool answered_ = false;
   runtime::Timer deadline_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once deleted
 };
 
 }  // namespace camtunnel::manager

@@ -119,14 +119,15 @@ std::optional<ActivationResult> ParseActivationResult(std::string_view body, std
     *error = "activation answer: missing or bad agent_id";
     return std::nullopt;
   }
-  // https (a TLS manager link) or http (a plain one, section 10.2): the manager's choice, and
-  // this answer travels inside TLS, so the scheme is as trustworthy as the secret beside it.
-  if (!url || !IsValidStreamerUrl(*url)) {
-    *error = "activation answer: missing or bad manager_url (https:// or http://host[:port])";
-    return std::nullopt;
-  }
   out.agent_id = std::string(*id);
-  out.manager_url = std::string(*url);
+  // https (a TLS manager link) or http (a plain one, section 10.2): the manager's choice, and
+  // this answer travels inside TLS, so the scheme is as trustworthy as the secret beside it. A
+  // bad one does not void the answer: the secret beside it is issued once and must be kept.
+  if (url && IsValidStreamerUrl(*url)) {
+    out.manager_url = std::string(*url);
+  } else {
+    out.manager_url_problem = "missing or bad manager_url (https:// or http://host[:port])";
+  }
   if (secret) {
     auto bytes = secret->size() == 64 ? HexDecode(*secret) : std::nullopt;
     if (!bytes || bytes->size() != kAgentSecretBytes) {

@@ -23,12 +23,15 @@ std::string BuildActivationBody(std::string_view serial, const Digest& factory_s
 
 struct ActivationResult {
   std::string agent_id;
-  std::string manager_url;
+  std::string manager_url;  // empty when unusable: see manager_url_problem
+  std::string manager_url_problem;
   std::optional<AgentSecret> agent_secret;  // first activation only
 };
-// nullopt and `*error` unless `body` is a flat object with a canonical agent_id, a valid
-// https:// or http:// manager_url (TLS or plain manager link, PROTOCOL.md section 10.2) and,
-// if present, a 64-hex agent_secret. Unknown string members are skipped.
+// nullopt and `*error` unless `body` is a flat object with a canonical agent_id and, if present,
+// a 64-hex agent_secret. Unknown string members are skipped. A manager_url that is missing or
+// not https:// or http://host[:port] (TLS or plain manager link, PROTOCOL.md section 10.2)
+// leaves manager_url empty and says why in manager_url_problem: the answer still carries the
+// secret, which the agent must keep (it is never issued again) before it gives up on the rest.
 std::optional<ActivationResult> ParseActivationResult(std::string_view body, std::string* error);
 
 }  // namespace camtunnel::proto

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "proto/encoding.h"
@@ -110,6 +111,10 @@ Digest HandshakeProof(std::string_view label, const Digest& agent_key,
        in.agent_nonce, in.gateway_nonce, AsBytes(TransportName(in.transport)), in.exporter});
 }
 
+struct CipherCtxFree {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+
 }  // namespace
 
 Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> message) {
@@ -190,6 +195,64 @@ void RandomBytes(std::span<uint8_t> out) {
   if (out.size() > INT32_MAX || RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
     Fatal("RAND_bytes failed");
   }
+}
+
+// Failing to initialise a built-in cipher means the
+// library is broken: nothing sensible to do but stop.
+std::array<uint8_t, 32 + kAeadTagBytes> SealDigest(const Digest& key,
+                                                   std::span<const uint8_t> nonce,
+                                                   std::span<const uint8_t> aad,
+                                                   const Digest& plain) {
+  if (nonce.size() != kAeadNonceBytes) {
+    Fatal("ChaCha20-Poly1305 nonce must be 12 bytes");
+  }
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  std::array<uint8_t, 32 + kAeadTagBytes> out{};
+  int len = 0;
+  if (!ctx ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, key.data(), nonce.data()) !=
+          1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), out.data(), &len, plain.data(), 32) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + 32, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kAeadTagBytes, out.data() + 32) != 1) {
+    Fatal("ChaCha20-Poly1305 seal failed");
+  }
+  return out;
+}
+
+std::optional<Digest> OpenDigest(const Digest& key, std::span<const uint8_t> nonce,
+                                 std::span<const uint8_t> aad, std::span<const uint8_t> sealed) {
+  if (nonce.size() != kAeadNonceBytes || sealed.size() != 32 + kAeadTagBytes) {
+    return std::nullopt;
+  }
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  Digest plain{};
+  uint8_t tag[kAeadTagBytes];
+  std::copy_n(sealed.begin() + 32, kAeadTagBytes, tag);
+  int len = 0;
+  if (!ctx ||
+      EVP_DecryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, key.data(), nonce.data()) !=
+          1 ||
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, sealed.data(), 32) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kAeadTagBytes, tag) != 1) {
+    Fatal("ChaCha20-Poly1305 open setup failed");
+  }
+  if (EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) != 1) {
+    OPENSSL_cleanse(plain.data(), plain.size());
+    return std::nullopt;  // forged, corrupted, or sealed under other associated data
+  }
+  return plain;
+}
+
+void AppendLengthPrefixed(std::vector<uint8_t>& out, std::span<const uint8_t> part) {
+  if (part.size() > 0xffff) {
+    Fatal("length-prefixed part over 65535 bytes");
+  }
+  out.push_back(static_cast<uint8_t>(part.size() >> 8));
+  out.push_back(static_cast<uint8_t>(part.size()));
+  out.insert(out.end(), part.begin(), part.end());
 }
 
 }  // namespace camtunnel::proto

@@ -6,8 +6,10 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "proto/identifiers.h"
 
@@ -21,6 +23,8 @@ Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> message
 // Parts longer than 65535 bytes are a programming error (asserted).
 Digest HmacLengthPrefixed(std::span<const uint8_t> key,
                           std::initializer_list<std::span<const uint8_t>> parts);
+// Appends LP(part) to `out` (the same encoding; parts over 65535 bytes abort).
+void AppendLengthPrefixed(std::vector<uint8_t>& out, std::span<const uint8_t> part);
 // Constant time in the length of the inputs; unequal lengths compare unequal.
 bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b);
 
@@ -58,6 +62,19 @@ Digest SessionKey(const Digest& agent_key, std::span<const uint8_t> agent_nonce,
 enum class Direction { kAgentToGateway, kGatewayToAgent };
 FrameMacBytes FrameMac(const Digest& session_key, Direction direction, uint64_t sequence,
                        uint8_t type, std::span<const uint8_t> payload_without_mac);
+
+// ChaCha20-Poly1305 of one 32-byte secret (a key or an agent secret) under `key`, with a
+// 12-byte `nonce` and associated data `aad`: ciphertext (32) || tag (16). ChaCha20 rather than
+// AES-GCM because the agent runs on camera CPUs that often lack AES instructions.
+inline constexpr size_t kAeadNonceBytes = 12;
+inline constexpr size_t kAeadTagBytes = 16;
+std::array<uint8_t, 32 + kAeadTagBytes> SealDigest(const Digest& key,
+                                                   std::span<const uint8_t> nonce,
+                                                   std::span<const uint8_t> aad,
+                                                   const Digest& plain);
+// nullopt when `sealed` (48 bytes) was forged, corrupted, or sealed under other associated data.
+std::optional<Digest> OpenDigest(const Digest& key, std::span<const uint8_t> nonce,
+                                 std::span<const uint8_t> aad, std::span<const uint8_t> sealed);
 
 // Fills `out` from the OS CSPRNG (RAND_bytes); aborts if it fails (no safe way to continue).
 void RandomBytes(std::span<uint8_t> out);

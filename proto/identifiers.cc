@@ -66,6 +66,8 @@ bool IsIpLiteral(int family, std::string_view text) {
   return inet_pton(family, buf, addr) == 1;
 }
 
+}  // namespace
+
 // A host that consists only of digits and dots must be a valid IPv4 address: "1.2.3.999" is
 // not a host name either, and rejecting it here beats a resolver surprise on the camera.
 bool IsValidServiceHost(std::string_view host) {
@@ -77,8 +79,6 @@ bool IsValidServiceHost(std::string_view host) {
   }
   return IsHostName(host);
 }
-
-}  // namespace
 
 bool IsCanonicalAgentId(std::string_view id) {
   if (id.empty() || id.size() > 63 || id.front() == '-' || id.back() == '-') {

@@ -48,5 +48,9 @@ struct ServiceEntry {
 };
 std::optional<ServiceEntry> ParseServiceEntry(std::string_view text);
 std::string FormatServiceEntry(const ServiceEntry& entry);
+// The one definition of a host, shared by service entries and the agent's gateway, manager and
+// Streamer URLs: a DNS name (labels of 1..63 [A-Za-z0-9-], at most 253 characters), a valid
+// IPv4 address, or a valid IPv6 address in brackets.
+bool IsValidServiceHost(std::string_view host);
 
 }  // namespace camtunnel::proto

@@ -29,15 +29,6 @@ Digest LinkProof(std::string_view label, const AgentSecret& secret, const Manage
                              AsBytes(TransportName(in.transport)), in.exporter});
 }
 
-void AppendLp(std::vector<uint8_t>& out, std::span<const uint8_t> part) {
-  if (part.size() > 0xffff) {
-    Fatal("length-prefixed part over 65535 bytes");
-  }
-  out.push_back(static_cast<uint8_t>(part.size() >> 8));
-  out.push_back(static_cast<uint8_t>(part.size()));
-  out.insert(out.end(), part.begin(), part.end());
-}
-
 // Splits `in` into exactly `n` LP() parts; false unless they fill it exactly.
 bool SplitLp(std::span<const uint8_t> in, size_t n, std::span<const uint8_t>* parts) {
   for (size_t i = 0; i < n; ++i) {
@@ -57,61 +48,11 @@ bool SplitLp(std::span<const uint8_t> in, size_t n, std::span<const uint8_t>* pa
 std::vector<uint8_t> SealAad(std::string_view agent_id, std::string_view url,
                              std::string_view key_ref) {
   std::vector<uint8_t> aad;
-  AppendLp(aad, AsBytes(kSealLabel));
-  AppendLp(aad, AsBytes(agent_id));
-  AppendLp(aad, AsBytes(url));
-  AppendLp(aad, AsBytes(key_ref));
+  AppendLengthPrefixed(aad, AsBytes(kSealLabel));
+  AppendLengthPrefixed(aad, AsBytes(agent_id));
+  AppendLengthPrefixed(aad, AsBytes(url));
+  AppendLengthPrefixed(aad, AsBytes(key_ref));
   return aad;
-}
-
-struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-
-// ChaCha20-Poly1305 of a 32-byte plaintext. Failing to initialise a built-in cipher means the
-// library is broken: nothing sensible to do but stop.
-std::array<uint8_t, 32 + kSealTagBytes> Seal(const Digest& key, std::span<const uint8_t> nonce,
-                                             std::span<const uint8_t> aad, const Digest& plain) {
-  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
-  std::array<uint8_t, 32 + kSealTagBytes> out{};
-  int len = 0;
-  if (!ctx ||
-      EVP_EncryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, key.data(), nonce.data()) !=
-          1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), out.data(), &len, plain.data(), 32) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + 32, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kSealTagBytes, out.data() + 32) != 1) {
-    Fatal("ChaCha20-Poly1305 seal failed");
-  }
-  return out;
-}
-
-std::optional<Digest> Open(const Digest& key, std::span<const uint8_t> nonce,
-                           std::span<const uint8_t> aad, std::span<const uint8_t> sealed) {
-  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
-  Digest plain{};
-  uint8_t tag[kSealTagBytes];
-  std::copy_n(sealed.begin() + 32, kSealTagBytes, tag);
-  int len = 0;
-  if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, key.data(), nonce.data()) !=
-          1 ||
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, sealed.data(), 32) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kSealTagBytes, tag) != 1) {
-    Fatal("ChaCha20-Poly1305 open setup failed");
-  }
-  if (EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) != 1) {
-    OPENSSL_cleanse(plain.data(), plain.size());
-    return std::nullopt;  // forged, corrupted, or sealed for another agent/URL/key reference
-  }
-  return plain;
-}
-
-bool IsHostChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.';
 }
 
 }  // namespace
@@ -161,14 +102,8 @@ bool IsValidStreamerUrl(std::string_view url) {
   std::string_view port;
   if (rest.starts_with('[')) {
     const size_t close = rest.find(']');
-    if (close == std::string_view::npos || close == 1) {
+    if (close == std::string_view::npos) {
       return false;
-    }
-    for (char c : rest.substr(1, close - 1)) {
-      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-            c == ':' || c == '.')) {
-        return false;
-      }
     }
     host = rest.substr(0, close + 1);
     std::string_view after = rest.substr(close + 1);
@@ -190,9 +125,12 @@ bool IsValidStreamerUrl(std::string_view url) {
         return false;
       }
     }
-    if (host.empty() || !std::all_of(host.begin(), host.end(), IsHostChar)) {
-      return false;
-    }
+  }
+  // The host exactly as the agent dials it (its ParseGatewayUrl uses the same definition): a
+  // manager URL accepted here but refused there sends the agent back to activation, over and
+  // over, with the same answer each time.
+  if (!IsValidServiceHost(host)) {
+    return false;
   }
   if (!port.empty()) {
     if (port.size() > 5 || port[0] == '0') {
@@ -220,13 +158,13 @@ std::vector<uint8_t> EncodeAssignedStreamer(const Digest& seal_key, std::string_
   }
   const std::string ref = FormatKeyRef(streamer.key_ref);
   const std::vector<uint8_t> aad = SealAad(agent_id, streamer.url, ref);
-  const auto sealed = Seal(seal_key, seal_nonce, aad, streamer.agent_key);
+  const auto sealed = SealDigest(seal_key, seal_nonce, aad, streamer.agent_key);
   std::vector<uint8_t> sealed_field(seal_nonce.begin(), seal_nonce.end());
   sealed_field.insert(sealed_field.end(), sealed.begin(), sealed.end());
   std::vector<uint8_t> out;
-  AppendLp(out, AsBytes(streamer.url));
-  AppendLp(out, AsBytes(ref));
-  AppendLp(out, sealed_field);
+  AppendLengthPrefixed(out, AsBytes(streamer.url));
+  AppendLengthPrefixed(out, AsBytes(ref));
+  AppendLengthPrefixed(out, sealed_field);
   return out;
 }
 
@@ -261,7 +199,7 @@ StreamerFieldParse DecodeAssignedStreamer(const Digest& seal_key, std::string_vi
   }
   const std::vector<uint8_t> aad = SealAad(agent_id, url, ref_text);
   auto key =
-      Open(seal_key, parts[2].first(kSealNonceBytes), aad, parts[2].subspan(kSealNonceBytes));
+      OpenDigest(seal_key, parts[2].first(kSealNonceBytes), aad, parts[2].subspan(kSealNonceBytes));
   if (!key) {
     return {.error = StreamerFieldError::kBadSeal};
   }

@@ -27,8 +27,8 @@ using AgentSecret = std::array<uint8_t, kAgentSecretBytes>;
 inline constexpr size_t kMaxAssignedStreamers = 8;
 inline constexpr size_t kMaxStreamerUrl = 255;
 // nonce(12) | ciphertext(32) | tag(16), ChaCha20-Poly1305.
-inline constexpr size_t kSealNonceBytes = 12;
-inline constexpr size_t kSealTagBytes = 16;
+inline constexpr size_t kSealNonceBytes = kAeadNonceBytes;
+inline constexpr size_t kSealTagBytes = kAeadTagBytes;
 inline constexpr size_t kSealedKeyBytes = kSealNonceBytes + 32 + kSealTagBytes;
 
 // Proofs of the manager upgrade (keyed with S, same shape as the gateway proofs, without a key
@@ -83,8 +83,9 @@ struct StreamerFieldParse {
 StreamerFieldParse DecodeAssignedStreamer(const Digest& seal_key, std::string_view agent_id,
                                           std::span<const uint8_t> value);
 
-// "https://host[:port]" or "http://host[:port]", host a DNS name, IPv4 or [IPv6], at most
-// kMaxStreamerUrl bytes, optional single trailing '/'. The syntax both ends accept.
+// "https://host[:port]" or "http://host[:port]", host a DNS name, IPv4 or [IPv6] as
+// IsValidServiceHost defines them, at most kMaxStreamerUrl bytes, optional single trailing '/'.
+// The syntax both ends accept, and exactly what the agent can dial.
 bool IsValidStreamerUrl(std::string_view url);
 
 // Builds ASSIGN (every entry sealed with a fresh random nonce).

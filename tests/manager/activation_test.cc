@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "manager/claims.h"
 #include "proto/encoding.h"
@@ -16,24 +17,36 @@ namespace {
 
 using nlohmann::json;
 
+// The answer of a service whose enroller answers at once (LocalEnroller).
+ActivationAnswer HandleNow(ActivationService& service, std::string_view body,
+                           std::string_view source, int64_t now_ms) {
+  std::optional<ActivationAnswer> out;
+  service.Handle(body, source, now_ms, [&out](ActivationAnswer a) { out = std::move(a); });
+  EXPECT_TRUE(out.has_value());
+  return out.value_or(ActivationAnswer{});
+}
+
 class ActivationTest : public ::testing::Test {
  protected:
   ActivationTest()
       : store_(*StateStore::Open(":memory:")),
-        service_(store_, ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
-                                           .operators = {"acme"},
-                                           .manager_url = "https://mgr:7443",
-                                           .rate_burst = 100,
-                                           .rate_refill_ms = 1000}) {}
+        enroller_(store_),
+        service_(store_, enroller_,
+                 ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
+                                   .operators = {"acme"},
+                                   .manager_url = "https://mgr:7443",
+                                   .rate_burst = 100,
+                                   .rate_refill_ms = 1000}) {}
 
   std::string Factory(const std::string& serial) {
     return proto::HexEncode(proto::FactorySecret(std::vector<uint8_t>(32, 9), serial));
   }
   ActivationAnswer Post(json body, std::string source = "10.0.0.1") {
-    return service_.Handle(body.dump(), source, ++now_);
+    return HandleNow(service_, body.dump(), source, ++now_);
   }
 
   StateStore store_;
+  LocalEnroller enroller_;
   ActivationService service_;
   int64_t now_ = 1000;
 };
@@ -63,12 +76,29 @@ TEST_F(ActivationTest, RejectsAnotherDevicesFactorySecret) {
 TEST_F(ActivationTest, RefusesSecondActivationWithoutAgentProof) {
   json req{{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}};
   ASSERT_EQ(Post(req).status, 200);
+  // The agent has used its secret (a verified HELLO on the manager link records "linked").
+  ASSERT_TRUE(store_.RecordStatus("sn-1", "linked", ++now_).ok());
   const proto::AgentSecret before = (*store_.FindAgent("sn-1"))->secret;
   ActivationAnswer again = Post(req);
   EXPECT_EQ(again.status, 409);
   EXPECT_EQ(again.body.find("agent_secret"), std::string::npos);
   EXPECT_EQ((*store_.FindAgent("sn-1"))->secret, before);
   EXPECT_EQ(service_.counts().at("already_active"), 1u);
+}
+
+// An answer lost on the way (or one the camera could not use) must not lock the camera out:
+// until the secret has been used on a manager link, the admitted camera gets a fresh one, and
+// the unused one stops being valid.
+TEST_F(ActivationTest, ReissuesASecretThatWasNeverUsed) {
+  json req{{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}};
+  ActivationAnswer first = Post(req);
+  ASSERT_EQ(first.status, 200);
+  ActivationAnswer second = Post(req);
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(second.result, "reissued");
+  const std::string issued = json::parse(second.body)["agent_secret"];
+  EXPECT_NE(issued, json::parse(first.body)["agent_secret"]);
+  EXPECT_EQ(proto::HexEncode((*store_.FindAgent("sn-1"))->secret), issued);
 }
 
 TEST_F(ActivationTest, ReactivatesWithProofButNeverReturnsTheSecret) {
@@ -92,9 +122,9 @@ TEST_F(ActivationTest, RejectsUnknownOperator) {
 }
 
 TEST_F(ActivationTest, RejectsMalformedBodies) {
-  EXPECT_EQ(service_.Handle("not json", "s", 1).status, 400);
-  EXPECT_EQ(service_.Handle("[1,2]", "s", 2).status, 400);
-  EXPECT_EQ(service_.Handle(std::string(5000, ' '), "s", 3).status, 400);
+  EXPECT_EQ(HandleNow(service_, "not json", "s", 1).status, 400);
+  EXPECT_EQ(HandleNow(service_, "[1,2]", "s", 2).status, 400);
+  EXPECT_EQ(HandleNow(service_, std::string(5000, ' '), "s", 3).status, 400);
   EXPECT_EQ(
       Post({{"serial", "SN-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}}).status,
       400);
@@ -104,18 +134,19 @@ TEST_F(ActivationTest, RejectsMalformedBodies) {
 }
 
 TEST_F(ActivationTest, RateLimitsPerSource) {
-  ActivationService strict(store_, ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
-                                                     .operators = {"acme"},
-                                                     .manager_url = "https://m",
-                                                     .rate_burst = 2,
-                                                     .rate_refill_ms = 10000});
-  EXPECT_EQ(strict.Handle("{}", "10.0.0.9", 1).status, 400);
-  EXPECT_EQ(strict.Handle("{}", "10.0.0.9", 2).status, 400);
-  ActivationAnswer limited = strict.Handle("{}", "10.0.0.9", 3);
+  ActivationService strict(store_, enroller_,
+                           ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
+                                             .operators = {"acme"},
+                                             .manager_url = "https://m",
+                                             .rate_burst = 2,
+                                             .rate_refill_ms = 10000});
+  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.9", 1).status, 400);
+  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.9", 2).status, 400);
+  ActivationAnswer limited = HandleNow(strict, "{}", "10.0.0.9", 3);
   EXPECT_EQ(limited.status, 429);
   EXPECT_GT(limited.retry_after_ms, 0);
-  EXPECT_EQ(strict.Handle("{}", "10.0.0.8", 4).status, 400);      // another source is not limited
-  EXPECT_EQ(strict.Handle("{}", "10.0.0.9", 20000).status, 400);  // refilled
+  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.8", 4).status, 400);  // another source is not limited
+  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.9", 20000).status, 400);  // refilled
 }
 
 TEST_F(ActivationTest, AuditsAttempts) {

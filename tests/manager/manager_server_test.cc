@@ -159,11 +159,13 @@ class ManagerServerTest : public ::testing::Test {
     PEM_write_PrivateKey(f, cert.key, nullptr, nullptr, 0, nullptr, nullptr);
     std::fclose(f);
     store_ = std::make_unique<StateStore>(*StateStore::Open(":memory:"));
-    activation_ = std::make_unique<ActivationService>(
-        *store_, ActivationOptions{.factory_master = kMaster,
-                                   .operators = {"acme"},
-                                   .manager_url = "https://localhost:1",
-                                   .rate_burst = 50});
+    enroller_ = std::make_unique<LocalEnroller>(*store_);
+    activation_ =
+        std::make_unique<ActivationService>(*store_, *enroller_,
+                                            ActivationOptions{.factory_master = kMaster,
+                                                              .operators = {"acme"},
+                                                              .manager_url = "https://localhost:1",
+                                                              .rate_burst = 50});
     pool_ = std::make_unique<StreamerPool>(
         std::vector<StreamerConfig>{
             {.url = "https://gw1:8443", .key_id = "k1", .streamer_key = kStreamerKey},
@@ -279,6 +281,7 @@ class ManagerServerTest : public ::testing::Test {
   std::string dir_;
   runtime::Shard shard_;
   std::unique_ptr<StateStore> store_;
+  std::unique_ptr<LocalEnroller> enroller_;
   std::unique_ptr<ActivationService> activation_;
   std::unique_ptr<StreamerPool> pool_;
   std::unique_ptr<ManagerServer> server_;
@@ -287,6 +290,8 @@ class ManagerServerTest : public ::testing::Test {
 
 TEST_F(ManagerServerTest, ActivatesOnceOverHttps) {
   Activate("sn-1");
+  // Used on a manager link: from now on the secret is never issued again.
+  ASSERT_TRUE(OnShard([&] { return store_->RecordStatus("sn-1", "linked", 1).ok(); }));
   const std::string factory = proto::HexEncode(proto::FactorySecret(kMaster, "sn-1"));
   std::string again =
       Post(server_->port(), "/api/v1/activate",

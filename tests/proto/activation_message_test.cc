@@ -49,15 +49,28 @@ TEST(ActivationMessage, ReadsAPlainManagerUrl) {
   EXPECT_EQ(r->manager_url, "http://m:7080");
 }
 
+// The secret is issued once: an answer whose manager URL the agent cannot use still yields it
+// (the agent keeps it and reactivates), with the URL left empty and the reason given.
+TEST(ActivationMessage, KeepsTheSecretBesideAnUnusableManagerUrl) {
+  const std::string secret = "\"agent_secret\":\"" + std::string(64, 'b') + "\"";
+  for (const std::string url_member :
+       {R"("manager_url":"ftp://m",)", R"("manager_url":"http://m/path",)", ""}) {
+    std::string error;
+    auto r = ParseActivationResult("{\"agent_id\":\"sn-1\"," + url_member + secret + "}", &error);
+    ASSERT_TRUE(r) << url_member << error;
+    EXPECT_TRUE(r->manager_url.empty());
+    EXPECT_FALSE(r->manager_url_problem.empty());
+    ASSERT_TRUE(r->agent_secret);
+    EXPECT_EQ((*r->agent_secret)[31], 0xbb);
+  }
+}
+
 TEST(ActivationMessage, RejectsAnythingElse) {
   std::string error;
   for (const char* bad : {
            "",
            "[]",
-           R"({"agent_id":"sn-1"})",
            R"({"agent_id":"SN-1","manager_url":"https://m"})",
-           R"({"agent_id":"sn-1","manager_url":"ftp://m"})",
-           R"({"agent_id":"sn-1","manager_url":"http://m/path"})",
            R"({"agent_id":"sn-1","manager_url":"https://m","agent_secret":"zz"})",
            R"({"agent_id":"sn-1","agent_id":"sn-2","manager_url":"https://m"})",
            R"({"agent_id":"sn-\u0031","manager_url":"https://m"})",

@@ -233,6 +233,22 @@ TEST(StreamerUrl, AcceptsAndRejects) {
   EXPECT_FALSE(IsValidStreamerUrl("https://" + std::string(300, 'a')));
 }
 
+// Found by fuzz/activation_answer_fuzz.cc: hosts the agent cannot dial (its gateway URL parser
+// refuses them) were accepted as manager URLs, so an activated agent asked for activation again
+// and again. Every one of these is refused by the agent.
+TEST(StreamerUrl, RejectsHostsTheAgentCannotDial) {
+  EXPECT_FALSE(IsValidStreamerUrl("http://1"));
+  EXPECT_FALSE(IsValidStreamerUrl("https://1.2.3.999"));
+  EXPECT_FALSE(IsValidStreamerUrl("https://[1]:443"));
+  EXPECT_FALSE(IsValidStreamerUrl("https://[]"));
+  EXPECT_FALSE(IsValidStreamerUrl("https://-gw"));
+  EXPECT_FALSE(IsValidStreamerUrl("https://gw..example"));
+  EXPECT_FALSE(IsValidStreamerUrl("https://" + std::string(64, 'a') + ".example"));
+  EXPECT_TRUE(IsValidStreamerUrl("https://" + std::string(63, 'a') + ".example"));
+  EXPECT_TRUE(IsValidStreamerUrl("http://[fd00::1]:7080"));
+  EXPECT_TRUE(IsValidStreamerUrl("http://10.0.0.5"));
+}
+
 TEST(ManagerUpgrade, BuildsAndParses) {
   Nonce nonce{};
   nonce[3] = 9;

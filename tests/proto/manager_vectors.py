@@ -93,6 +93,34 @@ def decode_streamer(seal_key, agent_id, value):
     return url, ref, key
 
 
+LABEL_HANDOVER_MAC = b"camtunnel/1 handover-mac"
+LABEL_HANDOVER_SEAL = b"camtunnel/1 handover-seal"
+LABEL_HANDOVER_REQUEST = b"camtunnel/1 handover-request"
+LABEL_HANDOVER_SECRET = b"camtunnel/1 handover-secret"
+
+
+def handover_keys(handover_key):
+    """(mac key, seal key) of section 10.4."""
+    return hmac_lp(handover_key, LABEL_HANDOVER_MAC), hmac_lp(handover_key, LABEL_HANDOVER_SEAL)
+
+
+def handover_mac(handover_key, body):
+    return hmac_lp(handover_keys(handover_key)[0], LABEL_HANDOVER_REQUEST, body)
+
+
+def seal_handover_secret(handover_key, serial, request_nonce, secret, seal_nonce):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    aad = lp(LABEL_HANDOVER_SECRET) + lp(serial) + lp(request_nonce)
+    return seal_nonce + ChaCha20Poly1305(handover_keys(handover_key)[1]).encrypt(
+        seal_nonce, secret, aad)
+
+
+def open_handover_secret(handover_key, serial, request_nonce, sealed):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    aad = lp(LABEL_HANDOVER_SECRET) + lp(serial) + lp(request_nonce)
+    return ChaCha20Poly1305(handover_keys(handover_key)[1]).decrypt(sealed[:12], sealed[12:], aad)
+
+
 def frame(ftype, fields):
     payload = b"".join(bytes([tag]) + struct.pack(">H", len(v)) + v for tag, v in fields)
     return bytes([ftype]) + struct.pack(">I", len(payload))[1:] + payload
@@ -173,6 +201,24 @@ def vectors():
          "fields": [{"tag": tag, "value": value.hex()} for tag, value in fields],
          "encoded": sealed_frame(skey, direction, sequence, ftype, fields).hex()}
         for direction, sequence, ftype, fields in sealed]
+    # The activation hand-over (section 10.4): a request body, its MAC, and the answer's sealed
+    # secret for that request's nonce.
+    handover_key = bytes(range(0x80, 0xA0))
+    request_nonce = bytes(range(0x30, 0x40))
+    body = ('{"nonce":"%s","operator":"acme","serial":"sn-000123","ts_ms":1767225600000}'
+            % request_nonce.hex()).encode()
+    mac_key, seal_key_h = handover_keys(handover_key)
+    seal_nonce = bytes(range(0x50, 0x5C))
+    sealed_secret = seal_handover_secret(handover_key, b"sn-000123", request_nonce, secret,
+                                         seal_nonce)
+    assert open_handover_secret(handover_key, b"sn-000123", request_nonce,
+                                sealed_secret) == secret
+    out["handover"] = [{
+        "handover_key": handover_key.hex(), "mac_key": mac_key.hex(),
+        "seal_key": seal_key_h.hex(), "body": body.decode(),
+        "mac": handover_mac(handover_key, body).hex(), "serial": "sn-000123",
+        "request_nonce": request_nonce.hex(), "secret": secret.hex(),
+        "seal_nonce": seal_nonce.hex(), "sealed_secret": sealed_secret.hex()}]
     return out
 
 

@@ -119,6 +119,15 @@ def start_manager(env, directory, streamers_file, master_file, db, name="manager
     raise RuntimeError("manager did not start: %s" % last)
 
 
+def read_agent_secret(state_file):
+    """The agent secret in an agent's state file."""
+    with open(state_file) as f:
+        for line in f:
+            if line.startswith("agent_secret="):
+                return bytes.fromhex(line.strip().split("=", 1)[1])
+    raise AssertionError("no secret in the state file")
+
+
 class ManagerLink:
     """An independent manager-link client (PROTOCOL.md section 10) over pyOpenSSL."""
 
@@ -249,11 +258,7 @@ class Lifecycle(unittest.TestCase):
         cls.env.close()
 
     def secret(self):
-        with open(self.state) as f:
-            for line in f:
-                if line.startswith("agent_secret="):
-                    return bytes.fromhex(line.strip().split("=", 1)[1])
-        raise AssertionError("no secret in the state file")
+        return read_agent_secret(self.state)
 
     def test_1_first_start_activates_links_and_streams(self):
         wait_err_line(self.agent, r"activated agent=%s manager=%s$"
@@ -904,11 +909,7 @@ class PlainLink(unittest.TestCase):
         cls.env.close()
 
     def secret(self):
-        with open(self.state) as f:
-            for line in f:
-                if line.startswith("agent_secret="):
-                    return bytes.fromhex(line.strip().split("=", 1)[1])
-        raise AssertionError("no secret in the state file")
+        return read_agent_secret(self.state)
 
     def link_errors(self, reason):
         try:
