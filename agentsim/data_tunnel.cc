@@ -12,9 +12,11 @@ void DataTunnel::Start(SimContext& ctx, const AgentIdentity& agent, proto::Tunne
                        std::string_view service, const proto::Nonce& open_nonce) {
   auto* t = new DataTunnel(ctx, agent, tunnel, service, open_nonce);
   ctx.shard.timers().Arm(t->deadline_, ctx.shard.now_ms(), kUpgradeTimeoutMs);
-  Dial(ctx.shard, ctx.options.gateway_agent, ctx.Source(agent.index), ctx.tls_ctx,
-       ctx.options.server_name, kUpgradeTimeoutMs, t,
-       [t](runtime::Stream* s, int error) { t->OnDialed(s, error); });
+  Dial(
+      ctx.shard, ctx.options.gateway_agent, ctx.Source(agent.index), ctx.tls_ctx,
+      ctx.options.server_name, kUpgradeTimeoutMs, t,
+      [t](runtime::Stream* s, int error) { t->OnDialed(s, error); },
+      ctx.tls_sessions ? ctx.tls_sessions->Find(agent.index) : nullptr);
 }
 
 DataTunnel::DataTunnel(SimContext& ctx, const AgentIdentity& agent, proto::TunnelId tunnel,
@@ -75,6 +77,9 @@ void DataTunnel::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> 
   if (camera_) {
     camera_->OnBytes(bytes);
     return;
+  }
+  if (head_.empty()) {
+    KeepTlsSession(ctx_, agent_.index, stream);
   }
   head_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   proto::ResponseHead head;

@@ -21,6 +21,6 @@ using DialDone = std::function<void(runtime::Stream* stream, int error)>;
 void Dial(runtime::Shard& shard, const sockaddr_storage& to,
           const std::optional<sockaddr_storage>& from, SSL_CTX* tls_ctx,
           const std::string& server_name, uint64_t timeout_ms, runtime::StreamHandler* handler,
-          DialDone done);
+          DialDone done, SSL_SESSION* resume = nullptr);
 
 }  // namespace camtunnel::agentsim

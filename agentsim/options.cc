@@ -80,6 +80,10 @@ std::map<std::string, Flag> Flags() {
   f["insecure"] = {
       false, [](Options& o, const std::string&) { return o.insecure = true, absl::OkStatus(); },
       "do not verify the gateway's certificate"};
+  f["no-tls-resume"] = {
+      false, [](Options& o, const std::string&) { return o.tls_resume = false, absl::OkStatus(); },
+      "full TLS handshakes only (by default each agent resumes its newest session, as the real "
+      "agent does)"};
   f["server-name"] = {true, Text(&Options::server_name),
                       "NAME  SNI and certificate name (default: the gateway host if not an IP)"};
   f["frontend"] = {true,

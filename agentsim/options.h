@@ -36,6 +36,7 @@ struct Options {
   bool tls = true;
   std::string ca_file;
   bool insecure = false;
+  bool tls_resume = true;   // resume each agent's newest TLS session, as the real agent does
   std::string server_name;  // SNI and certificate name check; empty: chain check only
   std::string streamer_keys_file;
   std::string key_id;  // empty: the first key of the file

@@ -66,9 +66,11 @@ void SimAgent::Connect() {
   }
   ++ctx_.stats.agents.connect_attempts;
   ctx_.shard.timers().Arm(timer_, now, kHandshakeTimeoutMs);
-  Dial(ctx_.shard, ctx_.options.gateway_agent, ctx_.Source(identity_.index), ctx_.tls_ctx,
-       ctx_.options.server_name, kHandshakeTimeoutMs, this,
-       [this](runtime::Stream* s, int error) { OnDialed(s, error); });
+  Dial(
+      ctx_.shard, ctx_.options.gateway_agent, ctx_.Source(identity_.index), ctx_.tls_ctx,
+      ctx_.options.server_name, kHandshakeTimeoutMs, this,
+      [this](runtime::Stream* s, int error) { OnDialed(s, error); },
+      ctx_.tls_sessions ? ctx_.tls_sessions->Find(identity_.index) : nullptr);
 }
 
 void SimAgent::OnDialed(runtime::Stream* stream, int error) {
@@ -100,9 +102,12 @@ void SimAgent::OnStreamReady(runtime::Stream& stream) {
       identity_.id, identity_.key_ref, agent_nonce_));
 }
 
-void SimAgent::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
+void SimAgent::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) {
   last_rx_ms_ = ctx_.shard.now_ms();
   if (state_ == State::kUpgrading) {
+    if (head_.empty()) {
+      KeepTlsSession(ctx_, identity_.index, stream);
+    }
     OnUpgradeBytes(bytes);
   } else if (state_ == State::kAwaitWelcome || state_ == State::kUp) {
     OnFrames(bytes);

@@ -13,7 +13,9 @@
 #include "agentsim/options.h"
 #include "agentsim/sim_stats.h"
 #include "agentsim/snapshot_image.h"
+#include "agentsim/tls_sessions.h"
 #include "runtime/shard.h"
+#include "runtime/stream.h"
 
 namespace camtunnel::agentsim {
 
@@ -23,6 +25,7 @@ struct SimContext {
   SSL_CTX* tls_ctx = nullptr;  // null in plain mode
   SimStats& stats;
   const SnapshotImage& snapshot;
+  TlsSessions* tls_sessions = nullptr;  // null in plain mode and with --no-tls-resume
   std::mt19937_64 rng{std::random_device{}()};
   // Set when the run ends: nothing reconnects or starts any more.
   bool stopping = false;
@@ -39,5 +42,17 @@ struct SimContext {
     return n == 0 ? 0 : std::uniform_int_distribution<uint64_t>(0, n - 1)(rng);
   }
 };
+
+// On a client connection's first answer bytes (the gateway's ticket comes before them): counts
+// its handshake as full or resumed and keeps its session for the agent's next connection.
+inline void KeepTlsSession(SimContext& ctx, uint32_t agent_index, const runtime::Stream& stream) {
+  if (!stream.tls()) {
+    return;
+  }
+  ++ctx.stats.agents.tls_handshakes[stream.tls_resumed() ? "resumed" : "full"];
+  if (ctx.tls_sessions != nullptr) {
+    ctx.tls_sessions->Keep(agent_index, stream.ResumableSession());
+  }
+}
 
 }  // namespace camtunnel::agentsim

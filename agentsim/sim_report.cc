@@ -97,7 +97,8 @@ nlohmann::json BuildReport(const ReportInput& in) {
                  {"status_sent", a.status_sent},
                  {"opens_received", a.opens_received},
                  {"opens_refused", a.opens_refused},
-                 {"data_connections", Counts(a.data_connections)}};
+                 {"data_connections", Counts(a.data_connections)},
+                 {"tls_handshakes", Counts(a.tls_handshakes)}};
 
   const MediaStats& m = s.media;
   r["opens"] = {{"total", m.opens_total()},

@@ -126,7 +126,11 @@ int RunSimulation(const Options& o) {
     return 3;
   }
   SimStats stats;
+  TlsSessions tls_sessions;
   SimContext ctx{o, shard, tls.get(), stats, snapshot};
+  if (o.tls && o.tls_resume) {
+    ctx.tls_sessions = &tls_sessions;
+  }
   const uint64_t expiry = runtime::WallMs() / 1000 + kKeyValidityS;
   auto fleet = std::make_unique<Fleet>(ctx, *key, expiry);
   LoadDriver driver(ctx, *fleet);

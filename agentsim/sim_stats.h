@@ -30,6 +30,7 @@ struct AgentStats {
   uint64_t opens_received = 0;
   uint64_t opens_refused = 0;     // service not exposed: OPEN_FAILED
   ResultCounts data_connections;  // "ok", "connect_error", "status_404", ...
+  ResultCounts tls_handshakes;    // "full", "resumed": control and data connections
   LatencyHistogram connect_us;    // first attempt to WELCOME, per session
 };
 

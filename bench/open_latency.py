@@ -5,7 +5,8 @@ loopback and through a relay that delays the agent <-> gateway path by 25 ms eac
 camtunnel-agentsim `steady` connects A TLS agents and its media side asks the gateway's
 frontend for snapshots (GET /<agent>/snapshot.jpg, a 1 kB body) at --rate per second (500): each
 is a new tunnel (OPEN on the agent's control connection, a new TLS data connection from the
-agent, the request written to the camera, the answer relayed). agentsim times each from the
+agent, resuming the agent's session as camtunnel-agent does unless --full-handshakes, the
+request written to the camera, the answer relayed). agentsim times each from the
 start of the frontend connect to the first answer byte and reports p50/p99/p99.9 (histogram
 buckets within 6.25 %). Target: p99 < 5 ms on loopback.
 
@@ -190,10 +191,16 @@ def relay_main(listen_port, target_port, delay_ms, max_seconds, max_conns):
 
 # ---- The benchmark ----
 
+# --full-handshakes: agentsim's data connections do full TLS handshakes (--no-tls-resume)
+# instead of resuming the agent's session as camtunnel-agent does.
+SIM_EXTRA = []
+GATEWAY_EXTRA = []  # --gateway-arg
+
+
 def run(build, d, name, rate, seconds, agents, size, delay_ms, logdir):
     """delay_ms None: agents straight to the gateway; a number: through the delay relay."""
     procs = Procs(logdir)
-    gw = Gateway(build, d, [])
+    gw = Gateway(build, d, GATEWAY_EXTRA)
     sim_bin = os.path.join(build, "agentsim", "camtunnel-agentsim")
     try:
         g = gw.start(procs, name + "-gateway")
@@ -211,7 +218,8 @@ def run(build, d, name, rate, seconds, agents, size, delay_ms, logdir):
             "--agent-prefix", "open-", "--sources", "127.0.0.2-127.0.0.9", "--frontend",
             "127.0.0.1:%d" % gw.frontend, "--snapshot-rate", str(rate), "--snapshot-size",
             str(size), "--snapshot-concurrency", "1024", "--open-timeout", "10",
-            "--duration", str(seconds), "--connect-timeout", "120", "--json-out", report])
+            "--duration", str(seconds), "--connect-timeout", "120", "--json-out", report]
+            + SIM_EXTRA)
         if wait_connected(gw, agents, 130, [sim]) is None:
             raise RuntimeError("only %d of %d agents connected" % (gw.connected(), agents))
         c0, m0, t0 = cpu_seconds(g.pid), machine_cpu(), time.monotonic()
@@ -243,6 +251,7 @@ def run(build, d, name, rate, seconds, agents, size, delay_ms, logdir):
                 "machine_busy_pct": round((m1[0] - m0[0]) / (m1[2] - m0[2]) * 100
                                           * os.cpu_count(), 1),
                 "loadavg_end": os.getloadavg()[0],
+                "tls_handshakes": r.get("agents", {}).get("tls_handshakes"),
                 "integrity": r.get("result"), "agentsim_exit": sim.returncode}
     finally:
         procs.stop_all()
@@ -264,6 +273,10 @@ def main():
                     help="opens/s through the relay (the round-trip count needs no high rate, "
                          "and the relay is Python)")
     ap.add_argument("--skip-delayed", action="store_true")
+    ap.add_argument("--gateway-arg", action="append", default=[],
+                    help="one more camtunnel-gateway argument, e.g. --gateway-arg=--shards=1")
+    ap.add_argument("--full-handshakes", action="store_true",
+                    help="data connections without TLS resumption (agentsim --no-tls-resume)")
     ap.add_argument("--json", default=os.path.join(TOP, "bench", "results", "open_latency.json"))
     ap.add_argument("--keep", help="keep logs and reports in this directory")
     a = ap.parse_args()
@@ -273,6 +286,9 @@ def main():
         d = a.keep or tmp
         os.makedirs(d, exist_ok=True)
         write_certs(d)
+        GATEWAY_EXTRA.extend(a.gateway_arg)
+        if a.full_handshakes:
+            SIM_EXTRA.append("--no-tls-resume")
         runs.append(run(build, d, "loopback", a.rate, a.seconds, a.agents, a.snapshot_size,
                         None, d))
         print("loopback done: p99 %.3f ms" % runs[-1]["p99_ms"], flush=True)

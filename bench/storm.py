@@ -12,11 +12,12 @@ and its counts (attempts, failures by kind, agents up at the end) are read from 
   SIGTERM is a graceful restart: the draining gateway sends GOAWAY with its
   --drain_reconnect_ms hint, which agents obey instead of the reconnect window; SIGKILL (a crash)
   makes them lose the session, and then they spread over WELCOME's reconnect window.
-Full vs resumed handshakes are counted separately only if the gateway exposes a metric for it
-(a sample whose name mentions "resum"); otherwise the output and the JSON say so.
+Full vs resumed handshakes are counted apart by the gateway
+(camtunnel_agent_tls_handshakes_total{kind}); agentsim resumes each agent's newest session as
+camtunnel-agent does, which after a restart works when the gateway kept its ticket keys.
 
-Handshake run: a fresh gateway and a fresh fleet (agentsim `steady`, unpaced connects, no TLS
-session tickets offered: agentsim has no resumption, so every handshake is full). The gateway's
+Handshake run: a fresh gateway and a fresh fleet (agentsim `steady`, unpaced connects,
+--no-tls-resume, so every handshake is full). The gateway's
 CPU (utime + stime, /proc) from before the fleet starts until all are connected, divided by the
 handshakes it completed (camtunnel_agent_connections_total{result="accepted"}), is the CPU per
 full handshake, all of the gateway's per-connect work included (accept, TLS 1.3 with an ECDSA
@@ -250,7 +251,7 @@ def handshake_run(build, d, n, logdir, gateway_args=()):
         time.sleep(0.5)
         m0, c0, t0 = metrics(gw.admin), cpu_seconds(g.pid), time.monotonic()
         sim, report = agentsim(procs, build, d, gw, "steady", n, "hs-", 2,
-                               ["--connect-rate", "0"], "hs-agentsim")
+                               ["--connect-rate", "0", "--no-tls-resume"], "hs-agentsim")
         # agentsim's "agents-up" line, not the gateway's /metrics: a scrape lists
         # /proc/self/fd (process_facts.cc), O(agents), and would be billed to the handshakes.
         up = wait_log(os.path.join(logdir, "hs-agentsim.log"), "agents-up", 150, sim)

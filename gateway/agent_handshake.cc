@@ -56,6 +56,14 @@ AgentHandshake::AgentHandshake(GatewayShard& gw, uint64_t started_ms)
   });
 }
 
+void AgentHandshake::OnStreamReady(runtime::Stream& stream) {
+  if (stream.tls()) {
+    (stream.tls_resumed() ? gw_.metrics().tls_resumed_handshakes
+                          : gw_.metrics().tls_full_handshakes)
+        .Add();
+  }
+}
+
 void AgentHandshake::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
   head_.Append(bytes);
   if (moving_) {

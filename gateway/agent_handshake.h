@@ -22,6 +22,7 @@ class AgentHandshake final : public runtime::StreamHandler {
  public:
   static void Start(GatewayShard& gw, int fd, SSL_CTX* tls_ctx);
 
+  void OnStreamReady(runtime::Stream& stream) override;
   void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override;
   void OnStreamEof(runtime::Stream& stream) override;
   void OnStreamClosed(runtime::Stream& stream, int error) override;

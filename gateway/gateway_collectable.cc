@@ -185,6 +185,17 @@ std::vector<prometheus::MetricFamily> GatewayCollectable::Collect() const {
     f.push_back(b.Take());
   }
   {
+    FamilyBuilder b("camtunnel_agent_tls_handshakes_total",
+                    "TLS handshakes completed on the agent listeners, by kind (resumed: from a "
+                    "session ticket, no certificate or signature).",
+                    MetricType::Counter);
+    b.Counter({{"kind", "full"}},
+              Sum(shards_, [](const ShardMetrics& s) { return s.tls_full_handshakes.Get(); }));
+    b.Counter({{"kind", "resumed"}},
+              Sum(shards_, [](const ShardMetrics& s) { return s.tls_resumed_handshakes.Get(); }));
+    f.push_back(b.Take());
+  }
+  {
     FamilyBuilder b("camtunnel_frontend_held_total",
                     "Media requests held for an agent not connected yet while this process takes "
                     "over from another (--takeover), by outcome.",

@@ -91,6 +91,10 @@ struct ShardMetrics {
   // that shard was full (the connection got 503 / an immediate close).
   metrics::Counter handoffs;
   metrics::Counter handoffs_refused;
+  // TLS handshakes completed on the agent listener: full (certificate + signature) and resumed
+  // from a ticket (the agent's data connections and reconnects).
+  metrics::Counter tls_full_handshakes;
+  metrics::Counter tls_resumed_handshakes;
   // Takeover: media requests held for an agent not connected yet, by how the wait ended.
   metrics::Counter takeover_held_arrived;
   metrics::Counter takeover_held_timeout;

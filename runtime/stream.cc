@@ -49,10 +49,14 @@ Stream* Stream::Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler*
 }
 
 Stream* Stream::CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
-                                const std::string& server_name, StreamHandler* handler) {
+                                const std::string& server_name, StreamHandler* handler,
+                                SSL_SESSION* resume) {
   auto* s = new Stream(shard, fd, handler);
   s->ssl_ = SSL_new(client_ctx);
   assert(s->ssl_ != nullptr);
+  if (resume != nullptr) {
+    SSL_set_session(s->ssl_, resume);
+  }
   s->bio_state_.output = &s->tx_;
   BIO* bio = NewTlsBio(&s->bio_state_);
   SSL_set_bio(s->ssl_, bio, bio);
@@ -63,6 +67,18 @@ Stream* Stream::CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
   SSL_set_connect_state(s->ssl_);
   s->state_ = StreamState::kHandshaking;
   return s;
+}
+
+SSL_SESSION* Stream::ResumableSession() const {
+  if (ssl_ == nullptr) {
+    return nullptr;
+  }
+  SSL_SESSION* session = SSL_get1_session(ssl_);
+  if (session != nullptr && SSL_SESSION_is_resumable(session) != 1) {
+    SSL_SESSION_free(session);
+    return nullptr;
+  }
+  return session;
 }
 
 Stream::Stream(Shard& shard, int fd, StreamHandler* handler)

@@ -68,8 +68,11 @@ class Stream final : public IoObject {
   // The client side of a TLS connection on a connected socket: the handshake starts at
   // Start(). `server_name` is sent as SNI and, unless empty, checked against the certificate
   // when the context verifies peers.
+  // `resume`: a session from an earlier connection to the same server to resume (a new
+  // reference is taken), or null for a full handshake.
   static Stream* CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
-                                 const std::string& server_name, StreamHandler* handler);
+                                 const std::string& server_name, StreamHandler* handler,
+                                 SSL_SESSION* resume = nullptr);
 
   void set_handler(StreamHandler* handler) { handler_ = handler; }
   // Starts receiving (and the TLS handshake).
@@ -101,6 +104,11 @@ class Stream final : public IoObject {
   StreamState state() const { return state_; }
   bool open() const { return state_ == StreamState::kOpen; }
   bool tls() const { return ssl_ != nullptr; }
+  // After the handshake: whether it resumed a session (no certificate, no signature).
+  bool tls_resumed() const { return ssl_ != nullptr && SSL_session_reused(ssl_) == 1; }
+  // Client side: a new reference to this connection's session if a ticket made it resumable
+  // (TLS 1.3 tickets arrive after the handshake), else null. The caller frees it.
+  SSL_SESSION* ResumableSession() const;
   bool read_eof() const { return read_eof_; }
   const StreamStats& stats() const { return stats_; }
   Shard& shard() { return *shard_; }

@@ -122,6 +122,31 @@ class SteadyTest(SimTestCase):
         self.assertGreater(r["opens"]["latency"]["p99_ms"], 0)
         self.assertIntact(r)
 
+    def test_tls_connections_resume_the_agents_session_unless_told_not_to(self):
+        """Like the real agent, each simulated agent resumes its newest TLS session on its data
+        connections; the gateway counts full and resumed handshakes apart."""
+        gw = self.gateway()
+
+        def handshakes():
+            text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % gw.admin,
+                                          timeout=5).read().decode()
+            return {k: int(float(v)) for k, v in re.findall(
+                r'^camtunnel_agent_tls_handshakes_total\{kind="(\w+)"\} (\S+)$', text, re.M)}
+
+        for resume in (True, False):
+            before = handshakes()
+            args = ["--agents", 20, "--snapshot-rate", 20, "--duration", 3, "--sources", SOURCES]
+            r = self.run_sim(self.sim_argv(gw, "steady", tls=True,
+                                           args=args + ([] if resume else ["--no-tls-resume"])))
+            self.assertIntact(r)
+            data = r["agents"]["data_connections"].get("ok", 0)
+            self.assertGreater(data, 20)
+            want = {"full": 20, "resumed": data} if resume else {"full": 20 + data}
+            self.assertEqual(r["agents"]["tls_handshakes"], want)
+            after = handshakes()
+            self.assertEqual({k: after[k] - before.get(k, 0) for k in after},
+                             {"full": want["full"], "resumed": want.get("resumed", 0)})
+
     def test_steady_plain_with_snapshots_and_metrics(self):
         gw = self.gateway(extra=["--heartbeat_ms=500"])
         argv = self.sim_argv(gw, "steady", args=[
