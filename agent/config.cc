@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "proto/encoding.h"
 #include "proto/http_head.h"
@@ -95,6 +96,7 @@ std::string UsageText() {
          "         --service NAME=HOST:PORT [--service ...]\n"
          "         [--ca-file PATH] [--pin sha256/BASE64 ...] [--server-name NAME] [--insecure]\n"
          "         [--log-level debug|info|warning|error] [--proxy http://HOST:PORT]\n"
+         "         [--proxy-file PATH]\n"
          "   or: camtunnel-agent --state-file PATH --activation-url https://HOST[:PORT]\n"
          "         --serial SERIAL --factory-secret-file PATH --operator ID\n"
          "         [--reactivate-after-s N] --service ... [--ca-file ...] [--pin ...]\n"
@@ -112,6 +114,8 @@ std::string UsageText() {
          "  --proxy        http://[USER:PASS@]HOST:PORT: an HTTP CONNECT proxy for every\n"
          "                connection to gateways, the manager and the activation server (not\n"
          "                to local services); Basic auth when USER:PASS is given\n"
+         "  --proxy-file   the same URL read from a file (keeps the credentials out of the\n"
+         "                process list)\n"
          "  --version      print the build time (the certificate-time floor) and exit\n"
          "  --state-file   managed mode: where the activation state is kept (written atomically)\n"
          "  --activation-url  the activation server (https only)\n"
@@ -144,6 +148,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       {"operator", required_argument, nullptr, 'O'},
       {"reactivate-after-s", required_argument, nullptr, 'R'},
       {"proxy", required_argument, nullptr, 'P'},
+      {"proxy-file", required_argument, nullptr, 'X'},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -276,9 +281,26 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
         c.manage.reactivate_after_ms = static_cast<int64_t>(*v) * 1000;
         break;
       }
-      case 'P': {
+      case 'P':
+      case 'X': {
+        if (c.proxy) {
+          return fail("give --proxy or --proxy-file, once");
+        }
+        std::string url = arg;
+        if (opt == 'X') {
+          // The URL may carry credentials: a file (mode 0600) keeps them out of /proc/PID/cmdline.
+          std::ifstream in(arg);
+          if (!in || !std::getline(in, url)) {
+            return fail("--proxy-file " + std::string(arg) + ": cannot read it");
+          }
+          while (!url.empty() && (url.back() == '\r' || url.back() == ' ')) {
+            url.pop_back();
+          }
+        }
         auto proxy = std::make_shared<ProxyConfig>();
-        if (!ParseProxyUrl(arg, proxy.get(), error)) {
+        const bool ok = ParseProxyUrl(url, proxy.get(), error);
+        OPENSSL_cleanse(url.data(), url.size());
+        if (!ok) {
           return ParseOutcome::kError;
         }
         c.proxy = std::move(proxy);

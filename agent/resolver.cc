@@ -45,6 +45,9 @@ namespace {
 // 32-bit cameras (RSS counts only the pages touched, whatever the size).
 constexpr size_t kResolverStackBytes = 512 * 1024;
 
+std::atomic<int> g_lookups_in_flight{0};
+std::atomic<int> g_max_lookups_in_flight{Resolver::kMaxLookupsInFlight};
+
 }  // namespace
 
 void* Resolver::RunLookup(void* arg) {
@@ -53,6 +56,7 @@ void* Resolver::RunLookup(void* arg) {
   delete holder;
   lookup->error =
       ResolveNow(lookup->host, lookup->port, false, &lookup->addresses, &lookup->detail);
+  g_lookups_in_flight.fetch_sub(1, std::memory_order_relaxed);
   lookup->done.store(true, std::memory_order_release);
   const char byte = 1;
   while (::write(lookup->pipe[1], &byte, 1) < 0 && errno == EINTR) {
@@ -116,6 +120,16 @@ void Resolver::Start(const std::string& host, uint16_t port, Done done) {
     });
     return;
   }
+  const int max = g_max_lookups_in_flight.load(std::memory_order_relaxed);
+  if (g_lookups_in_flight.fetch_add(1, std::memory_order_relaxed) >= max) {
+    g_lookups_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    literal_timer_.Start(loop_, 0, [this, host, max] {
+      Deliver(EAGAIN, {},
+              "cannot resolve " + host + ": " + std::to_string(max) +
+                  " lookups already in flight (the DNS server is not answering?)");
+    });
+    return;
+  }
   auto lookup = std::make_shared<Lookup>();
   lookup->host = host;
   lookup->port = port;
@@ -141,6 +155,7 @@ void Resolver::Start(const std::string& host, uint16_t port, Done done) {
     }
   }
   if (err != 0) {
+    g_lookups_in_flight.fetch_sub(1, std::memory_order_relaxed);
     // Out of threads or descriptors: report it like a failed lookup; the caller backs off.
     literal_timer_.Start(loop_, 0, [this, err] {
       Deliver(err, {}, std::string("cannot start a lookup: ") + std::strerror(err));
@@ -167,6 +182,12 @@ void Resolver::Deliver(int error, std::vector<SocketAddress> addresses, std::str
   if (done) {
     done(error, std::move(addresses), std::move(detail));
   }
+}
+
+int Resolver::LookupsInFlight() { return g_lookups_in_flight.load(std::memory_order_relaxed); }
+
+void Resolver::SetMaxLookupsInFlight(int max) {
+  g_max_lookups_in_flight.store(max, std::memory_order_relaxed);
 }
 
 void Resolver::Cancel() {

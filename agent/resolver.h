@@ -11,9 +11,10 @@
 //   and drops its result. Lookups are rare (one per connection to a named host), so the cost
 //   of creating a thread is negligible next to the query.
 // Address literals (the common case for services and many gateways) never start a thread.
-// TODO: no cap on lookups in flight. With a DNS server that times out (10-30 s per query),
-// abandoned lookups of successive reconnects and data connections each keep a thread until
-// getaddrinfo returns; a cap (failing fast with EAGAIN past it) would bound that on a camera.
+// Lookups in flight are capped (kMaxLookupsInFlight, process-wide, abandoned ones included):
+// with a DNS server that times out (10-30 s per query), abandoned lookups of successive
+// reconnects and data connections would each keep a thread until getaddrinfo returns. Past the
+// cap a lookup fails at once with EAGAIN and says why; the caller backs off as for any failure.
 #pragma once
 
 #include <sys/socket.h>
@@ -52,6 +53,12 @@ class Resolver {
   void Start(const std::string& host, uint16_t port, Done done);
   // Abandons a lookup in progress; `done` is not called.
   void Cancel();
+
+  static constexpr int kMaxLookupsInFlight = 16;
+  // Helper threads still running getaddrinfo (those of abandoned lookups too).
+  static int LookupsInFlight();
+  // Tests: a lower cap (kMaxLookupsInFlight by default).
+  static void SetMaxLookupsInFlight(int max);
 
  private:
   struct Lookup;

@@ -192,6 +192,28 @@ TEST(ConfigTest, ProxyIsParsedAndABadOneNamed) {
   EXPECT_THAT(p.error, HasSubstr("--proxy must be"));
 }
 
+// The proxy URL may carry credentials: --proxy-file keeps them out of the process list.
+TEST(ConfigTest, ProxyFromAFileAndNeverBoth) {
+  char path[] = "/tmp/camtunnel-agent-proxy-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string url = "http://user:s3cret@127.0.0.1:3128\n";
+  ASSERT_EQ(write(fd, url.data(), url.size()), static_cast<ssize_t>(url.size()));
+  close(fd);
+  Parsed p = ParseWith({"--proxy-file", path});
+  ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
+  ASSERT_NE(p.config.proxy, nullptr);
+  EXPECT_EQ(p.config.proxy->port, 3128);
+  EXPECT_FALSE(p.config.proxy->authorization.empty());
+  p = ParseWith({"--proxy-file", path, "--proxy", "http://127.0.0.1:3128"});
+  EXPECT_EQ(p.outcome, ParseOutcome::kError);
+  EXPECT_THAT(p.error, HasSubstr("once"));
+  unlink(path);
+  p = ParseWith({"--proxy-file", path});
+  EXPECT_EQ(p.outcome, ParseOutcome::kError);
+  EXPECT_THAT(p.error, HasSubstr("cannot read"));
+}
+
 class KeyFileTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -123,6 +123,23 @@ TEST(ResolverTest, CancelledLookupNeverCallsBackAndLeavesTheLoopClean) {
   EXPECT_EQ(loop.watch_count(), 1u);  // only the loop's own wake pipe
 }
 
+// A DNS server that never answers must not pile up helper threads: past the cap a lookup fails
+// at once, says why, and address literals still resolve. Finished lookups free their slot.
+TEST(ResolverTest, LookupsPastTheCapFailFastAndLiteralsStillResolve) {
+  Resolver::SetMaxLookupsInFlight(0);
+  Resolved r = ResolveOnLoop("localhost");
+  EXPECT_EQ(r.error, EAGAIN);
+  EXPECT_NE(r.detail.find("lookups already in flight"), std::string::npos) << r.detail;
+  EXPECT_EQ(ResolveOnLoop("127.0.0.1").error, 0);
+  Resolver::SetMaxLookupsInFlight(Resolver::kMaxLookupsInFlight);
+  EXPECT_EQ(ResolveOnLoop("localhost").error, 0);
+  // The helper thread lets go of its slot right after getaddrinfo returns.
+  for (int i = 0; i < 200 && Resolver::LookupsInFlight() != 0; ++i) {
+    usleep(10000);
+  }
+  EXPECT_EQ(Resolver::LookupsInFlight(), 0);
+}
+
 // Connects `host` to `port` and returns {fd >= 0 or -1, error}.
 std::pair<int, int> ConnectOnLoop(const std::string& host, uint16_t port) {
   EventLoop loop;
