@@ -239,7 +239,17 @@ void Agent::OnOpen(proto::TunnelId id, std::string_view service_name, const prot
       route = r;
     }
   }
-  auto tunnel = std::make_unique<Tunnel>(loop_, *route->factory, route->target, route->identity, id,
+  // The data connection goes to the very address the control connection reached: a name with
+  // several addresses (DNS round robin over gateways, or IPv6 and IPv4) looked up again could
+  // lead to another gateway, which knows nothing of this tunnel. Through a proxy the proxy
+  // resolves (and the socket's peer is the proxy): the name is kept.
+  GatewayTarget target = route->target;
+  if (!target.proxy && session_) {
+    if (std::string host = session_->peer_host(); !host.empty()) {
+      target.host = std::move(host);
+    }
+  }
+  auto tunnel = std::make_unique<Tunnel>(loop_, *route->factory, target, route->identity, id,
                                          *service, nonce, std::move(callbacks), options_.tunnel);
   Tunnel* raw = tunnel.get();
   tunnels_.emplace(id, TunnelEntry{std::move(route), std::move(tunnel)});

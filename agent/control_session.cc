@@ -1,7 +1,10 @@
 // See control_session.h.
 #include "agent/control_session.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -324,6 +327,27 @@ bool ControlSession::HandleFrame(proto::Frame& frame) {
     }
   }
   return state_ != State::kClosed;
+}
+
+std::string ControlSession::peer_host() const {
+  if (!transport_) {
+    return {};
+  }
+  sockaddr_storage peer{};
+  socklen_t length = sizeof(peer);
+  if (::getpeername(transport_->fd(), reinterpret_cast<sockaddr*>(&peer), &length) != 0) {
+    return {};
+  }
+  char text[INET6_ADDRSTRLEN] = "";
+  const void* addr =
+      peer.ss_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr)
+          : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr);
+  if ((peer.ss_family != AF_INET && peer.ss_family != AF_INET6) ||
+      ::inet_ntop(peer.ss_family, addr, text, sizeof(text)) == nullptr) {
+    return {};
+  }
+  return text;
 }
 
 void ControlSession::HandleWelcome(const proto::Frame& frame) {

@@ -70,6 +70,9 @@ class ControlSession {
 
   void Start();
   bool established() const { return state_ == State::kEstablished; }
+  // The numeric address of the gateway this session reached ("127.0.0.1", "::1"), empty before
+  // the connection or when it cannot be read.
+  std::string peer_host() const;
   // Dropped (with a debug line) unless established.
   void SendOpenFailed(proto::TunnelId tunnel, int error, std::string_view text);
   // Closes without reporting an end (agent shutdown): best-effort close_notify.

@@ -38,7 +38,7 @@ for p in (HERE, E2E, os.path.join(os.path.dirname(E2E), "proto")):
 import harness  # noqa: E402
 import test_lifecycle as tl  # noqa: E402  (the manager helpers; its classes are not run here)
 from harness import Env, start_camera, start_gateway, wait_err_line  # noqa: E402
-from support import ffprobe_frames, free_port, wait_port, wait_until  # noqa: E402
+from support import ffprobe_frames, free_port, http_get, wait_port, wait_until  # noqa: E402
 
 DAY = 86400
 # nss-myhostname (deploy/install-deps.sh) resolves every *.localhost name to ::1 and 127.0.0.1.
@@ -304,7 +304,7 @@ class NameResolution(unittest.TestCase):
     def tearDownClass(cls):
         cls.env.close()
 
-    def connect_by_name(self, listen, agent_id):
+    def connect_by_name(self, listen, agent_id, service="rtsp=127.0.0.1:1"):
         if not resolves_to_both(DUAL_NAME):
             self.skipTest("%s does not resolve to both ::1 and 127.0.0.1 here" % DUAL_NAME)
         # The last --agent_tls_listen wins over start_gateway's 127.0.0.1:0.
@@ -314,7 +314,7 @@ class NameResolution(unittest.TestCase):
         agent = self.env.procs.start("agent-" + agent_id, [
             harness.agent_binary(), "--gateway", url, "--agent-id", agent_id,
             "--key-ref", gw.key_ref(), "--key-file", write_agent_key(self.env, gw, agent_id),
-            "--service", "rtsp=127.0.0.1:1", "--ca-file", gw.cert[0],
+            "--service", service, "--ca-file", gw.cert[0],
             "--server-name", "localhost", "--log-level", "debug"])
         wait_err_line(agent, r"connected gateway=%s agent=%s$" % (re.escape(url), agent_id), 15)
         gw.wait_agent(agent_id, True, 10)
@@ -326,6 +326,46 @@ class NameResolution(unittest.TestCase):
         wait_err_line(agent, r"connect to \[::1\]:%d \(%s\): Connection refused"
                       % (gw.tls_port, re.escape(DUAL_NAME)), 1)
         wait_err_line(agent, r"connected to 127\.0\.0\.1:%d \(%s\)" % (gw.tls_port, DUAL_NAME), 1)
+
+    def test_data_connections_go_to_the_address_the_control_connection_reached(self):
+        """A name with two addresses: the control connection reached 127.0.0.1 (::1 refused).
+        Then another gateway starts on ::1 at the same port; a data connection that looked the
+        name up again would try ::1 first and reach a gateway that knows nothing of the tunnel."""
+        body = b"pinned-" + os.urandom(8).hex().encode()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(15)
+
+        def serve():
+            try:
+                c, _ = srv.accept()
+                with c:
+                    c.settimeout(5)
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n"
+                              b"\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            agent, gw = self.connect_by_name("127.0.0.1:0", "cam-pin",
+                                             "http=127.0.0.1:%d" % srv.getsockname()[1])
+            start_gateway(self.env.procs, self.env.path("cam-pin-other"), tls=True,
+                          extra=["--agent_tls_listen=[::1]:%d" % gw.tls_port],
+                          name="gw-cam-pin-other")
+            status, _, got = http_get("127.0.0.1", gw.frontend_port, "/cam-pin/pinned")
+            self.assertEqual((status, got), (200, body))
+        finally:
+            server.join(5)
+            srv.close()
 
     def test_gateway_on_ipv6_only_is_reached(self):
         agent, gw = self.connect_by_name("[::1]:0", "cam-v6")
