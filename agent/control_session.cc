@@ -1,8 +1,6 @@
 // See control_session.h.
 #include "agent/control_session.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <sys/socket.h>
 
@@ -11,6 +9,7 @@
 #include <cstring>
 
 #include "agent/log.h"
+#include "agent/resolver.h"
 #include "proto/encoding.h"
 #include "proto/upgrade.h"
 
@@ -333,21 +332,13 @@ std::string ControlSession::peer_host() const {
   if (!transport_) {
     return {};
   }
-  sockaddr_storage peer{};
-  socklen_t length = sizeof(peer);
-  if (::getpeername(transport_->fd(), reinterpret_cast<sockaddr*>(&peer), &length) != 0) {
+  SocketAddress peer;
+  peer.length = sizeof(peer.storage);
+  if (::getpeername(transport_->fd(), reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) !=
+      0) {
     return {};
   }
-  char text[INET6_ADDRSTRLEN] = "";
-  const void* addr =
-      peer.ss_family == AF_INET
-          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr)
-          : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr);
-  if ((peer.ss_family != AF_INET && peer.ss_family != AF_INET6) ||
-      ::inet_ntop(peer.ss_family, addr, text, sizeof(text)) == nullptr) {
-    return {};
-  }
-  return text;
+  return peer.HostText();
 }
 
 void ControlSession::HandleWelcome(const proto::Frame& frame) {

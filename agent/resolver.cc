@@ -64,16 +64,26 @@ void* Resolver::RunLookup(void* arg) {
   return nullptr;  // drops this thread's reference
 }
 
+std::string SocketAddress::HostText() const {
+  char host[INET6_ADDRSTRLEN] = "";
+  if (storage.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, host,
+              sizeof(host));
+  } else if (storage.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, host,
+              sizeof(host));
+  }
+  return host;
+}
+
 std::string SocketAddress::ToString() const {
-  char host[INET6_ADDRSTRLEN] = "?";
+  const std::string host = HostText();
   if (storage.ss_family == AF_INET) {
     const auto* sin = reinterpret_cast<const sockaddr_in*>(&storage);
-    inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-    return std::string(host) + ":" + std::to_string(ntohs(sin->sin_port));
+    return (host.empty() ? "?" : host) + ":" + std::to_string(ntohs(sin->sin_port));
   }
   const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-  inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-  return "[" + std::string(host) + "]:" + std::to_string(ntohs(sin6->sin6_port));
+  return "[" + (host.empty() ? "?" : host) + "]:" + std::to_string(ntohs(sin6->sin6_port));
 }
 
 int ResolveNow(const std::string& host, uint16_t port, bool numeric_only,

@@ -33,6 +33,7 @@ struct SocketAddress {
   sockaddr_storage storage{};
   socklen_t length = 0;
   std::string ToString() const;  // "1.2.3.4:80" or "[::1]:80"
+  std::string HostText() const;  // "1.2.3.4" or "::1"; empty for another family
 };
 
 class Resolver {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "manager/claims.h"
+#include "manager/json_fields.h"
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 #include "proto/manager_link.h"
@@ -20,21 +21,6 @@ ActivationAnswer Error(int status, std::string_view result, std::string_view mes
   return {.status = status,
           .body = json{{"error", std::string(message)}}.dump(),
           .result = std::string(result)};
-}
-
-// A hex field of exactly 32 bytes, or nullopt.
-std::optional<proto::Digest> HexDigest(const json& doc, const char* name) {
-  auto it = doc.find(name);
-  if (it == doc.end() || !it->is_string() || it->get_ref<const std::string&>().size() != 64) {
-    return std::nullopt;
-  }
-  auto bytes = proto::HexDecode(it->get_ref<const std::string&>());
-  if (!bytes || bytes->size() != 32) {
-    return std::nullopt;
-  }
-  proto::Digest out;
-  std::copy(bytes->begin(), bytes->end(), out.begin());
-  return out;
 }
 
 }  // namespace
@@ -117,7 +103,7 @@ std::optional<ActivationAnswer> ActivationService::Admit(std::string_view body,
     return Error(400, "bad_request", "serial must be a string of 1..63 [a-z0-9-]");
   }
   *serial = serial_it->get<std::string>();
-  auto factory = HexDigest(doc, "factory_secret");
+  auto factory = HexBytes<32>(doc, "factory_secret");
   if (!factory) {
     return Error(400, "bad_request", "factory_secret must be 64 hex characters");
   }
@@ -127,7 +113,7 @@ std::optional<ActivationAnswer> ActivationService::Admit(std::string_view body,
   }
   std::optional<proto::Digest> agent_proof;
   if (doc.contains("agent_proof")) {
-    agent_proof = HexDigest(doc, "agent_proof");
+    agent_proof = HexBytes<32>(doc, "agent_proof");
     if (!agent_proof) {
       return Error(400, "bad_request", "agent_proof must be 64 hex characters");
     }

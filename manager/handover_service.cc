@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "manager/enrollment.h"
+#include "manager/json_fields.h"
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 
@@ -18,16 +19,6 @@ HandoverAnswer Refuse(int status, std::string_view result, std::string_view mess
   return {.status = status,
           .body = json{{"result", std::string(result)}, {"error", std::string(message)}}.dump(),
           .result = std::string(result)};
-}
-
-// Exactly `bytes` bytes as hex, or nullopt.
-std::optional<std::vector<uint8_t>> HexField(const json& doc, const char* name, size_t bytes) {
-  auto it = doc.find(name);
-  if (it == doc.end() || !it->is_string() ||
-      it->get_ref<const std::string&>().size() != 2 * bytes) {
-    return std::nullopt;
-  }
-  return proto::HexDecode(it->get_ref<const std::string&>());
 }
 
 }  // namespace
@@ -64,7 +55,7 @@ HandoverAnswer HandoverService::Decide(std::string_view mac_hex, std::string_vie
   auto serial_it = doc.find("serial");
   auto op_it = doc.find("operator");
   auto ts_it = doc.find("ts_ms");
-  auto nonce = HexField(doc, "nonce", proto::kHandoverNonceBytes);
+  auto nonce = HexBytes<proto::kHandoverNonceBytes>(doc, "nonce");
   if (serial_it == doc.end() || !serial_it->is_string() ||
       !proto::IsCanonicalAgentId(serial_it->get_ref<const std::string&>()) || op_it == doc.end() ||
       !op_it->is_string() || op_it->get_ref<const std::string&>().empty() || ts_it == doc.end() ||
@@ -73,12 +64,10 @@ HandoverAnswer HandoverService::Decide(std::string_view mac_hex, std::string_vie
   }
   std::optional<proto::Digest> proof;
   if (doc.contains("agent_proof")) {
-    auto bytes = HexField(doc, "agent_proof", 32);
-    if (!bytes) {
+    proof = HexBytes<32>(doc, "agent_proof");
+    if (!proof) {
       return Refuse(400, "bad_request", "agent_proof must be 64 hex characters");
     }
-    proof.emplace();
-    std::copy(bytes->begin(), bytes->end(), proof->begin());
   }
   const int64_t ts = ts_it->get<int64_t>();
   if (ts < now_ms - proto::kHandoverWindowMs || ts > now_ms + proto::kHandoverWindowMs) {

@@ -162,23 +162,12 @@ class ManagedSetup:
     def start(cls, name):
         cls.env = Env(name)
         cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=True)
-        cls.streamers = cls.env.path("streamers.txt")
-        with open(cls.streamers, "w") as f:
-            f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
-                    % (cls.gw.tls_port, cls.env.path("gw", "streamer_keys"), cls.gw.admin_port))
-        master_file = cls.env.path("factory_master")
-        with open(master_file, "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
+        cls.streamers = tl.write_streamers(cls.env, cls.gw)
+        master_file = tl.write_factory_master(cls.env)
         cls.mgr = tl.start_manager(cls.env, cls.env.path("mgr"), cls.streamers, master_file,
                                    cls.env.path("manager.db"))
         cls.cam = start_camera(cls.env.procs, tcp_only=True)
-        out = subprocess.run(
-            [tl.manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
-             "--serial=%s" % tl.SERIAL], check=True, stdout=subprocess.PIPE, text=True)
-        cls.factory_file = cls.env.path("factory_secret")
-        with open(cls.factory_file, "w") as f:
-            f.write(out.stdout)
-        os.chmod(cls.factory_file, 0o600)
+        cls.factory_file, _ = tl.write_factory_secret(cls.env, master_file)
         cls.ca = cls.env.path("ca-bundle.pem")
         with open(cls.ca, "w") as f:
             for path in (cls.mgr.cert, cls.gw.cert[0]):

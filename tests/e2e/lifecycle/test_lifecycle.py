@@ -119,6 +119,42 @@ def start_manager(env, directory, streamers_file, master_file, db, name="manager
     raise RuntimeError("manager did not start: %s" % last)
 
 
+def write_factory_master(env):
+    """A new factory master key (64 hex) in the test's folder; returns its path."""
+    path = env.path("factory_master")
+    with open(path, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    return path
+
+
+def write_streamers(env, gw):
+    """streamers.txt naming one gateway (URL, key id k1, its keys file, its admin API)."""
+    path = env.path("streamers.txt")
+    with open(path, "w") as f:
+        f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                % (gw.tls_port, env.path("gw", "streamer_keys"), gw.admin_port))
+    return path
+
+
+def factory_secret(master_file, serial):
+    """The serial's factory secret (64 hex), made by the manager's own tool."""
+    out = harness.subprocess.run(
+        [manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
+         "--serial=%s" % serial], check=True, stdout=harness.subprocess.PIPE, text=True)
+    return out.stdout.strip()
+
+
+def write_factory_secret(env, master_file, serial=SERIAL):
+    """What the factory writes into the camera: its factory secret, mode 0600.
+    Returns (path, the secret in hex)."""
+    secret = factory_secret(master_file, serial)
+    path = env.path("factory_secret")
+    with open(path, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(path, 0o600)
+    return path, secret
+
+
 def read_agent_secret(state_file):
     """The agent secret in an agent's state file."""
     with open(state_file) as f:
@@ -215,29 +251,15 @@ class Lifecycle(unittest.TestCase):
         cls.env = Env("lifecycle")
         try:
             cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=True)
-            streamers = cls.env.path("streamers.txt")
-            with open(streamers, "w") as f:
-                f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
-                        % (cls.gw.tls_port, cls.env.path("gw", "streamer_keys"),
-                           cls.gw.admin_port))
-            cls.master = os.urandom(32)
-            cls.master_file = cls.env.path("factory_master")
-            with open(cls.master_file, "w") as f:
-                f.write(cls.master.hex() + "\n")
+            streamers = write_streamers(cls.env, cls.gw)
+            cls.master_file = write_factory_master(cls.env)
             cls.db = cls.env.path("manager.db")
             cls.streamers = streamers
             cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, cls.master_file,
                                     cls.db)
             cls.cam = start_camera(cls.env.procs, tcp_only=True)
             # The factory writes this camera's own secret; made here by the manager's tool.
-            cls.factory_file = cls.env.path("factory_secret")
-            out = harness.subprocess.run(
-                [manager_binary(), "factory-secret", "--factory_master_file=%s" % cls.master_file,
-                 "--serial=%s" % SERIAL], check=True, stdout=harness.subprocess.PIPE, text=True)
-            with open(cls.factory_file, "w") as f:
-                f.write(out.stdout)
-            os.chmod(cls.factory_file, 0o600)
-            cls.factory_hex = out.stdout.strip()
+            cls.factory_file, cls.factory_hex = write_factory_secret(cls.env, cls.master_file)
             cls.ca = cls.env.path("ca-bundle.pem")
             with open(cls.ca, "w") as f:
                 for path in (cls.mgr.cert, cls.gw.cert[0]):
@@ -308,10 +330,7 @@ class Lifecycle(unittest.TestCase):
 
     def test_3b_claim_token_binds_a_serial_to_its_operator(self):
         serial = "cam-claimed-1"
-        factory = harness.subprocess.run(
-            [manager_binary(), "factory-secret", "--factory_master_file=%s" % self.master_file,
-             "--serial=%s" % serial], check=True, stdout=harness.subprocess.PIPE,
-            text=True).stdout.strip()
+        factory = factory_secret(self.master_file, serial)
         token = "LBL-" + os.urandom(8).hex()
         st, body = self.mgr.admin("PUT", "/api/v1/claims/%s" % serial,
                                   {"operator": "globex", "token": token})
@@ -487,20 +506,13 @@ class Failover(unittest.TestCase):
                             "frontend=rtsp://127.0.0.1:%d\n"
                             % (gw.tls_port, cls.env.path(d, "streamer_keys"), gw.admin_port,
                                gw.frontend_port))
-            master_file = cls.env.path("factory_master")
-            with open(master_file, "w") as f:
-                f.write(os.urandom(32).hex() + "\n")
+            master_file = write_factory_master(cls.env)
             cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, master_file,
                                     cls.env.path("manager.db"))
             cls.snapshot = cls.env.path("snapshot.jpg")
             harness.write_snapshot(cls.snapshot)
             cls.cam = start_camera(cls.env.procs, tcp_only=True, snapshot=cls.snapshot)
-            out = harness.subprocess.run(
-                [manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
-                 "--serial=%s" % SERIAL], check=True, stdout=harness.subprocess.PIPE, text=True)
-            factory_file = cls.env.path("factory_secret")
-            with open(factory_file, "w") as f:
-                f.write(out.stdout)
+            factory_file, _ = write_factory_secret(cls.env, master_file)
             ca = cls.env.path("ca-bundle.pem")
             with open(ca, "w") as f:
                 for path in (cls.mgr.cert, cls.gw1.cert[0], cls.gw2.cert[0]):
@@ -867,25 +879,12 @@ class PlainLink(unittest.TestCase):
         cls.relay = None
         try:
             cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=True)
-            streamers = cls.env.path("streamers.txt")
-            with open(streamers, "w") as f:
-                f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
-                        % (cls.gw.tls_port, cls.env.path("gw", "streamer_keys"),
-                           cls.gw.admin_port))
-            master_file = cls.env.path("factory_master")
-            with open(master_file, "w") as f:
-                f.write(os.urandom(32).hex() + "\n")
+            streamers = write_streamers(cls.env, cls.gw)
+            master_file = write_factory_master(cls.env)
             cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, master_file,
                                     cls.env.path("manager.db"), plain=True)
             cls.cam = start_camera(cls.env.procs, tcp_only=True)
-            out = harness.subprocess.run(
-                [manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
-                 "--serial=%s" % SERIAL], check=True, stdout=harness.subprocess.PIPE, text=True)
-            cls.factory_hex = out.stdout.strip()
-            factory_file = cls.env.path("factory_secret")
-            with open(factory_file, "w") as f:
-                f.write(out.stdout)
-            os.chmod(factory_file, 0o600)
+            factory_file, cls.factory_hex = write_factory_secret(cls.env, master_file)
             ca = cls.env.path("ca-bundle.pem")
             with open(ca, "w") as f:
                 for path in (cls.mgr.cert, cls.gw.cert[0]):

@@ -37,7 +37,9 @@ import harness  # noqa: E402
 import manager_vectors as mv  # noqa: E402
 from harness import Env, start_camera, start_gateway, wait_err_line  # noqa: E402
 from support import ffprobe_frames, free_port, make_dev_cert, wait_until  # noqa: E402
-from test_lifecycle import OPERATOR, Manager, manager_binary, read_agent_secret  # noqa: E402
+from test_lifecycle import (OPERATOR, Manager, factory_secret, manager_binary,  # noqa: E402
+                            read_agent_secret, write_factory_master, write_factory_secret,
+                            write_streamers)
 
 SERIAL = "cam-split-1"
 
@@ -66,27 +68,14 @@ def start_role(env, name, role, args):
     raise RuntimeError("%s did not start: %s" % (name, last))
 
 
-def factory_secret(master_file, serial):
-    out = harness.subprocess.run(
-        [manager_binary(), "factory-secret", "--factory_master_file=%s" % master_file,
-         "--serial=%s" % serial], check=True, stdout=harness.subprocess.PIPE, text=True)
-    return out.stdout.strip()
-
-
 class SplitRoles(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.env = Env("split_roles")
         try:
             cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=True)
-            streamers = cls.env.path("streamers.txt")
-            with open(streamers, "w") as f:
-                f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
-                        % (cls.gw.tls_port, cls.env.path("gw", "streamer_keys"),
-                           cls.gw.admin_port))
-            cls.master_file = cls.env.path("factory_master")
-            with open(cls.master_file, "w") as f:
-                f.write(os.urandom(32).hex() + "\n")
+            streamers = write_streamers(cls.env, cls.gw)
+            cls.master_file = write_factory_master(cls.env)
             cls.handover_key = os.urandom(32)
             cls.key_file = cls.env.path("handover_key")
             with open(cls.key_file, "w") as f:
@@ -100,11 +89,7 @@ class SplitRoles(unittest.TestCase):
                 "--factory_master_file=%s" % cls.master_file, "--operators=%s" % OPERATOR,
                 "--manager_url=%s" % cls.managing.url])
             cls.cam = start_camera(cls.env.procs, tcp_only=True)
-            cls.factory_hex = factory_secret(cls.master_file, SERIAL)
-            factory_file = cls.env.path("factory_secret")
-            with open(factory_file, "w") as f:
-                f.write(cls.factory_hex + "\n")
-            os.chmod(factory_file, 0o600)
+            factory_file, cls.factory_hex = write_factory_secret(cls.env, cls.master_file, SERIAL)
             cls.ca = cls.env.path("ca-bundle.pem")
             with open(cls.ca, "w") as f:
                 for path in (cls.activation.cert, cls.managing.cert, cls.gw.cert[0]):
