@@ -146,6 +146,7 @@ class Camtunnel:
         with open(os.path.join(d, "agent.key"), "w") as f:
             f.write(re.search(r"^key=(\S+)", cred, re.M).group(1))
         self.agent_port, self.frontend, admin = free_port(), free_port(), free_port()
+        self.admin = admin
         if self.tls:
             listen = ["--agent_tls_listen=127.0.0.1:%d" % self.agent_port,
                       "--cert=" + os.path.join(d, "cert.pem"), "--key=" + os.path.join(d, "key.pem")]
@@ -175,6 +176,16 @@ class Camtunnel:
         wait_port(self.port)
         return p.pid
 
+    def settle(self, timeout=15.0):
+        """Waits until the previous load's tunnels are gone: the agent allows 16 open tunnels,
+        and 12 streams plus iperf3's control connection would not fit beside the last ones."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if metric_sum(metrics(self.admin), "camtunnel_tunnels_open") == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("tunnels of the previous load still open after %.0f s" % timeout)
+
 
 def run_contender(c, d, build, env, loads, seconds, width=10):
     """Starts an iperf3 sink and contender `c` (its .start(procs, dir, build, sink_port, env)
@@ -189,6 +200,8 @@ def run_contender(c, d, build, env, loads, seconds, width=10):
         wait_port(sink_port)
         pid = c.start(procs, d, build, sink_port, env)
         for load in loads:
+            if hasattr(c, "settle"):
+                c.settle()
             row = measure(pid, c.port, load, seconds, c.reverse)
             row["system"] = c.name
             rows.append(row)

@@ -218,6 +218,14 @@ std::vector<prometheus::MetricFamily> GatewayCollectable::Collect() const {
   f.push_back(SimpleGauge("camtunnel_buffers_capacity",
                           "Provided receive buffers in the shards' buffer rings.",
                           facts_.buffers_capacity));
+  f.push_back(SimpleGauge("camtunnel_buffers_published",
+                          "Provided receive buffers offered to the kernel now: a few while the "
+                          "load is light (they stay in the CPU caches), more after shortages.",
+                          facts_.buffers_published));
+  f.push_back(SimpleCounter("camtunnel_buffer_shortages_total",
+                            "Receives that found the buffer ring empty (ENOBUFS): backpressure, "
+                            "answered by offering more buffers.",
+                            facts_.buffer_shortages));
   f.push_back(SimpleGauge("camtunnel_buffer_size_bytes", "Size of one provided receive buffer.",
                           facts_.buffer_bytes));
   f.push_back(SimpleGauge("camtunnel_draining",

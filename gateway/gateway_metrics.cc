@@ -60,6 +60,8 @@ void GatewayFacts::AddShard(const GatewayFacts& shard) {
   stale_completions += shard.stale_completions;
   buffers_in_use += shard.buffers_in_use;
   buffers_capacity += shard.buffers_capacity;
+  buffers_published += shard.buffers_published;
+  buffer_shortages += shard.buffer_shortages;
   buffer_bytes = shard.buffer_bytes;
   draining = std::max(draining, shard.draining);
   handshakes_paced += shard.handshakes_paced;

@@ -115,7 +115,9 @@ struct GatewayFacts {
   double stale_completions = 0;
   double buffers_in_use = 0;
   double buffers_capacity = 0;
-  double buffer_bytes = 0;  // size of one provided buffer
+  double buffers_published = 0;  // of the capacity, how many the rings offer the kernel now
+  double buffer_shortages = 0;   // receives that found a ring empty (ENOBUFS)
+  double buffer_bytes = 0;       // size of one provided buffer
   double draining = 0;
   double log_lines_suppressed = 0;
   double handshakes_paced = 0;  // times the TLS agent listeners paused for the budget

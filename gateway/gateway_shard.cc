@@ -394,8 +394,9 @@ GatewayFacts GatewayShard::CollectFacts() {
   facts.stale_completions = static_cast<double>(shard_.stale_completions());
   facts.buffers_in_use = static_cast<double>(buffers.in_use());
   facts.buffers_capacity = static_cast<double>(buffers.count());
-  // TODO: the buffer ring does not expose its buffer size; the shard runs with the default.
-  facts.buffer_bytes = static_cast<double>(runtime::ShardOptions{}.buffer_bytes);
+  facts.buffers_published = static_cast<double>(buffers.published());
+  facts.buffer_shortages = static_cast<double>(buffers.shortages());
+  facts.buffer_bytes = static_cast<double>(buffers.buffer_bytes());
   facts.draining = draining_ ? 1 : 0;
   for (const auto& l : agent_tls_listeners_) {
     facts.handshakes_paced += static_cast<double>(l->paced_pauses());

@@ -108,9 +108,13 @@ void TunnelRelay::FromCamera(std::span<const uint8_t> bytes) {
     return;
   }
   client_->Write(bytes);
-  gw_.metrics().bytes_to_client.Add(bytes.size());
+  CountToClient(bytes.size());
+}
+
+void TunnelRelay::CountToClient(size_t n) {
+  gw_.metrics().bytes_to_client.Add(n);
   if (stats_ != nullptr) {
-    stats_->bytes_to_client += bytes.size();
+    stats_->bytes_to_client += n;
   }
   Throttle(camera_, client_);
 }
@@ -142,6 +146,15 @@ void TunnelRelay::Side::OnStreamData(runtime::Stream& /*s*/, std::span<const uin
   } else {
     relay_->FromCamera(bytes);
   }
+}
+
+runtime::Stream* TunnelRelay::Side::RelayTarget(runtime::Stream& /*s*/) {
+  // Camera -> client bytes pass untouched; the other way goes through the request filter.
+  return is_client_ || relay_->client_closed_ ? nullptr : relay_->client_;
+}
+
+void TunnelRelay::Side::OnStreamRelayed(runtime::Stream& /*s*/, size_t bytes) {
+  relay_->CountToClient(bytes);
 }
 
 void TunnelRelay::Side::OnStreamEof(runtime::Stream& /*s*/) {

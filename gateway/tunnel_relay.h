@@ -36,6 +36,8 @@ class TunnelRelay {
     void OnStreamEof(runtime::Stream& s) override;
     void OnStreamWritable(runtime::Stream& s) override;
     void OnStreamClosed(runtime::Stream& s, int error) override;
+    runtime::Stream* RelayTarget(runtime::Stream& s) override;
+    void OnStreamRelayed(runtime::Stream& s, size_t bytes) override;
 
    private:
     TunnelRelay* relay_;
@@ -48,6 +50,8 @@ class TunnelRelay {
   void FromClient(std::span<const uint8_t> bytes);
   void FromCamera(std::span<const uint8_t> bytes);
   void CountToCamera(size_t n);
+  // Bytes the camera sent that are now queued to the client (copied or decrypted there).
+  void CountToClient(size_t n);
   void Throttle(runtime::Stream* source, runtime::Stream* destination);
   void OnClosed(bool is_client, int error);
   void AnswerRefusal();

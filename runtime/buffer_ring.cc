@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace camtunnel::runtime {
@@ -32,20 +33,52 @@ int BufferRing::Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t
   if (int r = io_uring_register_buf_ring(ring, &reg, 0); r < 0) {
     return r;
   }
-  const int mask = io_uring_buf_ring_mask(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    io_uring_buf_ring_add(br_, base_ + static_cast<size_t>(i) * buffer_bytes, buffer_bytes,
-                          static_cast<uint16_t>(i), mask, static_cast<int>(i));
+  // Buffer 0 on top: the first receives use the start of the area.
+  free_.reserve(count);
+  for (uint32_t i = count; i > 0; --i) {
+    free_.push_back(static_cast<uint16_t>(i - 1));
   }
-  io_uring_buf_ring_advance(br_, static_cast<int>(count));
+  published_ = std::min(kMinPublished, count);
+  Refill();
   return 0;
 }
 
+void BufferRing::Refill() {
+  const int mask = io_uring_buf_ring_mask(count_);
+  int added = 0;
+  while (in_ring_ < published_ && !free_.empty()) {
+    const uint16_t id = free_.back();
+    free_.pop_back();
+    io_uring_buf_ring_add(br_, base_ + static_cast<size_t>(id) * buffer_bytes_, buffer_bytes_, id,
+                          mask, added);
+    ++added;
+    ++in_ring_;
+  }
+  if (added > 0) {
+    io_uring_buf_ring_advance(br_, added);
+  }
+}
+
 void BufferRing::Recycle(uint16_t id) {
-  io_uring_buf_ring_add(br_, base_ + static_cast<size_t>(id) * buffer_bytes_, buffer_bytes_, id,
-                        io_uring_buf_ring_mask(count_), 0);
-  io_uring_buf_ring_advance(br_, 1);
+  free_.push_back(id);
   --in_use_;
+  Refill();
+}
+
+void BufferRing::NoteShortage() {
+  ++shortages_;
+  quiet_batches_ = 0;
+  published_ = std::min(count_, published_ * 2);
+  Refill();
+}
+
+void BufferRing::EndBatch() {
+  if (published_ <= kMinPublished || ++quiet_batches_ < kQuietBatches) {
+    return;
+  }
+  quiet_batches_ = 0;
+  // Buffers already in the ring stay there until the kernel takes them; we just stop adding.
+  published_ = std::max(kMinPublished, published_ / 2);
 }
 
 BufferRing::~BufferRing() {

@@ -2,6 +2,8 @@
 // send while new bytes are appended behind it: appending never moves bytes already queued.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -16,8 +18,15 @@ class ByteQueue {
   static constexpr size_t kChunkBytes = 16384;
 
   void Append(std::span<const uint8_t> bytes);
+  // Writable space at the back (never empty; a new chunk when the last is full), for a
+  // producer that writes in place (a TLS record decrypted straight into the queue). Commit(n)
+  // then appends the first n bytes written there.
+  std::span<uint8_t> TailRoom();
+  void Commit(size_t n);
   // The longest contiguous run at the front (empty when the queue is empty).
   std::span<const uint8_t> Front() const;
+  // The front runs of up to out.size() chunks, for one gathering send; returns how many.
+  size_t Gather(std::span<iovec> out) const;
   void Consume(size_t n);
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }

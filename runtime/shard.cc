@@ -229,6 +229,7 @@ void Shard::RunOnce(uint64_t max_wait_ms) {
     ++count;
   }
   io_uring_cq_advance(&ring_, count);
+  buffers_.EndBatch();
   DrainInbound();
   RunDeferred();
 }

@@ -12,6 +12,12 @@
 #include <cstdio>
 
 namespace camtunnel::runtime {
+
+struct Stream::Gather {
+  msghdr message{};
+  iovec parts[kSendChunks];
+};
+
 namespace {
 
 std::string AddressText(const sockaddr_storage& addr) {
@@ -155,17 +161,18 @@ void Stream::OnRecv(int32_t res, uint32_t flags) {
     recv_armed_ = false;
     --in_flight_;
   }
-  if (res > 0) {
+  if ((flags & IORING_CQE_F_BUFFER) != 0) {
     const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
     BufferRing& buffers = shard_->buffers();
     buffers.NoteTaken();
     // Data that was already in flight when we paused is still delivered: the overshoot is
     // bounded by the buffers of one completion batch.
-    if (receiving()) {
+    if (res > 0 && receiving()) {
       OnBytes(buffers.Buffer(id, static_cast<size_t>(res)));
     }
     buffers.Recycle(id);
-  } else if (res == 0) {
+  }
+  if (res == 0) {
     if (receiving()) {
       if (ssl_ != nullptr && !read_eof_) {
         // FIN without close_notify: the TLS stream was truncated, which is an error, not EOF.
@@ -175,10 +182,12 @@ void Stream::OnRecv(int32_t res, uint32_t flags) {
       }
     }
   } else if (res == -ENOBUFS) {
-    // The shard's buffers ran dry for this batch; they all come back by its end.
+    // The ring ran dry for this batch: it publishes more, and every buffer taken comes back
+    // by the batch's end.
+    shard_->buffers().NoteShortage();
     shard_->Defer([this] { ArmRecv(); });
     return;
-  } else if (res != -ECANCELED && receiving()) {
+  } else if (res < 0 && res != -ECANCELED && receiving()) {
     Close(-res);
   }
   if (!recv_armed_) {
@@ -224,12 +233,22 @@ void Stream::DoHandshake() {
 void Stream::ReadTls() {
   uint8_t plain[16384];
   while (state_ == StreamState::kOpen || state_ == StreamState::kLingering) {
-    ERR_clear_error();
-    size_t n = 0;
-    if (SSL_read_ex(ssl_, plain, sizeof(plain), &n) == 1) {
-      stats_.bytes_in += n;
-      Deliver({plain, n});
-      continue;
+    Stream* target = state_ == StreamState::kOpen && handler_ != nullptr
+                         ? handler_->RelayTarget(*this)
+                         : nullptr;
+    if (target != nullptr && target->ssl_ == nullptr && target->state_ == StreamState::kOpen &&
+        !target->write_shutdown_requested_) {
+      if (ReadTlsInto(*target)) {
+        continue;
+      }
+    } else {
+      ERR_clear_error();
+      size_t n = 0;
+      if (SSL_read_ex(ssl_, plain, sizeof(plain), &n) == 1) {
+        stats_.bytes_in += n;
+        Deliver({plain, n});
+        continue;
+      }
     }
     const int err = SSL_get_error(ssl_, 0);
     if (err == SSL_ERROR_WANT_READ) {
@@ -243,6 +262,24 @@ void Stream::ReadTls() {
     Close(EPROTO);
     break;
   }
+}
+
+bool Stream::ReadTlsInto(Stream& target) {
+  const std::span<uint8_t> room = target.tx_.TailRoom();
+  ERR_clear_error();
+  size_t n = 0;
+  if (SSL_read_ex(ssl_, room.data(), room.size(), &n) != 1) {
+    if (target.tx_.empty()) {
+      target.tx_.Clear();  // give back the chunk TailRoom() took
+    }
+    return false;
+  }
+  target.tx_.Commit(n);
+  target.stats_.bytes_out += n;
+  stats_.bytes_in += n;
+  target.Queued();
+  handler_->OnStreamRelayed(*this, n);
+  return true;
 }
 
 void Stream::Deliver(std::span<const uint8_t> bytes) {
@@ -283,6 +320,10 @@ void Stream::Write(std::span<const uint8_t> bytes) {
       bytes = bytes.subspan(n);
     }
   }
+  Queued();
+}
+
+void Stream::Queued() {
   if (tx_.size() >= kHighWatermark) {
     above_high_ = true;
   }
@@ -308,9 +349,20 @@ void Stream::FlushTx() {
     return;
   }
   if (!tx_.empty()) {
-    const auto front = tx_.Front();
     io_uring_sqe* sqe = shard_->GetSqe();
-    io_uring_prep_send(sqe, fd_, front.data(), front.size(), MSG_NOSIGNAL);
+    const auto front = tx_.Front();
+    if (front.size() < tx_.size()) {
+      // More than one chunk waits: one gathering send. The message lives until the send
+      // completes (the kernel may read it as late as when it goes async).
+      if (gather_ == nullptr) {
+        gather_ = std::make_unique<Gather>();
+      }
+      gather_->message.msg_iov = gather_->parts;
+      gather_->message.msg_iovlen = tx_.Gather(gather_->parts);
+      io_uring_prep_sendmsg(sqe, fd_, &gather_->message, MSG_NOSIGNAL);
+    } else {
+      io_uring_prep_send(sqe, fd_, front.data(), front.size(), MSG_NOSIGNAL);
+    }
     io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kSend));
     send_in_flight_ = true;
     ++in_flight_;
@@ -336,6 +388,9 @@ void Stream::OnSend(int32_t res) {
     return;
   }
   tx_.Consume(static_cast<size_t>(res));
+  if (tx_.empty()) {
+    gather_.reset();  // small and idle streams keep no message around
+  }
   if (close_when_flushed_ && tx_.empty()) {
     CloseWhenDelivered();
     return;

@@ -38,6 +38,12 @@ class StreamHandler {
   virtual void OnStreamEof(Stream& stream) = 0;
   // The send queue fell below the low watermark after having been above the high one.
   virtual void OnStreamWritable(Stream& /*stream*/) {}
+  // A relay that passes this TLS stream's plaintext on unchanged names the stream it goes to;
+  // if that one is plain and open, records are decrypted straight into its send queue (one
+  // copy less than OnStreamData) and OnStreamRelayed reports how many bytes went. Asked before
+  // each record, so the answer may change (null: deliver through OnStreamData).
+  virtual Stream* RelayTarget(Stream& /*stream*/) { return nullptr; }
+  virtual void OnStreamRelayed(Stream& /*stream*/, size_t /*bytes*/) {}
   // Last call. `error` is 0 after an orderly close, else a positive errno-style code.
   virtual void OnStreamClosed(Stream& stream, int error) = 0;
 
@@ -61,6 +67,9 @@ class Stream final : public IoObject {
   static constexpr uint64_t kLingerMs = 2000;
   // How often a stream closing with a reset checks that the peer acknowledged its last bytes.
   static constexpr uint64_t kDeliveryPollMs = 1;
+  // Chunks of the send queue one send hands the kernel (16 KiB each): bulk goes out in large
+  // segments, so loopback and real NICs carry fewer, bigger packets.
+  static constexpr size_t kSendChunks = 8;
 
   // Takes ownership of `fd` (non-blocking not required: the ring does the I/O). With a
   // non-null `server_ctx` the stream is the server side of a TLS connection.
@@ -153,6 +162,9 @@ class Stream final : public IoObject {
   void Deliver(std::span<const uint8_t> bytes);
   void OnPeerEof();
   void FlushTx();
+  // Plaintext read straight into `target`'s send queue; false if nothing could be read.
+  bool ReadTlsInto(Stream& target);
+  void Queued();
   void MaybeCloseWhenDone();
   void CloseWhenDelivered();
   void OnLingerTimer();
@@ -186,6 +198,8 @@ class Stream final : public IoObject {
   TlsBioState bio_state_;
   ByteQueue tx_;
   std::unique_ptr<DetachDone> detach_;  // set while detaching (a pointer: idle streams stay small)
+  struct Gather;
+  std::unique_ptr<Gather> gather_;  // a gathering send's message, while more than a chunk waits
   Timer linger_timer_;
   StreamStats stats_;
   sockaddr_storage peer_{};

@@ -141,11 +141,19 @@ class SteadyTest(SimTestCase):
             self.assertIntact(r)
             data = r["agents"]["data_connections"].get("ok", 0)
             self.assertGreater(data, 20)
-            want = {"full": 20, "resumed": data} if resume else {"full": 20 + data}
-            self.assertEqual(r["agents"]["tls_handshakes"], want)
+            seen = r["agents"]["tls_handshakes"]
+            full, resumed = seen.get("full", 0), seen.get("resumed", 0)
+            self.assertEqual(full + resumed, 20 + data)
+            if resume:
+                # TLS 1.3 tickets come after the handshake: on a busy machine an agent's first
+                # data connection may start before its ticket arrived and do a full handshake.
+                # Every later one resumes.
+                self.assertGreaterEqual(resumed, data - 20)
+            else:
+                self.assertEqual(resumed, 0)
             after = handshakes()
             self.assertEqual({k: after[k] - before.get(k, 0) for k in after},
-                             {"full": want["full"], "resumed": want.get("resumed", 0)})
+                             {"full": full, "resumed": resumed})
 
     def test_steady_plain_with_snapshots_and_metrics(self):
         gw = self.gateway(extra=["--heartbeat_ms=500"])

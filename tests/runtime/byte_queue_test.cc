@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <vector>
 
@@ -76,6 +78,38 @@ TEST(ByteQueueTest, StaysInOrderWhenFedWhileDraining) {
   const auto more = Pattern(10);
   q.Append(more);
   EXPECT_EQ(std::vector<uint8_t>(q.Front().begin(), q.Front().end()), more);
+}
+
+TEST(ByteQueueTest, InPlaceWritesAndGatherKeepOrder) {
+  ByteQueue q;
+  const auto data = Pattern(3 * ByteQueue::kChunkBytes + 500);
+  // A producer writing in place takes whatever room the tail has, as a TLS decrypt does.
+  size_t off = 0;
+  while (off < data.size()) {
+    const std::span<uint8_t> room = q.TailRoom();
+    ASSERT_FALSE(room.empty());
+    const size_t n = std::min({room.size(), data.size() - off, size_t{5000}});
+    std::memcpy(room.data(), data.data() + off, n);
+    q.Commit(n);
+    off += n;
+  }
+  q.TailRoom();  // room asked for and not used must not show up as bytes
+  ASSERT_EQ(q.size(), data.size());
+  iovec parts[8];
+  const size_t count = q.Gather(parts);
+  ASSERT_EQ(count, 4u);
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i < count; ++i) {
+    const auto* p = static_cast<const uint8_t*>(parts[i].iov_base);
+    out.insert(out.end(), p, p + parts[i].iov_len);
+  }
+  EXPECT_EQ(out, data);
+  iovec two[2];
+  EXPECT_EQ(q.Gather(two), 2u);
+  EXPECT_EQ(two[0].iov_len + two[1].iov_len, 2 * ByteQueue::kChunkBytes);
+  q.Consume(q.size());
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.Gather(parts), 0u);
 }
 
 TEST(ByteQueueTest, ClearEmpties) {

@@ -3,6 +3,8 @@
 #include "runtime/stream.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <future>
@@ -57,6 +59,52 @@ class EchoHandler final : public StreamHandler {
   bool eof = false;
   bool closed = false;
   int close_error = -1;
+};
+
+// Relays a TLS stream's plaintext into a plain stream, the way a tunnel passes a camera's bytes
+// to the media server: through RelayTarget, so records are decrypted into the target's queue.
+class RelayToPlainHandler final : public StreamHandler {
+ public:
+  void OnStreamData(Stream& /*s*/, std::span<const uint8_t> bytes) override {
+    delivered += bytes.size();  // the copying path: must stay unused while a target is open
+  }
+  Stream* RelayTarget(Stream& /*s*/) override { return target; }
+  void OnStreamRelayed(Stream& s, size_t bytes) override {
+    relayed += bytes;
+    if (target->over_high_watermark()) {
+      s.PauseRead();
+      source = &s;
+      paused = true;
+    }
+  }
+  void OnStreamEof(Stream& s) override {
+    target->ShutdownWrite();
+    s.ShutdownWrite();
+  }
+  void OnStreamClosed(Stream& /*s*/, int /*error*/) override { source = nullptr; }
+
+  Stream* target = nullptr;
+  Stream* source = nullptr;  // the TLS stream, while paused and alive
+  bool paused = false;
+  uint64_t delivered = 0;
+  uint64_t relayed = 0;
+};
+
+// The plain side's handler: resumes the TLS source once the queue drained.
+class TargetHandler final : public StreamHandler {
+ public:
+  explicit TargetHandler(RelayToPlainHandler* relay) : relay_(relay) {}
+  void OnStreamData(Stream& /*s*/, std::span<const uint8_t> /*bytes*/) override {}
+  void OnStreamEof(Stream& /*s*/) override {}
+  void OnStreamWritable(Stream& /*s*/) override {
+    if (relay_->source != nullptr) {
+      relay_->source->ResumeRead();
+    }
+  }
+  void OnStreamClosed(Stream& /*s*/, int /*error*/) override { relay_->target = nullptr; }
+
+ private:
+  RelayToPlainHandler* relay_;
 };
 
 class StreamTest : public ::testing::Test {
@@ -166,6 +214,49 @@ TEST_F(StreamTest, PausedStreamStopsDelivering) {
   // Only what was already in flight when the pause took effect: far less than was sent.
   EXPECT_GT(handlers_[0]->received, 0u);
   EXPECT_LT(handlers_[0]->received, 4u << 20);
+}
+
+TEST_F(StreamTest, DecryptsStraightIntoAPlainTargetEveryByteInOrder) {
+  auto ctx = CreateServerContext({cert_.cert_file, cert_.key_file});
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  ctx_ = std::move(*ctx);
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  RelayToPlainHandler relay;
+  TargetHandler target_handler(&relay);
+  relay.target = Stream::Create(shard_, pair[0], nullptr, &target_handler);
+  relay.target->Start();
+  auto l = Listener::Open(shard_, "127.0.0.1:0",
+                          [&](int fd) { Stream::Create(shard_, fd, ctx_.get(), &relay)->Start(); });
+  ASSERT_TRUE(l.ok()) << l.status();
+  listener_ = std::move(*l);
+  // The reader starts late, so the target's queue fills past one chunk (gathering sends) and
+  // past the high watermark (the TLS source pauses, then resumes).
+  const auto data = RandomBytes(8 << 20, 6);
+  auto reader = std::async(std::launch::async, [fd = pair[1]] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::vector<uint8_t> got;
+    uint8_t buf[65536];
+    for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) {
+      got.insert(got.end(), buf, buf + n);
+    }
+    close(fd);
+    return got;
+  });
+  const ExchangeResult r = RunClient(data, true, false);
+  shard_.RunUntil(
+      [&] { return reader.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }, 20000);
+  const std::vector<uint8_t> got = reader.get();
+  EXPECT_TRUE(r.handshake_ok);
+  EXPECT_EQ(r.error, 0);
+  EXPECT_TRUE(got == data) << "received " << got.size() << " of " << data.size();
+  EXPECT_EQ(relay.relayed, data.size());
+  EXPECT_EQ(relay.delivered, 0u);
+  EXPECT_TRUE(relay.paused) << "the target never went over its high watermark";
+  // Both streams end by themselves (close_notify, then the reader's close); the handlers live on
+  // this stack, so nothing may be left for TearDown's shutdown to call back into.
+  shard_.RunUntil([&] { return shard_.live_streams() == 0; }, 10000);
+  EXPECT_EQ(shard_.live_streams(), 0u);
 }
 
 TEST_F(StreamTest, ShutdownClosesStreamsWithOperationsInFlight) {
