@@ -4,6 +4,7 @@
 #include <cerrno>
 
 #include "agent/log.h"
+#include "proto/control_frame.h"
 
 namespace camtunnel::agent {
 namespace {
@@ -160,6 +161,7 @@ void Agent::Shutdown() {
     session_.reset();
   }
   session_route_.reset();
+  spares_.clear();
   tunnels_.clear();  // each tunnel resets both of its sides and logs its end
 }
 
@@ -193,44 +195,34 @@ void Agent::RaiseTimeFloor(int64_t unix_seconds) {
   }
 }
 
-void Agent::OnOpen(proto::TunnelId id, std::string_view service_name, const proto::Nonce& nonce) {
-  const std::string id_text = proto::FormatTunnelId(id);
-  auto refuse = [&](int error, const char* text) {
-    ++stats_.open_failed;
-    LOG_WARNING("tunnel %s service=%.*s refused: %s", id_text.c_str(),
-                static_cast<int>(service_name.size()), service_name.data(), text);
-    session_->SendOpenFailed(id, error, text);
-  };
-  const proto::ServiceEntry* service = nullptr;
+const proto::ServiceEntry* Agent::FindService(std::string_view name) const {
   for (const auto& entry : services_) {
-    if (entry.name == service_name) {
-      service = &entry;
+    if (entry.name == name) {
+      return &entry;
     }
   }
+  return nullptr;
+}
+
+int Agent::CheckOpen(proto::TunnelId id, const proto::ServiceEntry* service,
+                     const char** why) const {
   // Only configured services: the gateway can never make the camera dial anywhere else.
   if (service == nullptr) {
-    refuse(EPERM, "service not exposed by this agent");
-    return;
+    *why = "service not exposed by this agent";
+    return EPERM;
   }
   if (tunnels_.count(id) != 0) {
-    refuse(EEXIST, "tunnel id already in use");
-    return;
+    *why = "tunnel id already in use";
+    return EEXIST;
   }
   if (tunnels_.size() >= kMaxTunnels) {
-    refuse(EMFILE, "too many open tunnels");
-    return;
+    *why = "too many open tunnels";
+    return EMFILE;
   }
-  ++stats_.tunnels_opened;
-  Tunnel::Callbacks callbacks{
-      .open_failed =
-          [this](proto::TunnelId failed, int error, const std::string& text) {
-            ++stats_.open_failed;
-            if (session_) {
-              session_->SendOpenFailed(failed, error, text);
-            }
-          },
-      .finished = [this](proto::TunnelId done) { tunnels_.erase(done); },
-  };
+  return 0;
+}
+
+std::shared_ptr<Route> Agent::DataRoute() const {
   // The newest key for this Streamer: a session can outlive the key it started with (the
   // manager refreshes keys before they expire), and a data connection proves itself afresh.
   std::shared_ptr<Route> route = session_route_;
@@ -239,21 +231,111 @@ void Agent::OnOpen(proto::TunnelId id, std::string_view service_name, const prot
       route = r;
     }
   }
+  return route;
+}
+
+GatewayTarget Agent::DataTarget(const Route& route) const {
   // The data connection goes to the very address the control connection reached: a name with
   // several addresses (DNS round robin over gateways, or IPv6 and IPv4) looked up again could
   // lead to another gateway, which knows nothing of this tunnel. Through a proxy the proxy
   // resolves (and the socket's peer is the proxy): the name is kept.
-  GatewayTarget target = route->target;
+  GatewayTarget target = route.target;
   if (!target.proxy && session_) {
     if (std::string host = session_->peer_host(); !host.empty()) {
       target.host = std::move(host);
     }
   }
-  auto tunnel = std::make_unique<Tunnel>(loop_, *route->factory, target, route->identity, id,
-                                         *service, nonce, std::move(callbacks), options_.tunnel);
+  return target;
+}
+
+Tunnel* Agent::AddTunnel(std::shared_ptr<Route> route, proto::TunnelId id,
+                         const proto::ServiceEntry& service, const proto::Nonce& nonce,
+                         bool on_spare) {
+  ++stats_.tunnels_opened;
+  Tunnel::Callbacks callbacks{
+      .open_failed =
+          [this, on_spare](proto::TunnelId failed, int error, const std::string& text) {
+            ++stats_.open_failed;
+            if (!on_spare && session_) {  // a spare's tunnel answers on the spare itself
+              session_->SendOpenFailed(failed, error, text);
+            }
+          },
+      .finished = [this](proto::TunnelId done) { tunnels_.erase(done); },
+  };
+  auto tunnel =
+      std::make_unique<Tunnel>(loop_, *route->factory, DataTarget(*route), route->identity, id,
+                               service, nonce, std::move(callbacks), options_.tunnel);
   Tunnel* raw = tunnel.get();
   tunnels_.emplace(id, TunnelEntry{std::move(route), std::move(tunnel)});
+  return raw;
+}
+
+void Agent::OnOpen(proto::TunnelId id, std::string_view service_name, const proto::Nonce& nonce) {
+  const proto::ServiceEntry* service = FindService(service_name);
+  const char* why = "";
+  if (const int error = CheckOpen(id, service, &why); error != 0) {
+    ++stats_.open_failed;
+    LOG_WARNING("tunnel %s service=%.*s refused: %s", proto::FormatTunnelId(id).c_str(),
+                static_cast<int>(service_name.size()), service_name.data(), why);
+    session_->SendOpenFailed(id, error, why);
+    return;
+  }
+  AddTunnel(DataRoute(), id, *service, nonce, false)->Start();
+}
+
+void Agent::OnSpare(proto::TunnelId id, const proto::Nonce& nonce) {
+  // A spare is one more descriptor and TLS connection: a few at most, and none past the
+  // tunnel limit. An unanswered SPARE simply expires at the gateway (PROTOCOL.md 8.1).
+  if (spares_.size() >= kMaxSpares || spares_.count(id) != 0 ||
+      tunnels_.size() + spares_.size() >= kMaxTunnels) {
+    LOG_DEBUG("spare %s ignored: %zu spares, %zu tunnels", proto::FormatTunnelId(id).c_str(),
+              spares_.size(), tunnels_.size());
+    return;
+  }
+  std::shared_ptr<Route> route = DataRoute();
+  SpareConnection::Callbacks callbacks{
+      .open =
+          [this, id, route](proto::TunnelId tunnel, const std::string& service,
+                            std::unique_ptr<Transport> connection, std::span<const uint8_t> rest) {
+            OnSpareOpen(route, tunnel, service, std::move(connection), rest);
+            spares_.erase(id);  // last: this destroys the caller
+          },
+      .ended =
+          [this, id](const std::string& why) {
+            LOG_DEBUG("spare %s ended: %s", proto::FormatTunnelId(id).c_str(), why.c_str());
+            spares_.erase(id);
+          },
+  };
+  auto spare = std::make_unique<SpareConnection>(loop_, *route->factory, DataTarget(*route),
+                                                 route->identity, id, nonce, std::move(callbacks),
+                                                 options_.tunnel.data_connect_deadline_ms);
+  SpareConnection* raw = spare.get();
+  spares_.emplace(id, SpareEntry{std::move(route), std::move(spare)});
   raw->Start();
+}
+
+void Agent::OnSpareOpen(std::shared_ptr<Route> route, proto::TunnelId id,
+                        const std::string& service_name, std::unique_ptr<Transport> connection,
+                        std::span<const uint8_t> rest) {
+  const proto::ServiceEntry* service = FindService(service_name);
+  const char* why = "";
+  if (const int error = CheckOpen(id, service, &why); error != 0) {
+    ++stats_.open_failed;
+    LOG_WARNING("tunnel %s service=%s refused on a spare: %s", proto::FormatTunnelId(id).c_str(),
+                service_name.c_str(), why);
+    proto::FrameBuilder failed(proto::FrameType::kOpenFailed);
+    failed.AddText(proto::Tag::kTunnelId, proto::FormatTunnelId(id))
+        .AddU32(proto::Tag::kErrno, static_cast<uint32_t>(error))
+        .AddText(proto::Tag::kText, why);
+    const std::vector<uint8_t> frame = failed.Finish();
+    size_t written = 0;
+    connection->Write(frame, &written);  // best effort on an idle connection; then closed
+    connection->ShutdownWrite();
+    return;
+  }
+  // The OPEN nonce proves nothing on a spare (the connection is proven already).
+  AddTunnel(std::move(route), id, *service, proto::Nonce{}, true)
+      ->StartOnSpare(std::move(connection), rest);
 }
 
 // Pacing after a session ends (DESIGN.md "Agent lifecycle", PROTOCOL.md section 6):
@@ -291,6 +373,7 @@ int64_t Agent::ReconnectDelayMs(const SessionEnd& end) {
 void Agent::OnSessionEnded(const SessionEnd& end) {
   using Reason = SessionEnd::Reason;
   session_.reset();  // the session reports from its own timer and touches nothing after this
+  spares_.clear();   // they belong to that session's gateway (PROTOCOL.md 8.1)
   if (observer_ && session_route_ && end.welcomed) {
     observer_(session_route_->target.url, false);
   }

@@ -19,6 +19,7 @@
 #include "agent/control_session.h"
 #include "agent/event_loop.h"
 #include "agent/identity.h"
+#include "agent/spare_connection.h"
 #include "agent/tunnel.h"
 #include "proto/manager_link.h"
 
@@ -97,6 +98,7 @@ class Agent final : public ControlSession::Delegate {
   // ControlSession::Delegate
   void OnWelcome(const Welcome& welcome) override;
   void OnOpen(proto::TunnelId tunnel, std::string_view service, const proto::Nonce& nonce) override;
+  void OnSpare(proto::TunnelId tunnel, const proto::Nonce& nonce) override;
   void OnSessionEnded(const SessionEnd& end) override;
 
  private:
@@ -108,6 +110,26 @@ class Agent final : public ControlSession::Delegate {
     std::shared_ptr<Route> route;  // declared first: outlives the tunnel using it
     std::unique_ptr<Tunnel> tunnel;
   };
+  struct SpareEntry {
+    std::shared_ptr<Route> route;  // declared first: outlives the spare using it
+    std::unique_ptr<SpareConnection> spare;
+  };
+  // Spares the agent keeps at most; the gateway asks for 1 by default.
+  static constexpr size_t kMaxSpares = 4;
+
+  // The configured service of that name, or null.
+  const proto::ServiceEntry* FindService(std::string_view name) const;
+  // The route a new data connection proves itself with (the newest key for this Streamer),
+  // and where it dials: the address the control connection reached.
+  std::shared_ptr<Route> DataRoute() const;
+  GatewayTarget DataTarget(const Route& route) const;
+  // Checks an OPEN (service exposed, id free, tunnel limit); the refusal's errno and text, or
+  // 0 when it may go ahead.
+  int CheckOpen(proto::TunnelId id, const proto::ServiceEntry* service, const char** why) const;
+  Tunnel* AddTunnel(std::shared_ptr<Route> route, proto::TunnelId id,
+                    const proto::ServiceEntry& service, const proto::Nonce& nonce, bool on_spare);
+  void OnSpareOpen(std::shared_ptr<Route> route, proto::TunnelId id, const std::string& service,
+                   std::unique_ptr<Transport> connection, std::span<const uint8_t> rest);
 
   EventLoop& loop_;
   std::string agent_id_;
@@ -127,6 +149,7 @@ class Agent final : public ControlSession::Delegate {
   std::unique_ptr<ControlSession> session_;
   Timer reconnect_timer_;
   std::map<proto::TunnelId, TunnelEntry> tunnels_;
+  std::map<proto::TunnelId, SpareEntry> spares_;
 };
 
 // Host header / dial target for a configured gateway URL, reached through `proxy` if not null.

@@ -129,7 +129,8 @@ bool ControlSession::BeginSession(const proto::ResponseHead& head) {
   watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
   FrameBuilder hello(FrameType::kHello);
   hello.Add(Tag::kProof, proof)
-      .AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno)
+      .AddU32(Tag::kCapabilities,
+              proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData)
       .AddText(Tag::kVersion, kAgentVersion);
   for (const auto& service : identity_.services) {
     hello.AddText(Tag::kService, proto::FormatServiceEntry(service));
@@ -296,6 +297,9 @@ bool ControlSession::HandleFrame(proto::Frame& frame) {
     case FrameType::kOpen:
       HandleOpen(frame);
       break;
+    case FrameType::kSpare:
+      HandleSpare(frame);
+      break;
     case FrameType::kGoaway: {
       int64_t after = frame.U32(Tag::kReconnectAfterMs).value_or(0);
       std::string text(frame.Text(Tag::kText).value_or(""));
@@ -362,20 +366,21 @@ void ControlSession::HandleWelcome(const proto::Frame& frame) {
 }
 
 void ControlSession::HandleOpen(const proto::Frame& frame) {
-  auto tunnel_text = frame.Text(Tag::kTunnelId);
-  auto service = frame.Text(Tag::kServiceName);
-  auto nonce_bytes = frame.Bytes(Tag::kNonce);
-  std::optional<proto::TunnelId> tunnel;
-  if (tunnel_text) {
-    tunnel = proto::ParseTunnelId(*tunnel_text);
-  }
-  if (!tunnel || !service || !nonce_bytes || nonce_bytes->size() != proto::kNonceBytes) {
+  const std::optional<proto::TunnelFields> open = proto::ReadOpen(frame);
+  if (!open) {
     Fail(proto::ErrorCode::kMalformedFrame, "OPEN needs tunnel_id, service_name and nonce");
     return;
   }
-  proto::Nonce nonce;
-  std::copy(nonce_bytes->begin(), nonce_bytes->end(), nonce.begin());
-  delegate_.OnOpen(*tunnel, *service, nonce);
+  delegate_.OnOpen(open->tunnel, open->service, open->nonce);
+}
+
+void ControlSession::HandleSpare(const proto::Frame& frame) {
+  const std::optional<proto::TunnelFields> spare = proto::ReadSpare(frame);
+  if (!spare) {
+    Fail(proto::ErrorCode::kMalformedFrame, "SPARE needs tunnel_id and nonce");
+    return;
+  }
+  delegate_.OnSpare(spare->tunnel, spare->nonce);
 }
 
 // Sends PING when nothing else was sent for an interval; declares the session dead after two

@@ -59,6 +59,8 @@ class ControlSession {
     virtual void OnWelcome(const Welcome& welcome) = 0;
     virtual void OnOpen(proto::TunnelId tunnel, std::string_view service,
                         const proto::Nonce& nonce) = 0;
+    // SPARE (PROTOCOL.md 8.1): open a spare data connection for this id and nonce.
+    virtual void OnSpare(proto::TunnelId /*tunnel*/, const proto::Nonce& /*nonce*/) {}
     virtual void OnSessionEnded(const SessionEnd& end) = 0;
   };
 
@@ -93,6 +95,7 @@ class ControlSession {
   bool HandleFrame(proto::Frame& frame);
   void HandleWelcome(const proto::Frame& frame);
   void HandleOpen(const proto::Frame& frame);
+  void HandleSpare(const proto::Frame& frame);
   void OnHeartbeatTick();
   void End(SessionEnd end);
   void UpdateInterest();

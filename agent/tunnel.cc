@@ -8,7 +8,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/data_upgrade.h"
 #include "agent/log.h"
+#include "proto/control_frame.h"
 #include "proto/upgrade.h"
 
 namespace camtunnel::agent {
@@ -75,6 +77,13 @@ void Tunnel::Start() {
                    });
 }
 
+void Tunnel::StartOnSpare(std::unique_ptr<Transport> gateway, std::span<const uint8_t> rest) {
+  on_spare_ = true;
+  gateway_conn_ = std::move(gateway);
+  spare_rest_.assign(rest.begin(), rest.end());
+  Start();
+}
+
 void Tunnel::OnServiceConnected(int fd, int error, const std::string& detail) {
   if (fd < 0) {
     FailOpen(error, detail);
@@ -84,6 +93,16 @@ void Tunnel::OnServiceConnected(int fd, int error, const std::string& detail) {
   up_.src = camera_.get();
   // Read the camera at once: whatever it sends before the gateway's 101 is kept.
   camera_watch_.Start(loop_, fd, POLLIN, [this](short) { Pump(); });
+  if (on_spare_) {
+    // OPENED goes ahead of everything the camera says.
+    proto::FrameBuilder opened(proto::FrameType::kOpened);
+    opened.AddText(proto::Tag::kTunnelId, id_text_);
+    up_.buffer.Append(opened.Finish());
+    deadline_.Cancel();
+    const std::vector<uint8_t> rest = std::move(spare_rest_);
+    BeginRelay(rest);
+    return;
+  }
   DialGateway();
 }
 
@@ -92,27 +111,11 @@ void Tunnel::DialGateway() {
   deadline_.Start(loop_, timings_.data_connect_deadline_ms,
                   [this] { FailOpen(ETIMEDOUT, "data connection to the gateway timed out"); });
   dialer_ = std::make_unique<GatewayDialer>(loop_, factory_, gateway_);
-  dialer_->Start(
-      [this](Transport& transport) -> std::string {
-        std::vector<uint8_t> exporter = transport.Exporter();
-        if (transport.kind() == proto::Transport::kTls &&
-            exporter.size() != proto::kExporterBytes) {
-          return {};
-        }
-        proto::DataProofInput input{.agent_id = identity_.agent_id,
-                                    .key_ref = &identity_.key_ref,
-                                    .tunnel_id = id_,
-                                    .open_nonce = open_nonce_,
-                                    .transport = transport.kind(),
-                                    .exporter = exporter};
-        proto::Digest proof = proto::DataProof(identity_.agent_key, input);
-        return proto::BuildDataRequest(gateway_.host_header, identity_.agent_id, identity_.key_ref,
-                                       id_, proof);
-      },
-      [this](DialOutcome outcome, std::unique_ptr<Transport> transport, const proto::ResponseHead*,
-             std::span<const uint8_t> leftover) {
-        OnGatewayDialed(std::move(outcome), std::move(transport), leftover);
-      });
+  dialer_->Start(DataUpgrade(identity_, gateway_.host_header, id_, open_nonce_),
+                 [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
+                        const proto::ResponseHead*, std::span<const uint8_t> leftover) {
+                   OnGatewayDialed(std::move(outcome), std::move(transport), leftover);
+                 });
 }
 
 void Tunnel::OnGatewayDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
@@ -124,6 +127,10 @@ void Tunnel::OnGatewayDialed(DialOutcome outcome, std::unique_ptr<Transport> tra
   }
   deadline_.Cancel();
   gateway_conn_ = std::move(transport);
+  BeginRelay(leftover);
+}
+
+void Tunnel::BeginRelay(std::span<const uint8_t> leftover) {
   // The media server's first bytes may have arrived with the 101 (at most a head's worth, well
   // under the buffer).
   down_.buffer.Append(leftover);
@@ -249,7 +256,21 @@ void Tunnel::FailOpen(int error, const std::string& text) {
   }
   LOG_WARNING("tunnel %s service=%s open failed: %s (errno %d)", id_text_.c_str(),
               service_.name.c_str(), text.c_str(), error);
-  callbacks_.open_failed(id_, error, text);
+  callbacks_.open_failed(id_, error, text);  // for a spare: counted, nothing sent
+  if (on_spare_ && gateway_conn_ != nullptr) {
+    // The answer goes on the spare itself; a small frame on an idle connection fits its send
+    // buffer, and an orderly close (not a reset) keeps it from being discarded.
+    proto::FrameBuilder failed(proto::FrameType::kOpenFailed);
+    failed.AddText(proto::Tag::kTunnelId, id_text_)
+        .AddU32(proto::Tag::kErrno, static_cast<uint32_t>(error))
+        .AddText(proto::Tag::kText, text.substr(0, 256));
+    const std::vector<uint8_t> frame = failed.Finish();
+    size_t written = 0;
+    gateway_conn_->Write(frame, &written);
+    gateway_conn_->ShutdownWrite();
+    Finish(false, "");
+    return;
+  }
   Finish(true, "");
 }
 

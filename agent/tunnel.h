@@ -49,6 +49,11 @@ class Tunnel {
   Tunnel& operator=(const Tunnel&) = delete;
 
   void Start();
+  // The tunnel the gateway opened on a spare data connection (PROTOCOL.md 8.1): `gateway` is
+  // that connection, `rest` what followed the OPEN frame. The service is connected as for
+  // Start(); then OPENED goes first on the spare and the relay runs on it. If the service
+  // cannot be reached, OPEN_FAILED goes on the spare (not on the control connection).
+  void StartOnSpare(std::unique_ptr<Transport> gateway, std::span<const uint8_t> rest);
   // Resets both sides now (agent shutdown); `finished` is not called.
   void Abort();
 
@@ -81,6 +86,8 @@ class Tunnel {
   void OnGatewayDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
                        std::span<const uint8_t> leftover);
   void FailOpen(int error, const std::string& text);
+  // Connects the relay to gateway_conn_: `leftover` is the media server's first bytes.
+  void BeginRelay(std::span<const uint8_t> leftover);
   void Pump();
   void Finish(bool reset, const std::string& why);
   void ResetWhenDelivered();
@@ -100,6 +107,8 @@ class Tunnel {
   Callbacks callbacks_;
   TunnelTimings timings_;
   Phase phase_ = Phase::kIdle;
+  bool on_spare_ = false;
+  std::vector<uint8_t> spare_rest_;  // bytes that followed the OPEN on the spare
   int64_t reset_deadline_ms_ = 0;
 
   Direction up_{"camera", "gateway", kRelayBufferBytes};    // logged as bytes_out

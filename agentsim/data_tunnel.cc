@@ -78,6 +78,10 @@ void DataTunnel::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> 
     camera_->OnBytes(bytes);
     return;
   }
+  if (spare_waiting_) {
+    OnSpareBytes(stream, bytes);
+    return;
+  }
   if (head_.empty()) {
     KeepTlsSession(ctx_, agent_.index, stream);
   }
@@ -94,20 +98,76 @@ void DataTunnel::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> 
     return;
   }
   ctx_.shard.timers().Cancel(deadline_);
-  Count("ok");
-  // Whatever follows the 101 is already the media server's first request.
+  Count(service_.empty() ? "spare" : "ok");
+  // Whatever follows the 101 is already the media server's first request (or, on a spare,
+  // the gateway's OPEN).
   const std::string rest = head_.substr(head.head_bytes);
   head_.clear();
   head_.shrink_to_fit();
-  camera_ = MakeCamera(service_, ctx_, stream, agent_);
-  if (!rest.empty()) {
-    camera_->OnBytes({reinterpret_cast<const uint8_t*>(rest.data()), rest.size()});
+  const std::span<const uint8_t> rest_bytes(reinterpret_cast<const uint8_t*>(rest.data()),
+                                            rest.size());
+  if (service_.empty()) {
+    ++ctx_.stats.agents.spares["held"];
+    spare_waiting_ = true;
+    if (!rest.empty()) {
+      OnSpareBytes(stream, rest_bytes);
+    }
+    return;
   }
+  StartCamera(stream, rest_bytes);
+}
+
+void DataTunnel::StartCamera(runtime::Stream& stream, std::span<const uint8_t> first_bytes) {
+  camera_ = MakeCamera(service_, ctx_, stream, agent_);
+  if (!first_bytes.empty()) {
+    camera_->OnBytes(first_bytes);
+  }
+}
+
+void DataTunnel::OnSpareBytes(runtime::Stream& stream, std::span<const uint8_t> bytes) {
+  proto::Frame frame;
+  const proto::DecodeStatus st = open_decoder_.Decode(bytes, &frame);
+  if (st == proto::DecodeStatus::kNeedMore) {
+    return;
+  }
+  spare_waiting_ = false;
+  const std::optional<proto::TunnelFields> open =
+      st == proto::DecodeStatus::kFrame && frame.Valid() &&
+              frame.type() == static_cast<uint8_t>(proto::FrameType::kOpen)
+          ? proto::ReadOpen(frame)
+          : std::nullopt;
+  if (!open) {
+    ++ctx_.stats.agents.spares["bad_open"];
+    stream.Close(EPROTO);
+    return;
+  }
+  ++ctx_.stats.agents.opens_received;
+  if (open->service != "rtsp" && open->service != "http") {
+    ++ctx_.stats.agents.opens_refused;
+    ++ctx_.stats.agents.spares["refused"];
+    proto::FrameBuilder failed(proto::FrameType::kOpenFailed);
+    failed.AddText(proto::Tag::kTunnelId, open->tunnel_text)
+        .AddU32(proto::Tag::kErrno, EPERM)
+        .AddText(proto::Tag::kText, "service not exposed");
+    stream.Write(failed.Finish());
+    stream.Finish();
+    return;
+  }
+  ++ctx_.stats.agents.spares["opened"];
+  tunnel_ = open->tunnel;
+  service_ = std::string(open->service);
+  proto::FrameBuilder opened(proto::FrameType::kOpened);
+  opened.AddText(proto::Tag::kTunnelId, open->tunnel_text);
+  stream.Write(opened.Finish());
+  StartCamera(stream, bytes);  // what followed the OPEN: the media server's first bytes
 }
 
 void DataTunnel::OnStreamEof(runtime::Stream& stream) {
   if (camera_) {
     camera_->OnEof();
+  } else if (spare_waiting_) {
+    ++ctx_.stats.agents.spares["closed_unused"];  // the gateway's idle limit, or its session
+    stream.Close(0);
   } else {
     Count("closed");
     stream.Close(0);

@@ -1,7 +1,9 @@
 // One data connection (PROTOCOL.md section 8), opened on OPEN: connect to the gateway (same
 // transport and source address as the agent's control connection), send the data upgrade with
 // the data proof bound to this connection's TLS exporter, wait for 101, then hand the stream to
-// a simulated camera. Frees itself when the stream closes.
+// a simulated camera. Opened on SPARE (an empty service, section 8.1), it waits after the 101
+// for the gateway's OPEN on the connection itself, answers OPENED, and then does the same.
+// Frees itself when the stream closes.
 #pragma once
 
 #include <memory>
@@ -11,6 +13,7 @@
 #include "agentsim/agent_identity.h"
 #include "agentsim/camera_session.h"
 #include "agentsim/sim_context.h"
+#include "proto/control_frame.h"
 #include "proto/identifiers.h"
 #include "runtime/stream.h"
 #include "runtime/timer_wheel.h"
@@ -22,6 +25,7 @@ class DataTunnel final : public runtime::StreamHandler {
   // The gateway's default open deadline: a later 101 would find no media server waiting.
   static constexpr uint64_t kUpgradeTimeoutMs = 5000;
 
+  // An empty `service`: a spare, whose service comes with the gateway's OPEN on it.
   static void Start(SimContext& ctx, const AgentIdentity& agent, proto::TunnelId tunnel,
                     std::string_view service, const proto::Nonce& open_nonce);
 
@@ -36,6 +40,9 @@ class DataTunnel final : public runtime::StreamHandler {
              std::string_view service, const proto::Nonce& open_nonce);
   void OnDialed(runtime::Stream* stream, int error);
   void OnUpgradeBytes(std::span<const uint8_t> bytes);
+  // A spare after its 101: the gateway's OPEN frame, then the service's bytes.
+  void OnSpareBytes(runtime::Stream& stream, std::span<const uint8_t> bytes);
+  void StartCamera(runtime::Stream& stream, std::span<const uint8_t> first_bytes);
   void Count(const std::string& result);
 
   SimContext& ctx_;
@@ -45,6 +52,8 @@ class DataTunnel final : public runtime::StreamHandler {
   proto::Nonce open_nonce_;
   runtime::Stream* stream_ = nullptr;
   std::string head_;
+  bool spare_waiting_ = false;  // a spare, proven, its OPEN not here yet
+  proto::FrameDecoder open_decoder_;
   bool counted_ = false;
   std::unique_ptr<CameraSession> camera_;
   runtime::Timer deadline_;

@@ -14,7 +14,8 @@
 namespace camtunnel::agentsim {
 namespace {
 
-constexpr uint32_t kCapabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno;
+constexpr uint32_t kCapabilities =
+    proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData;
 // What the simulated camera exposes. Only the names matter to the gateway's OPEN; host:port is
 // what it writes into path-form URLs, and no socket is ever opened there (the camera is
 // in-process).
@@ -232,6 +233,9 @@ void SimAgent::OnFrame(const proto::Frame& frame) {
     case proto::FrameType::kOpen:
       OnOpen(frame);
       return;
+    case proto::FrameType::kSpare:
+      OnSpare(frame);
+      return;
     case proto::FrameType::kGoaway:
       ++ctx_.stats.agents.goaways;
       next_delay_ms_ = frame.U32(proto::Tag::kReconnectAfterMs).value_or(0);
@@ -247,6 +251,7 @@ void SimAgent::OnFrame(const proto::Frame& frame) {
     case proto::FrameType::kWelcome:
     case proto::FrameType::kStatus:
     case proto::FrameType::kOpenFailed:
+    case proto::FrameType::kOpened:
     case proto::FrameType::kAssign:
     case proto::FrameType::kSwitch:
     case proto::FrameType::kDeactivate:
@@ -285,26 +290,31 @@ void SimAgent::OnWelcome(const proto::Frame& frame) {
 
 void SimAgent::OnOpen(const proto::Frame& frame) {
   ++ctx_.stats.agents.opens_received;
-  const auto id_text = frame.Text(proto::Tag::kTunnelId);
-  const auto tunnel = id_text ? proto::ParseTunnelId(*id_text) : std::nullopt;
-  const auto service = frame.Text(proto::Tag::kServiceName);
-  const auto nonce = frame.Bytes(proto::Tag::kNonce);
-  if (!tunnel || !service || !nonce || nonce->size() != proto::kNonceBytes) {
+  const std::optional<proto::TunnelFields> open = proto::ReadOpen(frame);
+  if (!open) {
     Fail("malformed_open", EPROTO);
     return;
   }
-  if (*service != "rtsp" && *service != "http") {
+  if (open->service != "rtsp" && open->service != "http") {
     ++ctx_.stats.agents.opens_refused;
     proto::FrameBuilder failed(proto::FrameType::kOpenFailed);
-    failed.AddText(proto::Tag::kTunnelId, *id_text)
+    failed.AddText(proto::Tag::kTunnelId, open->tunnel_text)
         .AddU32(proto::Tag::kErrno, EPERM)
         .AddText(proto::Tag::kText, "service not exposed");
     Send(failed);
     return;
   }
-  proto::Nonce open_nonce;
-  std::copy(nonce->begin(), nonce->end(), open_nonce.begin());
-  DataTunnel::Start(ctx_, identity_, *tunnel, *service, open_nonce);
+  DataTunnel::Start(ctx_, identity_, open->tunnel, open->service, open->nonce);
+}
+
+void SimAgent::OnSpare(const proto::Frame& frame) {
+  const std::optional<proto::TunnelFields> spare = proto::ReadSpare(frame);
+  if (!spare) {
+    Fail("malformed_spare", EPROTO);
+    return;
+  }
+  ++ctx_.stats.agents.spares["asked"];
+  DataTunnel::Start(ctx_, identity_, spare->tunnel, "", spare->nonce);
 }
 
 void SimAgent::SendStatus() {

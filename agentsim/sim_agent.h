@@ -79,6 +79,7 @@ class SimAgent final : public runtime::StreamHandler {
   void OnFrame(const proto::Frame& frame);
   void OnWelcome(const proto::Frame& frame);
   void OnOpen(const proto::Frame& frame);
+  void OnSpare(const proto::Frame& frame);
   void SendHello();
   void SendStatus();
   void Send(proto::FrameBuilder& frame);

@@ -98,7 +98,8 @@ nlohmann::json BuildReport(const ReportInput& in) {
                  {"opens_received", a.opens_received},
                  {"opens_refused", a.opens_refused},
                  {"data_connections", Counts(a.data_connections)},
-                 {"tls_handshakes", Counts(a.tls_handshakes)}};
+                 {"tls_handshakes", Counts(a.tls_handshakes)},
+                 {"spares", Counts(a.spares)}};
 
   const MediaStats& m = s.media;
   r["opens"] = {{"total", m.opens_total()},

@@ -28,10 +28,13 @@ struct AgentStats {
   uint64_t pings_answered = 0;
   uint64_t status_sent = 0;
   uint64_t opens_received = 0;
-  uint64_t opens_refused = 0;     // service not exposed: OPEN_FAILED
-  ResultCounts data_connections;  // "ok", "connect_error", "status_404", ...
-  ResultCounts tls_handshakes;    // "full", "resumed": control and data connections
-  LatencyHistogram connect_us;    // first attempt to WELCOME, per session
+  uint64_t opens_refused = 0;  // service not exposed: OPEN_FAILED
+  // Dialed data connections by result: "ok" (on OPEN), "spare" (on SPARE), "connect_error",
+  // "status_404", ... A tunnel runs on an "ok" one or on a spare that got OPEN ("opened").
+  ResultCounts data_connections;
+  ResultCounts tls_handshakes;  // "full", "resumed": control and data connections
+  ResultCounts spares;  // PROTOCOL.md 8.1: "asked", "held", "opened", "refused", "closed_unused"
+  LatencyHistogram connect_us;  // first attempt to WELCOME, per session
 };
 
 struct CameraStats {

@@ -64,6 +64,11 @@ struct GatewayConfig {
   // Shards (threads, each with its own ring and listeners); 0 = one per online CPU.
   uint32_t shards = 0;
 
+  // Spare data connections (PROTOCOL.md 8.1) per agent that opened a tunnel within
+  // spare_idle_ms; 0 turns them off. An unused spare closes after spare_idle_ms.
+  uint32_t spare_data_connections = 1;
+  uint64_t spare_idle_ms = 60000;
+
   // Limits.
   uint32_t max_pending_tunnels_per_agent = 32;
   uint32_t max_unauthenticated = 4096;  // agent connections before HELLO verifies

@@ -136,6 +136,8 @@ class Reader {
           {"drain_timeout_ms", Number(&C::drain_timeout_ms, 0)},
           {"drain_reconnect_ms", Number(&C::drain_reconnect_ms, 0)},
           {"max_pending_tunnels_per_agent", Number(&C::max_pending_tunnels_per_agent, 1)},
+          {"spare_data_connections", Number(&C::spare_data_connections, 0)},
+          {"spare_idle_ms", Number(&C::spare_idle_ms, 1000)},
           {"max_unauthenticated", Number(&C::max_unauthenticated, 1)},
           {"max_connections", Number(&C::max_connections, 1)},
           {"shards", Number(&C::shards, 0)},

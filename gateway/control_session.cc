@@ -11,7 +11,8 @@
 namespace camtunnel::gateway {
 
 namespace {
-constexpr uint32_t kGatewayCapabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno;
+constexpr uint32_t kGatewayCapabilities =
+    proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData;
 // Control traffic is a few small frames; more than this queued means the agent is not reading.
 constexpr size_t kMaxControlQueue = 64 * 1024;
 }  // namespace
@@ -104,6 +105,12 @@ void ControlSession::SendOpen(proto::TunnelId id, std::string_view service,
   f.AddText(proto::Tag::kTunnelId, proto::FormatTunnelId(id))
       .AddText(proto::Tag::kServiceName, service)
       .Add(proto::Tag::kNonce, nonce);
+  Send(f);
+}
+
+void ControlSession::SendSpare(proto::TunnelId id, const proto::Nonce& nonce) {
+  proto::FrameBuilder f(proto::FrameType::kSpare);
+  f.AddText(proto::Tag::kTunnelId, proto::FormatTunnelId(id)).Add(proto::Tag::kNonce, nonce);
   Send(f);
 }
 
@@ -203,6 +210,8 @@ void ControlSession::OnFrame(proto::Frame& frame) {
     case proto::FrameType::kHello:
     case proto::FrameType::kWelcome:
     case proto::FrameType::kOpen:
+    case proto::FrameType::kSpare:
+    case proto::FrameType::kOpened:  // only ever on a spare data connection
     case proto::FrameType::kGoaway:
     case proto::FrameType::kAssign:
     case proto::FrameType::kSwitch:
@@ -238,6 +247,7 @@ void ControlSession::OnHello(const proto::Frame& frame) {
     services_.push_back(std::move(*entry));
   }
   version_ = std::string(frame.Text(proto::Tag::kVersion).value_or(""));
+  capabilities_ = frame.U32(proto::Tag::kCapabilities).value_or(0);
   state_ = State::kActive;
   connected_wall_ms_ = runtime::WallMs();
   gw_.metrics().unauthenticated.Add(-1);
@@ -252,6 +262,8 @@ void ControlSession::OnHello(const proto::Frame& frame) {
     LogEvent(LogLevel::kWarning, "session_replaced",
              {Kv("agent", agent_id_), Kv("remote", remote()), Kv("old_remote", old->remote())});
     old->GoAway("replaced", 0);
+    // Its spares belong to the connection being replaced (perhaps a process that restarted).
+    gw_.spares().DropAgent(agent_id_);
   }
   LogEvent(LogLevel::kInfo, "agent_connected",
            {Kv("agent", agent_id_), Kv("remote", remote()),
@@ -314,6 +326,7 @@ void ControlSession::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) 
     gw_.registry().Remove(agent_id_, this);
     if (was_live) {
       gw_.registry().FailPendingOf(agent_id_);
+      gw_.spares().DropAgent(agent_id_);
       LogEvent(LogLevel::kInfo, "agent_disconnected", {Kv("agent", agent_id_)});
     }
   } else {

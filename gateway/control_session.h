@@ -38,8 +38,11 @@ class ControlSession final : public runtime::StreamHandler {
   const std::string& remote() const;
   uint64_t connected_wall_ms() const { return connected_wall_ms_; }
   uint64_t last_rtt_us() const { return last_rtt_us_; }
+  uint32_t capabilities() const { return capabilities_; }  // the agent's, from HELLO
 
   void SendOpen(proto::TunnelId id, std::string_view service, const proto::Nonce& nonce);
+  // Asks for a spare data connection (PROTOCOL.md 8.1).
+  void SendSpare(proto::TunnelId id, const proto::Nonce& nonce);
   // Tells the agent to go away (replaced, draining) and closes after flushing.
   void GoAway(std::string_view reason, uint32_t reconnect_after_ms);
 
@@ -76,6 +79,7 @@ class ControlSession final : public runtime::StreamHandler {
   GatewayShard& gw_;
   runtime::Stream* stream_;
   State state_ = State::kAwaitHello;
+  uint32_t capabilities_ = 0;  // fills the padding after state_
   std::string agent_id_;
   std::unique_ptr<PendingHello> hello_;
   std::unique_ptr<PlainMacs> plain_;  // plain mode only (PROTOCOL.md section 7)

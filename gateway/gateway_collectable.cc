@@ -107,6 +107,13 @@ std::vector<prometheus::MetricFamily> GatewayCollectable::Collect() const {
   f.push_back(LabelledCounter<static_cast<size_t>(OpenResult::kCount)>(
       shards_, "camtunnel_tunnels_opened_total", "Tunnel open attempts by result.", "result",
       kOpenResultNames, [](const ShardMetrics& s, size_t i) { return s.tunnels_opened[i].Get(); }));
+  f.push_back(SimpleGauge("camtunnel_spare_connections",
+                          "Spare data connections held, proven and unused.",
+                          Sum(shards_, [](const ShardMetrics& s) { return s.spares_held.Get(); })));
+  f.push_back(LabelledCounter<static_cast<size_t>(SpareEvent::kCount)>(
+      shards_, "camtunnel_spare_connections_total",
+      "Spare data connections (opened ahead of need, PROTOCOL.md 8.1) by event.", "event",
+      kSpareEventNames, [](const ShardMetrics& s, size_t i) { return s.spare_events[i].Get(); }));
   f.push_back(HistogramFamily(
       shards_, "camtunnel_tunnel_open_seconds", "Media request to data connection paired.",
       [](const ShardMetrics& s) -> const auto& { return s.tunnel_open_seconds; }));

@@ -62,6 +62,22 @@ enum class FrontendRefusal : uint8_t { kSource, kToken, kCount };
 inline constexpr std::array<const char*, static_cast<size_t>(FrontendRefusal::kCount)>
     kFrontendRefusalNames = {"source", "token"};
 
+// Spare data connections (PROTOCOL.md 8.1), by what happened to them.
+enum class SpareEvent : uint8_t {
+  kRequested,      // SPARE sent
+  kHeld,           // proven and parked
+  kUsed,           // an open took it (OPEN written on it)
+  kOpened,         // the agent answered OPENED: the tunnel runs on it
+  kCameraRefused,  // the agent answered OPEN_FAILED
+  kFellBack,       // it died before answering; the open went over the control connection
+  kExpired,        // unused for the idle period, or never connected
+  kProtocolError,  // bytes before OPEN, a wrong frame or tunnel id
+  kCount
+};
+inline constexpr std::array<const char*, static_cast<size_t>(SpareEvent::kCount)> kSpareEventNames =
+    {"requested",      "held",      "used",    "opened",
+     "camera_refused", "fell_back", "expired", "protocol_error"};
+
 inline constexpr std::array<double, 12> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                           0.05,   0.1,   0.25,   0.5,   1,    5};
 
@@ -69,6 +85,8 @@ struct ShardMetrics {
   metrics::Gauge agents_connected;
   metrics::Gauge unauthenticated;
   metrics::Gauge tunnels_open;
+  metrics::Gauge spares_held;
+  std::array<metrics::Counter, static_cast<size_t>(SpareEvent::kCount)> spare_events;
   std::array<metrics::Counter, static_cast<size_t>(AgentResult::kCount)> control_connections;
   std::array<metrics::Counter, static_cast<size_t>(AgentResult::kCount)> data_connections;
   std::array<metrics::Counter, static_cast<size_t>(FrameReject::kCount)> frames_rejected;
@@ -103,6 +121,7 @@ struct ShardMetrics {
   void CountData(AgentResult r) { data_connections[static_cast<size_t>(r)].Add(); }
   void CountFrameReject(FrameReject r) { frames_rejected[static_cast<size_t>(r)].Add(); }
   void CountOpen(OpenResult r) { tunnels_opened[static_cast<size_t>(r)].Add(); }
+  void CountSpare(SpareEvent e) { spare_events[static_cast<size_t>(e)].Add(); }
   void CountFrontend(RequestKind p, int status);
   void CountBadInput(FrontendBadInput b) { frontend_bad_input[static_cast<size_t>(b)].Add(); }
   void CountRefusal(FrontendRefusal r) { frontend_refused[static_cast<size_t>(r)].Add(); }

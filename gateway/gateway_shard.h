@@ -18,6 +18,7 @@
 #include "gateway/gateway_metrics.h"
 #include "gateway/relocations.h"
 #include "gateway/source_allowlist.h"
+#include "gateway/spare_pool.h"
 #include "gateway/streamer_keys.h"
 #include "runtime/ktls_probe.h"
 #include "runtime/listener.h"
@@ -98,6 +99,7 @@ class GatewayShard {
   Relocations& relocations() { return relocations_; }
   // Media requests waiting for their agent while this process takes over from another.
   AgentWaiters& agent_waiters() { return agent_waiters_; }
+  SparePool& spares() { return spares_; }
   // A request for an agent not connected here waits for it (--takeover, early in the process).
   bool HoldsRequestsForAgents() const {
     return config_.takeover && !draining_ && shard_.now_ms() < takeover_until_ms_;
@@ -158,6 +160,7 @@ class GatewayShard {
   absl::flat_hash_set<std::string> denylist_;
   Relocations relocations_;
   AgentWaiters agent_waiters_;
+  SparePool spares_{*this};
   uint64_t takeover_until_ms_ = 0;
   runtime::Timer takeover_timer_;
   std::vector<std::unique_ptr<runtime::Listener>> agent_tls_listeners_;

@@ -84,6 +84,9 @@ ABSL_FLAG(uint64_t, takeover_hold_ms, 15000, "Takeover: how long a request waits
 ABSL_FLAG(uint64_t, takeover_window_ms, 120000, "Takeover: how long after start requests wait");
 ABSL_FLAG(uint32_t, max_unauthenticated, 4096, "Agent connections not yet authenticated");
 ABSL_FLAG(uint32_t, max_pending_tunnels_per_agent, 32, "Tunnels opening at once per agent");
+ABSL_FLAG(uint32_t, spare_data_connections, 1,
+          "Data connections an agent that opens tunnels keeps open ahead of need (0..4, 0 = off)");
+ABSL_FLAG(uint64_t, spare_idle_ms, 60000, "An unused spare data connection closes after this");
 ABSL_FLAG(uint32_t, log_burst, 20, "Log lines per event per 10 s before the rest are counted");
 // derive-key
 ABSL_FLAG(std::string, agent, "", "derive-key: agent id");
@@ -240,6 +243,8 @@ absl::StatusOr<GatewayConfig> BuildConfig() {
   Override("max_unauthenticated", FLAGS_max_unauthenticated, &c.max_unauthenticated);
   Override("max_pending_tunnels_per_agent", FLAGS_max_pending_tunnels_per_agent,
            &c.max_pending_tunnels_per_agent);
+  Override("spare_data_connections", FLAGS_spare_data_connections, &c.spare_data_connections);
+  Override("spare_idle_ms", FLAGS_spare_idle_ms, &c.spare_idle_ms);
   Override("log_level", FLAGS_log_level, &c.log_level);
   Override("log_burst", FLAGS_log_burst, &c.log_burst);
   if (absl::Status s = ResolveConfig(&c); !s.ok()) {

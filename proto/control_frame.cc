@@ -149,6 +149,10 @@ std::string_view FrameTypeName(uint8_t type) {
       return "UNSUPPORTED";
     case FrameType::kError:
       return "ERROR";
+    case FrameType::kSpare:
+      return "SPARE";
+    case FrameType::kOpened:
+      return "OPENED";
     case FrameType::kAssign:
       return "ASSIGN";
     case FrameType::kSwitch:
@@ -360,6 +364,30 @@ bool FrameOpener::Open(Frame& frame) {
   ++sequence_;
   frame = Frame(frame.type(), std::vector<uint8_t>(body.begin(), body.end()));
   return true;
+}
+
+std::optional<TunnelFields> ReadSpare(const Frame& frame) {
+  TunnelFields f;
+  const auto text = frame.Text(Tag::kTunnelId);
+  const auto tunnel = text ? ParseTunnelId(*text) : std::nullopt;
+  const auto nonce = frame.Bytes(Tag::kNonce);
+  if (!tunnel || !nonce || nonce->size() != kNonceBytes) {
+    return std::nullopt;
+  }
+  f.tunnel = *tunnel;
+  f.tunnel_text = *text;
+  std::copy(nonce->begin(), nonce->end(), f.nonce.begin());
+  return f;
+}
+
+std::optional<TunnelFields> ReadOpen(const Frame& frame) {
+  std::optional<TunnelFields> f = ReadSpare(frame);
+  const auto service = frame.Text(Tag::kServiceName);
+  if (!f || !service || service->empty()) {
+    return std::nullopt;
+  }
+  f->service = *service;
+  return f;
 }
 
 }  // namespace camtunnel::proto

@@ -29,6 +29,8 @@ enum class FrameType : uint8_t {
   kGoaway = 8,
   kUnsupported = 9,
   kError = 10,
+  kSpare = 11,   // section 8.1: open a spare data connection for this tunnel id
+  kOpened = 12,  // on a spare: the service is connected, raw bytes follow
   kAssign = 16,
   kSwitch = 17,
   kDeactivate = 18,
@@ -61,6 +63,7 @@ enum class Tag : uint8_t {
 // Capability bits (u32).
 inline constexpr uint32_t kCapPlainFrameMac = 1u << 0;
 inline constexpr uint32_t kCapOpenFailedErrno = 1u << 1;
+inline constexpr uint32_t kCapSpareData = 1u << 2;
 
 enum class ErrorCode : uint16_t {
   kBadProof = 1,
@@ -181,5 +184,17 @@ class FrameOpener {
   Direction direction_;
   uint64_t sequence_ = 0;
 };
+
+// The fields of OPEN and SPARE as their receiver checks them: a canonical tunnel id, a 16-byte
+// nonce and, for OPEN, a service name. nullopt if one is missing or malformed; the caller
+// checks the frame's type.
+struct TunnelFields {
+  TunnelId tunnel = 0;
+  std::string_view tunnel_text;  // as sent (a view into the frame)
+  std::string_view service;      // empty for SPARE
+  Nonce nonce{};
+};
+std::optional<TunnelFields> ReadOpen(const Frame& frame);
+std::optional<TunnelFields> ReadSpare(const Frame& frame);
 
 }  // namespace camtunnel::proto

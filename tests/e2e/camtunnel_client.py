@@ -78,11 +78,12 @@ DIR_G2A = "gateway-to-agent"
 
 # Frame types (section 5)
 HELLO, WELCOME, PING, PONG, STATUS, OPEN, OPEN_FAILED, GOAWAY, UNSUPPORTED, ERROR = range(1, 11)
+SPARE, OPENED = 11, 12   # section 8.1
 ASSIGN, SWITCH, DEACTIVATE, RESTART = 16, 17, 18, 19
 FRAME_NAMES = {
     HELLO: "HELLO", WELCOME: "WELCOME", PING: "PING", PONG: "PONG", STATUS: "STATUS",
     OPEN: "OPEN", OPEN_FAILED: "OPEN_FAILED", GOAWAY: "GOAWAY", UNSUPPORTED: "UNSUPPORTED",
-    ERROR: "ERROR", ASSIGN: "ASSIGN", SWITCH: "SWITCH", DEACTIVATE: "DEACTIVATE",
+    ERROR: "ERROR", SPARE: "SPARE", OPENED: "OPENED", ASSIGN: "ASSIGN", SWITCH: "SWITCH", DEACTIVATE: "DEACTIVATE",
     RESTART: "RESTART",
 }
 
@@ -131,6 +132,7 @@ STATUS_TEXT_MAX = 4096
 
 CAP_PLAIN_FRAME_MAC = 1 << 0
 CAP_OPEN_FAILED_ERRNO = 1 << 1
+CAP_SPARE_DATA = 1 << 2
 OUR_CAPABILITIES = CAP_PLAIN_FRAME_MAC | CAP_OPEN_FAILED_ERRNO
 
 E_BAD_PROOF, E_FRAME_TOO_LARGE, E_MALFORMED, E_BAD_MAC, E_UNEXPECTED, E_TIMEOUT, E_INTERNAL = \
@@ -1414,6 +1416,8 @@ class Agent:
         elif f.type == OPEN:
             self.stats["opens"] += 1
             return self._on_open(sess, f)
+        elif f.type == SPARE:
+            return self._on_spare(sess, f)
         elif f.type == GOAWAY:
             self.last_goaway = f
             self.log("GOAWAY %s" % f.describe())
@@ -1435,6 +1439,12 @@ class Agent:
             return "unexpected %s" % f.name
         else:
             sess.send(UNSUPPORTED, [(T_FRAME_TYPE, u8(f.type))])
+        return None
+
+    def _on_spare(self, sess, f):
+        """This agent keeps no spare data connections (section 8.1 lets it leave SPARE
+        unanswered; it does not set the capability, so a gateway should not even ask)."""
+        self.log("SPARE %s ignored" % f.text(T_TUNNEL_ID))
         return None
 
     def _on_open(self, sess, f):
@@ -1612,6 +1622,8 @@ def build_vectors():
         ("GOAWAY", GOAWAY, [(T_RECONNECT_AFTER_MS, u32(1000)), (T_TEXT, "replaced")]),
         ("UNSUPPORTED", UNSUPPORTED, [(T_FRAME_TYPE, u8(42))]),
         ("ERROR", ERROR, error_fields(E_BAD_PROOF, "bad proof")),
+        ("SPARE", SPARE, [(T_TUNNEL_ID, VEC_TUNNEL_ID), (T_NONCE, VEC_OPEN_NONCE)]),
+        ("OPENED", OPENED, [(T_TUNNEL_ID, VEC_TUNNEL_ID)]),
         # unknown tag 200 before a known one: a receiver skips it and still sees sequence 7
         ("PING with unknown tag 200", PING, [(200, b"future"), (T_SEQUENCE, u64(7))]),
     ]

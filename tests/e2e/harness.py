@@ -305,6 +305,7 @@ class InProcessAgent(ctc.Agent):
         super().__init__(cfg, verbose=verbose)
         self.mode = mode
         self.opens = queue.Queue()
+        self.spares = queue.Queue()   # record mode: (tunnel_id, nonce) of each SPARE
         self.thread = None
         self.reason = None
 
@@ -314,6 +315,12 @@ class InProcessAgent(ctc.Agent):
                             f.get(ctc.T_NONCE)))
             return None
         return super()._on_open(sess, f)
+
+    def _on_spare(self, sess, f):
+        if self.mode == "record":
+            self.spares.put((f.text(ctc.T_TUNNEL_ID), f.get(ctc.T_NONCE)))
+            return None
+        return super()._on_spare(sess, f)
 
     def start(self):
         sess = self.connect()

@@ -129,7 +129,10 @@ class BadInputTLS(_GatewayChecks, unittest.TestCase):
             cls.gw = start_gateway(cls.env.procs, cls.env.path("gw"), tls=True, plain=True,
                                    extra=["--open_timeout_ms=%d" % OPEN_TIMEOUT_MS,
                                           "--head_timeout_ms=%d" % HEAD_TIMEOUT_MS,
-                                          "--handshake_timeout_ms=%d" % HANDSHAKE_TIMEOUT_MS])
+                                          "--handshake_timeout_ms=%d" % HANDSHAKE_TIMEOUT_MS,
+                                          # every test ends with the connections it began
+                                          # with; spares have their own (test_spares.py)
+                                          "--spare_data_connections=0"])
             cls.cam = start_camera(cls.env.procs, snapshot=cls.snapshot, tcp_only=True)
             cls.dead_port = harness.free_port()        # nobody listens there
             cls.good = start_cpp_agent(

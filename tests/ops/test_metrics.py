@@ -146,8 +146,15 @@ class GatewayMetricsTest(unittest.TestCase):
         self.assertEqual(m.get("camtunnel_tunnels_open"), 0)
         self.assertEqual(m.get("camtunnel_agent_connections_total", kind="control",
                                result="accepted"), 1)
+        # A data connection per tunnel, except that a tunnel opened on a spare (PROTOCOL.md 8.1)
+        # used one proven earlier; each spare held was a data connection too.
+        spares = {e: m.get("camtunnel_spare_connections_total", event=e)
+                  for e in ("requested", "held", "used", "opened")}
+        self.assertTrue(spares["requested"] >= spares["held"] >= spares["used"]
+                        >= spares["opened"] >= 1, spares)
         self.assertEqual(m.get("camtunnel_agent_connections_total", kind="data",
-                               result="accepted"), OK_TUNNELS)
+                               result="accepted"),
+                         OK_TUNNELS - spares["opened"] + spares["held"])
         refused = {dict(labels)["kind"] + "/" + dict(labels)["result"]: v
                    for (name, labels), v in m.samples.items()
                    if name == "camtunnel_agent_connections_total"

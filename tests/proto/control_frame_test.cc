@@ -365,9 +365,30 @@ TEST(FrameTypeNameTest, NamesKnownTypes) {
   EXPECT_EQ(FrameTypeName(19), "RESTART");
 }
 
+TEST(TunnelFieldsTest, ReadsOpenAndSpareAndRefusesWhatIsMissingOrMalformed) {
+  const Buf nonce(16, 0xd0);
+  const Buf id_field = Field(8, "00a3f09c11d2e4b7");
+  const Frame open = Raw(6, Join({id_field, Field(9, "rtsp"), Field(10, nonce)}));
+  const auto o = ReadOpen(open);
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->tunnel, 0x00a3f09c11d2e4b7u);
+  EXPECT_EQ(o->tunnel_text, "00a3f09c11d2e4b7");
+  EXPECT_EQ(o->service, "rtsp");
+  EXPECT_EQ(Buf(o->nonce.begin(), o->nonce.end()), nonce);
+  const Frame spare = Raw(11, Join({id_field, Field(10, nonce)}));
+  ASSERT_TRUE(ReadSpare(spare).has_value());
+  EXPECT_TRUE(ReadSpare(spare)->service.empty());
+  EXPECT_FALSE(ReadOpen(spare).has_value());  // OPEN needs its service
+  EXPECT_FALSE(ReadSpare(Raw(11, Join({id_field, Field(10, Buf(15, 1))}))).has_value());
+  EXPECT_FALSE(ReadSpare(Raw(11, Join({Field(8, "00A3F09C11D2E4B7"), Field(10, nonce)}))));
+  EXPECT_FALSE(ReadSpare(Raw(11, Field(10, nonce))).has_value());
+}
+
 TEST(FrameTypeNameTest, NamesUnknownTypes) {
   EXPECT_EQ(FrameTypeName(0), "UNKNOWN");
-  EXPECT_EQ(FrameTypeName(11), "UNKNOWN");
+  EXPECT_EQ(FrameTypeName(13), "UNKNOWN");
+  EXPECT_EQ(FrameTypeName(11), "SPARE");
+  EXPECT_EQ(FrameTypeName(12), "OPENED");
   EXPECT_EQ(FrameTypeName(255), "UNKNOWN");
 }
 

@@ -1,0 +1,18 @@
+// The data connection's upgrade head (PROTOCOL.md section 8): the data proof over a tunnel id
+// and its nonce, bound to the exporter of the very connection it travels on. Shared by tunnels
+// dialed on OPEN and by spare data connections dialed on SPARE (section 8.1).
+#pragma once
+
+#include <string>
+
+#include "agent/gateway_dialer.h"
+#include "agent/identity.h"
+#include "proto/identifiers.h"
+
+namespace camtunnel::agent {
+
+// A builder for GatewayDialer::Start. `identity` must outlive the dial.
+GatewayDialer::BuildRequest DataUpgrade(const AgentIdentity& identity, std::string host_header,
+                                        proto::TunnelId id, const proto::Nonce& nonce);
+
+}  // namespace camtunnel::agent

@@ -1,0 +1,59 @@
+// Spare data connections (PROTOCOL.md section 8.1) on one shard: asked for with SPARE, held
+// once proven, taken by the agent's next open (OPEN written on the spare, OPENED back), closed
+// after the idle period or with the agent's session. An open on a spare skips the new
+// connection's TCP and TLS handshakes and its data head: the media server waits for the camera
+// only. Shard-local like the registry: an agent's spares live on its home shard.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "proto/identifiers.h"
+
+namespace camtunnel::gateway {
+
+class ControlSession;
+class GatewayShard;
+
+class SparePool {
+ public:
+  explicit SparePool(GatewayShard& gw) : gw_(gw) {}
+  SparePool(const SparePool&) = delete;
+  SparePool& operator=(const SparePool&) = delete;
+
+  // The agent of `session` just opened a tunnel: asks it for spares up to the configured
+  // number, if it speaks section 8.1. Only agents that open tunnels get asked, so an idle fleet
+  // holds none.
+  void TopUp(ControlSession& session);
+  // Runs the pending tunnel `id` (registered by the caller) on one of the agent's spares:
+  // OPEN is written on it, and the agent's OPENED or OPEN_FAILED completes the pending tunnel;
+  // a spare that dies before answering falls back to OPEN on `session`. False if the agent has
+  // no spare here (the caller sends OPEN itself).
+  bool Use(ControlSession& session, proto::TunnelId id, std::string_view service);
+  // The agent's session ended or was replaced: its spares close.
+  void DropAgent(std::string_view agent_id);
+  size_t held() const { return held_; }
+
+ private:
+  class Request;  // SPARE sent, its data connection not here yet
+  class Spare;    // proven, unused
+  class Binding;  // OPEN written on a spare, the agent's answer not here yet
+
+  struct AgentSpares {
+    std::vector<Spare*> held;
+    uint32_t requested = 0;
+  };
+
+  void Park(const std::string& agent_id, Spare* spare);
+  void Unpark(Spare* spare);
+  void RequestEnded(std::string_view agent_id);
+
+  GatewayShard& gw_;
+  absl::flat_hash_map<std::string, AgentSpares> agents_;
+  size_t held_ = 0;
+};
+
+}  // namespace camtunnel::gateway
