@@ -182,6 +182,9 @@ class Camtunnel:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if metric_sum(metrics(self.admin), "camtunnel_tunnels_open") == 0:
+                # The agent may still hold a tunnel the gateway has let go of: one ending in
+                # an error waits up to 2 s for its last bytes to be acknowledged.
+                time.sleep(2.5)
                 return
             time.sleep(0.1)
         raise RuntimeError("tunnels of the previous load still open after %.0f s" % timeout)

@@ -101,6 +101,12 @@ void CheckFrame(const Frame& frame) {
     if (frame.Bytes(Tag::kFrameType)) {
       FUZZ_CHECK(frame.U8(Tag::kFrameType).has_value());
     }
+    // OPEN and SPARE fields (what agents read, on control and spare connections): an OPEN
+    // that reads is a SPARE that reads, with its service; the id reads back as its text.
+    if (const auto open = ReadOpen(frame)) {
+      FUZZ_CHECK(!open->service.empty() && ReadSpare(frame).has_value());
+      FUZZ_CHECK(FormatTunnelId(open->tunnel) == open->tunnel_text);
+    }
   }
 
   // Plain-mode MAC round trip: what a sealer sends, the matching opener accepts and strips.
