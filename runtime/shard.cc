@@ -183,6 +183,11 @@ void Shard::Dispatch(const io_uring_cqe* cqe) {
   if (ud.slot >= slots_.size() || slots_[ud.slot].generation != ud.generation ||
       slots_[ud.slot].object == nullptr) {
     // A completion for an object already released: only possible for a cancel racing a close.
+    // Should one ever carry a provided buffer, the buffer still goes back to the ring.
+    if ((cqe->flags & IORING_CQE_F_BUFFER) != 0) {
+      buffers_.NoteTaken();
+      buffers_.Recycle(static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+    }
     ++stale_completions_;
     return;
   }
