@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -373,6 +374,11 @@ class Lifecycle(unittest.TestCase):
                                                        reason="bad_proof"), 1)
 
     def test_5_oversized_status_is_refused(self):
+        # This link takes the agent's place; the agent, told "replaced", would link again and
+        # replace this one in turn (GOAWAY instead of the answer under test). It is held
+        # stopped meanwhile and relinks afterwards (test 6 waits for that).
+        os.kill(self.agent.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, self.agent.pid, signal.SIGCONT)
         link = ManagerLink(self.mgr.port, SERIAL, self.secret())
         self.assertEqual(link.status, 101)
         self.assertEqual(link.frame()[0], 2)     # WELCOME
