@@ -360,6 +360,19 @@ def curl(url, out_path, proxy=None, timeout=30):
     return code, r.stderr
 
 
+def read_request_head(conn, timeout=10.0):
+    """A service's side: reads until the end of the request head; the bytes read, or None if
+    the peer closed first."""
+    conn.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
 def read_response_head(sock, deadline, limit=65536):
     """Read an HTTP/RTSP response head from sock. Returns (status, head text, leftover)
     or (None, partial text, b'') when the peer closed before a complete head."""

@@ -668,13 +668,8 @@ class FakeCamera:
         self.svc = harness.TcpService(self.handle)
 
     def handle(self, c):
-        c.settimeout(10)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = c.recv(65536)
-            if not d:
-                return
-            buf += d
+        if harness.read_request_head(c) is None:
+            return
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                   % len(self.BODY) + self.BODY)
         c.shutdown(socket.SHUT_WR)

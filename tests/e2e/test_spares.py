@@ -26,7 +26,8 @@ import time
 import unittest
 
 import camtunnel_client as ctc
-from harness import Env, InProcessAgent, TcpService, start_cpp_agent, start_gateway
+from harness import Env, InProcessAgent, TcpService, read_request_head, start_cpp_agent, \
+    start_gateway
 from test_bad_input import _GatewayChecks, http_get_raw
 
 OPEN_TIMEOUT_MS = 1500
@@ -242,13 +243,8 @@ class SparesCppAgent(_GatewayChecks, unittest.TestCase):
         cls.answers = []
 
         def camera(conn):
-            conn.settimeout(5)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
+            if read_request_head(conn, 5) is None:
+                return
             body = bytes((len(cls.answers) * 7 + i) % 251 for i in range(50000))
             cls.answers.append(body)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"

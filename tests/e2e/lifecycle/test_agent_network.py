@@ -330,13 +330,8 @@ class NameResolution(unittest.TestCase):
             try:
                 c, _ = srv.accept()
                 with c:
-                    c.settimeout(5)
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = c.recv(4096)
-                        if not chunk:
-                            return
-                        data += chunk
+                    if harness.read_request_head(c, 5) is None:
+                        return
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n"
                               b"\r\n%s" % (len(body), body))
             except OSError:
