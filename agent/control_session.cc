@@ -129,8 +129,8 @@ bool ControlSession::BeginSession(const proto::ResponseHead& head) {
   watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
   FrameBuilder hello(FrameType::kHello);
   hello.Add(Tag::kProof, proof)
-      .AddU32(Tag::kCapabilities,
-              proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData)
+      .AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno |
+                                      proto::kCapSpareData | proto::kCapSpareEarlyData)
       .AddText(Tag::kVersion, kAgentVersion);
   for (const auto& service : identity_.services) {
     hello.AddText(Tag::kService, proto::FormatServiceEntry(service));

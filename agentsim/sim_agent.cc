@@ -14,8 +14,8 @@
 namespace camtunnel::agentsim {
 namespace {
 
-constexpr uint32_t kCapabilities =
-    proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData;
+constexpr uint32_t kCapabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno |
+                                   proto::kCapSpareData | proto::kCapSpareEarlyData;
 // What the simulated camera exposes. Only the names matter to the gateway's OPEN; host:port is
 // what it writes into path-form URLs, and no socket is ever opened there (the camera is
 // in-process).

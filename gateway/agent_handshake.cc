@@ -222,7 +222,7 @@ void AgentHandshake::OnData(const proto::UpgradeRequest& req) {
   gw_.metrics().CountData(AgentResult::kAccepted);
   stream_->Write(proto::BuildDataAccept());
   // The waiter takes the stream (and its handler slot) before this object goes away.
-  tunnel->waiter->OnDataConnection(stream_, Bytes(head_.buffer().substr(head_bytes_)));
+  tunnel->waiter->OnDataConnection(stream_, Bytes(head_.buffer().substr(head_bytes_)), 0);
   Detach();
 }
 

@@ -52,7 +52,8 @@ CameraProbe::CameraProbe(GatewayShard& gw, std::string agent_id, std::string ser
   });
 }
 
-void CameraProbe::OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes) {
+void CameraProbe::OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes,
+                                   size_t /*sent_ahead*/) {
   stream_ = data;
   stream_->set_handler(this);
   opened_ns_ = runtime::MonotonicNs();

@@ -26,7 +26,8 @@ class CameraProbe final : public runtime::StreamHandler, public TunnelWaiter {
   // The requester went away: `done` is never called; the probe cleans up and frees itself.
   void Cancel();
 
-  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes) override;
+  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes,
+                        size_t sent_ahead) override;
   void OnOpenFailed(int error, std::string_view text) override;
   void OnAgentGone() override;
 

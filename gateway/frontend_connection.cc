@@ -7,6 +7,7 @@
 #include "gateway/gateway_shard.h"
 #include "gateway/log.h"
 #include "gateway/relocations.h"
+#include "gateway/request_stream.h"
 #include "gateway/tunnel_opener.h"
 #include "gateway/tunnel_relay.h"
 #include "proto/crypto.h"
@@ -235,8 +236,20 @@ void FrontendConnection::Adopt(GatewayShard& gw, runtime::Stream* stream, std::s
   f->OnStreamData(*stream, Bytes(bytes));
 }
 
+std::string FrontendConnection::FirstBytes(std::string_view camera_authority) {
+  // The relay's own filter, run ahead on the same bytes: what it forwards first is this, byte
+  // for byte, so the relay skips exactly these once the tunnel runs (TunnelRelay::Start).
+  RequestStream filter(route_, gw_.route_config(), camera_authority);
+  std::string out;
+  if (filter.Feed(Bytes(head_.buffer()), &out) != FrontendError::kOk) {
+    return {};  // the relay answers the refusal; nothing goes ahead
+  }
+  return out;
+}
+
 void FrontendConnection::OnDataConnection(runtime::Stream* data,
-                                          std::span<const uint8_t> camera_bytes) {
+                                          std::span<const uint8_t> camera_bytes,
+                                          size_t sent_ahead) {
   gw_.shard().timers().Cancel(timer_);
   state_ = State::kDone;
   gw_.metrics().CountOpen(OpenResult::kOk);
@@ -248,7 +261,7 @@ void FrontendConnection::OnDataConnection(runtime::Stream* data,
   gw_.FrontendWaiting(-1);  // a tunnel now: the relay counts for the drain
   client->ResumeRead();
   TunnelRelay::Start(gw_, client, data, route_, camera_authority_, route_.agent_id, head_.buffer(),
-                     camera_bytes);
+                     camera_bytes, sent_ahead);
   delete this;
 }
 

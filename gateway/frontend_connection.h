@@ -30,7 +30,9 @@ class FrontendConnection final : public runtime::StreamHandler,
   static void Start(GatewayShard& gw, int fd, bool source_allowed);
 
   // From the agent side, while waiting.
-  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes) override;
+  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes,
+                        size_t sent_ahead) override;
+  std::string FirstBytes(std::string_view camera_authority) override;
   void OnOpenFailed(int error, std::string_view text) override;
   void OnAgentGone() override;
   // Held for an agent during a takeover: it connected.

@@ -67,6 +67,7 @@ enum class SpareEvent : uint8_t {
   kRequested,      // SPARE sent
   kHeld,           // proven and parked
   kUsed,           // an open took it (OPEN written on it)
+  kSentAhead,      // the media server's first bytes followed that OPEN at once (early data)
   kOpened,         // the agent answered OPENED: the tunnel runs on it
   kCameraRefused,  // the agent answered OPEN_FAILED
   kFellBack,       // it died before answering; the open went over the control connection
@@ -75,7 +76,7 @@ enum class SpareEvent : uint8_t {
   kCount
 };
 inline constexpr std::array<const char*, static_cast<size_t>(SpareEvent::kCount)> kSpareEventNames =
-    {"requested",      "held",      "used",    "opened",
+    {"requested",      "held",      "used",    "sent_ahead",    "opened",
      "camera_refused", "fell_back", "expired", "protocol_error"};
 
 inline constexpr std::array<double, 12> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,

@@ -35,7 +35,8 @@ class SparePool::Request final : public TunnelWaiter {
     gw.shard().timers().Arm(timer_, gw.shard().now_ms(), gw.config().open_timeout_ms);
   }
 
-  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes) override;
+  void OnDataConnection(runtime::Stream* data, std::span<const uint8_t> camera_bytes,
+                        size_t sent_ahead) override;
   void OnOpenFailed(int /*error*/, std::string_view /*text*/) override { End(); }
   void OnAgentGone() override { End(); }
 
@@ -117,12 +118,19 @@ class SparePool::Binding final : public runtime::StreamHandler {
     gw.shard().timers().Arm(deadline_, gw.shard().now_ms(), gw.config().open_timeout_ms);
   }
 
-  void Send(std::string_view service, const proto::Nonce& nonce) {
+  // OPEN, then the media server's first bytes when the agent takes them before its answer:
+  // the camera gets the request one round trip sooner.
+  void Send(std::string_view service, const proto::Nonce& nonce, std::string_view early) {
     proto::FrameBuilder open(proto::FrameType::kOpen);
     open.AddText(proto::Tag::kTunnelId, proto::FormatTunnelId(id_))
         .AddText(proto::Tag::kServiceName, service)
         .Add(proto::Tag::kNonce, nonce);
     stream_->Write(open.Finish());
+    if (!early.empty()) {
+      stream_->Write(early);
+      sent_ahead_ = early.size();
+      pool_.gw_.metrics().CountSpare(SpareEvent::kSentAhead);
+    }
   }
 
   void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) override {
@@ -149,7 +157,7 @@ class SparePool::Binding final : public runtime::StreamHandler {
       pool_.gw_.metrics().CountSpare(SpareEvent::kOpened);
       pool_.gw_.shard().timers().Cancel(deadline_);
       // The waiter takes the stream, its handler slot and its connection count.
-      pending->waiter->OnDataConnection(stream_, bytes);
+      pending->waiter->OnDataConnection(stream_, bytes, sent_ahead_);
       delete this;
       return;
     }
@@ -196,12 +204,14 @@ class SparePool::Binding final : public runtime::StreamHandler {
   proto::TunnelId id_;
   proto::FrameDecoder decoder_;
   runtime::Timer deadline_;
+  size_t sent_ahead_ = 0;
   bool answered_ = false;
   bool timed_out_ = false;
 };
 
 void SparePool::Request::OnDataConnection(runtime::Stream* data,
-                                          std::span<const uint8_t> camera_bytes) {
+                                          std::span<const uint8_t> camera_bytes,
+                                          size_t /*sent_ahead*/) {
   GatewayShard& gw = pool_.gw_;
   auto* spare = new Spare(pool_, agent_id_, data);
   const ControlSession* session = gw.registry().Find(agent_id_);
@@ -242,7 +252,8 @@ void SparePool::TopUp(ControlSession& session) {
   }
 }
 
-bool SparePool::Use(ControlSession& session, proto::TunnelId id, std::string_view service) {
+bool SparePool::Use(ControlSession& session, proto::TunnelId id, std::string_view service,
+                    TunnelWaiter& waiter, std::string_view camera_authority) {
   auto it = agents_.find(Key(session.agent_id()));
   if (it == agents_.end() || it->second.held.empty()) {
     return false;
@@ -257,7 +268,8 @@ bool SparePool::Use(ControlSession& session, proto::TunnelId id, std::string_vie
   runtime::Stream* stream = spare->Release();
   gw_.metrics().CountSpare(SpareEvent::kUsed);
   auto* binding = new Binding(*this, stream, session.agent_id(), id);
-  binding->Send(service, pending->nonce);
+  const bool early = (session.capabilities() & proto::kCapSpareEarlyData) != 0;
+  binding->Send(service, pending->nonce, early ? waiter.FirstBytes(camera_authority) : "");
   return true;
 }
 

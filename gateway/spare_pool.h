@@ -17,6 +17,7 @@ namespace camtunnel::gateway {
 
 class ControlSession;
 class GatewayShard;
+class TunnelWaiter;
 
 class SparePool {
  public:
@@ -28,11 +29,14 @@ class SparePool {
   // number, if it speaks section 8.1. Only agents that open tunnels get asked, so an idle fleet
   // holds none.
   void TopUp(ControlSession& session);
-  // Runs the pending tunnel `id` (registered by the caller) on one of the agent's spares:
-  // OPEN is written on it, and the agent's OPENED or OPEN_FAILED completes the pending tunnel;
-  // a spare that dies before answering falls back to OPEN on `session`. False if the agent has
-  // no spare here (the caller sends OPEN itself).
-  bool Use(ControlSession& session, proto::TunnelId id, std::string_view service);
+  // Runs the pending tunnel `id` (registered by the caller for `waiter`) on one of the agent's
+  // spares: OPEN is written on it, followed at once by the waiter's FirstBytes when the agent
+  // takes early data, and the agent's OPENED or OPEN_FAILED completes the pending tunnel; a
+  // spare that dies before answering falls back to OPEN on `session` (and the early bytes are
+  // sent again, on the new connection). False if the agent has no spare here (the caller sends
+  // OPEN itself).
+  bool Use(ControlSession& session, proto::TunnelId id, std::string_view service,
+           TunnelWaiter& waiter, std::string_view camera_authority);
   // The agent's session ended or was replaced: its spares close.
   void DropAgent(std::string_view agent_id);
   size_t held() const { return held_; }

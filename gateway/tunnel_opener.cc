@@ -48,7 +48,7 @@ OpenAttempt StartTunnel(GatewayShard& gw, std::string_view agent_id, std::string
   pending.waiter = waiter;
   const proto::Nonce nonce = pending.nonce;
   gw.registry().AddPending(a.tunnel_id, std::move(pending));
-  if (!gw.spares().Use(*session, a.tunnel_id, entry->name)) {
+  if (!gw.spares().Use(*session, a.tunnel_id, entry->name, *waiter, a.camera_authority)) {
     session->SendOpen(a.tunnel_id, entry->name, nonce);
   }
   // An agent that opens tunnels keeps its next one warm (PROTOCOL.md 8.1).

@@ -1,5 +1,6 @@
 #include "gateway/tunnel_relay.h"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "gateway/gateway_shard.h"
@@ -11,8 +12,9 @@ namespace camtunnel::gateway {
 void TunnelRelay::Start(GatewayShard& gw, runtime::Stream* client, runtime::Stream* camera,
                         const FrontendRoute& route, std::string_view camera_authority,
                         std::string_view agent_id, std::string_view client_bytes,
-                        std::span<const uint8_t> camera_bytes) {
+                        std::span<const uint8_t> camera_bytes, size_t sent_ahead) {
   auto* r = new TunnelRelay(gw, client, camera, route, camera_authority, agent_id);
+  r->sent_ahead_ = sent_ahead;
   gw.metrics().tunnels_open.Add(1);
   if (route.form == FrontendForm::kConnect) {
     client->Write("HTTP/1.1 200 Connection established\r\n\r\n");
@@ -61,16 +63,14 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
     const uint64_t budget = filter_.PassThroughBudget();
     if (budget > 0) {
       const size_t n = budget < bytes.size() ? static_cast<size_t>(budget) : bytes.size();
-      camera_->Write(bytes.first(n));
-      CountToCamera(n);
+      ToCamera(bytes.first(n));
       filter_.SkipPassThrough(n);
       bytes = bytes.subspan(n);
       continue;
     }
     scratch_.clear();
     const FrontendError e = filter_.Feed(bytes, &scratch_);
-    camera_->Write(scratch_);
-    CountToCamera(scratch_.size());
+    ToCamera(Bytes(scratch_));
     if (e != FrontendError::kOk) {
       if (e == FrontendError::kOtherAgent) {
         gw_.metrics().CountBadInput(FrontendBadInput::kOtherAgent);
@@ -94,6 +94,17 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
     break;
   }
   Throttle(client_, camera_);
+}
+
+void TunnelRelay::ToCamera(std::span<const uint8_t> bytes) {
+  CountToCamera(bytes.size());
+  // The filter runs over the client's stream from its first byte, so its first output is what
+  // went ahead behind OPEN on the spare, byte for byte: that part is not written twice.
+  const size_t skip = std::min<size_t>(sent_ahead_, bytes.size());
+  sent_ahead_ -= skip;
+  if (skip < bytes.size()) {
+    camera_->Write(bytes.subspan(skip));
+  }
 }
 
 void TunnelRelay::CountToCamera(size_t n) {

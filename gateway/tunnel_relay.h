@@ -22,11 +22,12 @@ class GatewayShard;
 class TunnelRelay {
  public:
   // Takes over both streams. `client_bytes` is everything the client sent so far (its first
-  // head included); `camera_bytes` what the agent sent behind its data head.
+  // head included); `camera_bytes` what the agent sent behind its data head; `sent_ahead` how
+  // many bytes of the camera-bound stream are already on `camera` (early data on a spare).
   static void Start(GatewayShard& gw, runtime::Stream* client, runtime::Stream* camera,
                     const FrontendRoute& route, std::string_view camera_authority,
                     std::string_view agent_id, std::string_view client_bytes,
-                    std::span<const uint8_t> camera_bytes);
+                    std::span<const uint8_t> camera_bytes, size_t sent_ahead);
 
  private:
   class Side final : public runtime::StreamHandler {
@@ -49,6 +50,8 @@ class TunnelRelay {
               std::string_view agent_id);
   void FromClient(std::span<const uint8_t> bytes);
   void FromCamera(std::span<const uint8_t> bytes);
+  // Writes what the filter forwards, less what already went ahead; counts all of it.
+  void ToCamera(std::span<const uint8_t> bytes);
   void CountToCamera(size_t n);
   // Bytes the camera sent that are now queued to the client (copied or decrypted there).
   void CountToClient(size_t n);
@@ -68,6 +71,7 @@ class TunnelRelay {
   std::string agent_id_;
   AgentStats* stats_;  // the agent's, on this (its home) shard; null past the registry's bound
   std::string scratch_;
+  size_t sent_ahead_ = 0;  // forwarded bytes still to skip: they went behind OPEN on a spare
   FrontendError refusal_ = FrontendError::kOk;  // a later request the gateway refuses
   std::string refusal_cseq_;
   bool refusal_answered_ = false;

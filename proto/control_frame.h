@@ -64,6 +64,9 @@ enum class Tag : uint8_t {
 inline constexpr uint32_t kCapPlainFrameMac = 1u << 0;
 inline constexpr uint32_t kCapOpenFailedErrno = 1u << 1;
 inline constexpr uint32_t kCapSpareData = 1u << 2;
+// With kCapSpareData: the media server's first bytes may follow OPEN on a spare at once
+// (PROTOCOL.md 8.1), the agent holding them until its camera connection is up.
+inline constexpr uint32_t kCapSpareEarlyData = 1u << 3;
 
 enum class ErrorCode : uint16_t {
   kBadProof = 1,

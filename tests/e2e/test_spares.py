@@ -85,8 +85,9 @@ class Spares(_GatewayChecks, unittest.TestCase):
     def tearDownClass(cls):
         cls.env.close()
 
-    def agent(self, agent_id, spares=True):
-        caps = ctc.OUR_CAPABILITIES | (ctc.CAP_SPARE_DATA if spares else 0)
+    def agent(self, agent_id, spares=True, early=False):
+        caps = ctc.OUR_CAPABILITIES | (ctc.CAP_SPARE_DATA if spares else 0) | \
+            (ctc.CAP_SPARE_EARLY_DATA if early else 0)
         cfg = self.gw.agent_config(agent_id, ["http=127.0.0.1:9"], capabilities=caps)
         a = InProcessAgent(cfg, mode="record").start()
         self.addCleanup(self.gw.wait_agent, agent_id, False)
@@ -96,6 +97,11 @@ class Spares(_GatewayChecks, unittest.TestCase):
 
     def request(self, agent_id):
         return self.background_request(http_get_raw("/%s/snapshot.jpg" % agent_id))
+
+    def assertNothingArrives(self, stream, seconds=0.5):
+        with self.assertRaises(TimeoutError):
+            got = stream.recv(65536, time.monotonic() + seconds)
+            self.fail("unexpected bytes: %r" % got)
 
     def first_tunnel_then_spare(self, a):
         """An ordinary tunnel (OPEN on the control connection), after which the gateway asks for
@@ -140,8 +146,85 @@ class Spares(_GatewayChecks, unittest.TestCase):
         with self.assertRaises(queue.Empty):
             a.opens.get(timeout=0.2)   # nothing on the control connection for this tunnel
         a.spares.get(timeout=5)        # and the next one is asked for
-        for event, n in (("requested", 2), ("held", 1), ("used", 1), ("opened", 1)):
+        for event, n in (("requested", 2), ("held", 1), ("used", 1), ("opened", 1),
+                         ("sent_ahead", 0)):
             self.assertCounter(m0, n, "camtunnel_spare_connections_total", event=event)
+
+    def early_open(self, agent_id, raw):
+        """A request `raw` to an agent that takes early data, on its held spare: returns
+        (thread, result, spare, new tunnel id, the bytes that followed OPEN before OPENED)."""
+        a = self.agent(agent_id, early=True)
+        _, spare = self.held_spare(a)
+        t, res = self.background_request(raw)
+        f = read_frame(spare)
+        self.assertIsNotNone(f, "the gateway closed the spare instead of writing OPEN on it")
+        self.assertEqual(f.type, ctc.OPEN)
+        return t, res, a, spare, f.text(ctc.T_TUNNEL_ID)
+
+    def test_with_early_data_the_request_follows_open_at_once(self):
+        m0 = self.gw.metrics()
+        body = b"motion=on&zone=" + bytes(range(48, 58)) * 30
+        raw = ("POST /cam-spare-10/cgi-bin/config HTTP/1.1\r\nHost: x\r\n"
+               "Content-Length: %d\r\n\r\n" % len(body)).encode() + body
+        t, res, _, spare, new_id = self.early_open("cam-spare-10", raw)
+        # Before any answer from the agent: the routed request (path rewritten), its body too.
+        want = ("POST /cgi-bin/config HTTP/1.1\r\nHost: x\r\n"
+                "Content-Length: %d\r\n\r\n" % len(body)).encode() + body
+        self.assertEqual(spare.read_exact(len(want), time.monotonic() + 5), want)
+        spare.sendall(ctc.encode_frame(ctc.OPENED, [(ctc.T_TUNNEL_ID, new_id)]))
+        answer = bytes(range(256)) * 20
+        spare.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                      % len(answer) + answer)
+        spare.shutdown_write()
+        t.join(10)
+        self.assertEqual(res["r"][0], 200, res)
+        self.assertEqual(res["r"][2], answer)
+        # Sent once: after OPENED the relay forwards nothing it had already sent ahead.
+        self.assertEqual(spare.recv(65536, time.monotonic() + 5), b"")
+        for event, n in (("used", 1), ("sent_ahead", 1), ("opened", 1)):
+            self.assertCounter(m0, n, "camtunnel_spare_connections_total", event=event)
+
+    def test_without_the_capability_the_request_waits_for_opened(self):
+        a = self.agent("cam-spare-11")
+        _, spare = self.held_spare(a)
+        t, res = self.request("cam-spare-11")
+        f = read_frame(spare)
+        self.assertEqual(f.type, ctc.OPEN)
+        self.assertNothingArrives(spare)
+        spare.sendall(ctc.encode_frame(ctc.OPENED, [(ctc.T_TUNNEL_ID, f.text(ctc.T_TUNNEL_ID))]))
+        head = serve_snapshot(spare, b"late")
+        self.assertTrue(head.startswith(b"GET /snapshot.jpg HTTP/1.1\r\n"), head)
+        t.join(10)
+        self.assertEqual(res["r"][2], b"late")
+
+    def test_early_data_refused_by_the_camera_is_a_502(self):
+        m0 = self.gw.metrics()
+        t, res, _, spare, new_id = self.early_open(
+            "cam-spare-12", http_get_raw("/cam-spare-12/snapshot.jpg"))
+        spare.read_until(b"\r\n\r\n", 65536, time.monotonic() + 5)
+        spare.sendall(ctc.encode_frame(ctc.OPEN_FAILED, ctc.open_failed_fields(
+            new_id, errno.ECONNREFUSED, "camera refused")))
+        spare.close()   # unread bytes or not, the answer was on its way first
+        t.join(10)
+        self.assertEqual(res["r"][0], 502, res)
+        self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="camera_refused")
+
+    def test_early_data_on_a_spare_lost_is_sent_again_on_the_new_connection(self):
+        m0 = self.gw.metrics()
+        t, res, a, spare, new_id = self.early_open(
+            "cam-spare-13", http_get_raw("/cam-spare-13/snapshot.jpg"))
+        first = spare.read_until(b"\r\n\r\n", 65536, time.monotonic() + 5)
+        self.assertTrue(first.startswith(b"GET /snapshot.jpg HTTP/1.1\r\n"), first)
+        spare.reset()
+        tid, service, nonce = a.next_open()
+        self.assertEqual((tid, service), (new_id, "http"))
+        data = ctc.open_data_connection(a.cfg, tid, nonce)
+        self.assertEqual(serve_snapshot(data, b"second try"), first)   # the whole request again
+        t.join(10)
+        self.assertEqual(res["r"][0], 200, res)
+        self.assertEqual(res["r"][2], b"second try")
+        data.close()
+        self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="fell_back")
 
     def test_only_agents_with_the_capability_that_opened_are_asked(self):
         m0 = self.gw.metrics()
