@@ -37,7 +37,8 @@ TEST_F(ControlSessionTest, HelloCarriesAgentProofCapabilitiesVersionAndServices)
   proto::Digest expected = proto::AgentProof(key_, ProofInput(control, {}));
   EXPECT_TRUE(proto::ConstantTimeEqual(*proof, expected));
   EXPECT_EQ(hello.U32(Tag::kCapabilities).value_or(0),
-            proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData);
+            proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData |
+                proto::kCapSpareEarlyData);
   EXPECT_EQ(hello.Text(Tag::kVersion).value_or(""), "camtunnel-agent/0.1.0");
   EXPECT_THAT(hello.AllText(Tag::kService), ElementsAre("rtsp=127.0.0.1:554", "http=127.0.0.1:80"));
 }
