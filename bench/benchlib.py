@@ -89,6 +89,22 @@ def process_cpu_seconds(pids):
     return total
 
 
+# The relay benches' iperf3 loads (tls_relay.py, plain_relay.py).
+RELAY_LOADS = [
+    # name, iperf3 arguments, streams
+    ("bulk-1", [], 1),
+    ("bulk-4", ["-P", "4"], 4),
+    # The same bulk at one fixed rate for every contender, below what any of them saturates
+    # the box at: the per-Gbit/s figure without the machine's saturation, where a chain with
+    # one more process (camtunnel's CONNECT bridge) would lose throughput, and with it batching.
+    ("paced-1", ["-b", "3G"], 1),
+    ("paced-4", ["-P", "4", "-b", "750M"], 4),
+    # 12 streams: with iperf3's control connection that is 13 tunnels, under the agent's
+    # limit of 16 open tunnels per camera.
+    ("rtp-12", ["-P", "12", "-l", "1400", "-b", "30M"], 12),
+]
+
+
 def machine_cpu():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]

@@ -22,14 +22,8 @@ import argparse
 import os
 import tempfile
 
-from benchlib import Camtunnel, free_port, run_contender, wait_port, write_result
-
-LOADS = [
-    ("bulk-1", [], 1),
-    ("bulk-4", ["-P", "4"], 4),
-    ("rtp-12", ["-P", "12", "-l", "1400", "-b", "30M"], 12),
-]
-
+from benchlib import RELAY_LOADS as LOADS, Camtunnel, free_port, run_contender, wait_port, \
+    write_result
 
 class RelayBench:
     reverse = False
@@ -104,11 +98,13 @@ def main():
             results += run_contender(c, cd, build, dict(os.environ), loads, a.seconds,
                                      width=16)
     system_of = {"camtunnel-plain": "camtunnel", "haproxy": "haproxy", "socat": "socat"}
+    metric = {"bulk-1": "plain_relay_cpu_pct_per_gbit",
+              "paced-1": "plain_relay_cpu_pct_per_gbit_paced_1stream"}
     rows = []
     for r in results:
-        if r["load"] == "bulk-1" and r["relay_cpu_pct_per_gbit"]:
+        if r["load"] in metric and r["relay_cpu_pct_per_gbit"]:
             rows.append({"system": system_of.get(r["system"], "camtunnel"),
-                         "variant": r["system"], "metric": "plain_relay_cpu_pct_per_gbit",
+                         "variant": r["system"], "metric": metric[r["load"]],
                          "value": round(r["relay_cpu_pct_per_gbit"], 2), "unit": "%core/Gbit/s"})
     write_result(a.json, "plain_relay", rows, runs=results)
 

@@ -17,8 +17,9 @@ Gbit/s relayed; the ceiling row is `openssl speed` AES-128-GCM alone.
   stunnel:   iperf3 -c -> stunnel client =TLS=> stunnel server -> iperf3 -s
   ssh-R:     iperf3 -c (-R) -> sshd's forwarded port | sshd <=ssh= ssh -R <- iperf3 -s
 
-Loads: bulk (iperf3 defaults, 128 KiB writes) with 1 and 4 streams; camera-shaped (1,400-byte
-writes, 12 streams at 30 Mbit/s each: RTP-sized records at many streams' bitrates).
+Loads: bulk (iperf3 defaults, 128 KiB writes) with 1 and 4 streams, as fast as it goes and paced
+at 3 Gbit/s in all (the same throughput for every contender); camera-shaped (1,400-byte writes,
+12 streams at 30 Mbit/s each: RTP-sized records at many streams' bitrates).
 
   sudo bench/tls_relay.py [--build build/release] [--seconds 10] [--only camtunnel,haproxy]
       [--json bench/results/tls_relay.json]
@@ -35,21 +36,12 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import Camtunnel, free_port, run_contender, wait_port, write_result
+from benchlib import RELAY_LOADS as LOADS, Camtunnel, free_port, run_contender, wait_port, \
+    write_result
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CIPHER_SUITE = "TLS_AES_128_GCM_SHA256"
 SSH_CIPHER = "aes128-gcm@openssh.com"
-
-LOADS = [
-    # name, iperf3 arguments, streams
-    ("bulk-1", [], 1),
-    ("bulk-4", ["-P", "4"], 4),
-    # 12 streams: with iperf3's control connection that is 13 tunnels, under the agent's
-    # limit of 16 open tunnels per camera.
-    ("rtp-12", ["-P", "12", "-l", "1400", "-b", "30M"], 12),
-]
-
 
 def write_tls_material(d):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -165,7 +157,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(TOP, "build", "release"))
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--only", default="", help="comma-separated contenders")
-    ap.add_argument("--loads", default="", help="comma-separated loads (bulk-1,bulk-4,rtp-12)")
+    ap.add_argument("--loads", default="",
+                    help="comma-separated loads (bulk-1,bulk-4,paced-1,paced-4,rtp-12)")
     ap.add_argument("--json", default=os.path.join(TOP, "bench", "results", "tls_relay.json"))
     ap.add_argument("--keep", help="keep configs and logs in this directory")
     a = ap.parse_args()
@@ -188,7 +181,9 @@ def main():
     ceiling = openssl_ceiling()
     print("ceiling    openssl speed aes-128-gcm: %.2f Gbit/s per core = %.1f %%/Gbit/s"
           % (ceiling["gbit_per_core"], ceiling["cpu_pct_per_gbit"]))
-    metric = {"bulk-1": "tls_relay_cpu_pct_per_gbit_bulk", "rtp-12": "tls_relay_cpu_pct_per_gbit_rtp"}
+    metric = {"bulk-1": "tls_relay_cpu_pct_per_gbit_bulk", "rtp-12": "tls_relay_cpu_pct_per_gbit_rtp",
+              "paced-1": "tls_relay_cpu_pct_per_gbit_bulk_paced_1stream",
+              "paced-4": "tls_relay_cpu_pct_per_gbit_bulk_paced_4streams"}
     rows = [{"system": "ceiling", "metric": "tls_relay_cpu_pct_per_gbit_bulk",
              "value": round(ceiling["cpu_pct_per_gbit"], 2), "unit": "%core/Gbit/s"}]
     for r in results:
