@@ -5,7 +5,9 @@ haproxy with splice and socat, side by side, with the same iperf3 traffic on loo
   camtunnel-plain  iperf3 -c (-R) -> socat CONNECT bridge -> gateway | gateway <=plain= agent
                    <- iperf3 -s (the relay inside the gateway as it is today)
   relay-copy       camtunnel-relaybench --mode copy: runtime Streams (multishot recv into
-                   provided buffers, send from the other side's queue)
+                   provided buffers, each copied into the other side's send queue)
+  relay-handover   --mode handover: the same, receives of 8 KiB or more handed over whole (the
+                   filled ring buffer becomes a send-queue chunk; the gateway's relay today)
   relay-splice     camtunnel-relaybench --mode splice: ring readiness + splice(2) through a pipe
   haproxy          mode tcp, option splice-auto, one thread
   socat            TCP-LISTEN,fork -> TCP (read/write)
@@ -71,8 +73,8 @@ class Socat:
 
 
 def contenders():
-    return [Camtunnel(tls=False), RelayBench("copy"), RelayBench("splice"), HaproxySplice(),
-            Socat()]
+    return [Camtunnel(tls=False), RelayBench("copy"), RelayBench("handover"), RelayBench("splice"),
+            HaproxySplice(), Socat()]
 
 
 def main():

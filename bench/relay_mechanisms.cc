@@ -1,13 +1,16 @@
 // camtunnel-relaybench: a plain TCP relay on one runtime shard, for choosing the mechanism of
 // the gateway's plain relay by measurement (bench/plain_relay.py drives it against haproxy and
 // socat). Every accepted connection is relayed to --to both ways, by:
-//   copy    runtime::Stream on both sides: multishot recv into provided buffers, send from the
-//           other side's queue (what the gateway's relay does today);
+//   copy      runtime::Stream on both sides: multishot recv into provided buffers, each receive
+//             copied into the other side's send queue;
+//   handover  the same, but a receive of 8 KiB or more goes over whole: the filled ring buffer
+//             becomes a chunk of the other side's queue (StreamHandler::RelayTarget; what the
+//             gateway's relay does today);
 //   splice  runtime::SplicePump per direction: readiness from the ring, then splice(2)
 //           socket -> pipe -> socket, no user-space copy.
 // Half-close travels through in both modes. Runs until SIGINT/SIGTERM.
 //
-//   camtunnel-relaybench --listen 127.0.0.1:PORT --to 127.0.0.1:PORT --mode copy|splice
+//   camtunnel-relaybench --listen 127.0.0.1:PORT --to 127.0.0.1:PORT --mode copy|handover|splice
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -36,10 +39,11 @@ using camtunnel::runtime::StreamHandler;
 Shard* g_shard = nullptr;
 void OnSignal(int) { g_shard->Stop(); }
 
-// Copy mode: two Streams writing into each other, with backpressure and half-close.
+// Copy and hand-over modes: two Streams writing into each other, with backpressure and
+// half-close.
 class CopyRelay {
  public:
-  CopyRelay(Shard& shard, int a, int b) {
+  CopyRelay(Shard& shard, int a, int b, bool hand_over) : hand_over_(hand_over) {
     a_ = Stream::Create(shard, a, nullptr, &side_a_);
     b_ = Stream::Create(shard, b, nullptr, &side_b_);
     a_->Start();
@@ -58,6 +62,14 @@ class CopyRelay {
         return;
       }
       other()->Write(bytes);
+      if (other()->over_high_watermark()) {
+        s.PauseRead();
+      }
+    }
+    Stream* RelayTarget(Stream& /*s*/) override {
+      return r_->hand_over_ && !other_closed() ? other() : nullptr;
+    }
+    void OnStreamRelayed(Stream& s, size_t /*bytes*/) override {
       if (other()->over_high_watermark()) {
         s.PauseRead();
       }
@@ -97,6 +109,7 @@ class CopyRelay {
   Side side_b_{this, false};
   bool a_closed_ = false;
   bool b_closed_ = false;
+  bool hand_over_;
 };
 
 // Splice mode: one pump per direction; the sockets close when both pumps are done.
@@ -182,8 +195,10 @@ int main(int argc, char** argv) {
     (k == "--listen" ? listen_at : k == "--to" ? to : mode) = argv[i + 1];
   }
   sockaddr_in target{};
-  if (listen_at.empty() || !ParseAddress(to, &target) || (mode != "copy" && mode != "splice")) {
-    std::fprintf(stderr, "usage: %s --listen HOST:PORT --to HOST:PORT --mode copy|splice\n",
+  if (listen_at.empty() || !ParseAddress(to, &target) ||
+      (mode != "copy" && mode != "handover" && mode != "splice")) {
+    std::fprintf(stderr,
+                 "usage: %s --listen HOST:PORT --to HOST:PORT --mode copy|handover|splice\n",
                  argv[0]);
     return 2;
   }
@@ -207,7 +222,7 @@ int main(int argc, char** argv) {
     if (mode == "splice") {
       new SpliceRelay(shard, client, fd);
     } else {
-      new CopyRelay(shard, client, fd);
+      new CopyRelay(shard, client, fd, mode == "handover");
     }
   });
   if (!listener.ok()) {

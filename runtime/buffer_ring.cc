@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 namespace camtunnel::runtime {
 
@@ -19,12 +20,7 @@ int BufferRing::Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t
     return -errno;
   }
   br_ = static_cast<io_uring_buf_ring*>(mem);
-  data_bytes_ = static_cast<size_t>(count) * buffer_bytes;
-  mem = mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  if (mem == MAP_FAILED) {
-    return -errno;
-  }
-  base_ = static_cast<uint8_t*>(mem);
+  memory_.resize(count);
   io_uring_buf_ring_init(br_);
   io_uring_buf_reg reg{};
   reg.ring_addr = reinterpret_cast<uint64_t>(br_);
@@ -49,8 +45,11 @@ void BufferRing::Refill() {
   while (in_ring_ < published_ && !free_.empty()) {
     const uint16_t id = free_.back();
     free_.pop_back();
-    io_uring_buf_ring_add(br_, base_ + static_cast<size_t>(id) * buffer_bytes_, buffer_bytes_, id,
-                          mask, added);
+    std::unique_ptr<uint8_t[]>& memory = memory_[id];
+    if (memory == nullptr) {
+      memory = std::make_unique_for_overwrite<uint8_t[]>(buffer_bytes_);
+    }
+    io_uring_buf_ring_add(br_, memory.get(), buffer_bytes_, id, mask, added);
     ++added;
     ++in_ring_;
   }
@@ -63,6 +62,12 @@ void BufferRing::Recycle(uint16_t id) {
   free_.push_back(id);
   --in_use_;
   Refill();
+}
+
+std::unique_ptr<uint8_t[]> BufferRing::Give(uint16_t id, std::unique_ptr<uint8_t[]> replacement) {
+  std::unique_ptr<uint8_t[]> filled = std::exchange(memory_[id], std::move(replacement));
+  Recycle(id);
+  return filled;
 }
 
 void BufferRing::NoteShortage() {
@@ -87,9 +92,6 @@ BufferRing::~BufferRing() {
   }
   if (br_ != nullptr) {
     munmap(br_, ring_bytes_);
-  }
-  if (base_ != nullptr) {
-    munmap(base_, data_bytes_);
   }
 }
 

@@ -9,11 +9,18 @@
 // last (still cached). The published count adapts: it doubles whenever a receive finds the
 // ring empty (ENOBUFS) and halves back towards its floor after a quiet while, so a burst of
 // many connections gets buffers and a few busy ones stay inside the cache.
+//
+// Each buffer is its own allocation, made when it is first published (so buffers never needed
+// cost no memory) and exchangeable: a plain relay takes a filled buffer as a chunk of its send
+// queue and the ring gets a spare chunk in its place (Give), which io_uring's buffer rings
+// allow since every entry carries its own address. The bytes are then never copied in user
+// space.
 #pragma once
 
 #include <liburing.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -34,9 +41,7 @@ class BufferRing {
   // Returns -errno. `count` must be a power of two.
   int Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t buffer_bytes);
   uint16_t group_id() const { return group_id_; }
-  std::span<uint8_t> Buffer(uint16_t id, size_t len) {
-    return {base_ + static_cast<size_t>(id) * buffer_bytes_, len};
-  }
+  std::span<uint8_t> Buffer(uint16_t id, size_t len) { return {memory_[id].get(), len}; }
   // The kernel filled a buffer (a completion carried IORING_CQE_F_BUFFER).
   void NoteTaken() {
     ++in_use_;
@@ -44,6 +49,9 @@ class BufferRing {
   }
   // Hands a buffer back once its bytes have been consumed.
   void Recycle(uint16_t id);
+  // Instead of Recycle: the caller keeps the filled buffer's memory (buffer_bytes() long) and
+  // `replacement`, as long, takes its place in the ring.
+  std::unique_ptr<uint8_t[]> Give(uint16_t id, std::unique_ptr<uint8_t[]> replacement);
   // A receive found the ring empty: publish more.
   void NoteShortage();
   // Once per loop iteration: lets the published count shrink after a quiet while.
@@ -60,9 +68,8 @@ class BufferRing {
 
   io_uring* ring_ = nullptr;
   io_uring_buf_ring* br_ = nullptr;
-  uint8_t* base_ = nullptr;
+  std::vector<std::unique_ptr<uint8_t[]>> memory_;  // by buffer id; null until first published
   size_t ring_bytes_ = 0;
-  size_t data_bytes_ = 0;
   std::vector<uint16_t> free_;  // buffers neither in the ring nor in use; the top is hottest
   uint32_t count_ = 0;
   uint32_t buffer_bytes_ = 0;

@@ -18,6 +18,11 @@ class ByteQueue {
   static constexpr size_t kChunkBytes = 16384;
 
   void Append(std::span<const uint8_t> bytes);
+  // Appends the first `n` bytes of `chunk` (kChunkBytes long) by taking the chunk itself: a
+  // receive buffer handed over whole, with no copy. What is appended later fills its rest.
+  void AppendChunk(std::unique_ptr<uint8_t[]> chunk, size_t n);
+  // A kChunkBytes chunk from this thread's pool of spent ones (the freshest), or a new one.
+  static std::unique_ptr<uint8_t[]> NewChunk();
   // Writable space at the back (never empty; a new chunk when the last is full), for a
   // producer that writes in place (a TLS record decrypted straight into the queue). Commit(n)
   // then appends the first n bytes written there.

@@ -63,6 +63,8 @@ class Stream final : public IoObject {
   // Send-queue watermarks for backpressure (bytes of ciphertext or plaintext queued).
   static constexpr size_t kHighWatermark = 256 * 1024;
   static constexpr size_t kLowWatermark = 64 * 1024;
+  // A plain receive at least this long is handed to a relay target whole, not copied.
+  static constexpr size_t kHandOverMinBytes = 8 * 1024;
   // How long Finish() waits for the peer's FIN after our own.
   static constexpr uint64_t kLingerMs = 2000;
   // How often a stream closing with a reset checks that the peer acknowledged its last bytes.
@@ -162,6 +164,12 @@ class Stream final : public IoObject {
   void Deliver(std::span<const uint8_t> bytes);
   void OnPeerEof();
   void FlushTx();
+  // The handler's relay target if bytes can go straight into its send queue (plain, open,
+  // still writing), else null.
+  Stream* PlainRelayTarget();
+  // Plain source: a receive buffer of `n` bytes handed whole to the relay target's send queue
+  // (the ring gets a spare chunk for it); false when it must be delivered instead.
+  bool HandOver(uint16_t id, size_t n);
   // Plaintext read straight into `target`'s send queue; false if nothing could be read.
   bool ReadTlsInto(Stream& target);
   void Queued();

@@ -112,6 +112,41 @@ TEST(ByteQueueTest, InPlaceWritesAndGatherKeepOrder) {
   EXPECT_EQ(q.Gather(parts), 0u);
 }
 
+TEST(ByteQueueTest, AdoptedChunksKeepOrderWithCopiedBytesAround) {
+  ByteQueue q;
+  const auto data = Pattern(100 + 9000 + 2000 + 12000);
+  std::span<const uint8_t> rest(data);
+  q.Append(rest.first(100));  // copied
+  rest = rest.subspan(100);
+  q.TailRoom();  // an empty tail taken and not used: no hole before the adopted chunk
+  // Handed over whole, as a filled receive buffer is: the queue owns that very memory.
+  auto chunk = ByteQueue::NewChunk();
+  std::memcpy(chunk.get(), rest.data(), 9000);
+  const uint8_t* adopted_at = chunk.get();
+  q.AppendChunk(std::move(chunk), 9000);
+  rest = rest.subspan(9000);
+  q.Append(rest.first(2000));  // copied into the adopted chunk's free rest
+  rest = rest.subspan(2000);
+  q.AppendChunk(ByteQueue::NewChunk(), 0);  // an empty hand-over changes nothing
+  auto second = ByteQueue::NewChunk();
+  std::memcpy(second.get(), rest.data(), rest.size() - 5);
+  q.AppendChunk(std::move(second), rest.size() - 5);
+  q.Append(rest.last(5));
+  ASSERT_EQ(q.size(), data.size());
+  iovec parts[8];
+  const size_t count = q.Gather(parts);
+  EXPECT_EQ(parts[1].iov_base, adopted_at);
+  EXPECT_EQ(parts[1].iov_len, 11000u);
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i < count; ++i) {
+    const auto* p = static_cast<const uint8_t*>(parts[i].iov_base);
+    out.insert(out.end(), p, p + parts[i].iov_len);
+  }
+  EXPECT_EQ(out, data);
+  q.Consume(q.size());
+  EXPECT_TRUE(q.empty());
+}
+
 TEST(ByteQueueTest, ClearEmpties) {
   ByteQueue q;
   q.Append(Pattern(40000));
