@@ -31,6 +31,24 @@ def wait_port(port, timeout=15.0):
     raise RuntimeError("nothing listens on port %d" % port)
 
 
+def wait_listening(port, timeout=15.0):
+    """Like wait_port, without connecting: for iperf3 -s and every port whose connections are
+    forwarded on to it. iperf3 serves one test at a time; a probe connection is taken for a
+    client, fails its test, and can make the real client's control connection fail
+    ("control socket has closed unexpectedly")."""
+    deadline = time.monotonic() + timeout
+    suffix = ":%04X" % port
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()   # local_address, ..., state (0A: LISTEN)
+                    if fields[1].endswith(suffix) and fields[3] == "0A":
+                        return
+        time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %d" % port)
+
+
 class Procs:
     """Processes we started, ended by PID (SIGTERM, then SIGKILL)."""
 
@@ -189,7 +207,7 @@ class Camtunnel:
         procs.start("bridge", ["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % self.port,
                                "PROXY:127.0.0.1:%s:%d,proxyport=%d" % (AGENT_ID, sink_port,
                                                                         self.frontend)])
-        wait_port(self.port)
+        wait_listening(self.port)
         return p.pid
 
     def settle(self, timeout=15.0):
@@ -216,7 +234,7 @@ def run_contender(c, d, build, env, loads, seconds, width=10):
     rows = []
     try:
         procs.start("iperf3-sink", ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(sink_port)])
-        wait_port(sink_port)
+        wait_listening(sink_port)
         pid = c.start(procs, d, build, sink_port, env)
         for load in loads:
             if hasattr(c, "settle"):

@@ -24,8 +24,8 @@ import argparse
 import os
 import tempfile
 
-from benchlib import RELAY_LOADS as LOADS, Camtunnel, free_port, run_contender, wait_port, \
-    write_result
+from benchlib import RELAY_LOADS as LOADS, Camtunnel, free_port, run_contender, \
+    wait_listening, write_result
 
 class RelayBench:
     reverse = False
@@ -38,7 +38,7 @@ class RelayBench:
         p = procs.start(self.name, [os.path.join(build, "bench", "camtunnel-relaybench"),
                                     "--listen", "127.0.0.1:%d" % self.port,
                                     "--to", "127.0.0.1:%d" % sink_port, "--mode", self.mode], env)
-        wait_port(self.port)
+        wait_listening(self.port)
         return p.pid
 
 
@@ -56,7 +56,7 @@ class HaproxySplice:
                     "frontend plain\n  bind 127.0.0.1:%d\n  default_backend cam\n"
                     "backend cam\n  server s1 127.0.0.1:%d\n" % (self.port, sink_port))
         p = procs.start("haproxy", ["haproxy", "-db", "-f", conf], env)
-        wait_port(self.port)
+        wait_listening(self.port)
         return p.pid
 
 
@@ -68,7 +68,7 @@ class Socat:
         self.port = free_port()
         p = procs.start("socat", ["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork"
                                   % self.port, "TCP:127.0.0.1:%d" % sink_port], env)
-        wait_port(self.port)
+        wait_listening(self.port)
         return p.pid
 
 

@@ -36,8 +36,8 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import RELAY_LOADS as LOADS, Camtunnel, free_port, run_contender, wait_port, \
-    write_result
+from benchlib import RELAY_LOADS as LOADS, Camtunnel, free_port, run_contender, \
+    wait_listening, wait_port, write_result
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CIPHER_SUITE = "TLS_AES_128_GCM_SHA256"
@@ -67,7 +67,7 @@ def stunnel_client(procs, d, name, accept_port, connect_port, env):
         f.write("foreground = yes\npid =\n[c]\nclient = yes\naccept = 127.0.0.1:%d\n"
                 "connect = 127.0.0.1:%d\nverifyPeer = no\n" % (accept_port, connect_port))
     procs.start(name, ["stunnel4", conf], env)
-    wait_port(accept_port)
+    wait_listening(accept_port)
 
 
 class Haproxy:
@@ -135,7 +135,7 @@ class SshR:
                             "-o", "Ciphers=" + SSH_CIPHER, "-o", "ExitOnForwardFailure=yes",
                             "-R", "127.0.0.1:%d:127.0.0.1:%d" % (self.port, sink_port),
                             "root@127.0.0.1"], env)
-        wait_port(self.port)
+        wait_listening(self.port)
         return p.pid
 
 
