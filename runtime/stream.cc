@@ -167,10 +167,10 @@ void Stream::OnRecv(int32_t res, uint32_t flags) {
     buffers.NoteTaken();
     // Data that was already in flight when we paused is still delivered: the overshoot is
     // bounded by the buffers of one completion batch.
-    if (res > 0 && receiving() && HandOver(id, static_cast<size_t>(res))) {
-      // the buffer went to the relay target's send queue; the ring got another
-    } else {
-      if (res > 0 && receiving()) {
+    const bool delivering = res > 0 && receiving();
+    // A buffer handed over went to the relay target's send queue, and the ring got another.
+    if (!delivering || !HandOver(id, static_cast<size_t>(res))) {
+      if (delivering) {
         OnBytes(buffers.Buffer(id, static_cast<size_t>(res)));
       }
       buffers.Recycle(id);

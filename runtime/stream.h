@@ -38,10 +38,11 @@ class StreamHandler {
   virtual void OnStreamEof(Stream& stream) = 0;
   // The send queue fell below the low watermark after having been above the high one.
   virtual void OnStreamWritable(Stream& /*stream*/) {}
-  // A relay that passes this TLS stream's plaintext on unchanged names the stream it goes to;
-  // if that one is plain and open, records are decrypted straight into its send queue (one
-  // copy less than OnStreamData) and OnStreamRelayed reports how many bytes went. Asked before
-  // each record, so the answer may change (null: deliver through OnStreamData).
+  // A relay that passes this stream's plaintext on unchanged names the stream it goes to; if
+  // that one is plain and open, a TLS source's records are decrypted straight into its send
+  // queue and a plain source's receives of kHandOverMinBytes or more become chunks of it (no
+  // copy at all), and OnStreamRelayed reports how many bytes went. Asked before each record or
+  // receive, so the answer may change (null: deliver through OnStreamData).
   virtual Stream* RelayTarget(Stream& /*stream*/) { return nullptr; }
   virtual void OnStreamRelayed(Stream& /*stream*/, size_t /*bytes*/) {}
   // Last call. `error` is 0 after an orderly close, else a positive errno-style code.
