@@ -94,13 +94,17 @@ int main(int argc, char** argv) {
     } else if (a == "--key" && i + 1 < argc) {
       files.key_file = argv[++i];
     } else if (a == "--count" && i + 1 < argc) {
-      count = std::atoi(argv[++i]);
+      count = static_cast<int>(std::strtol(argv[++i], nullptr, 10));
     } else if (a == "--resume") {
       resume = true;
     } else {
       std::fprintf(stderr, "usage: %s --cert C --key K [--count N] [--resume]\n", argv[0]);
       return 2;
     }
+  }
+  if (count <= 0) {
+    std::fprintf(stderr, "--count must be a positive number\n");
+    return 2;
   }
   LibCtxPtr libctx(OSSL_LIB_CTX_new());
   auto server_ctx = CreateServerContext(files, libctx.get());

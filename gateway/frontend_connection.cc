@@ -214,7 +214,7 @@ void FrontendConnection::MoveTo(unsigned shard) {
 
 void FrontendConnection::OnDetached(runtime::Stream* stream, unsigned shard) {
   auto adopt = [stream, bytes = head_.Take()](GatewayShard& to) mutable {
-    Adopt(to, stream, std::move(bytes));
+    Adopt(to, stream, bytes);
   };
   if (!gw_.HandOver(shard, stream, this, std::move(adopt))) {
     FailOpen(503, OpenResult::kBusy, "gateway busy");
@@ -225,7 +225,8 @@ void FrontendConnection::OnDetached(runtime::Stream* stream, unsigned shard) {
   delete this;
 }
 
-void FrontendConnection::Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes) {
+void FrontendConnection::Adopt(GatewayShard& gw, runtime::Stream* stream,
+                               const std::string& bytes) {
   auto* f = new FrontendConnection(gw);
   f->stream_ = stream;
   gw.FrontendWaiting(1);

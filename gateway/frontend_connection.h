@@ -62,7 +62,7 @@ class FrontendConnection final : public runtime::StreamHandler,
   // session and tunnels live; the head is routed again there. Queue full: 503.
   void MoveTo(unsigned shard);
   void OnDetached(runtime::Stream* stream, unsigned shard);
-  static void Adopt(GatewayShard& gw, runtime::Stream* stream, std::string bytes);
+  static void Adopt(GatewayShard& gw, runtime::Stream* stream, const std::string& bytes);
 
   GatewayShard& gw_;
   runtime::Stream* stream_ = nullptr;

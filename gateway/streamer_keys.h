@@ -19,11 +19,11 @@ class StreamerKeys {
   static absl::StatusOr<StreamerKeys> Load(const std::string& path);
   static absl::StatusOr<StreamerKeys> Parse(const std::string& text);
 
-  void Add(std::string key_id, const std::vector<uint8_t>& key) {
+  void Add(const std::string& key_id, const std::vector<uint8_t>& key) {
     if (first_key_id_.empty()) {
       first_key_id_ = key_id;
     }
-    keys_[std::move(key_id)] = key;
+    keys_[key_id] = key;
   }
   // The file's first key: the current one by convention (derive-key uses it by default).
   const std::string& first_key_id() const { return first_key_id_; }

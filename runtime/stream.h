@@ -62,10 +62,10 @@ struct StreamStats {
 class Stream final : public IoObject {
  public:
   // Send-queue watermarks for backpressure (bytes of ciphertext or plaintext queued).
-  static constexpr size_t kHighWatermark = 256 * 1024;
-  static constexpr size_t kLowWatermark = 64 * 1024;
+  static constexpr size_t kHighWatermark = size_t{256} * 1024;
+  static constexpr size_t kLowWatermark = size_t{64} * 1024;
   // A plain receive at least this long is handed to a relay target whole, not copied.
-  static constexpr size_t kHandOverMinBytes = 8 * 1024;
+  static constexpr size_t kHandOverMinBytes = size_t{8} * 1024;
   // How long Finish() waits for the peer's FIN after our own.
   static constexpr uint64_t kLingerMs = 2000;
   // How often a stream closing with a reset checks that the peer acknowledged its last bytes.
