@@ -12,7 +12,11 @@ is alive and holds no connection more than before (the checks of test_bad_input)
 - attacker moves: another agent's spare id (403), a forged proof (401), a replay (404), bytes
   before OPEN (closed, counted), a wrong tunnel id in the answer (502 to the media server);
 - OPEN_FAILED on a spare gives 502; a spare that dies before answering falls back to OPEN on the
-  control connection and the request still succeeds; an unused spare closes after its idle time.
+  control connection and the request still succeeds; an unused spare closes after its idle time;
+- early data (capability bit 3): the routed request, body included, follows OPEN before the
+  agent answers and is never sent twice; without the bit nothing follows OPEN before OPENED;
+  OPEN_FAILED after early data is a 502; a spare lost after early data falls back and the new
+  data connection carries the whole request again.
 
 SparesCppAgent: camtunnel-agent keeps the spare the gateway asks for, and its next tunnel runs
 on it: snapshots byte for byte from a camera service of the test's own, and a camera that
