@@ -27,6 +27,7 @@ import tempfile
 from benchlib import RELAY_LOADS as LOADS, Camtunnel, free_port, run_contender, \
     wait_listening, write_result
 
+
 class RelayBench:
     reverse = False
 

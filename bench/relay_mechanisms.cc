@@ -6,9 +6,9 @@
 //   handover  the same, but a receive of 8 KiB or more goes over whole: the filled ring buffer
 //             becomes a chunk of the other side's queue (StreamHandler::RelayTarget; what the
 //             gateway's relay does today);
-//   splice  runtime::SplicePump per direction: readiness from the ring, then splice(2)
-//           socket -> pipe -> socket, no user-space copy.
-// Half-close travels through in both modes. Runs until SIGINT/SIGTERM.
+//   splice    runtime::SplicePump per direction: readiness from the ring, then splice(2)
+//             socket -> pipe -> socket, no user-space copy.
+// Half-close travels through in every mode. Runs until SIGINT/SIGTERM.
 //
 //   camtunnel-relaybench --listen 127.0.0.1:PORT --to 127.0.0.1:PORT --mode copy|handover|splice
 #include <arpa/inet.h>

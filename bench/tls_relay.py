@@ -43,6 +43,7 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CIPHER_SUITE = "TLS_AES_128_GCM_SHA256"
 SSH_CIPHER = "aes128-gcm@openssh.com"
 
+
 def write_tls_material(d):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",

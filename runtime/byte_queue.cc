@@ -35,13 +35,18 @@ std::unique_ptr<uint8_t[]> ByteQueue::NewChunk() { return TakeChunk(); }
 
 void ByteQueue::AppendChunk(std::unique_ptr<uint8_t[]> chunk, size_t n) {
   assert(n <= kChunkBytes);
-  if (chunks_.size() > head_ && chunks_.back().end == chunks_.back().begin) {
-    // An empty tail that TailRoom() took: give it back rather than leave a hole before this.
+  DropUnusedTail();
+  chunks_.push_back(Chunk{std::move(chunk), 0, n});
+  size_ += n;
+}
+
+void ByteQueue::DropUnusedTail() {
+  if (size_ == 0) {
+    Clear();
+  } else if (chunks_.back().end == chunks_.back().begin) {
     GiveBack(std::move(chunks_.back().data));
     chunks_.pop_back();
   }
-  chunks_.push_back(Chunk{std::move(chunk), 0, n});
-  size_ += n;
 }
 
 void ByteQueue::Append(std::span<const uint8_t> bytes) {

@@ -28,6 +28,9 @@ class ByteQueue {
   // then appends the first n bytes written there.
   std::span<uint8_t> TailRoom();
   void Commit(size_t n);
+  // After TailRoom() with nothing committed: gives that chunk back, so an empty queue holds no
+  // memory and no empty chunk sits in front of a later one.
+  void DropUnusedTail();
   // The longest contiguous run at the front (empty when the queue is empty).
   std::span<const uint8_t> Front() const;
   // The front runs of up to out.size() chunks, for one gathering send; returns how many.

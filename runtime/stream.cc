@@ -299,9 +299,7 @@ bool Stream::ReadTlsInto(Stream& target) {
   ERR_clear_error();
   size_t n = 0;
   if (SSL_read_ex(ssl_, room.data(), room.size(), &n) != 1) {
-    if (target.tx_.empty()) {
-      target.tx_.Clear();  // give back the chunk TailRoom() took
-    }
+    target.tx_.DropUnusedTail();
     return false;
   }
   target.tx_.Commit(n);
