@@ -655,8 +655,12 @@ class ProgressTest(SimTestCase):
                 self.assertGreaterEqual(len(loaded), 2, lines)
                 self.assertEqual({l[5] for l in lines}, {"0"}, lines)  # errors
                 # Rates are per redraw; the merged line sums workers' lines sent on their own
-                # clocks, so one redraw may see two of a worker's seconds: judge the mean.
-                rates = [(float(l[4]), float(l[6])) for l in loaded[1:]]
+                # clocks, so one redraw may see two of a worker's seconds and the next none of
+                # them (40 then 9 opens/s): judge the mean, over every loaded redraw when
+                # merged (the first one's extra second is the next one's missing one), after
+                # the first (a partial second) otherwise.
+                judged = loaded if processes > 1 else loaded[1:]
+                rates = [(float(l[4]), float(l[6])) for l in judged]
                 opens = sum(r[0] for r in rates) / len(rates)
                 gbps = sum(r[1] for r in rates) / len(rates)
                 self.assertGreater(opens, 10, lines)  # 20 snapshots/s asked
