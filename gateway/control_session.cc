@@ -50,7 +50,7 @@ ControlSession::ControlSession(GatewayShard& gw, runtime::Stream* stream)
   timer_.set_callback([this] { OnHeartbeatTick(); });
 }
 
-const std::string& ControlSession::remote() const { return stream_->peer_text(); }
+std::string ControlSession::remote() const { return stream_->peer_text(); }
 
 proto::HandshakeProofInput ControlSession::ProofInput() const {
   const bool tls = stream_->tls();

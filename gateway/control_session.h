@@ -35,7 +35,7 @@ class ControlSession final : public runtime::StreamHandler {
   const std::vector<proto::ServiceEntry>& services() const { return services_; }
   const std::string& version() const { return version_; }
   const std::string& last_status() const { return last_status_; }
-  const std::string& remote() const;
+  std::string remote() const;
   uint64_t connected_wall_ms() const { return connected_wall_ms_; }
   uint64_t last_rtt_us() const { return last_rtt_us_; }
   uint32_t capabilities() const { return capabilities_; }  // the agent's, from HELLO

@@ -40,7 +40,7 @@ class AgentLink final : public runtime::StreamHandler {
   bool established() const { return state_ == State::kEstablished; }
   // Plain TCP (frames MACed, not encrypted) rather than TLS.
   bool plain() const { return opener_.has_value(); }
-  const std::string& remote() const { return stream_->peer_text(); }
+  std::string remote() const { return stream_->peer_text(); }
   const std::string& version() const { return version_; }
   const std::string& last_status() const { return last_status_; }
   int64_t connected_wall_ms() const { return connected_wall_ms_; }

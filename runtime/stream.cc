@@ -18,28 +18,6 @@ struct Stream::Gather {
   iovec parts[kSendChunks];
 };
 
-namespace {
-
-std::string AddressText(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  char out[INET6_ADDRSTRLEN + 16];
-  if (addr.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-    std::snprintf(out, sizeof(out), "%s:%u", host, ntohs(a->sin_port));
-    return out;
-  }
-  if (addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-    std::snprintf(out, sizeof(out), "[%s]:%u", host, ntohs(a->sin6_port));
-    return out;
-  }
-  return "unknown";
-}
-
-}  // namespace
-
 Stream* Stream::Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler* handler) {
   auto* s = new Stream(shard, fd, handler);
   if (server_ctx != nullptr) {
@@ -75,6 +53,22 @@ Stream* Stream::CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
   return s;
 }
 
+std::string Stream::peer_text() const {
+  char host[INET6_ADDRSTRLEN] = "?";
+  char out[INET6_ADDRSTRLEN + 16];
+  if (peer_.sa.sa_family == AF_INET) {
+    inet_ntop(AF_INET, &peer_.v4.sin_addr, host, sizeof(host));
+    std::snprintf(out, sizeof(out), "%s:%u", host, ntohs(peer_.v4.sin_port));
+    return out;
+  }
+  if (peer_.sa.sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &peer_.v6.sin6_addr, host, sizeof(host));
+    std::snprintf(out, sizeof(out), "[%s]:%u", host, ntohs(peer_.v6.sin6_port));
+    return out;
+  }
+  return "unknown";
+}
+
 SSL_SESSION* Stream::ResumableSession() const {
   if (ssl_ == nullptr) {
     return nullptr;
@@ -90,8 +84,8 @@ SSL_SESSION* Stream::ResumableSession() const {
 Stream::Stream(Shard& shard, int fd, StreamHandler* handler)
     : shard_(&shard), handler_(handler), fd_(fd), slot_(shard.Register(this)) {
   socklen_t len = sizeof(peer_);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer_), &len) == 0) {
-    peer_text_ = AddressText(peer_);
+  if (getpeername(fd, &peer_.sa, &len) != 0 || len > sizeof(peer_)) {
+    peer_.sa.sa_family = AF_UNSPEC;
   }
   const int one = 1;
   // Relayed RTSP and control frames are latency-sensitive; we coalesce in user space.

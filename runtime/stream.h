@@ -125,8 +125,9 @@ class Stream final : public IoObject {
   const StreamStats& stats() const { return stats_; }
   Shard& shard() { return *shard_; }
   int fd() const { return fd_; }
-  const std::string& peer_text() const { return peer_text_; }
-  const sockaddr_storage& peer() const { return peer_; }
+  // "host:port" ("[v6]:port"), made when asked: it is only read for logs and admin answers,
+  // and every idle connection would otherwise hold the string.
+  std::string peer_text() const;
 
   // Moving to another shard (docs/runtime.md, "Moving a stream"). Detach() stops the stream's
   // ring operations: the receive is cancelled, a send in flight completes, nothing new is
@@ -211,8 +212,13 @@ class Stream final : public IoObject {
   std::unique_ptr<Gather> gather_;  // a gathering send's message, while more than a chunk waits
   Timer linger_timer_;
   StreamStats stats_;
-  sockaddr_storage peer_{};
-  std::string peer_text_;
+  // The peer's address, read once at creation (after a reset getpeername fails): the compact
+  // form of sockaddr_storage, which is 128 bytes per connection.
+  union {
+    sockaddr sa;
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+  } peer_{};
 };
 
 }  // namespace camtunnel::runtime

@@ -2,7 +2,9 @@
 // backpressure, and teardown with operations in flight (the sanitizer build runs these).
 #include "runtime/stream.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -302,6 +304,69 @@ TEST_F(StreamTest, ShutdownClosesStreamsWithOperationsInFlight) {
   EXPECT_EQ(shard_.Shutdown(5000), 0u);
   for (int fd : fds) {
     close(fd);
+  }
+}
+
+// Remembers what its stream says of its peer when the stream closes.
+class PeerNamingHandler final : public StreamHandler {
+ public:
+  void OnStreamData(Stream& /*s*/, std::span<const uint8_t> /*bytes*/) override {}
+  void OnStreamEof(Stream& /*s*/) override {}
+  void OnStreamClosed(Stream& s, int error) override {
+    peer_at_close = s.peer_text();
+    close_error = error;
+    closed = true;
+  }
+  std::string peer_at_close;
+  int close_error = 0;
+  bool closed = false;
+};
+
+// The peer's address is kept in compact form and named on demand, also once the connection
+// is gone (a disconnect is when it gets logged), for IPv4 and IPv6.
+TEST_F(StreamTest, NamesItsPeerAfterThePeerResets) {
+  for (const char* listen_at : {"127.0.0.1:0", "[::1]:0"}) {
+    const bool v6 = listen_at[0] == '[';
+    Stream* accepted = nullptr;
+    PeerNamingHandler handler;
+    auto l = Listener::Open(shard_, listen_at, [&](int fd) {
+      accepted = Stream::Create(shard_, fd, nullptr, &handler);
+      accepted->Start();
+    });
+    ASSERT_TRUE(l.ok()) << l.status();
+    const int client = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage to{};
+    socklen_t to_len = 0;
+    if (v6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&to);
+      a->sin6_family = AF_INET6;
+      a->sin6_addr = in6addr_loopback;
+      a->sin6_port = htons((*l)->port());
+      to_len = sizeof(*a);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&to);
+      a->sin_family = AF_INET;
+      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a->sin_port = htons((*l)->port());
+      to_len = sizeof(*a);
+    }
+    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&to), to_len), 0);
+    sockaddr_storage mine{};
+    socklen_t mine_len = sizeof(mine);
+    ASSERT_EQ(getsockname(client, reinterpret_cast<sockaddr*>(&mine), &mine_len), 0);
+    const unsigned port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&mine)->sin6_port
+                                   : reinterpret_cast<sockaddr_in*>(&mine)->sin_port);
+    shard_.RunUntil([&] { return accepted != nullptr; }, 5000);
+    ASSERT_NE(accepted, nullptr);
+    const std::string expected = (v6 ? "[::1]:" : "127.0.0.1:") + std::to_string(port);
+    EXPECT_EQ(accepted->peer_text(), expected);
+    linger reset{1, 0};
+    setsockopt(client, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    close(client);
+    shard_.RunUntil([&] { return handler.closed; }, 5000);
+    ASSERT_TRUE(handler.closed);
+    EXPECT_EQ(handler.close_error, ECONNRESET);
+    EXPECT_EQ(handler.peer_at_close, expected);  // the socket is closed: getpeername fails
   }
 }
 
