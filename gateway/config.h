@@ -65,8 +65,11 @@ struct GatewayConfig {
   uint32_t shards = 0;
 
   // Spare data connections (PROTOCOL.md 8.1) per agent that opened a tunnel within
-  // spare_idle_ms; 0 turns them off. An unused spare closes after spare_idle_ms.
+  // spare_idle_ms; 0 turns them off. An agent whose opens outrun its spares (an open finds
+  // none while one is on its way) gets one more, up to spare_data_connections_max, and one
+  // less for each that goes unused for spare_idle_ms, after which it closes.
   uint32_t spare_data_connections = 1;
+  uint32_t spare_data_connections_max = 4;
   uint64_t spare_idle_ms = 60000;
 
   // Limits.

@@ -147,9 +147,11 @@ absl::Status ResolveConfig(GatewayConfig* c) {
   if (c->heartbeat_ms < 100 || c->heartbeat_misses < 1) {
     return absl::InvalidArgumentError("heartbeat_ms must be >= 100 and heartbeat_misses >= 1");
   }
-  if (c->spare_data_connections > 4 || c->spare_idle_ms < 1000) {
+  if (c->spare_data_connections > 4 || c->spare_data_connections_max > 4 ||
+      c->spare_data_connections_max < c->spare_data_connections || c->spare_idle_ms < 1000) {
     return absl::InvalidArgumentError(
-        "spare_data_connections must be 0..4 and spare_idle_ms >= 1000");
+        "spare_data_connections must be 0..4, spare_data_connections_max "
+        "spare_data_connections..4, and spare_idle_ms >= 1000");
   }
   return absl::OkStatus();
 }

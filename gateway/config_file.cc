@@ -137,6 +137,7 @@ class Reader {
           {"drain_reconnect_ms", Number(&C::drain_reconnect_ms, 0)},
           {"max_pending_tunnels_per_agent", Number(&C::max_pending_tunnels_per_agent, 1)},
           {"spare_data_connections", Number(&C::spare_data_connections, 0)},
+          {"spare_data_connections_max", Number(&C::spare_data_connections_max, 0)},
           {"spare_idle_ms", Number(&C::spare_idle_ms, 1000)},
           {"max_unauthenticated", Number(&C::max_unauthenticated, 1)},
           {"max_connections", Number(&C::max_connections, 1)},

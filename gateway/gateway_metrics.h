@@ -67,6 +67,7 @@ enum class SpareEvent : uint8_t {
   kRequested,      // SPARE sent
   kHeld,           // proven and parked
   kUsed,           // an open took it (OPEN written on it)
+  kMissed,         // an open found none held while one was on its way: the agent gets one more
   kSentAhead,      // the media server's first bytes followed that OPEN at once (early data)
   kOpened,         // the agent answered OPENED: the tunnel runs on it
   kCameraRefused,  // the agent answered OPEN_FAILED
@@ -76,8 +77,8 @@ enum class SpareEvent : uint8_t {
   kCount
 };
 inline constexpr std::array<const char*, static_cast<size_t>(SpareEvent::kCount)> kSpareEventNames =
-    {"requested",      "held",      "used",    "sent_ahead",    "opened",
-     "camera_refused", "fell_back", "expired", "protocol_error"};
+    {"requested", "held",           "used",      "missed",  "sent_ahead",
+     "opened",    "camera_refused", "fell_back", "expired", "protocol_error"};
 
 inline constexpr std::array<double, 12> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                           0.05,   0.1,   0.25,   0.5,   1,    5};

@@ -86,6 +86,8 @@ ABSL_FLAG(uint32_t, max_unauthenticated, 4096, "Agent connections not yet authen
 ABSL_FLAG(uint32_t, max_pending_tunnels_per_agent, 32, "Tunnels opening at once per agent");
 ABSL_FLAG(uint32_t, spare_data_connections, 1,
           "Data connections an agent that opens tunnels keeps open ahead of need (0..4, 0 = off)");
+ABSL_FLAG(uint32_t, spare_data_connections_max, 4,
+          "Spares an agent whose opens outrun them may get (spare_data_connections..4)");
 ABSL_FLAG(uint64_t, spare_idle_ms, 60000, "An unused spare data connection closes after this");
 ABSL_FLAG(uint32_t, log_burst, 20, "Log lines per event per 10 s before the rest are counted");
 // derive-key
@@ -244,6 +246,8 @@ absl::StatusOr<GatewayConfig> BuildConfig() {
   Override("max_pending_tunnels_per_agent", FLAGS_max_pending_tunnels_per_agent,
            &c.max_pending_tunnels_per_agent);
   Override("spare_data_connections", FLAGS_spare_data_connections, &c.spare_data_connections);
+  Override("spare_data_connections_max", FLAGS_spare_data_connections_max,
+           &c.spare_data_connections_max);
   Override("spare_idle_ms", FLAGS_spare_idle_ms, &c.spare_idle_ms);
   Override("log_level", FLAGS_log_level, &c.log_level);
   Override("log_burst", FLAGS_log_burst, &c.log_burst);

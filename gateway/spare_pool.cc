@@ -61,6 +61,7 @@ class SparePool::Spare final : public runtime::StreamHandler {
     stream_->set_handler(this);
     idle_.set_callback([this] {
       pool_.gw_.metrics().CountSpare(SpareEvent::kExpired);
+      pool_.Expired(agent_id_);
       stream_->Close(0);
     });
     GatewayShard& gw = pool_.gw_;
@@ -228,12 +229,15 @@ void SparePool::Request::OnDataConnection(runtime::Stream* data,
 }
 
 void SparePool::TopUp(ControlSession& session) {
-  const uint32_t wanted = gw_.config().spare_data_connections;
-  if (wanted == 0 || (session.capabilities() & proto::kCapSpareData) == 0 || !session.verified()) {
+  const GatewayConfig& config = gw_.config();
+  if (config.spare_data_connections == 0 || (session.capabilities() & proto::kCapSpareData) == 0 ||
+      !session.verified()) {
     return;
   }
   const std::string& agent = session.agent_id();
   AgentSpares& spares = agents_[agent];
+  const uint32_t wanted =
+      std::min(config.spare_data_connections + spares.extra, config.spare_data_connections_max);
   while (spares.held.size() + spares.requested < wanted &&
          gw_.registry().PendingFor(agent) < gw_.config().max_pending_tunnels_per_agent) {
     const proto::TunnelId id = gw_.registry().NewTunnelId(gw_.shard().id());
@@ -255,7 +259,19 @@ void SparePool::TopUp(ControlSession& session) {
 bool SparePool::Use(ControlSession& session, proto::TunnelId id, std::string_view service,
                     TunnelWaiter& waiter, std::string_view camera_authority) {
   auto it = agents_.find(Key(session.agent_id()));
-  if (it == agents_.end() || it->second.held.empty()) {
+  if (it == agents_.end()) {
+    return false;
+  }
+  AgentSpares& spares = it->second;
+  if (spares.held.empty()) {
+    if (spares.requested > 0) {
+      // One is on its way, so this agent opens faster than a spare comes back: keep one more.
+      gw_.metrics().CountSpare(SpareEvent::kMissed);
+      if (gw_.config().spare_data_connections + spares.extra <
+          gw_.config().spare_data_connections_max) {
+        ++spares.extra;
+      }
+    }
     return false;
   }
   const PendingTunnel* pending = gw_.registry().FindPending(id);
@@ -263,7 +279,7 @@ bool SparePool::Use(ControlSession& session, proto::TunnelId id, std::string_vie
     return false;
   }
   // The newest: the NAT state along its path is the freshest.
-  Spare* spare = it->second.held.back();
+  Spare* spare = spares.held.back();
   Unpark(spare);
   runtime::Stream* stream = spare->Release();
   gw_.metrics().CountSpare(SpareEvent::kUsed);
@@ -304,6 +320,13 @@ void SparePool::Unpark(Spare* spare) {
   gw_.metrics().spares_held.Add(-1);
   if (held.empty() && it->second.requested == 0) {
     agents_.erase(it);
+  }
+}
+
+void SparePool::Expired(std::string_view agent_id) {
+  auto it = agents_.find(Key(agent_id));
+  if (it != agents_.end() && it->second.extra > 0) {
+    --it->second.extra;
   }
 }
 

@@ -25,9 +25,13 @@ class SparePool {
   SparePool(const SparePool&) = delete;
   SparePool& operator=(const SparePool&) = delete;
 
-  // The agent of `session` just opened a tunnel: asks it for spares up to the configured
-  // number, if it speaks section 8.1. Only agents that open tunnels get asked, so an idle fleet
-  // holds none.
+  // The agent of `session` just opened a tunnel: asks it for spares up to its number, if it
+  // speaks section 8.1. Only agents that open tunnels get asked, so an idle fleet holds none.
+  // The number starts at spare_data_connections and follows the agent's opens: one more
+  // whenever an open finds none held while one is on its way (its opens come faster than a
+  // spare comes back: at 2.5 opens/s, one in a hundred would otherwise wait for a new data
+  // connection), up to spare_data_connections_max; one less for each spare unused for
+  // spare_idle_ms.
   void TopUp(ControlSession& session);
   // Runs the pending tunnel `id` (registered by the caller for `waiter`) on one of the agent's
   // spares: OPEN is written on it, followed at once by the waiter's FirstBytes when the agent
@@ -49,11 +53,13 @@ class SparePool {
   struct AgentSpares {
     std::vector<Spare*> held;
     uint32_t requested = 0;
+    uint32_t extra = 0;  // above spare_data_connections, earned by opens that found none
   };
 
   void Park(const std::string& agent_id, Spare* spare);
   void Unpark(Spare* spare);
   void RequestEnded(std::string_view agent_id);
+  void Expired(std::string_view agent_id);
 
   GatewayShard& gw_;
   absl::flat_hash_map<std::string, AgentSpares> agents_;

@@ -13,6 +13,8 @@ is alive and holds no connection more than before (the checks of test_bad_input)
   before OPEN (closed, counted), a wrong tunnel id in the answer (502 to the media server);
 - OPEN_FAILED on a spare gives 502; a spare that dies before answering falls back to OPEN on the
   control connection and the request still succeeds; an unused spare closes after its idle time;
+- an agent whose open finds no spare held while one is on its way is asked for one more (counted
+  as missed), and is back to one once they idle out;
 - early data (capability bit 3): the routed request, body included, follows OPEN before the
   agent answers and is never sent twice; without the bit nothing follows OPEN before OPENED;
   OPEN_FAILED after early data is a 502; a spare lost after early data falls back and the new
@@ -318,6 +320,41 @@ class Spares(_GatewayChecks, unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - t0, SPARE_IDLE_MS / 1000 - 0.5)
         self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="expired")
         self.gw.wait_metric("camtunnel_spare_connections", lambda v: v == 0, 5)
+
+    def test_an_agent_whose_opens_outrun_its_spares_gets_one_more_until_they_idle_out(self):
+        a = self.agent("cam-spare-10")
+        m0 = self.gw.metrics()
+        first = self.first_tunnel_then_spare(a)   # asked for, not connected yet
+        t, res = self.request("cam-spare-10")     # so this open finds none held
+        tid, _, nonce = a.next_open()             # and goes over the control connection,
+        second = a.spares.get(timeout=5)          # and the agent is asked for one more
+        data = ctc.open_data_connection(a.cfg, tid, nonce)
+        serve_snapshot(data, b"second answer")
+        t.join(10)
+        data.close()
+        self.assertEqual(res["r"][0], 200, res)
+        self.assertEqual(res["r"][2], b"second answer")
+        self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="missed")
+        spares = [ctc.open_data_connection(a.cfg, sid, n) for sid, n in (first, second)]
+        for spare in spares:
+            self.addCleanup(spare.close)
+        self.assertCounter(m0, 2, "camtunnel_spare_connections_total", event="held")
+        with self.assertRaises(queue.Empty):
+            a.spares.get(timeout=0.5)              # two, not more: nothing was missed since
+        # Unused, both close after the idle time, and the agent is back to one.
+        for spare in spares:
+            self.assertTrue(ends(spare, SPARE_IDLE_MS / 1000 + 3))
+        t, res = self.request("cam-spare-10")
+        tid, _, nonce = a.next_open()
+        data = ctc.open_data_connection(a.cfg, tid, nonce)
+        serve_snapshot(data, b"third answer")
+        t.join(10)
+        data.close()
+        self.assertEqual(res["r"][0], 200, res)
+        a.spares.get(timeout=5)
+        with self.assertRaises(queue.Empty):
+            a.spares.get(timeout=0.5)
+        self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="missed")
 
 
 class SparesCppAgent(_GatewayChecks, unittest.TestCase):

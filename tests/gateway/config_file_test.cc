@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "gateway/config_check.h"
 
 namespace camtunnel::gateway {
@@ -37,6 +39,9 @@ max_unauthenticated = 10
 max_connections = 11
 log_level = "debug"
 log_burst = 12
+spare_data_connections = 2
+spare_data_connections_max = 3
+spare_idle_ms = 13000
 )",
                               "t.toml", &c)
                   .ok());
@@ -65,6 +70,9 @@ log_burst = 12
   EXPECT_EQ(c.max_connections, 11u);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.log_burst, 12u);
+  EXPECT_EQ(c.spare_data_connections, 2u);
+  EXPECT_EQ(c.spare_data_connections_max, 3u);
+  EXPECT_EQ(c.spare_idle_ms, 13000u);
 }
 
 TEST(ConfigFileTest, ErrorsNameLineAndKeyAndChangeNothing) {
@@ -90,6 +98,25 @@ TEST(ConfigCheckTest, LoopbackMeansOnlyLoopbackAddresses) {
   EXPECT_FALSE(IsLoopbackListen("10.0.0.5:8554"));
   EXPECT_FALSE(IsLoopbackListen("[::ffff:127.0.0.1]:8554"));  // v4-mapped: not ::1, refused
   EXPECT_FALSE(IsLoopbackListen("localhost:8554"));
+}
+
+// An agent's spares grow from spare_data_connections up to spare_data_connections_max, which
+// camtunnel-agent answers at most 4 of.
+TEST(ConfigCheckTest, SpareCountsAreAFloorAndACeilingOfAtMostFour) {
+  for (auto [floor, ceiling, ok] :
+       {std::tuple{1u, 4u, true}, std::tuple{0u, 0u, true}, std::tuple{2u, 2u, true},
+        std::tuple{3u, 2u, false}, std::tuple{1u, 5u, false}, std::tuple{5u, 5u, false}}) {
+    GatewayConfig c;
+    c.agent_plain_listen = {"127.0.0.1:0"};
+    c.streamer_keys_file = "/s.keys";  // named, not read here
+    c.spare_data_connections = floor;
+    c.spare_data_connections_max = ceiling;
+    const absl::Status s = ResolveConfig(&c);
+    EXPECT_EQ(s.ok(), ok) << floor << ".." << ceiling << ": " << s;
+    if (!ok) {
+      EXPECT_NE(s.message().find("spare_data_connections_max"), std::string_view::npos) << s;
+    }
+  }
 }
 
 TEST(ConfigCheckTest, RestartOnlyChangesAreTheListeners) {
