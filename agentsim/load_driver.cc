@@ -41,8 +41,11 @@ void LoadDriver::Stop() {
   }
 }
 
-void LoadDriver::Launch(MediaSession* session) {
+void LoadDriver::Launch(MediaSession* session, const AgentIdentity& agent) {
   live_.insert(session);
+  if (opened_.insert(&agent).second) {
+    firsts_.insert(session);
+  }
   session->Start();
 }
 
@@ -65,7 +68,7 @@ void LoadDriver::Tick() {
     auto* s = new MediaRtspSession(ctx_, *this, *agent, play_ms);
     streams_.insert(s);
     ++streams_live_;
-    Launch(s);
+    Launch(s, *agent);
   }
   if (snapshot_rate_ > 0) {
     // At most one tick's worth carried over, so a stall does not become a burst.
@@ -81,20 +84,23 @@ void LoadDriver::Tick() {
         ++window_.skipped;
         continue;
       }
-      Launch(new MediaSnapshot(ctx_, *this, *agent));
+      Launch(new MediaSnapshot(ctx_, *this, *agent), *agent);
     }
   }
   ctx_.shard.timers().Arm(tick_, now, kTickMs);
 }
 
-void LoadDriver::OnOpenResult(std::string_view result, uint64_t latency_us) {
+void LoadDriver::OnOpenResult(MediaSession& session, std::string_view result, uint64_t latency_us) {
+  const bool first = firsts_.erase(&session) > 0;
   if (result == "stopped") {
     return;  // ended by us before it could open: not a result of the gateway
   }
   ++ctx_.stats.media.opens[std::string(result)];
   ++window_.opens;
   if (result == "ok") {
-    ctx_.stats.media.open_us.Record(latency_us);
+    MediaStats& m = ctx_.stats.media;
+    m.open_us.Record(latency_us);
+    (first ? m.first_open_us : m.later_open_us).Record(latency_us);
     window_.latency_us.Record(latency_us);
   } else {
     ++window_.failures;
@@ -103,6 +109,7 @@ void LoadDriver::OnOpenResult(std::string_view result, uint64_t latency_us) {
 
 void LoadDriver::OnMediaEnded(MediaSession& session) {
   live_.erase(&session);
+  firsts_.erase(&session);
   if (streams_.erase(&session) == 1) {
     --streams_live_;
   }

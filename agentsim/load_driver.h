@@ -45,12 +45,12 @@ class LoadDriver final : public MediaObserver {
   const OpenWindow& window() const { return window_; }
   void ResetWindow() { window_ = OpenWindow(); }
 
-  void OnOpenResult(std::string_view result, uint64_t latency_us) override;
+  void OnOpenResult(MediaSession& session, std::string_view result, uint64_t latency_us) override;
   void OnMediaEnded(MediaSession& session) override;
 
  private:
   void Tick();
-  void Launch(MediaSession* session);
+  void Launch(MediaSession* session, const AgentIdentity& agent);
 
   SimContext& ctx_;
   Fleet& fleet_;
@@ -62,6 +62,11 @@ class LoadDriver final : public MediaObserver {
   OpenWindow window_;
   absl::flat_hash_set<MediaSession*> live_;
   absl::flat_hash_set<MediaSession*> streams_;  // the RTSP ones among live_
+  // Agents opened so far, and the live sessions that were their agent's first open: that one
+  // cannot find a spare data connection (the gateway asks for one after an agent's first
+  // tunnel), so its latency is reported apart as well as in the whole.
+  absl::flat_hash_set<const AgentIdentity*> opened_;
+  absl::flat_hash_set<MediaSession*> firsts_;
   runtime::Timer tick_;
 };
 

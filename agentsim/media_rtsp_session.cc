@@ -137,7 +137,7 @@ void MediaRtspSession::OpenResolved(std::string_view result) {
   }
   open_resolved_ = true;
   const uint64_t latency = runtime::MonotonicNs() / 1000 - started_us_;
-  observer_.OnOpenResult(result, latency);
+  observer_.OnOpenResult(*this, result, latency);
 }
 
 void MediaRtspSession::OnResponse(const proto::ResponseHead& head, std::string_view body) {

@@ -19,7 +19,8 @@ class MediaObserver {
  public:
   // Once per session, when its open resolves: "ok" (the camera answered through the tunnel) or
   // why not ("rtsp_503", "http_504", "connect_error", "timeout", "closed").
-  virtual void OnOpenResult(std::string_view result, uint64_t latency_us) = 0;
+  virtual void OnOpenResult(MediaSession& session, std::string_view result,
+                            uint64_t latency_us) = 0;
   // Last call; the session is deleted right after.
   virtual void OnMediaEnded(MediaSession& session) = 0;
 

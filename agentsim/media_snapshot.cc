@@ -140,7 +140,7 @@ void MediaSnapshot::OpenResolved(std::string_view result) {
     return;
   }
   open_resolved_ = true;
-  observer_.OnOpenResult(result, runtime::MonotonicNs() / 1000 - started_us_);
+  observer_.OnOpenResult(*this, result, runtime::MonotonicNs() / 1000 - started_us_);
 }
 
 void MediaSnapshot::End(std::string_view outcome, int error) {

@@ -1,6 +1,7 @@
 #include "agentsim/report_merge.h"
 
 #include <algorithm>
+#include <array>
 #include <string>
 
 #include "absl/status/status.h"
@@ -70,20 +71,23 @@ absl::StatusOr<json> MergeReports(const std::vector<json>& reports) {
   if (reports.empty()) {
     return absl::InvalidArgumentError("no reports to merge");
   }
-  LatencyHistogram connect_us;
-  LatencyHistogram open_us;
+  // Every histogram of the reports, by name, merged.
+  constexpr std::array<const char*, 4> kHistograms = {"connect_us", "open_us", "first_open_us",
+                                                      "later_open_us"};
+  std::array<LatencyHistogram, kHistograms.size()> merged;
   for (size_t i = 0; i < reports.size(); ++i) {
     const json& r = reports[i];
     if (!r.contains("histograms")) {
       return absl::InvalidArgumentError(absl::StrCat("report ", i, " has no histograms"));
     }
-    auto c = LatencyHistogram::FromJson(r["histograms"].value("connect_us", json()));
-    auto o = LatencyHistogram::FromJson(r["histograms"].value("open_us", json()));
-    if (!c || !o) {
-      return absl::InvalidArgumentError(absl::StrCat("report ", i, ": malformed histograms"));
+    for (size_t h = 0; h < kHistograms.size(); ++h) {
+      auto one = LatencyHistogram::FromJson(r["histograms"].value(kHistograms[h], json()));
+      if (!one) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("report ", i, ": malformed histogram ", kHistograms[h]));
+      }
+      merged[h].Merge(*one);
     }
-    connect_us.Merge(*c);
-    open_us.Merge(*o);
   }
 
   json m = reports[0];
@@ -113,9 +117,14 @@ absl::StatusOr<json> MergeReports(const std::vector<json>& reports) {
     details.push_back(r["scenario_detail"]);
   }
   m["config"]["processes"] = reports.size();
-  m["agents"]["connect"] = LatencyJson(connect_us);
-  m["opens"]["latency"] = LatencyJson(open_us);
-  m["histograms"] = {{"connect_us", connect_us.ToJson()}, {"open_us", open_us.ToJson()}};
+  m["agents"]["connect"] = LatencyJson(merged[0]);
+  m["opens"]["latency"] = LatencyJson(merged[1]);
+  m["opens"]["latency_first_per_agent"] = LatencyJson(merged[2]);
+  m["opens"]["latency_later"] = LatencyJson(merged[3]);
+  m["histograms"] = json::object();
+  for (size_t h = 0; h < kHistograms.size(); ++h) {
+    m["histograms"][kHistograms[h]] = merged[h].ToJson();
+  }
   const double load_s = m["throughput"]["load_s"].get<double>();
   const double bits =
       static_cast<double>(m["throughput"]["media_bytes_received"].get<uint64_t>()) * 8;

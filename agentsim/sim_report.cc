@@ -105,7 +105,11 @@ nlohmann::json BuildReport(const ReportInput& in) {
   r["opens"] = {{"total", m.opens_total()},
                 {"failed", m.opens_failed()},
                 {"by_result", Counts(m.opens)},
-                {"latency", LatencyJson(m.open_us)}};
+                {"latency", LatencyJson(m.open_us)},
+                // Each agent's first open cannot find a spare data connection; the later ones
+                // may. Both are inside "latency".
+                {"latency_first_per_agent", LatencyJson(m.first_open_us)},
+                {"latency_later", LatencyJson(m.later_open_us)}};
   r["rtsp_sessions"] = Counts(m.sessions);
   r["snapshots"] = Counts(m.snapshots);
   const double bits = static_cast<double>(m.bytes_received) * 8;
@@ -136,7 +140,10 @@ nlohmann::json BuildReport(const ReportInput& in) {
   r["process"] = std::move(proc);
   r["scenario_detail"] = in.scenario;
   // Raw histograms, so reports of several processes merge exactly (report_merge.h).
-  r["histograms"] = {{"connect_us", a.connect_us.ToJson()}, {"open_us", m.open_us.ToJson()}};
+  r["histograms"] = {{"connect_us", a.connect_us.ToJson()},
+                     {"open_us", m.open_us.ToJson()},
+                     {"first_open_us", m.first_open_us.ToJson()},
+                     {"later_open_us", m.later_open_us.ToJson()}};
   r["result"] = m.integrity.errors() == 0 ? "pass" : "integrity_errors";
   return r;
 }
@@ -167,6 +174,16 @@ std::string HumanSummary(const nlohmann::json& r, const std::string& scenario_su
                                   lat["p50_ms"].get<double>(), lat["p90_ms"].get<double>(),
                                   lat["p99_ms"].get<double>(), lat["p999_ms"].get<double>(),
                                   lat["max_ms"].get<double>()));
+  for (const auto& [key, name] :
+       {std::pair{"latency_first_per_agent", "first/agent"}, std::pair{"latency_later", "later"}}) {
+    const auto& part = o[key];
+    if (part["count"].get<uint64_t>() > 0) {
+      absl::StrAppend(&out,
+                      absl::StrFormat("  %-11s %d opens, p50 %.2f ms, p99 %.2f ms\n", name,
+                                      part["count"].get<uint64_t>(), part["p50_ms"].get<double>(),
+                                      part["p99_ms"].get<double>()));
+    }
+  }
   absl::StrAppend(&out, "  rtsp        ", r["rtsp_sessions"].dump(), "\n");
   absl::StrAppend(&out, "  snapshots   ", r["snapshots"].dump(), "\n");
   absl::StrAppend(&out, absl::StrFormat("  throughput  %.3f Gbit/s over %.1f s; %d bytes verified "

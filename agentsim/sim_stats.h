@@ -51,7 +51,9 @@ struct CameraStats {
 struct MediaStats {
   ResultCounts opens;  // first answer of each media request: "ok" or why not
   LatencyHistogram open_us;
-  ResultCounts sessions;  // how RTSP sessions ended: completed, interrupted, failed
+  LatencyHistogram first_open_us;  // the media side's first open to its agent in this run
+  LatencyHistogram later_open_us;  // every other (the agent may hold a spare by then)
+  ResultCounts sessions;           // how RTSP sessions ended: completed, interrupted, failed
   uint64_t rtsp_active = 0;
   uint64_t snapshots_active = 0;
   ResultCounts snapshots;  // how snapshot requests ended: ok, corrupt, truncated, failed

@@ -234,8 +234,13 @@ def run(build, d, name, rate, seconds, agents, size, delay_ms, logdir):
             raise RuntimeError("agentsim wrote no report (exit %s; see %s)"
                                % (sim.returncode, os.path.join(logdir, name + "-agentsim.log")))
         lat, opens = r["opens"]["latency"], r["opens"]
+        first, later = opens["latency_first_per_agent"], opens["latency_later"]
         load_s = r["throughput"]["load_s"]
         gw_count = metric_sum(m, "camtunnel_tunnel_open_seconds_count")
+        # Opens that found a spare ready (one round trip to the camera) against all opens the
+        # gateway made: the rest paid for a new data connection (OPEN, TCP, TLS, data head).
+        opened = metric_sum(m, "camtunnel_tunnels_opened_total", result="ok")
+        on_spare = metric_sum(m, "camtunnel_spare_connections_total", event="opened")
         gw_sum = metric_sum(m, "camtunnel_tunnel_open_seconds_sum")
         return {"variant": name, "delay_ms_each_way": delay_ms, "agents": agents,
                 "rate_asked": rate, "load_s": load_s,
@@ -244,7 +249,14 @@ def run(build, d, name, rate, seconds, agents, size, delay_ms, logdir):
                 "rate_achieved": round(opens["total"] / load_s, 1) if load_s else None,
                 "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"], "p99_ms": lat["p99_ms"],
                 "p999_ms": lat["p999_ms"], "max_ms": lat["max_ms"], "mean_ms": lat["mean_ms"],
+                # Each agent's first open cannot find a spare (the gateway asks for one after
+                # an agent's first tunnel); with 200 agents they are 1.3 % of a 30 s run, so
+                # the overall p99 falls among them. Both parts, to tell the two apart.
+                "first_opens": first["count"], "first_p50_ms": first["p50_ms"],
+                "first_p99_ms": first["p99_ms"], "later_p50_ms": later["p50_ms"],
+                "later_p99_ms": later["p99_ms"], "later_p999_ms": later["p999_ms"],
                 "gateway_open_mean_ms": round(gw_sum / gw_count * 1000, 3) if gw_count else None,
+                "opens_on_a_spare_pct": round(on_spare / opened * 100, 2) if opened else None,
                 "gateway_cpu_pct": round((c1 - c0) / (t1 - t0) * 100, 1),
                 "agentsim_cpu_pct": r.get("process", {}).get("agentsim", {}).get(
                     "cpu_percent_mean"),
@@ -300,12 +312,17 @@ def main():
                             a.delayed_seconds, a.agents, a.snapshot_size, a.delay_ms, d))
     print()
     print_table(["variant", "rate/s asked", "done", "opens ok", "failed", "p50 ms", "p99 ms",
-                 "p99.9 ms", "max ms", "gw open mean ms", "gw cpu %", "sim cpu %",
-                 "machine %"],
+                 "p99.9 ms", "max ms", "gw open mean ms", "on a spare %", "gw cpu %",
+                 "sim cpu %", "machine %"],
                 [[r["variant"], r["rate_asked"], r["rate_achieved"], r["opens_ok"],
                   r["opens_failed"], r["p50_ms"], r["p99_ms"], r["p999_ms"], r["max_ms"],
-                  r["gateway_open_mean_ms"], r["gateway_cpu_pct"],
+                  r["gateway_open_mean_ms"], r["opens_on_a_spare_pct"], r["gateway_cpu_pct"],
                   round(r["agentsim_cpu_pct"] or 0, 1), r["machine_busy_pct"]] for r in runs])
+    print()
+    print_table(["variant", "first opens", "first p50 ms", "first p99 ms", "later p50 ms",
+                 "later p99 ms", "later p99.9 ms"],
+                [[r["variant"], r["first_opens"], r["first_p50_ms"], r["first_p99_ms"],
+                  r["later_p50_ms"], r["later_p99_ms"], r["later_p999_ms"]] for r in runs])
     base = runs[0]
     print("target p99 < 5 ms on loopback: %s (%.3f ms)"
           % ("met" if base["p99_ms"] < 5 else "MISSED", base["p99_ms"]))

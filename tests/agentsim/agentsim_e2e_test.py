@@ -128,6 +128,10 @@ class SteadyTest(SimTestCase):
         self.assertGreater(r["packets_verified"], 50 * 25 * 6)
         self.assertGreater(r["bytes_verified"], 50 * 256000 / 8 * 6)
         self.assertGreater(r["opens"]["latency"]["p99_ms"], 0)
+        # 50 opens on 500 agents: nearly all are their agent's first, none more than once.
+        first = r["opens"]["latency_first_per_agent"]["count"]
+        self.assertEqual(first + r["opens"]["latency_later"]["count"], 50)
+        self.assertGreater(first, 35)
         self.assertIntact(r)
 
     def test_tls_connections_resume_the_agents_session_unless_told_not_to(self):
@@ -578,6 +582,14 @@ class MultiProcessTest(SimTestCase):
         self.assertGreaterEqual(r["snapshots"]["ok"], 30)
         # ... and its latency is merged from the histograms, exactly.
         self.assertEqual(r["opens"]["latency"]["count"], r["opens"]["total"])
+        # Each agent's first open (no spare can be waiting for it) is reported apart too, and
+        # with the later ones makes the whole, in each worker's report and in the merged one.
+        first = lambda x: x["opens"]["latency_first_per_agent"]["count"]
+        for x in w + [r]:
+            self.assertEqual(first(x) + x["opens"]["latency_later"]["count"],
+                             x["opens"]["latency"]["count"])
+        self.assertEqual(first(r), sum(first(x) for x in w))
+        self.assertGreater(first(r), 0)
         self.assertEqual(r["opens"]["latency"]["max_ms"],
                          max(x["opens"]["latency"]["max_ms"] for x in w))
         buckets = {}

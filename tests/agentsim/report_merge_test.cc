@@ -11,14 +11,25 @@ namespace {
 using nlohmann::json;
 
 // The parts of a BuildReport document the merge reads.
-json Report(uint64_t agents, double connect_s, const LatencyHistogram& opens, bool recovered) {
+// `opens` split in two: each agent's first open and the later ones.
+struct Opens {
+  LatencyHistogram all;
+  LatencyHistogram first;
+  LatencyHistogram later;
+  void Record(uint64_t us, bool is_first) {
+    all.Record(us);
+    (is_first ? first : later).Record(us);
+  }
+};
+
+json Report(uint64_t agents, double connect_s, const Opens& opens, bool recovered) {
   LatencyHistogram connect;
   connect.Record(1000);
   return {
       {"interrupted", false},
       {"config", {{"agents", agents}, {"streams", 2}, {"snapshot_rate", 1.5}, {"sources", 1}}},
       {"agents", {{"configured", agents}, {"time_to_connect_all_s", connect_s}, {"reconnects", 3}}},
-      {"opens", {{"total", opens.count()}, {"by_result", {{"ok", opens.count()}}}}},
+      {"opens", {{"total", opens.all.count()}, {"by_result", {{"ok", opens.all.count()}}}}},
       {"rtsp_sessions", {{"completed", 2}}},
       {"snapshots", json::object()},
       {"throughput", {{"load_s", 2.0}, {"media_bytes_received", 1000}}},
@@ -28,16 +39,20 @@ json Report(uint64_t agents, double connect_s, const LatencyHistogram& opens, bo
       {"bytes_verified", 500},
       {"process", {{"agentsim", {{"pid", 1}, {"cpu_percent_mean", 10.0}}}}},
       {"scenario_detail", {{"recovered", recovered}, {"recovery_s", connect_s}}},
-      {"histograms", {{"connect_us", connect.ToJson()}, {"open_us", opens.ToJson()}}}};
+      {"histograms",
+       {{"connect_us", connect.ToJson()},
+        {"open_us", opens.all.ToJson()},
+        {"first_open_us", opens.first.ToJson()},
+        {"later_open_us", opens.later.ToJson()}}}};
 }
 
 TEST(ReportMergeTest, SumsCountsMaxesTimesAndMergesLatencyExactly) {
-  LatencyHistogram a;
-  LatencyHistogram b;
-  LatencyHistogram all;
+  Opens a;
+  Opens b;
+  Opens all;
   for (uint64_t v = 1; v <= 1000; ++v) {
-    (v % 3 == 0 ? a : b).Record(v * 37);
-    all.Record(v * 37);
+    (v % 3 == 0 ? a : b).Record(v * 37, v <= 60);
+    all.Record(v * 37, v <= 60);
   }
   auto m = MergeReports({Report(100, 1.5, a, true), Report(50, 2.5, b, false)});
   ASSERT_TRUE(m.ok()) << m.status();
@@ -55,7 +70,11 @@ TEST(ReportMergeTest, SumsCountsMaxesTimesAndMergesLatencyExactly) {
   EXPECT_EQ(r["bytes_verified"], 1000u);
   EXPECT_DOUBLE_EQ(r["throughput"]["load_s"].get<double>(), 2.0);
   EXPECT_DOUBLE_EQ(r["throughput"]["gbit_per_s"].get<double>(), 2000 * 8 / 2.0 / 1e9);
-  EXPECT_EQ(r["opens"]["latency"], LatencyJson(all));  // as if one process had seen them all
+  // As if one process had seen them all, the split included.
+  EXPECT_EQ(r["opens"]["latency"], LatencyJson(all.all));
+  EXPECT_EQ(r["opens"]["latency_first_per_agent"], LatencyJson(all.first));
+  EXPECT_EQ(r["opens"]["latency_later"], LatencyJson(all.later));
+  EXPECT_EQ(r["opens"]["latency_first_per_agent"]["count"], 60u);
   EXPECT_EQ(r["agents"]["connect"]["count"], 2u);
   EXPECT_FALSE(r["scenario_detail"]["recovered"].get<bool>());
   EXPECT_DOUBLE_EQ(r["scenario_detail"]["recovery_s"].get<double>(), 2.5);
@@ -65,7 +84,7 @@ TEST(ReportMergeTest, SumsCountsMaxesTimesAndMergesLatencyExactly) {
 }
 
 TEST(ReportMergeTest, RejectsAReportWithoutHistograms) {
-  json r = Report(1, 1, LatencyHistogram(), true);
+  json r = Report(1, 1, Opens(), true);
   r.erase("histograms");
   EXPECT_FALSE(MergeReports({r}).ok());
   EXPECT_FALSE(MergeReports({}).ok());
