@@ -5,6 +5,7 @@
 
 #include "agentsim/media_rtsp_session.h"
 #include "agentsim/media_snapshot.h"
+#include "runtime/clock.h"
 
 namespace camtunnel::agentsim {
 
@@ -13,12 +14,43 @@ LoadDriver::LoadDriver(SimContext& ctx, Fleet& fleet)
   tick_.set_callback([this] { Tick(); });
 }
 
-LoadDriver::~LoadDriver() = default;
+LoadDriver::~LoadDriver() {
+  if (pacer_ != nullptr) {
+    pacer_->Stop();
+  }
+}
 
 void LoadDriver::Start() {
   running_ = true;
-  last_tick_ms_ = ctx_.shard.now_ms();
   Tick();
+  set_snapshot_rate(snapshot_rate_);
+}
+
+uint64_t LoadDriver::PacePeriodUs() const {
+  // One snapshot per period, down to 100 us (beyond 10,000/s a period issues several); never
+  // coarser than the wheel's tick.
+  const double period_us = 1e6 / snapshot_rate_;
+  return static_cast<uint64_t>(std::clamp(period_us, 100.0, kTickMs * 1000.0));
+}
+
+void LoadDriver::set_snapshot_rate(double per_second) {
+  snapshot_rate_ = per_second;
+  if (!running_) {
+    return;
+  }
+  if (snapshot_rate_ <= 0) {
+    if (pacer_ != nullptr) {
+      pacer_->Stop();
+      pacer_ = nullptr;
+    }
+    return;
+  }
+  if (pacer_ != nullptr) {
+    pacer_->set_period_us(PacePeriodUs());
+    return;
+  }
+  last_pace_ns_ = runtime::MonotonicNs();
+  pacer_ = Pacer::Create(ctx_.shard, PacePeriodUs(), [this] { Pace(); });
 }
 
 IntegrityCounts LoadDriver::LiveIntegrity() const {
@@ -32,6 +64,10 @@ IntegrityCounts LoadDriver::LiveIntegrity() const {
 void LoadDriver::Stop() {
   running_ = false;
   ctx_.shard.timers().Cancel(tick_);
+  if (pacer_ != nullptr) {
+    pacer_->Stop();
+    pacer_ = nullptr;
+  }
   // Stop() may end a session synchronously, which erases it from live_.
   const std::vector<MediaSession*> sessions(live_.begin(), live_.end());
   for (MediaSession* s : sessions) {
@@ -55,8 +91,6 @@ void LoadDriver::Tick() {
   }
   const Options& o = ctx_.options;
   const uint64_t now = ctx_.shard.now_ms();
-  const double elapsed_s = static_cast<double>(now - last_tick_ms_) / 1000.0;
-  last_tick_ms_ = now;
   // Sessions that ended are replaced on the next tick, on another random camera: at most one
   // attempt per missing session per tick, so a failing gateway is not hammered in a loop.
   const auto play_ms = static_cast<uint64_t>(o.stream_seconds * 1000);
@@ -70,24 +104,32 @@ void LoadDriver::Tick() {
     ++streams_live_;
     Launch(s, *agent);
   }
-  if (snapshot_rate_ > 0) {
-    // At most one tick's worth carried over, so a stall does not become a burst.
-    tokens_ = std::min(tokens_ + snapshot_rate_ * elapsed_s,
-                       std::max(1.0, snapshot_rate_ * kTickMs / 1000.0 * 2));
-    while (tokens_ >= 1) {
-      tokens_ -= 1;
-      const AgentIdentity* agent = fleet_.RandomUp();
-      if (agent == nullptr) {
-        break;
-      }
-      if (live_.size() - streams_live_ >= o.snapshot_concurrency) {
-        ++window_.skipped;
-        continue;
-      }
-      Launch(new MediaSnapshot(ctx_, *this, *agent), *agent);
-    }
-  }
   ctx_.shard.timers().Arm(tick_, now, kTickMs);
+}
+
+void LoadDriver::Pace() {
+  if (!running_ || ctx_.stopping || snapshot_rate_ <= 0) {
+    return;
+  }
+  const uint64_t now = runtime::MonotonicNs();
+  const double elapsed_s = static_cast<double>(now - last_pace_ns_) / 1e9;
+  last_pace_ns_ = now;
+  // At most two periods' worth carried over, so a stall does not become a burst.
+  const double period_s = static_cast<double>(PacePeriodUs()) / 1e6;
+  tokens_ =
+      std::min(tokens_ + snapshot_rate_ * elapsed_s, std::max(1.0, snapshot_rate_ * period_s * 2));
+  while (tokens_ >= 1) {
+    tokens_ -= 1;
+    const AgentIdentity* agent = fleet_.RandomUp();
+    if (agent == nullptr) {
+      break;
+    }
+    if (live_.size() - streams_live_ >= ctx_.options.snapshot_concurrency) {
+      ++window_.skipped;
+      continue;
+    }
+    Launch(new MediaSnapshot(ctx_, *this, *agent), *agent);
+  }
 }
 
 void LoadDriver::OnOpenResult(MediaSession& session, std::string_view result, uint64_t latency_us) {

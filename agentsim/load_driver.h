@@ -1,8 +1,8 @@
 // Drives the media server's load through the frontend: keeps --streams RTSP sessions running
 // (each --stream-seconds long, then replaced by one on another camera) and issues snapshot
 // requests at a rate (token bucket, at most --snapshot-concurrency in flight), each on a random
-// agent that is up. Collects the open results and latencies, overall and for the current
-// window (open-rate's steps).
+// agent that is up, spread evenly over time (Pacer). Collects the open results and latencies,
+// overall and for the current window (open-rate's steps).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,7 @@
 #include "agentsim/fleet.h"
 #include "agentsim/latency_histogram.h"
 #include "agentsim/media_session.h"
+#include "agentsim/pacer.h"
 #include "agentsim/sim_context.h"
 #include "runtime/timer_wheel.h"
 
@@ -39,7 +40,7 @@ class LoadDriver final : public MediaObserver {
   // second or per /metrics scrape.
   IntegrityCounts LiveIntegrity() const;
 
-  void set_snapshot_rate(double per_second) { snapshot_rate_ = per_second; }
+  void set_snapshot_rate(double per_second);
   double snapshot_rate() const { return snapshot_rate_; }
 
   const OpenWindow& window() const { return window_; }
@@ -50,6 +51,9 @@ class LoadDriver final : public MediaObserver {
 
  private:
   void Tick();
+  // Snapshots due since the last call, from the pacer.
+  void Pace();
+  uint64_t PacePeriodUs() const;
   void Launch(MediaSession* session, const AgentIdentity& agent);
 
   SimContext& ctx_;
@@ -58,7 +62,8 @@ class LoadDriver final : public MediaObserver {
   uint32_t streams_live_ = 0;
   double snapshot_rate_ = 0;
   double tokens_ = 0;
-  uint64_t last_tick_ms_ = 0;
+  uint64_t last_pace_ns_ = 0;
+  Pacer* pacer_ = nullptr;  // while snapshots are asked for; frees itself once stopped
   OpenWindow window_;
   absl::flat_hash_set<MediaSession*> live_;
   absl::flat_hash_set<MediaSession*> streams_;  // the RTSP ones among live_
