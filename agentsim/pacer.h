@@ -3,9 +3,10 @@
 // one every 2 ms), instead of a tick's worth at once every 10 ms: a rate of opens is measured
 // with the opens spread over time, not in bursts the generator made.
 //
-// Lifetime like runtime::SplicePump: Create, then Stop() once; the pacer frees itself when its
-// last timeout has completed (the kernel reads the timespec only at submission, but a pacer
-// gone before then would leave it dangling).
+// Lifetime like runtime::SplicePump: Create, then Stop() once, before the shard shuts down (a
+// shutdown stops it too, and frees it: its owner must not touch it after that); the pacer
+// frees itself once its last timeout has completed (the kernel reads the timespec only at
+// submission, and a pacer gone before then would leave it dangling).
 #pragma once
 
 #include <liburing.h>
