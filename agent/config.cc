@@ -96,7 +96,7 @@ std::string UsageText() {
          "         --service NAME=HOST:PORT [--service ...]\n"
          "         [--ca-file PATH] [--pin sha256/BASE64 ...] [--server-name NAME] [--insecure]\n"
          "         [--log-level debug|info|warning|error] [--proxy http://HOST:PORT]\n"
-         "         [--proxy-file PATH]\n"
+         "         [--proxy-file PATH] [--no-kernel-tls]\n"
          "   or: camtunnel-agent --state-file PATH --activation-url https://HOST[:PORT]\n"
          "         --serial SERIAL --factory-secret-file PATH --operator ID\n"
          "         [--reactivate-after-s N] --service ... [--ca-file ...] [--pin ...]\n"
@@ -116,6 +116,9 @@ std::string UsageText() {
          "                to local services); Basic auth when USER:PASS is given\n"
          "  --proxy-file   the same URL read from a file (keeps the credentials out of the\n"
          "                process list)\n"
+         "  --no-kernel-tls  keep TLS encryption in OpenSSL even where the kernel has kTLS\n"
+         "                (by default the kernel encrypts what the agent sends once the\n"
+         "                handshake is done, where it can)\n"
          "  --version      print the build time (the certificate-time floor) and exit\n"
          "  --state-file   managed mode: where the activation state is kept (written atomically)\n"
          "  --activation-url  the activation server (https only)\n"
@@ -149,6 +152,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       {"reactivate-after-s", required_argument, nullptr, 'R'},
       {"proxy", required_argument, nullptr, 'P'},
       {"proxy-file", required_argument, nullptr, 'X'},
+      {"no-kernel-tls", no_argument, nullptr, 'K'},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -234,6 +238,9 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       }
       case 'i':
         c.insecure = true;
+        break;
+      case 'K':
+        c.kernel_tls = false;
         break;
       case 'l':
         if (!ParseLogLevel(arg, &c.log_level)) {

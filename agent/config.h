@@ -48,6 +48,7 @@ struct Config {
   PinSet pins;
   std::string server_name;  // defaults to gateway.host
   bool insecure = false;
+  bool kernel_tls = true;  // --no-kernel-tls: OpenSSL encrypts even where the kernel could
   LogLevel log_level = LogLevel::kInfo;
   std::shared_ptr<const ProxyConfig> proxy;  // --proxy; null: direct
 };

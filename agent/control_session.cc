@@ -359,6 +359,9 @@ void ControlSession::HandleWelcome(const proto::Frame& frame) {
   heartbeat_ms_ = welcome.heartbeat_ms;
   heartbeat_timer_.Start(loop_, heartbeat_ms_, [this] { OnHeartbeatTick(); });
   LOG_INFO("connected gateway=%s agent=%s", target_.url.c_str(), identity_.agent_id.c_str());
+  if (transport_->kernel_tls_send()) {
+    LOG_INFO("kernel TLS: the kernel encrypts what this agent sends (--no-kernel-tls to stop)");
+  }
   LOG_DEBUG("control: WELCOME heartbeat_ms=%u reconnect_window_ms=%u server_time_ms=%llu",
             welcome.heartbeat_ms, welcome.reconnect_window_ms,
             static_cast<unsigned long long>(welcome.server_time_ms));

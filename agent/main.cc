@@ -67,7 +67,7 @@ int RunManaged(camtunnel::agent::Config& config, char** argv) {
     }
     std::string err;
     TlsTrust trust{config.ca_file, config.pins, url.host, config.insecure};
-    auto factory = MakeOpenSslTransportFactory(trust, &err);
+    auto factory = MakeOpenSslTransportFactory(trust, &err, config.kernel_tls);
     if (!factory) {
       LOG_ERROR("TLS setup for %s: %s", url.text.c_str(), err.c_str());
     }
@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<TransportFactory> factory;
   if (config.gateway.tls) {
     TlsTrust trust{config.ca_file, config.pins, config.server_name, config.insecure};
-    factory = MakeOpenSslTransportFactory(trust, &error);
+    factory = MakeOpenSslTransportFactory(trust, &error, config.kernel_tls);
     if (!factory) {
       std::fprintf(stderr, "camtunnel-agent: %s\n", error.c_str());
       return 2;

@@ -20,6 +20,8 @@
 // - One session ticket is kept so data connections and reconnects resume (cheaper for the
 //   gateway's handshake budget and for the camera's CPU).
 // - SSL_MODE_RELEASE_BUFFERS: an idle connection holds no record buffers (camera RAM).
+// - Kernel TLS for sending where the kernel has it (SSL_OP_ENABLE_KTLS; OpenSSL's socket BIO
+//   attaches the "tls" upper-layer protocol and hands over the keys, or silently does not).
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -158,6 +160,7 @@ class OpenSslTransport final : public Transport {
   }
 
   std::string error_text() const override { return error_; }
+  bool kernel_tls_send() const override { return BIO_get_ktls_send(SSL_get_wbio(ssl_)) == 1; }
 
  private:
   IoStatus Classify(int r, const char* what) {
@@ -206,12 +209,15 @@ class OpenSslFactory final : public TransportFactory {
     SSL_CTX_free(ctx_);
   }
 
-  bool Init(const TlsTrust& trust, std::string* error) {
+  bool Init(const TlsTrust& trust, std::string* error, bool kernel_tls) {
     trust_ = trust;
     ctx_ = SSL_CTX_new(TLS_client_method());
     if (ctx_ == nullptr) {
       *error = OpenSslErrorText("SSL_CTX_new");
       return false;
+    }
+    if (kernel_tls) {
+      SSL_CTX_set_options(ctx_, SSL_OP_ENABLE_KTLS);
     }
     SSL_CTX_set_app_data(ctx_, this);
     SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
@@ -397,9 +403,9 @@ bool OpenSslTransport::VerifyPeer() {
 }  // namespace
 
 std::unique_ptr<TransportFactory> MakeOpenSslTransportFactory(const TlsTrust& trust,
-                                                              std::string* error) {
+                                                              std::string* error, bool kernel_tls) {
   auto factory = std::make_unique<OpenSslFactory>();
-  if (!factory->Init(trust, error)) {
+  if (!factory->Init(trust, error, kernel_tls)) {
     return nullptr;
   }
   return factory;

@@ -53,6 +53,8 @@ class Transport {
   virtual std::vector<uint8_t> Exporter() = 0;
   // Why the last kError happened (for logs; never contains secrets).
   virtual std::string error_text() const = 0;
+  // After the handshake: whether the kernel encrypts what we send (kTLS).
+  virtual bool kernel_tls_send() const { return false; }
 };
 
 // Trust settings for TLS connections to the gateway.
@@ -77,8 +79,14 @@ class TransportFactory {
 
 std::unique_ptr<TransportFactory> MakePlainTransportFactory();
 // Returns null and sets `*error` when the trust settings cannot be loaded.
+// `kernel_tls`: where the kernel has kTLS (the "tls" TCP upper-layer protocol), OpenSSL hands
+// it the sending keys after the handshake and the kernel encrypts the records (OpenSSL 3.0
+// does this for sending only). On a tunnel that is the camera's video: one copy fewer, and
+// the way to splice a camera's stream into the tunnel later. Where the kernel lacks it,
+// OpenSSL encrypts as before.
 std::unique_ptr<TransportFactory> MakeOpenSslTransportFactory(const TlsTrust& trust,
-                                                              std::string* error);
+                                                              std::string* error,
+                                                              bool kernel_tls = false);
 // A plain transport over an already connected socket (the camera side of a tunnel).
 std::unique_ptr<Transport> MakePlainTransport(int fd);
 

@@ -174,6 +174,15 @@ TEST(ConfigTest, TlsOptionsNeedHttpsAndInsecureExcludesPins) {
   EXPECT_EQ(p.config.server_name, "other.example.com");
 }
 
+TEST(ConfigTest, KernelTlsIsOnUnlessTurnedOff) {
+  Parsed p = ParseWith({});
+  ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
+  EXPECT_TRUE(p.config.kernel_tls);
+  p = ParseWith({"--no-kernel-tls"});
+  ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
+  EXPECT_FALSE(p.config.kernel_tls);
+}
+
 TEST(ConfigTest, HelpIsNotAnError) { EXPECT_EQ(Parse({"--help"}).outcome, ParseOutcome::kHelp); }
 
 TEST(ConfigTest, VersionIsNotAnError) {

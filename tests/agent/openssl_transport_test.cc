@@ -1,6 +1,8 @@
 // The OpenSSL transport against an in-process OpenSSL server on loopback: trust modes (pins,
-// CA file, host names, insecure), the exporter, and TLS half-close in both directions.
+// CA file, host names, insecure), the exporter, TLS half-close in both directions, and kernel
+// TLS where the kernel has it (OpenSSL otherwise).
 #include <gtest/gtest.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -69,9 +71,9 @@ class OpenSslTransportTest : public ::testing::Test {
   // Returns the client's final status (kOk, or kError with error_text()).
   // `time_floor`: the last known good time given to the factory (0: none; the build time
   // still applies).
-  IoStatus Connect(const TlsTrust& trust, int64_t time_floor = 0) {
+  IoStatus Connect(const TlsTrust& trust, int64_t time_floor = 0, bool kernel_tls = false) {
     std::string error;
-    factory_ = MakeOpenSslTransportFactory(trust, &error);
+    factory_ = MakeOpenSslTransportFactory(trust, &error, kernel_tls);
     EXPECT_NE(factory_, nullptr) << error;
     if (!factory_) {
       return IoStatus::kError;
@@ -297,6 +299,55 @@ TEST_F(OpenSslTransportTest, FinWithoutCloseNotifyIsAnErrorNotAnEnd) {
   ::shutdown(server_fd_, SHUT_WR);  // truncation: no close_notify
   std::string got;
   EXPECT_EQ(ClientRead(&got, 1), IoStatus::kError);
+}
+
+// Whether this kernel takes the "tls" TCP upper-layer protocol (kTLS), asked the way OpenSSL
+// will: on a connected socket of a throw-away pair.
+bool KernelHasTls() {
+  auto [a, b] = TcpPair();
+  const bool has = setsockopt(a, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) == 0;
+  close(a);
+  close(b);
+  return has;
+}
+
+class KernelTlsTest : public OpenSslTransportTest {
+ protected:
+  // Bytes both ways and a half-close from the client (its close_notify is, with kTLS, a
+  // control record the kernel writes), as HalfCloseKeepsTheOtherDirectionOpen.
+  void ExchangeAndHalfClose() {
+    size_t n = 0;
+    const std::string ping(3000, 'p');  // more than one packet's worth of records
+    ASSERT_EQ(client_->Write(proto::AsBytes(ping), &n), IoStatus::kOk);
+    EXPECT_EQ(n, ping.size());
+    ASSERT_EQ(client_->ShutdownWrite(), IoStatus::kOk);
+    std::string got;
+    while (got.size() < ping.size() && ServerRead(&got) == SSL_ERROR_NONE) {
+    }
+    EXPECT_EQ(got, ping);
+    EXPECT_EQ(ServerRead(&got), SSL_ERROR_ZERO_RETURN);
+    ASSERT_EQ(SSL_write(server_, "pong", 4), 4);
+    std::string reply;
+    EXPECT_EQ(ClientRead(&reply, 4), IoStatus::kOk);
+    EXPECT_EQ(reply, "pong");
+  }
+};
+
+// Where the kernel has kTLS the agent hands it the sending keys after the handshake (the
+// camera's video is what an agent sends); where it has not (this build machine: no CONFIG_TLS),
+// OpenSSL encrypts as before. Either way every byte arrives and the half-close works.
+TEST_F(KernelTlsTest, TheKernelEncryptsWhereItCanAndOpenSslOtherwise) {
+  TlsTrust trust{.pins = {pin_}, .server_name = "gateway.test"};
+  ASSERT_EQ(Connect(trust, 0, true), IoStatus::kOk) << client_->error_text();
+  EXPECT_EQ(client_->kernel_tls_send(), KernelHasTls());
+  ExchangeAndHalfClose();
+}
+
+TEST_F(KernelTlsTest, NoKernelTlsKeepsEncryptionInOpenSsl) {
+  TlsTrust trust{.pins = {pin_}, .server_name = "gateway.test"};
+  ASSERT_EQ(Connect(trust, 0, false), IoStatus::kOk) << client_->error_text();
+  EXPECT_FALSE(client_->kernel_tls_send());
+  ExchangeAndHalfClose();
 }
 
 }  // namespace
