@@ -265,6 +265,11 @@ size_t Shard::Shutdown(uint64_t max_ms) {
   for (IoObject* o : objects) {
     o->OnShutdown();
   }
+  // Objects that end with a ring operation (a timeout or poll removed) and then free themselves
+  // get its completion before the shard goes, whether or not streams are left: the removal
+  // completes at submission, so two passes that do not wait are enough.
+  RunOnce(0);
+  RunOnce(0);
   const uint64_t deadline = MonotonicMs() + max_ms;
   while (live_streams_ > 0 && MonotonicMs() < deadline) {
     RunOnce(10);

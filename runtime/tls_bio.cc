@@ -1,14 +1,27 @@
 #include "runtime/tls_bio.h"
 
+#include <linux/tls.h>
+
 #include <cstring>
 
 namespace camtunnel::runtime {
 namespace {
 
+// OpenSSL 3.0's kernel-TLS controls (its include/internal/bio.h; the public bio.h lists them in
+// a comment). Its socket BIO implements them; so does this one (kernel_tls_send.h).
+constexpr int kCtrlSetKtls = 72;           // larg: non-zero for the sending keys
+constexpr int kCtrlGetKtlsSend = 73;       // BIO_CTRL_GET_KTLS_SEND
+constexpr int kCtrlSetKtlsCtrlMsg = 74;    // larg: the next write's record type
+constexpr int kCtrlClearKtlsCtrlMsg = 75;  // back to application data
+static_assert(kCtrlGetKtlsSend == BIO_CTRL_GET_KTLS_SEND);
+
 int BioWrite(BIO* bio, const char* data, size_t len, size_t* written) {
   auto* state = static_cast<TlsBioState*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
   state->output->Append({reinterpret_cast<const uint8_t*>(data), len});
+  if (state->kernel_send != nullptr) {
+    state->kernel_send->Wrote({reinterpret_cast<const uint8_t*>(data), len});
+  }
   *written = len;
   return 1;
 }
@@ -28,14 +41,36 @@ int BioRead(BIO* bio, char* out, size_t len, size_t* read) {
   return 1;
 }
 
-long BioCtrl(BIO* /*bio*/, int cmd, long /*num*/, void* /*ptr*/) {
+long BioCtrl(BIO* bio, int cmd, long num, void* ptr) {
+  KernelTlsSend* kernel = static_cast<TlsBioState*>(BIO_get_data(bio))->kernel_send;
   switch (cmd) {
     case BIO_CTRL_FLUSH:
-      return 1;  // the ring sends the queue after every SSL call
-    case BIO_CTRL_PENDING:
-    case BIO_CTRL_WPENDING:
-      return 0;
-    default:
+      return 1;  // the ring sends the queue after every SSL call, in order
+    case kCtrlSetKtls: {
+      if (kernel == nullptr || num == 0 || ptr == nullptr) {
+        return 0;  // receiving keys, or no kernel TLS for this stream: OpenSSL keeps them
+      }
+      tls_crypto_info head;
+      std::memcpy(&head, ptr, sizeof(head));
+      const size_t size = KernelCryptoInfoSize(head.cipher_type);
+      return kernel->TakeKeys({static_cast<const uint8_t*>(ptr), size > 0 ? size : sizeof(head)})
+                 ? 1
+                 : 0;
+    }
+    case kCtrlGetKtlsSend:
+      return kernel != nullptr && kernel->sending_plaintext() ? 1 : 0;
+    case kCtrlSetKtlsCtrlMsg:
+      if (kernel == nullptr || num <= 0 || num > 255) {
+        return 0;
+      }
+      kernel->next_type = static_cast<uint8_t>(num);
+      return 1;
+    case kCtrlClearKtlsCtrlMsg:
+      if (kernel != nullptr) {
+        kernel->next_type = 0;
+      }
+      return 1;
+    default:  // BIO_CTRL_PENDING, BIO_CTRL_WPENDING among others: nothing held here
       return 0;
   }
 }

@@ -9,13 +9,17 @@
 #include <span>
 
 #include "runtime/byte_queue.h"
+#include "runtime/kernel_tls_send.h"
 
 namespace camtunnel::runtime {
 
 // What the BIO reads from and writes to. Rebound (BIO_set_data) when a connection moves.
 struct TlsBioState {
   std::span<const uint8_t> input;  // ciphertext not yet taken by OpenSSL
-  ByteQueue* output = nullptr;     // ciphertext to send
+  ByteQueue* output = nullptr;     // ciphertext to send (plaintext once the kernel encrypts)
+  // Set where the kernel may take the sending keys (kernel_tls_send.h); null: OpenSSL keeps
+  // them.
+  KernelTlsSend* kernel_send = nullptr;
 };
 
 // A new BIO whose data pointer is `state` (not owned).
