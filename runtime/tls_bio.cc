@@ -42,7 +42,8 @@ int BioRead(BIO* bio, char* out, size_t len, size_t* read) {
 }
 
 long BioCtrl(BIO* bio, int cmd, long num, void* ptr) {
-  KernelTlsSend* kernel = static_cast<TlsBioState*>(BIO_get_data(bio))->kernel_send;
+  const auto* state = static_cast<const TlsBioState*>(BIO_get_data(bio));
+  KernelTlsSend* kernel = state != nullptr ? state->kernel_send : nullptr;
   switch (cmd) {
     case BIO_CTRL_FLUSH:
       return 1;  // the ring sends the queue after every SSL call, in order
