@@ -395,9 +395,16 @@ class Lifecycle(unittest.TestCase):
                                                        reason="malformed_frame"), 1)
 
     def test_6_restart_reexecutes_the_agent(self):
-        # The link of test 5 replaced the agent's own; wait for the agent to be back.
-        # "linked" may still be test 5's link, closing: the manager answers 409 until the agent's
-        # own link is up again, so the restart is asked until it is taken.
+        # The link of test 5 replaced the agent's own: wait for the agent to be linked again.
+        # Until then "linked" may still be test 5's link, closed by the test but not yet seen
+        # closed by the manager, which would take the restart and send it nowhere (seen once
+        # under ASan); the agent's own link, once up, replaces whatever link is current.
+        def relinked():
+            with open(self.agent.err_path, encoding="utf-8", errors="replace") as f:
+                data = f.read()
+            at = data.rfind("manager link ended (manager GOAWAY replaced)")
+            return at >= 0 and "manager linked" in data[at:]
+        wait_until(relinked, 20, 0.05, what="the agent linked again after test 5's link")
         start = harness.err_size(self.agent)
         answers = []
 
