@@ -16,6 +16,10 @@ struct GatewayConfig {
   // With a certificate configured, agents on the plain listener are refused (403) unless this
   // is set: an attacker on the path must not be able to downgrade an agent to plain.
   bool allow_plain_with_tls = false;
+  // Where the kernel has kTLS (probed at start-up), it encrypts what the gateway sends on TLS
+  // connections once their handshake is done (runtime/kernel_tls_send.h); false keeps all of
+  // TLS in OpenSSL.
+  bool kernel_tls = true;
   std::string streamer_keys_file;  // lines "<key id> <64 hex chars>"
   // Session ticket keys (runtime/ticket_keys.h), shared by every shard and kept across
   // restarts so a reconnecting fleet resumes its TLS sessions; created (0600) when missing.

@@ -117,6 +117,7 @@ class Reader {
           {"cert", String(&C::cert_file)},
           {"key", String(&C::key_file)},
           {"allow_plain_with_tls", Bool(&C::allow_plain_with_tls)},
+          {"kernel_tls", Bool(&C::kernel_tls)},
           {"streamer_keys", String(&C::streamer_keys_file)},
           {"ticket_keys", String(&C::ticket_keys_file)},
           {"agent_handshakes_per_second", Number(&C::agent_handshakes_per_second, 0)},

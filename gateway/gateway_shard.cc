@@ -42,7 +42,7 @@ GatewayShard::~GatewayShard() = default;
 
 absl::Status GatewayShard::Listen(const std::vector<std::string>& addresses, bool exclusive,
                                   std::vector<std::unique_ptr<runtime::Listener>>* out,
-                                  runtime::Listener::AcceptFn fn) {
+                                  const runtime::Listener::AcceptFn& fn) {
   for (const std::string& a : addresses) {
     auto l = runtime::Listener::Open(shard_, a, fn, exclusive);
     if (!l.ok()) {
@@ -78,6 +78,14 @@ absl::Status GatewayShard::LoadTicketKeys(const std::string& file) {
   return absl::OkStatus();
 }
 
+void GatewayShard::OfferKernelTls(SSL_CTX* ctx, const GatewayConfig& config) const {
+  // Only where the probe found kTLS: elsewhere OpenSSL would ask every connection's BIO in
+  // vain. Each connection's socket is asked again when its keys are offered.
+  if (ktls_.available && config.kernel_tls) {
+    SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+  }
+}
+
 void GatewayShard::ApplyHandshakeBudget() {
   // Only the TLS port: a full handshake is ~230 us of CPU, a plain one a few microseconds.
   for (auto& l : agent_tls_listeners_) {
@@ -108,6 +116,7 @@ absl::Status GatewayShard::Start(const GatewayConfig* bound) {
       return s;
     }
     ticket_keys_->Install(ctx->get());
+    OfferKernelTls(ctx->get(), config_);
     tls_ctx_ = std::move(*ctx);
   } else if (!config_.agent_tls_listen.empty()) {
     return absl::InvalidArgumentError("a TLS agent listener needs a certificate and key");
@@ -259,6 +268,7 @@ absl::Status GatewayShard::Reload(GatewayConfig fresh) {
       return s;
     }
     ticket_keys_->Install(ctx.get());
+    OfferKernelTls(ctx.get(), fresh);
   }
   // Listeners are bound once; whatever the file now says about them waits for a restart.
   fresh.agent_tls_listen = config_.agent_tls_listen;

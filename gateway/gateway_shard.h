@@ -137,9 +137,11 @@ class GatewayShard {
   void AcceptAdmin(int fd);
   absl::Status LoadTicketKeys(const std::string& file);
   void ApplyHandshakeBudget();
+  // Sets SSL_OP_ENABLE_KTLS on `ctx` where the kernel has kTLS and `config` wants it.
+  void OfferKernelTls(SSL_CTX* ctx, const GatewayConfig& config) const;
   absl::Status Listen(const std::vector<std::string>& addresses, bool exclusive,
                       std::vector<std::unique_ptr<runtime::Listener>>* out,
-                      runtime::Listener::AcceptFn fn);
+                      const runtime::Listener::AcceptFn& fn);
 
   runtime::Shard& shard_;
   Gateway* gateway_;

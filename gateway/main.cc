@@ -47,6 +47,8 @@ ABSL_FLAG(std::string, cert, "", "PEM certificate chain for the agent TLS listen
 ABSL_FLAG(std::string, key, "", "PEM private key for --cert");
 ABSL_FLAG(bool, allow_plain_with_tls, false,
           "Accept agents on the plain listener although a certificate is configured");
+ABSL_FLAG(bool, kernel_tls, true,
+          "Where the kernel has kTLS, let it encrypt what the gateway sends over TLS");
 ABSL_FLAG(std::string, streamer_keys, "", "Streamer keys file: lines '<key id> <64 hex>'");
 ABSL_FLAG(std::string, frontend_listen, "127.0.0.1:8554,[::1]:8554",
           "Media-server frontend listeners, comma-separated");
@@ -218,6 +220,7 @@ absl::StatusOr<GatewayConfig> BuildConfig() {
   Override("cert", FLAGS_cert, &c.cert_file);
   Override("key", FLAGS_key, &c.key_file);
   Override("allow_plain_with_tls", FLAGS_allow_plain_with_tls, &c.allow_plain_with_tls);
+  Override("kernel_tls", FLAGS_kernel_tls, &c.kernel_tls);
   Override("streamer_keys", FLAGS_streamer_keys, &c.streamer_keys_file);
   Override("frontend_listen", FLAGS_frontend_listen, &c.frontend_listen);
   Override("frontend_allow", FLAGS_frontend_allow, &c.frontend_allow);

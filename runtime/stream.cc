@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <linux/sockios.h>
+#include <linux/tls.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstdio>
@@ -16,7 +18,26 @@ namespace camtunnel::runtime {
 struct Stream::Gather {
   msghdr message{};
   iovec parts[kSendChunks];
+  // A control record's type for a kernel that encrypts (TLS_SET_RECORD_TYPE).
+  alignas(cmsghdr) uint8_t control[CMSG_SPACE(1)];
 };
+
+namespace {
+
+// Trims the first `count` iovecs to `limit` bytes in all; returns how many remain.
+size_t TrimTo(iovec* parts, size_t count, size_t limit) {
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (total + parts[i].iov_len >= limit) {
+      parts[i].iov_len = limit - total;
+      return i + 1;
+    }
+    total += parts[i].iov_len;
+  }
+  return count;
+}
+
+}  // namespace
 
 Stream* Stream::Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler* handler) {
   auto* s = new Stream(shard, fd, handler);
@@ -26,6 +47,7 @@ Stream* Stream::Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler*
     s->bio_state_.output = &s->tx_;
     BIO* bio = NewTlsBio(&s->bio_state_);
     SSL_set_bio(s->ssl_, bio, bio);
+    s->OfferKernelTls(server_ctx);
     SSL_set_accept_state(s->ssl_);
     s->state_ = StreamState::kHandshaking;
   }
@@ -44,6 +66,7 @@ Stream* Stream::CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
   s->bio_state_.output = &s->tx_;
   BIO* bio = NewTlsBio(&s->bio_state_);
   SSL_set_bio(s->ssl_, bio, bio);
+  s->OfferKernelTls(client_ctx);
   if (!server_name.empty()) {
     SSL_set_tlsext_host_name(s->ssl_, server_name.c_str());
     SSL_set1_host(s->ssl_, server_name.c_str());
@@ -67,6 +90,15 @@ std::string Stream::peer_text() const {
     return out;
   }
   return "unknown";
+}
+
+void Stream::OfferKernelTls(SSL_CTX* ctx) {
+  if ((SSL_CTX_get_options(ctx) & SSL_OP_ENABLE_KTLS) == 0) {
+    return;
+  }
+  kernel_send_ = std::make_unique<KernelTlsSend>();
+  kernel_send_->fd = fd_;
+  bio_state_.kernel_send = kernel_send_.get();
 }
 
 SSL_SESSION* Stream::ResumableSession() const {
@@ -371,19 +403,44 @@ void Stream::FlushTx() {
     return;
   }
   if (!tx_.empty()) {
+    size_t limit = tx_.size();
+    uint8_t record_type = 0;
+    if (kernel_send_ != nullptr) {
+      KernelTlsSend& kernel = *kernel_send_;
+      // OpenSSL 3.0 gives the kernel no new keys after a KeyUpdate: end here rather than send
+      // under keys the peer has dropped. A kernel that took the upper-layer protocol and then
+      // refuses the keys leaves plaintext nobody may send: end too.
+      if (kernel.at_key_update() || (kernel.keys_due() && !kernel.GiveKeys())) {
+        Close(EPROTO);
+        return;
+      }
+      limit = kernel.NextSend(tx_.size(), &record_type);
+    }
     io_uring_sqe* sqe = shard_->GetSqe();
     const auto front = tx_.Front();
-    if (front.size() < tx_.size()) {
-      // More than one chunk waits: one gathering send. The message lives until the send
-      // completes (the kernel may read it as late as when it goes async).
+    if (front.size() < limit || record_type != 0) {
+      // More than one chunk waits, or a control record goes with its type: one sendmsg. The
+      // message lives until the send completes (the kernel may read it as late as when it
+      // goes async).
       if (gather_ == nullptr) {
         gather_ = std::make_unique<Gather>();
       }
-      gather_->message.msg_iov = gather_->parts;
-      gather_->message.msg_iovlen = tx_.Gather(gather_->parts);
-      io_uring_prep_sendmsg(sqe, fd_, &gather_->message, MSG_NOSIGNAL);
+      msghdr& m = gather_->message;
+      m = {};
+      m.msg_iov = gather_->parts;
+      m.msg_iovlen = TrimTo(gather_->parts, tx_.Gather(gather_->parts), limit);
+      if (record_type != 0) {
+        m.msg_control = gather_->control;
+        m.msg_controllen = sizeof(gather_->control);
+        cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_TLS;
+        c->cmsg_type = TLS_SET_RECORD_TYPE;
+        c->cmsg_len = CMSG_LEN(1);
+        *CMSG_DATA(c) = record_type;
+      }
+      io_uring_prep_sendmsg(sqe, fd_, &m, MSG_NOSIGNAL);
     } else {
-      io_uring_prep_send(sqe, fd_, front.data(), front.size(), MSG_NOSIGNAL);
+      io_uring_prep_send(sqe, fd_, front.data(), std::min(front.size(), limit), MSG_NOSIGNAL);
     }
     io_uring_sqe_set_data64(sqe, shard_->Tag(slot_, kSend));
     send_in_flight_ = true;
@@ -410,6 +467,9 @@ void Stream::OnSend(int32_t res) {
     return;
   }
   tx_.Consume(static_cast<size_t>(res));
+  if (kernel_send_ != nullptr) {
+    kernel_send_->Sent(static_cast<size_t>(res));
+  }
   if (tx_.empty()) {
     gather_.reset();  // small and idle streams keep no message around
   }

@@ -116,6 +116,8 @@ class Stream final : public IoObject {
   StreamState state() const { return state_; }
   bool open() const { return state_ == StreamState::kOpen; }
   bool tls() const { return ssl_ != nullptr; }
+  // The kernel encrypts what this stream sends (kernel_tls_send.h).
+  bool kernel_encrypts() const { return kernel_send_ != nullptr && kernel_send_->keys_given; }
   // After the handshake: whether it resumed a session (no certificate, no signature).
   bool tls_resumed() const { return ssl_ != nullptr && SSL_session_reused(ssl_) == 1; }
   // Client side: a new reference to this connection's session if a ticket made it resumable
@@ -208,8 +210,13 @@ class Stream final : public IoObject {
   TlsBioState bio_state_;
   ByteQueue tx_;
   std::unique_ptr<DetachDone> detach_;  // set while detaching (a pointer: idle streams stay small)
+  // Offers OpenSSL's sending keys to the kernel when `ctx` asks for kernel TLS.
+  void OfferKernelTls(SSL_CTX* ctx);
   struct Gather;
   std::unique_ptr<Gather> gather_;  // a gathering send's message, while more than a chunk waits
+  // Where the kernel may encrypt what this TLS stream sends (kernel_tls_send.h): the context
+  // had SSL_OP_ENABLE_KTLS, which the gateway sets only where the kernel has kTLS.
+  std::unique_ptr<KernelTlsSend> kernel_send_;
   Timer linger_timer_;
   StreamStats stats_;
   // The peer's address, read once at creation (after a reset getpeername fails): the compact

@@ -1,6 +1,8 @@
 // A custom OpenSSL BIO over the shard's buffers (the HAProxy/Envoy pattern): reads come from the
 // provided buffer the ring just filled, writes go to the connection's send queue. No socket I/O
-// happens inside OpenSSL, so the ring stays the only place that touches the fd.
+// happens inside OpenSSL, so the ring stays the only place that moves bytes on the fd (kernel
+// TLS: the one setsockopt that prepares the socket when OpenSSL offers its keys,
+// kernel_tls_send.h).
 #pragma once
 
 #include <openssl/bio.h>

@@ -19,6 +19,7 @@ agent_plain_listen = "0.0.0.0:80,[::]:80"
 cert = "/c.pem"
 key = "/k.pem"
 allow_plain_with_tls = true
+kernel_tls = false
 streamer_keys = "/s.keys"
 frontend_listen = ["10.0.0.5:8554"]
 frontend_allow = ["10.0.0.0/8"]
@@ -50,6 +51,7 @@ spare_idle_ms = 13000
   EXPECT_EQ(c.cert_file, "/c.pem");
   EXPECT_EQ(c.key_file, "/k.pem");
   EXPECT_TRUE(c.allow_plain_with_tls);
+  EXPECT_FALSE(c.kernel_tls);
   EXPECT_EQ(c.streamer_keys_file, "/s.keys");
   EXPECT_EQ(c.frontend_listen, std::vector<std::string>{"10.0.0.5:8554"});
   EXPECT_EQ(c.frontend_allow, std::vector<std::string>{"10.0.0.0/8"});

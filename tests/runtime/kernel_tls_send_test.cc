@@ -143,35 +143,29 @@ class KernelTlsSendTest : public ::testing::Test {
       sent_.append(reinterpret_cast<const char*>(front.data()), front.size());
       queue_.Consume(front.size());
     }
-    while (sent_at_ < sent_.size()) {
+    while (kernel_.sent < sent_.size() && !kernel_.at_key_update()) {
       wire += SendNext();
     }
     BIO_write(client_in_, wire.data(), static_cast<int>(wire.size()));
   }
 
-  // The stream's side: the next send, cut at the switch point and at control records' bounds.
+  // The stream's side, with the stream's own rules (KernelTlsSend::NextSend and the rest):
+  // the next send, cut at the switch point and at control records' bounds.
   std::string SendNext() {
-    const auto& switch_at = kernel_.switch_at;
-    if (!switch_at || sent_at_ < *switch_at) {
-      const size_t end = switch_at ? *switch_at : sent_.size();
-      std::string raw = sent_.substr(sent_at_, end - sent_at_);
-      sent_at_ = end;
-      return raw;
-    }
-    if (!stand_in_) {
+    if (kernel_.keys_due()) {
       stand_in_.emplace(kernel_.crypto_info);  // setsockopt(SOL_TLS, TLS_TX) at this byte
+      kernel_.keys_given = true;
     }
-    if (!kernel_.control.empty() && kernel_.control.front().begin == sent_at_) {
-      const KernelTlsSend::ControlRecord r = kernel_.control.front();
-      kernel_.control.pop_front();
-      sent_at_ = r.end;
-      ++control_records_;
-      return stand_in_->Send(std::string_view(sent_).substr(r.begin, r.end - r.begin), r.type);
+    uint8_t type = 0;
+    const size_t n = kernel_.NextSend(sent_.size() - kernel_.sent, &type);
+    EXPECT_GT(n, 0u);
+    const std::string_view bytes = std::string_view(sent_).substr(kernel_.sent, n);
+    kernel_.Sent(n);
+    if (!kernel_.keys_given) {
+      return std::string(bytes);  // records OpenSSL sealed itself
     }
-    const size_t end = kernel_.control.empty() ? sent_.size() : kernel_.control.front().begin;
-    const std::string_view data = std::string_view(sent_).substr(sent_at_, end - sent_at_);
-    sent_at_ = end;
-    return stand_in_->Send(data, 23);
+    control_records_ += type != 0 ? 1 : 0;
+    return stand_in_->Send(bytes, type != 0 ? type : 23);
   }
 
   void Handshake() {
@@ -205,7 +199,6 @@ class KernelTlsSendTest : public ::testing::Test {
   KernelTlsSend kernel_;
   TlsBioState state_;
   std::string sent_;  // every byte the server queued
-  size_t sent_at_ = 0;
   std::string server_got_;
   std::optional<KernelStandIn> stand_in_;
   int control_records_ = 0;
@@ -265,9 +258,13 @@ TEST_F(KernelTlsSendTest, AKeyUpdateAfterTheSwitchIsFlaggedForTheStreamToEnd) {
   Exchange();
   ASSERT_TRUE(kernel_.key_update_at.has_value());
   EXPECT_GT(*kernel_.key_update_at, *kernel_.switch_at);
+  // The stream sends nothing from there on: it ends the connection.
+  EXPECT_TRUE(kernel_.at_key_update());
+  EXPECT_EQ(kernel_.sent, *kernel_.key_update_at);
 }
 
 TEST_F(KernelTlsSendTest, WithoutKernelSendingTheBioRefusesTheKeys) {
+  // (The stand-in stream still runs: with no switch point everything goes out as queued.)
   Handshake();  // state_.kernel_send is null: OpenSSL seals every record itself
   EXPECT_FALSE(kernel_.switch_at.has_value());
   EXPECT_FALSE(BIO_get_ktls_send(SSL_get_wbio(server_)));
@@ -301,6 +298,31 @@ TEST(KernelTlsSendUnitTest, TakesKeysOnceForKnownCiphersAndNotesControlRecords) 
   EXPECT_EQ(k.control.front().type, 22);
   EXPECT_EQ(k.written, 207u);
   EXPECT_FALSE(k.key_update_at.has_value());
+  // The stream's sends: the flight OpenSSL sealed, the keys, the ticket alone, then data.
+  uint8_t type = 9;
+  EXPECT_EQ(k.NextSend(207, &type), 100u);
+  EXPECT_EQ(type, 0);
+  EXPECT_FALSE(k.keys_due());
+  k.Sent(60);  // a short send
+  EXPECT_EQ(k.NextSend(147, &type), 40u);
+  k.Sent(40);
+  EXPECT_TRUE(k.keys_due());
+  k.keys_given = true;
+  EXPECT_EQ(k.NextSend(107, &type), 7u);
+  EXPECT_EQ(type, 22);
+  k.Sent(7);
+  EXPECT_TRUE(k.control.empty());
+  EXPECT_EQ(k.NextSend(100, &type), 100u);
+  EXPECT_EQ(type, 0);
+  // A KeyUpdate: data up to it goes, nothing from it on.
+  k.next_type = 22;
+  const uint8_t key_update[5] = {24, 0, 0, 1, 1};
+  k.Wrote(key_update);
+  EXPECT_EQ(k.key_update_at, 207u);
+  EXPECT_EQ(k.NextSend(105, &type), 100u);
+  k.Sent(100);
+  EXPECT_TRUE(k.at_key_update());
+  EXPECT_EQ(k.NextSend(5, &type), 0u);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <memory>
 #include <thread>
 
+#include "runtime/ktls_probe.h"
 #include "runtime/listener.h"
 #include "runtime/shard.h"
 #include "runtime/tls_context.h"
@@ -50,12 +51,14 @@ class EchoHandler final : public StreamHandler {
     s.ShutdownWrite();
   }
   void OnStreamWritable(Stream& s) override { s.ResumeRead(); }
-  void OnStreamClosed(Stream& /*s*/, int error) override {
+  void OnStreamClosed(Stream& s, int error) override {
     closed = true;
     close_error = error;
+    kernel_encrypted = s.kernel_encrypts();
   }
 
   int close_on_data_ = 0;
+  bool kernel_encrypted = false;
   bool pause_after_first_ = false;
   uint64_t received = 0;
   bool eof = false;
@@ -116,11 +119,14 @@ class StreamTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(shard_.Init({}), 0); }
 
-  void Listen(bool tls) {
+  void Listen(bool tls, bool kernel_tls = false) {
     if (tls) {
       auto ctx = CreateServerContext({cert_.cert_file, cert_.key_file});
       ASSERT_TRUE(ctx.ok()) << ctx.status();
       ctx_ = std::move(*ctx);
+      if (kernel_tls) {
+        SSL_CTX_set_options(ctx_.get(), SSL_OP_ENABLE_KTLS);
+      }
     }
     auto l = Listener::Open(shard_, "127.0.0.1:0", [this](int fd) {
       handlers_.push_back(std::make_unique<EchoHandler>());
@@ -180,6 +186,19 @@ class StreamTest : public ::testing::Test {
     return reader.get();
   }
 
+  // A TLS client sends `bytes` random bytes and half-closes; the server echoes them, ends with
+  // close_notify, and every byte came back.
+  void ExpectTlsEcho(size_t bytes, uint32_t seed) {
+    const auto data = RandomBytes(bytes, seed);
+    const ExchangeResult r = RunClient(data, true, true);
+    EXPECT_TRUE(r.handshake_ok);
+    EXPECT_EQ(r.error, 0);
+    EXPECT_TRUE(r.eof);
+    EXPECT_TRUE(r.received == data) << "received " << r.received.size() << " of " << data.size();
+    ASSERT_EQ(handlers_.size(), 1u);
+    EXPECT_EQ(handlers_[0]->close_error, 0);
+  }
+
   ExchangeResult RunClient(const std::vector<uint8_t>& data, bool tls, bool wait_server_close) {
     auto fut =
         std::async(std::launch::async, [&] { return Exchange(listener_->port(), data, tls); });
@@ -221,14 +240,18 @@ TEST_F(StreamTest, EchoesEveryByteInOrderAndPropagatesHalfClose) {
 
 TEST_F(StreamTest, EchoesOverTlsAndEndsWithCloseNotify) {
   Listen(true);
-  const auto data = RandomBytes(4 << 20, 2);
-  const ExchangeResult r = RunClient(data, true, true);
-  EXPECT_TRUE(r.handshake_ok);
-  EXPECT_EQ(r.error, 0);
-  EXPECT_TRUE(r.eof);
-  EXPECT_TRUE(r.received == data) << "received " << r.received.size() << " of " << data.size();
-  ASSERT_EQ(handlers_.size(), 1u);
-  EXPECT_EQ(handlers_[0]->close_error, 0);
+  ExpectTlsEcho(4 << 20, 2);
+}
+
+// With kernel TLS asked for, the kernel encrypts what the stream sends where it has kTLS (the
+// flight OpenSSL sealed goes out first, then the keys, then tickets and data as records of
+// their types); where it has not (this build machine), the socket refuses the upper-layer
+// protocol and OpenSSL keeps the keys. Either way every byte comes back and the close_notify
+// ends the stream.
+TEST_F(StreamTest, EchoesOverTlsWithKernelTlsWhereTheKernelTakesIt) {
+  Listen(true, /*kernel_tls=*/true);
+  ExpectTlsEcho(2 << 20, 7);
+  EXPECT_EQ(handlers_[0]->kernel_encrypted, ProbeKernelTls().available);
 }
 
 TEST_F(StreamTest, ErrorCloseResetsThePeer) {
