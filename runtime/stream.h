@@ -159,6 +159,8 @@ class Stream final : public IoObject {
   Stream(Shard& shard, int fd, StreamHandler* handler);
   ~Stream();
 
+  // Lets the kernel encrypt what this stream sends when `ctx` asks for kernel TLS.
+  void OfferKernelTls(SSL_CTX* ctx);
   void ArmRecv();
   void OnRecv(int32_t res, uint32_t flags);
   void OnSend(int32_t res);
@@ -210,8 +212,6 @@ class Stream final : public IoObject {
   TlsBioState bio_state_;
   ByteQueue tx_;
   std::unique_ptr<DetachDone> detach_;  // set while detaching (a pointer: idle streams stay small)
-  // Offers OpenSSL's sending keys to the kernel when `ctx` asks for kernel TLS.
-  void OfferKernelTls(SSL_CTX* ctx);
   struct Gather;
   std::unique_ptr<Gather> gather_;  // a gathering send's message, while more than a chunk waits
   // Where the kernel may encrypt what this TLS stream sends (kernel_tls_send.h): the context

@@ -109,18 +109,24 @@ class Spares(_GatewayChecks, unittest.TestCase):
             got = stream.recv(65536, time.monotonic() + seconds)
             self.fail("unexpected bytes: %r" % got)
 
-    def first_tunnel_then_spare(self, a):
-        """An ordinary tunnel (OPEN on the control connection), after which the gateway asks for
-        a spare; returns (spare id, nonce)."""
+    def tunnel_over_open(self, a, body):
+        """A snapshot through an ordinary tunnel (OPEN on the control connection, a new data
+        connection) whose camera answers `body`; returns (media server's result, service)."""
         t, res = self.request(a.cfg.agent_id)
         tid, service, nonce = a.next_open()
-        self.assertEqual(service, "http")
         data = ctc.open_data_connection(a.cfg, tid, nonce)
-        serve_snapshot(data, b"first answer")
+        serve_snapshot(data, body)
         t.join(10)
+        data.close()
+        return res, service
+
+    def first_tunnel_then_spare(self, a):
+        """An ordinary tunnel, after which the gateway asks for a spare; returns (spare id,
+        nonce)."""
+        res, service = self.tunnel_over_open(a, b"first answer")
+        self.assertEqual(service, "http")
         self.assertEqual(res["r"][0], 200, res)
         self.assertEqual(res["r"][2], b"first answer")
-        data.close()
         return a.spares.get(timeout=5)
 
     def held_spare(self, a):
@@ -235,12 +241,7 @@ class Spares(_GatewayChecks, unittest.TestCase):
     def test_only_agents_with_the_capability_that_opened_are_asked(self):
         m0 = self.gw.metrics()
         plain = self.agent("cam-spare-2", spares=False)
-        t, res = self.request("cam-spare-2")
-        tid, _, nonce = plain.next_open()
-        data = ctc.open_data_connection(plain.cfg, tid, nonce)
-        serve_snapshot(data, b"x")
-        t.join(10)
-        data.close()
+        res, _ = self.tunnel_over_open(plain, b"x")
         self.assertEqual(res["r"][0], 200, res)
         idle = self.agent("cam-spare-3")
         for a in (plain, idle):
@@ -325,13 +326,9 @@ class Spares(_GatewayChecks, unittest.TestCase):
         a = self.agent("cam-spare-10")
         m0 = self.gw.metrics()
         first = self.first_tunnel_then_spare(a)   # asked for, not connected yet
-        t, res = self.request("cam-spare-10")     # so this open finds none held
-        tid, _, nonce = a.next_open()             # and goes over the control connection,
-        second = a.spares.get(timeout=5)          # and the agent is asked for one more
-        data = ctc.open_data_connection(a.cfg, tid, nonce)
-        serve_snapshot(data, b"second answer")
-        t.join(10)
-        data.close()
+        # So this open finds none held and goes over the control connection...
+        res, _ = self.tunnel_over_open(a, b"second answer")
+        second = a.spares.get(timeout=5)          # ...and the agent is asked for one more
         self.assertEqual(res["r"][0], 200, res)
         self.assertEqual(res["r"][2], b"second answer")
         self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="missed")
@@ -344,12 +341,7 @@ class Spares(_GatewayChecks, unittest.TestCase):
         # Unused, both close after the idle time, and the agent is back to one.
         for spare in spares:
             self.assertTrue(ends(spare, SPARE_IDLE_MS / 1000 + 3))
-        t, res = self.request("cam-spare-10")
-        tid, _, nonce = a.next_open()
-        data = ctc.open_data_connection(a.cfg, tid, nonce)
-        serve_snapshot(data, b"third answer")
-        t.join(10)
-        data.close()
+        res, _ = self.tunnel_over_open(a, b"third answer")
         self.assertEqual(res["r"][0], 200, res)
         a.spares.get(timeout=5)
         with self.assertRaises(queue.Empty):
