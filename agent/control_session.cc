@@ -20,13 +20,8 @@ using proto::FrameBuilder;
 using proto::FrameType;
 using proto::Tag;
 
-// A WELCOME may tune the heartbeat, within sane bounds: below 100 ms a camera would spend its
-// uplink on PINGs; above 10 minutes NAT mappings expire long before a dead session is noticed.
-constexpr uint32_t kMinHeartbeatMs = 100;
-constexpr uint32_t kMaxHeartbeatMs = 600000;
-constexpr uint32_t kMaxReconnectWindowMs = 600000;
-// Control frames are small; a gateway that lets this much queue up is not reading.
-constexpr size_t kMaxPendingOutput = 64 * 1024;
+constexpr int64_t kUsPerMs = 1000;
+int64_t NowUs() { return EventLoop::NowMs() * kUsPerMs; }
 
 }  // namespace
 
@@ -44,7 +39,13 @@ ControlSession::ControlSession(EventLoop& loop, TransportFactory& factory,
       target_(target),
       identity_(identity),
       delegate_(delegate),
-      timings_(timings) {}
+      timings_(timings),
+      profile_{.role = proto::LinkRole::kAgent,
+               .kind = proto::LinkKind::kGateway,
+               .capabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno |
+                               proto::kCapSpareData | proto::kCapSpareEarlyData,
+               .heartbeat_ms = timings.default_heartbeat_ms,
+               .version = kAgentVersion} {}
 
 ControlSession::~ControlSession() { Close(); }
 
@@ -75,7 +76,8 @@ void ControlSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> tr
     // now (its buffers are not needed for the rest of the session).
     dialer_.reset();
     transport_ = std::move(transport);
-    if (BeginSession(*head) && Feed(leftover)) {
+    if (BeginSession(*head)) {
+      link_.Receive(leftover, NowUs());
       Pump();
     }
     return;
@@ -89,7 +91,6 @@ void ControlSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> tr
   End(std::move(end));
 }
 
-// Checks the gateway's proof and, if it holds, sends HELLO. False if the session ended.
 bool ControlSession::BeginSession(const proto::ResponseHead& head) {
   auto accept = proto::ParseControlAccept(head);
   if (!accept) {
@@ -102,64 +103,29 @@ bool ControlSession::BeginSession(const proto::ResponseHead& head) {
     End({.detail = "no TLS keying material exporter"});
     return false;
   }
-  proto::HandshakeProofInput input{.agent_id = identity_.agent_id,
-                                   .key_ref = &identity_.key_ref,
-                                   .agent_nonce = agent_nonce_,
-                                   .gateway_nonce = accept->gateway_nonce,
-                                   .transport = kind,
-                                   .exporter = exporter};
-  proto::Digest expected = proto::GatewayProof(identity_.agent_key, input);
-  if (!proto::ConstantTimeEqual(expected, accept->gateway_proof)) {
-    // Not sending HELLO: a party without our key must learn nothing it could replay.
-    End({.reason = SessionEnd::Reason::kBadGatewayProof,
-         .detail = "gateway proof mismatch: the gateway does not hold this agent's key (wrong "
-                   "--key-file/--key-ref, or not our gateway)"});
+  std::vector<std::string> services;
+  services.reserve(identity_.services.size());
+  for (const auto& service : identity_.services) {
+    services.push_back(proto::FormatServiceEntry(service));
+  }
+  watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
+  link_.BeginAgent(
+      {.agent_id = identity_.agent_id, .key = &identity_.agent_key, .key_ref = &identity_.key_ref},
+      agent_nonce_, accept->gateway_nonce, accept->gateway_proof, kind,
+      kind == proto::Transport::kTls ? std::span<const uint8_t>(exporter)
+                                     : std::span<const uint8_t>(),
+      services, NowUs());
+  if (state_ == State::kClosed) {
     return false;
   }
-  if (kind == proto::Transport::kPlain) {
-    proto::Digest session_key =
-        proto::SessionKey(identity_.agent_key, agent_nonce_, accept->gateway_nonce);
-    sealer_.emplace(session_key, proto::Direction::kAgentToGateway);
-    opener_.emplace(session_key, proto::Direction::kGatewayToAgent);
-    OPENSSL_cleanse(session_key.data(), session_key.size());
-  }
-  proto::Digest proof = proto::AgentProof(identity_.agent_key, input);
   state_ = State::kAwaitWelcome;
-  last_rx_ms_ = last_tx_ms_ = EventLoop::NowMs();
-  watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
-  FrameBuilder hello(FrameType::kHello);
-  hello.Add(Tag::kProof, proof)
-      .AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno |
-                                      proto::kCapSpareData | proto::kCapSpareEarlyData)
-      .AddText(Tag::kVersion, kAgentVersion);
-  for (const auto& service : identity_.services) {
-    hello.AddText(Tag::kService, proto::FormatServiceEntry(service));
-  }
-  SendFrame(hello);
   LOG_DEBUG("control: upgraded, gateway proof verified, HELLO sent (%zu services)",
             identity_.services.size());
-  return state_ != State::kClosed;
+  return true;
 }
 
-void ControlSession::SendFrame(FrameBuilder& frame) {
-  if (state_ == State::kClosed || !transport_) {
-    return;
-  }
-  std::vector<uint8_t> bytes = sealer_ ? sealer_->Seal(frame) : frame.Finish();
-  if (out_.size() + bytes.size() > kMaxPendingOutput) {
-    End({.detail = "gateway is not reading control frames"});
-    return;
-  }
+void ControlSession::WriteLinkOutput(std::span<const uint8_t> bytes) {
   out_.insert(out_.end(), bytes.begin(), bytes.end());
-  last_tx_ms_ = EventLoop::NowMs();
-  Pump();
-}
-
-void ControlSession::Fail(proto::ErrorCode code, std::string detail) {
-  FrameBuilder error(FrameType::kError);
-  error.AddU16(Tag::kErrorCode, static_cast<uint16_t>(code)).AddText(Tag::kText, detail);
-  SendFrame(error);
-  End({.detail = std::move(detail)});
 }
 
 void ControlSession::SendOpenFailed(proto::TunnelId tunnel, int error, std::string_view text) {
@@ -172,7 +138,8 @@ void ControlSession::SendOpenFailed(proto::TunnelId tunnel, int error, std::stri
   frame.AddText(Tag::kTunnelId, proto::FormatTunnelId(tunnel))
       .AddU32(Tag::kErrno, static_cast<uint32_t>(error))
       .AddText(Tag::kText, text.substr(0, 256));
-  SendFrame(frame);
+  link_.Send(frame, NowUs());
+  Pump();
 }
 
 // Writes what is queued and reads what has arrived, until the socket would block. Re-entrant
@@ -194,7 +161,7 @@ void ControlSession::Pump() {
         continue;
       }
       if (st == IoStatus::kError) {
-        End({.detail = transport_->error_text()});
+        link_.Abort(transport_->error_text());
       } else {
         write_wait_ = st;
       }
@@ -208,13 +175,12 @@ void ControlSession::Pump() {
     IoStatus st = transport_->Read(buf, &n);
     read_wait_ = IoStatus::kOk;
     if (st == IoStatus::kOk && n > 0) {
-      progress = Feed(std::span<const uint8_t>(buf, n));
-    } else if (st == IoStatus::kEof || st == IoStatus::kError) {
-      // A close before WELCOME is the gateway shedding load ("busy, back off").
-      End({.reason = state_ == State::kEstablished ? SessionEnd::Reason::kFailed
-                                                   : SessionEnd::Reason::kBusy,
-           .detail = st == IoStatus::kEof ? "gateway closed the control connection"
-                                          : transport_->error_text()});
+      link_.Receive(std::span<const uint8_t>(buf, n), NowUs());
+      progress = true;
+    } else if (st == IoStatus::kEof) {
+      link_.PeerClosed("gateway closed the control connection");
+    } else if (st == IoStatus::kError) {
+      link_.Abort(transport_->error_text());
     } else {
       read_wait_ = st;
     }
@@ -229,107 +195,24 @@ void ControlSession::UpdateInterest() {
   }
 }
 
-// Decodes and handles every complete frame in `bytes`. False if the session ended.
-bool ControlSession::Feed(std::span<const uint8_t> bytes) {
-  while (!bytes.empty() && state_ != State::kClosed) {
-    proto::Frame frame;
-    proto::DecodeStatus st = decoder_.Decode(bytes, &frame);
-    if (st == proto::DecodeStatus::kNeedMore) {
-      break;
+void ControlSession::OnLinkFrame(const proto::Frame& frame) {
+  if (frame.type() == static_cast<uint8_t>(FrameType::kOpen)) {
+    const std::optional<proto::TunnelFields> open = proto::ReadOpen(frame);
+    if (!open) {
+      link_.Fail(proto::ErrorCode::kMalformedFrame, "OPEN needs tunnel_id, service_name and nonce",
+                 NowUs());
+      return;
     }
-    if (st == proto::DecodeStatus::kTooLarge) {
-      Fail(proto::ErrorCode::kFrameTooLarge, "frame too large");
-      return false;
-    }
-    if (!HandleFrame(frame)) {
-      return false;
-    }
+    delegate_.OnOpen(open->tunnel, open->service, open->nonce);
+    return;
   }
-  return state_ != State::kClosed;
-}
-
-bool ControlSession::HandleFrame(proto::Frame& frame) {
-  const std::string name(proto::FrameTypeName(frame.type()));
-  if (opener_ && !opener_->Open(frame)) {
-    // Plain mode: someone on the path is injecting or replaying frames.
-    Fail(proto::ErrorCode::kBadMac, "bad MAC on " + name);
-    return false;
+  // SPARE: the only other frame a gateway link takes at the agent.
+  const std::optional<proto::TunnelFields> spare = proto::ReadSpare(frame);
+  if (!spare) {
+    link_.Fail(proto::ErrorCode::kMalformedFrame, "SPARE needs tunnel_id and nonce", NowUs());
+    return;
   }
-  if (!frame.Valid()) {
-    Fail(proto::ErrorCode::kMalformedFrame, "malformed " + name);
-    return false;
-  }
-  last_rx_ms_ = EventLoop::NowMs();
-  const auto type = static_cast<FrameType>(frame.type());
-  if (type == FrameType::kError) {
-    uint16_t code = frame.U16(Tag::kErrorCode).value_or(0);
-    std::string text(frame.Text(Tag::kText).value_or(""));
-    End({.reason = code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)
-                       ? SessionEnd::Reason::kAuthRejected
-                       : SessionEnd::Reason::kFailed,
-         .detail = "gateway sent ERROR code=" + std::to_string(code) + " text=" + text});
-    return false;
-  }
-  if (state_ == State::kAwaitWelcome) {
-    if (type != FrameType::kWelcome) {
-      Fail(proto::ErrorCode::kUnexpectedFrame, "expected WELCOME, got " + name);
-      return false;
-    }
-    HandleWelcome(frame);
-    return state_ != State::kClosed;
-  }
-  switch (type) {
-    case FrameType::kPing: {
-      FrameBuilder pong(FrameType::kPong);
-      pong.AddU64(Tag::kSequence, frame.U64(Tag::kSequence).value_or(0));
-      SendFrame(pong);
-      break;
-    }
-    case FrameType::kPong: {
-      uint64_t seq = frame.U64(Tag::kSequence).value_or(0);
-      if (seq == outstanding_ping_seq_ && seq != 0) {
-        LOG_DEBUG("control: PONG rtt=%lld ms",
-                  static_cast<long long>(EventLoop::NowMs() - outstanding_ping_ms_));
-        outstanding_ping_seq_ = 0;
-      }
-      break;
-    }
-    case FrameType::kOpen:
-      HandleOpen(frame);
-      break;
-    case FrameType::kSpare:
-      HandleSpare(frame);
-      break;
-    case FrameType::kGoaway: {
-      int64_t after = frame.U32(Tag::kReconnectAfterMs).value_or(0);
-      std::string text(frame.Text(Tag::kText).value_or(""));
-      if (auto redirect = frame.Text(Tag::kRedirect)) {
-        // TODO: follow a redirect once the manager protocol (ASSIGN) can vouch for the target;
-        // until then a redirect from the gateway alone is not trusted.
-        LOG_WARNING("control: GOAWAY redirect to %.*s ignored (only the manager may redirect)",
-                    static_cast<int>(redirect->size()), redirect->data());
-      }
-      End({.reason = SessionEnd::Reason::kGoaway,
-           .retry_after_ms = after,
-           .detail = "GOAWAY reason=" + text + " reconnect_after_ms=" + std::to_string(after)});
-      return false;
-    }
-    case FrameType::kUnsupported:  // known types we do not act on from a gateway
-    case FrameType::kWelcome:
-    case FrameType::kHello:
-    case FrameType::kStatus:
-    case FrameType::kOpenFailed:
-      LOG_DEBUG("control: ignoring %s from the gateway", name.c_str());
-      break;
-    default: {
-      // Unknown types and the manager-only frames get UNSUPPORTED; the session stays up.
-      FrameBuilder unsupported(FrameType::kUnsupported);
-      unsupported.AddU8(Tag::kFrameType, frame.type());
-      SendFrame(unsupported);
-      break;
-    }
-  }
-  return state_ != State::kClosed;
+  delegate_.OnSpare(spare->tunnel, spare->nonce);
 }
 
 std::string ControlSession::peer_host() const {
@@ -345,69 +228,77 @@ std::string ControlSession::peer_host() const {
   return peer.HostText();
 }
 
-void ControlSession::HandleWelcome(const proto::Frame& frame) {
-  Welcome welcome;
-  welcome.heartbeat_ms =
-      std::clamp(frame.U32(Tag::kHeartbeatMs).value_or(0) != 0 ? *frame.U32(Tag::kHeartbeatMs)
-                                                               : timings_.default_heartbeat_ms,
-                 kMinHeartbeatMs, kMaxHeartbeatMs);
-  welcome.server_time_ms = frame.U64(Tag::kServerTimeMs).value_or(0);
-  welcome.reconnect_window_ms =
-      std::min(frame.U32(Tag::kReconnectWindowMs).value_or(0), kMaxReconnectWindowMs);
+void ControlSession::OnLinkEstablished(const proto::LinkWelcome& link_welcome) {
   state_ = State::kEstablished;
   handshake_timer_.Cancel();
-  heartbeat_ms_ = welcome.heartbeat_ms;
-  heartbeat_timer_.Start(loop_, heartbeat_ms_, [this] { OnHeartbeatTick(); });
+  ArmHeartbeat(link_.next_tick_us());
   LOG_INFO("connected gateway=%s agent=%s", target_.url.c_str(), identity_.agent_id.c_str());
   if (transport_->kernel_tls_send()) {
     LOG_INFO("kernel TLS: the kernel encrypts what this agent sends (--no-kernel-tls to stop)");
   }
+  const Welcome welcome{.heartbeat_ms = link_welcome.heartbeat_ms,
+                        .server_time_ms = link_welcome.server_time_ms,
+                        .reconnect_window_ms = link_welcome.reconnect_window_ms};
   LOG_DEBUG("control: WELCOME heartbeat_ms=%u reconnect_window_ms=%u server_time_ms=%llu",
             welcome.heartbeat_ms, welcome.reconnect_window_ms,
             static_cast<unsigned long long>(welcome.server_time_ms));
   delegate_.OnWelcome(welcome);
 }
 
-void ControlSession::HandleOpen(const proto::Frame& frame) {
-  const std::optional<proto::TunnelFields> open = proto::ReadOpen(frame);
-  if (!open) {
-    Fail(proto::ErrorCode::kMalformedFrame, "OPEN needs tunnel_id, service_name and nonce");
+void ControlSession::ArmHeartbeat(int64_t due_us) {
+  if (due_us < 0) {
     return;
   }
-  delegate_.OnOpen(open->tunnel, open->service, open->nonce);
+  const int64_t delay_ms = (due_us - NowUs() + kUsPerMs - 1) / kUsPerMs;
+  heartbeat_timer_.Start(loop_, std::max<int64_t>(delay_ms, 1), [this] { OnHeartbeatTick(); });
 }
 
-void ControlSession::HandleSpare(const proto::Frame& frame) {
-  const std::optional<proto::TunnelFields> spare = proto::ReadSpare(frame);
-  if (!spare) {
-    Fail(proto::ErrorCode::kMalformedFrame, "SPARE needs tunnel_id and nonce");
-    return;
-  }
-  delegate_.OnSpare(spare->tunnel, spare->nonce);
-}
-
-// Sends PING when nothing else was sent for an interval; declares the session dead after two
-// intervals without any frame received. Re-armed for the earlier of the two deadlines.
+// The link sends PING or declares the gateway dead (proto/control_link.h has the rule).
 void ControlSession::OnHeartbeatTick() {
-  const int64_t now = EventLoop::NowMs();
-  const int64_t interval = heartbeat_ms_;
-  if (now - last_rx_ms_ >= 2 * interval) {
-    Fail(proto::ErrorCode::kTimeout, "no frame for " + std::to_string(now - last_rx_ms_) + " ms");
-    return;
+  const int64_t due = link_.Tick(NowUs());
+  Pump();
+  ArmHeartbeat(due);
+}
+
+// How a link's end reads to the agent's reconnect policy (agent.cc).
+void ControlSession::OnLinkEnded(const proto::LinkEnd& end) {
+  using proto::LinkEndReason;
+  SessionEnd session_end{.detail = end.detail};
+  switch (end.reason) {
+    case LinkEndReason::kBadProof:
+      session_end.reason = SessionEnd::Reason::kBadGatewayProof;
+      session_end.detail += " (wrong --key-file/--key-ref, or not our gateway)";
+      break;
+    case LinkEndReason::kPeerError:
+      if (end.peer_code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)) {
+        session_end.reason = SessionEnd::Reason::kAuthRejected;
+      }
+      session_end.detail = "gateway " + end.detail.substr(end.detail.find("sent ERROR"));
+      break;
+    case LinkEndReason::kGoaway:
+      if (!end.redirect.empty()) {
+        // TODO: follow a redirect once the manager protocol (ASSIGN) can vouch for the target;
+        // until then a redirect from the gateway alone is not trusted.
+        LOG_WARNING("control: GOAWAY redirect to %s ignored (only the manager may redirect)",
+                    end.redirect.c_str());
+      }
+      session_end.reason = SessionEnd::Reason::kGoaway;
+      session_end.retry_after_ms = end.retry_after_ms;
+      break;
+    case LinkEndReason::kPeerClosed:
+    case LinkEndReason::kTransport:
+      // A close before WELCOME is the gateway shedding load ("busy, back off").
+      if (!end.established) {
+        session_end.reason = SessionEnd::Reason::kBusy;
+      }
+      break;
+    case LinkEndReason::kNotReading:
+      session_end.detail = "gateway is not reading control frames";
+      break;
+    default:
+      break;
   }
-  if (now - last_tx_ms_ >= interval) {
-    FrameBuilder ping(FrameType::kPing);
-    outstanding_ping_seq_ = next_ping_seq_++;
-    outstanding_ping_ms_ = now;
-    ping.AddU64(Tag::kSequence, outstanding_ping_seq_);
-    SendFrame(ping);
-    if (state_ == State::kClosed) {
-      return;
-    }
-  }
-  int64_t next = std::min(last_tx_ms_ + interval, last_rx_ms_ + 2 * interval);
-  heartbeat_timer_.Start(loop_, std::max<int64_t>(next - EventLoop::NowMs(), 1),
-                         [this] { OnHeartbeatTick(); });
+  End(std::move(session_end));
 }
 
 // Tears the connection down now and reports the end from the loop.

@@ -1,6 +1,7 @@
-// One control connection to the gateway (PROTOCOL.md sections 4-7), from dial to close:
-// upgrade, gateway-proof check, HELLO/WELCOME, heartbeats, OPEN/GOAWAY/ERROR, and in plain mode
-// the per-frame MACs. A session is single-use: after it ends, the agent makes a new one.
+// One control connection to the gateway (PROTOCOL.md sections 4-7), from dial to close. The
+// dial, the socket and the timers are here; the link itself (gateway-proof check, HELLO/WELCOME,
+// heartbeats, ERROR/GOAWAY, plain-mode MACs) is proto::ControlLink's, and this session acts on
+// OPEN and SPARE. A session is single-use: after it ends, the agent makes a new one.
 //
 // States: kDialing -> kAwaitWelcome -> kEstablished -> kClosed. The end is reported once,
 // through Delegate::OnSessionEnded, from the event loop (never from inside a handler of this
@@ -20,10 +21,9 @@
 #include "agent/identity.h"
 #include "agent/tls_transport.h"
 #include "proto/control_frame.h"
+#include "proto/control_link.h"
 
 namespace camtunnel::agent {
-
-inline constexpr std::string_view kAgentVersion = "camtunnel-agent/0.1.0";
 
 struct Welcome {
   uint32_t heartbeat_ms = 0;         // as applied (defaulted and clamped)
@@ -51,7 +51,7 @@ struct SessionTimings {
   uint32_t default_heartbeat_ms = 5000;
 };
 
-class ControlSession {
+class ControlSession final : private proto::ControlLink::Handler {
  public:
   class Delegate {
    public:
@@ -85,20 +85,20 @@ class ControlSession {
 
   void OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
                 const proto::ResponseHead* head, std::span<const uint8_t> leftover);
+  // Checks the 101 and starts the link (HELLO goes out). False if the session ended.
   bool BeginSession(const proto::ResponseHead& head);
-  void SendHello();
-  void SendFrame(proto::FrameBuilder& frame);
-  // Sends ERROR `code` and ends the session (a protocol violation by the gateway).
-  void Fail(proto::ErrorCode code, std::string detail);
   void Pump();
-  bool Feed(std::span<const uint8_t> bytes);
-  bool HandleFrame(proto::Frame& frame);
-  void HandleWelcome(const proto::Frame& frame);
-  void HandleOpen(const proto::Frame& frame);
-  void HandleSpare(const proto::Frame& frame);
   void OnHeartbeatTick();
+  void ArmHeartbeat(int64_t due_us);
   void End(SessionEnd end);
   void UpdateInterest();
+
+  // proto::ControlLink::Handler
+  void WriteLinkOutput(std::span<const uint8_t> bytes) override;
+  size_t QueuedLinkOutput() const override { return out_.size(); }
+  void OnLinkEstablished(const proto::LinkWelcome& welcome) override;
+  void OnLinkFrame(const proto::Frame& frame) override;
+  void OnLinkEnded(const proto::LinkEnd& end) override;
 
   EventLoop& loop_;
   TransportFactory& factory_;
@@ -109,20 +109,12 @@ class ControlSession {
   State state_ = State::kIdle;
 
   proto::Nonce agent_nonce_{};
-  std::optional<proto::FrameSealer> sealer_;  // plain mode only
-  std::optional<proto::FrameOpener> opener_;
-  proto::FrameDecoder decoder_;
+  proto::LinkProfile profile_;
+  proto::ControlLink link_{profile_, *this};
   std::vector<uint8_t> out_;  // encoded frames not yet written
   IoStatus read_wait_ = IoStatus::kWantRead;
   IoStatus write_wait_ = IoStatus::kOk;
   int pump_depth_ = 0;  // >1: re-entered from a frame handler; the outer call keeps reading
-
-  uint32_t heartbeat_ms_ = 0;
-  int64_t last_rx_ms_ = 0;
-  int64_t last_tx_ms_ = 0;
-  uint64_t next_ping_seq_ = 1;
-  uint64_t outstanding_ping_seq_ = 0;
-  int64_t outstanding_ping_ms_ = 0;
 
   std::unique_ptr<GatewayDialer> dialer_;
   Timer handshake_timer_;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "agent/identity.h"
 #include "agent/log.h"
 #include "proto/upgrade.h"
 
@@ -17,10 +18,8 @@ using proto::FrameBuilder;
 using proto::FrameType;
 using proto::Tag;
 
-constexpr uint32_t kMinHeartbeatMs = 100;
-constexpr uint32_t kMaxHeartbeatMs = 600000;
-constexpr size_t kMaxPendingOutput = 64 * 1024;
-constexpr std::string_view kVersion = "camtunnel-agent/0.1.0";
+constexpr int64_t kUsPerMs = 1000;
+int64_t NowUs() { return EventLoop::NowMs() * kUsPerMs; }
 
 }  // namespace
 
@@ -33,7 +32,11 @@ ManagerSession::ManagerSession(EventLoop& loop, TransportFactory& factory,
       identity_(identity),
       delegate_(delegate),
       handshake_deadline_ms_(handshake_deadline_ms),
-      seal_key_(proto::KeySealKey(identity.secret, identity.agent_id)) {}
+      seal_key_(proto::KeySealKey(identity.secret, identity.agent_id)),
+      profile_{.role = proto::LinkRole::kAgent,
+               .kind = proto::LinkKind::kManager,
+               .capabilities = proto::kCapPlainFrameMac,
+               .version = kAgentVersion} {}
 
 ManagerSession::~ManagerSession() {
   Close();
@@ -63,7 +66,8 @@ void ManagerSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> tr
   if (outcome.kind == DialOutcome::Kind::kUpgraded) {
     dialer_.reset();
     transport_ = std::move(transport);
-    if (Begin(*head) && Feed(leftover)) {
+    if (Begin(*head)) {
+      link_.Receive(leftover, NowUs());
       Pump();
     }
     return;
@@ -94,47 +98,18 @@ bool ManagerSession::Begin(const proto::ResponseHead& head) {
                    " (or no TLS keying material exporter)"});
     return false;
   }
-  const proto::ManagerProofInput in{.agent_id = identity_.agent_id,
-                                    .agent_nonce = agent_nonce_,
-                                    .manager_nonce = accept->gateway_nonce,
-                                    .transport = kind,
-                                    .exporter = exporter};
-  if (!proto::ConstantTimeEqual(proto::ManagerProof(identity_.secret, in), accept->gateway_proof)) {
-    End({.reason = ManagerLinkEnd::Reason::kBadProof,
-         .detail = "manager proof mismatch: this is not our manager, or it lost our secret"});
+  watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
+  link_.BeginAgent({.agent_id = identity_.agent_id, .key = &identity_.secret}, agent_nonce_,
+                   accept->gateway_nonce, accept->gateway_proof, kind, exporter, {}, NowUs());
+  if (state_ == State::kClosed) {
     return false;
   }
-  if (kind == proto::Transport::kPlain) {
-    // Section 10.2: MACs from HELLO on (sequence 0 each way), keyed from S and both nonces.
-    proto::Digest session_key =
-        proto::ManagerSessionKey(identity_.secret, agent_nonce_, accept->gateway_nonce);
-    sealer_.emplace(session_key, proto::Direction::kAgentToGateway);
-    opener_.emplace(session_key, proto::Direction::kGatewayToAgent);
-    OPENSSL_cleanse(session_key.data(), session_key.size());
-  }
   state_ = State::kAwaitWelcome;
-  last_rx_ms_ = last_tx_ms_ = EventLoop::NowMs();
-  watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
-  FrameBuilder hello(FrameType::kHello);
-  hello.Add(Tag::kProof, proto::ManagerAgentProof(identity_.secret, in))
-      .AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac)
-      .AddText(Tag::kVersion, kVersion);
-  Send(hello);
-  return state_ != State::kClosed;
+  return true;
 }
 
-void ManagerSession::Send(FrameBuilder& frame) {
-  if (state_ == State::kClosed || !transport_) {
-    return;
-  }
-  std::vector<uint8_t> bytes = sealer_ ? sealer_->Seal(frame) : frame.Finish();
-  if (out_.size() + bytes.size() > kMaxPendingOutput) {
-    End({.detail = "manager is not reading"});
-    return;
-  }
+void ManagerSession::WriteLinkOutput(std::span<const uint8_t> bytes) {
   out_.insert(out_.end(), bytes.begin(), bytes.end());
-  last_tx_ms_ = EventLoop::NowMs();
-  Pump();
 }
 
 void ManagerSession::SendStatus(std::string_view text) {
@@ -143,14 +118,8 @@ void ManagerSession::SendStatus(std::string_view text) {
   }
   FrameBuilder status(FrameType::kStatus);
   status.AddText(Tag::kText, text.substr(0, proto::kMaxStatusText));
-  Send(status);
-}
-
-void ManagerSession::Fail(proto::ErrorCode code, std::string detail) {
-  FrameBuilder error(FrameType::kError);
-  error.AddU16(Tag::kErrorCode, static_cast<uint16_t>(code)).AddText(Tag::kText, detail);
-  Send(error);
-  End({.detail = std::move(detail)});
+  link_.Send(status, NowUs());
+  Pump();
 }
 
 void ManagerSession::Pump() {
@@ -170,7 +139,7 @@ void ManagerSession::Pump() {
         continue;
       }
       if (st == IoStatus::kError) {
-        End({.detail = transport_->error_text()});
+        link_.Abort(transport_->error_text());
       } else {
         write_wait_ = st;
       }
@@ -184,9 +153,12 @@ void ManagerSession::Pump() {
     IoStatus st = transport_->Read(buf, &n);
     read_wait_ = IoStatus::kOk;
     if (st == IoStatus::kOk && n > 0) {
-      progress = Feed(std::span<const uint8_t>(buf, n));
-    } else if (st == IoStatus::kEof || st == IoStatus::kError) {
-      End({.detail = st == IoStatus::kEof ? "manager closed the link" : transport_->error_text()});
+      link_.Receive(std::span<const uint8_t>(buf, n), NowUs());
+      progress = true;
+    } else if (st == IoStatus::kEof) {
+      link_.PeerClosed("manager closed the link");
+    } else if (st == IoStatus::kError) {
+      link_.Abort(transport_->error_text());
     } else {
       read_wait_ = st;
     }
@@ -197,135 +169,88 @@ void ManagerSession::Pump() {
   }
 }
 
-bool ManagerSession::Feed(std::span<const uint8_t> bytes) {
-  while (!bytes.empty() && state_ != State::kClosed) {
-    proto::Frame frame;
-    const proto::DecodeStatus st = decoder_.Decode(bytes, &frame);
-    if (st == proto::DecodeStatus::kNeedMore) {
-      break;
-    }
-    if (st == proto::DecodeStatus::kTooLarge) {
-      Fail(proto::ErrorCode::kFrameTooLarge, "frame too large");
-      return false;
-    }
-    if (!HandleFrame(frame)) {
-      return false;
-    }
-  }
-  return state_ != State::kClosed;
+void ManagerSession::OnLinkEstablished(const proto::LinkWelcome& welcome) {
+  state_ = State::kEstablished;
+  handshake_timer_.Cancel();
+  ArmHeartbeat(link_.next_tick_us());
+  LOG_INFO("manager linked url=%s agent=%s transport=%s", target_.url.c_str(),
+           identity_.agent_id.c_str(), plain() ? "plain" : "tls");
+  delegate_.OnManagerWelcome(welcome.server_time_ms);
 }
 
-bool ManagerSession::HandleFrame(proto::Frame& frame) {
-  const std::string name(proto::FrameTypeName(frame.type()));
-  if (opener_ && !opener_->Open(frame)) {
-    // Plain link: someone on the path is injecting, replaying or reordering frames. Nothing in
-    // this frame is acted on (not even an ERROR: its text could be anyone's).
-    Fail(proto::ErrorCode::kBadMac, "bad MAC on " + name + " from the manager");
-    return false;
-  }
-  if (!frame.Valid()) {
-    Fail(proto::ErrorCode::kMalformedFrame, "malformed " + name);
-    return false;
-  }
-  last_rx_ms_ = EventLoop::NowMs();
+void ManagerSession::OnLinkFrame(const proto::Frame& frame) {
   const auto type = static_cast<FrameType>(frame.type());
-  if (type == FrameType::kError) {
-    const uint16_t code = frame.U16(Tag::kErrorCode).value_or(0);
-    End({.reason = code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)
-                       ? ManagerLinkEnd::Reason::kRejected
-                       : ManagerLinkEnd::Reason::kFailed,
-         .detail = "manager sent ERROR code=" + std::to_string(code) +
-                   " text=" + std::string(frame.Text(Tag::kText).value_or(""))});
-    return false;
-  }
-  if (state_ == State::kAwaitWelcome) {
-    if (type != FrameType::kWelcome) {
-      Fail(proto::ErrorCode::kUnexpectedFrame, "expected WELCOME, got " + name);
-      return false;
-    }
-    const uint32_t hb = frame.U32(Tag::kHeartbeatMs).value_or(0);
-    heartbeat_ms_ = std::clamp(hb != 0 ? hb : 5000u, kMinHeartbeatMs, kMaxHeartbeatMs);
-    state_ = State::kEstablished;
-    handshake_timer_.Cancel();
-    heartbeat_timer_.Start(loop_, heartbeat_ms_, [this] { OnHeartbeat(); });
-    LOG_INFO("manager linked url=%s agent=%s transport=%s", target_.url.c_str(),
-             identity_.agent_id.c_str(), plain() ? "plain" : "tls");
-    delegate_.OnManagerWelcome(frame.U64(Tag::kServerTimeMs).value_or(0));
-    return state_ != State::kClosed;
-  }
   switch (type) {
-    case FrameType::kPing: {
-      FrameBuilder pong(FrameType::kPong);
-      pong.AddU64(Tag::kSequence, frame.U64(Tag::kSequence).value_or(0));
-      Send(pong);
-      break;
-    }
     case FrameType::kAssign: {
       std::string error;
       auto list = proto::ParseAssign(seal_key_, identity_.agent_id, frame, &error);
       if (!list) {
         // The previous list stays in force: a bad ASSIGN never half-applies.
-        Fail(proto::ErrorCode::kMalformedFrame, error);
-        return false;
+        link_.Fail(proto::ErrorCode::kMalformedFrame, error, NowUs());
+        return;
       }
       delegate_.OnAssign(std::move(*list));
-      break;
+      return;
     }
     case FrameType::kSwitch: {
       auto url = frame.Text(Tag::kRedirect);
       if (!url || !proto::IsValidStreamerUrl(*url)) {
-        Fail(proto::ErrorCode::kMalformedFrame, "SWITCH needs a redirect URL");
-        return false;
+        link_.Fail(proto::ErrorCode::kMalformedFrame, "SWITCH needs a redirect URL", NowUs());
+        return;
       }
       delegate_.OnSwitch(*url);
-      break;
+      return;
     }
-    case FrameType::kDeactivate:
-    case FrameType::kRestart: {
+    default: {  // DEACTIVATE or RESTART: the link ends, then the delegate acts
       const std::string reason(frame.Text(Tag::kText).value_or(""));
-      End({.reason = ManagerLinkEnd::Reason::kCommand, .detail = name + ": " + reason});
+      ended_by_command_ = true;
+      link_.Close(std::string(proto::FrameTypeName(frame.type())) + ": " + reason);
       if (type == FrameType::kDeactivate) {
         delegate_.OnDeactivate(reason);
       } else {
         delegate_.OnRestart(reason);
       }
-      return false;
-    }
-    case FrameType::kGoaway:
-      End({.detail = "manager GOAWAY " + std::string(frame.Text(Tag::kText).value_or(""))});
-      return false;
-    case FrameType::kPong:
-    case FrameType::kUnsupported:
-    case FrameType::kWelcome:
-      break;
-    default: {
-      FrameBuilder unsupported(FrameType::kUnsupported);
-      unsupported.AddU8(Tag::kFrameType, frame.type());
-      Send(unsupported);
-      break;
-    }
-  }
-  return state_ != State::kClosed;
-}
-
-void ManagerSession::OnHeartbeat() {
-  const int64_t now = EventLoop::NowMs();
-  const int64_t interval = heartbeat_ms_;
-  if (now - last_rx_ms_ >= 2 * interval) {
-    Fail(proto::ErrorCode::kTimeout, "manager silent for two heartbeat intervals");
-    return;
-  }
-  if (now - last_tx_ms_ >= interval) {
-    FrameBuilder ping(FrameType::kPing);
-    ping.AddU64(Tag::kSequence, next_ping_++);
-    Send(ping);
-    if (state_ == State::kClosed) {
       return;
     }
   }
-  const int64_t next = std::min(last_tx_ms_ + interval, last_rx_ms_ + 2 * interval);
-  heartbeat_timer_.Start(loop_, std::max<int64_t>(next - EventLoop::NowMs(), 1),
-                         [this] { OnHeartbeat(); });
+}
+
+void ManagerSession::ArmHeartbeat(int64_t due_us) {
+  if (due_us < 0) {
+    return;
+  }
+  const int64_t delay_ms = (due_us - NowUs() + kUsPerMs - 1) / kUsPerMs;
+  heartbeat_timer_.Start(loop_, std::max<int64_t>(delay_ms, 1), [this] { OnHeartbeat(); });
+}
+
+// The link sends PING or declares the manager dead (proto/control_link.h has the rule).
+void ManagerSession::OnHeartbeat() {
+  const int64_t due = link_.Tick(NowUs());
+  Pump();
+  ArmHeartbeat(due);
+}
+
+void ManagerSession::OnLinkEnded(const proto::LinkEnd& end) {
+  ManagerLinkEnd link_end{.detail = "manager: " + end.detail};
+  switch (end.reason) {
+    case proto::LinkEndReason::kBadProof:
+      link_end.reason = ManagerLinkEnd::Reason::kBadProof;
+      break;
+    case proto::LinkEndReason::kPeerError:
+      if (end.peer_code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)) {
+        link_end.reason = ManagerLinkEnd::Reason::kRejected;
+      }
+      break;
+    case proto::LinkEndReason::kClosedHere:
+      if (ended_by_command_) {
+        link_end.reason = ManagerLinkEnd::Reason::kCommand;
+        link_end.detail = end.detail;
+      }
+      break;
+    default:
+      break;
+  }
+  End(std::move(link_end));
 }
 
 void ManagerSession::End(ManagerLinkEnd end) {

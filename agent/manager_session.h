@@ -23,6 +23,7 @@
 #include "agent/gateway_dialer.h"
 #include "agent/tls_transport.h"
 #include "proto/control_frame.h"
+#include "proto/control_link.h"
 #include "proto/manager_link.h"
 
 namespace camtunnel::agent {
@@ -39,7 +40,7 @@ struct ManagerLinkEnd {
   std::string detail;
 };
 
-class ManagerSession {
+class ManagerSession final : private proto::ControlLink::Handler {
  public:
   class Delegate {
    public:
@@ -66,7 +67,7 @@ class ManagerSession {
   void Start();
   bool established() const { return state_ == State::kEstablished; }
   // The link runs over plain TCP with frame MACs (known once the 101 is checked).
-  bool plain() const { return opener_.has_value(); }
+  bool plain() const { return link_.plain(); }
   // Dropped unless established; text is cut to 4096 bytes.
   void SendStatus(std::string_view text);
   void Close();
@@ -76,13 +77,17 @@ class ManagerSession {
   void OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
                 const proto::ResponseHead* head, std::span<const uint8_t> leftover);
   bool Begin(const proto::ResponseHead& head);
-  void Send(proto::FrameBuilder& frame);
-  void Fail(proto::ErrorCode code, std::string detail);
   void Pump();
-  bool Feed(std::span<const uint8_t> bytes);
-  bool HandleFrame(proto::Frame& frame);
   void OnHeartbeat();
+  void ArmHeartbeat(int64_t due_us);
   void End(ManagerLinkEnd end);
+
+  // proto::ControlLink::Handler
+  void WriteLinkOutput(std::span<const uint8_t> bytes) override;
+  size_t QueuedLinkOutput() const override { return out_.size(); }
+  void OnLinkEstablished(const proto::LinkWelcome& welcome) override;
+  void OnLinkFrame(const proto::Frame& frame) override;
+  void OnLinkEnded(const proto::LinkEnd& end) override;
 
   EventLoop& loop_;
   TransportFactory& factory_;
@@ -93,18 +98,13 @@ class ManagerSession {
   State state_ = State::kIdle;
   proto::Nonce agent_nonce_{};
   proto::Digest seal_key_{};
-  proto::FrameDecoder decoder_;
-  // Plain links only (section 7 under the manager session key); both empty with TLS.
-  std::optional<proto::FrameSealer> sealer_;
-  std::optional<proto::FrameOpener> opener_;
+  proto::LinkProfile profile_;
+  proto::ControlLink link_{profile_, *this};
   std::vector<uint8_t> out_;
   IoStatus read_wait_ = IoStatus::kWantRead;
   IoStatus write_wait_ = IoStatus::kOk;
   int pump_depth_ = 0;
-  uint32_t heartbeat_ms_ = 5000;
-  int64_t last_rx_ms_ = 0;
-  int64_t last_tx_ms_ = 0;
-  uint64_t next_ping_ = 1;
+  bool ended_by_command_ = false;  // DEACTIVATE or RESTART closed the link
   std::unique_ptr<GatewayDialer> dialer_;
   Timer handshake_timer_;
   Timer heartbeat_timer_;
