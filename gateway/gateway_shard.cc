@@ -30,6 +30,7 @@ GatewayShard::GatewayShard(runtime::Shard& shard, GatewayConfig config, Streamer
       keys_(std::move(keys)),
       ticket_keys_(gateway != nullptr ? gateway->ticket_keys()
                                       : std::shared_ptr(runtime::TicketKeys::Generate())) {
+  UpdateControlLinkProfile();
   route_config_.host_suffix = config_.host_suffix;
   // The configuration was checked (ResolveConfig) before it got here: the list parses.
   if (auto allow = SourceAllowlist::Parse(config_.frontend_allow); allow.ok()) {
@@ -39,6 +40,16 @@ GatewayShard::GatewayShard(runtime::Shard& shard, GatewayConfig config, Streamer
 }
 
 GatewayShard::~GatewayShard() = default;
+
+void GatewayShard::UpdateControlLinkProfile() {
+  control_link_profile_ = {
+      .role = proto::LinkRole::kServer,
+      .kind = proto::LinkKind::kGateway,
+      .capabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData,
+      .heartbeat_ms = config_.heartbeat_ms,
+      .heartbeat_misses = config_.heartbeat_misses,
+      .reconnect_window_ms = config_.reconnect_window_ms};
+}
 
 absl::Status GatewayShard::Listen(const std::vector<std::string>& addresses, bool exclusive,
                                   std::vector<std::unique_ptr<runtime::Listener>>* out,
@@ -283,6 +294,7 @@ absl::Status GatewayShard::Reload(GatewayConfig fresh) {
   keys_ = std::move(*keys);
   frontend_allow_ = std::move(*allow);
   config_ = std::move(fresh);
+  UpdateControlLinkProfile();
   route_config_.host_suffix = config_.host_suffix;
   ApplyHandshakeBudget();
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 #include "gateway/source_allowlist.h"
 #include "gateway/spare_pool.h"
 #include "gateway/streamer_keys.h"
+#include "proto/control_link.h"
 #include "runtime/ktls_probe.h"
 #include "runtime/listener.h"
 #include "runtime/shard.h"
@@ -79,6 +80,8 @@ class GatewayShard {
                 ShardFn adopt);
   Gateway* gateway() { return gateway_; }
   const GatewayConfig& config() const { return config_; }
+  // What every control link on this shard runs with (proto/control_link.h), from config().
+  const proto::LinkProfile& control_link_profile() const { return control_link_profile_; }
   const StreamerKeys& keys() const { return keys_; }
   AgentRegistry& registry() { return registry_; }
   ShardMetrics& metrics() { return metrics_; }
@@ -146,6 +149,8 @@ class GatewayShard {
   runtime::Shard& shard_;
   Gateway* gateway_;
   GatewayConfig config_;
+  proto::LinkProfile control_link_profile_;
+  void UpdateControlLinkProfile();
   StreamerKeys keys_;
   // Before tls_ctx_: every context's ticket callback points at these keys, which every shard
   // of the process shares (tickets resume on whichever shard a connection lands).

@@ -103,6 +103,18 @@ ControlLink::ControlLink(const LinkProfile& profile, Handler& handler)
 
 ControlLink::~ControlLink() = default;
 
+void ControlLink::Reset() {
+  state_ = State::kIdle;
+  peer_capabilities_ = 0;
+  handshake_deadline_us_ = -1;
+  ping_sequence_ = 0;
+  ping_outstanding_ = false;
+  last_rtt_us_ = 0;
+  decoder_ = FrameDecoder();
+  handshake_.reset();
+  macs_.reset();
+}
+
 void ControlLink::SetUpMacs(const Digest& session_key) {
   // Section 7: the agent seals agent-to-gateway and opens gateway-to-agent; the server the
   // other way round. The manager link uses the same directions (section 10.2).
@@ -116,6 +128,7 @@ void ControlLink::SetUpMacs(const Digest& session_key) {
 void ControlLink::AcceptUpgrade(const LinkCredentials& credentials, const Nonce& agent_nonce,
                                 Transport transport, std::span<const uint8_t> exporter,
                                 int64_t now_us, int64_t hello_deadline_us) {
+  Reset();
   handshake_ = std::make_unique<Handshake>();
   Handshake& h = *handshake_;
   h.agent_id = std::string(credentials.agent_id);
@@ -146,6 +159,7 @@ void ControlLink::BeginAgent(const LinkCredentials& credentials, const Nonce& ag
                              const Nonce& server_nonce, const Digest& server_proof,
                              Transport transport, std::span<const uint8_t> exporter,
                              std::span<const std::string> services, int64_t now_us) {
+  Reset();
   Handshake h;
   h.agent_id = std::string(credentials.agent_id);
   h.key = *credentials.key;
@@ -294,10 +308,12 @@ void ControlLink::Handle(Frame& frame, int64_t now_us) {
   const auto known = static_cast<FrameType>(type);
   if (known == FrameType::kError) {
     const uint16_t code = frame.U16(Tag::kErrorCode).value_or(0);
+    std::string text(frame.Text(Tag::kText).value_or(""));
+    std::string detail = "ERROR code=" + std::to_string(code) + " text=" + text;
     End({.reason = LinkEndReason::kPeerError,
          .peer_code = code,
-         .detail = "peer sent ERROR code=" + std::to_string(code) +
-                   " text=" + std::string(frame.Text(Tag::kText).value_or(""))});
+         .peer_text = std::move(text),
+         .detail = std::move(detail)});
     return;
   }
   if (state_ == State::kAwaitHello || state_ == State::kAwaitWelcome) {
@@ -320,10 +336,12 @@ void ControlLink::Handle(Frame& frame, int64_t now_us) {
     case FrameType::kPing: {
       FrameBuilder pong(FrameType::kPong);
       pong.AddU64(Tag::kSequence, frame.U64(Tag::kSequence).value_or(0));
+      handler_.OnLinkHeartbeat(Handler::Heartbeat::kPingAnswered);
       Send(pong, now_us);
       return;
     }
     case FrameType::kPong:
+      handler_.OnLinkHeartbeat(Handler::Heartbeat::kPongReceived);
       if (ping_outstanding_ && frame.U64(Tag::kSequence) == ping_sequence_) {
         last_rtt_us_ = static_cast<uint64_t>(std::max<int64_t>(now_us - ping_sent_us_, 0));
         ping_outstanding_ = false;
@@ -334,11 +352,14 @@ void ControlLink::Handle(Frame& frame, int64_t now_us) {
     case FrameType::kGoaway:
       if (profile_.role == LinkRole::kAgent) {
         const int64_t after = frame.U32(Tag::kReconnectAfterMs).value_or(0);
+        std::string text(frame.Text(Tag::kText).value_or(""));
+        std::string detail =
+            "GOAWAY reason=" + text + " reconnect_after_ms=" + std::to_string(after);
         End({.reason = LinkEndReason::kGoaway,
+             .peer_text = std::move(text),
              .retry_after_ms = after,
              .redirect = std::string(frame.Text(Tag::kRedirect).value_or("")),
-             .detail = "GOAWAY reason=" + std::string(frame.Text(Tag::kText).value_or("")) +
-                       " reconnect_after_ms=" + std::to_string(after)});
+             .detail = std::move(detail)});
         return;
       }
       break;
@@ -437,6 +458,7 @@ int64_t ControlLink::Tick(int64_t now_us) {
     ping.AddU64(Tag::kSequence, ++ping_sequence_);
     ping_sent_us_ = now_us;
     ping_outstanding_ = true;
+    handler_.OnLinkHeartbeat(Handler::Heartbeat::kPingSent);
     Send(ping, now_us);
   }
   return next_tick_us();

@@ -103,6 +103,7 @@ struct LinkEnd {
   bool established = false;       // the link had been established
   std::optional<ErrorCode> sent;  // the ERROR code this end sent, if any
   uint16_t peer_code = 0;         // kPeerError: the peer's code
+  std::string peer_text;          // kPeerError: ERROR's text; kGoaway: GOAWAY's reason
   int64_t retry_after_ms = -1;    // kGoaway: reconnect_after_ms
   std::string redirect;           // kGoaway: the redirect field, if any (untrusted)
   std::string detail;             // for logs
@@ -125,6 +126,9 @@ class ControlLink {
     virtual void OnLinkFrame(const Frame& frame) = 0;
     // A frame was answered UNSUPPORTED (for a counter).
     virtual void OnLinkUnsupported(uint8_t /*type*/) {}
+    // A PING went out, a PING was answered, or a PONG came back (for counters).
+    enum class Heartbeat : uint8_t { kPingSent, kPingAnswered, kPongReceived };
+    virtual void OnLinkHeartbeat(Heartbeat /*what*/) {}
     // Once, last. Must not destroy the link (see the file comment).
     virtual void OnLinkEnded(const LinkEnd& end) = 0;
 
@@ -137,6 +141,9 @@ class ControlLink {
   ControlLink(const ControlLink&) = delete;
   ControlLink& operator=(const ControlLink&) = delete;
 
+  // A link is single-use, but the object may be started again once it has ended (or before it
+  // ever started): AcceptUpgrade and BeginAgent begin a fresh link.
+  //
   // Server: an upgrade for `credentials` (copied) arrived with the agent's nonce over
   // `transport` (exporter: 32 bytes with TLS, empty in plain mode). Writes the 101 with a fresh
   // server nonce and the server proof; HELLO is due by `hello_deadline_us`.
@@ -184,6 +191,7 @@ class ControlLink {
   struct Handshake;  // what only the handshake needs, freed once the link is established
   struct PlainMacs;
 
+  void Reset();
   void Handle(Frame& frame, int64_t now_us);
   void HandleHello(const Frame& frame, int64_t now_us);
   void HandleWelcome(const Frame& frame);
