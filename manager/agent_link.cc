@@ -4,12 +4,14 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "manager/manager_server.h"
 #include "proto/upgrade.h"
+#include "runtime/clock.h"
 
 namespace camtunnel::manager {
 namespace {
@@ -43,8 +45,8 @@ std::string_view ConnectedStreamer(std::string_view status) {
 AgentLink::AgentLink(ManagerServer& server, runtime::Stream* stream, const AgentRecord& agent)
     : server_(server),
       stream_(stream),
+      link_(server.link_profile(), *this),
       agent_id_(agent.agent_id),
-      secret_(agent.secret),
       seal_key_(proto::KeySealKey(agent.secret, agent.agent_id)),
       located_url_(agent.located_url) {}
 
@@ -53,151 +55,93 @@ void AgentLink::Start(ManagerServer& server, runtime::Stream* stream,
                       std::span<const uint8_t> leftover) {
   auto* link = new AgentLink(server, stream, agent);
   stream->set_handler(link);
-  link->agent_nonce_ = upgrade.agent_nonce;
-  proto::RandomBytes(link->manager_nonce_);
   uint8_t exporter[proto::kExporterBytes];
   const bool tls = stream->ExportKeyingMaterial(proto::kExporterLabel, exporter);
-  const proto::ManagerProofInput in{
-      .agent_id = link->agent_id_,
-      .agent_nonce = link->agent_nonce_,
-      .manager_nonce = link->manager_nonce_,
-      .transport = tls ? proto::Transport::kTls : proto::Transport::kPlain,
-      .exporter = tls ? std::span<const uint8_t>(exporter) : std::span<const uint8_t>()};
-  const proto::Digest proof = proto::ManagerProof(link->secret_, in);
-  if (!tls) {
-    // Plain link (section 10.2): the MACs start with HELLO (sequence 0 each way).
-    proto::Digest session_key =
-        proto::ManagerSessionKey(link->secret_, link->agent_nonce_, link->manager_nonce_);
-    link->sealer_.emplace(session_key, proto::Direction::kGatewayToAgent);
-    link->opener_.emplace(session_key, proto::Direction::kAgentToGateway);
-    OPENSSL_cleanse(session_key.data(), session_key.size());
-  }
-  stream->Write(proto::BuildControlAccept(link->manager_nonce_, proof));
-  link->last_rx_ms_ = link->last_tx_ms_ = server.shard().now_ms();
-  link->deadline_.set_callback([link] {
-    link->Fail(proto::ErrorCode::kTimeout, "no verified HELLO in time",
-               &link->server_.counters().link_timeouts);
-  });
-  server.shard().timers().Arm(link->deadline_, server.shard().now_ms(),
-                              server.config().handshake_timeout_ms);
+  const int64_t now = runtime::MonotonicUs();
+  link->deadline_.set_callback([link] { link->OnTimer(); });
+  link->link_.AcceptUpgrade(
+      {.agent_id = agent.agent_id, .key = &agent.secret}, upgrade.agent_nonce,
+      tls ? proto::Transport::kTls : proto::Transport::kPlain,
+      tls ? std::span<const uint8_t>(exporter) : std::span<const uint8_t>(), now,
+      now + static_cast<int64_t>(server.config().handshake_timeout_ms) * 1000);
+  link->ArmTimer(link->link_.next_tick_us());
   if (!leftover.empty()) {
     link->OnStreamData(*stream, leftover);
   }
 }
 
-void AgentLink::Send(FrameBuilder& frame) {
-  if (state_ == State::kClosed) {
-    return;
-  }
-  stream_->Write(std::span<const uint8_t>(sealer_ ? sealer_->Seal(frame) : frame.Finish()));
-  last_tx_ms_ = server_.shard().now_ms();
-}
+void AgentLink::WriteLinkOutput(std::span<const uint8_t> bytes) { stream_->Write(bytes); }
+
+size_t AgentLink::QueuedLinkOutput() const { return stream_->queued_bytes(); }
 
 void AgentLink::CloseGracefully() {
-  if (state_ == State::kClosed) {
+  if (closed_) {
     return;
   }
-  state_ = State::kClosed;
+  closed_ = true;
   server_.shard().timers().Cancel(deadline_);
   server_.shard().timers().Cancel(refresh_);
   stream_->Finish();
 }
 
-void AgentLink::Fail(proto::ErrorCode code, std::string_view text, uint64_t* count) {
-  if (state_ == State::kClosed) {
-    return;
+void AgentLink::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
+  link_.Receive(bytes, runtime::MonotonicUs());
+}
+
+void AgentLink::OnLinkFrame(const proto::Frame& frame) {
+  OnStatus(frame.Text(Tag::kText).value_or(""));  // STATUS: the only frame a manager takes
+}
+
+// Counts how the link ended and lets the stream go, after this end's last word if it had one.
+void AgentLink::OnLinkEnded(const proto::LinkEnd& end) {
+  ManagerCounters& counters = server_.counters();
+  switch (end.reason) {
+    case proto::LinkEndReason::kBadProof:
+      ++counters.link_bad_proof;
+      break;
+    case proto::LinkEndReason::kTimeout:
+      ++counters.link_timeouts;
+      break;
+    case proto::LinkEndReason::kProtocol:
+      if (end.sent == proto::ErrorCode::kFrameTooLarge) {
+        ++counters.link_oversized_frames;
+      } else if (end.sent == proto::ErrorCode::kBadMac) {
+        ++counters.link_bad_macs;
+        std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s: %s, link closed\n",
+                     agent_id_.c_str(), stream_->peer_text().c_str(), end.detail.c_str());
+      } else {
+        ++counters.link_malformed_frames;
+      }
+      break;
+    case proto::LinkEndReason::kPeerError:
+      // An agent that found a bad MAC on our frames (tampering on the way down) says so before
+      // it closes: counted here, where the operator looks.
+      if (end.peer_code == static_cast<uint16_t>(proto::ErrorCode::kBadMac)) {
+        ++counters.link_agent_bad_macs;
+        std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s reports a bad MAC: %s\n",
+                     agent_id_.c_str(), stream_->peer_text().c_str(), end.peer_text.c_str());
+      }
+      break;
+    case proto::LinkEndReason::kNotReading:
+      closed_ = true;
+      server_.shard().timers().Cancel(deadline_);
+      server_.shard().timers().Cancel(refresh_);
+      stream_->Close(ENOBUFS);
+      return;
+    default:
+      break;
   }
-  ++*count;
-  FrameBuilder error(FrameType::kError);
-  error.AddU16(Tag::kErrorCode, static_cast<uint16_t>(code)).AddText(Tag::kText, text);
-  Send(error);
   CloseGracefully();
 }
 
-void AgentLink::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_t> bytes) {
-  while (!bytes.empty() && state_ != State::kClosed) {
-    proto::Frame frame;
-    switch (decoder_.Decode(bytes, &frame)) {
-      case proto::DecodeStatus::kNeedMore:
-        return;
-      case proto::DecodeStatus::kTooLarge:
-        Fail(proto::ErrorCode::kFrameTooLarge, "frame too large",
-             &server_.counters().link_oversized_frames);
-        return;
-      case proto::DecodeStatus::kFrame:
-        if (!HandleFrame(frame)) {
-          return;
-        }
-        break;
-    }
+void AgentLink::ArmTimer(int64_t due_us) {
+  if (due_us >= 0) {
+    server_.shard().timers().Arm(deadline_, server_.shard().now_ms(), runtime::MsUntil(due_us));
   }
 }
 
-bool AgentLink::HandleFrame(proto::Frame& frame) {
-  const std::string name(proto::FrameTypeName(frame.type()));
-  if (opener_ && !opener_->Open(frame)) {
-    // Plain link: a forged, replayed, reordered or reflected frame (or a broken peer). The one
-    // exception is a first HELLO whose proof is wrong too: both come from S, and "bad proof"
-    // tells an agent that the manager does not know its secret (it backs off at the cap).
-    if (state_ == State::kAwaitHello && frame.type() == static_cast<uint8_t>(FrameType::kHello) &&
-        !HelloProofValid(frame)) {
-      Fail(proto::ErrorCode::kBadProof, "bad proof", &server_.counters().link_bad_proof);
-    } else {
-      std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s: bad MAC on %s, link closed\n",
-                   agent_id_.c_str(), stream_->peer_text().c_str(), name.c_str());
-      Fail(proto::ErrorCode::kBadMac, "bad MAC on " + name, &server_.counters().link_bad_macs);
-    }
-    return false;
-  }
-  if (!frame.Valid()) {
-    Fail(proto::ErrorCode::kMalformedFrame, "malformed " + name,
-         &server_.counters().link_malformed_frames);
-    return false;
-  }
-  last_rx_ms_ = server_.shard().now_ms();
-  const auto type = static_cast<FrameType>(frame.type());
-  if (state_ == State::kAwaitHello) {
-    if (type != FrameType::kHello) {
-      Fail(proto::ErrorCode::kUnexpectedFrame, "expected HELLO, got " + name,
-           &server_.counters().link_malformed_frames);
-      return false;
-    }
-    HandleHello(frame);
-    return state_ != State::kClosed;
-  }
-  switch (type) {
-    case FrameType::kPing: {
-      FrameBuilder pong(FrameType::kPong);
-      pong.AddU64(Tag::kSequence, frame.U64(Tag::kSequence).value_or(0));
-      Send(pong);
-      break;
-    }
-    case FrameType::kStatus:
-      OnStatus(frame.Text(Tag::kText).value_or(""));
-      break;
-    case FrameType::kError:
-      // An agent that found a bad MAC on our frames (tampering on the way down) says so before
-      // it closes: counted here, where the operator looks.
-      if (frame.U16(Tag::kErrorCode) == static_cast<uint16_t>(proto::ErrorCode::kBadMac)) {
-        ++server_.counters().link_agent_bad_macs;
-        std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s reports a bad MAC: %s\n",
-                     agent_id_.c_str(), stream_->peer_text().c_str(),
-                     std::string(frame.Text(Tag::kText).value_or("")).c_str());
-      }
-      CloseGracefully();
-      return false;
-    case FrameType::kPong:
-    case FrameType::kUnsupported:
-      break;
-    default: {
-      FrameBuilder unsupported(FrameType::kUnsupported);
-      unsupported.AddU8(Tag::kFrameType, frame.type());
-      Send(unsupported);
-      break;
-    }
-  }
-  return state_ != State::kClosed;
-}
+// The HELLO deadline, then the heartbeats (the rule is proto/control_link.h's).
+void AgentLink::OnTimer() { ArmTimer(link_.Tick(runtime::MonotonicUs())); }
 
 void AgentLink::OnStatus(std::string_view text) {
   ++server_.counters().status_received;
@@ -223,27 +167,8 @@ bool AgentLink::HeldBy(std::string_view url) const {
   return !assigned_.empty() && assigned_.front().url == url;
 }
 
-bool AgentLink::HelloProofValid(const proto::Frame& frame) const {
-  auto proof = frame.Bytes(Tag::kProof);
-  uint8_t exporter[proto::kExporterBytes];
-  const bool tls = stream_->ExportKeyingMaterial(proto::kExporterLabel, exporter);
-  const proto::ManagerProofInput in{
-      .agent_id = agent_id_,
-      .agent_nonce = agent_nonce_,
-      .manager_nonce = manager_nonce_,
-      .transport = tls ? proto::Transport::kTls : proto::Transport::kPlain,
-      .exporter = tls ? std::span<const uint8_t>(exporter) : std::span<const uint8_t>()};
-  const proto::Digest expected = proto::ManagerAgentProof(secret_, in);
-  return proof && proto::ConstantTimeEqual(expected, *proof);
-}
-
-void AgentLink::HandleHello(const proto::Frame& frame) {
-  if (!HelloProofValid(frame)) {
-    Fail(proto::ErrorCode::kBadProof, "bad proof", &server_.counters().link_bad_proof);
-    return;
-  }
+void AgentLink::OnLinkHello(const proto::Frame& frame) {
   version_ = std::string(frame.Text(Tag::kVersion).value_or(""));
-  state_ = State::kEstablished;
   counted_unauthenticated_ = false;
   server_.ReleaseUnauthenticated();
   server_.Register(this);
@@ -251,20 +176,16 @@ void AgentLink::HandleHello(const proto::Frame& frame) {
   ++server_.counters().links_established;
   connected_wall_ms_ = ManagerServer::WallMs();
   server_.store().RecordStatus(agent_id_, "linked", connected_wall_ms_).IgnoreError();
-  FrameBuilder welcome(FrameType::kWelcome);
-  welcome.AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac)
-      .AddU32(Tag::kHeartbeatMs, server_.config().heartbeat_ms)
-      .AddU64(Tag::kServerTimeMs, static_cast<uint64_t>(connected_wall_ms_))
-      .AddU32(Tag::kReconnectWindowMs, 0);
-  Send(welcome);
-  deadline_.set_callback([this] { OnHeartbeat(); });
-  server_.shard().timers().Arm(deadline_, server_.shard().now_ms(), server_.config().heartbeat_ms);
+}
+
+void AgentLink::OnLinkEstablished(const proto::LinkWelcome& /*welcome*/) {
+  ArmTimer(link_.next_tick_us());
   refresh_.set_callback([this] { OnKeyRefresh(); });
   SendAssign();
 }
 
 void AgentLink::SendAssign(std::string_view preferred) {
-  if (state_ != State::kEstablished) {
+  if (!link_.established()) {
     return;
   }
   std::vector<proto::AssignedStreamer> list = server_.AssignmentFor(agent_id_, preferred);
@@ -272,7 +193,7 @@ void AgentLink::SendAssign(std::string_view preferred) {
     return;  // no Streamer configured: the agent waits for one
   }
   FrameBuilder assign = proto::BuildAssign(seal_key_, agent_id_, list);
-  Send(assign);
+  link_.Send(assign, runtime::MonotonicUs());
   ++server_.counters().assigns_sent;
   server_.store()
       .RecordAssignment(agent_id_, list.front().url, ManagerServer::WallMs())
@@ -298,56 +219,38 @@ void AgentLink::OnKeyRefresh() { SendAssign(); }
 void AgentLink::SendSwitch(std::string_view url, std::string_view reason) {
   FrameBuilder f(FrameType::kSwitch);
   f.AddText(Tag::kRedirect, url).AddText(Tag::kText, reason);
-  Send(f);
+  link_.Send(f, runtime::MonotonicUs());
   ++server_.counters().commands_sent;
 }
 
 void AgentLink::SendDeactivate(std::string_view reason) {
   FrameBuilder f(FrameType::kDeactivate);
   f.AddText(Tag::kText, reason);
-  Send(f);
+  link_.Send(f, runtime::MonotonicUs());
   ++server_.counters().commands_sent;
-  CloseGracefully();
+  link_.Close("DEACTIVATE sent");
 }
 
 void AgentLink::SendRestart(std::string_view reason) {
   FrameBuilder f(FrameType::kRestart);
   f.AddText(Tag::kText, reason);
-  Send(f);
+  link_.Send(f, runtime::MonotonicUs());
   ++server_.counters().commands_sent;
-  CloseGracefully();
+  link_.Close("RESTART sent");
 }
 
 void AgentLink::Replace() {
   ++server_.counters().links_replaced;
   registered_ = false;  // the registry already points at the newer link
-  FrameBuilder f(FrameType::kGoaway);
-  f.AddU32(Tag::kReconnectAfterMs, 0).AddText(Tag::kText, "replaced");
-  Send(f);
-  CloseGracefully();
+  link_.GoAway("replaced", 0, runtime::MonotonicUs());
 }
 
-// PING when nothing was sent for an interval; dead after two silent intervals.
-void AgentLink::OnHeartbeat() {
-  const uint64_t now = server_.shard().now_ms();
-  const uint64_t interval = server_.config().heartbeat_ms;
-  if (now - last_rx_ms_ >= 2 * interval) {
-    Fail(proto::ErrorCode::kTimeout, "no frame for two heartbeat intervals",
-         &server_.counters().link_timeouts);
-    return;
-  }
-  if (now - last_tx_ms_ >= interval) {
-    FrameBuilder ping(FrameType::kPing);
-    ping.AddU64(Tag::kSequence, next_ping_++);
-    Send(ping);
-  }
-  server_.shard().timers().Arm(deadline_, now, interval);
+void AgentLink::OnStreamEof(runtime::Stream& /*stream*/) {
+  link_.PeerClosed("agent closed the link");
 }
-
-void AgentLink::OnStreamEof(runtime::Stream& /*stream*/) { CloseGracefully(); }
 
 void AgentLink::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
-  state_ = State::kClosed;
+  closed_ = true;
   server_.shard().timers().Cancel(deadline_);
   server_.shard().timers().Cancel(refresh_);
   if (counted_unauthenticated_) {
@@ -356,7 +259,6 @@ void AgentLink::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
   if (registered_) {
     server_.Unregister(this);
   }
-  OPENSSL_cleanse(secret_.data(), secret_.size());
   OPENSSL_cleanse(seal_key_.data(), seal_key_.size());
   for (auto& s : assigned_) {
     OPENSSL_cleanse(s.agent_key.data(), s.agent_key.size());

@@ -1,15 +1,13 @@
-// One agent's manager link (PROTOCOL.md section 10) after its upgrade head was accepted: the
-// 101 with the manager proof, the HELLO check, WELCOME and ASSIGN, heartbeats, STATUS up, and
-// the commands an operator sends down (SWITCH, DEACTIVATE, RESTART, a fresh ASSIGN).
+// One agent's manager link (PROTOCOL.md section 10) after its upgrade head was accepted. The
+// link itself (the 101 with the manager proof, the HELLO check, WELCOME, heartbeats, ERROR and
+// UNSUPPORTED, and on a plain link the section 7 MACs under the manager session key) is
+// proto::ControlLink's; this class registers the verified agent, sends ASSIGN (the gateway keys
+// sealed under the agent secret on either transport) and the operator's commands (SWITCH,
+// DEACTIVATE, RESTART), takes STATUS, and counts how links end.
 //
-// On a plain link (accepted on a --plain_listen listener) every frame both ways, from HELLO and
-// WELCOME on, carries the section 7 MAC under the manager session key (section 10.2), so nobody
-// on the path can inject, replay, reorder or reflect a frame; a bad MAC is ERROR 4, a close and
-// a count. The gateway keys inside ASSIGN are sealed under the agent secret on either transport.
-//
-// States: kAwaitHello -> kEstablished -> kClosed. Only a verified HELLO registers the link (and
-// only then may it replace an older link of the same agent: a wrong proof never evicts a live
-// one). Freed in OnStreamClosed, the stream's last call.
+// Only a verified HELLO registers the link (and only then may it replace an older link of the
+// same agent: a wrong proof never evicts a live one). Freed in OnStreamClosed, the stream's last
+// call.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +18,7 @@
 
 #include "manager/state_store.h"
 #include "proto/control_frame.h"
+#include "proto/control_link.h"
 #include "proto/manager_link.h"
 #include "runtime/stream.h"
 #include "runtime/timer_wheel.h"
@@ -28,7 +27,7 @@ namespace camtunnel::manager {
 
 class ManagerServer;
 
-class AgentLink final : public runtime::StreamHandler {
+class AgentLink final : public runtime::StreamHandler, private proto::ControlLink::Handler {
  public:
   // Takes over `stream` (its handler becomes the link) and answers 101. The caller counted the
   // connection as unauthenticated; the link releases that when HELLO verifies or it closes.
@@ -37,9 +36,9 @@ class AgentLink final : public runtime::StreamHandler {
                     std::span<const uint8_t> leftover);
 
   const std::string& agent_id() const { return agent_id_; }
-  bool established() const { return state_ == State::kEstablished; }
+  bool established() const { return link_.established(); }
   // Plain TCP (frames MACed, not encrypted) rather than TLS.
-  bool plain() const { return opener_.has_value(); }
+  bool plain() const { return link_.plain(); }
   std::string remote() const { return stream_->peer_text(); }
   const std::string& version() const { return version_; }
   const std::string& last_status() const { return last_status_; }
@@ -69,45 +68,37 @@ class AgentLink final : public runtime::StreamHandler {
   void OnStreamClosed(runtime::Stream& stream, int error) override;
 
  private:
-  enum class State { kAwaitHello, kEstablished, kClosed };
-
   AgentLink(ManagerServer& server, runtime::Stream* stream, const AgentRecord& agent);
-  void Send(proto::FrameBuilder& frame);
-  // ERROR `code` + graceful close; `count` is the counter to bump.
-  void Fail(proto::ErrorCode code, std::string_view text, uint64_t* count);
-  bool HandleFrame(proto::Frame& frame);
-  void HandleHello(const proto::Frame& frame);
-  bool HelloProofValid(const proto::Frame& frame) const;
-  void OnHeartbeat();
+  void OnTimer();
+  void ArmTimer(int64_t due_us);
   void OnKeyRefresh();
   void ArmKeyRefresh();
   void CloseGracefully();
   void OnStatus(std::string_view text);
 
+  // proto::ControlLink::Handler
+  void WriteLinkOutput(std::span<const uint8_t> bytes) override;
+  size_t QueuedLinkOutput() const override;
+  void OnLinkHello(const proto::Frame& hello) override;
+  void OnLinkEstablished(const proto::LinkWelcome& welcome) override;
+  void OnLinkFrame(const proto::Frame& frame) override;
+  void OnLinkEnded(const proto::LinkEnd& end) override;
+
   ManagerServer& server_;
   runtime::Stream* stream_;
-  State state_ = State::kAwaitHello;
+  proto::ControlLink link_;
   bool counted_unauthenticated_ = true;
   bool registered_ = false;
+  bool closed_ = false;  // the stream was told to close
   std::string agent_id_;
-  proto::AgentSecret secret_{};
   proto::Digest seal_key_{};
-  proto::Nonce agent_nonce_{};
-  proto::Nonce manager_nonce_{};
-  proto::FrameDecoder decoder_;
-  // Plain links only (section 7 under the manager session key); both empty with TLS.
-  std::optional<proto::FrameSealer> sealer_;
-  std::optional<proto::FrameOpener> opener_;
   std::string version_;
   std::string last_status_;
   std::vector<proto::AssignedStreamer> assigned_;
   std::string located_url_;
   uint64_t health_moved_ms_ = 0;
   int64_t connected_wall_ms_ = 0;
-  uint64_t last_rx_ms_ = 0;
-  uint64_t last_tx_ms_ = 0;
-  uint64_t next_ping_ = 1;
-  runtime::Timer deadline_;  // handshake deadline, then heartbeats
+  runtime::Timer deadline_;  // HELLO deadline, then heartbeats
   runtime::Timer refresh_;   // next ASSIGN before the keys expire
 };
 

@@ -17,6 +17,10 @@ ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, StateS
                              ActivationService& activation, StreamerPool& pool)
     : shard_(shard),
       config_(std::move(config)),
+      link_profile_{.role = proto::LinkRole::kServer,
+                    .kind = proto::LinkKind::kManager,
+                    .capabilities = proto::kCapPlainFrameMac,
+                    .heartbeat_ms = config_.heartbeat_ms},
       store_(store),
       activation_(activation),
       pool_(pool) {}

@@ -20,6 +20,7 @@
 #include "manager/revocations.h"
 #include "manager/state_store.h"
 #include "manager/streamer_pool.h"
+#include "proto/control_link.h"
 #include "runtime/listener.h"
 #include "runtime/shard.h"
 #include "runtime/tls_context.h"
@@ -99,6 +100,8 @@ class ManagerServer {
 
   runtime::Shard& shard() { return shard_; }
   const ManagerConfig& config() const { return config_; }
+  // What every agent link runs with (proto/control_link.h), from config().
+  const proto::LinkProfile& link_profile() const { return link_profile_; }
   StateStore& store() { return store_; }
   ActivationService& activation() { return activation_; }
   StreamerPool& pool() { return pool_; }
@@ -147,6 +150,7 @@ class ManagerServer {
  private:
   runtime::Shard& shard_;
   ManagerConfig config_;
+  proto::LinkProfile link_profile_;
   StateStore& store_;
   ActivationService& activation_;
   StreamerPool& pool_;
