@@ -10,16 +10,36 @@
 #include "agentsim/dial.h"
 #include "proto/http_head.h"
 #include "proto/upgrade.h"
+#include "runtime/clock.h"
 
 namespace camtunnel::agentsim {
 namespace {
 
-constexpr uint32_t kCapabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno |
-                                   proto::kCapSpareData | proto::kCapSpareEarlyData;
+// Every simulated agent's link runs with this profile.
+const proto::LinkProfile kLinkProfile{
+    .role = proto::LinkRole::kAgent,
+    .kind = proto::LinkKind::kGateway,
+    .capabilities = proto::kCapPlainFrameMac | proto::kCapOpenFailedErrno | proto::kCapSpareData |
+                    proto::kCapSpareEarlyData,
+    .version = SimAgent::kVersion};
 // What the simulated camera exposes. Only the names matter to the gateway's OPEN; host:port is
 // what it writes into path-form URLs, and no socket is ever opened there (the camera is
 // in-process).
-constexpr std::string_view kServices[] = {"rtsp=127.0.0.1:554", "http=127.0.0.1:80"};
+const std::string kServices[] = {"rtsp=127.0.0.1:554", "http=127.0.0.1:80"};
+
+// Which failure an ERROR this end sent is counted as.
+std::string_view FailureFor(proto::ErrorCode sent) {
+  switch (sent) {
+    case proto::ErrorCode::kFrameTooLarge:
+      return "frame_too_large";
+    case proto::ErrorCode::kBadMac:
+      return "bad_mac";
+    case proto::ErrorCode::kUnexpectedFrame:
+      return "unexpected_frame";
+    default:
+      return "malformed_frame";
+  }
+}
 constexpr uint64_t kBackoffBaseMs = 100;
 
 std::string ConnectFailure(int error) {
@@ -42,7 +62,7 @@ std::string ConnectFailure(int error) {
 }  // namespace
 
 SimAgent::SimAgent(SimContext& ctx, AgentObserver& observer, AgentIdentity identity)
-    : ctx_(ctx), observer_(observer), identity_(std::move(identity)) {
+    : ctx_(ctx), observer_(observer), identity_(std::move(identity)), link_(kLinkProfile, *this) {
   timer_.set_callback([this] { OnTimer(); });
   reconnect_timer_.set_callback([this] {
     if (!stopped_ && !ctx_.stopping) {
@@ -104,14 +124,13 @@ void SimAgent::OnStreamReady(runtime::Stream& stream) {
 }
 
 void SimAgent::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) {
-  last_rx_ms_ = ctx_.shard.now_ms();
   if (state_ == State::kUpgrading) {
     if (head_.empty()) {
       KeepTlsSession(ctx_, identity_.index, stream);
     }
     OnUpgradeBytes(bytes);
   } else if (state_ == State::kAwaitWelcome || state_ == State::kUp) {
-    OnFrames(bytes);
+    link_.Receive(bytes, runtime::MonotonicUs());
   }
 }
 
@@ -135,7 +154,6 @@ void SimAgent::OnUpgradeBytes(std::span<const uint8_t> bytes) {
     Fail("malformed_answer", EPROTO);
     return;
   }
-  gateway_nonce_ = accept->gateway_nonce;
   uint8_t exporter[proto::kExporterBytes];
   std::span<const uint8_t> exporter_view;
   if (stream_->tls()) {
@@ -145,130 +163,105 @@ void SimAgent::OnUpgradeBytes(std::span<const uint8_t> bytes) {
     }
     exporter_view = exporter;
   }
-  const proto::HandshakeProofInput in{identity_.id,   &identity_.key_ref, agent_nonce_,
-                                      gateway_nonce_, transport(),        exporter_view};
-  if (!proto::ConstantTimeEqual(proto::GatewayProof(identity_.key, in), accept->gateway_proof)) {
-    // A gateway that cannot prove it holds our key gets nothing more from us.
-    Fail("bad_gateway_proof", EPROTO);
-    return;
-  }
-  decoder_ = proto::FrameDecoder();
-  if (transport() == proto::Transport::kPlain) {
-    const proto::Digest session_key =
-        proto::SessionKey(identity_.key, agent_nonce_, gateway_nonce_);
-    sealer_.emplace(session_key, proto::Direction::kAgentToGateway);
-    opener_.emplace(session_key, proto::Direction::kGatewayToAgent);
-  } else {
-    sealer_.reset();
-    opener_.reset();
-  }
   const std::string rest = head_.substr(head.head_bytes);
   head_.clear();
   head_.shrink_to_fit();  // idle agents keep no handshake buffer
   state_ = State::kAwaitWelcome;
-  const proto::Digest proof = proto::AgentProof(identity_.key, in);
-  proto::FrameBuilder hello(proto::FrameType::kHello);
-  hello.Add(proto::Tag::kProof, proof)
-      .AddU32(proto::Tag::kCapabilities, kCapabilities)
-      .AddText(proto::Tag::kVersion, kVersion);
-  for (std::string_view s : kServices) {
-    hello.AddText(proto::Tag::kService, s);
-  }
-  Send(hello);
-  if (!rest.empty()) {
-    OnFrames({reinterpret_cast<const uint8_t*>(rest.data()), rest.size()});
+  link_.BeginAgent({.agent_id = identity_.id, .key = &identity_.key, .key_ref = &identity_.key_ref},
+                   agent_nonce_, accept->gateway_nonce, accept->gateway_proof, transport(),
+                   exporter_view, kServices, runtime::MonotonicUs());
+  if (!rest.empty() && state_ == State::kAwaitWelcome) {
+    link_.Receive({reinterpret_cast<const uint8_t*>(rest.data()), rest.size()},
+                  runtime::MonotonicUs());
   }
 }
 
-void SimAgent::OnFrames(std::span<const uint8_t> bytes) {
-  while (state_ == State::kAwaitWelcome || state_ == State::kUp) {
-    proto::Frame frame;
-    const proto::DecodeStatus st = decoder_.Decode(bytes, &frame);
-    if (st == proto::DecodeStatus::kNeedMore) {
-      return;
-    }
-    if (st == proto::DecodeStatus::kTooLarge) {
-      Fail("frame_too_large", EPROTO);
-      return;
-    }
-    if (opener_ && !opener_->Open(frame)) {
-      Fail("bad_mac", EPROTO);
-      return;
-    }
-    if (!frame.Valid()) {
-      Fail("malformed_frame", EPROTO);
-      return;
-    }
-    OnFrame(frame);
+void SimAgent::WriteLinkOutput(std::span<const uint8_t> bytes) {
+  if (stream_ != nullptr && stream_->open()) {
+    stream_->Write(bytes);
   }
 }
 
-void SimAgent::OnFrame(const proto::Frame& frame) {
-  const auto type = static_cast<proto::FrameType>(frame.type());
-  if (state_ == State::kAwaitWelcome) {
-    if (type == proto::FrameType::kWelcome) {
-      OnWelcome(frame);
-    } else if (type == proto::FrameType::kError) {
-      Fail("error_" + std::to_string(frame.U16(proto::Tag::kErrorCode).value_or(0)), 0);
-    } else if (type == proto::FrameType::kGoaway) {
-      ++ctx_.stats.agents.goaways;
-      next_delay_ms_ = frame.U32(proto::Tag::kReconnectAfterMs).value_or(0);
-      Fail("goaway", 0);
-    } else {
-      Fail("unexpected_frame", EPROTO);
-    }
-    return;
+size_t SimAgent::QueuedLinkOutput() const {
+  return stream_ != nullptr ? stream_->queued_bytes() : 0;
+}
+
+void SimAgent::OnLinkFrame(const proto::Frame& frame) {
+  if (frame.type() == static_cast<uint8_t>(proto::FrameType::kOpen)) {
+    OnOpen(frame);
+  } else {
+    OnSpare(frame);  // the only other frame a gateway link takes at the agent
   }
-  switch (type) {
-    case proto::FrameType::kPing: {
-      proto::FrameBuilder pong(proto::FrameType::kPong);
-      pong.AddU64(proto::Tag::kSequence, frame.U64(proto::Tag::kSequence).value_or(0));
-      Send(pong);
-      ++ctx_.stats.agents.pings_answered;
-      return;
-    }
-    case proto::FrameType::kPong:
-      ++ctx_.stats.agents.pongs_received;
-      return;
-    case proto::FrameType::kOpen:
-      OnOpen(frame);
-      return;
-    case proto::FrameType::kSpare:
-      OnSpare(frame);
-      return;
-    case proto::FrameType::kGoaway:
-      ++ctx_.stats.agents.goaways;
-      next_delay_ms_ = frame.U32(proto::Tag::kReconnectAfterMs).value_or(0);
-      state_ = State::kClosing;
-      stream_->Close(0);
-      return;
-    case proto::FrameType::kError:
-      Fail("error_" + std::to_string(frame.U16(proto::Tag::kErrorCode).value_or(0)), 0);
-      return;
-    case proto::FrameType::kUnsupported:
-      return;
-    case proto::FrameType::kHello:
-    case proto::FrameType::kWelcome:
-    case proto::FrameType::kStatus:
-    case proto::FrameType::kOpenFailed:
-    case proto::FrameType::kOpened:
-    case proto::FrameType::kAssign:
-    case proto::FrameType::kSwitch:
-    case proto::FrameType::kDeactivate:
-    case proto::FrameType::kRestart:
+}
+
+void SimAgent::OnLinkHeartbeat(Heartbeat what) {
+  AgentStats& s = ctx_.stats.agents;
+  switch (what) {
+    case Heartbeat::kPingSent:
+      ++s.pings_sent;
+      break;
+    case Heartbeat::kPingAnswered:
+      ++s.pings_answered;
+      break;
+    case Heartbeat::kPongReceived:
+      ++s.pongs_received;
       break;
   }
-  // Unknown or misdirected types: answered, never fatal (forward compatibility).
-  proto::FrameBuilder unsupported(proto::FrameType::kUnsupported);
-  unsupported.AddU8(proto::Tag::kFrameType, frame.type());
-  Send(unsupported);
 }
 
-void SimAgent::OnWelcome(const proto::Frame& frame) {
-  // Clamped so a strange WELCOME cannot make 10,000 agents ping in a tight loop.
-  heartbeat_ms_ =
-      std::clamp<uint32_t>(frame.U32(proto::Tag::kHeartbeatMs).value_or(5000), 200, 600000);
-  reconnect_window_ms_ = frame.U32(proto::Tag::kReconnectWindowMs).value_or(0);
+void SimAgent::OnLinkEnded(const proto::LinkEnd& end) {
+  if (state_ != State::kAwaitWelcome && state_ != State::kUp) {
+    return;  // this end had already let the connection go
+  }
+  std::string reason;
+  int error = EPROTO;
+  switch (end.reason) {
+    case proto::LinkEndReason::kBadProof:
+      // A gateway that cannot prove it holds our key gets nothing more from us.
+      reason = "bad_gateway_proof";
+      break;
+    case proto::LinkEndReason::kPeerError:
+      reason = "error_" + std::to_string(end.peer_code);
+      error = 0;
+      break;
+    case proto::LinkEndReason::kGoaway:
+      ++ctx_.stats.agents.goaways;
+      next_delay_ms_ = end.retry_after_ms;
+      if (end.established) {
+        state_ = State::kClosing;  // honoured, not a failure
+        stream_->Close(0);
+        return;
+      }
+      reason = "goaway";
+      error = 0;
+      break;
+    case proto::LinkEndReason::kTimeout:
+      ++ctx_.stats.agents.heartbeat_timeouts;
+      reason = "heartbeat_timeout";
+      error = ETIMEDOUT;
+      break;
+    case proto::LinkEndReason::kProtocol:
+      reason = pending_failure_ != nullptr ? std::exchange(pending_failure_, nullptr)
+                                           : std::string(FailureFor(*end.sent));
+      break;
+    case proto::LinkEndReason::kNotReading:
+      reason = "not_reading";
+      break;
+    default:
+      reason = "link_" + std::string(proto::LinkEndReasonName(end.reason));
+      break;
+  }
+  ++ctx_.stats.agents.failures[reason];
+  state_ = State::kClosing;
+  if (end.sent) {
+    stream_->CloseAfterFlush(error);  // our ERROR first
+  } else {
+    stream_->Close(error);
+  }
+}
+
+void SimAgent::OnLinkEstablished(const proto::LinkWelcome& welcome) {
+  reconnect_window_ms_ = welcome.reconnect_window_ms;
   state_ = State::kUp;
   const uint64_t now = ctx_.shard.now_ms();
   AgentStats& s = ctx_.stats.agents;
@@ -280,9 +273,8 @@ void SimAgent::OnWelcome(const proto::Frame& frame) {
   s.connect_us.Record((now - trying_since_ms_) * 1000);
   trying_since_ms_ = 0;
   failures_ = 0;
-  last_rx_ms_ = now;
   SendStatus();
-  ctx_.shard.timers().Arm(timer_, now, heartbeat_ms_ / 2);
+  ArmTimer();
   attempt_open_ = false;
   observer_.OnAttemptEnded(*this);
   observer_.OnAgentUp(*this);
@@ -292,7 +284,9 @@ void SimAgent::OnOpen(const proto::Frame& frame) {
   ++ctx_.stats.agents.opens_received;
   const std::optional<proto::TunnelFields> open = proto::ReadOpen(frame);
   if (!open) {
-    Fail("malformed_open", EPROTO);
+    pending_failure_ = "malformed_open";
+    link_.Fail(proto::ErrorCode::kMalformedFrame, "OPEN needs tunnel_id, service_name and nonce",
+               runtime::MonotonicUs());
     return;
   }
   if (open->service != "rtsp" && open->service != "http") {
@@ -301,7 +295,7 @@ void SimAgent::OnOpen(const proto::Frame& frame) {
     failed.AddText(proto::Tag::kTunnelId, open->tunnel_text)
         .AddU32(proto::Tag::kErrno, EPERM)
         .AddText(proto::Tag::kText, "service not exposed");
-    Send(failed);
+    link_.Send(failed, runtime::MonotonicUs());
     return;
   }
   DataTunnel::Start(ctx_, identity_, open->tunnel, open->service, open->nonce);
@@ -310,7 +304,9 @@ void SimAgent::OnOpen(const proto::Frame& frame) {
 void SimAgent::OnSpare(const proto::Frame& frame) {
   const std::optional<proto::TunnelFields> spare = proto::ReadSpare(frame);
   if (!spare) {
-    Fail("malformed_spare", EPROTO);
+    pending_failure_ = "malformed_spare";
+    link_.Fail(proto::ErrorCode::kMalformedFrame, "SPARE needs tunnel_id and nonce",
+               runtime::MonotonicUs());
     return;
   }
   ++ctx_.stats.agents.spares["asked"];
@@ -322,46 +318,36 @@ void SimAgent::SendStatus() {
   status.AddText(proto::Tag::kText, std::string("simulated camera ok; version ") +
                                         std::string(kVersion) + "; sessions " +
                                         std::to_string(ctx_.stats.agents.sessions));
-  Send(status);
+  link_.Send(status, runtime::MonotonicUs());
   last_status_ms_ = ctx_.shard.now_ms();
   ++ctx_.stats.agents.status_sent;
 }
 
-void SimAgent::Send(proto::FrameBuilder& frame) {
-  if (stream_ == nullptr || !stream_->open()) {
-    return;
-  }
-  if (sealer_) {
-    stream_->Write(std::span<const uint8_t>(sealer_->Seal(frame)));
-  } else {
-    stream_->Write(std::span<const uint8_t>(frame.Finish()));
-  }
-  last_tx_ms_ = ctx_.shard.now_ms();
-}
-
+// The handshake deadline until WELCOME; then the link's heartbeats (the rule is
+// proto/control_link.h's) and a STATUS every kStatusIntervalMs.
 void SimAgent::OnTimer() {
   if (state_ != State::kUp) {
     Fail("timeout", ETIMEDOUT);
     return;
   }
-  const uint64_t now = ctx_.shard.now_ms();
-  // The gateway calls a session dead after 2 silent intervals; half an interval more here
-  // leaves room for its own timer's granularity.
-  if (now - last_rx_ms_ > 2ull * heartbeat_ms_ + heartbeat_ms_ / 2) {
-    ++ctx_.stats.agents.heartbeat_timeouts;
-    Fail("heartbeat_timeout", ETIMEDOUT);
+  if (link_.Tick(runtime::MonotonicUs()) < 0) {
     return;
   }
-  if (now - last_tx_ms_ + heartbeat_ms_ / 4 >= heartbeat_ms_) {
-    proto::FrameBuilder ping(proto::FrameType::kPing);
-    ping.AddU64(proto::Tag::kSequence, ++ping_sequence_);
-    Send(ping);
-    ++ctx_.stats.agents.pings_sent;
-  }
-  if (now - last_status_ms_ >= kStatusIntervalMs) {
+  if (ctx_.shard.now_ms() - last_status_ms_ >= kStatusIntervalMs) {
     SendStatus();
   }
-  ctx_.shard.timers().Arm(timer_, now, heartbeat_ms_ / 2);
+  ArmTimer();
+}
+
+void SimAgent::ArmTimer() {
+  const int64_t due = link_.next_tick_us();
+  if (state_ != State::kUp || due < 0) {
+    return;
+  }
+  const uint64_t now = ctx_.shard.now_ms();
+  const uint64_t status_due = last_status_ms_ + kStatusIntervalMs;
+  ctx_.shard.timers().Arm(timer_, now,
+                          std::min(runtime::MsUntil(due), status_due > now ? status_due - now : 0));
 }
 
 void SimAgent::Fail(std::string_view reason, int error) {
@@ -397,8 +383,6 @@ void SimAgent::Ended(int error) {
   }
   stream_ = nullptr;
   state_ = State::kIdle;
-  sealer_.reset();
-  opener_.reset();
   head_.clear();
   ctx_.shard.timers().Cancel(timer_);
   if (was_up) {

@@ -1,7 +1,8 @@
 // One simulated agent's control connection (PROTOCOL.md sections 4-7), from dial to close, and
-// its reconnection: TLS or plain (frame MACs), the upgrade with the gateway proof checked, HELLO
-// with the agent proof, WELCOME, heartbeats both ways, one STATUS per session (and every minute),
-// OPEN answered by a data connection to the simulated camera (data_tunnel.h), GOAWAY honoured.
+// its reconnection: TLS or plain, the upgrade, then the link that proto::ControlLink runs (the
+// gateway proof checked, HELLO with the agent proof, WELCOME, heartbeats both ways, frame MACs),
+// one STATUS per session (and every minute), OPEN answered by a data connection to the
+// simulated camera (data_tunnel.h), GOAWAY honoured.
 //
 // States: kIdle -> kConnecting -> kUpgrading -> kAwaitWelcome -> kUp -> kClosing -> kIdle.
 // A connection ends only through OnStreamClosed, which reports to the observer and schedules the
@@ -17,6 +18,7 @@
 #include "agentsim/agent_identity.h"
 #include "agentsim/sim_context.h"
 #include "proto/control_frame.h"
+#include "proto/control_link.h"
 #include "runtime/stream.h"
 #include "runtime/timer_wheel.h"
 
@@ -38,7 +40,7 @@ class AgentObserver {
   ~AgentObserver() = default;
 };
 
-class SimAgent final : public runtime::StreamHandler {
+class SimAgent final : public runtime::StreamHandler, private proto::ControlLink::Handler {
  public:
   static constexpr std::string_view kVersion = "camtunnel-agentsim/0.1.0";
   static constexpr uint64_t kHandshakeTimeoutMs = 5000;
@@ -75,15 +77,19 @@ class SimAgent final : public runtime::StreamHandler {
   // Records why this attempt or session ended badly and closes (the end runs in OnStreamClosed).
   void Fail(std::string_view reason, int error);
   void OnUpgradeBytes(std::span<const uint8_t> bytes);
-  void OnFrames(std::span<const uint8_t> bytes);
-  void OnFrame(const proto::Frame& frame);
-  void OnWelcome(const proto::Frame& frame);
   void OnOpen(const proto::Frame& frame);
   void OnSpare(const proto::Frame& frame);
-  void SendHello();
   void SendStatus();
-  void Send(proto::FrameBuilder& frame);
   void OnTimer();
+  void ArmTimer();
+
+  // proto::ControlLink::Handler
+  void WriteLinkOutput(std::span<const uint8_t> bytes) override;
+  size_t QueuedLinkOutput() const override;
+  void OnLinkEstablished(const proto::LinkWelcome& welcome) override;
+  void OnLinkFrame(const proto::Frame& frame) override;
+  void OnLinkHeartbeat(Heartbeat what) override;
+  void OnLinkEnded(const proto::LinkEnd& end) override;
   // The connection (or the connect) is gone: report it and time the next attempt.
   void Ended(int error);
   void ScheduleReconnect(uint64_t delay_ms);
@@ -101,18 +107,12 @@ class SimAgent final : public runtime::StreamHandler {
 
   // Handshake.
   proto::Nonce agent_nonce_{};
-  proto::Nonce gateway_nonce_{};
   std::string head_;  // the gateway's answer until its head is complete
   // Session.
-  proto::FrameDecoder decoder_;
-  std::optional<proto::FrameSealer> sealer_;  // plain mode only
-  std::optional<proto::FrameOpener> opener_;
-  uint32_t heartbeat_ms_ = 5000;
+  proto::ControlLink link_;
+  const char* pending_failure_ = nullptr;  // set before link_.Fail() for a refused OPEN/SPARE
   uint32_t reconnect_window_ms_ = 0;
-  uint64_t last_rx_ms_ = 0;
-  uint64_t last_tx_ms_ = 0;
   uint64_t last_status_ms_ = 0;
-  uint64_t ping_sequence_ = 0;
   // How the next attempt is timed.
   uint64_t trying_since_ms_ = 0;  // first attempt since the agent was last up
   uint32_t failures_ = 0;         // attempts in a row that did not reach WELCOME
