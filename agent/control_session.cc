@@ -20,8 +20,7 @@ using proto::FrameBuilder;
 using proto::FrameType;
 using proto::Tag;
 
-constexpr int64_t kUsPerMs = 1000;
-int64_t NowUs() { return EventLoop::NowMs() * kUsPerMs; }
+int64_t NowUs() { return LinkIo::NowUs(); }
 
 }  // namespace
 
@@ -75,10 +74,10 @@ void ControlSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> tr
     // The dialer calls us last and `head`/`leftover` live in its caller's frame, so it may go
     // now (its buffers are not needed for the rest of the session).
     dialer_.reset();
-    transport_ = std::move(transport);
+    io_.Attach(std::move(transport));
     if (BeginSession(*head)) {
       link_.Receive(leftover, NowUs());
-      Pump();
+      io_.Pump();
     }
     return;
   }
@@ -97,8 +96,8 @@ bool ControlSession::BeginSession(const proto::ResponseHead& head) {
     End({.detail = "101 without a valid Camtunnel-Nonce/Camtunnel-Proof"});
     return false;
   }
-  std::vector<uint8_t> exporter = transport_->Exporter();
-  const proto::Transport kind = transport_->kind();
+  std::vector<uint8_t> exporter = io_.transport()->Exporter();
+  const proto::Transport kind = io_.transport()->kind();
   if (kind == proto::Transport::kTls && exporter.size() != proto::kExporterBytes) {
     End({.detail = "no TLS keying material exporter"});
     return false;
@@ -108,7 +107,6 @@ bool ControlSession::BeginSession(const proto::ResponseHead& head) {
   for (const auto& service : identity_.services) {
     services.push_back(proto::FormatServiceEntry(service));
   }
-  watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
   link_.BeginAgent(
       {.agent_id = identity_.agent_id, .key = &identity_.agent_key, .key_ref = &identity_.key_ref},
       agent_nonce_, accept->gateway_nonce, accept->gateway_proof, kind,
@@ -124,10 +122,6 @@ bool ControlSession::BeginSession(const proto::ResponseHead& head) {
   return true;
 }
 
-void ControlSession::WriteLinkOutput(std::span<const uint8_t> bytes) {
-  out_.insert(out_.end(), bytes.begin(), bytes.end());
-}
-
 void ControlSession::SendOpenFailed(proto::TunnelId tunnel, int error, std::string_view text) {
   if (state_ != State::kEstablished) {
     LOG_DEBUG("control: OPEN_FAILED for tunnel %s dropped: no session",
@@ -139,60 +133,7 @@ void ControlSession::SendOpenFailed(proto::TunnelId tunnel, int error, std::stri
       .AddU32(Tag::kErrno, static_cast<uint32_t>(error))
       .AddText(Tag::kText, text.substr(0, 256));
   link_.Send(frame, NowUs());
-  Pump();
-}
-
-// Writes what is queued and reads what has arrived, until the socket would block. Re-entrant
-// calls (a frame handler sending a frame) only write: the outer call keeps reading.
-void ControlSession::Pump() {
-  if (state_ == State::kClosed || state_ == State::kDialing) {
-    return;
-  }
-  ++pump_depth_;
-  bool progress = true;
-  while (progress && state_ != State::kClosed) {
-    progress = false;
-    write_wait_ = IoStatus::kOk;
-    while (!out_.empty()) {
-      size_t n = 0;
-      IoStatus st = transport_->Write(out_, &n);
-      if (st == IoStatus::kOk) {
-        out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(n));
-        continue;
-      }
-      if (st == IoStatus::kError) {
-        link_.Abort(transport_->error_text());
-      } else {
-        write_wait_ = st;
-      }
-      break;
-    }
-    if (pump_depth_ > 1 || state_ == State::kClosed) {
-      break;
-    }
-    uint8_t buf[4096];
-    size_t n = 0;
-    IoStatus st = transport_->Read(buf, &n);
-    read_wait_ = IoStatus::kOk;
-    if (st == IoStatus::kOk && n > 0) {
-      link_.Receive(std::span<const uint8_t>(buf, n), NowUs());
-      progress = true;
-    } else if (st == IoStatus::kEof) {
-      link_.PeerClosed("gateway closed the control connection");
-    } else if (st == IoStatus::kError) {
-      link_.Abort(transport_->error_text());
-    } else {
-      read_wait_ = st;
-    }
-  }
-  --pump_depth_;
-  UpdateInterest();
-}
-
-void ControlSession::UpdateInterest() {
-  if (state_ != State::kClosed) {
-    watch_.SetEvents(static_cast<short>(PollEventsFor(read_wait_) | PollEventsFor(write_wait_)));
-  }
+  io_.Pump();
 }
 
 void ControlSession::OnLinkFrame(const proto::Frame& frame) {
@@ -216,13 +157,13 @@ void ControlSession::OnLinkFrame(const proto::Frame& frame) {
 }
 
 std::string ControlSession::peer_host() const {
-  if (!transport_) {
+  if (io_.transport() == nullptr) {
     return {};
   }
   SocketAddress peer;
   peer.length = sizeof(peer.storage);
-  if (::getpeername(transport_->fd(), reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) !=
-      0) {
+  if (::getpeername(io_.transport()->fd(), reinterpret_cast<sockaddr*>(&peer.storage),
+                    &peer.length) != 0) {
     return {};
   }
   return peer.HostText();
@@ -231,9 +172,9 @@ std::string ControlSession::peer_host() const {
 void ControlSession::OnLinkEstablished(const proto::LinkWelcome& link_welcome) {
   state_ = State::kEstablished;
   handshake_timer_.Cancel();
-  ArmHeartbeat(link_.next_tick_us());
+  io_.ArmHeartbeat();
   LOG_INFO("connected gateway=%s agent=%s", target_.url.c_str(), identity_.agent_id.c_str());
-  if (transport_->kernel_tls_send()) {
+  if (io_.transport()->kernel_tls_send()) {
     LOG_INFO("kernel TLS: the kernel encrypts what this agent sends (--no-kernel-tls to stop)");
   }
   const Welcome welcome{.heartbeat_ms = link_welcome.heartbeat_ms,
@@ -243,21 +184,6 @@ void ControlSession::OnLinkEstablished(const proto::LinkWelcome& link_welcome) {
             welcome.heartbeat_ms, welcome.reconnect_window_ms,
             static_cast<unsigned long long>(welcome.server_time_ms));
   delegate_.OnWelcome(welcome);
-}
-
-void ControlSession::ArmHeartbeat(int64_t due_us) {
-  if (due_us < 0) {
-    return;
-  }
-  const int64_t delay_ms = (due_us - NowUs() + kUsPerMs - 1) / kUsPerMs;
-  heartbeat_timer_.Start(loop_, std::max<int64_t>(delay_ms, 1), [this] { OnHeartbeatTick(); });
-}
-
-// The link sends PING or declares the gateway dead (proto/control_link.h has the rule).
-void ControlSession::OnHeartbeatTick() {
-  const int64_t due = link_.Tick(NowUs());
-  Pump();
-  ArmHeartbeat(due);
 }
 
 // How a link's end reads to the agent's reconnect policy (agent.cc).
@@ -273,7 +199,7 @@ void ControlSession::OnLinkEnded(const proto::LinkEnd& end) {
       if (end.peer_code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)) {
         session_end.reason = SessionEnd::Reason::kAuthRejected;
       }
-      session_end.detail = "gateway " + end.detail.substr(end.detail.find("sent ERROR"));
+      session_end.detail = "gateway sent " + end.detail;
       break;
     case LinkEndReason::kGoaway:
       if (!end.redirect.empty()) {
@@ -321,21 +247,8 @@ void ControlSession::Close() {
   }
   state_ = State::kClosed;
   handshake_timer_.Cancel();
-  heartbeat_timer_.Cancel();
-  watch_.Stop();
   dialer_.reset();
-  if (transport_) {
-    // Best effort, without waiting: push out a queued ERROR and a TLS close_notify.
-    size_t n = 0;
-    if (!out_.empty()) {
-      transport_->Write(out_, &n);
-    }
-    if (n == out_.size()) {
-      transport_->ShutdownWrite();
-    }
-    transport_.reset();
-  }
-  out_.clear();
+  io_.Close();
 }
 
 }  // namespace camtunnel::agent

@@ -19,6 +19,7 @@
 #include "agent/event_loop.h"
 #include "agent/gateway_dialer.h"
 #include "agent/identity.h"
+#include "agent/link_io.h"
 #include "agent/tls_transport.h"
 #include "proto/control_frame.h"
 #include "proto/control_link.h"
@@ -87,15 +88,11 @@ class ControlSession final : private proto::ControlLink::Handler {
                 const proto::ResponseHead* head, std::span<const uint8_t> leftover);
   // Checks the 101 and starts the link (HELLO goes out). False if the session ended.
   bool BeginSession(const proto::ResponseHead& head);
-  void Pump();
-  void OnHeartbeatTick();
-  void ArmHeartbeat(int64_t due_us);
   void End(SessionEnd end);
-  void UpdateInterest();
 
   // proto::ControlLink::Handler
-  void WriteLinkOutput(std::span<const uint8_t> bytes) override;
-  size_t QueuedLinkOutput() const override { return out_.size(); }
+  void WriteLinkOutput(std::span<const uint8_t> bytes) override { io_.Queue(bytes); }
+  size_t QueuedLinkOutput() const override { return io_.queued(); }
   void OnLinkEstablished(const proto::LinkWelcome& welcome) override;
   void OnLinkFrame(const proto::Frame& frame) override;
   void OnLinkEnded(const proto::LinkEnd& end) override;
@@ -111,18 +108,12 @@ class ControlSession final : private proto::ControlLink::Handler {
   proto::Nonce agent_nonce_{};
   proto::LinkProfile profile_;
   proto::ControlLink link_{profile_, *this};
-  std::vector<uint8_t> out_;  // encoded frames not yet written
-  IoStatus read_wait_ = IoStatus::kWantRead;
-  IoStatus write_wait_ = IoStatus::kOk;
-  int pump_depth_ = 0;  // >1: re-entered from a frame handler; the outer call keeps reading
 
   std::unique_ptr<GatewayDialer> dialer_;
   Timer handshake_timer_;
-  Timer heartbeat_timer_;
   Timer end_timer_;  // delivers OnSessionEnded from the loop
   std::optional<SessionEnd> pending_end_;
-  std::unique_ptr<Transport> transport_;
-  IoWatch watch_;  // after transport_: unwatched before the socket closes
+  LinkIo io_{loop_, link_, "gateway"};
 };
 
 }  // namespace camtunnel::agent

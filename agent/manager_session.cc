@@ -18,8 +18,7 @@ using proto::FrameBuilder;
 using proto::FrameType;
 using proto::Tag;
 
-constexpr int64_t kUsPerMs = 1000;
-int64_t NowUs() { return EventLoop::NowMs() * kUsPerMs; }
+int64_t NowUs() { return LinkIo::NowUs(); }
 
 }  // namespace
 
@@ -65,10 +64,10 @@ void ManagerSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> tr
                               const proto::ResponseHead* head, std::span<const uint8_t> leftover) {
   if (outcome.kind == DialOutcome::Kind::kUpgraded) {
     dialer_.reset();
-    transport_ = std::move(transport);
+    io_.Attach(std::move(transport));
     if (Begin(*head)) {
       link_.Receive(leftover, NowUs());
-      Pump();
+      io_.Pump();
     }
     return;
   }
@@ -85,12 +84,12 @@ bool ManagerSession::Begin(const proto::ResponseHead& head) {
   }
   // The transport must be the one the manager URL names: an https manager is never spoken to
   // in plain (no downgrade by the agent itself), and a TLS link needs its exporter.
-  const proto::Transport kind = transport_->kind();
+  const proto::Transport kind = io_.transport()->kind();
   const proto::Transport wanted =
       target_.url.starts_with("https://") ? proto::Transport::kTls : proto::Transport::kPlain;
   std::vector<uint8_t> exporter;
   if (kind == proto::Transport::kTls) {
-    exporter = transport_->Exporter();
+    exporter = io_.transport()->Exporter();
   }
   if (kind != wanted ||
       (kind == proto::Transport::kTls && exporter.size() != proto::kExporterBytes)) {
@@ -98,7 +97,6 @@ bool ManagerSession::Begin(const proto::ResponseHead& head) {
                    " (or no TLS keying material exporter)"});
     return false;
   }
-  watch_.Start(loop_, transport_->fd(), POLLIN, [this](short) { Pump(); });
   link_.BeginAgent({.agent_id = identity_.agent_id, .key = &identity_.secret}, agent_nonce_,
                    accept->gateway_nonce, accept->gateway_proof, kind, exporter, {}, NowUs());
   if (state_ == State::kClosed) {
@@ -108,10 +106,6 @@ bool ManagerSession::Begin(const proto::ResponseHead& head) {
   return true;
 }
 
-void ManagerSession::WriteLinkOutput(std::span<const uint8_t> bytes) {
-  out_.insert(out_.end(), bytes.begin(), bytes.end());
-}
-
 void ManagerSession::SendStatus(std::string_view text) {
   if (state_ != State::kEstablished) {
     return;
@@ -119,60 +113,13 @@ void ManagerSession::SendStatus(std::string_view text) {
   FrameBuilder status(FrameType::kStatus);
   status.AddText(Tag::kText, text.substr(0, proto::kMaxStatusText));
   link_.Send(status, NowUs());
-  Pump();
-}
-
-void ManagerSession::Pump() {
-  if (state_ == State::kClosed || state_ == State::kDialing) {
-    return;
-  }
-  ++pump_depth_;
-  bool progress = true;
-  while (progress && state_ != State::kClosed) {
-    progress = false;
-    write_wait_ = IoStatus::kOk;
-    while (!out_.empty()) {
-      size_t n = 0;
-      IoStatus st = transport_->Write(out_, &n);
-      if (st == IoStatus::kOk) {
-        out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(n));
-        continue;
-      }
-      if (st == IoStatus::kError) {
-        link_.Abort(transport_->error_text());
-      } else {
-        write_wait_ = st;
-      }
-      break;
-    }
-    if (pump_depth_ > 1 || state_ == State::kClosed) {
-      break;
-    }
-    uint8_t buf[4096];
-    size_t n = 0;
-    IoStatus st = transport_->Read(buf, &n);
-    read_wait_ = IoStatus::kOk;
-    if (st == IoStatus::kOk && n > 0) {
-      link_.Receive(std::span<const uint8_t>(buf, n), NowUs());
-      progress = true;
-    } else if (st == IoStatus::kEof) {
-      link_.PeerClosed("manager closed the link");
-    } else if (st == IoStatus::kError) {
-      link_.Abort(transport_->error_text());
-    } else {
-      read_wait_ = st;
-    }
-  }
-  --pump_depth_;
-  if (state_ != State::kClosed) {
-    watch_.SetEvents(static_cast<short>(PollEventsFor(read_wait_) | PollEventsFor(write_wait_)));
-  }
+  io_.Pump();
 }
 
 void ManagerSession::OnLinkEstablished(const proto::LinkWelcome& welcome) {
   state_ = State::kEstablished;
   handshake_timer_.Cancel();
-  ArmHeartbeat(link_.next_tick_us());
+  io_.ArmHeartbeat();
   LOG_INFO("manager linked url=%s agent=%s transport=%s", target_.url.c_str(),
            identity_.agent_id.c_str(), plain() ? "plain" : "tls");
   delegate_.OnManagerWelcome(welcome.server_time_ms);
@@ -215,24 +162,16 @@ void ManagerSession::OnLinkFrame(const proto::Frame& frame) {
   }
 }
 
-void ManagerSession::ArmHeartbeat(int64_t due_us) {
-  if (due_us < 0) {
-    return;
-  }
-  const int64_t delay_ms = (due_us - NowUs() + kUsPerMs - 1) / kUsPerMs;
-  heartbeat_timer_.Start(loop_, std::max<int64_t>(delay_ms, 1), [this] { OnHeartbeat(); });
-}
-
-// The link sends PING or declares the manager dead (proto/control_link.h has the rule).
-void ManagerSession::OnHeartbeat() {
-  const int64_t due = link_.Tick(NowUs());
-  Pump();
-  ArmHeartbeat(due);
-}
-
 void ManagerSession::OnLinkEnded(const proto::LinkEnd& end) {
-  ManagerLinkEnd link_end{.detail = "manager: " + end.detail};
+  ManagerLinkEnd link_end{.detail = end.detail};
   switch (end.reason) {
+    case proto::LinkEndReason::kGoaway:
+      link_end.detail = "manager GOAWAY " + end.peer_text;
+      break;
+    case proto::LinkEndReason::kProtocol:
+    case proto::LinkEndReason::kTimeout:
+      link_end.detail += " from the manager";
+      break;
     case proto::LinkEndReason::kBadProof:
       link_end.reason = ManagerLinkEnd::Reason::kBadProof;
       break;
@@ -240,6 +179,7 @@ void ManagerSession::OnLinkEnded(const proto::LinkEnd& end) {
       if (end.peer_code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)) {
         link_end.reason = ManagerLinkEnd::Reason::kRejected;
       }
+      link_end.detail = "manager sent " + end.detail;
       break;
     case proto::LinkEndReason::kClosedHere:
       if (ended_by_command_) {
@@ -272,20 +212,8 @@ void ManagerSession::Close() {
   }
   state_ = State::kClosed;
   handshake_timer_.Cancel();
-  heartbeat_timer_.Cancel();
-  watch_.Stop();
   dialer_.reset();
-  if (transport_) {
-    size_t n = 0;
-    if (!out_.empty()) {
-      transport_->Write(out_, &n);
-    }
-    if (n == out_.size()) {
-      transport_->ShutdownWrite();
-    }
-    transport_.reset();
-  }
-  out_.clear();
+  io_.Close();
 }
 
 }  // namespace camtunnel::agent

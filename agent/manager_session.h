@@ -21,6 +21,7 @@
 
 #include "agent/event_loop.h"
 #include "agent/gateway_dialer.h"
+#include "agent/link_io.h"
 #include "agent/tls_transport.h"
 #include "proto/control_frame.h"
 #include "proto/control_link.h"
@@ -77,14 +78,11 @@ class ManagerSession final : private proto::ControlLink::Handler {
   void OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
                 const proto::ResponseHead* head, std::span<const uint8_t> leftover);
   bool Begin(const proto::ResponseHead& head);
-  void Pump();
-  void OnHeartbeat();
-  void ArmHeartbeat(int64_t due_us);
   void End(ManagerLinkEnd end);
 
   // proto::ControlLink::Handler
-  void WriteLinkOutput(std::span<const uint8_t> bytes) override;
-  size_t QueuedLinkOutput() const override { return out_.size(); }
+  void WriteLinkOutput(std::span<const uint8_t> bytes) override { io_.Queue(bytes); }
+  size_t QueuedLinkOutput() const override { return io_.queued(); }
   void OnLinkEstablished(const proto::LinkWelcome& welcome) override;
   void OnLinkFrame(const proto::Frame& frame) override;
   void OnLinkEnded(const proto::LinkEnd& end) override;
@@ -100,18 +98,12 @@ class ManagerSession final : private proto::ControlLink::Handler {
   proto::Digest seal_key_{};
   proto::LinkProfile profile_;
   proto::ControlLink link_{profile_, *this};
-  std::vector<uint8_t> out_;
-  IoStatus read_wait_ = IoStatus::kWantRead;
-  IoStatus write_wait_ = IoStatus::kOk;
-  int pump_depth_ = 0;
   bool ended_by_command_ = false;  // DEACTIVATE or RESTART closed the link
   std::unique_ptr<GatewayDialer> dialer_;
   Timer handshake_timer_;
-  Timer heartbeat_timer_;
   Timer end_timer_;
   std::optional<ManagerLinkEnd> pending_end_;
-  std::unique_ptr<Transport> transport_;
-  IoWatch watch_;  // after transport_
+  LinkIo io_{loop_, link_, "manager"};
 };
 
 }  // namespace camtunnel::agent

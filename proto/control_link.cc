@@ -55,6 +55,24 @@ std::string_view LinkEndReasonName(LinkEndReason reason) {
 }
 
 struct ControlLink::Handshake {
+  Handshake(const LinkCredentials& credentials, const Nonce& agent_nonce_in,
+            const Nonce& server_nonce_in, Transport transport_in,
+            std::span<const uint8_t> exporter_in)
+      : agent_id(credentials.agent_id),
+        key(*credentials.key),
+        has_key_ref(credentials.key_ref != nullptr),
+        agent_nonce(agent_nonce_in),
+        server_nonce(server_nonce_in),
+        transport(transport_in) {
+    if (has_key_ref) {
+      key_ref = *credentials.key_ref;
+    }
+    std::copy_n(exporter_in.begin(), std::min(exporter_in.size(), exporter.size()),
+                exporter.begin());
+  }
+  Handshake(const Handshake&) = delete;
+  Handshake& operator=(const Handshake&) = delete;
+
   std::string agent_id;
   Digest key{};
   KeyRef key_ref;
@@ -129,18 +147,11 @@ void ControlLink::AcceptUpgrade(const LinkCredentials& credentials, const Nonce&
                                 Transport transport, std::span<const uint8_t> exporter,
                                 int64_t now_us, int64_t hello_deadline_us) {
   Reset();
-  handshake_ = std::make_unique<Handshake>();
-  Handshake& h = *handshake_;
-  h.agent_id = std::string(credentials.agent_id);
-  h.key = *credentials.key;
-  if (credentials.key_ref != nullptr) {
-    h.key_ref = *credentials.key_ref;
-    h.has_key_ref = true;
-  }
-  h.agent_nonce = agent_nonce;
-  RandomBytes(h.server_nonce);
-  h.transport = transport;
-  std::copy_n(exporter.begin(), std::min(exporter.size(), h.exporter.size()), h.exporter.begin());
+  Nonce server_nonce{};
+  RandomBytes(server_nonce);
+  handshake_ =
+      std::make_unique<Handshake>(credentials, agent_nonce, server_nonce, transport, exporter);
+  const Handshake& h = *handshake_;
   if (transport == Transport::kPlain) {
     Digest session_key = h.PlainSessionKey(profile_.kind);
     SetUpMacs(session_key);
@@ -160,17 +171,7 @@ void ControlLink::BeginAgent(const LinkCredentials& credentials, const Nonce& ag
                              Transport transport, std::span<const uint8_t> exporter,
                              std::span<const std::string> services, int64_t now_us) {
   Reset();
-  Handshake h;
-  h.agent_id = std::string(credentials.agent_id);
-  h.key = *credentials.key;
-  if (credentials.key_ref != nullptr) {
-    h.key_ref = *credentials.key_ref;
-    h.has_key_ref = true;
-  }
-  h.agent_nonce = agent_nonce;
-  h.server_nonce = server_nonce;
-  h.transport = transport;
-  std::copy_n(exporter.begin(), std::min(exporter.size(), h.exporter.size()), h.exporter.begin());
+  const Handshake h(credentials, agent_nonce, server_nonce, transport, exporter);
   if (!ConstantTimeEqual(h.Proof(profile_.kind, /*server=*/true), server_proof)) {
     End({.reason = LinkEndReason::kBadProof,
          .detail = profile_.kind == LinkKind::kManager
