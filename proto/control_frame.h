@@ -147,17 +147,18 @@ enum class DecodeStatus { kNeedMore, kFrame, kTooLarge };
 // frame (header + kMaxFramePayload); the length is checked before anything is allocated.
 class FrameDecoder {
  public:
-  explicit FrameDecoder(size_t max_payload = kMaxFramePayload) : max_payload_(max_payload) {}
+  explicit FrameDecoder(uint32_t max_payload = kMaxFramePayload) : max_payload_(max_payload) {}
   // Consumes bytes from `in` (advancing it) until a frame is complete, more is needed, or the
   // announced length exceeds the cap.
   DecodeStatus Decode(std::span<const uint8_t>& in, Frame* out);
 
  private:
-  size_t max_payload_;
+  // Small fields first and narrow: every idle agent's control session holds a decoder.
+  uint32_t max_payload_;
   uint8_t header_[kFrameHeaderBytes] = {};
-  size_t header_len_ = 0;
-  std::vector<uint8_t> payload_;  // sized from the header once its length passed the cap
+  uint8_t header_len_ = 0;
   bool too_large_ = false;        // sticky: the stream cannot be resynchronised
+  std::vector<uint8_t> payload_;  // sized from the header once its length passed the cap
 };
 
 // Plain-mode MAC (PROTOCOL.md section 7). Sealer appends the mac field and counts sequence

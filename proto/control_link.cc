@@ -81,6 +81,7 @@ struct ControlLink::Handshake {
   Nonce server_nonce{};
   Transport transport = Transport::kTls;
   std::array<uint8_t, kExporterBytes> exporter{};
+  int64_t deadline_us = INT64_MAX;  // server: HELLO is due by then
   ~Handshake() { OPENSSL_cleanse(key.data(), key.size()); }
 
   std::span<const uint8_t> exporter_span() const {
@@ -124,9 +125,8 @@ ControlLink::~ControlLink() = default;
 void ControlLink::Reset() {
   state_ = State::kIdle;
   peer_capabilities_ = 0;
-  handshake_deadline_us_ = -1;
   ping_sequence_ = 0;
-  ping_outstanding_ = false;
+  ping_sent_us_ = -1;
   last_rtt_us_ = 0;
   decoder_ = FrameDecoder();
   handshake_.reset();
@@ -160,7 +160,7 @@ void ControlLink::AcceptUpgrade(const LinkCredentials& credentials, const Nonce&
   state_ = State::kAwaitHello;
   heartbeat_ms_ = profile_.heartbeat_ms;
   last_rx_us_ = last_tx_us_ = now_us;
-  handshake_deadline_us_ = hello_deadline_us;
+  handshake_->deadline_us = hello_deadline_us;
   const std::string accept =
       BuildControlAccept(h.server_nonce, h.Proof(profile_.kind, /*server=*/true));
   Emit(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(accept.data()), accept.size()));
@@ -343,9 +343,10 @@ void ControlLink::Handle(Frame& frame, int64_t now_us) {
     }
     case FrameType::kPong:
       handler_.OnLinkHeartbeat(Handler::Heartbeat::kPongReceived);
-      if (ping_outstanding_ && frame.U64(Tag::kSequence) == ping_sequence_) {
-        last_rtt_us_ = static_cast<uint64_t>(std::max<int64_t>(now_us - ping_sent_us_, 0));
-        ping_outstanding_ = false;
+      if (ping_sent_us_ >= 0 && frame.U64(Tag::kSequence) == ping_sequence_) {
+        last_rtt_us_ =
+            static_cast<uint32_t>(std::clamp<int64_t>(now_us - ping_sent_us_, 0, UINT32_MAX));
+        ping_sent_us_ = -1;
       }
       return;
     case FrameType::kUnsupported:
@@ -428,7 +429,8 @@ int64_t ControlLink::next_tick_us() const {
       return -1;
     case State::kAwaitHello:
     case State::kAwaitWelcome:
-      return handshake_deadline_us_ >= 0 ? handshake_deadline_us_ : INT64_MAX;
+      // The agent's driver times its dial and WELCOME itself (no handshake state here).
+      return handshake_ ? handshake_->deadline_us : INT64_MAX;
     case State::kEstablished:
       break;
   }
@@ -438,7 +440,7 @@ int64_t ControlLink::next_tick_us() const {
 
 int64_t ControlLink::Tick(int64_t now_us) {
   if (state_ == State::kAwaitHello || state_ == State::kAwaitWelcome) {
-    if (handshake_deadline_us_ >= 0 && now_us >= handshake_deadline_us_) {
+    if (handshake_ && now_us >= handshake_->deadline_us) {
       Fail(ErrorCode::kTimeout,
            state_ == State::kAwaitHello ? "no verified HELLO in time" : "no WELCOME in time",
            now_us);
@@ -458,7 +460,6 @@ int64_t ControlLink::Tick(int64_t now_us) {
     FrameBuilder ping(FrameType::kPing);
     ping.AddU64(Tag::kSequence, ++ping_sequence_);
     ping_sent_us_ = now_us;
-    ping_outstanding_ = true;
     handler_.OnLinkHeartbeat(Handler::Heartbeat::kPingSent);
     Send(ping, now_us);
   }

@@ -203,16 +203,16 @@ class ControlLink {
 
   const LinkProfile& profile_;
   Handler& handler_;
-  State state_ = State::kIdle;
-  uint32_t heartbeat_ms_ = 0;  // the profile's (server) or WELCOME's (agent)
-  uint32_t peer_capabilities_ = 0;
+  // Every idle agent on a gateway holds a link: fields are packed, and what only the handshake
+  // needs (credentials, nonces, the HELLO deadline) lives in handshake_, freed once it is over.
   int64_t last_rx_us_ = 0;
   int64_t last_tx_us_ = 0;
-  int64_t handshake_deadline_us_ = -1;  // -1: none (the agent's driver times its dial)
-  uint64_t ping_sequence_ = 0;          // of the last PING sent
-  int64_t ping_sent_us_ = 0;
-  bool ping_outstanding_ = false;
-  uint64_t last_rtt_us_ = 0;
+  int64_t ping_sent_us_ = -1;  // -1: no PING outstanding
+  uint32_t heartbeat_ms_ = 0;  // the profile's (server) or WELCOME's (agent)
+  uint32_t peer_capabilities_ = 0;
+  uint32_t ping_sequence_ = 0;  // of the last PING sent (680 years of 5 s heartbeats)
+  uint32_t last_rtt_us_ = 0;
+  State state_ = State::kIdle;
   FrameDecoder decoder_;
   std::unique_ptr<Handshake> handshake_;
   std::unique_ptr<PlainMacs> macs_;  // plain mode only
