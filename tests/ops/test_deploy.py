@@ -229,8 +229,8 @@ class ExampleEnvFilesBootTest(unittest.TestCase):
 
         key_ref, key_file = opslib.derive_agent_key(gw_bin, keys, "cam-1", d)
         argv = exec_start_argv(parse_unit(UNITS["agent"]), parse_env_file(ENV_FILES["agent"]))
-        replace = {"--gateway": "https://localhost:%d" % gw.tls_port, "--key-ref": key_ref,
-                   "--key-file": key_file, "--ca-file": cert}
+        replace = {"--gateway": "https://localhost:%d" % gw.tls_port, "--key_ref": key_ref,
+                   "--key_file": key_file, "--ca_file": cert}
         services = iter(["rtsp=127.0.0.1:%d" % echo.port, "http=127.0.0.1:%d" % echo.port])
         args, i = [], 1
         while i < len(argv):
