@@ -490,7 +490,7 @@ class DashboardTest(DashboardChecks, unittest.TestCase):
 
 class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
     """deploy/grafana/camtunnel-agentsim.json against a real camtunnel-agentsim's /metrics
-    (--metrics-listen), scraped while it drives a small load through a real gateway."""
+    (--metrics_listen), scraped while it drives a small load through a real gateway."""
 
     FILE, UID, TITLE = "camtunnel-agentsim.json", "camtunnel-agentsim", "camtunnel agentsim"
     TOPICS = ("agents", "opens", "latency", "bytes", "integrity", "rtsp", "snapshots")
@@ -513,11 +513,11 @@ class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
                 gw = opslib.start_gateway(procs, gw_bin, cert, key, keys)
                 sim = procs.start("agentsim", [
                     opslib.binary("camtunnel-agentsim"), "steady",
-                    "--gateway-agent", "localhost:%d" % gw.tls_port, "--tls", "--ca", cert,
-                    "--streamer-keys", keys, "--frontend", "127.0.0.1:%d" % gw.frontend_port,
+                    "--gateway_agent", "localhost:%d" % gw.tls_port, "--tls", "--ca", cert,
+                    "--streamer_keys", keys, "--frontend", "127.0.0.1:%d" % gw.frontend_port,
                     "--agents", 5, "--streams", 2,
-                    "--stream-seconds", 1, "--bitrate", "256k", "--snapshot-rate", 10,
-                    "--duration", 20, "--metrics-listen", "127.0.0.1:0"])
+                    "--stream_seconds", 1, "--bitrate", "256k", "--snapshot_rate", 10,
+                    "--duration", 20, "--metrics_listen", "127.0.0.1:0"])
                 port = int(sim.wait_line(r"^agentsim: metrics port=(\d+)$", 10).group(1))
                 sim.wait_line(r"^agentsim: agents-up 5/5", 10)
 
