@@ -1,6 +1,6 @@
 // camtunnel-gateway: runs the gateway, or helps an operator with keys:
 //   camtunnel-gateway [--config FILE] [flags]   serve (flags override the file)
-//   camtunnel-gateway --config FILE --check-config
+//   camtunnel-gateway --config FILE --check_config
 //                                               check the configuration, explain any error
 //   camtunnel-gateway new-streamer-key KEYID    print a new "<key id> <hex>" line for the keys file
 //   camtunnel-gateway derive-key --streamer_keys=FILE --agent=ID --key_id=K --valid_days=N
@@ -280,7 +280,7 @@ void ApplyLogSettings(const GatewayConfig& c) {
   SetLogBurst(c.log_burst);
 }
 
-// --check-config: everything start-up would check, files included, without binding anything.
+// --check_config: everything start-up would check, files included, without binding anything.
 int CheckConfig() {
   auto config = BuildConfig();
   absl::Status s = config.status();

@@ -79,6 +79,13 @@ class SpellingTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertNotIn("deprecated", r.stderr)
 
+    def test_gateway_takes_either_spelling(self):
+        # docs/configuration.md: --check-config is --check_config.
+        for flag in ("--check_config", "--check-config"):
+            r = opslib.run([opslib.binary("camtunnel-gateway"), flag])
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("configuration error", r.stderr)
+
     def test_agentsim_hyphenated_flag_is_unknown(self):
         r = opslib.run([opslib.binary("camtunnel-agentsim"), "steady", "--gateway-agent",
                         "127.0.0.1:1"])

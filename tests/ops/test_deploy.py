@@ -90,7 +90,7 @@ class UnitFilesTest(unittest.TestCase):
             "Type": ["notify"], "NotifyAccess": ["main"], "User": ["camtunnel"],
             "EnvironmentFile": ["/etc/camtunnel/gateway.env"],
             "ExecReload": ["/usr/bin/camtunnel-gateway --config /etc/camtunnel/gateway.toml "
-                           "$CAMTUNNEL_GATEWAY_OPTS --check-config", "/bin/kill -HUP $MAINPID"],
+                           "$CAMTUNNEL_GATEWAY_OPTS --check_config", "/bin/kill -HUP $MAINPID"],
             "LimitNOFILE": ["1048576"],
             "NoNewPrivileges": ["yes"], "ProtectSystem": ["strict"], "ProtectHome": ["yes"],
             "PrivateTmp": ["yes"], "CapabilityBoundingSet": ["CAP_NET_BIND_SERVICE"],
@@ -218,7 +218,7 @@ class ExampleEnvFilesBootTest(unittest.TestCase):
         self.assertEqual(argv[1:], ["--config", "/etc/camtunnel/gateway.toml"])
         config = localized_gateway_config(d, cert, key, keys)
         args = ["--config", config]
-        r = opslib.run([gw_bin] + args + ["--check-config"])
+        r = opslib.run([gw_bin] + args + ["--check_config"])
         self.assertEqual((r.returncode, r.stdout), (0, "camtunnel-gateway: configuration OK\n"),
                          r.stderr)
         p = self.procs.start("gateway", [gw_bin] + args)
