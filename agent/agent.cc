@@ -394,7 +394,7 @@ void Agent::OnSessionEnded(const SessionEnd& end) {
     case Reason::kAuthRejected:
       ++stats_.auth_rejections;
       LOG_ERROR(
-          "gateway rejected this agent (%s): the key (--key-file/--key-ref) or the scheme "
+          "gateway rejected this agent (%s): the key (--key_file/--key_ref) or the scheme "
           "is wrong; retrying in %lld ms",
           end.detail.c_str(), static_cast<long long>(delay));
       break;

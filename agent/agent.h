@@ -3,7 +3,7 @@
 // outlive a control session: losing the control connection, or switching to another Streamer,
 // does not cut live video (each tunnel keeps the route it was opened on alive).
 //
-// Two ways to get Streamers: one from the static configuration (--gateway/--key-file), or an
+// Two ways to get Streamers: one from the static configuration (--gateway/--key_file), or an
 // ordered list from the manager's ASSIGN (SetStreamers), with SWITCH (SwitchTo).
 #pragma once
 

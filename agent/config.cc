@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -55,18 +56,18 @@ bool ParseGatewayUrl(std::string_view text, GatewayUrl* out, std::string* error)
 bool LoadKeyFile(const std::string& path, proto::Digest* key, std::string* error) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    *error = "cannot open --key-file " + path + ": " + std::strerror(errno);
+    *error = "cannot open --key_file " + path + ": " + std::strerror(errno);
     return false;
   }
   struct stat st {};
   if (::fstat(fd, &st) == 0 && (st.st_mode & S_IROTH) != 0) {
-    LOG_WARNING("--key-file %s is readable by every user; chmod 600 it", path.c_str());
+    LOG_WARNING("--key_file %s is readable by every user; chmod 600 it", path.c_str());
   }
   char buf[256];
   ssize_t n = ::read(fd, buf, sizeof(buf));
   ::close(fd);
   if (n < 0) {
-    *error = "cannot read --key-file " + path + ": " + std::strerror(errno);
+    *error = "cannot read --key_file " + path + ": " + std::strerror(errno);
     return false;
   }
   std::string_view text(buf, static_cast<size_t>(n));
@@ -85,76 +86,114 @@ bool LoadKeyFile(const std::string& path, proto::Digest* key, std::string* error
   }
   OPENSSL_cleanse(buf, sizeof(buf));
   if (!ok) {
-    *error = "--key-file " + path + " must hold exactly 64 hexadecimal characters (the agent key)";
+    *error = "--key_file " + path + " must hold exactly 64 hexadecimal characters (the agent key)";
   }
   return ok;
 }
 
 std::string UsageText() {
   return "usage: camtunnel-agent --gateway https://HOST[:PORT] | http://HOST[:PORT]\n"
-         "         --agent-id ID --key-ref KEYID.EXPIRY --key-file PATH\n"
+         "         --agent_id ID --key_ref KEYID.EXPIRY --key_file PATH\n"
          "         --service NAME=HOST:PORT [--service ...]\n"
-         "         [--ca-file PATH] [--pin sha256/BASE64 ...] [--server-name NAME] [--insecure]\n"
-         "         [--log-level debug|info|warning|error] [--proxy http://HOST:PORT]\n"
-         "         [--proxy-file PATH] [--no-kernel-tls]\n"
-         "   or: camtunnel-agent --state-file PATH --activation-url https://HOST[:PORT]\n"
-         "         --serial SERIAL --factory-secret-file PATH --operator ID\n"
-         "         [--reactivate-after-s N] --service ... [--ca-file ...] [--pin ...]\n"
-         "  --gateway      gateway URL; https is TLS (default port 443), http is plain (80)\n"
-         "  --agent-id     canonical agent id: 1..63 of [a-z0-9-], no leading/trailing '-'\n"
-         "  --key-ref      key reference from the manager, e.g. k1.1767225600\n"
-         "  --key-file     file holding the 64-hex-character agent key\n"
-         "  --service      a local service to expose, e.g. rtsp=127.0.0.1:554 (repeatable)\n"
-         "  --ca-file      CA certificates (PEM) that validate the gateway certificate\n"
-         "  --pin          SHA-256 of the gateway key's SubjectPublicKeyInfo (repeatable: current\n"
-         "                and next key); without --ca-file the pins replace chain validation\n"
-         "  --server-name  name for SNI and the certificate check (default: the URL host)\n"
-         "  --insecure     DEVELOPMENT ONLY: do not verify the gateway certificate\n"
-         "  --log-level    debug, info (default), warning or error\n"
-         "  --proxy        http://[USER:PASS@]HOST:PORT: an HTTP CONNECT proxy for every\n"
-         "                connection to gateways, the manager and the activation server (not\n"
-         "                to local services); Basic auth when USER:PASS is given\n"
-         "  --proxy-file   the same URL read from a file (keeps the credentials out of the\n"
-         "                process list)\n"
-         "  --no-kernel-tls  keep TLS encryption in OpenSSL even where the kernel has kTLS\n"
-         "                (by default the kernel encrypts what the agent sends once the\n"
-         "                handshake is done, where it can)\n"
-         "  --version      print the build time (the certificate-time floor) and exit\n"
-         "  --state-file   managed mode: where the activation state is kept (written atomically)\n"
-         "  --activation-url  the activation server (https only)\n"
-         "  --serial       this camera's serial (its agent id): 1..63 of [a-z0-9-]\n"
-         "  --factory-secret-file  file holding this camera's 64-hex factory secret\n"
-         "  --operator     operator id or claim token presented at activation\n"
-         "  --reactivate-after-s  ask the activation server again after the manager has been\n"
-         "                unreachable this long (default 600)\n"
-         "  In managed mode --ca-file/--pin/--insecure apply to the activation server, the\n"
-         "  manager and https Streamers alike; the certificate host is each URL's host.\n";
+         "         [--ca_file PATH] [--pin sha256/BASE64 ...] [--server_name NAME] [--insecure]\n"
+         "         [--log_level debug|info|warning|error] [--proxy http://HOST:PORT]\n"
+         "         [--proxy_file PATH] [--no_kernel_tls]\n"
+         "   or: camtunnel-agent --state_file PATH --activation_url https://HOST[:PORT]\n"
+         "         --serial SERIAL --factory_secret_file PATH --operator ID\n"
+         "         [--reactivate_after_s N] --service ... [--ca_file ...] [--pin ...]\n"
+         "flags (--flag VALUE or --flag=VALUE; \"required\" in the mode they belong to):\n"
+         "  --gateway URL (required)\n"
+         "      gateway URL; https is TLS (default port 443), http is plain (80)\n"
+         "  --agent_id ID (required)\n"
+         "      canonical agent id: 1..63 of [a-z0-9-], no leading/trailing '-'\n"
+         "  --key_ref KEYID.EXPIRY (required)\n"
+         "      key reference from the manager, e.g. k1.1767225600\n"
+         "  --key_file PATH (required)\n"
+         "      file holding the 64-hex-character agent key\n"
+         "  --service NAME=HOST:PORT (required, at least one)\n"
+         "      a local service to expose, e.g. rtsp=127.0.0.1:554 (repeatable)\n"
+         "  --ca_file PATH (default: the system store)\n"
+         "      CA certificates (PEM) that validate the gateway certificate\n"
+         "  --pin sha256/BASE64 (default: no pins)\n"
+         "      SHA-256 of the gateway key's SubjectPublicKeyInfo (repeatable: current and next\n"
+         "      key); without --ca_file the pins replace chain validation\n"
+         "  --server_name NAME (default: the URL host)\n"
+         "      name for SNI and the certificate check\n"
+         "  --insecure (default: off)\n"
+         "      DEVELOPMENT ONLY: do not verify the gateway certificate\n"
+         "  --log_level LEVEL (default: info)\n"
+         "      debug, info, warning or error\n"
+         "  --proxy URL (default: none, direct connections)\n"
+         "      http://[USER:PASS@]HOST:PORT: an HTTP CONNECT proxy for every connection to\n"
+         "      gateways, the manager and the activation server (not to local services); Basic\n"
+         "      auth when USER:PASS is given\n"
+         "  --proxy_file PATH (default: none)\n"
+         "      the same URL read from a file (keeps the credentials out of the process list)\n"
+         "  --no_kernel_tls (default: off, the kernel encrypts where it can)\n"
+         "      keep TLS encryption in OpenSSL even where the kernel has kTLS (by default the\n"
+         "      kernel encrypts what the agent sends once the handshake is done, where it can)\n"
+         "  --version\n"
+         "      print the build time (the certificate-time floor) and exit\n"
+         "  --help\n"
+         "      print this and exit\n"
+         "managed mode:\n"
+         "  --state_file PATH (required)\n"
+         "      where the activation state is kept (written atomically)\n"
+         "  --activation_url URL (required)\n"
+         "      the activation server (https only)\n"
+         "  --serial SERIAL (required)\n"
+         "      this camera's serial (its agent id): 1..63 of [a-z0-9-]\n"
+         "  --factory_secret_file PATH (required)\n"
+         "      file holding this camera's 64-hex factory secret\n"
+         "  --operator ID (required)\n"
+         "      operator id or claim token presented at activation\n"
+         "  --reactivate_after_s N (default: 600)\n"
+         "      ask the activation server again after the manager has been unreachable this long\n"
+         "  In managed mode --ca_file/--pin/--insecure apply to the activation server, the\n"
+         "  manager and https Streamers alike; the certificate host is each URL's host.\n"
+         "The hyphenated spellings of earlier releases (--agent-id, --key-file, ...) are still\n"
+         "accepted, with a warning; they will be removed.\n";
 }
 
 ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string* error) {
-  // Long options only; the values are private codes for the switch below.
+  // Long options only; the values are private codes for the switch below. The hyphenated
+  // spellings of earlier releases (every name with a '-') are still accepted, with one warning
+  // each, so that existing units and scripts keep working for a release.
   static const option kOptions[] = {
       {"gateway", required_argument, nullptr, 'g'},
+      {"agent_id", required_argument, nullptr, 'a'},
+      {"key_ref", required_argument, nullptr, 'r'},
+      {"key_file", required_argument, nullptr, 'k'},
+      {"service", required_argument, nullptr, 's'},
+      {"ca_file", required_argument, nullptr, 'c'},
+      {"pin", required_argument, nullptr, 'p'},
+      {"server_name", required_argument, nullptr, 'n'},
+      {"insecure", no_argument, nullptr, 'i'},
+      {"log_level", required_argument, nullptr, 'l'},
+      {"state_file", required_argument, nullptr, 'S'},
+      {"activation_url", required_argument, nullptr, 'A'},
+      {"serial", required_argument, nullptr, 'N'},
+      {"factory_secret_file", required_argument, nullptr, 'F'},
+      {"operator", required_argument, nullptr, 'O'},
+      {"reactivate_after_s", required_argument, nullptr, 'R'},
+      {"proxy", required_argument, nullptr, 'P'},
+      {"proxy_file", required_argument, nullptr, 'X'},
+      {"no_kernel_tls", no_argument, nullptr, 'K'},
+      {"version", no_argument, nullptr, 'V'},
+      {"help", no_argument, nullptr, 'h'},
+      // Deprecated spellings.
       {"agent-id", required_argument, nullptr, 'a'},
       {"key-ref", required_argument, nullptr, 'r'},
       {"key-file", required_argument, nullptr, 'k'},
-      {"service", required_argument, nullptr, 's'},
       {"ca-file", required_argument, nullptr, 'c'},
-      {"pin", required_argument, nullptr, 'p'},
       {"server-name", required_argument, nullptr, 'n'},
-      {"insecure", no_argument, nullptr, 'i'},
       {"log-level", required_argument, nullptr, 'l'},
       {"state-file", required_argument, nullptr, 'S'},
       {"activation-url", required_argument, nullptr, 'A'},
-      {"serial", required_argument, nullptr, 'N'},
       {"factory-secret-file", required_argument, nullptr, 'F'},
-      {"operator", required_argument, nullptr, 'O'},
       {"reactivate-after-s", required_argument, nullptr, 'R'},
-      {"proxy", required_argument, nullptr, 'P'},
       {"proxy-file", required_argument, nullptr, 'X'},
       {"no-kernel-tls", no_argument, nullptr, 'K'},
-      {"version", no_argument, nullptr, 'V'},
-      {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
   auto fail = [error](std::string message) {
@@ -167,9 +206,21 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
   optind = 0;  // glibc: full re-initialisation, so tests may parse several command lines
   opterr = 0;  // we word the messages ourselves
   int opt;
+  int index = -1;
   // The leading ':' makes a missing value return ':' rather than '?'.
-  while ((opt = getopt_long(argc, argv, ":", kOptions, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":", kOptions, &index)) != -1) {
     const std::string arg = optarg != nullptr ? optarg : "";
+    if (index >= 0 && std::strchr(kOptions[index].name, '-') != nullptr) {
+      std::string current = kOptions[index].name;
+      std::replace(current.begin(), current.end(), '-', '_');
+      std::string warning =
+          std::string("--") + kOptions[index].name + " is deprecated, use --" + current;
+      if (std::find(c.deprecation_warnings.begin(), c.deprecation_warnings.end(), warning) ==
+          c.deprecation_warnings.end()) {
+        c.deprecation_warnings.push_back(std::move(warning));
+      }
+    }
+    index = -1;
     switch (opt) {
       case 'g':
         if (!ParseGatewayUrl(arg, &c.gateway, error)) {
@@ -180,7 +231,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       case 'a':
         if (!proto::IsCanonicalAgentId(arg)) {
           return fail(
-              "--agent-id must be 1..63 of [a-z0-9-] with no leading or trailing '-' "
+              "--agent_id must be 1..63 of [a-z0-9-] with no leading or trailing '-' "
               "(lower case; it is not changed for you): '" +
               arg + "'");
         }
@@ -190,7 +241,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
         auto ref = proto::ParseKeyRef(arg);
         if (!ref) {
           return fail(
-              "--key-ref must be KEYID.EXPIRY (key id 1..32 of [A-Za-z0-9_-], expiry in "
+              "--key_ref must be KEYID.EXPIRY (key id 1..32 of [A-Za-z0-9_-], expiry in "
               "Unix seconds): '" +
               arg + "'");
         }
@@ -231,7 +282,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       case 'n': {
         auto host = ParseHostPort(arg + ":443");
         if (!host || host->host.front() == '[') {
-          return fail("--server-name must be a host name or IPv4 address: '" + arg + "'");
+          return fail("--server_name must be a host name or IPv4 address: '" + arg + "'");
         }
         c.server_name = arg;
         break;
@@ -244,7 +295,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
         break;
       case 'l':
         if (!ParseLogLevel(arg, &c.log_level)) {
-          return fail("--log-level must be debug, info, warning or error");
+          return fail("--log_level must be debug, info, warning or error");
         }
         break;
       case 'S':
@@ -253,10 +304,10 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
         break;
       case 'A':
         if (!ParseGatewayUrl(arg, &c.manage.activation_url, error)) {
-          return fail("--activation-url must be https://HOST[:PORT]: '" + arg + "'");
+          return fail("--activation_url must be https://HOST[:PORT]: '" + arg + "'");
         }
         if (!c.manage.activation_url.tls) {
-          return fail("--activation-url must be https (the secret travels in the answer)");
+          return fail("--activation_url must be https (the secret travels in the answer)");
         }
         break;
       case 'N':
@@ -283,7 +334,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       case 'R': {
         auto v = proto::ParseContentLength(arg);
         if (!v || *v == 0 || *v > 86400 * 365) {
-          return fail("--reactivate-after-s must be 1..31536000");
+          return fail("--reactivate_after_s must be 1..31536000");
         }
         c.manage.reactivate_after_ms = static_cast<int64_t>(*v) * 1000;
         break;
@@ -291,14 +342,14 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
       case 'P':
       case 'X': {
         if (c.proxy) {
-          return fail("give --proxy or --proxy-file, once");
+          return fail("give --proxy or --proxy_file, once");
         }
         std::string url = arg;
         if (opt == 'X') {
           // The URL may carry credentials: a file (mode 0600) keeps them out of /proc/PID/cmdline.
           std::ifstream in(arg);
           if (!in || !std::getline(in, url)) {
-            return fail("--proxy-file " + std::string(arg) + ": cannot read it");
+            return fail("--proxy_file " + std::string(arg) + ": cannot read it");
           }
           while (!url.empty() && (url.back() == '\r' || url.back() == ' ')) {
             url.pop_back();
@@ -328,31 +379,31 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
   if (c.managed) {
     if (have_gateway || !c.agent_id.empty() || have_key_ref || !c.key_file.empty()) {
       return fail(
-          "--state-file (managed mode) excludes --gateway, --agent-id, --key-ref and "
-          "--key-file: the manager assigns Streamers and keys");
+          "--state_file (managed mode) excludes --gateway, --agent_id, --key_ref and "
+          "--key_file: the manager assigns Streamers and keys");
     }
     if (c.manage.activation_url.host.empty() || c.manage.serial.empty() ||
         c.manage.factory_secret_file.empty() || c.manage.operator_id.empty()) {
       return fail(
-          "managed mode needs --activation-url, --serial, --factory-secret-file and --operator");
+          "managed mode needs --activation_url, --serial, --factory_secret_file and --operator");
     }
     if (c.services.empty()) {
       return fail("at least one --service NAME=HOST:PORT is required");
     }
     if (c.insecure && (!c.ca_file.empty() || !c.pins.empty())) {
-      return fail("--insecure contradicts --ca-file/--pin: choose one");
+      return fail("--insecure contradicts --ca_file/--pin: choose one");
     }
     if (!c.server_name.empty()) {
-      return fail("--server-name does not apply in managed mode (each URL's host is checked)");
+      return fail("--server_name does not apply in managed mode (each URL's host is checked)");
     }
     *config = std::move(c);
     return ParseOutcome::kOk;
   }
   if (!have_gateway || c.agent_id.empty() || !have_key_ref || c.key_file.empty()) {
     return fail(std::string(!have_gateway        ? "--gateway"
-                            : c.agent_id.empty() ? "--agent-id"
-                            : !have_key_ref      ? "--key-ref"
-                                                 : "--key-file") +
+                            : c.agent_id.empty() ? "--agent_id"
+                            : !have_key_ref      ? "--key_ref"
+                                                 : "--key_file") +
                 " is required");
   }
   if (c.services.empty()) {
@@ -360,10 +411,10 @@ ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string
   }
   if (!c.gateway.tls &&
       (!c.ca_file.empty() || !c.pins.empty() || c.insecure || !c.server_name.empty())) {
-    return fail("--ca-file, --pin, --server-name and --insecure apply to an https:// gateway only");
+    return fail("--ca_file, --pin, --server_name and --insecure apply to an https:// gateway only");
   }
   if (c.insecure && (!c.ca_file.empty() || !c.pins.empty())) {
-    return fail("--insecure contradicts --ca-file/--pin: choose one");
+    return fail("--insecure contradicts --ca_file/--pin: choose one");
   }
   if (c.server_name.empty()) {
     c.server_name = c.gateway.host;

@@ -24,8 +24,8 @@ struct GatewayUrl {
   std::string text;  // as given, for logs
 };
 
-// Managed mode (--state-file): the agent activates itself and takes its Streamers from the
-// manager; --gateway/--agent-id/--key-ref/--key-file are then not used.
+// Managed mode (--state_file): the agent activates itself and takes its Streamers from the
+// manager; --gateway/--agent_id/--key_ref/--key_file are then not used.
 struct ManagedConfig {
   std::string state_file;
   GatewayUrl activation_url;
@@ -48,14 +48,19 @@ struct Config {
   PinSet pins;
   std::string server_name;  // defaults to gateway.host
   bool insecure = false;
-  bool kernel_tls = true;  // --no-kernel-tls: OpenSSL encrypts even where the kernel could
+  bool kernel_tls = true;  // --no_kernel_tls: OpenSSL encrypts even where the kernel could
   LogLevel log_level = LogLevel::kInfo;
   std::shared_ptr<const ProxyConfig> proxy;  // --proxy; null: direct
+  // One line per deprecated (hyphenated) flag spelling given, for the caller to log once the
+  // log level is set: "--agent-id is deprecated, use --agent_id".
+  std::vector<std::string> deprecation_warnings;
 };
 
 enum class ParseOutcome { kOk, kHelp, kVersion, kError };
 
-// Parses argv (getopt_long; resets getopt's state so it can be called repeatedly). On kError,
+// Parses argv (getopt_long; resets getopt's state so it can be called repeatedly). Flags are
+// spelled with underscores (--agent_id); the hyphenated spellings of earlier releases still
+// work and are named in Config::deprecation_warnings. On kError,
 // `*error` holds a one-line message; the caller exits with status 2. Does not read the key file.
 ParseOutcome ParseCommandLine(int argc, char** argv, Config* config, std::string* error);
 std::string UsageText();

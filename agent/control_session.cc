@@ -175,7 +175,7 @@ void ControlSession::OnLinkEstablished(const proto::LinkWelcome& link_welcome) {
   io_.ArmHeartbeat();
   LOG_INFO("connected gateway=%s agent=%s", target_.url.c_str(), identity_.agent_id.c_str());
   if (io_.transport()->kernel_tls_send()) {
-    LOG_INFO("kernel TLS: the kernel encrypts what this agent sends (--no-kernel-tls to stop)");
+    LOG_INFO("kernel TLS: the kernel encrypts what this agent sends (--no_kernel_tls to stop)");
   }
   const Welcome welcome{.heartbeat_ms = link_welcome.heartbeat_ms,
                         .server_time_ms = link_welcome.server_time_ms,
@@ -193,7 +193,7 @@ void ControlSession::OnLinkEnded(const proto::LinkEnd& end) {
   switch (end.reason) {
     case LinkEndReason::kBadProof:
       session_end.reason = SessionEnd::Reason::kBadGatewayProof;
-      session_end.detail += " (wrong --key-file/--key-ref, or not our gateway)";
+      session_end.detail += " (wrong --key_file/--key_ref, or not our gateway)";
       break;
     case LinkEndReason::kPeerError:
       if (end.peer_code == static_cast<uint16_t>(proto::ErrorCode::kBadProof)) {

@@ -38,7 +38,7 @@ void InstallStopSignals(camtunnel::agent::EventLoop& loop) {
   sigaction(SIGINT, &sa, nullptr);
 }
 
-// Managed mode (--state-file): activation, manager link, Streamers from ASSIGN. Exit status 0
+// Managed mode (--state_file): activation, manager link, Streamers from ASSIGN. Exit status 0
 // after SIGTERM or DEACTIVATE; RESTART re-executes this binary with the same arguments.
 int RunManaged(camtunnel::agent::Config& config, char** argv) {
   using namespace camtunnel::agent;
@@ -125,6 +125,9 @@ int main(int argc, char** argv) {
       break;
   }
   SetLogLevel(config.log_level);
+  for (const std::string& warning : config.deprecation_warnings) {
+    LOG_WARNING("%s", warning.c_str());
+  }
   if (config.proxy) {
     LOG_INFO("every server connection goes through proxy %s%s", config.proxy->text.c_str(),
              config.proxy->authorization.empty() ? "" : " (with credentials)");

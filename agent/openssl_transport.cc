@@ -248,7 +248,7 @@ class OpenSslFactory final : public TransportFactory {
     }
     if (!trust.ca_file.empty()) {
       if (SSL_CTX_load_verify_locations(ctx_, trust.ca_file.c_str(), nullptr) != 1) {
-        *error = OpenSslErrorText(("cannot load --ca-file " + trust.ca_file).c_str());
+        *error = OpenSslErrorText(("cannot load --ca_file " + trust.ca_file).c_str());
         return false;
       }
     } else if (trust.pins.empty()) {

@@ -11,7 +11,7 @@
 namespace camtunnel::agentsim {
 
 struct AgentIdentity {
-  uint32_t index = 0;  // --agent-index-base + 0..N-1: picks the source address, names it
+  uint32_t index = 0;  // --agent_index_base + 0..N-1: picks the source address, names it
   std::string id;
   proto::KeyRef key_ref;
   proto::Digest key{};

@@ -1,5 +1,5 @@
-// churn: while the load runs, agents lose their control connection at --churn-rate per second
-// (cut from our side, as when the agent restarts) and come back after --churn-down-ms. Their data
+// churn: while the load runs, agents lose their control connection at --churn_rate per second
+// (cut from our side, as when the agent restarts) and come back after --churn_down_ms. Their data
 // tunnels are separate connections and keep flowing; the gateway must replace sessions and
 // keep serving opens for the agents that are up.
 #include <algorithm>

@@ -35,9 +35,9 @@ namespace {
 // Flags the coordinator sets per worker (its share); everything else passes unchanged.
 const std::set<std::string>& SplitFlags() {
   static const std::set<std::string> kFlags = {
-      "processes",  "agents",    "agent-index-base", "streams",  "snapshot-rate",
-      "churn-rate", "sources",   "metrics-listen",   "json-out", "gateway-pid",
-      "start-rate", "rate-step", "max-rate"};
+      "processes",  "agents",    "agent_index_base", "streams",  "snapshot_rate",
+      "churn_rate", "sources",   "metrics_listen",   "json_out", "gateway_pid",
+      "start_rate", "rate_step", "max_rate"};
   return kFlags;
 }
 
@@ -71,7 +71,8 @@ std::vector<std::string> WorkerArgv(const Options& o, int argc, char** argv, uin
                                     uint32_t first_agent, const std::string& json_path) {
   std::vector<std::string> out = {"/proc/self/exe", argv[1]};
   for (int k = 2; k < argc; ++k) {
-    std::string name = std::string(argv[k]).substr(2);
+    std::string name = argv[k];
+    name = name.substr(std::min<size_t>(name.find_first_not_of('-'), 2));  // -flag or --flag
     const bool inline_value = name.find('=') != std::string::npos;
     name = name.substr(0, name.find('='));
     const bool split = SplitFlags().count(name) != 0;
@@ -87,13 +88,13 @@ std::vector<std::string> WorkerArgv(const Options& o, int argc, char** argv, uin
   const uint32_t n = o.processes;
   auto share = [n](double x) { return absl::StrCat(x / n); };
   out.insert(out.end(),
-             {"--worker", "--agents", absl::StrCat(Share(o.agents, n, i)), "--agent-index-base",
+             {"--worker", "--agents", absl::StrCat(Share(o.agents, n, i)), "--agent_index_base",
               absl::StrCat(first_agent), "--streams", absl::StrCat(Share(o.streams, n, i)),
-              "--snapshot-rate", share(o.snapshot_rate), "--churn-rate", share(o.churn_rate),
-              "--json-out", json_path});
+              "--snapshot_rate", share(o.snapshot_rate), "--churn_rate", share(o.churn_rate),
+              "--json_out", json_path});
   if (o.scenario == Scenario::kOpenRate) {
-    out.insert(out.end(), {"--start-rate", share(o.start_rate), "--rate-step", share(o.rate_step),
-                           "--max-rate", share(o.max_rate)});
+    out.insert(out.end(), {"--start_rate", share(o.start_rate), "--rate_step", share(o.rate_step),
+                           "--max_rate", share(o.max_rate)});
   }
   if (!o.sources.empty()) {
     // Disjoint addresses when there are enough (each process its own ephemeral port space).
@@ -117,10 +118,10 @@ std::vector<std::string> WorkerArgv(const Options& o, int argc, char** argv, uin
       port += i;  // a fixed port: one per worker, consecutive
     }
     out.insert(out.end(),
-               {"--metrics-listen", absl::StrCat(o.metrics_listen.substr(0, colon), ":", port)});
+               {"--metrics_listen", absl::StrCat(o.metrics_listen.substr(0, colon), ":", port)});
   }
   if (o.gateway_pid > 0 && i == 0) {
-    out.insert(out.end(), {"--gateway-pid", absl::StrCat(o.gateway_pid)});  // sampled once
+    out.insert(out.end(), {"--gateway_pid", absl::StrCat(o.gateway_pid)});  // sampled once
   }
   return out;
 }
@@ -271,7 +272,7 @@ int RunCoordinator(const Options& o, int argc, char** argv) {
   uint32_t first_agent = o.agent_index_base;
   for (uint32_t i = 0; i < o.processes; ++i) {
     Worker& w = workers[i];
-    // With --json-out the workers' own reports are kept beside the merged one.
+    // With --json_out the workers' own reports are kept beside the merged one.
     w.json_path = o.json_out.empty() ? absl::StrCat(tmpdir, "/worker-", i, ".json")
                                      : absl::StrCat(o.json_out, ".worker-", i, ".json");
     if (!Spawn(w, WorkerArgv(o, argc, argv, i, first_agent, w.json_path))) {

@@ -1,6 +1,6 @@
 // --processes N: one process holds at most RLIMIT_NOFILE sockets (20,000 here), so a larger
 // fleet is several processes. The coordinator starts N workers of this same binary, each with a
-// disjoint share: agents (disjoint index ranges, --agent-index-base), --sources (split when
+// disjoint share: agents (disjoint index ranges, --agent_index_base), --sources (split when
 // there are at least N, shared otherwise), streams and rates (divided), /metrics (port+i).
 // Workers send a status line each second on stdout; the coordinator draws the fleet's progress
 // line from their sum, prints the usual "agentsim: agents-up/load-done" lines once every worker

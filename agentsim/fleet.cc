@@ -6,7 +6,7 @@
 
 namespace camtunnel::agentsim {
 namespace {
-// How often paced connects are released when --connect-rate limits them (one timer tick).
+// How often paced connects are released when --connect_rate limits them (one timer tick).
 constexpr uint64_t kPumpMs = 10;
 }  // namespace
 

@@ -1,6 +1,6 @@
 // All simulated agents of the process: creates them (ids <prefix><n>, each with its own K
 // derived from the streamer key), paces their connection attempts (at most
-// --connect-concurrency handshakes in flight, at most --connect-rate new ones per second: the
+// --connect_concurrency handshakes in flight, at most --connect_rate new ones per second: the
 // simulator must not be the bottleneck it measures), and keeps the set of agents that are up,
 // for picking cameras to load and agents to churn. It also times recoveries: from the moment
 // the fleet stops being complete until it is complete again (storm).
@@ -36,7 +36,7 @@ class Fleet final : public AgentObserver {
   // Churn: one random agent that is up loses its control connection for `down_ms`.
   void DropRandom(uint64_t down_ms);
   // Storm: every agent that is up loses its control connection at once and comes back as a real
-  // agent would (within WELCOME's window unless --no-reconnect-window).
+  // agent would (within WELCOME's window unless --noreconnect_window).
   void DropAll();
 
   // The first time every agent was up (monotonic ms), 0 until then.
@@ -60,7 +60,7 @@ class Fleet final : public AgentObserver {
   std::vector<SimAgent*> up_;
   std::deque<SimAgent*> waiting_;  // agents due to connect, in order
   uint32_t in_flight_ = 0;
-  double tokens_ = 0;  // --connect-rate budget
+  double tokens_ = 0;  // --connect_rate budget
   uint64_t tokens_ms_ = 0;
   uint64_t first_complete_ms_ = 0;
   uint64_t incomplete_since_ms_ = 0;

@@ -7,7 +7,7 @@
 //   reordered  a sequence number that was missing and arrived late (it leaves "lost")
 //   lost       a gap that never filled
 // Over TCP nothing is lost or reordered by the network, so any non-zero count is a bug in the
-// path (gateway relay, buffers, shard moves) or a camera misbehaving on purpose (--camera-fault).
+// path (gateway relay, buffers, shard moves) or a camera misbehaving on purpose (--camera_fault).
 #pragma once
 
 #include <cstdint>

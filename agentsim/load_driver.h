@@ -1,6 +1,6 @@
 // Drives the media server's load through the frontend: keeps --streams RTSP sessions running
-// (each --stream-seconds long, then replaced by one on another camera) and issues snapshot
-// requests at a rate (token bucket, at most --snapshot-concurrency in flight), each on a random
+// (each --stream_seconds long, then replaced by one on another camera) and issues snapshot
+// requests at a rate (token bucket, at most --snapshot_concurrency in flight), each on a random
 // agent that is up, spread evenly over time (Pacer). Collects the open results and latencies,
 // overall and for the current window (open-rate's steps).
 #pragma once
@@ -21,7 +21,7 @@ namespace camtunnel::agentsim {
 struct OpenWindow {
   uint64_t opens = 0;
   uint64_t failures = 0;
-  uint64_t skipped = 0;  // a snapshot was due but --snapshot-concurrency were in flight
+  uint64_t skipped = 0;  // a snapshot was due but --snapshot_concurrency were in flight
   LatencyHistogram latency_us;
 };
 

@@ -4,13 +4,13 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 #include "agentsim/coordinator.h"
 #include "agentsim/fd_budget.h"
 #include "agentsim/options.h"
 #include "agentsim/sim_runner.h"
+#include "runtime/program_usage.h"
 
 namespace {
 
@@ -19,12 +19,9 @@ void OnSignal(int /*sig*/) { camtunnel::agentsim::RequestInterrupt(); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::fputs(camtunnel::agentsim::Usage().c_str(), stdout);
-      return 0;
-    }
-  }
+  camtunnel::runtime::InitProgramUsage(
+      {.message = camtunnel::agentsim::UsageMessage(), .flags_folder = "agentsim"});
+  camtunnel::runtime::ExitIfHelpRequested(argc, argv);
   auto options = camtunnel::agentsim::ParseOptions(argc, argv);
   if (!options.ok()) {
     std::fprintf(stderr, "agentsim: %s\n%s", std::string(options.status().message()).c_str(),

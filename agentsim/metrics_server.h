@@ -1,4 +1,4 @@
-// agentsim's own Prometheus endpoint (--metrics-listen): GET /metrics on the shard, rendered by
+// agentsim's own Prometheus endpoint (--metrics_listen): GET /metrics on the shard, rendered by
 // a callback on the same thread, so the counters need no synchronisation. One request per
 // connection.
 #pragma once

@@ -1,8 +1,8 @@
 // open-rate: snapshot requests (each one a full tunnel open: OPEN, data connection, camera
-// answer) at a rate that starts at --start-rate and grows by --rate-step every --step-seconds,
-// until a step's p99 open latency exceeds --max-p99-ms, its failed opens exceed
-// --max-error-ratio, the driver could not keep the rate (--snapshot-concurrency in flight), or
-// --max-rate is passed. The result is the last rate that passed, with every step's figures.
+// answer) at a rate that starts at --start_rate and grows by --rate_step every --step_seconds,
+// until a step's p99 open latency exceeds --max_p99_ms, its failed opens exceed
+// --max_error_ratio, the driver could not keep the rate (--snapshot_concurrency in flight), or
+// --max_rate is passed. The result is the last rate that passed, with every step's figures.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"

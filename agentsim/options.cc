@@ -1,3 +1,5 @@
+// See options.h. The flags are absl flags (their help, defaults and value syntax are absl's, as
+// for the gateway and the manager); what they mean together is checked in OptionsFromFlags.
 #include "agentsim/options.h"
 
 #include <arpa/inet.h>
@@ -5,9 +7,11 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <map>
+#include <set>
 
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,288 +19,329 @@
 #include "proto/identifiers.h"
 #include "runtime/listener.h"
 
+// Where and how agents connect.
+ABSL_FLAG(std::string, gateway_agent, "",
+          "ADDR: the gateway's agent listener (TLS or plain), host:port (required)");
+ABSL_FLAG(bool, tls, true, "Agents speak TLS");
+ABSL_FLAG(bool, plain, false, "Agents speak plain TCP with frame MACs (instead of --tls)");
+ABSL_FLAG(std::string, ca, "", "FILE: CA certificates to verify the gateway with");
+ABSL_FLAG(bool, insecure, false, "Do not verify the gateway's certificate");
+ABSL_FLAG(bool, tls_resume, true,
+          "Each agent resumes its newest TLS session, as the real agent does; --notls_resume: "
+          "full TLS handshakes only");
+ABSL_FLAG(std::string, server_name, "",
+          "NAME: SNI and certificate name (empty: the gateway host if it is not an IP)");
+ABSL_FLAG(std::string, streamer_keys, "",
+          "FILE: the gateway's streamer keys ('<key id> <64 hex>' lines) (required)");
+ABSL_FLAG(std::string, key_id, "", "ID: streamer key to derive from (empty: the first)");
+ABSL_FLAG(uint32_t, agents, 100, "N: simulated agents");
+ABSL_FLAG(uint32_t, agent_index_base, 0, "B: the first agent's number: ids are P<B>, P<B+1>, ...");
+ABSL_FLAG(std::string, agent_prefix, "sim-", "P: agent ids are P0, P1, ...");
+ABSL_FLAG(std::string, sources, "",
+          "A-B: source addresses for agent connections, e.g. 127.0.0.2-127.0.0.9 (empty: the "
+          "kernel picks)");
+ABSL_FLAG(uint32_t, connect_concurrency, 256, "N: agent handshakes in flight at once");
+ABSL_FLAG(double, connect_rate, 0, "R: new agent connections per second, 0 = unpaced");
+ABSL_FLAG(double, connect_timeout, 60, "S: longest wait for all agents to come up");
+ABSL_FLAG(uint32_t, backoff_max_ms, 5000, "MS: reconnect backoff cap");
+ABSL_FLAG(bool, reconnect_window, true,
+          "Reconnect within WELCOME's window after a lost session; --noreconnect_window: at once");
+// The media server's side.
+ABSL_FLAG(std::string, frontend, "",
+          "ADDR: the gateway's media-server frontend, host:port (required for media load)");
+ABSL_FLAG(uint32_t, streams, 0,
+          "M: concurrent RTSP sessions through the frontend (soak: min(agents, 10))");
+ABSL_FLAG(double, stream_seconds, 0,
+          "S: length of one RTSP session, then a new one (0: whole run)");
+ABSL_FLAG(std::string, bitrate, "1M", "B: bits per second per stream, e.g. 2M");
+ABSL_FLAG(uint32_t, fps, 25, "F: frames per second");
+ABSL_FLAG(uint32_t, gop, 50, "G: frames from one IDR to the next");
+ABSL_FLAG(double, snapshot_rate, 0, "R: snapshot requests per second (soak: 5)");
+ABSL_FLAG(uint32_t, snapshot_concurrency, 64, "N: snapshot requests in flight at most");
+ABSL_FLAG(std::string, snapshot_size, "65536",
+          "BYTES: snapshot body size; k, M = 10^3, 10^6 (open-rate: 1k)");
+ABSL_FLAG(std::string, camera_fault, "none",
+          "KIND: cameras misbehave on purpose: none, drop, duplicate or reorder");
+ABSL_FLAG(uint32_t, fault_every, 100, "N: one faulty packet in N");
+ABSL_FLAG(double, open_timeout, 10, "S: media request to first answer byte");
+// The run.
+ABSL_FLAG(double, duration, 10, "S: seconds of load after the agents are up");
+ABSL_FLAG(std::string, json_out, "", "FILE: write the JSON report here");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "ADDR: serve Prometheus /metrics here (e.g. 127.0.0.1:0)");
+ABSL_FLAG(uint32_t, processes, 1,
+          "N: split the fleet and load over N worker processes, one merged report");
+ABSL_FLAG(bool, worker, false,
+          "(internal) run as one of --processes' workers: status lines on stdout");
+// Scenarios.
+ABSL_FLAG(double, churn_rate, 0,
+          "R: control connections dropped per second (churn: 5 and soak: 0.5 unless given)");
+ABSL_FLAG(uint32_t, churn_down_ms, 1000, "MS: how long a churned agent stays away");
+ABSL_FLAG(std::string, storm_trigger, "self",
+          "self|gateway: storm: drop all at once, or wait for a gateway restart");
+ABSL_FLAG(double, storm_after, 2, "S: storm: seconds after all are up before the self trigger");
+ABSL_FLAG(double, after_storm, 0,
+          "S: storm: seconds of load after the recovery before the run ends");
+ABSL_FLAG(double, start_rate, 20, "R: open-rate: first step, opens per second");
+ABSL_FLAG(double, rate_step, 20, "R: open-rate: increase per step");
+ABSL_FLAG(double, step_seconds, 2, "S: open-rate: length of a step");
+ABSL_FLAG(double, max_rate, 5000, "R: open-rate: stop at this rate");
+ABSL_FLAG(double, max_p99_ms, 250, "MS: open-rate: a step whose p99 exceeds this ends the ramp");
+ABSL_FLAG(double, max_error_ratio, 0.01,
+          "X: open-rate: a step with more failed opens ends the ramp");
+ABSL_FLAG(int32_t, gateway_pid, 0, "PID: sample this process's RSS and CPU each second (soak)");
+
 namespace camtunnel::agentsim {
 namespace {
-
-using Setter = std::function<absl::Status(Options&, const std::string&)>;
-
-struct Flag {
-  bool takes_value;
-  Setter set;
-  const char* help;
-};
 
 absl::Status Bad(const std::string& flag, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", why));
 }
 
-// Parses a number into `*out` and checks [lo, hi].
-template <typename T>
-Setter Number(const std::string& name, T Options::*field, double lo, double hi) {
-  return [name, field, lo, hi](Options& o, const std::string& v) -> absl::Status {
-    double d = 0;
-    if (!absl::SimpleAtod(v, &d) || !std::isfinite(d)) {
-      return Bad(name, "'" + v + "' is not a number");
+// The flag `name` if agentsim defines it: absl also knows its own (--flagfile, ...) and those of
+// any library linked in, which agentsim does not take.
+absl::CommandLineFlag* FindAgentsimFlag(const std::string& name) {
+  absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  const std::string here = absl::GetFlagReflectionHandle(FLAGS_agents).Filename();
+  return flag != nullptr && flag->Filename() == here ? flag : nullptr;
+}
+
+// What a flag's value must be, for the message when absl cannot parse it.
+const char* ValueKind(const absl::CommandLineFlag& flag) {
+  if (flag.IsOfType<bool>()) {
+    return "true or false";
+  }
+  if (flag.IsOfType<uint32_t>() || flag.IsOfType<int32_t>()) {
+    return "a whole number";
+  }
+  return "a number";
+}
+
+// Sets agentsim's flags from argv[first..], as absl::ParseCommandLine would (--name=value,
+// --name value, --bool, --nobool; the last occurrence wins), but returns an error instead of
+// exiting 1: a bad parameter is exit status 2 here, and tests parse many command lines.
+// `*given` receives the name of every flag set.
+absl::Status SetFlags(int argc, char** argv, int first, std::set<std::string>* given) {
+  for (int i = first; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.size() < 2 || arg[0] != '-') {
+      return absl::InvalidArgumentError("unexpected argument '" + std::string(arg) + "'");
     }
-    if (d < lo || d > hi) {
-      return Bad(name, absl::StrCat(v, " is outside [", lo, ", ", hi, "]"));
+    arg.remove_prefix(arg.starts_with("--") ? 2 : 1);
+    std::string name(arg.substr(0, arg.find('=')));
+    std::optional<std::string> value;
+    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
     }
-    if constexpr (std::is_integral_v<T>) {
-      if (d != std::floor(d)) {
-        return Bad(name, "'" + v + "' is not a whole number");
+    absl::CommandLineFlag* flag = FindAgentsimFlag(name);
+    if (flag == nullptr && name.starts_with("no")) {
+      // --nofoo is --foo=false for a boolean foo.
+      flag = FindAgentsimFlag(name.substr(2));
+      if (flag == nullptr || !flag->IsOfType<bool>()) {
+        return absl::InvalidArgumentError("unknown flag --" + name + " (see --help)");
+      }
+      if (value) {
+        return Bad(name, "takes no value");
+      }
+      name = name.substr(2);
+      value = "false";
+    }
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError("unknown flag --" + name + " (see --help)");
+    }
+    if (!value) {
+      if (flag->IsOfType<bool>()) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return Bad(name, "needs a value");
       }
     }
-    o.*field = static_cast<T>(d);
-    return absl::OkStatus();
-  };
+    if (std::string error; !flag->ParseFrom(*value, &error)) {
+      return Bad(name, absl::StrCat("'", *value, "' is not ", ValueKind(*flag)));
+    }
+    given->insert(name);
+  }
+  return absl::OkStatus();
 }
 
-Setter Text(std::string Options::*field) {
-  return [field](Options& o, const std::string& v) {
-    o.*field = v;
-    return absl::OkStatus();
-  };
+// A number flag's value within [lo, hi], or an error naming the flag.
+template <typename T>
+absl::Status InRange(const char* name, const absl::Flag<T>& flag, double lo, double hi, T* out) {
+  const T v = absl::GetFlag(flag);
+  if (!std::isfinite(static_cast<double>(v)) || v < lo || v > hi) {
+    return Bad(name, absl::StrCat(v, " is outside [", lo, ", ", hi, "]"));
+  }
+  *out = v;
+  return absl::OkStatus();
 }
 
-std::map<std::string, Flag> Flags() {
-  std::map<std::string, Flag> f;
-  f["gateway-agent"] = {true,
-                        [](Options& o, const std::string& v) -> absl::Status {
-                          auto a = ParseConnectAddress(v);
-                          if (!a.ok()) {
-                            return Bad("gateway-agent", std::string(a.status().message()));
-                          }
-                          o.gateway_agent = *a;
-                          o.gateway_agent_text = v;
-                          return absl::OkStatus();
-                        },
-                        "ADDR  the gateway's agent listener (TLS or plain), host:port"};
-  f["tls"] = {false, [](Options& o, const std::string&) { return o.tls = true, absl::OkStatus(); },
-              "agents speak TLS (default)"};
-  f["plain"] = {false,
-                [](Options& o, const std::string&) { return o.tls = false, absl::OkStatus(); },
-                "agents speak plain TCP with frame MACs"};
-  f["ca"] = {true, Text(&Options::ca_file), "FILE  CA certificates to verify the gateway with"};
-  f["insecure"] = {
-      false, [](Options& o, const std::string&) { return o.insecure = true, absl::OkStatus(); },
-      "do not verify the gateway's certificate"};
-  f["no-tls-resume"] = {
-      false, [](Options& o, const std::string&) { return o.tls_resume = false, absl::OkStatus(); },
-      "full TLS handshakes only (by default each agent resumes its newest session, as the real "
-      "agent does)"};
-  f["server-name"] = {true, Text(&Options::server_name),
-                      "NAME  SNI and certificate name (default: the gateway host if not an IP)"};
-  f["frontend"] = {true,
-                   [](Options& o, const std::string& v) -> absl::Status {
-                     auto a = ParseConnectAddress(v);
-                     if (!a.ok()) {
-                       return Bad("frontend", std::string(a.status().message()));
-                     }
-                     o.frontend = *a;
-                     o.frontend_text = v;
-                     o.has_frontend = true;
-                     return absl::OkStatus();
-                   },
-                   "ADDR  the gateway's media-server frontend, host:port"};
-  f["streamer-keys"] = {true, Text(&Options::streamer_keys_file),
-                        "FILE  the gateway's streamer keys ('<key id> <64 hex>' lines)"};
-  f["key-id"] = {true, Text(&Options::key_id), "ID  streamer key to derive from (default: first)"};
-  f["agents"] = {true, Number("agents", &Options::agents, 1, 1000000), "N  simulated agents"};
-  f["agent-index-base"] = {true, Number("agent-index-base", &Options::agent_index_base, 0, 1e9),
-                           "B  the first agent's number (0): ids are P<B>, P<B+1>, ..."};
-  f["processes"] = {true, Number("processes", &Options::processes, 1, 1024),
-                    "N  split the fleet and load over N worker processes, one merged report (1)"};
-  f["worker"] = {false,
-                 [](Options& o, const std::string&) { return o.worker = true, absl::OkStatus(); },
-                 "(internal) run as one of --processes' workers: status lines on stdout"};
-  f["agent-prefix"] = {true, Text(&Options::agent_prefix), "P  agent ids are P0, P1, ..."};
-  f["sources"] = {true,
-                  [](Options& o, const std::string& v) -> absl::Status {
-                    auto s = ParseSources(v);
-                    if (!s.ok()) {
-                      return Bad("sources", std::string(s.status().message()));
-                    }
-                    o.sources = std::move(*s);
-                    return absl::OkStatus();
-                  },
-                  "A-B  source addresses for agent connections, e.g. 127.0.0.2-127.0.0.9"};
-  f["duration"] = {true, Number("duration", &Options::duration_s, 0.1, 7 * 86400),
-                   "S  seconds of load after the agents are up"};
-  f["json-out"] = {true, Text(&Options::json_out), "FILE  write the JSON report here"};
-  f["metrics-listen"] = {true, Text(&Options::metrics_listen),
-                         "ADDR  serve Prometheus /metrics here (e.g. 127.0.0.1:0)"};
-  f["connect-concurrency"] = {true,
-                              Number("connect-concurrency", &Options::connect_concurrency, 1, 1e5),
-                              "N  agent handshakes in flight at once (256)"};
-  f["connect-rate"] = {true, Number("connect-rate", &Options::connect_rate, 0, 1e6),
-                       "R  new agent connections per second, 0 = unpaced (0)"};
-  f["connect-timeout"] = {true, Number("connect-timeout", &Options::connect_timeout_s, 0.1, 3600),
-                          "S  longest wait for all agents to come up (60)"};
-  f["backoff-max-ms"] = {true, Number("backoff-max-ms", &Options::backoff_max_ms, 10, 600000),
-                         "MS  reconnect backoff cap (5000)"};
-  f["no-reconnect-window"] = {false,
-                              [](Options& o, const std::string&) {
-                                return o.honour_reconnect_window = false, absl::OkStatus();
-                              },
-                              "reconnect at once instead of within WELCOME's window"};
-  f["streams"] = {true, Number("streams", &Options::streams, 0, 1e6),
-                  "M  concurrent RTSP sessions through the frontend (0)"};
-  f["stream-seconds"] = {true, Number("stream-seconds", &Options::stream_seconds, 0, 7 * 86400),
-                         "S  length of one RTSP session, then a new one (0: whole run)"};
-  f["bitrate"] = {true,
-                  [](Options& o, const std::string& v) -> absl::Status {
-                    auto b = ParseScaled(v);
-                    if (!b.ok() || *b < 8000 || *b > 10000000000ull) {
-                      return Bad("bitrate", "'" + v + "': want 8k..10G bits per second");
-                    }
-                    o.video.bitrate_bps = *b;
-                    return absl::OkStatus();
-                  },
-                  "B  bits per second per stream, e.g. 2M (1M)"};
-  f["fps"] = {true,
-              [](Options& o, const std::string& v) {
-                uint32_t fps = 0;
-                if (!absl::SimpleAtoi(v, &fps) || fps < 1 || fps > 240) {
-                  return Bad("fps", "'" + v + "': want 1..240");
-                }
-                o.video.fps = fps;
-                return absl::OkStatus();
-              },
-              "F  frames per second (25)"};
-  f["gop"] = {true,
-              [](Options& o, const std::string& v) {
-                uint32_t g = 0;
-                // Two IDRs in a row would repeat the sample's idr_pic_id, which H.264 forbids.
-                if (!absl::SimpleAtoi(v, &g) || g < 2 || g > 100000) {
-                  return Bad("gop", "'" + v + "': want 2..100000 frames");
-                }
-                o.video.gop = g;
-                return absl::OkStatus();
-              },
-              "G  frames from one IDR to the next (50)"};
-  f["snapshot-rate"] = {true, Number("snapshot-rate", &Options::snapshot_rate, 0, 1e6),
-                        "R  snapshot requests per second (0)"};
-  f["snapshot-concurrency"] = {
-      true, Number("snapshot-concurrency", &Options::snapshot_concurrency, 1, 100000),
-      "N  snapshot requests in flight at most (64)"};
-  f["snapshot-size"] = {true,
-                        [](Options& o, const std::string& v) {
-                          auto b = ParseScaled(v);
-                          if (!b.ok() || *b < 16 || *b > 64 * 1024 * 1024) {
-                            return Bad("snapshot-size", "'" + v + "': want 16..64M bytes");
-                          }
-                          o.snapshot_bytes = *b;
-                          return absl::OkStatus();
-                        },
-                        "BYTES  snapshot body size; k, M = 10^3, 10^6 (64k)"};
-  f["camera-fault"] = {true,
-                       [](Options& o, const std::string& v) {
-                         static const std::map<std::string, CameraFault> kFaults = {
-                             {"none", CameraFault::kNone},
-                             {"drop", CameraFault::kDrop},
-                             {"duplicate", CameraFault::kDuplicate},
-                             {"reorder", CameraFault::kReorder}};
-                         auto it = kFaults.find(v);
-                         if (it == kFaults.end()) {
-                           return Bad("camera-fault", "'" + v +
-                                                          "': want none, drop, duplicate or "
-                                                          "reorder");
-                         }
-                         o.camera_fault = it->second;
-                         return absl::OkStatus();
-                       },
-                       "KIND  cameras misbehave on purpose: drop|duplicate|reorder"};
-  f["fault-every"] = {true, Number("fault-every", &Options::fault_every, 2, 1e9),
-                      "N  one faulty packet in N (100)"};
-  f["open-timeout"] = {true, Number("open-timeout", &Options::open_timeout_s, 0.1, 600),
-                       "S  media request to first answer byte (10)"};
-  f["churn-rate"] = {true, Number("churn-rate", &Options::churn_rate, 0, 1e6),
-                     "R  control connections dropped per second (churn: 5, soak: 0.5)"};
-  f["churn-down-ms"] = {true, Number("churn-down-ms", &Options::churn_down_ms, 0, 3600000),
-                        "MS  how long a churned agent stays away (1000)"};
-  f["storm-trigger"] = {true,
-                        [](Options& o, const std::string& v) {
-                          if (v == "self") {
-                            o.storm_trigger = StormTrigger::kSelf;
-                          } else if (v == "gateway") {
-                            o.storm_trigger = StormTrigger::kGateway;
-                          } else {
-                            return Bad("storm-trigger", "'" + v + "': want self or gateway");
-                          }
-                          return absl::OkStatus();
-                        },
-                        "self|gateway  drop all at once, or wait for a gateway restart (self)"};
-  f["storm-after"] = {true, Number("storm-after", &Options::storm_after_s, 0, 86400),
-                      "S  storm: seconds after all are up before the self trigger (2)"};
-  f["after-storm"] = {true, Number("after-storm", &Options::after_storm_s, 0, 86400),
-                      "S  storm: seconds of load after the recovery before the run ends (0)"};
-  f["start-rate"] = {true, Number("start-rate", &Options::start_rate, 0.1, 1e6),
-                     "R  open-rate: first step, opens per second (20)"};
-  f["rate-step"] = {true, Number("rate-step", &Options::rate_step, 0, 1e6),
-                    "R  open-rate: increase per step (20)"};
-  f["step-seconds"] = {true, Number("step-seconds", &Options::step_s, 0.5, 3600),
-                       "S  open-rate: length of a step (2)"};
-  f["max-rate"] = {true, Number("max-rate", &Options::max_rate, 0.1, 1e6),
-                   "R  open-rate: stop at this rate (5000)"};
-  f["max-p99-ms"] = {true, Number("max-p99-ms", &Options::max_p99_ms, 0.01, 600000),
-                     "MS  open-rate: a step whose p99 exceeds this ends the ramp (250)"};
-  f["max-error-ratio"] = {true, Number("max-error-ratio", &Options::max_error_ratio, 0, 1),
-                          "X  open-rate: a step with more failed opens ends the ramp (0.01)"};
-  f["gateway-pid"] = {true, Number("gateway-pid", &Options::gateway_pid, 1, 1 << 22),
-                      "PID  sample this process's RSS and CPU each second (soak)"};
-  return f;
-}
-
-absl::Status Validate(Options& o, const std::map<std::string, std::string>& given) {
+absl::StatusOr<Options> OptionsFromFlags(Scenario scenario, const std::set<std::string>& given) {
   auto has = [&](const char* name) { return given.count(name) != 0; };
-  if (!has("gateway-agent")) {
-    return absl::InvalidArgumentError("--gateway-agent is required");
+  Options o;
+  o.scenario = scenario;
+  if (!has("gateway_agent")) {
+    return absl::InvalidArgumentError("--gateway_agent is required");
   }
-  if (!has("streamer-keys")) {
-    return absl::InvalidArgumentError("--streamer-keys is required");
+  o.gateway_agent_text = absl::GetFlag(FLAGS_gateway_agent);
+  if (auto a = ParseConnectAddress(o.gateway_agent_text); a.ok()) {
+    o.gateway_agent = *a;
+  } else {
+    return Bad("gateway_agent", std::string(a.status().message()));
   }
+  if (!has("streamer_keys")) {
+    return absl::InvalidArgumentError("--streamer_keys is required");
+  }
+  o.streamer_keys_file = absl::GetFlag(FLAGS_streamer_keys);
   if (has("tls") && has("plain")) {
     return absl::InvalidArgumentError("--tls and --plain exclude each other");
   }
+  o.tls = absl::GetFlag(FLAGS_tls) && !absl::GetFlag(FLAGS_plain);
+  o.ca_file = absl::GetFlag(FLAGS_ca);
+  o.insecure = absl::GetFlag(FLAGS_insecure);
+  o.tls_resume = absl::GetFlag(FLAGS_tls_resume);
+  o.server_name = absl::GetFlag(FLAGS_server_name);
+  o.key_id = absl::GetFlag(FLAGS_key_id);
+  o.agent_prefix = absl::GetFlag(FLAGS_agent_prefix);
+  o.honour_reconnect_window = absl::GetFlag(FLAGS_reconnect_window);
+  o.json_out = absl::GetFlag(FLAGS_json_out);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.worker = absl::GetFlag(FLAGS_worker);
+  if (const std::string sources = absl::GetFlag(FLAGS_sources); has("sources")) {
+    auto parsed = ParseSources(sources);
+    if (!parsed.ok()) {
+      return Bad("sources", std::string(parsed.status().message()));
+    }
+    o.sources = std::move(*parsed);
+  }
+  if (has("frontend")) {
+    o.frontend_text = absl::GetFlag(FLAGS_frontend);
+    auto a = ParseConnectAddress(o.frontend_text);
+    if (!a.ok()) {
+      return Bad("frontend", std::string(a.status().message()));
+    }
+    o.frontend = *a;
+    o.has_frontend = true;
+  }
+  for (absl::Status s : {
+           InRange("agents", FLAGS_agents, 1, 1000000, &o.agents),
+           InRange("agent_index_base", FLAGS_agent_index_base, 0, 1e9, &o.agent_index_base),
+           InRange("processes", FLAGS_processes, 1, 1024, &o.processes),
+           InRange("duration", FLAGS_duration, 0.1, 7 * 86400, &o.duration_s),
+           InRange("connect_concurrency", FLAGS_connect_concurrency, 1, 1e5,
+                   &o.connect_concurrency),
+           InRange("connect_rate", FLAGS_connect_rate, 0, 1e6, &o.connect_rate),
+           InRange("connect_timeout", FLAGS_connect_timeout, 0.1, 3600, &o.connect_timeout_s),
+           InRange("backoff_max_ms", FLAGS_backoff_max_ms, 10, 600000, &o.backoff_max_ms),
+           InRange("streams", FLAGS_streams, 0, 1e6, &o.streams),
+           InRange("stream_seconds", FLAGS_stream_seconds, 0, 7 * 86400, &o.stream_seconds),
+           InRange("snapshot_rate", FLAGS_snapshot_rate, 0, 1e6, &o.snapshot_rate),
+           InRange("snapshot_concurrency", FLAGS_snapshot_concurrency, 1, 100000,
+                   &o.snapshot_concurrency),
+           InRange("fault_every", FLAGS_fault_every, 2, 1e9, &o.fault_every),
+           InRange("open_timeout", FLAGS_open_timeout, 0.1, 600, &o.open_timeout_s),
+           InRange("churn_rate", FLAGS_churn_rate, 0, 1e6, &o.churn_rate),
+           InRange("churn_down_ms", FLAGS_churn_down_ms, 0, 3600000, &o.churn_down_ms),
+           InRange("storm_after", FLAGS_storm_after, 0, 86400, &o.storm_after_s),
+           InRange("after_storm", FLAGS_after_storm, 0, 86400, &o.after_storm_s),
+           InRange("start_rate", FLAGS_start_rate, 0.1, 1e6, &o.start_rate),
+           InRange("rate_step", FLAGS_rate_step, 0, 1e6, &o.rate_step),
+           InRange("step_seconds", FLAGS_step_seconds, 0.5, 3600, &o.step_s),
+           InRange("max_rate", FLAGS_max_rate, 0.1, 1e6, &o.max_rate),
+           InRange("max_p99_ms", FLAGS_max_p99_ms, 0.01, 600000, &o.max_p99_ms),
+           InRange("max_error_ratio", FLAGS_max_error_ratio, 0, 1, &o.max_error_ratio),
+       }) {
+    if (!s.ok()) {
+      return s;
+    }
+  }
+  // 0 is the default (no sampling); a given pid must be a real one.
+  if (has("gateway_pid")) {
+    if (absl::Status s = InRange("gateway_pid", FLAGS_gateway_pid, 1, 1 << 22, &o.gateway_pid);
+        !s.ok()) {
+      return s;
+    }
+  }
+  const std::string bitrate = absl::GetFlag(FLAGS_bitrate);
+  if (auto b = ParseScaled(bitrate); b.ok() && *b >= 8000 && *b <= 10000000000ull) {
+    o.video.bitrate_bps = *b;
+  } else {
+    return Bad("bitrate", "'" + bitrate + "': want 8k..10G bits per second");
+  }
+  o.video.fps = absl::GetFlag(FLAGS_fps);
+  if (o.video.fps < 1 || o.video.fps > 240) {
+    return Bad("fps", absl::StrCat("'", o.video.fps, "': want 1..240"));
+  }
+  // Two IDRs in a row would repeat the sample's idr_pic_id, which H.264 forbids.
+  o.video.gop = absl::GetFlag(FLAGS_gop);
+  if (o.video.gop < 2 || o.video.gop > 100000) {
+    return Bad("gop", absl::StrCat("'", o.video.gop, "': want 2..100000 frames"));
+  }
+  const std::string snapshot_size = absl::GetFlag(FLAGS_snapshot_size);
+  if (auto b = ParseScaled(snapshot_size); b.ok() && *b >= 16 && *b <= 64 * 1024 * 1024) {
+    o.snapshot_bytes = *b;
+  } else {
+    return Bad("snapshot_size", "'" + snapshot_size + "': want 16..64M bytes");
+  }
+  static const std::map<std::string, CameraFault> kFaults = {{"none", CameraFault::kNone},
+                                                             {"drop", CameraFault::kDrop},
+                                                             {"duplicate", CameraFault::kDuplicate},
+                                                             {"reorder", CameraFault::kReorder}};
+  const std::string fault = absl::GetFlag(FLAGS_camera_fault);
+  if (auto it = kFaults.find(fault); it != kFaults.end()) {
+    o.camera_fault = it->second;
+  } else {
+    return Bad("camera_fault", "'" + fault + "': want none, drop, duplicate or reorder");
+  }
+  const std::string trigger = absl::GetFlag(FLAGS_storm_trigger);
+  if (trigger == "self") {
+    o.storm_trigger = StormTrigger::kSelf;
+  } else if (trigger == "gateway") {
+    o.storm_trigger = StormTrigger::kGateway;
+  } else {
+    return Bad("storm_trigger", "'" + trigger + "': want self or gateway");
+  }
+
   if (o.tls && o.ca_file.empty() && !o.insecure) {
     return absl::InvalidArgumentError("--tls needs --ca FILE or --insecure");
   }
   if (!o.key_id.empty() && !proto::IsValidKeyId(o.key_id)) {
-    return Bad("key-id", "'" + o.key_id + "': 1..32 of [A-Za-z0-9_-]");
+    return Bad("key_id", "'" + o.key_id + "': 1..32 of [A-Za-z0-9_-]");
   }
   const std::string first = o.agent_prefix + std::to_string(o.agent_index_base);
   const std::string last =
       o.agent_prefix + std::to_string(uint64_t{o.agent_index_base} + o.agents - 1);
   if (!proto::IsCanonicalAgentId(first) || !proto::IsCanonicalAgentId(last)) {
-    return Bad("agent-prefix", "'" + o.agent_prefix + "' makes ids like '" + last +
+    return Bad("agent_prefix", "'" + o.agent_prefix + "' makes ids like '" + last +
                                    "' that are not canonical (1..63 of [a-z0-9-], no "
                                    "leading/trailing '-')");
   }
   // Scenario defaults that make each one meaningful without extra flags.
-  if (o.scenario == Scenario::kChurn && !has("churn-rate")) {
+  if (o.scenario == Scenario::kChurn && !has("churn_rate")) {
     o.churn_rate = 5;
   }
   if (o.scenario == Scenario::kSoak) {
     if (!has("streams")) {
       o.streams = std::min<uint32_t>(o.agents, 10);
     }
-    if (!has("snapshot-rate")) {
+    if (!has("snapshot_rate")) {
       o.snapshot_rate = 5;
     }
-    if (!has("churn-rate")) {
+    if (!has("churn_rate")) {
       o.churn_rate = 0.5;
     }
   }
-  if (o.scenario == Scenario::kOpenRate && !has("snapshot-size")) {
+  if (o.scenario == Scenario::kOpenRate && !has("snapshot_size")) {
     o.snapshot_bytes = 1024;  // opens, not bytes, are measured
   }
   const bool media = o.streams > 0 || o.snapshot_rate > 0 || o.scenario == Scenario::kOpenRate;
   if (media && !o.has_frontend) {
     return absl::InvalidArgumentError(
-        "--frontend ADDR is required for media load (--streams, --snapshot-rate, open-rate)");
+        "--frontend ADDR is required for media load (--streams, --snapshot_rate, open-rate)");
   }
   if (o.scenario == Scenario::kOpenRate && o.max_rate < o.start_rate) {
-    return Bad("max-rate", "below --start-rate");
+    return Bad("max_rate", "below --start_rate");
   }
   if (o.processes > o.agents) {
     return Bad("processes", "more processes than --agents");
@@ -304,7 +349,7 @@ absl::Status Validate(Options& o, const std::map<std::string, std::string>& give
   if (o.processes > 1 && o.worker) {
     return Bad("processes", "a worker does not start workers");
   }
-  if (o.server_name.empty() && !has("server-name")) {
+  if (o.server_name.empty() && !has("server_name")) {
     // A name is checked against the certificate; an address literal is not a name.
     const std::string host = o.gateway_agent_text.substr(0, o.gateway_agent_text.rfind(':'));
     in6_addr a6;
@@ -314,7 +359,7 @@ absl::Status Validate(Options& o, const std::map<std::string, std::string>& give
       o.server_name = host;
     }
   }
-  return absl::OkStatus();
+  return o;
 }
 
 }  // namespace
@@ -358,71 +403,36 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
                                                              {"storm", Scenario::kStorm},
                                                              {"open-rate", Scenario::kOpenRate},
                                                              {"soak", Scenario::kSoak}};
-  Options o;
-  auto sc = kScenarios.find(argv[1]);
-  if (sc == kScenarios.end()) {
+  auto scenario = kScenarios.find(argv[1]);
+  if (scenario == kScenarios.end()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown scenario '", argv[1], "': want steady, churn, storm, open-rate or soak"));
   }
-  o.scenario = sc->second;
-  const std::map<std::string, Flag> flags = Flags();
-  std::map<std::string, std::string> given;
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
-      return absl::InvalidArgumentError("unexpected argument '" + arg + "'");
-    }
-    std::string name = arg.substr(2);
-    std::optional<std::string> value;
-    if (const size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    auto it = flags.find(name);
-    if (it == flags.end()) {
-      return absl::InvalidArgumentError("unknown flag --" + name + " (see --help)");
-    }
-    if (it->second.takes_value && !value) {
-      if (i + 1 >= argc) {
-        return Bad(name, "needs a value");
-      }
-      value = argv[++i];
-    }
-    if (!it->second.takes_value && value) {
-      return Bad(name, "takes no value");
-    }
-    if (absl::Status s = it->second.set(o, value.value_or("")); !s.ok()) {
-      return s;
-    }
-    given[name] = value.value_or("");
-  }
-  if (absl::Status s = Validate(o, given); !s.ok()) {
+  std::set<std::string> given;
+  if (absl::Status s = SetFlags(argc, argv, 2, &given); !s.ok()) {
     return s;
   }
-  return o;
+  return OptionsFromFlags(scenario->second, given);
 }
 
-std::string Usage() {
-  std::string u =
-      "usage: camtunnel-agentsim SCENARIO [flags]\n"
-      "scenarios:\n"
-      "  steady     N agents, M concurrent streams at bitrate B for the duration\n"
-      "  churn      steady, while agents drop their control connection at --churn-rate\n"
-      "  storm      all agents reconnect at once (self) or after a gateway restart: time to "
-      "recover\n"
-      "  open-rate  tunnel opens per second ramp until p99 latency or errors climb\n"
-      "  soak       long mixed load; --gateway-pid RSS/CPU sampled each second\n"
-      "flags:\n";
-  for (const auto& [name, flag] : Flags()) {
-    absl::StrAppend(&u, "  --", name, " ", flag.help, "\n");
-  }
-  return u;
+std::string UsageMessage() {
+  return "camtunnel-agentsim: thousands of simulated agents and cameras, and the media server's "
+         "load, against a gateway (agentsim/README.md).\n"
+         "usage: camtunnel-agentsim SCENARIO --gateway_agent ADDR --streamer_keys FILE "
+         "[flags]\n"
+         "scenarios:\n"
+         "  steady     N agents, M concurrent streams at bitrate B for the duration\n"
+         "  churn      steady, while agents drop their control connection at --churn_rate\n"
+         "  storm      all agents reconnect at once (self) or after a gateway restart: time to "
+         "recover\n"
+         "  open-rate  tunnel opens per second ramp until p99 latency or errors climb\n"
+         "  soak       long mixed load; --gateway_pid RSS/CPU sampled each second\n"
+         "exit status: 0 pass, 1 integrity errors found, 2 bad parameter, 3 runtime failure";
 }
 
 bool FlagTakesValue(const std::string& name) {
-  const std::map<std::string, Flag> flags = Flags();
-  auto it = flags.find(name);
-  return it != flags.end() && it->second.takes_value;
+  const absl::CommandLineFlag* flag = FindAgentsimFlag(name);
+  return flag != nullptr && !flag->IsOfType<bool>();
 }
 
 absl::StatusOr<sockaddr_storage> ParseConnectAddress(const std::string& text) {

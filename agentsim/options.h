@@ -1,6 +1,6 @@
-// Command line of camtunnel-agentsim: `camtunnel-agentsim SCENARIO [--flag value | --flag=value]`.
-// Every value is checked here, before anything starts, so a bad parameter is one clear message
-// and exit status 2, never a half-started load.
+// Command line of camtunnel-agentsim: `camtunnel-agentsim SCENARIO [--flag value | --flag=value]`,
+// the flags being absl flags (options.cc). Every value is checked here, before anything starts,
+// so a bad parameter is one clear message and exit status 2, never a half-started load.
 #pragma once
 
 #include <netinet/in.h>
@@ -91,10 +91,13 @@ struct Options {
   bool worker = false;
 };
 
-// argv[1] is the scenario name. Errors carry the reason, for "agentsim: <reason>" and exit 2.
+// argv[1] is the scenario name, the rest are flags; they set agentsim's absl flags (the last
+// occurrence wins) and are checked together. Errors carry the reason, for "agentsim: <reason>"
+// and exit 2 (absl::ParseCommandLine would exit 1, which means integrity errors here).
 absl::StatusOr<Options> ParseOptions(int argc, char** argv);
-std::string Usage();
-// Whether flag `name` (without "--") takes a value; false for an unknown flag.
+// What --help prints before the flags: synopsis, scenarios, exit status.
+std::string UsageMessage();
+// Whether flag `name` (without "--") takes a value; false for a boolean or unknown flag.
 bool FlagTakesValue(const std::string& name);
 
 // "127.0.0.2-127.0.0.9", "127.0.0.2", or a comma list of either (IPv4 or IPv6 singles).

@@ -1,5 +1,5 @@
 // CPU and resident memory of a process, from /proc/<pid>/stat and /proc/<pid>/statm, sampled
-// once a second: the gateway's (soak, --gateway-pid) and agentsim's own (how many agents one
+// once a second: the gateway's (soak, --gateway_pid) and agentsim's own (how many agents one
 // core sustains).
 #pragma once
 

@@ -1,7 +1,7 @@
 // A simulated RTSP camera on one tunnel: OPTIONS, DESCRIBE (an H.264 SDP with the sample's real
 // SPS/PPS), SETUP (TCP interleaved only: 461 for UDP, so nothing can bypass the tunnel), PLAY,
 // GET_PARAMETER, TEARDOWN; then interleaved RTP on channel 0, paced at the configured frame rate
-// and bitrate, every packet self-verifying (rtp_format.h). With --camera-fault it drops,
+// and bitrate, every packet self-verifying (rtp_format.h). With --camera_fault it drops,
 // duplicates or reorders one packet in N on purpose.
 #pragma once
 

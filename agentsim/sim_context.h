@@ -25,7 +25,7 @@ struct SimContext {
   SSL_CTX* tls_ctx = nullptr;  // null in plain mode
   SimStats& stats;
   const SnapshotImage& snapshot;
-  TlsSessions* tls_sessions = nullptr;  // null in plain mode and with --no-tls-resume
+  TlsSessions* tls_sessions = nullptr;  // null in plain mode and with --notls_resume
   std::mt19937_64 rng{std::random_device{}()};
   // Set when the run ends: nothing reconnects or starts any more.
   bool stopping = false;

@@ -1,4 +1,4 @@
-// The end-of-run report: one JSON document (--json-out) and a human summary (stdout), from the
+// The end-of-run report: one JSON document (--json_out) and a human summary (stdout), from the
 // counters, the fleet, the scenario's own section and the process samples.
 #pragma once
 
@@ -25,7 +25,7 @@ struct ReportInput {
   nlohmann::json scenario;  // the policy's section
   std::string scenario_summary;
   const ProcSampler* self = nullptr;
-  const ProcSampler* gateway = nullptr;  // --gateway-pid
+  const ProcSampler* gateway = nullptr;  // --gateway_pid
 };
 
 nlohmann::json BuildReport(const ReportInput& in);

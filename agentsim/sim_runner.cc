@@ -101,7 +101,7 @@ void RequestInterrupt() { g_interrupted.store(true, std::memory_order_relaxed); 
 int RunSimulation(const Options& o) {
   auto key = LoadStreamerKey(o.streamer_keys_file, o.key_id);
   if (!key.ok()) {
-    std::fprintf(stderr, "agentsim: --streamer-keys: %s\n",
+    std::fprintf(stderr, "agentsim: --streamer_keys: %s\n",
                  std::string(key.status().message()).c_str());
     return 2;
   }
@@ -143,7 +143,7 @@ int RunSimulation(const Options& o) {
       return RenderMetrics(stats, *fleet, driver.LiveIntegrity());
     });
     if (!m.ok()) {
-      std::fprintf(stderr, "agentsim: --metrics-listen: %s\n",
+      std::fprintf(stderr, "agentsim: --metrics_listen: %s\n",
                    std::string(m.status().message()).c_str());
       return 2;
     }

@@ -1,9 +1,9 @@
 // One run of a scenario, start to report:
-//   1. connect: every agent dials (paced), until all are up or --connect-timeout;
+//   1. connect: every agent dials (paced), until all are up or --connect_timeout;
 //   2. load: the media load and the scenario's policy, for --duration (or until the policy ends
 //      it);
 //   3. stop: sessions end cleanly (TEARDOWN), agents close, the shard shuts down;
-//   4. report: human summary on stdout, JSON to --json-out.
+//   4. report: human summary on stdout, JSON to --json_out.
 // Progress lines for scripts go to stdout as "agentsim: ..." (the first word after the colon
 // names the event: "metrics", "agents-up", "load-done").
 #pragma once

@@ -1,11 +1,11 @@
 // storm: every agent reconnects at once and the time until all are back is measured.
-//   --storm-trigger=self     --storm-after seconds into the load, every control connection is
+//   --storm_trigger=self     --storm_after seconds into the load, every control connection is
 //                            cut at once; agents come back as real ones would (within
-//                            WELCOME's reconnect window, or at once with --no-reconnect-window).
-//   --storm-trigger=gateway  nothing is done here: the operator (or test) restarts the gateway,
+//                            WELCOME's reconnect window, or at once with --noreconnect_window).
+//   --storm_trigger=gateway  nothing is done here: the operator (or test) restarts the gateway,
 //                            the agents notice (GOAWAY, reset, heartbeat) and reconnect.
 // The storm starts when the fleet stops being complete and ends when it is complete again,
-// which also ends the load phase, --after-storm seconds later (media keeps flowing meanwhile, so
+// which also ends the load phase, --after_storm seconds later (media keeps flowing meanwhile, so
 // a run can show tunnels open again on the reconnected agents).
 #include <algorithm>
 

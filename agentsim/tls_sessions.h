@@ -1,7 +1,7 @@
 // The newest resumable TLS session of each simulated agent, so its data connections and
 // reconnects resume as the real agent's do (agent/openssl_transport.cc keeps one ticket per
 // gateway): a fleet that did full handshakes only would make the gateway look busier per open
-// and per reconnect than it is. --no-tls-resume turns it off (the storm bench's full-handshake
+// and per reconnect than it is. --notls_resume turns it off (the storm bench's full-handshake
 // cost). One per process, on the shard's thread.
 #pragma once
 

@@ -184,7 +184,7 @@ class Camtunnel:
         if self.tls:
             listen = ["--agent_tls_listen=127.0.0.1:%d" % self.agent_port,
                       "--cert=" + os.path.join(d, "cert.pem"), "--key=" + os.path.join(d, "key.pem")]
-            link = ["--gateway", "https://localhost:%d" % self.agent_port, "--ca-file",
+            link = ["--gateway", "https://localhost:%d" % self.agent_port, "--ca_file",
                     os.path.join(d, "cert.pem")]
         else:
             listen = ["--agent_plain_listen=127.0.0.1:%d" % self.agent_port]
@@ -194,9 +194,9 @@ class Camtunnel:
             "--admin_listen=127.0.0.1:%d" % admin, "--log_level=warning"], env)
         wait_port(self.frontend)
         procs.start("agent", [agent] + link + [
-            "--agent-id", AGENT_ID, "--key-ref", key_ref, "--key-file",
+            "--agent_id", AGENT_ID, "--key_ref", key_ref, "--key_file",
             os.path.join(d, "agent.key"), "--service", "iperf=127.0.0.1:%d" % sink_port,
-            "--log-level", "warning"], env)
+            "--log_level", "warning"], env)
         deadline = time.monotonic() + 15
         while b'"%s"' % AGENT_ID.encode() not in _http_get(admin, "/api/v1/agents"):
             if time.monotonic() > deadline:

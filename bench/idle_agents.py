@@ -115,11 +115,11 @@ def run_size(build, d, n, settle, sample, heartbeat_ms, gateway_args=()):
             count = min(PER_PROCESS, n - start)
             srcs = SOURCES[(i * 4) % len(SOURCES):][:4] or SOURCES[:4]
             sims.append(procs.start("agentsim-%d-%d" % (n, i), [
-                sim, "steady", "--gateway-agent", "localhost:%d" % agent_port, "--tls",
-                "--ca", os.path.join(d, "cert.pem"), "--streamer-keys", keys,
-                "--agents", str(count), "--agent-prefix", "idle%d-" % i,
+                sim, "steady", "--gateway_agent", "localhost:%d" % agent_port, "--tls",
+                "--ca", os.path.join(d, "cert.pem"), "--streamer_keys", keys,
+                "--agents", str(count), "--agent_prefix", "idle%d-" % i,
                 "--sources", "%s-%s" % (srcs[0], srcs[-1]), "--duration", str(hold),
-                "--connect-timeout", "120"]))
+                "--connect_timeout", "120"]))
         t0 = time.monotonic()
         while metric(admin, "camtunnel_agents_connected") < n:
             if time.monotonic() - t0 > 150 or any(p.poll() is not None for p in sims):

@@ -191,7 +191,7 @@ def relay_main(listen_port, target_port, delay_ms, max_seconds, max_conns):
 
 # ---- The benchmark ----
 
-# --full-handshakes: agentsim's data connections do full TLS handshakes (--no-tls-resume)
+# --full-handshakes: agentsim's data connections do full TLS handshakes (--notls_resume)
 # instead of resuming the agent's session as camtunnel-agent does.
 SIM_EXTRA = []
 GATEWAY_EXTRA = []  # --gateway-arg
@@ -213,12 +213,12 @@ def run(build, d, name, rate, seconds, agents, size, delay_ms, logdir):
             wait_port(agent_port)
         report = os.path.join(d, name + ".json")
         sim = procs.start(name + "-agentsim", [
-            sim_bin, "steady", "--gateway-agent", "localhost:%d" % agent_port, "--tls", "--ca",
-            os.path.join(d, "cert.pem"), "--streamer-keys", gw.keys, "--agents", str(agents),
-            "--agent-prefix", "open-", "--sources", "127.0.0.2-127.0.0.9", "--frontend",
-            "127.0.0.1:%d" % gw.frontend, "--snapshot-rate", str(rate), "--snapshot-size",
-            str(size), "--snapshot-concurrency", "1024", "--open-timeout", "10",
-            "--duration", str(seconds), "--connect-timeout", "120", "--json-out", report]
+            sim_bin, "steady", "--gateway_agent", "localhost:%d" % agent_port, "--tls", "--ca",
+            os.path.join(d, "cert.pem"), "--streamer_keys", gw.keys, "--agents", str(agents),
+            "--agent_prefix", "open-", "--sources", "127.0.0.2-127.0.0.9", "--frontend",
+            "127.0.0.1:%d" % gw.frontend, "--snapshot_rate", str(rate), "--snapshot_size",
+            str(size), "--snapshot_concurrency", "1024", "--open_timeout", "10",
+            "--duration", str(seconds), "--connect_timeout", "120", "--json_out", report]
             + SIM_EXTRA)
         if wait_connected(gw, agents, 130, [sim]) is None:
             raise RuntimeError("only %d of %d agents connected" % (gw.connected(), agents))
@@ -288,7 +288,7 @@ def main():
     ap.add_argument("--gateway-arg", action="append", default=[],
                     help="one more camtunnel-gateway argument, e.g. --gateway-arg=--shards=1")
     ap.add_argument("--full-handshakes", action="store_true",
-                    help="data connections without TLS resumption (agentsim --no-tls-resume)")
+                    help="data connections without TLS resumption (agentsim --notls_resume)")
     ap.add_argument("--json", default=os.path.join(TOP, "bench", "results", "open_latency.json"))
     ap.add_argument("--keep", help="keep logs and reports in this directory")
     a = ap.parse_args()
@@ -300,7 +300,7 @@ def main():
         write_certs(d)
         GATEWAY_EXTRA.extend(a.gateway_arg)
         if a.full_handshakes:
-            SIM_EXTRA.append("--no-tls-resume")
+            SIM_EXTRA.append("--notls_resume")
         runs.append(run(build, d, "loopback", a.rate, a.seconds, a.agents, a.snapshot_size,
                         None, d))
         print("loopback done: p99 %.3f ms" % runs[-1]["p99_ms"], flush=True)

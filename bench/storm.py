@@ -3,7 +3,7 @@
 then the gateway's CPU per full TLS handshake, as handshakes per core per second.
 
 Storm run: a gateway with --reconnect_window_ms (30,000 by default) and N agents from
-camtunnel-agentsim's `storm` scenario (--storm-trigger gateway; split over processes of at most
+camtunnel-agentsim's `storm` scenario (--storm_trigger gateway; split over processes of at most
 9,500 agents). Once all N are connected (the gateway's camtunnel_agents_connected), the gateway
 gets SIGTERM (or --signal KILL), is waited for, and a new one starts on the same ports. The
 storm time is from the signal until the new gateway's camtunnel_agents_connected is N again
@@ -17,7 +17,7 @@ Full vs resumed handshakes are counted apart by the gateway
 camtunnel-agent does, which after a restart works when the gateway kept its ticket keys.
 
 Handshake run: a fresh gateway and a fresh fleet (agentsim `steady`, unpaced connects,
---no-tls-resume, so every handshake is full). The gateway's
+--notls_resume, so every handshake is full). The gateway's
 CPU (utime + stime, /proc) from before the fleet starts until all are connected, divided by the
 handshakes it completed (camtunnel_agent_connections_total{result="accepted"}), is the CPU per
 full handshake, all of the gateway's per-connect work included (accept, TLS 1.3 with an ECDSA
@@ -54,7 +54,7 @@ SOURCES = "127.0.0.2-127.0.0.9"
 
 def check_agentsim(sim):
     out = subprocess.run([sim, "--help"], capture_output=True, text=True).stdout
-    missing = [f for f in ("--processes", "--agent-index-base", "--after-storm") if f not in out]
+    missing = [f for f in ("--processes", "--agent_index_base", "--after_storm") if f not in out]
     if missing:
         sys.exit("%s lacks %s: build a current copy (cmake -S . -B build/h-bench -G Ninja "
                  "-DCMAKE_BUILD_TYPE=Release && cmake --build build/h-bench --target "
@@ -127,10 +127,10 @@ def agentsim(procs, build, d, gw, scenario, n, prefix, seconds, extra, name):
     sim = os.path.join(build, "agentsim", "camtunnel-agentsim")
     k = (n + PER_PROCESS - 1) // PER_PROCESS
     report = os.path.join(d, name + ".json")
-    argv = [sim, scenario, "--gateway-agent", "localhost:%d" % gw.agent_port, "--tls", "--ca",
-            os.path.join(d, "cert.pem"), "--streamer-keys", gw.keys, "--agents", str(n),
-            "--agent-prefix", prefix, "--sources", SOURCES, "--duration", str(seconds),
-            "--connect-timeout", "150", "--json-out", report] + \
+    argv = [sim, scenario, "--gateway_agent", "localhost:%d" % gw.agent_port, "--tls", "--ca",
+            os.path.join(d, "cert.pem"), "--streamer_keys", gw.keys, "--agents", str(n),
+            "--agent_prefix", prefix, "--sources", SOURCES, "--duration", str(seconds),
+            "--connect_timeout", "150", "--json_out", report] + \
         (["--processes", str(k)] if k > 1 else []) + extra
     return procs.start(name, argv), report
 
@@ -180,7 +180,7 @@ def storm_run(build, d, n, window_ms, sig, settle, logdir, gateway_args=()):
     try:
         g1 = gw.start(procs, "storm-gateway-1")
         sim, report = agentsim(procs, build, d, gw, "storm", n, "storm-", 150 + deadline + 60,
-                               ["--storm-trigger", "gateway", "--after-storm", "2"],
+                               ["--storm_trigger", "gateway", "--after_storm", "2"],
                                "storm-agentsim")
         up = wait_connected(gw, n, 150, [sim])
         if up is None:
@@ -251,7 +251,7 @@ def handshake_run(build, d, n, logdir, gateway_args=()):
         time.sleep(0.5)
         m0, c0, t0 = metrics(gw.admin), cpu_seconds(g.pid), time.monotonic()
         sim, report = agentsim(procs, build, d, gw, "steady", n, "hs-", 2,
-                               ["--connect-rate", "0", "--no-tls-resume"], "hs-agentsim")
+                               ["--connect_rate", "0", "--notls_resume"], "hs-agentsim")
         # agentsim's "agents-up" line, not the gateway's /metrics: a scrape lists
         # /proc/self/fd (process_facts.cc), O(agents), and would be billed to the handshakes.
         up = wait_log(os.path.join(logdir, "hs-agentsim.log"), "agents-up", 150, sim)

@@ -72,8 +72,8 @@ setsid "$gateway" --agent_tls_listen="127.0.0.1:$agent_port" --cert="$state/gate
 pids+=($!)
 wait_line "$state/camera.log" "^ready" 20
 wait_line "$state/gateway.out" "ready" 10
-setsid "$agent" --gateway "https://localhost:$agent_port" --agent-id "$agent_id" --key-ref "$key_ref" \
-  --key-file "$state/agent.key" --ca-file "$state/gateway.crt" \
+setsid "$agent" --gateway "https://localhost:$agent_port" --agent_id "$agent_id" --key_ref "$key_ref" \
+  --key_file "$state/agent.key" --ca_file "$state/gateway.crt" \
   --service "rtsp=127.0.0.1:$rtsp_port" --service "http=127.0.0.1:$http_port" \
   2> "$state/agent.log" &
 pids+=($!)

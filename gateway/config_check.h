@@ -1,4 +1,4 @@
-// Rules that span several options of a GatewayConfig, checked at start-up, by --check-config and
+// Rules that span several options of a GatewayConfig, checked at start-up, by --check_config and
 // on every SIGHUP before anything changes: listeners beyond loopback need their guards (admin
 // token; frontend allowlist and token), a TLS listener needs a certificate, names and ranges are
 // valid. Also reads the secret files (tokens) the config names, so a reload re-reads them.

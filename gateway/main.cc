@@ -1,6 +1,6 @@
 // camtunnel-gateway: runs the gateway, or helps an operator with keys:
 //   camtunnel-gateway [--config FILE] [flags]   serve (flags override the file)
-//   camtunnel-gateway --config FILE --check-config
+//   camtunnel-gateway --config FILE --check_config
 //                                               check the configuration, explain any error
 //   camtunnel-gateway new-streamer-key KEYID    print a new "<key id> <hex>" line for the keys file
 //   camtunnel-gateway derive-key --streamer_keys=FILE --agent=ID --key_id=K --valid_days=N
@@ -18,8 +18,6 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gateway/config_check.h"
@@ -32,6 +30,7 @@
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 #include "runtime/clock.h"
+#include "runtime/program_usage.h"
 #include "runtime/shard.h"
 #include "runtime/ticket_keys.h"
 #include "runtime/tls_context.h"
@@ -99,6 +98,20 @@ ABSL_FLAG(uint32_t, valid_days, 30, "derive-key: validity of the derived key");
 
 namespace camtunnel::gateway {
 namespace {
+
+constexpr char kUsage[] =
+    "camtunnel-gateway: agents dial in, media servers pull through.\n"
+    "usage:\n"
+    "  camtunnel-gateway [--config FILE] [flags]     serve (flags override the file)\n"
+    "  camtunnel-gateway --config FILE --check_config\n"
+    "                                                check the configuration, explain any error\n"
+    "  camtunnel-gateway new-streamer-key [KEYID]    print a new '<key id> <hex>' line for the\n"
+    "                                                streamer keys file (KEYID: k1)\n"
+    "  camtunnel-gateway derive-key --streamer_keys=FILE --agent=ID [--key_id=K] [--valid_days=N]\n"
+    "                                                print an agent's key reference and key\n"
+    "  camtunnel-gateway rotate-ticket-keys FILE     new current session ticket key (the old one\n"
+    "                                                stays as previous); then SIGHUP the gateway\n"
+    "Flag names take '_' or '-' (--check_config, --check-config).";
 
 std::vector<std::string> SplitList(const std::string& s) {
   return absl::StrSplit(s, ',', absl::SkipEmpty());
@@ -267,7 +280,7 @@ void ApplyLogSettings(const GatewayConfig& c) {
   SetLogBurst(c.log_burst);
 }
 
-// --check-config: everything start-up would check, files included, without binding anything.
+// --check_config: everything start-up would check, files included, without binding anything.
 int CheckConfig() {
   auto config = BuildConfig();
   absl::Status s = config.status();
@@ -409,7 +422,6 @@ int Serve() {
 }  // namespace camtunnel::gateway
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("camtunnel gateway: agents dial in, media servers pull through");
   // Flag names take '-' or '_' (--check-config, --check_config); absl knows only '_'.
   for (int i = 1; i < argc && std::string_view(argv[i]) != "--"; ++i) {
     if (argv[i][0] == '-' && argv[i][1] == '-') {
@@ -419,7 +431,8 @@ int main(int argc, char** argv) {
     }
   }
   camtunnel::gateway::RecordGivenFlags(argc, argv);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args = camtunnel::runtime::ParseProgramCommandLine(
+      argc, argv, {.message = camtunnel::gateway::kUsage, .flags_folder = "gateway"});
   if (args.size() >= 2 && std::string(args[1]) == "new-streamer-key") {
     return camtunnel::gateway::NewStreamerKey(args.size() >= 3 ? args[2] : "k1");
   }

@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "manager/activation.h"
@@ -40,6 +39,7 @@
 #include "proto/handover.h"
 #include "proto/manager_link.h"
 #include "runtime/listener.h"
+#include "runtime/program_usage.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
           "TLS listeners for activation and agent manager links, comma-separated");
@@ -81,6 +81,21 @@ ABSL_FLAG(uint64_t, handover_timeout_ms, 3000, "--role=activation: hand-over cal
 namespace {
 
 using namespace camtunnel;
+
+constexpr char kUsage[] =
+    "camtunnel-manager: the activation server and the managing server (docs/manager.md).\n"
+    "usage:\n"
+    "  camtunnel-manager --cert=C --key=K --state=DB --factory_master_file=F --operators=IDS\n"
+    "      --manager_url=https://HOST:PORT --streamers=FILE [flags]\n"
+    "                                          serve activation and manager links (--role=all)\n"
+    "  camtunnel-manager --role=managing --handover_key_file=H [flags]\n"
+    "  camtunnel-manager --role=activation --handover_key_file=H --handover_url=URL\n"
+    "      --factory_master_file=F --manager_url=URL [flags]\n"
+    "                                          split roles: the activation server keeps no\n"
+    "                                          agent secret\n"
+    "  camtunnel-manager new-factory-master    print a new factory master key (64 hex)\n"
+    "  camtunnel-manager factory-secret --factory_master_file=F --serial=S\n"
+    "                                          print a device's factory secret, for provisioning";
 
 absl::StatusOr<std::vector<uint8_t>> ReadHexKey(const std::string& path, const char* what) {
   std::ifstream in(path);
@@ -332,7 +347,8 @@ int Serve() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args =
+      runtime::ParseProgramCommandLine(argc, argv, {.message = kUsage, .flags_folder = "manager"});
   if (args.size() >= 2 && std::string(args[1]) == "new-factory-master") {
     uint8_t key[32];
     proto::RandomBytes(key);

@@ -42,15 +42,15 @@ Parsed Parse(std::vector<std::string> args) {
 Parsed ParseWith(std::initializer_list<std::string> extra,
                  std::string gateway = "https://gw.example.com", std::string agent_id = "cam-42") {
   std::vector<std::string> args{
-      "--gateway",     gateway,      "--agent-id", agent_id,    "--key-ref",
-      "k1.1767225600", "--key-file", "/tmp/k",     "--service", "rtsp=127.0.0.1:554"};
+      "--gateway",     gateway,      "--agent_id", agent_id,    "--key_ref",
+      "k1.1767225600", "--key_file", "/tmp/k",     "--service", "rtsp=127.0.0.1:554"};
   args.insert(args.end(), extra.begin(), extra.end());
   return Parse(std::move(args));
 }
 
 TEST(ConfigTest, ParsesACompleteCommandLine) {
   Parsed p =
-      ParseWith({"--service", "http=127.0.0.1:80", "--pin", kGoodPin, "--log-level", "debug"});
+      ParseWith({"--service", "http=127.0.0.1:80", "--pin", kGoodPin, "--log_level", "debug"});
   ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
   EXPECT_TRUE(p.config.gateway.tls);
   EXPECT_EQ(p.config.gateway.host, "gw.example.com");
@@ -75,7 +75,7 @@ TEST(ConfigTest, RejectsNonCanonicalAgentIds) {
                           "a123456789012345678901234567890123456789012345678901234567890123"}) {
     Parsed p = ParseWith({}, "https://gw.example.com", bad);
     EXPECT_EQ(p.outcome, ParseOutcome::kError) << bad;
-    EXPECT_THAT(p.error, HasSubstr("--agent-id")) << bad;
+    EXPECT_THAT(p.error, HasSubstr("--agent_id")) << bad;
   }
 }
 
@@ -124,10 +124,10 @@ TEST(ConfigTest, RejectsDuplicateServiceNames) {
 }
 
 TEST(ConfigTest, RejectsBadKeyRefsAndPins) {
-  Parsed p = ParseWith({"--key-ref", "k1"});
+  Parsed p = ParseWith({"--key_ref", "k1"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
-  EXPECT_THAT(p.error, HasSubstr("--key-ref"));
-  p = ParseWith({"--key-ref", "k1.0123"});
+  EXPECT_THAT(p.error, HasSubstr("--key_ref"));
+  p = ParseWith({"--key_ref", "k1.0123"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   for (const char* bad : {"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
                           "sha1/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
@@ -140,11 +140,11 @@ TEST(ConfigTest, RejectsBadKeyRefsAndPins) {
 }
 
 TEST(ConfigTest, RequiresEveryMandatoryOption) {
-  Parsed p = Parse({"--agent-id", "cam-1"});
+  Parsed p = Parse({"--agent_id", "cam-1"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("--gateway is required"));
   p = Parse(
-      {"--gateway", "http://gw", "--agent-id", "cam-1", "--key-ref", "k1.5", "--key-file", "/k"});
+      {"--gateway", "http://gw", "--agent_id", "cam-1", "--key_ref", "k1.5", "--key_file", "/k"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("--service"));
 }
@@ -153,9 +153,9 @@ TEST(ConfigTest, RejectsUnknownOptionsMissingValuesAndStrayArguments) {
   Parsed p = ParseWith({"--frobnicate"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("unknown option --frobnicate"));
-  p = ParseWith({"--ca-file"});
+  p = ParseWith({"--ca_file"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
-  EXPECT_THAT(p.error, HasSubstr("missing value for --ca-file"));
+  EXPECT_THAT(p.error, HasSubstr("missing value for --ca_file"));
   p = ParseWith({"extra"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("unexpected argument: extra"));
@@ -168,7 +168,7 @@ TEST(ConfigTest, TlsOptionsNeedHttpsAndInsecureExcludesPins) {
   p = ParseWith({"--insecure", "--pin", kGoodPin});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("--insecure"));
-  p = ParseWith({"--insecure", "--server-name", "other.example.com"});
+  p = ParseWith({"--insecure", "--server_name", "other.example.com"});
   ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
   EXPECT_TRUE(p.config.insecure);
   EXPECT_EQ(p.config.server_name, "other.example.com");
@@ -178,9 +178,27 @@ TEST(ConfigTest, KernelTlsIsOnUnlessTurnedOff) {
   Parsed p = ParseWith({});
   ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
   EXPECT_TRUE(p.config.kernel_tls);
-  p = ParseWith({"--no-kernel-tls"});
+  p = ParseWith({"--no_kernel_tls"});
   ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
   EXPECT_FALSE(p.config.kernel_tls);
+}
+
+TEST(ConfigTest, HyphenatedSpellingsStillWorkAndAreNamedOnceEach) {
+  Parsed p = Parse({"--gateway", "https://gw.example.com", "--agent-id", "cam-1", "--key-ref",
+                    "k1.1767225600", "--key-file=/tmp/k", "--service", "rtsp=127.0.0.1:554",
+                    "--ca-file", "/ca.pem", "--ca-file", "/ca2.pem", "--no-kernel-tls"});
+  ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
+  EXPECT_EQ(p.config.agent_id, "cam-1");
+  EXPECT_EQ(p.config.key_file, "/tmp/k");
+  EXPECT_EQ(p.config.ca_file, "/ca2.pem");
+  EXPECT_FALSE(p.config.kernel_tls);
+  EXPECT_THAT(p.config.deprecation_warnings,
+              ::testing::ElementsAre("--agent-id is deprecated, use --agent_id",
+                                     "--key-ref is deprecated, use --key_ref",
+                                     "--key-file is deprecated, use --key_file",
+                                     "--ca-file is deprecated, use --ca_file",
+                                     "--no-kernel-tls is deprecated, use --no_kernel_tls"));
+  EXPECT_TRUE(ParseWith({}).config.deprecation_warnings.empty());
 }
 
 TEST(ConfigTest, HelpIsNotAnError) { EXPECT_EQ(Parse({"--help"}).outcome, ParseOutcome::kHelp); }
@@ -201,7 +219,7 @@ TEST(ConfigTest, ProxyIsParsedAndABadOneNamed) {
   EXPECT_THAT(p.error, HasSubstr("--proxy must be"));
 }
 
-// The proxy URL may carry credentials: --proxy-file keeps them out of the process list.
+// The proxy URL may carry credentials: --proxy_file keeps them out of the process list.
 TEST(ConfigTest, ProxyFromAFileAndNeverBoth) {
   char path[] = "/tmp/camtunnel-agent-proxy-XXXXXX";
   const int fd = mkstemp(path);
@@ -209,16 +227,16 @@ TEST(ConfigTest, ProxyFromAFileAndNeverBoth) {
   const std::string url = "http://user:s3cret@127.0.0.1:3128\n";
   ASSERT_EQ(write(fd, url.data(), url.size()), static_cast<ssize_t>(url.size()));
   close(fd);
-  Parsed p = ParseWith({"--proxy-file", path});
+  Parsed p = ParseWith({"--proxy_file", path});
   ASSERT_EQ(p.outcome, ParseOutcome::kOk) << p.error;
   ASSERT_NE(p.config.proxy, nullptr);
   EXPECT_EQ(p.config.proxy->port, 3128);
   EXPECT_FALSE(p.config.proxy->authorization.empty());
-  p = ParseWith({"--proxy-file", path, "--proxy", "http://127.0.0.1:3128"});
+  p = ParseWith({"--proxy_file", path, "--proxy", "http://127.0.0.1:3128"});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("once"));
   unlink(path);
-  p = ParseWith({"--proxy-file", path});
+  p = ParseWith({"--proxy_file", path});
   EXPECT_EQ(p.outcome, ParseOutcome::kError);
   EXPECT_THAT(p.error, HasSubstr("cannot read"));
 }

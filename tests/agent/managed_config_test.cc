@@ -1,4 +1,4 @@
-// Managed-mode command lines (--state-file): what they need, and what they exclude.
+// Managed-mode command lines (--state_file): what they need, and what they exclude.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -31,13 +31,13 @@ Parsed Parse(std::vector<std::string> args) {
 }
 
 std::vector<std::string> Managed() {
-  return {"--state-file",
+  return {"--state_file",
           "/tmp/s",
-          "--activation-url",
+          "--activation_url",
           "https://act.example:7443",
           "--serial",
           "sn-1",
-          "--factory-secret-file",
+          "--factory_secret_file",
           "/tmp/f",
           "--operator",
           "acme",

@@ -86,13 +86,13 @@ class SimTestCase(unittest.TestCase):
         return start_gateway(self.procs, self.tmp, **kw)
 
     def sim_argv(self, gw, scenario, tls=False, frontend=None, args=()):
-        argv = [AGENTSIM, scenario, "--streamer-keys", os.path.join(self.tmp, "keys"),
-                "--json-out", os.path.join(self.tmp, "report.json")]
+        argv = [AGENTSIM, scenario, "--streamer_keys", os.path.join(self.tmp, "keys"),
+                "--json_out", os.path.join(self.tmp, "report.json")]
         if tls:
-            argv += ["--gateway-agent", "localhost:%d" % gw.tls, "--tls",
+            argv += ["--gateway_agent", "localhost:%d" % gw.tls, "--tls",
                      "--ca", os.path.join(self.tmp, "dev.crt")]
         else:
-            argv += ["--gateway-agent", "127.0.0.1:%d" % gw.plain, "--plain"]
+            argv += ["--gateway_agent", "127.0.0.1:%d" % gw.plain, "--plain"]
         argv += ["--frontend", frontend or "127.0.0.1:%d" % gw.frontend]
         return argv + [str(a) for a in args]
 
@@ -147,9 +147,9 @@ class SteadyTest(SimTestCase):
 
         for resume in (True, False):
             before = handshakes()
-            args = ["--agents", 20, "--snapshot-rate", 20, "--duration", 3, "--sources", SOURCES]
+            args = ["--agents", 20, "--snapshot_rate", 20, "--duration", 3, "--sources", SOURCES]
             r = self.run_sim(self.sim_argv(gw, "steady", tls=True,
-                                           args=args + ([] if resume else ["--no-tls-resume"])))
+                                           args=args + ([] if resume else ["--notls_resume"])))
             self.assertIntact(r)
             dialed = r["agents"]["data_connections"]
             data = dialed.get("ok", 0) + dialed.get("spare", 0)
@@ -171,8 +171,8 @@ class SteadyTest(SimTestCase):
     def test_steady_plain_with_snapshots_and_metrics(self):
         gw = self.gateway(extra=["--heartbeat_ms=500"])
         argv = self.sim_argv(gw, "steady", args=[
-            "--agents", 100, "--streams", 5, "--snapshot-rate", 30, "--snapshot-size", "100k",
-            "--duration", 4, "--metrics-listen", "127.0.0.1:0"])
+            "--agents", 100, "--streams", 5, "--snapshot_rate", 30, "--snapshot_size", "100k",
+            "--duration", 4, "--metrics_listen", "127.0.0.1:0"])
         sim = self.procs.start("agentsim", argv)
         port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 10).group(1))
         sim.wait_line(r"agentsim: agents-up 100/100", 20)
@@ -228,8 +228,8 @@ class ScenarioTest(SimTestCase):
         gw = self.gateway()
         # 20 agents for 10 streams: most drops hit an agent whose camera is streaming.
         r = self.run_sim(self.sim_argv(gw, "churn", args=[
-            "--agents", 20, "--streams", 10, "--stream-seconds", 1, "--bitrate", "256k",
-            "--duration", 4, "--churn-rate", 10, "--churn-down-ms", 300]))
+            "--agents", 20, "--streams", 10, "--stream_seconds", 1, "--bitrate", "256k",
+            "--duration", 4, "--churn_rate", 10, "--churn_down_ms", 300]))
         self.assertGreaterEqual(r["scenario_detail"]["drops"], 35)
         self.assertGreaterEqual(r["agents"]["reconnects"], 30)
         self.assertEqual(r["agents"]["failures"], {})
@@ -251,8 +251,8 @@ class ScenarioTest(SimTestCase):
         gw = self.gateway()
         start = time.monotonic()
         r = self.run_sim(self.sim_argv(gw, "storm", tls=True, args=[
-            "--agents", 300, "--duration", 30, "--storm-after", 1, "--no-reconnect-window",
-            "--streams", 5, "--stream-seconds", 1, "--bitrate", "256k", "--after-storm", 2]))
+            "--agents", 300, "--duration", 30, "--storm_after", 1, "--noreconnect_window",
+            "--streams", 5, "--stream_seconds", 1, "--bitrate", "256k", "--after_storm", 2]))
         storm = r["scenario_detail"]
         self.assertTrue(storm["recovered"], storm)
         self.assertEqual(storm["agents_dropped"], 300)
@@ -275,8 +275,8 @@ class ScenarioTest(SimTestCase):
     def test_open_rate_ramps_and_reports_steps(self):
         gw = self.gateway()
         r = self.run_sim(self.sim_argv(gw, "open-rate", args=[
-            "--agents", 50, "--duration", 10, "--start-rate", 20, "--rate-step", 40,
-            "--step-seconds", 1, "--max-rate", 100]))
+            "--agents", 50, "--duration", 10, "--start_rate", 20, "--rate_step", 40,
+            "--step_seconds", 1, "--max_rate", 100]))
         d = r["scenario_detail"]
         self.assertEqual(d["stop_reason"], "max_rate", d)
         self.assertEqual(d["sustained_rate_per_s"], 100)
@@ -287,17 +287,17 @@ class ScenarioTest(SimTestCase):
 
     def test_open_rate_stops_on_latency_and_on_errors(self):
         gw = self.gateway()
-        # A slowed path (every open waits 60 ms) against --max-p99-ms 30, then one that drops
+        # A slowed path (every open waits 60 ms) against --max_p99_ms 30, then one that drops
         # every other connection unanswered: the first step fails, for the named reason.
-        cases = [("p99", SlowRelay(gw.frontend, delay_s=0.06), ["--max-p99-ms", 30]),
+        cases = [("p99", SlowRelay(gw.frontend, delay_s=0.06), ["--max_p99_ms", 30]),
                  ("errors", SlowRelay(gw.frontend, drop_every=2), [])]
         for reason, relay, extra in cases:
             with self.subTest(stop=reason):
                 self.addCleanup(relay.close)
                 r = self.run_sim(self.sim_argv(
                     gw, "open-rate", frontend="127.0.0.1:%d" % relay.port, args=[
-                        "--agents", 20, "--duration", 10, "--start-rate", 20, "--rate-step", 20,
-                        "--step-seconds", 1, "--max-rate", 100] + extra))
+                        "--agents", 20, "--duration", 10, "--start_rate", 20, "--rate_step", 20,
+                        "--step_seconds", 1, "--max_rate", 100] + extra))
                 d = r["scenario_detail"]
                 self.assertEqual(d["stop_reason"], reason, d)
                 self.assertEqual(d["sustained_rate_per_s"], 0, d)
@@ -315,7 +315,7 @@ class ScenarioTest(SimTestCase):
     def test_soak_samples_the_gateway_process(self):
         gw = self.gateway()
         r = self.run_sim(self.sim_argv(gw, "soak", args=[
-            "--agents", 50, "--duration", 4, "--gateway-pid", gw.pid]))
+            "--agents", 50, "--duration", 4, "--gateway_pid", gw.pid]))
         g = r["process"]["gateway"]
         self.assertEqual(g["pid"], gw.pid)
         self.assertGreaterEqual(len(g["samples"]), 3)
@@ -468,8 +468,8 @@ class FaultTest(SimTestCase):
         for fault, kind in kinds.items():
             with self.subTest(fault=fault):
                 r = self.run_sim(self.sim_argv(gw, "steady", args=[
-                    "--agents", 10, "--streams", 4, "--duration", 2, "--camera-fault", fault,
-                    "--fault-every", 50]), expect_rc=1)
+                    "--agents", 10, "--streams", 4, "--duration", 2, "--camera_fault", fault,
+                    "--fault_every", 50]), expect_rc=1)
                 errors = r["integrity_errors"]
                 injected = r["cameras"]["faults_injected"]
                 self.assertGreater(injected, 10)
@@ -518,9 +518,9 @@ class RestartTest(SimTestCase):
         kw = dict(plain_port=plain, frontend_port=frontend, extra=["--reconnect_window_ms=500"])
         gw = self.gateway(**kw)
         sim = self.procs.start("agentsim", self.sim_argv(gw, "storm", args=[
-            "--agents", 100, "--duration", 40, "--storm-trigger", "gateway",
-            "--backoff-max-ms", 500, "--streams", 3, "--stream-seconds", 1, "--bitrate", "256k",
-            "--after-storm", 2]))
+            "--agents", 100, "--duration", 40, "--storm_trigger", "gateway",
+            "--backoff_max_ms", 500, "--streams", 3, "--stream_seconds", 1, "--bitrate", "256k",
+            "--after_storm", 2]))
         sim.wait_line(r"agentsim: agents-up 100/100", 15)
         time.sleep(1.5)  # streams running through the old gateway when it goes
         self.assertEqual(gw.proc.stop(), 0)
@@ -557,7 +557,7 @@ class MultiProcessTest(SimTestCase):
         gw = self.gateway(extra=["--heartbeat_ms=500"])
         r = self.run_sim(self.sim_argv(gw, "steady", args=[
             "--processes", 2, "--agents", 400, "--streams", 6, "--bitrate", "256k",
-            "--snapshot-rate", 20, "--duration", 3, "--sources", SOURCES]))
+            "--snapshot_rate", 20, "--duration", 3, "--sources", SOURCES]))
         w = worker_reports(self.tmp, 2)
         # Disjoint shares: ids sim-0..199 and sim-200..399 (a shared id would make the gateway
         # replace a session: a reconnect or a failure), sources split 4 + 4.
@@ -660,7 +660,7 @@ class ProgressTest(SimTestCase):
         for processes in (1, 2):
             with self.subTest(processes=processes):
                 lines = self.run_on_tty(self.sim_argv(gw, "steady", args=[
-                    "--agents", 60, "--streams", 4, "--bitrate", "1M", "--snapshot-rate", 20,
+                    "--agents", 60, "--streams", 4, "--bitrate", "1M", "--snapshot_rate", 20,
                     "--duration", 5, "--processes", processes]))
                 self.assertGreaterEqual(len(lines), 3, lines)
                 loaded = [l for l in lines if l[1:4] == ("60", "60", "4")]
@@ -682,18 +682,18 @@ class ProgressTest(SimTestCase):
 
 class CliTest(SimTestCase):
     def test_bad_parameters_exit_2_with_the_reason(self):
-        base = [AGENTSIM, "steady", "--gateway-agent", "127.0.0.1:1", "--plain",
-                "--streamer-keys", "/nonexistent/keys"]
+        base = [AGENTSIM, "steady", "--gateway_agent", "127.0.0.1:1", "--plain",
+                "--streamer_keys", "/nonexistent/keys"]
         cases = [
             ([AGENTSIM], "no scenario"),
             ([AGENTSIM, "hurricane"], "unknown scenario"),
-            (base[:2] + ["--plain"], "--gateway-agent is required"),
+            (base[:2] + ["--plain"], "--gateway_agent is required"),
             (base + ["--agents", "many"], "--agents"),
             (base + ["--streams", "3"], "--frontend"),
             (base + ["--sources", "10.0.0.9-10.0.0.1"], "--sources"),
-            (base + ["--camera-fault", "explode"], "--camera-fault"),
-            ([AGENTSIM, "steady", "--gateway-agent", "127.0.0.1:1", "--tls",
-              "--streamer-keys", "k"], "--ca"),
+            (base + ["--camera_fault", "explode"], "--camera_fault"),
+            ([AGENTSIM, "steady", "--gateway_agent", "127.0.0.1:1", "--tls",
+              "--streamer_keys", "k"], "--ca"),
             (base, "cannot read streamer keys file"),
         ]
         for argv, reason in cases:

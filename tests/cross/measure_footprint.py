@@ -182,8 +182,8 @@ def measure_runtime(agent_bin, gateway_bin, idle_seconds, stream_seconds, work_d
         os.chmod(key_file, 0o600)
         gateway_url = "https://127.0.0.1:%d" % tls_port
         agent = procs.start("agent", list(wrap) + [
-            agent_bin, "--gateway", gateway_url, "--agent-id", "cam-footprint",
-            "--key-ref", key_ref, "--key-file", key_file, "--ca-file", cert,
+            agent_bin, "--gateway", gateway_url, "--agent_id", "cam-footprint",
+            "--key_ref", key_ref, "--key_file", key_file, "--ca_file", cert,
             "--service", "rtsp=127.0.0.1:%d" % cam.rtsp_port])
         cross.wait_err_line(agent, r"camtunnel-agent: connected ", 30)
         time.sleep(1)

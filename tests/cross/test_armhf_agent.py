@@ -227,8 +227,8 @@ class ArmhfAgentUnderQemu(unittest.TestCase):
         gateway_url = "https://127.0.0.1:%d" % tls_port
         t0 = time.monotonic()
         agent = self.procs.start("agent-armhf", self.qemu_argv + [
-            self.agent_bin, "--gateway", gateway_url, "--agent-id", AGENT_ID,
-            "--key-ref", key_ref, "--key-file", key_file, "--ca-file", cert,
+            self.agent_bin, "--gateway", gateway_url, "--agent_id", AGENT_ID,
+            "--key_ref", key_ref, "--key_file", key_file, "--ca_file", cert,
             "--service", "rtsp=127.0.0.1:%d" % cam.rtsp_port])
         wait_err_line(agent, r"camtunnel-agent: connected gateway=%s agent=%s$"
                       % (re.escape(gateway_url), re.escape(AGENT_ID)), 60)

@@ -279,10 +279,10 @@ def start_cpp_agent(procs, gw, agent_id, services, tls=None, name=None, wait=Tru
         f.write(gw.agent_key(agent_id).hex() + "\n")
     os.chmod(key_file, 0o600)
     url = ("https://127.0.0.1:%d" % gw.tls_port) if tls else ("http://127.0.0.1:%d" % gw.plain_port)
-    argv = [agent_binary(), "--gateway", url, "--agent-id", agent_id,
-            "--key-ref", gw.key_ref(), "--key-file", key_file]
+    argv = [agent_binary(), "--gateway", url, "--agent_id", agent_id,
+            "--key_ref", gw.key_ref(), "--key_file", key_file]
     if tls:
-        argv += ["--ca-file", gw.cert[0]]
+        argv += ["--ca_file", gw.cert[0]]
     for s in services:
         argv += ["--service", s]
     argv += list(extra)

@@ -243,9 +243,9 @@ def toml_value(v):
 
 
 def start_agent(procs, agent_bin, gw, agent_id, key_ref, key_file, ca, services, name="agent"):
-    argv = [agent_bin, "--gateway", "https://127.0.0.1:%d" % gw.tls_port, "--agent-id", agent_id,
-            "--key-ref", key_ref, "--key-file", key_file, "--ca-file", ca,
-            "--server-name", "localhost"]
+    argv = [agent_bin, "--gateway", "https://127.0.0.1:%d" % gw.tls_port, "--agent_id", agent_id,
+            "--key_ref", key_ref, "--key_file", key_file, "--ca_file", ca,
+            "--server_name", "localhost"]
     for s in services:
         argv += ["--service", s]
     return procs.start(name, argv)

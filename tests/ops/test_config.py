@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The gateway's TOML configuration (docs/configuration.md): --check-config explains errors with
+"""The gateway's TOML configuration (docs/configuration.md): --check_config explains errors with
 file, line and key and exits non-zero; a gateway runs from the file alone; command-line flags
 override the file; SIGHUP reloads live options (a frontend token, the log level) without
 dropping a tunnel that is carrying data, keeps the running configuration when the new one is
@@ -24,7 +24,7 @@ class CheckConfigTest(unittest.TestCase):
         path = self.node.path("check.toml")
         with open(path, "w") as f:
             f.write(text)
-        r = opslib.run([self.node.gw_bin, "--config", path, "--check-config"] + list(flags))
+        r = opslib.run([self.node.gw_bin, "--config", path, "--check_config"] + list(flags))
         return r.returncode, r.stdout + r.stderr, path
 
     def base(self):
@@ -78,7 +78,7 @@ class CheckConfigTest(unittest.TestCase):
     def test_listeners_beyond_loopback_need_their_guards(self):
         base = self.base()
         token, token_path = opslib.token_file(self.node.dir)
-        # Checked without binding: --check-config never opens a socket.
+        # Checked without binding: --check_config never opens a socket.
         rc, out, _ = self.check(base, "--frontend_listen=0.0.0.0:8554")
         self.assertEqual(rc, 2)
         self.assertIn("frontend_listen 0.0.0.0:8554 is beyond loopback: set frontend_allow", out)

@@ -90,7 +90,7 @@ class UnitFilesTest(unittest.TestCase):
             "Type": ["notify"], "NotifyAccess": ["main"], "User": ["camtunnel"],
             "EnvironmentFile": ["/etc/camtunnel/gateway.env"],
             "ExecReload": ["/usr/bin/camtunnel-gateway --config /etc/camtunnel/gateway.toml "
-                           "$CAMTUNNEL_GATEWAY_OPTS --check-config", "/bin/kill -HUP $MAINPID"],
+                           "$CAMTUNNEL_GATEWAY_OPTS --check_config", "/bin/kill -HUP $MAINPID"],
             "LimitNOFILE": ["1048576"],
             "NoNewPrivileges": ["yes"], "ProtectSystem": ["strict"], "ProtectHome": ["yes"],
             "PrivateTmp": ["yes"], "CapabilityBoundingSet": ["CAP_NET_BIND_SERVICE"],
@@ -218,7 +218,7 @@ class ExampleEnvFilesBootTest(unittest.TestCase):
         self.assertEqual(argv[1:], ["--config", "/etc/camtunnel/gateway.toml"])
         config = localized_gateway_config(d, cert, key, keys)
         args = ["--config", config]
-        r = opslib.run([gw_bin] + args + ["--check-config"])
+        r = opslib.run([gw_bin] + args + ["--check_config"])
         self.assertEqual((r.returncode, r.stdout), (0, "camtunnel-gateway: configuration OK\n"),
                          r.stderr)
         p = self.procs.start("gateway", [gw_bin] + args)
@@ -229,8 +229,8 @@ class ExampleEnvFilesBootTest(unittest.TestCase):
 
         key_ref, key_file = opslib.derive_agent_key(gw_bin, keys, "cam-1", d)
         argv = exec_start_argv(parse_unit(UNITS["agent"]), parse_env_file(ENV_FILES["agent"]))
-        replace = {"--gateway": "https://localhost:%d" % gw.tls_port, "--key-ref": key_ref,
-                   "--key-file": key_file, "--ca-file": cert}
+        replace = {"--gateway": "https://localhost:%d" % gw.tls_port, "--key_ref": key_ref,
+                   "--key_file": key_file, "--ca_file": cert}
         services = iter(["rtsp=127.0.0.1:%d" % echo.port, "http=127.0.0.1:%d" % echo.port])
         args, i = [], 1
         while i < len(argv):
@@ -490,7 +490,7 @@ class DashboardTest(DashboardChecks, unittest.TestCase):
 
 class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
     """deploy/grafana/camtunnel-agentsim.json against a real camtunnel-agentsim's /metrics
-    (--metrics-listen), scraped while it drives a small load through a real gateway."""
+    (--metrics_listen), scraped while it drives a small load through a real gateway."""
 
     FILE, UID, TITLE = "camtunnel-agentsim.json", "camtunnel-agentsim", "camtunnel agentsim"
     TOPICS = ("agents", "opens", "latency", "bytes", "integrity", "rtsp", "snapshots")
@@ -513,11 +513,11 @@ class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
                 gw = opslib.start_gateway(procs, gw_bin, cert, key, keys)
                 sim = procs.start("agentsim", [
                     opslib.binary("camtunnel-agentsim"), "steady",
-                    "--gateway-agent", "localhost:%d" % gw.tls_port, "--tls", "--ca", cert,
-                    "--streamer-keys", keys, "--frontend", "127.0.0.1:%d" % gw.frontend_port,
+                    "--gateway_agent", "localhost:%d" % gw.tls_port, "--tls", "--ca", cert,
+                    "--streamer_keys", keys, "--frontend", "127.0.0.1:%d" % gw.frontend_port,
                     "--agents", 5, "--streams", 2,
-                    "--stream-seconds", 1, "--bitrate", "256k", "--snapshot-rate", 10,
-                    "--duration", 20, "--metrics-listen", "127.0.0.1:0"])
+                    "--stream_seconds", 1, "--bitrate", "256k", "--snapshot_rate", 10,
+                    "--duration", 20, "--metrics_listen", "127.0.0.1:0"])
                 port = int(sim.wait_line(r"^agentsim: metrics port=(\d+)$", 10).group(1))
                 sim.wait_line(r"^agentsim: agents-up 5/5", 10)
 

@@ -198,7 +198,7 @@ class PackagesTest(unittest.TestCase):
         # The packaged example names /etc paths that do not exist here: the check must say so
         # by key, not crash or pass.
         r = opslib.run([self.bin("camtunnel-gateway"), "--config",
-                        os.path.join(self.root, "etc/camtunnel/gateway.toml"), "--check-config"])
+                        os.path.join(self.root, "etc/camtunnel/gateway.toml"), "--check_config"])
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("configuration error", r.stderr)
 

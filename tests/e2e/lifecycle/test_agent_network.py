@@ -177,11 +177,11 @@ class ManagedSetup:
 
     @staticmethod
     def agent_argv(cls, extra=()):
-        return [harness.agent_binary(), "--state-file", cls.state,
-                "--activation-url", cls.mgr.url, "--serial", tl.SERIAL,
-                "--factory-secret-file", cls.factory_file, "--operator", tl.OPERATOR,
+        return [harness.agent_binary(), "--state_file", cls.state,
+                "--activation_url", cls.mgr.url, "--serial", tl.SERIAL,
+                "--factory_secret_file", cls.factory_file, "--operator", tl.OPERATOR,
                 "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port,
-                "--ca-file", cls.ca] + list(extra)
+                "--ca_file", cls.ca] + list(extra)
 
 
 def last_good(state_path):
@@ -249,8 +249,8 @@ class ExpiredCertificate(unittest.TestCase):
         os.chmod(key_file, 0o600)
         agent = self.env.procs.start(name, [
             harness.agent_binary(), "--gateway", "https://localhost:%d" % server.port,
-            "--agent-id", "cam-time", "--key-ref", "k1.%d" % (int(time.time()) + DAY),
-            "--key-file", key_file, "--service", "rtsp=127.0.0.1:1", "--ca-file", cert],
+            "--agent_id", "cam-time", "--key_ref", "k1.%d" % (int(time.time()) + DAY),
+            "--key_file", key_file, "--service", "rtsp=127.0.0.1:1", "--ca_file", cert],
             env=clock_1970_env())
         return agent, server
 
@@ -301,10 +301,10 @@ class NameResolution(unittest.TestCase):
                            extra=["--agent_tls_listen=%s" % listen], name="gw-" + agent_id)
         url = "https://%s:%d" % (DUAL_NAME, gw.tls_port)
         agent = self.env.procs.start("agent-" + agent_id, [
-            harness.agent_binary(), "--gateway", url, "--agent-id", agent_id,
-            "--key-ref", gw.key_ref(), "--key-file", write_agent_key(self.env, gw, agent_id),
-            "--service", service, "--ca-file", gw.cert[0],
-            "--server-name", "localhost", "--log-level", "debug"])
+            harness.agent_binary(), "--gateway", url, "--agent_id", agent_id,
+            "--key_ref", gw.key_ref(), "--key_file", write_agent_key(self.env, gw, agent_id),
+            "--service", service, "--ca_file", gw.cert[0],
+            "--server_name", "localhost", "--log_level", "debug"])
         wait_err_line(agent, r"connected gateway=%s agent=%s$" % (re.escape(url), agent_id), 15)
         gw.wait_agent(agent_id, True, 10)
         return agent, gw
@@ -358,8 +358,8 @@ class NameResolution(unittest.TestCase):
     def test_name_that_does_not_resolve_logs_backs_off_and_stops_promptly(self):
         agent = self.env.procs.start("agent-nxdomain", [
             harness.agent_binary(), "--gateway", "https://no-such-gateway.invalid:8443",
-            "--agent-id", "cam-nx", "--key-ref", "k1.%d" % (int(time.time()) + DAY),
-            "--key-file", write_agent_key(self.env, FakeKeys(), "cam-nx"),
+            "--agent_id", "cam-nx", "--key_ref", "k1.%d" % (int(time.time()) + DAY),
+            "--key_file", write_agent_key(self.env, FakeKeys(), "cam-nx"),
             "--service", "rtsp=127.0.0.1:1", "--insecure"])
         wait_err_line(agent, r"cannot resolve no-such-gateway\.invalid: .*; reconnecting in "
                              r"\d+ ms", 10)
@@ -479,9 +479,9 @@ class Proxy(unittest.TestCase):
         _, port, _ = start_tinyproxy(self.env, "tinyproxy-403", (1,))
         agent = self.env.procs.start("agent-403", [
             harness.agent_binary(), "--gateway", "https://127.0.0.1:%d" % self.gw.tls_port,
-            "--agent-id", "cam-403", "--key-ref", self.gw.key_ref(),
-            "--key-file", write_agent_key(self.env, self.gw, "cam-403"),
-            "--service", "rtsp=127.0.0.1:1", "--ca-file", self.gw.cert[0],
+            "--agent_id", "cam-403", "--key_ref", self.gw.key_ref(),
+            "--key_file", write_agent_key(self.env, self.gw, "cam-403"),
+            "--service", "rtsp=127.0.0.1:1", "--ca_file", self.gw.cert[0],
             "--proxy", "http://127.0.0.1:%d" % port])
         wait_err_line(agent, r"proxy http://127\.0\.0\.1:%d refused CONNECT 127\.0\.0\.1:%d: "
                              r"403 .*; reconnecting in \d+ ms" % (port, self.gw.tls_port), 10)
@@ -492,9 +492,9 @@ class Proxy(unittest.TestCase):
     def test_3_missing_proxy_credentials_are_named(self):
         agent = self.env.procs.start("agent-407", [
             harness.agent_binary(), "--gateway", "https://127.0.0.1:%d" % self.gw.tls_port,
-            "--agent-id", "cam-407", "--key-ref", self.gw.key_ref(),
-            "--key-file", write_agent_key(self.env, self.gw, "cam-407"),
-            "--service", "rtsp=127.0.0.1:1", "--ca-file", self.gw.cert[0],
+            "--agent_id", "cam-407", "--key_ref", self.gw.key_ref(),
+            "--key_file", write_agent_key(self.env, self.gw, "cam-407"),
+            "--service", "rtsp=127.0.0.1:1", "--ca_file", self.gw.cert[0],
             "--proxy", "http://127.0.0.1:%d" % self.proxy_port])
         wait_err_line(agent, r"refused CONNECT 127\.0\.0\.1:%d: 407 .*proxy credentials missing "
                              r"or wrong.*; reconnecting in \d+ ms" % self.gw.tls_port, 10)

@@ -268,10 +268,10 @@ class Lifecycle(unittest.TestCase):
                         f.write(c.read())
             cls.state = cls.env.path("agent-state")
             cls.agent = cls.env.procs.start("agent", [
-                harness.agent_binary(), "--state-file", cls.state,
-                "--activation-url", cls.mgr.url, "--serial", SERIAL,
-                "--factory-secret-file", cls.factory_file, "--operator", OPERATOR,
-                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca-file", cls.ca])
+                harness.agent_binary(), "--state_file", cls.state,
+                "--activation_url", cls.mgr.url, "--serial", SERIAL,
+                "--factory_secret_file", cls.factory_file, "--operator", OPERATOR,
+                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca_file", cls.ca])
         except BaseException:
             cls.env.close(check=False)
             raise
@@ -447,7 +447,7 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(a["operator"], OPERATOR)
 
     def test_7b_unreachable_manager_leads_to_reactivation(self):
-        # The saved manager URL goes dead (a moved manager); after --reactivate-after-s the
+        # The saved manager URL goes dead (a moved manager); after --reactivate_after_s the
         # agent proves its secret to the activation server and gets the current URL back.
         self.assertEqual(self.agent.stop(), 0)
         with open(self.state) as f:
@@ -460,7 +460,7 @@ class Lifecycle(unittest.TestCase):
                                             result="reactivated")
         except KeyError:   # a counter with a label value appears with its first event
             before = 0
-        agent = self.env.procs.start("agent3", self.agent.argv + ["--reactivate-after-s", "1"])
+        agent = self.env.procs.start("agent3", self.agent.argv + ["--reactivate_after_s", "1"])
         type(self).agent = agent
         wait_err_line(agent, r"reactivated agent=%s manager=%s$"
                       % (SERIAL, re.escape(self.mgr.url)), 20)
@@ -532,11 +532,11 @@ class Failover(unittest.TestCase):
                     with open(path) as c:
                         f.write(c.read())
             cls.agent = cls.env.procs.start("agent", [
-                harness.agent_binary(), "--state-file", cls.env.path("agent-state"),
-                "--activation-url", cls.mgr.url, "--serial", SERIAL,
-                "--factory-secret-file", factory_file, "--operator", OPERATOR,
+                harness.agent_binary(), "--state_file", cls.env.path("agent-state"),
+                "--activation_url", cls.mgr.url, "--serial", SERIAL,
+                "--factory_secret_file", factory_file, "--operator", OPERATOR,
                 "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port,
-                "--service", "http=127.0.0.1:%d" % cls.cam.http_port, "--ca-file", ca])
+                "--service", "http=127.0.0.1:%d" % cls.cam.http_port, "--ca_file", ca])
             cls.url1 = "https://127.0.0.1:%d" % cls.gw1.tls_port
             cls.url2 = "https://127.0.0.1:%d" % cls.gw2.tls_port
         except BaseException:
@@ -905,10 +905,10 @@ class PlainLink(unittest.TestCase):
                         f.write(c.read())
             cls.state = cls.env.path("agent-state")
             cls.agent = cls.env.procs.start("agent", [
-                harness.agent_binary(), "--state-file", cls.state,
-                "--activation-url", cls.mgr.url, "--serial", SERIAL,
-                "--factory-secret-file", factory_file, "--operator", OPERATOR,
-                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca-file", ca])
+                harness.agent_binary(), "--state_file", cls.state,
+                "--activation_url", cls.mgr.url, "--serial", SERIAL,
+                "--factory_secret_file", factory_file, "--operator", OPERATOR,
+                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca_file", ca])
             cls.gw_url = "https://127.0.0.1:%d" % cls.gw.tls_port
         except BaseException:
             cls.env.close(check=False)

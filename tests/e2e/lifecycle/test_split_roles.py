@@ -97,10 +97,10 @@ class SplitRoles(unittest.TestCase):
                         f.write(c.read())
             cls.state = cls.env.path("agent-state")
             cls.agent = cls.env.procs.start("agent", [
-                harness.agent_binary(), "--state-file", cls.state,
-                "--activation-url", cls.activation.url, "--serial", SERIAL,
-                "--factory-secret-file", factory_file, "--operator", OPERATOR,
-                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca-file", cls.ca])
+                harness.agent_binary(), "--state_file", cls.state,
+                "--activation_url", cls.activation.url, "--serial", SERIAL,
+                "--factory_secret_file", factory_file, "--operator", OPERATOR,
+                "--service", "rtsp=127.0.0.1:%d" % cls.cam.rtsp_port, "--ca_file", cls.ca])
         except BaseException:
             cls.env.close(check=False)
             raise
@@ -319,10 +319,10 @@ class AgentKeepsItsSecret(unittest.TestCase):
                 f.write(os.urandom(32).hex() + "\n")
             state = env.path("agent-state")
             agent = env.procs.start("agent", [
-                harness.agent_binary(), "--state-file", state,
-                "--activation-url", "https://127.0.0.1:%d" % server.port, "--serial", SERIAL,
-                "--factory-secret-file", factory, "--operator", OPERATOR,
-                "--service", "rtsp=127.0.0.1:9", "--ca-file", server.cert])
+                harness.agent_binary(), "--state_file", state,
+                "--activation_url", "https://127.0.0.1:%d" % server.port, "--serial", SERIAL,
+                "--factory_secret_file", factory, "--operator", OPERATOR,
+                "--service", "rtsp=127.0.0.1:9", "--ca_file", server.cert])
             wait_err_line(agent, r"activation answer has no usable manager: .*secret kept", 10)
             wait_until(lambda: len(server.requests) >= 2, 20, what="the reactivation")
             self.assertNotIn("agent_proof", server.requests[0])

@@ -203,11 +203,11 @@ class MediaEnv:
             f.write(key_hex + "\n")
         os.chmod(key_file, 0o600)
         ports = {"rtsp": self.rtsp_port, "http": self.http_port}
-        argv = [self.agent_bin, "--agent-id", agent_id, "--key-ref", key_ref,
-                "--key-file", key_file, "--log-level", "debug"]
+        argv = [self.agent_bin, "--agent_id", agent_id, "--key_ref", key_ref,
+                "--key_file", key_file, "--log_level", "debug"]
         if tls:
             argv += ["--gateway", "https://127.0.0.1:%d" % self.agent_tls_port,
-                     "--ca-file", self.cert]
+                     "--ca_file", self.cert]
         else:
             argv += ["--gateway", "http://127.0.0.1:%d" % self.agent_plain_port]
         for s in services:
