@@ -6,33 +6,23 @@
 #include <numeric>
 #include <sstream>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "proto/encoding.h"
+#include "proto/url.h"
 
 namespace camtunnel::manager {
 namespace {
 
-// rtsp://host:port or http://host:port, as the gateway's relocation table accepts it (only an
-// authority: the gateway re-points each request's own path there).
-bool IsFrontendUrl(std::string_view url) {
-  std::string_view rest;
-  if (url.starts_with("rtsp://")) {
-    rest = url.substr(7);
-  } else if (url.starts_with("http://")) {
-    rest = url.substr(7);
-  }
-  if (rest.empty() || rest.size() > 200) {
+// rtsp://host[:port] or http://host[:port] (proto/url.h), as the gateway's relocation table
+// accepts it (only an authority: the gateway re-points each request's own path there).
+bool IsFrontendUrl(std::string_view text) {
+  constexpr size_t kMaxFrontendUrl = 255;  // the gateway's Relocations::kMaxFrontendBytes
+  if (text.size() > kMaxFrontendUrl) {
     return false;
   }
-  for (char c : rest) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
-        c != '[' && c != ']') {
-      return false;
-    }
-  }
-  return true;
+  const std::optional<proto::Url> url = proto::ParseUrl(text);
+  return url && (url->scheme == "rtsp" || url->scheme == "http");
 }
 
 }  // namespace
