@@ -2,14 +2,14 @@
 #include "manager/streamer_pool.h"
 
 #include <algorithm>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "proto/encoding.h"
+#include "proto/streamer_key_file.h"
 #include "proto/url.h"
+#include "runtime/read_file.h"
 
 namespace camtunnel::manager {
 namespace {
@@ -63,29 +63,30 @@ absl::StatusOr<StreamerConfig> ParseStreamerSpec(std::string_view spec_view) {
     }
   }
   if (parts.size() == 5) {
-    std::ifstream token(parts[4]);
-    if (!token || !(token >> c.admin_token)) {
+    auto token = runtime::ReadWholeFile(parts[4]);
+    std::vector<std::string> words;
+    if (token.ok()) {
+      words = absl::StrSplit(*token, absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty());
+    }
+    if (words.empty()) {
       return absl::NotFoundError("--streamer: cannot read admin token file " + parts[4]);
     }
+    c.admin_token = std::move(words[0]);
   }
-  std::ifstream in(parts[2]);
-  if (!in) {
+  auto text = runtime::ReadWholeFile(parts[2]);
+  if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat("--streamer: cannot read keys file ", parts[2]));
   }
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, hex;
-    if (!(fields >> id >> hex) || id.starts_with('#') || id != c.key_id) {
-      continue;
+  std::string error;
+  auto keys = proto::ParseStreamerKeys(*text, &error);
+  if (!keys) {
+    return absl::InvalidArgumentError(absl::StrCat("--streamer: ", parts[2], ": ", error));
+  }
+  for (proto::StreamerKeyEntry& k : *keys) {
+    if (k.key_id == c.key_id) {
+      c.streamer_key = std::move(k.key);
+      return c;
     }
-    auto key = proto::HexDecode(hex);
-    if (!key || key->size() != 32) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--streamer: key ", c.key_id, " in ", parts[2], " is not 64 hex"));
-    }
-    c.streamer_key = std::move(*key);
-    return c;
   }
   return absl::NotFoundError(absl::StrCat("--streamer: no key ", c.key_id, " in ", parts[2]));
 }
