@@ -191,13 +191,11 @@ void ManagerServer::MoveOffStreamer(size_t streamer) {
                       {runtime::Kv("streamer", url), runtime::Kv("agents", moved),
                        runtime::Kv("reason", "unhealthy")});
     // One entry per batch, not per agent: a drained node's whole fleet would be a write each.
-    store_
-        .Audit({.at_ms = WallMs(),
-                .actor = "health",
-                .action = "move",
-                .subject = url,
-                .detail = absl::StrCat(moved, " agents")})
-        .IgnoreError();
+    store_.CheckWrite("audit", store_.Audit({.at_ms = WallMs(),
+                                             .actor = "health",
+                                             .action = "move",
+                                             .subject = url,
+                                             .detail = absl::StrCat(moved, " agents")}));
   }
 }
 
@@ -329,6 +327,9 @@ std::string ManagerServer::RenderMetrics() const {
     healthy.Gauge({{"streamer", std::to_string(i)}}, pool_.healthy(i) ? 1 : 0);
   }
   families.push_back(healthy.Take());
+  labelled("camtunnel_manager_store_write_errors_total",
+           "State database writes that failed and were carried on without, by operation.", "op",
+           store_.write_errors());
   counter("camtunnel_log_lines_suppressed_total", "Log lines dropped by the per-cause rate limit.",
           runtime::SuppressedLogLines());
   return metrics::RenderText(families);
