@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "manager/admin_call.h"
 #include "proto/encoding.h"
 #include "proto/streamer_key_file.h"
 #include "proto/url.h"
@@ -58,8 +59,12 @@ absl::StatusOr<StreamerConfig> ParseStreamerSpec(std::string_view spec_view) {
   }
   if (parts.size() >= 4) {
     c.admin_url = parts[3];
-    if (!c.admin_url.starts_with("http://")) {
-      return absl::InvalidArgumentError("--streamer: ADMIN_URL must be http://host:port");
+    // Checked here, not only where it is used: an admin URL the health checker cannot use would
+    // leave the Streamer unchecked and its denylist unpushed, silently.
+    if (!ParseAdminUrl(c.admin_url)) {
+      return absl::InvalidArgumentError(
+          "--streamer: ADMIN_URL must be http://IP:port (an address: the manager does not "
+          "resolve names)");
     }
   }
   if (parts.size() == 5) {
