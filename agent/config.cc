@@ -14,6 +14,7 @@
 
 #include "proto/encoding.h"
 #include "proto/http_head.h"
+#include "proto/url.h"
 
 namespace camtunnel::agent {
 namespace {
@@ -27,29 +28,20 @@ std::optional<proto::ServiceEntry> ParseHostPort(std::string_view host_port) {
 }  // namespace
 
 bool ParseGatewayUrl(std::string_view text, GatewayUrl* out, std::string* error) {
-  GatewayUrl url{.tls = text.starts_with("https://"), .text = std::string(text)};
-  std::optional<proto::ServiceEntry> parsed;
-  if (url.tls || text.starts_with("http://")) {
-    std::string_view authority = text.substr(url.tls ? 8 : 7);
-    if (authority.ends_with('/')) {
-      authority.remove_suffix(1);  // "https://gw/" is common; any other path is refused
-    }
-    size_t bracket = authority.rfind(']');
-    bool has_port =
-        authority.find(':', bracket == std::string_view::npos ? 0 : bracket) != std::string::npos;
-    parsed = ParseHostPort(std::string(authority) + (has_port ? "" : url.tls ? ":443" : ":80"));
-  }
-  if (!parsed) {
+  const std::optional<proto::Url> parsed = proto::ParseUrl(text);
+  if (!parsed || (parsed->scheme != "https" && parsed->scheme != "http")) {
     *error =
         "--gateway must be https://HOST[:PORT] or http://HOST[:PORT] (HOST a name, IPv4 or "
         "[IPv6]; no user, path or query): '" +
-        url.text + "'";
+        std::string(text) + "'";
     return false;
   }
-  url.host =
-      parsed->host.front() == '[' ? parsed->host.substr(1, parsed->host.size() - 2) : parsed->host;
-  url.port = parsed->port;
-  *out = std::move(url);
+  const bool tls = parsed->scheme == "https";
+  *out =
+      GatewayUrl{.tls = tls,
+                 .host = std::string(proto::UnbracketedHost(*parsed)),
+                 .port = parsed->port != 0 ? parsed->port : static_cast<uint16_t>(tls ? 443 : 80),
+                 .text = std::string(text)};
   return true;
 }
 

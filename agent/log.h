@@ -1,6 +1,10 @@
 // Logging for the agent: one line per event on stderr, prefixed "camtunnel-agent: ". No
 // timestamps: on a camera the line goes to syslog/journald, which adds its own. Never log a
 // secret (agent key, proofs, session keys): callers pass only identifiers and outcomes.
+//
+// The one exception to the shared structured logger (runtime/log.h) that the gateway, manager
+// and agentsim use: the agent links proto/ only, without Abseil or runtime/, and a printf-style
+// logger keeps its binary and RSS small on cameras.
 #pragma once
 
 #include <string_view>

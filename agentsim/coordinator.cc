@@ -26,6 +26,7 @@
 #include "agentsim/sim_report.h"
 #include "agentsim/sim_runner.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 
 extern char** environ;
 
@@ -144,7 +145,8 @@ bool Spawn(Worker& w, const std::vector<std::string>& args) {
   close(fds[1]);
   if (r != 0) {
     close(fds[0]);
-    std::fprintf(stderr, "agentsim: cannot start a worker: %s\n", strerror(r));
+    runtime::LogEvent(runtime::LogLevel::kError, "worker_start_failed",
+                      {runtime::Kv("error", strerror(r))});
     return false;
   }
   w.out = fds[0];
@@ -263,7 +265,8 @@ int RunCoordinator(const Options& o, int argc, char** argv) {
   if (o.json_out.empty()) {
     char dir[] = "/tmp/agentsim-XXXXXX";
     if (mkdtemp(dir) == nullptr) {
-      std::fprintf(stderr, "agentsim: mkdtemp: %s\n", strerror(errno));
+      runtime::LogEvent(runtime::LogLevel::kError, "mkdtemp_failed",
+                        {runtime::Kv("error", strerror(errno))});
       return 3;
     }
     tmpdir = dir;
@@ -293,16 +296,17 @@ int RunCoordinator(const Options& o, int argc, char** argv) {
   for (size_t i = 0; i < workers.size(); ++i) {
     const Worker& w = workers[i];
     if (w.exit_status >= 2) {
-      std::fprintf(stderr, "agentsim: worker %zu (pid %d) exited with status %d\n", i, w.pid,
-                   w.exit_status);
+      runtime::LogEvent(runtime::LogLevel::kError, "worker_failed",
+                        {runtime::Kv("worker", i), runtime::Kv("pid", w.pid),
+                         runtime::Kv("exit_status", w.exit_status)});
       failed = std::max(failed, w.exit_status >= 128 ? 3 : w.exit_status);
       continue;
     }
     std::ifstream in(w.json_path);
     nlohmann::json r = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
     if (r.is_discarded()) {
-      std::fprintf(stderr, "agentsim: worker %zu wrote no readable report %s\n", i,
-                   w.json_path.c_str());
+      runtime::LogEvent(runtime::LogLevel::kError, "worker_report_unreadable",
+                        {runtime::Kv("worker", i), runtime::Kv("path", w.json_path)});
       failed = 3;
       continue;
     }
@@ -319,7 +323,8 @@ int RunCoordinator(const Options& o, int argc, char** argv) {
   }
   auto merged = MergeReports(reports);
   if (!merged.ok()) {
-    std::fprintf(stderr, "agentsim: %s\n", std::string(merged.status().message()).c_str());
+    runtime::LogEvent(runtime::LogLevel::kError, "report_merge_failed",
+                      {runtime::Kv("error", merged.status().message())});
     return 3;
   }
   nlohmann::json& m = *merged;
@@ -337,7 +342,8 @@ int RunCoordinator(const Options& o, int argc, char** argv) {
     std::ofstream out(o.json_out);
     out << m.dump(2) << "\n";
     if (!out) {
-      std::fprintf(stderr, "agentsim: cannot write %s\n", o.json_out.c_str());
+      runtime::LogEvent(runtime::LogLevel::kError, "report_write_failed",
+                        {runtime::Kv("path", o.json_out)});
       return 2;
     }
   }

@@ -10,6 +10,7 @@
 #include "agentsim/fd_budget.h"
 #include "agentsim/options.h"
 #include "agentsim/sim_runner.h"
+#include "runtime/log.h"
 #include "runtime/program_usage.h"
 
 namespace {
@@ -24,12 +25,15 @@ int main(int argc, char** argv) {
   camtunnel::runtime::ExitIfHelpRequested(argc, argv);
   auto options = camtunnel::agentsim::ParseOptions(argc, argv);
   if (!options.ok()) {
-    std::fprintf(stderr, "agentsim: %s\n%s", std::string(options.status().message()).c_str(),
-                 "run 'camtunnel-agentsim --help' for the flags\n");
+    camtunnel::runtime::LogEvent(
+        camtunnel::runtime::LogLevel::kError, "config_error",
+        {camtunnel::runtime::Kv("error", options.status().message()),
+         camtunnel::runtime::Kv("hint", "run 'camtunnel-agentsim --help' for the flags")});
     return 2;
   }
   if (absl::Status s = camtunnel::agentsim::CheckFdBudget(*options); !s.ok()) {
-    std::fprintf(stderr, "agentsim: %s\n", std::string(s.message()).c_str());
+    camtunnel::runtime::LogEvent(camtunnel::runtime::LogLevel::kError, "fd_budget_exceeded",
+                                 {camtunnel::runtime::Kv("error", s.message())});
     return 2;
   }
   // SIGINT/SIGTERM end the current phase; the run still stops cleanly and reports.

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "metrics/exposition.h"
+#include "runtime/log.h"
 
 namespace camtunnel::agentsim {
 namespace {
@@ -120,6 +121,9 @@ std::string RenderMetrics(const SimStats& s, const Fleet& fleet, const Integrity
   f.push_back(One("camtunnel_agentsim_camera_frames_skipped_total",
                   "Frames a camera skipped because its tunnel was backed up", MetricType::Counter,
                   static_cast<double>(s.cameras.frames_skipped)));
+  f.push_back(One("camtunnel_log_lines_suppressed_total",
+                  "Log lines dropped by the per-cause rate limit.", MetricType::Counter,
+                  static_cast<double>(runtime::SuppressedLogLines())));
   return metrics::RenderText(f);
 }
 

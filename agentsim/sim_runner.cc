@@ -19,6 +19,7 @@
 #include "agentsim/sim_report.h"
 #include "agentsim/streamer_key_file.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 #include "runtime/tls_context.h"
 
 namespace camtunnel::agentsim {
@@ -101,15 +102,18 @@ void RequestInterrupt() { g_interrupted.store(true, std::memory_order_relaxed); 
 int RunSimulation(const Options& o) {
   auto key = LoadStreamerKey(o.streamer_keys_file, o.key_id);
   if (!key.ok()) {
-    std::fprintf(stderr, "agentsim: --streamer_keys: %s\n",
-                 std::string(key.status().message()).c_str());
+    runtime::LogEvent(
+        runtime::LogLevel::kError, "config_error",
+        {runtime::Kv("option", "--streamer_keys"), runtime::Kv("error", key.status().message())});
     return 2;
   }
   runtime::SslCtxPtr tls;
   if (o.tls) {
     auto ctx = runtime::CreateClientContext(o.ca_file, o.insecure);
     if (!ctx.ok()) {
-      std::fprintf(stderr, "agentsim: --ca: %s\n", std::string(ctx.status().message()).c_str());
+      runtime::LogEvent(
+          runtime::LogLevel::kError, "config_error",
+          {runtime::Kv("option", "--ca"), runtime::Kv("error", ctx.status().message())});
       return 2;
     }
     tls = std::move(*ctx);
@@ -122,7 +126,8 @@ int RunSimulation(const Options& o) {
   // a high bitrate needs a few in flight. 4096 x 16 KiB = 64 MiB, mapped once.
   shard_options.buffer_count = 4096;
   if (int r = shard.Init(shard_options); r < 0) {
-    std::fprintf(stderr, "agentsim: io_uring setup: %s\n", strerror(-r));
+    runtime::LogEvent(runtime::LogLevel::kError, "io_uring_setup_failed",
+                      {runtime::Kv("error", strerror(-r))});
     return 3;
   }
   SimStats stats;
@@ -143,8 +148,9 @@ int RunSimulation(const Options& o) {
       return RenderMetrics(stats, *fleet, driver.LiveIntegrity());
     });
     if (!m.ok()) {
-      std::fprintf(stderr, "agentsim: --metrics_listen: %s\n",
-                   std::string(m.status().message()).c_str());
+      runtime::LogEvent(
+          runtime::LogLevel::kError, "config_error",
+          {runtime::Kv("option", "--metrics_listen"), runtime::Kv("error", m.status().message())});
       return 2;
     }
     metrics = std::move(*m);
@@ -220,7 +226,8 @@ int RunSimulation(const Options& o) {
     std::ofstream out(o.json_out);
     out << report.dump(2) << "\n";
     if (!out) {
-      std::fprintf(stderr, "agentsim: cannot write %s\n", o.json_out.c_str());
+      runtime::LogEvent(runtime::LogLevel::kError, "report_write_failed",
+                        {runtime::Kv("path", o.json_out)});
       return 2;
     }
   }

@@ -1,6 +1,5 @@
-// Reads the gateway's streamer keys file ("<key id> <64 hex chars>" lines, '#' comments) and
-// picks the key every simulated agent derives its own K from (PROTOCOL.md section 2). A copy of
-// the gateway's format rules, not of its code: agentsim depends on proto/ and runtime/ only.
+// Reads the gateway's streamer keys file (proto/streamer_key_file.h: the gateway's own parser)
+// and picks the key every simulated agent derives its own K from (PROTOCOL.md section 2).
 #pragma once
 
 #include <cstdint>

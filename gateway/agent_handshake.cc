@@ -8,10 +8,10 @@
 
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
 #include "gateway/tunnel_waiter.h"
 #include "proto/crypto.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway {
 
@@ -117,9 +117,9 @@ void AgentHandshake::Refuse(int status, std::string_view text, AgentResult resul
   }
   // Refusals come in floods (scans, a fleet with an expired key): the log's per-event rate
   // limit keeps them to a few lines per window and counts the rest.
-  LogEvent(LogLevel::kInfo, "agent_refused",
-           {Kv("kind", data ? "data" : "control"), Kv("status", status), Kv("reason", text),
-            Kv("remote", stream_->peer_text())});
+  runtime::LogEvent(runtime::LogLevel::kInfo, "agent_refused",
+                    {runtime::Kv("kind", data ? "data" : "control"), runtime::Kv("status", status),
+                     runtime::Kv("reason", text), runtime::Kv("remote", stream_->peer_text())});
   stream_->Write(proto::BuildUpgradeError(status, text));
   stream_->Finish();
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "gateway/source_allowlist.h"
 #include "runtime/listener.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway {
 namespace {
@@ -62,21 +63,6 @@ bool IsLoopbackListen(std::string_view address) {
   }
   const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&*parsed);
   return IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
-}
-
-bool ParseLogLevel(std::string_view text, LogLevel* level) {
-  if (text == "debug") {
-    *level = LogLevel::kDebug;
-  } else if (text == "info") {
-    *level = LogLevel::kInfo;
-  } else if (text == "warning") {
-    *level = LogLevel::kWarning;
-  } else if (text == "error") {
-    *level = LogLevel::kError;
-  } else {
-    return false;
-  }
-  return true;
 }
 
 absl::Status ResolveConfig(GatewayConfig* c) {
@@ -139,8 +125,8 @@ absl::Status ResolveConfig(GatewayConfig* c) {
           " is beyond loopback: set frontend_token_file (HTTP and CONNECT clients send it)"));
     }
   }
-  LogLevel level;
-  if (!ParseLogLevel(c->log_level, &level)) {
+  runtime::LogLevel level;
+  if (!runtime::ParseLogLevel(c->log_level, &level)) {
     return absl::InvalidArgumentError(
         absl::StrCat("log_level: '", c->log_level, "' is not debug, info, warning or error"));
   }

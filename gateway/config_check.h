@@ -10,7 +10,6 @@
 
 #include "absl/status/status.h"
 #include "gateway/config.h"
-#include "gateway/log.h"
 
 namespace camtunnel::gateway {
 
@@ -25,8 +24,5 @@ absl::Status ResolveConfig(GatewayConfig* config);
 // Options that only a restart changes (the listeners), named when `fresh` differs from `running`.
 std::vector<std::string> RestartOnlyChanges(const GatewayConfig& running,
                                             const GatewayConfig& fresh);
-
-// "debug", "info", "warning", "error" -> level; false for anything else.
-bool ParseLogLevel(std::string_view text, LogLevel* level);
 
 }  // namespace camtunnel::gateway

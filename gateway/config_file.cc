@@ -3,14 +3,13 @@
 #include <toml++/toml.h>
 
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <limits>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "runtime/read_file.h"
 
 namespace camtunnel::gateway {
 namespace {
@@ -185,13 +184,11 @@ absl::Status ApplyConfigText(std::string_view text, std::string_view source_name
 }
 
 absl::Status ApplyConfigFile(const std::string& path, GatewayConfig* config) {
-  std::ifstream in(path);
-  if (!in) {
+  auto text = runtime::ReadWholeFile(path);
+  if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open the configuration file"));
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return ApplyConfigText(text.str(), path, config);
+  return ApplyConfigText(*text, path, config);
 }
 
 }  // namespace camtunnel::gateway

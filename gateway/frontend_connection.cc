@@ -5,7 +5,6 @@
 #include <string>
 
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
 #include "gateway/relocations.h"
 #include "gateway/request_stream.h"
 #include "gateway/tunnel_opener.h"
@@ -13,6 +12,7 @@
 #include "proto/crypto.h"
 #include "proto/encoding.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway {
 namespace {
@@ -268,9 +268,9 @@ void FrontendConnection::OnDataConnection(runtime::Stream* data,
 
 void FrontendConnection::OnOpenFailed(int error, std::string_view text) {
   gw_.shard().timers().Cancel(timer_);
-  LogEvent(LogLevel::kInfo, "open_failed",
-           {Kv("agent", route_.agent_id), Kv("service", route_.service), Kv("errno", error),
-            Kv("text", text)});
+  runtime::LogEvent(runtime::LogLevel::kInfo, "open_failed",
+                    {runtime::Kv("agent", route_.agent_id), runtime::Kv("service", route_.service),
+                     runtime::Kv("errno", error), runtime::Kv("text", text)});
   if (error == ETIMEDOUT || error == EHOSTUNREACH || error == ENETUNREACH) {
     FailOpen(504, OpenResult::kCameraRefused, "the camera did not answer");
   } else if (error == EPERM || error == EACCES) {

@@ -10,8 +10,8 @@
 #include "gateway/agent_handshake.h"
 #include "gateway/control_session.h"
 #include "gateway/frontend_connection.h"
-#include "gateway/log.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 #include "runtime/stream.h"
 
 namespace camtunnel::gateway {
@@ -84,7 +84,7 @@ absl::Status GatewayShard::LoadTicketKeys(const std::string& file) {
   if (absl::Status s = fresh->SaveFile(file); !s.ok()) {
     return s;
   }
-  LogEvent(LogLevel::kInfo, "ticket_keys_created", {Kv("file", file)});
+  runtime::LogEvent(runtime::LogLevel::kInfo, "ticket_keys_created", {runtime::Kv("file", file)});
   ticket_keys_->Replace(*fresh->snapshot());
   return absl::OkStatus();
 }
@@ -107,8 +107,9 @@ void GatewayShard::ApplyHandshakeBudget() {
 absl::Status GatewayShard::Start(const GatewayConfig* bound) {
   if (bound == nullptr) {
     ktls_ = runtime::ProbeKernelTls();
-    LogEvent(LogLevel::kInfo, "ktls_probe",
-             {Kv("available", ktls_.available ? "yes" : "no"), Kv("detail", ktls_.detail)});
+    runtime::LogEvent(runtime::LogLevel::kInfo, "ktls_probe",
+                      {runtime::Kv("available", ktls_.available ? "yes" : "no"),
+                       runtime::Kv("detail", ktls_.detail)});
   } else {
     // One probe per process: the kernel is the same for every shard.
     ktls_ = gateway_->shard(0).ktls_;
@@ -156,8 +157,9 @@ absl::Status GatewayShard::Start(const GatewayConfig* bound) {
   }
   started_ = s.ok();
   if (started_ && first && config_.takeover) {
-    LogEvent(LogLevel::kInfo, "takeover_waiting",
-             {Kv("detail", "agent listeners open once the running gateway closes its own")});
+    runtime::LogEvent(
+        runtime::LogLevel::kInfo, "takeover_waiting",
+        {runtime::Kv("detail", "agent listeners open once the running gateway closes its own")});
     takeover_timer_.set_callback([this] { AwaitAgentPorts(); });
     AwaitAgentPorts();
   }
@@ -192,15 +194,17 @@ void GatewayShard::AwaitAgentPorts() {
   for (unsigned i = 1; s.ok() && i < shard_count(); ++i) {
     const bool sent = PostTo(i, [](GatewayShard& gw) {
       if (absl::Status opened = gw.OpenAgentListeners(false); !opened.ok()) {
-        LogEvent(LogLevel::kError, "takeover_failed", {Kv("error", opened.message())});
+        runtime::LogEvent(runtime::LogLevel::kError, "takeover_failed",
+                          {runtime::Kv("error", opened.message())});
       }
     });
     if (!sent) {
       s = absl::ResourceExhaustedError("shard queue full");
     }
   }
-  LogEvent(s.ok() ? LogLevel::kInfo : LogLevel::kError, "takeover_agent_listeners",
-           {Kv("result", s.ok() ? "open" : s.message())});
+  runtime::LogEvent(s.ok() ? runtime::LogLevel::kInfo : runtime::LogLevel::kError,
+                    "takeover_agent_listeners",
+                    {runtime::Kv("result", s.ok() ? "open" : s.message())});
 }
 
 namespace {
@@ -328,10 +332,10 @@ void GatewayShard::Drain(std::function<void()> on_drained) {
       s->GoAway("gateway draining", config_.drain_reconnect_ms + spread(rng));
     }
     // One line per shard: where tunnels remain is where a slow drain is.
-    LogEvent(LogLevel::kInfo, "drain_started",
-             {Kv("shard", index()), Kv("agents", sessions.size()),
-              Kv("tunnels_open", metrics_.tunnels_open.Get()),
-              Kv("deadline_ms", config_.drain_timeout_ms)});
+    runtime::LogEvent(runtime::LogLevel::kInfo, "drain_started",
+                      {runtime::Kv("shard", index()), runtime::Kv("agents", sessions.size()),
+                       runtime::Kv("tunnels_open", metrics_.tunnels_open.Get()),
+                       runtime::Kv("deadline_ms", config_.drain_timeout_ms)});
   }
   CheckDrained();
 }
@@ -350,9 +354,10 @@ void GatewayShard::CheckDrained() {
     return;
   }
   drained_ = true;
-  LogEvent(idle ? LogLevel::kInfo : LogLevel::kWarning, "drain_finished",
-           {Kv("shard", index()), Kv("result", idle ? "idle" : "deadline"),
-            Kv("tunnels_open", metrics_.tunnels_open.Get())});
+  runtime::LogEvent(
+      idle ? runtime::LogLevel::kInfo : runtime::LogLevel::kWarning, "drain_finished",
+      {runtime::Kv("shard", index()), runtime::Kv("result", idle ? "idle" : "deadline"),
+       runtime::Kv("tunnels_open", metrics_.tunnels_open.Get())});
   for (auto& fn : std::exchange(on_drained_, {})) {
     fn();
   }
@@ -429,7 +434,7 @@ GatewayFacts GatewayShard::CollectFacts() {
 
 std::string GatewayShard::RenderMetricsText() {
   GatewayFacts facts = CollectFacts();
-  facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
+  facts.log_lines_suppressed = static_cast<double>(runtime::SuppressedLogLines());
   return RenderMetrics({&metrics_}, facts);
 }
 

@@ -25,11 +25,11 @@
 #include "gateway/control_session.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
 #include "gateway/service_notify.h"
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 #include "runtime/program_usage.h"
 #include "runtime/shard.h"
 #include "runtime/ticket_keys.h"
@@ -274,10 +274,10 @@ absl::StatusOr<GatewayConfig> BuildConfig() {
 }
 
 void ApplyLogSettings(const GatewayConfig& c) {
-  LogLevel level = LogLevel::kInfo;
-  ParseLogLevel(c.log_level, &level);
-  SetLogLevel(level);
-  SetLogBurst(c.log_burst);
+  runtime::LogLevel level = runtime::LogLevel::kInfo;
+  runtime::ParseLogLevel(c.log_level, &level);
+  runtime::SetLogLevel(level);
+  runtime::SetLogBurst(c.log_burst);
 }
 
 // --check_config: everything start-up would check, files included, without binding anything.
@@ -316,7 +316,8 @@ void Reload(Gateway& gw) {
         0, [&](GatewayShard& first) { restart_only = RestartOnlyChanges(first.config(), *fresh); });
     result = gw.Reload(*fresh);
     for (const std::string& key : restart_only) {
-      LogEvent(LogLevel::kWarning, "config_needs_restart", {Kv("key", key)});
+      runtime::LogEvent(runtime::LogLevel::kWarning, "config_needs_restart",
+                        {runtime::Kv("key", key)});
     }
   }
   const bool ok = result.ok();
@@ -325,10 +326,11 @@ void Reload(Gateway& gw) {
   });
   if (ok) {
     ApplyLogSettings(*fresh);
-    LogEvent(LogLevel::kInfo, "config_reloaded");
+    runtime::LogEvent(runtime::LogLevel::kInfo, "config_reloaded");
   } else {
-    LogEvent(LogLevel::kError, "config_reload_failed",
-             {Kv("error", result.message()), Kv("kept", "running configuration")});
+    runtime::LogEvent(
+        runtime::LogLevel::kError, "config_reload_failed",
+        {runtime::Kv("error", result.message()), runtime::Kv("kept", "running configuration")});
   }
   NotifyReady(ok ? "serving (reloaded)" : "serving (reload failed, see the log)");
 }
@@ -368,11 +370,12 @@ int Serve() {
   std::printf("camtunnel-gateway: ready agent_tls=%u agent_plain=%u frontend=%u admin=%u\n",
               gw.agent_tls_port(), gw.agent_plain_port(), gw.frontend_port(), gw.admin_port());
   std::fflush(stdout);
-  LogEvent(
-      LogLevel::kInfo, "ready",
-      {Kv("agent_tls_port", gw.agent_tls_port()), Kv("agent_plain_port", gw.agent_plain_port()),
-       Kv("frontend_port", gw.frontend_port()), Kv("admin_port", gw.admin_port()),
-       Kv("shards", shards), Kv("version", CAMTUNNEL_VERSION)});
+  runtime::LogEvent(
+      runtime::LogLevel::kInfo, "ready",
+      {runtime::Kv("agent_tls_port", gw.agent_tls_port()),
+       runtime::Kv("agent_plain_port", gw.agent_plain_port()),
+       runtime::Kv("frontend_port", gw.frontend_port()), runtime::Kv("admin_port", gw.admin_port()),
+       runtime::Kv("shards", shards), runtime::Kv("version", CAMTUNNEL_VERSION)});
   NotifyReady("serving");
 
   std::atomic<bool> drained{false};
@@ -394,7 +397,8 @@ int Serve() {
     }
     if (sig == SIGHUP) {
       if (stopping) {
-        LogEvent(LogLevel::kWarning, "reload_ignored", {Kv("reason", "stopping")});
+        runtime::LogEvent(runtime::LogLevel::kWarning, "reload_ignored",
+                          {runtime::Kv("reason", "stopping")});
       } else {
         Reload(gw);
       }
@@ -402,19 +406,20 @@ int Serve() {
     }
     if (stopping) {
       // A second SIGTERM/SIGINT: the operator does not want to wait for the drain.
-      LogEvent(LogLevel::kWarning, "stop_now", {Kv("signal", sig)});
+      runtime::LogEvent(runtime::LogLevel::kWarning, "stop_now", {runtime::Kv("signal", sig)});
       break;
     }
     stopping = true;
-    LogEvent(LogLevel::kInfo, "stopping",
-             {Kv("signal", sig), Kv("drain_timeout_ms", config.drain_timeout_ms)});
+    runtime::LogEvent(
+        runtime::LogLevel::kInfo, "stopping",
+        {runtime::Kv("signal", sig), runtime::Kv("drain_timeout_ms", config.drain_timeout_ms)});
     NotifyStopping("draining");
     // GOAWAY frames go out with the drain; once every shard is drained, Stop closes what is
     // left after flushing (each shard's Shutdown).
     gw.Drain([&drained] { drained.store(true); });
   }
   gw.Stop(2000);
-  LogEvent(LogLevel::kInfo, "stopped");
+  runtime::LogEvent(runtime::LogLevel::kInfo, "stopped");
   return 0;
 }
 

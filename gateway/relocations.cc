@@ -1,17 +1,10 @@
 // See relocations.h.
 #include "gateway/relocations.h"
 
-#include "absl/strings/ascii.h"
+#include "proto/url.h"
 
 namespace camtunnel::gateway {
 namespace {
-
-// Host names, IPv4, bracketed IPv6 and a port: nothing that could end the Location header,
-// start a path, or carry userinfo.
-bool IsAuthorityChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' ||
-         c == '[' || c == ']';
-}
 
 // "scheme://authority/rest" -> "/rest" ("" when there is nothing after the authority); an
 // origin-form target ("/rest") is returned as it is.
@@ -32,24 +25,13 @@ std::optional<std::string> FrontendAuthority(std::string_view frontend) {
   if (frontend.size() > Relocations::kMaxFrontendBytes) {
     return std::nullopt;
   }
-  std::string_view rest;
-  for (std::string_view scheme : {"rtsp://", "http://"}) {
-    if (frontend.starts_with(scheme)) {
-      rest = frontend.substr(scheme.size());
-    }
-  }
-  if (rest.ends_with('/')) {
-    rest.remove_suffix(1);
-  }
-  if (rest.empty()) {
+  // proto/url.h's grammar: nothing that could end the Location header, start a path, or carry
+  // userinfo.
+  const std::optional<proto::Url> url = proto::ParseUrl(frontend);
+  if (!url || (url->scheme != "rtsp" && url->scheme != "http")) {
     return std::nullopt;
   }
-  for (char c : rest) {
-    if (!IsAuthorityChar(c)) {
-      return std::nullopt;
-    }
-  }
-  return std::string(rest);
+  return url->port == 0 ? url->host : url->host + ":" + std::to_string(url->port);
 }
 
 Relocations::PutResult Relocations::Put(std::string_view agent_id, std::string_view frontend,

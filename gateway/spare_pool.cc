@@ -6,10 +6,10 @@
 
 #include "gateway/control_session.h"
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
 #include "gateway/tunnel_waiter.h"
 #include "proto/control_frame.h"
 #include "proto/crypto.h"
+#include "runtime/log.h"
 #include "runtime/stream.h"
 
 namespace camtunnel::gateway {
@@ -82,8 +82,9 @@ class SparePool::Spare final : public runtime::StreamHandler {
 
   void OnStreamData(runtime::Stream& stream, std::span<const uint8_t> /*bytes*/) override {
     pool_.gw_.metrics().CountSpare(SpareEvent::kProtocolError);
-    LogEvent(LogLevel::kInfo, "spare_refused",
-             {Kv("agent", agent_id_), Kv("reason", "bytes before OPEN")});
+    runtime::LogEvent(
+        runtime::LogLevel::kInfo, "spare_refused",
+        {runtime::Kv("agent", agent_id_), runtime::Kv("reason", "bytes before OPEN")});
     stream.Close(EPROTO);
   }
   void OnStreamEof(runtime::Stream& stream) override { stream.Close(0); }
@@ -170,8 +171,9 @@ class SparePool::Binding final : public runtime::StreamHandler {
       pool_.gw_.metrics().CountSpare(SpareEvent::kCameraRefused);
     } else {
       pool_.gw_.metrics().CountSpare(SpareEvent::kProtocolError);
-      LogEvent(LogLevel::kInfo, "spare_refused",
-               {Kv("agent", agent_id_), Kv("reason", "bad answer to OPEN")});
+      runtime::LogEvent(
+          runtime::LogLevel::kInfo, "spare_refused",
+          {runtime::Kv("agent", agent_id_), runtime::Kv("reason", "bad answer to OPEN")});
     }
     if (std::optional<PendingTunnel> pending = pool_.gw_.registry().TakePending(id_)) {
       pending->waiter->OnOpenFailed(error, text);

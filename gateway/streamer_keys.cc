@@ -1,24 +1,17 @@
 #include "gateway/streamer_keys.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/status/status.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
-#include "proto/encoding.h"
-#include "proto/identifiers.h"
+#include "proto/streamer_key_file.h"
+#include "runtime/read_file.h"
 
 namespace camtunnel::gateway {
 
 absl::StatusOr<StreamerKeys> StreamerKeys::Load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
+  auto text = runtime::ReadWholeFile(path);
+  if (!text.ok()) {
     return absl::NotFoundError("cannot read streamer keys file " + path);
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto keys = Parse(ss.str());
+  auto keys = Parse(*text);
   if (!keys.ok()) {
     return absl::InvalidArgumentError(path + ": " + std::string(keys.status().message()));
   }
@@ -26,28 +19,14 @@ absl::StatusOr<StreamerKeys> StreamerKeys::Load(const std::string& path) {
 }
 
 absl::StatusOr<StreamerKeys> StreamerKeys::Parse(const std::string& text) {
-  StreamerKeys keys;
-  int line_no = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_no;
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty() || line[0] == '#') {
-      continue;
-    }
-    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (parts.size() != 2 || !proto::IsValidKeyId(parts[0])) {
-      return absl::InvalidArgumentError("line " + std::to_string(line_no) +
-                                        ": want '<key id> <64 hex chars>'");
-    }
-    auto key = proto::HexDecode(parts[1]);
-    if (!key || key->size() != 32) {
-      return absl::InvalidArgumentError("line " + std::to_string(line_no) +
-                                        ": key must be 32 bytes (64 hex chars)");
-    }
-    keys.Add(parts[0], *key);
+  std::string error;
+  auto entries = proto::ParseStreamerKeys(text, &error);
+  if (!entries) {
+    return absl::InvalidArgumentError(error);
   }
-  if (keys.empty()) {
-    return absl::InvalidArgumentError("no keys");
+  StreamerKeys keys;
+  for (const proto::StreamerKeyEntry& e : *entries) {
+    keys.Add(e.key_id, e.key);
   }
   return keys;
 }

@@ -5,7 +5,7 @@
 
 #include "gateway/gateway_shard.h"
 #include "gateway/head_reader.h"
-#include "gateway/log.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway {
 
@@ -77,8 +77,9 @@ void TunnelRelay::FromClient(std::span<const uint8_t> bytes) {
       } else {
         gw_.metrics().CountBadInput(FrontendBadInput::kMalformed);
       }
-      LogEvent(LogLevel::kInfo, "tunnel_request_refused",
-               {Kv("agent", agent_id_), Kv("reason", FrontendErrorName(e))});
+      runtime::LogEvent(
+          runtime::LogLevel::kInfo, "tunnel_request_refused",
+          {runtime::Kv("agent", agent_id_), runtime::Kv("reason", FrontendErrorName(e))});
       gw_.metrics().CountFrontend(
           protocol_ == FrontendProtocol::kRtsp ? RequestKind::kRtsp : RequestKind::kHttp,
           FrontendErrorStatus(e));

@@ -55,14 +55,13 @@ void ActivationService::Record(const ActivationAnswer& answer, const std::string
   ++counts_[answer.result];
   // Rate-limited attempts are counted but not written: a flood must not fill the disk.
   if (answer.result != "rate_limited") {
-    store_.RecordActivation(serial, source, answer.result, now_ms).IgnoreError();
-    store_
-        .Audit({.at_ms = now_ms,
-                .actor = "activation",
-                .action = answer.result,
-                .subject = serial,
-                .detail = std::string(source)})
-        .IgnoreError();
+    store_.CheckWrite("activation_attempt",
+                      store_.RecordActivation(serial, source, answer.result, now_ms));
+    store_.CheckWrite("audit", store_.Audit({.at_ms = now_ms,
+                                             .actor = "activation",
+                                             .action = answer.result,
+                                             .subject = serial,
+                                             .detail = std::string(source)}));
   }
 }
 

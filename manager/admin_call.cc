@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "proto/http_head.h"
+#include "proto/url.h"
 #include "runtime/connector.h"
 #include "runtime/listener.h"
 #include "runtime/stream.h"
@@ -98,14 +99,12 @@ class AdminCall final : public runtime::StreamHandler {
 }  // namespace
 
 std::optional<AdminTarget> ParseAdminUrl(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme)) {
+  const std::optional<proto::Url> parsed = proto::ParseUrl(url);
+  if (!parsed || parsed->scheme != "http" || parsed->port == 0) {
     return std::nullopt;
   }
-  std::string host(url.substr(kScheme.size()));
-  if (host.ends_with('/')) {
-    host.pop_back();
-  }
+  // An address, not a name: the manager connects from its loop thread and never resolves.
+  std::string host = parsed->host + ":" + std::to_string(parsed->port);
   auto addr = runtime::ParseListenAddress(host);
   if (!addr.ok()) {
     return std::nullopt;

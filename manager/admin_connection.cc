@@ -223,13 +223,12 @@ void AdminConnection::Command(std::string_view id, std::string_view command,
       Respond(500, R"({"error":"state database error"})");
       return;
     }
-    server_.store()
-        .Audit({.at_ms = now,
-                .actor = "admin",
-                .action = "deactivate",
-                .subject = std::string(id),
-                .detail = link != nullptr ? "sent" : "offline"})
-        .IgnoreError();
+    server_.store().CheckWrite(
+        "audit", server_.store().Audit({.at_ms = now,
+                                        .actor = "admin",
+                                        .action = "deactivate",
+                                        .subject = std::string(id),
+                                        .detail = link != nullptr ? "sent" : "offline"}));
     if (link != nullptr) {
       link->SendDeactivate("deactivated by the operator");
     }
@@ -245,9 +244,10 @@ void AdminConnection::Command(std::string_view id, std::string_view command,
     return;
   }
   if (command == "restart") {
-    server_.store()
-        .Audit({.at_ms = now, .actor = "admin", .action = "restart", .subject = std::string(id)})
-        .IgnoreError();
+    server_.store().CheckWrite(
+        "audit",
+        server_.store().Audit(
+            {.at_ms = now, .actor = "admin", .action = "restart", .subject = std::string(id)}));
     link->SendRestart("restart requested by the operator");
     Respond(200, R"({"sent":true})");
   } else if (command == "move") {
@@ -260,13 +260,11 @@ void AdminConnection::Command(std::string_view id, std::string_view command,
       Respond(400, R"({"error":"streamer= must name a configured Streamer URL"})");
       return;
     }
-    server_.store()
-        .Audit({.at_ms = now,
-                .actor = "admin",
-                .action = "move",
-                .subject = std::string(id),
-                .detail = std::string(url)})
-        .IgnoreError();
+    server_.store().CheckWrite("audit", server_.store().Audit({.at_ms = now,
+                                                               .actor = "admin",
+                                                               .action = "move",
+                                                               .subject = std::string(id),
+                                                               .detail = std::string(url)}));
     link->SendAssign(url);
     link->SendSwitch(url);
     Respond(200, R"({"sent":true})");
@@ -362,10 +360,10 @@ void AdminConnection::Claim(std::string_view method, std::string_view serial,
       Respond(500, R"({"error":"state database error"})");
       return;
     }
-    server_.store()
-        .Audit(
-            {.at_ms = now, .actor = "admin", .action = "unclaim", .subject = std::string(serial)})
-        .IgnoreError();
+    server_.store().CheckWrite(
+        "audit",
+        server_.store().Audit(
+            {.at_ms = now, .actor = "admin", .action = "unclaim", .subject = std::string(serial)}));
     Respond(*was ? 200 : 404, json{{"serial", serial}, {"was_claimed", *was}}.dump() + "\n");
     return;
   }
@@ -390,13 +388,11 @@ void AdminConnection::Claim(std::string_view method, std::string_view serial,
     return;
   }
   // The token is never written anywhere but as its salted hash: not in the audit, not in logs.
-  server_.store()
-      .Audit({.at_ms = now,
-              .actor = "admin",
-              .action = "claim",
-              .subject = std::string(serial),
-              .detail = op})
-      .IgnoreError();
+  server_.store().CheckWrite("audit", server_.store().Audit({.at_ms = now,
+                                                             .actor = "admin",
+                                                             .action = "claim",
+                                                             .subject = std::string(serial),
+                                                             .detail = op}));
   Respond(200, json{{"serial", serial}, {"operator", op}}.dump() + "\n");
 }
 

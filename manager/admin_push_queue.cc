@@ -1,8 +1,9 @@
 // See admin_push_queue.h.
 #include "manager/admin_push_queue.h"
 
-#include <cstdio>
 #include <utility>
+
+#include "runtime/log.h"
 
 namespace camtunnel::manager {
 
@@ -96,9 +97,12 @@ void AdminPushQueue::Send(size_t i, const std::string& agent_id, const Pending& 
       return;
     }
     ++failed_;
-    std::fprintf(stderr, "camtunnel-manager: %s %s at %s: %s, will retry\n", what_.c_str(),
-                 agent_id.c_str(), pool_.config(i).url.c_str(),
-                 status == 0 ? "no answer" : ("HTTP " + std::to_string(status)).c_str());
+    runtime::LogEvent(
+        runtime::LogLevel::kWarning, "admin_push_failed",
+        {runtime::Kv("push", what_), runtime::Kv("agent", agent_id),
+         runtime::Kv("streamer", pool_.config(i).url),
+         runtime::Kv("status", status == 0 ? std::string("no_answer") : std::to_string(status)),
+         runtime::Kv("retry", "yes")});
     // The retry timer sends again; pumping now would hammer a dead gateway.
     if (!retry_timer_.armed()) {
       shard_.timers().Arm(retry_timer_, shard_.now_ms(), retry_ms_);

@@ -42,7 +42,7 @@ class AdminPushQueue {
   using Confirmed =
       std::function<void(size_t streamer, const std::string& agent_id, const AdminPush& call)>;
 
-  // `what` names the calls in the log ("revoking", "relocation of").
+  // `what` names the calls in the log (push=revocation, push=relocation).
   AdminPushQueue(runtime::Shard& shard, StreamerPool& pool, std::string what, uint64_t retry_ms,
                  uint64_t timeout_ms, Confirmed confirmed = {});
   ~AdminPushQueue();

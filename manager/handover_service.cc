@@ -30,13 +30,11 @@ HandoverAnswer HandoverService::Handle(std::string_view mac_hex, std::string_vie
   ++counts_[answer.result];
   // Forged requests are counted, not written: without the key a flood must not fill the disk.
   if (!serial.empty()) {
-    store_
-        .Audit({.at_ms = now_ms,
-                .actor = "handover",
-                .action = answer.result,
-                .subject = serial,
-                .detail = ""})
-        .IgnoreError();
+    store_.CheckWrite("audit", store_.Audit({.at_ms = now_ms,
+                                             .actor = "handover",
+                                             .action = answer.result,
+                                             .subject = serial,
+                                             .detail = ""}));
   }
   return answer;
 }

@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <memory>
 
 #include "manager/admin_call.h"
 #include "runtime/listener.h"
+#include "runtime/log.h"
 
 namespace camtunnel::manager {
 
@@ -64,8 +64,9 @@ void HealthChecker::Report(size_t i, bool ok) {
   const bool healthy = ok && successes_[i] >= kRise;
   if (pool_.healthy(i) != healthy) {
     ++counters_.transitions;
-    std::fprintf(stderr, "camtunnel-manager: streamer %s is now %s\n", pool_.config(i).url.c_str(),
-                 healthy ? "healthy" : "unhealthy");
+    runtime::LogEvent(healthy ? runtime::LogLevel::kInfo : runtime::LogLevel::kWarning,
+                      healthy ? "streamer_healthy" : "streamer_unhealthy",
+                      {runtime::Kv("streamer", pool_.config(i).url)});
     pool_.SetHealthy(i, healthy);
     if (healthy && on_healthy_) {
       on_healthy_(i);

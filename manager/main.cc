@@ -16,12 +16,10 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <future>
 #include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,7 +37,9 @@
 #include "proto/handover.h"
 #include "proto/manager_link.h"
 #include "runtime/listener.h"
+#include "runtime/log.h"
 #include "runtime/program_usage.h"
+#include "runtime/read_file.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
           "TLS listeners for activation and agent manager links, comma-separated");
@@ -97,18 +97,45 @@ constexpr char kUsage[] =
     "  camtunnel-manager factory-secret --factory_master_file=F --serial=S\n"
     "                                          print a device's factory secret, for provisioning";
 
+// The file's first word (a key or token file may end in a newline or carry a comment after it);
+// empty when the file cannot be read or holds none.
+std::string FirstWord(const std::string& path) {
+  auto text = runtime::ReadWholeFile(path);
+  if (!text.ok()) {
+    return {};
+  }
+  std::vector<std::string> words =
+      absl::StrSplit(*text, absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty());
+  return words.empty() ? std::string() : std::move(words[0]);
+}
+
 absl::StatusOr<std::vector<uint8_t>> ReadHexKey(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  std::string text;
-  if (!in || !(in >> text)) {
+  std::string text = FirstWord(path);
+  if (text.empty()) {
     return absl::NotFoundError(std::string("cannot read ") + what + " " + path);
   }
   auto key = proto::HexDecode(text);
+  OPENSSL_cleanse(text.data(), text.size());
   if (!key || key->size() != 32) {
     return absl::InvalidArgumentError(std::string(what) + " " + path +
                                       ": expected 64 hex characters");
   }
   return *key;
+}
+
+// A start-up refusal: the flag at fault ("--role") and why, as one error event (the exit code
+// follows).
+void ConfigError(std::string_view flag, absl::string_view error,
+                 std::optional<runtime::LogField> extra = std::nullopt) {
+  if (extra) {
+    runtime::LogEvent(
+        runtime::LogLevel::kError, "config_error",
+        {runtime::Kv("option", "--" + std::string(flag)), runtime::Kv("error", error), *extra});
+  } else {
+    runtime::LogEvent(
+        runtime::LogLevel::kError, "config_error",
+        {runtime::Kv("option", "--" + std::string(flag)), runtime::Kv("error", error)});
+  }
 }
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -124,18 +151,13 @@ absl::StatusOr<std::vector<manager::StreamerConfig>> LoadStreamers(const std::st
   if (path.empty()) {
     return out;
   }
-  std::ifstream in(path);
-  if (!in) {
+  auto text = runtime::ReadWholeFile(path);
+  if (!text.ok()) {
     return absl::NotFoundError("cannot read --streamers " + path);
   }
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::vector<std::string> parts;
-    std::string p;
-    while (fields >> p) {
-      parts.push_back(p);
-    }
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    std::vector<std::string> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r\f\v"), absl::SkipEmpty());
     if (parts.empty() || parts[0].starts_with('#')) {
       continue;
     }
@@ -178,7 +200,7 @@ int Serve() {
   } else if (role == "managing") {
     config.role = manager::ManagerRole::kManaging;
   } else {
-    std::fprintf(stderr, "camtunnel-manager: --role must be all, activation or managing\n");
+    ConfigError("role", "must be all, activation or managing", runtime::Kv("value", role));
     return 2;
   }
   const bool activates = config.role != manager::ManagerRole::kManaging;
@@ -186,22 +208,21 @@ int Serve() {
   if (const std::string file = absl::GetFlag(FLAGS_handover_key_file); !file.empty()) {
     auto key = ReadHexKey(file, "hand-over key");
     if (!key.ok()) {
-      std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(key.status().message()).c_str());
+      ConfigError("handover_key_file", key.status().message());
       return 2;
     }
     handover_keys = proto::DeriveHandoverKeys(*key);
     OPENSSL_cleanse(key->data(), key->size());
   } else if (config.role != manager::ManagerRole::kAll) {
-    std::fprintf(stderr, "camtunnel-manager: --role=%s needs --handover_key_file\n", role.c_str());
+    ConfigError("handover_key_file", "required by this role", runtime::Kv("role", role));
     return 2;
   }
   std::optional<manager::AdminTarget> managing;
   if (config.role == manager::ManagerRole::kActivation) {
     managing = manager::ParseAdminUrl(absl::GetFlag(FLAGS_handover_url));
     if (!managing) {
-      std::fprintf(stderr,
-                   "camtunnel-manager: --role=activation needs --handover_url=http://ip:port (the "
-                   "managing server's admin listener)\n");
+      ConfigError("handover_url",
+                  "--role=activation needs http://ip:port (the managing server's admin listener)");
       return 2;
     }
   }
@@ -213,32 +234,28 @@ int Serve() {
   config.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
   config.health_interval_ms = std::max<uint64_t>(100, absl::GetFlag(FLAGS_health_interval_ms));
   if (const std::string token_file = absl::GetFlag(FLAGS_admin_token_file); !token_file.empty()) {
-    std::ifstream in(token_file);
-    if (!in || !(in >> config.admin_token) || config.admin_token.size() < 16) {
-      std::fprintf(stderr, "camtunnel-manager: --admin_token_file: need a token of 16+ chars\n");
+    config.admin_token = FirstWord(token_file);
+    if (config.admin_token.size() < 16) {
+      ConfigError("admin_token_file", "need a token of 16+ chars");
       return 2;
     }
   }
   for (const std::string& a : config.admin_listen) {
     if (!IsLoopback(a) && config.admin_token.empty()) {
-      std::fprintf(stderr,
-                   "camtunnel-manager: --admin_listen %s is not loopback: --admin_token_file "
-                   "is required\n",
-                   a.c_str());
+      ConfigError("admin_token_file", "required: --admin_listen is not loopback",
+                  runtime::Kv("admin_listen", a));
       return 2;
     }
   }
   if (config.tls.cert_file.empty() || config.tls.key_file.empty()) {
-    std::fprintf(stderr,
-                 "camtunnel-manager: --cert and --key are required (activation is HTTPS only)\n");
+    ConfigError("cert", "--cert and --key are required (activation is HTTPS only)");
     return 2;
   }
   manager::ActivationOptions activation_options;
   if (activates) {
     auto master = ReadHexKey(absl::GetFlag(FLAGS_factory_master_file), "factory master key");
     if (!master.ok()) {
-      std::fprintf(stderr, "camtunnel-manager: %s\n",
-                   std::string(master.status().message()).c_str());
+      ConfigError("factory_master_file", master.status().message());
       return 2;
     }
     activation_options.factory_master = std::move(*master);
@@ -248,37 +265,38 @@ int Serve() {
   }
   activation_options.manager_url = absl::GetFlag(FLAGS_manager_url);
   if (activates && !proto::IsValidStreamerUrl(activation_options.manager_url)) {
-    std::fprintf(stderr,
-                 "camtunnel-manager: --manager_url must be https://host[:port] or "
-                 "http://host[:port]\n");
+    ConfigError("manager_url", "must be https://host[:port] or http://host[:port]",
+                runtime::Kv("value", activation_options.manager_url));
     return 2;
   }
   // The scheme is the manager's choice, handed out only inside TLS (activation): an agent never
   // goes plain by itself. A plain URL without a plain listener would strand every agent.
   if (config.role == manager::ManagerRole::kAll &&
       activation_options.manager_url.starts_with("http://") && config.plain_listen.empty()) {
-    std::fprintf(stderr, "camtunnel-manager: --manager_url %s is plain: it needs --plain_listen\n",
-                 activation_options.manager_url.c_str());
+    ConfigError("manager_url", "a plain URL needs --plain_listen",
+                runtime::Kv("value", activation_options.manager_url));
     return 2;
   }
   for (const std::string& a : config.plain_listen) {
-    std::fprintf(stderr,
-                 "camtunnel-manager: plain manager links on %s: frames are MACed and gateway "
-                 "keys sealed, but STATUS and commands travel unencrypted\n",
-                 a.c_str());
+    runtime::LogEvent(runtime::LogLevel::kWarning, "plain_links_enabled",
+                      {runtime::Kv("listen", a),
+                       runtime::Kv("note",
+                                   "frames are MACed and gateway keys sealed, but STATUS and "
+                                   "commands travel unencrypted")});
   }
   activation_options.rate_burst = absl::GetFlag(FLAGS_activation_burst);
   activation_options.rate_refill_ms =
       static_cast<int64_t>(std::max<uint64_t>(1, absl::GetFlag(FLAGS_activation_refill_ms)));
   auto streamers = LoadStreamers(absl::GetFlag(FLAGS_streamers));
   if (!streamers.ok()) {
-    std::fprintf(stderr, "camtunnel-manager: %s\n",
-                 std::string(streamers.status().message()).c_str());
+    ConfigError("streamers", streamers.status().message());
     return 2;
   }
   auto store = manager::StateStore::Open(absl::GetFlag(FLAGS_state));
   if (!store.ok()) {
-    std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(store.status().message()).c_str());
+    runtime::LogEvent(runtime::LogLevel::kError, "state_open_failed",
+                      {runtime::Kv("state", absl::GetFlag(FLAGS_state)),
+                       runtime::Kv("error", store.status().message())});
     return 1;
   }
   manager::StreamerPool pool(std::move(*streamers), absl::GetFlag(FLAGS_key_validity_s));
@@ -327,7 +345,8 @@ int Serve() {
   });
   if (absl::Status s = started.get_future().get(); !s.ok()) {
     loop.join();
-    std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(s.message()).c_str());
+    runtime::LogEvent(runtime::LogLevel::kError, "start_failed",
+                      {runtime::Kv("error", s.message())});
     return 1;
   }
   std::printf("camtunnel-manager: ready port=%u admin=%u streamers=%zu plain=%u role=%s\n",
@@ -335,7 +354,7 @@ int Serve() {
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);
-  std::fprintf(stderr, "camtunnel-manager: signal %d, stopping\n", sig);
+  runtime::LogEvent(runtime::LogLevel::kInfo, "stopping", {runtime::Kv("signal", sig)});
   shard.Post([&server, &shard] {
     server.StopAccepting();
     shard.Stop();

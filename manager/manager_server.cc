@@ -3,13 +3,13 @@
 
 #include <time.h>
 
-#include <cstdio>
-
 #include "absl/strings/str_cat.h"
 #include "manager/admin_connection.h"
 #include "manager/agent_link.h"
 #include "manager/handover_service.h"
 #include "manager/public_connection.h"
+#include "metrics/exposition.h"
+#include "runtime/log.h"
 
 namespace camtunnel::manager {
 
@@ -187,16 +187,15 @@ void ManagerServer::MoveOffStreamer(size_t streamer) {
   }
   if (moved > 0) {
     counters_.health_moves += moved;
-    std::fprintf(stderr, "camtunnel-manager: moving %zu agents off unhealthy streamer %s\n", moved,
-                 url.c_str());
+    runtime::LogEvent(runtime::LogLevel::kWarning, "agents_moved_off_streamer",
+                      {runtime::Kv("streamer", url), runtime::Kv("agents", moved),
+                       runtime::Kv("reason", "unhealthy")});
     // One entry per batch, not per agent: a drained node's whole fleet would be a write each.
-    store_
-        .Audit({.at_ms = WallMs(),
-                .actor = "health",
-                .action = "move",
-                .subject = url,
-                .detail = absl::StrCat(moved, " agents")})
-        .IgnoreError();
+    store_.CheckWrite("audit", store_.Audit({.at_ms = WallMs(),
+                                             .actor = "health",
+                                             .action = "move",
+                                             .subject = url,
+                                             .detail = absl::StrCat(moved, " agents")}));
   }
 }
 
@@ -218,15 +217,27 @@ bool ManagerServer::TryAdmitUnauthenticated() {
 }
 
 std::string ManagerServer::RenderMetrics() const {
+  using metrics::FamilyBuilder;
+  using prometheus::MetricType;
   const ManagerCounters& c = counters_;
-  std::string out;
-  auto counter = [&out](const char* name, const char* help, uint64_t value) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ",
-                    value, "\n");
+  std::vector<prometheus::MetricFamily> families;
+  auto counter = [&families](const char* name, const char* help, uint64_t value) {
+    families.push_back(FamilyBuilder(name, help, MetricType::Counter)
+                           .Counter({}, static_cast<double>(value))
+                           .Take());
   };
-  auto gauge = [&out](const char* name, const char* help, uint64_t value) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n", name, " ",
-                    value, "\n");
+  auto gauge = [&families](const char* name, const char* help, uint64_t value) {
+    families.push_back(
+        FamilyBuilder(name, help, MetricType::Gauge).Gauge({}, static_cast<double>(value)).Take());
+  };
+  // One counter family labelled `label`, a sample per (label value, count).
+  auto labelled = [&families](const char* name, const char* help, const char* label,
+                              const auto& counts) {
+    FamilyBuilder f(name, help, MetricType::Counter);
+    for (const auto& [value, count] : counts) {
+      f.Counter({{label, std::string(value)}}, static_cast<double>(count));
+    }
+    families.push_back(f.Take());
   };
   gauge("camtunnel_manager_links", "Agents with an authenticated manager link.", links_.size());
   size_t plain_links = 0;
@@ -244,21 +255,16 @@ std::string ManagerServer::RenderMetrics() const {
           c.connections_refused_busy);
   counter("camtunnel_manager_bad_requests_total",
           "Public requests answered with an HTTP error status.", c.bad_requests);
-  absl::StrAppend(&out,
-                  "# HELP camtunnel_manager_link_errors_total Manager links refused or closed "
-                  "for a protocol error, by reason.\n"
-                  "# TYPE camtunnel_manager_link_errors_total counter\n");
-  for (auto [reason, value] :
-       {std::pair<const char*, uint64_t>{"unknown_agent", c.link_unknown_agent},
-        {"bad_proof", c.link_bad_proof},
-        {"malformed_frame", c.link_malformed_frames},
-        {"frame_too_large", c.link_oversized_frames},
-        {"timeout", c.link_timeouts},
-        {"bad_mac", c.link_bad_macs},
-        {"agent_bad_mac", c.link_agent_bad_macs}}) {
-    absl::StrAppend(&out, "camtunnel_manager_link_errors_total{reason=\"", reason, "\"} ", value,
-                    "\n");
-  }
+  labelled("camtunnel_manager_link_errors_total",
+           "Manager links refused or closed for a protocol error, by reason.", "reason",
+           std::initializer_list<std::pair<const char*, uint64_t>>{
+               {"unknown_agent", c.link_unknown_agent},
+               {"bad_proof", c.link_bad_proof},
+               {"malformed_frame", c.link_malformed_frames},
+               {"frame_too_large", c.link_oversized_frames},
+               {"timeout", c.link_timeouts},
+               {"bad_mac", c.link_bad_macs},
+               {"agent_bad_mac", c.link_agent_bad_macs}});
   counter("camtunnel_manager_plain_activations_refused_total",
           "Activation requests refused on a plain listener (activation is HTTPS only).",
           c.plain_activations_refused);
@@ -272,25 +278,18 @@ std::string ManagerServer::RenderMetrics() const {
   counter("camtunnel_manager_status_received_total", "STATUS frames received.", c.status_received);
   counter("camtunnel_manager_admin_unauthorized_total",
           "Admin requests refused for a missing or wrong bearer token.", c.admin_unauthorized);
-  auto by_result = [&out](const char* name, const char* help,
-                          const std::map<std::string, uint64_t>& counts) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n");
-    for (const auto& [result, value] : counts) {
-      absl::StrAppend(&out, name, "{result=\"", result, "\"} ", value, "\n");
-    }
-  };
   if (config_.role != ManagerRole::kManaging) {
-    by_result("camtunnel_manager_activations_total", "Activation attempts by result.",
-              activation_.counts());
+    labelled("camtunnel_manager_activations_total", "Activation attempts by result.", "result",
+             activation_.counts());
   }
   if (handover_ != nullptr) {
-    by_result("camtunnel_manager_handovers_total",
-              "Hand-over requests from a separate activation server, by result.",
-              handover_->counts());
+    labelled("camtunnel_manager_handovers_total",
+             "Hand-over requests from a separate activation server, by result.", "result",
+             handover_->counts());
   }
   if (handover_calls_ != nullptr) {
-    by_result("camtunnel_manager_handover_calls_total",
-              "Hand-over calls to the managing server, by outcome.", *handover_calls_);
+    labelled("camtunnel_manager_handover_calls_total",
+             "Hand-over calls to the managing server, by outcome.", "result", *handover_calls_);
   }
   if (health_) {
     counter("camtunnel_manager_health_checks_total", "GET /readyz probes of Streamers.",
@@ -298,43 +297,42 @@ std::string ManagerServer::RenderMetrics() const {
     counter("camtunnel_manager_health_check_failures_total",
             "Probes that did not get 200 within the timeout.", health_->counters().failures);
   }
+  // Pushes to every Streamer's admin API: by result, and how many wait for a confirmation.
+  auto pushes = [&](const char* name, const char* help, const char* pending_name,
+                    const char* pending_help, const AdminPushCounters& r) {
+    labelled(name, help, "result",
+             std::initializer_list<std::pair<const char*, uint64_t>>{{"pushed", r.pushed},
+                                                                     {"failed", r.failed}});
+    gauge(pending_name, pending_help, r.pending);
+  };
   if (revocations_) {
-    const AdminPushCounters r = revocations_->counters();
-    absl::StrAppend(&out,
-                    "# HELP camtunnel_manager_revocations_total Pushes of revoked agents to "
-                    "Streamer denylists by result (a failed one is retried).\n"
-                    "# TYPE camtunnel_manager_revocations_total counter\n"
-                    "camtunnel_manager_revocations_total{result=\"pushed\"} ",
-                    r.pushed, "\ncamtunnel_manager_revocations_total{result=\"failed\"} ", r.failed,
-                    "\n# HELP camtunnel_manager_revocations_pending Revocations not yet "
-                    "confirmed by a Streamer.\n# TYPE camtunnel_manager_revocations_pending "
-                    "gauge\ncamtunnel_manager_revocations_pending ",
-                    r.pending, "\n");
+    pushes("camtunnel_manager_revocations_total",
+           "Pushes of revoked agents to Streamer denylists by result (a failed one is retried).",
+           "camtunnel_manager_revocations_pending", "Revocations not yet confirmed by a Streamer.",
+           revocations_->counters());
   }
   counter("camtunnel_manager_health_moves_total",
           "Agents sent ASSIGN and SWITCH because their Streamer was unhealthy or draining.",
           c.health_moves);
   if (relocation_push_) {
-    const AdminPushCounters r = relocation_push_->counters();
-    absl::StrAppend(&out,
-                    "# HELP camtunnel_manager_relocations_total Relocation notices (PUT or "
-                    "DELETE /api/v1/relocations/{id}) to Streamers by result (a failed one is "
-                    "retried).\n# TYPE camtunnel_manager_relocations_total counter\n"
-                    "camtunnel_manager_relocations_total{result=\"pushed\"} ",
-                    r.pushed, "\ncamtunnel_manager_relocations_total{result=\"failed\"} ", r.failed,
-                    "\n# HELP camtunnel_manager_relocations_pending Relocation notices not yet "
-                    "confirmed by a Streamer.\n# TYPE camtunnel_manager_relocations_pending "
-                    "gauge\ncamtunnel_manager_relocations_pending ",
-                    r.pending, "\n");
+    pushes("camtunnel_manager_relocations_total",
+           "Relocation notices (PUT or DELETE /api/v1/relocations/{id}) to Streamers by result (a "
+           "failed one is retried).",
+           "camtunnel_manager_relocations_pending",
+           "Relocation notices not yet confirmed by a Streamer.", relocation_push_->counters());
   }
-  absl::StrAppend(&out,
-                  "# HELP camtunnel_manager_streamer_healthy Streamer health from its /readyz.\n"
-                  "# TYPE camtunnel_manager_streamer_healthy gauge\n");
+  FamilyBuilder healthy("camtunnel_manager_streamer_healthy", "Streamer health from its /readyz.",
+                        MetricType::Gauge);
   for (size_t i = 0; i < pool_.size(); ++i) {
-    absl::StrAppend(&out, "camtunnel_manager_streamer_healthy{streamer=\"", i, "\"} ",
-                    pool_.healthy(i) ? 1 : 0, "\n");
+    healthy.Gauge({{"streamer", std::to_string(i)}}, pool_.healthy(i) ? 1 : 0);
   }
-  return out;
+  families.push_back(healthy.Take());
+  labelled("camtunnel_manager_store_write_errors_total",
+           "State database writes that failed and were carried on without, by operation.", "op",
+           store_.write_errors());
+  counter("camtunnel_log_lines_suppressed_total", "Log lines dropped by the per-cause rate limit.",
+          runtime::SuppressedLogLines());
+  return metrics::RenderText(families);
 }
 
 }  // namespace camtunnel::manager

@@ -9,7 +9,7 @@ RelocationPush::RelocationPush(runtime::Shard& shard, StreamerPool& pool, uint64
                                uint64_t timeout_ms)
     : pool_(pool),
       relocated_(pool.size()),
-      queue_(shard, pool, "relocation of", retry_ms, timeout_ms,
+      queue_(shard, pool, "relocation", retry_ms, timeout_ms,
              [this](size_t streamer, const std::string& agent_id, const AdminPush& call) {
                if (call.method == "PUT") {
                  relocated_[streamer].insert(agent_id);

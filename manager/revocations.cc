@@ -5,7 +5,7 @@ namespace camtunnel::manager {
 
 Revocations::Revocations(runtime::Shard& shard, StreamerPool& pool, uint64_t retry_ms,
                          uint64_t timeout_ms)
-    : pool_(pool), queue_(shard, pool, "revoking", retry_ms, timeout_ms) {}
+    : pool_(pool), queue_(shard, pool, "revocation", retry_ms, timeout_ms) {}
 
 void Revocations::Revoke(const std::string& agent_id) {
   for (size_t i = 0; i < pool_.size(); ++i) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/log.h"
 
 namespace camtunnel::manager {
 namespace {
@@ -159,17 +160,32 @@ absl::StatusOr<StateStore> StateStore::Open(const std::string& path) {
   return store;
 }
 
-StateStore::StateStore(StateStore&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+StateStore::StateStore(StateStore&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)), write_errors_(std::move(other.write_errors_)) {}
 
 StateStore& StateStore::operator=(StateStore&& other) noexcept {
   if (this != &other) {
     sqlite3_close(db_);
     db_ = std::exchange(other.db_, nullptr);
+    write_errors_ = std::move(other.write_errors_);
   }
   return *this;
 }
 
 StateStore::~StateStore() { sqlite3_close(db_); }
+
+void StateStore::CheckWrite(std::string_view op, const absl::Status& status) {
+  if (status.ok()) {
+    return;
+  }
+  auto it = write_errors_.find(op);
+  if (it == write_errors_.end()) {
+    it = write_errors_.emplace(std::string(op), 0).first;
+  }
+  ++it->second;
+  runtime::LogEvent(runtime::LogLevel::kError, "store_write_failed",
+                    {runtime::Kv("op", op), runtime::Kv("status", status.ToString())});
+}
 
 absl::Status StateStore::Exec(const char* sql) {
   char* err = nullptr;
@@ -202,7 +218,7 @@ absl::Status StateStore::Migrate() {
     std::string sql = absl::StrCat("BEGIN IMMEDIATE;", kMigrations[v],
                                    "PRAGMA user_version = ", v + 1, "; COMMIT;");
     if (absl::Status st = Exec(sql.c_str()); !st.ok()) {
-      Exec("ROLLBACK;").IgnoreError();
+      CheckWrite("rollback", Exec("ROLLBACK;"));
       return absl::InternalError(absl::StrCat("migration ", v + 1, ": ", st.message()));
     }
   }

@@ -9,6 +9,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -92,12 +94,21 @@ class StateStore {
   absl::Status Audit(const AuditEntry& entry);
   absl::StatusOr<std::vector<AuditEntry>> RecentAudit(size_t limit) const;
 
+  // For a write its caller goes on without (an audit entry, an activation attempt's record, a
+  // last-seen status): a failure is never dropped silently. It is logged (event
+  // store_write_failed with `op` and the status, rate-limited like every event) and counted by
+  // `op`, a short fixed name ("audit"), exported as camtunnel_manager_store_write_errors_total.
+  void CheckWrite(std::string_view op, const absl::Status& status);
+  // Failed writes by operation since the store was opened.
+  const std::map<std::string, uint64_t, std::less<>>& write_errors() const { return write_errors_; }
+
  private:
   explicit StateStore(sqlite3* db) : db_(db) {}
   absl::Status Migrate();
   absl::Status Exec(const char* sql);
 
   sqlite3* db_ = nullptr;
+  std::map<std::string, uint64_t, std::less<>> write_errors_;
 };
 
 }  // namespace camtunnel::manager

@@ -2,37 +2,28 @@
 #include "manager/streamer_pool.h"
 
 #include <algorithm>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "manager/admin_call.h"
 #include "proto/encoding.h"
+#include "proto/streamer_key_file.h"
+#include "proto/url.h"
+#include "runtime/read_file.h"
 
 namespace camtunnel::manager {
 namespace {
 
-// rtsp://host:port or http://host:port, as the gateway's relocation table accepts it (only an
-// authority: the gateway re-points each request's own path there).
-bool IsFrontendUrl(std::string_view url) {
-  std::string_view rest;
-  if (url.starts_with("rtsp://")) {
-    rest = url.substr(7);
-  } else if (url.starts_with("http://")) {
-    rest = url.substr(7);
-  }
-  if (rest.empty() || rest.size() > 200) {
+// rtsp://host[:port] or http://host[:port] (proto/url.h), as the gateway's relocation table
+// accepts it (only an authority: the gateway re-points each request's own path there).
+bool IsFrontendUrl(std::string_view text) {
+  constexpr size_t kMaxFrontendUrl = 255;  // the gateway's Relocations::kMaxFrontendBytes
+  if (text.size() > kMaxFrontendUrl) {
     return false;
   }
-  for (char c : rest) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
-        c != '[' && c != ']') {
-      return false;
-    }
-  }
-  return true;
+  const std::optional<proto::Url> url = proto::ParseUrl(text);
+  return url && (url->scheme == "rtsp" || url->scheme == "http");
 }
 
 }  // namespace
@@ -68,34 +59,39 @@ absl::StatusOr<StreamerConfig> ParseStreamerSpec(std::string_view spec_view) {
   }
   if (parts.size() >= 4) {
     c.admin_url = parts[3];
-    if (!c.admin_url.starts_with("http://")) {
-      return absl::InvalidArgumentError("--streamer: ADMIN_URL must be http://host:port");
+    // Checked here, not only where it is used: an admin URL the health checker cannot use would
+    // leave the Streamer unchecked and its denylist unpushed, silently.
+    if (!ParseAdminUrl(c.admin_url)) {
+      return absl::InvalidArgumentError(
+          "--streamer: ADMIN_URL must be http://IP:port (an address: the manager does not "
+          "resolve names)");
     }
   }
   if (parts.size() == 5) {
-    std::ifstream token(parts[4]);
-    if (!token || !(token >> c.admin_token)) {
+    auto token = runtime::ReadWholeFile(parts[4]);
+    std::vector<std::string> words;
+    if (token.ok()) {
+      words = absl::StrSplit(*token, absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty());
+    }
+    if (words.empty()) {
       return absl::NotFoundError("--streamer: cannot read admin token file " + parts[4]);
     }
+    c.admin_token = std::move(words[0]);
   }
-  std::ifstream in(parts[2]);
-  if (!in) {
+  auto text = runtime::ReadWholeFile(parts[2]);
+  if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat("--streamer: cannot read keys file ", parts[2]));
   }
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, hex;
-    if (!(fields >> id >> hex) || id.starts_with('#') || id != c.key_id) {
-      continue;
+  std::string error;
+  auto keys = proto::ParseStreamerKeys(*text, &error);
+  if (!keys) {
+    return absl::InvalidArgumentError(absl::StrCat("--streamer: ", parts[2], ": ", error));
+  }
+  for (proto::StreamerKeyEntry& k : *keys) {
+    if (k.key_id == c.key_id) {
+      c.streamer_key = std::move(k.key);
+      return c;
     }
-    auto key = proto::HexDecode(hex);
-    if (!key || key->size() != 32) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--streamer: key ", c.key_id, " in ", parts[2], " is not 64 hex"));
-    }
-    c.streamer_key = std::move(*key);
-    return c;
   }
   return absl::NotFoundError(absl::StrCat("--streamer: no key ", c.key_id, " in ", parts[2]));
 }

@@ -12,6 +12,7 @@
 
 #include "proto/encoding.h"
 #include "proto/upgrade.h"
+#include "proto/url.h"
 
 namespace camtunnel::proto {
 namespace {
@@ -87,67 +88,10 @@ bool IsValidStreamerUrl(std::string_view url) {
   if (url.size() > kMaxStreamerUrl) {
     return false;
   }
-  std::string_view rest;
-  if (url.starts_with("https://")) {
-    rest = url.substr(8);
-  } else if (url.starts_with("http://")) {
-    rest = url.substr(7);
-  } else {
-    return false;
-  }
-  if (rest.ends_with('/')) {
-    rest.remove_suffix(1);
-  }
-  std::string_view host = rest;
-  std::string_view port;
-  if (rest.starts_with('[')) {
-    const size_t close = rest.find(']');
-    if (close == std::string_view::npos) {
-      return false;
-    }
-    host = rest.substr(0, close + 1);
-    std::string_view after = rest.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') {
-        return false;
-      }
-      port = after.substr(1);
-      if (port.empty()) {
-        return false;
-      }
-    }
-  } else {
-    const size_t colon = rest.find(':');
-    if (colon != std::string_view::npos) {
-      host = rest.substr(0, colon);
-      port = rest.substr(colon + 1);
-      if (port.empty()) {
-        return false;
-      }
-    }
-  }
-  // The host exactly as the agent dials it (its ParseGatewayUrl uses the same definition): a
-  // manager URL accepted here but refused there sends the agent back to activation, over and
-  // over, with the same answer each time.
-  if (!IsValidServiceHost(host)) {
-    return false;
-  }
-  if (!port.empty()) {
-    if (port.size() > 5 || port[0] == '0') {
-      return false;
-    }
-    uint32_t value = 0;
-    for (char c : port) {
-      if (c < '0' || c > '9') {
-        return false;
-      }
-      value = value * 10 + static_cast<uint32_t>(c - '0');
-    }
-    if (value == 0 || value > 65535) {
-      return false;
-    }
-  }
-  return true;
+  // The agent dials it with the same parser (its ParseGatewayUrl): a manager URL accepted here
+  // but refused there sends the agent back to activation, over and over, with the same answer.
+  const std::optional<Url> parsed = ParseUrl(url);
+  return parsed && (parsed->scheme == "https" || parsed->scheme == "http");
 }
 
 std::vector<uint8_t> EncodeAssignedStreamer(const Digest& seal_key, std::string_view agent_id,

@@ -9,12 +9,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "runtime/read_file.h"
 
 namespace camtunnel::runtime {
 namespace {
@@ -132,13 +131,11 @@ absl::StatusOr<std::unique_ptr<TicketKeys>> TicketKeys::Parse(const std::string&
 }
 
 absl::StatusOr<std::unique_ptr<TicketKeys>> TicketKeys::LoadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError("ticket keys " + path + ": " + std::strerror(errno));
+  auto text = ReadWholeFile(path);
+  if (!text.ok()) {
+    return absl::NotFoundError("ticket keys " + std::string(text.status().message()));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto keys = Parse(ss.str());
+  auto keys = Parse(*text);
   if (!keys.ok()) {
     return absl::InvalidArgumentError(path + ": " + std::string(keys.status().message()));
   }

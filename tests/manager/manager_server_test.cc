@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -158,7 +159,7 @@ class ManagerServerTest : public ::testing::Test {
     f = std::fopen((dir_ + "/key.pem").c_str(), "w");
     PEM_write_PrivateKey(f, cert.key, nullptr, nullptr, 0, nullptr, nullptr);
     std::fclose(f);
-    store_ = std::make_unique<StateStore>(*StateStore::Open(":memory:"));
+    store_ = std::make_unique<StateStore>(*StateStore::Open(StorePath()));
     enroller_ = std::make_unique<LocalEnroller>(*store_);
     activation_ =
         std::make_unique<ActivationService>(*store_, *enroller_,
@@ -194,6 +195,7 @@ class ManagerServerTest : public ::testing::Test {
   }
 
   virtual uint64_t KeyValidity() const { return 3600; }
+  virtual std::string StorePath() const { return ":memory:"; }
   virtual void Configure(ManagerConfig& /*config*/) {}
 
   void TearDown() override {
@@ -552,6 +554,31 @@ TEST_F(ManagerServerTest, MetricsNameEveryRefusal) {
   EXPECT_NE(m.find("camtunnel_manager_link_errors_total{reason=\"bad_proof\"} 0"),
             std::string::npos)
       << m;
+}
+
+// A state database that refuses writes (its audit and activation tables gone, as in a damaged
+// file) costs the audit trail, never the answer: each failed write is logged and counted.
+class BrokenStoreTest : public ManagerServerTest {
+ protected:
+  std::string StorePath() const override { return dir_ + "/state.db"; }
+};
+
+TEST_F(BrokenStoreTest, FailedWritesAreCountedAndExported) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(StorePath().c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(
+      sqlite3_exec(db, "DROP TABLE audit; DROP TABLE activations;", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  Activate("sn-1");  // still answered 200 with a secret
+  const std::string m = AdminRequest("GET", "/metrics");
+  EXPECT_NE(m.find("camtunnel_manager_store_write_errors_total{op=\"audit\"} 1\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("camtunnel_manager_store_write_errors_total{op=\"activation_attempt\"} 1\n"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(OnShard([&] { return store_->write_errors().at("audit"); }), 1u);
 }
 
 // A blocking plain-TCP client for the plain listener; frames sealed and opened once Seal() is

@@ -58,6 +58,16 @@ TEST(StreamerSpec, ReadsTheKeyFromAGatewayKeysFile) {
   EXPECT_FALSE(ParseStreamerSpec("https://gw,k1").ok());
 }
 
+TEST(StreamerSpec, RefusesAnAdminUrlTheHealthCheckerCouldNotUse) {
+  const std::string path = ::testing::TempDir() + "/keys-admin.txt";
+  std::ofstream(path) << "k1 " << std::string(64, 'a') << "\n";
+  for (const char* bad : {"http://gw.example.com:9310", "https://127.0.0.1:9310",
+                          "http://127.0.0.1", "http://127.0.0.1:9310/admin"}) {
+    EXPECT_FALSE(ParseStreamerSpec("https://gw:8443,k1," + path + "," + bad).ok()) << bad;
+  }
+  EXPECT_TRUE(ParseStreamerSpec("https://gw:8443,k1," + path + ",http://[::1]:9310/").ok());
+}
+
 TEST(StreamerSpec, TakesAnOptionalFrontendAfterThePositionalFields) {
   const std::string path = ::testing::TempDir() + "/keys-frontend.txt";
   std::ofstream(path) << "k1 " << std::string(64, 'b') << "\n";

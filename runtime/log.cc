@@ -1,4 +1,4 @@
-#include "gateway/log.h"
+#include "runtime/log.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "runtime/clock.h"
 
-namespace camtunnel::gateway {
+namespace camtunnel::runtime {
 namespace {
 
 constexpr uint64_t kWindowMs = 10'000;
@@ -86,6 +86,21 @@ struct Window {
 }  // namespace
 
 void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
+bool ParseLogLevel(std::string_view text, LogLevel* level) {
+  if (text == "debug") {
+    *level = LogLevel::kDebug;
+  } else if (text == "info") {
+    *level = LogLevel::kInfo;
+  } else if (text == "warning") {
+    *level = LogLevel::kWarning;
+  } else if (text == "error") {
+    *level = LogLevel::kError;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
 void SetLogBurst(uint32_t burst) { g_burst.store(burst == 0 ? 1 : burst); }
 uint64_t SuppressedLogLines() { return g_suppressed.load(std::memory_order_relaxed); }
@@ -109,7 +124,7 @@ void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogF
   // Per thread (each shard, the main thread): no lock, and one shard's flood cannot silence
   // another's. Event names are a fixed set of literals, so the map stays small.
   thread_local absl::flat_hash_map<std::string, Window> windows;
-  const uint64_t now = runtime::WallMs();
+  const uint64_t now = WallMs();
   Window& w = windows[absl::string_view(event.data(), event.size())];
   if (now - w.start_ms >= kWindowMs) {
     w.start_ms = now;
@@ -146,4 +161,4 @@ void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogF
   [[maybe_unused]] ssize_t n = write(STDERR_FILENO, line.data(), line.size());
 }
 
-}  // namespace camtunnel::gateway
+}  // namespace camtunnel::runtime

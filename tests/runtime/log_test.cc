@@ -1,10 +1,10 @@
 // Log lines: key=value fields, values from the network escaped so they can neither break a
 // line nor forge a field.
-#include "gateway/log.h"
+#include "runtime/log.h"
 
 #include <gtest/gtest.h>
 
-namespace camtunnel::gateway {
+namespace camtunnel::runtime {
 namespace {
 
 TEST(LogTest, FieldsAreKeyValue) {
@@ -21,4 +21,4 @@ TEST(LogTest, UntrustedValuesAreQuotedAndEscaped) {
 }
 
 }  // namespace
-}  // namespace camtunnel::gateway
+}  // namespace camtunnel::runtime
