@@ -3,15 +3,18 @@
 #include <cerrno>
 
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
 #include "gateway/tunnel_waiter.h"
 #include "proto/crypto.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway {
 
 namespace {
 
+using runtime::Kv;
+using runtime::LogEvent;
+using runtime::LogLevel;
 using runtime::MonotonicUs;
 
 // Which frame_rejected reason an ERROR this end sent is counted under.

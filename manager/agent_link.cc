@@ -5,13 +5,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "manager/manager_server.h"
 #include "proto/upgrade.h"
 #include "runtime/clock.h"
+#include "runtime/log.h"
 
 namespace camtunnel::manager {
 namespace {
@@ -107,8 +107,9 @@ void AgentLink::OnLinkEnded(const proto::LinkEnd& end) {
         ++counters.link_oversized_frames;
       } else if (end.sent == proto::ErrorCode::kBadMac) {
         ++counters.link_bad_macs;
-        std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s: %s, link closed\n",
-                     agent_id_.c_str(), stream_->peer_text().c_str(), end.detail.c_str());
+        runtime::LogEvent(runtime::LogLevel::kWarning, "link_bad_mac",
+                          {runtime::Kv("agent", agent_id_), runtime::Kv("remote", remote()),
+                           runtime::Kv("detail", end.detail)});
       } else {
         ++counters.link_malformed_frames;
       }
@@ -118,8 +119,9 @@ void AgentLink::OnLinkEnded(const proto::LinkEnd& end) {
       // it closes: counted here, where the operator looks.
       if (end.peer_code == static_cast<uint16_t>(proto::ErrorCode::kBadMac)) {
         ++counters.link_agent_bad_macs;
-        std::fprintf(stderr, "camtunnel-manager: agent=%s remote=%s reports a bad MAC: %s\n",
-                     agent_id_.c_str(), stream_->peer_text().c_str(), end.peer_text.c_str());
+        runtime::LogEvent(runtime::LogLevel::kWarning, "agent_reports_bad_mac",
+                          {runtime::Kv("agent", agent_id_), runtime::Kv("remote", remote()),
+                           runtime::Kv("text", end.peer_text)});
       }
       break;
     case proto::LinkEndReason::kNotReading:
@@ -148,7 +150,8 @@ void AgentLink::OnStatus(std::string_view text) {
   last_status_ = std::string(text);
   // TODO: batch status writes; one fsync per STATUS is fine for hundreds of agents, not for a
   // large fleet.
-  server_.store().RecordStatus(agent_id_, last_status_, ManagerServer::WallMs()).IgnoreError();
+  server_.store().CheckWrite(
+      "status", server_.store().RecordStatus(agent_id_, last_status_, ManagerServer::WallMs()));
   // Only a configured Streamer is taken: the text is the agent's word, and it ends up in
   // lookups and in relocation pushes to gateways.
   const std::string_view at = ConnectedStreamer(last_status_);
@@ -156,7 +159,7 @@ void AgentLink::OnStatus(std::string_view text) {
     return;
   }
   std::string from = std::exchange(located_url_, std::string(at));
-  server_.store().RecordLocation(agent_id_, located_url_).IgnoreError();
+  server_.store().CheckWrite("location", server_.store().RecordLocation(agent_id_, located_url_));
   server_.AgentLocated(agent_id_, from, located_url_);
 }
 
@@ -175,7 +178,8 @@ void AgentLink::OnLinkHello(const proto::Frame& frame) {
   registered_ = true;
   ++server_.counters().links_established;
   connected_wall_ms_ = ManagerServer::WallMs();
-  server_.store().RecordStatus(agent_id_, "linked", connected_wall_ms_).IgnoreError();
+  server_.store().CheckWrite("status",
+                             server_.store().RecordStatus(agent_id_, "linked", connected_wall_ms_));
 }
 
 void AgentLink::OnLinkEstablished(const proto::LinkWelcome& /*welcome*/) {
@@ -195,9 +199,9 @@ void AgentLink::SendAssign(std::string_view preferred) {
   FrameBuilder assign = proto::BuildAssign(seal_key_, agent_id_, list);
   link_.Send(assign, runtime::MonotonicUs());
   ++server_.counters().assigns_sent;
-  server_.store()
-      .RecordAssignment(agent_id_, list.front().url, ManagerServer::WallMs())
-      .IgnoreError();
+  server_.store().CheckWrite(
+      "assignment",
+      server_.store().RecordAssignment(agent_id_, list.front().url, ManagerServer::WallMs()));
   for (auto& s : assigned_) {
     OPENSSL_cleanse(s.agent_key.data(), s.agent_key.size());
   }
