@@ -6,7 +6,7 @@
 #include <random>
 #include <string>
 
-#include "gateway/admin_connection.h"
+#include "gateway/admin/admin_routes.h"
 #include "gateway/agent_handshake.h"
 #include "gateway/control_session.h"
 #include "gateway/frontend_connection.h"
@@ -37,6 +37,7 @@ GatewayShard::GatewayShard(runtime::Shard& shard, GatewayConfig config, Streamer
     frontend_allow_ = std::move(*allow);
   }
   drain_timer_.set_callback([this] { CheckDrained(); });
+  admin_server_ = admin::MakeAdminServer(*this);
 }
 
 GatewayShard::~GatewayShard() = default;
@@ -390,7 +391,7 @@ void GatewayShard::AcceptFrontend(int fd) {
   FrontendConnection::Start(*this, fd, allowed);
 }
 
-void GatewayShard::AcceptAdmin(int fd) { AdminConnection::Start(*this, fd); }
+void GatewayShard::AcceptAdmin(int fd) { admin_server_->Accept(fd); }
 
 uint16_t GatewayShard::agent_tls_port() const {
   return agent_tls_listeners_.empty() ? 0 : agent_tls_listeners_[0]->port();

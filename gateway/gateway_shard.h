@@ -28,6 +28,10 @@
 #include "runtime/ticket_keys.h"
 #include "runtime/tls_context.h"
 
+namespace camtunnel::http {
+class Server;
+}  // namespace camtunnel::http
+
 namespace camtunnel::gateway {
 
 class GatewayShard {
@@ -113,6 +117,8 @@ class GatewayShard {
   uint16_t agent_plain_port() const;
   uint16_t frontend_port() const;
   uint16_t admin_port() const;
+  // Serves the admin listener's connections, and those moved here from another shard.
+  http::Server& admin_server() { return *admin_server_; }
   bool ready() const {
     return started_ && !draining_ && (gateway_ == nullptr || gateway_->all_started());
   }
@@ -174,6 +180,8 @@ class GatewayShard {
   std::vector<std::unique_ptr<runtime::Listener>> agent_plain_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> frontend_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;
+  // The admin API (gateway/admin/): every shard has one, for requests moved to it.
+  std::unique_ptr<http::Server> admin_server_;
   uint64_t connections_ = 0;
   bool started_ = false;
   bool draining_ = false;

@@ -672,7 +672,7 @@ class Failover(unittest.TestCase):
         # Over 1 KiB: refused on the head alone (the body is never sent, so no reset races).
         big = (b"PUT /api/v1/relocations/cam-test-x HTTP/1.1\r\nHost: x\r\n"
                b"Content-Length: 2000\r\n\r\n")
-        self.assertEqual(call(big)[0], 400)
+        self.assertEqual(call(big)[0], 413)
         self.assertEqual(put("CAM", b'{"frontend":"rtsp://h:1"}')[0], 400)
         delete = b"DELETE /api/v1/relocations/cam-test-x HTTP/1.1\r\nHost: x\r\n\r\n"
         self.assertEqual(call(delete)[0], 200)
