@@ -100,7 +100,8 @@ class Reply {
   // The exchange if it still waits for this answer, else null.
   Exchange* exchange() const;
   bool alive() const { return exchange() != nullptr; }
-  void Respond(int status, std::string_view content_type, std::string_view body) const;
+  void Respond(int status, std::string_view content_type, std::string_view body,
+               std::span<const proto::HeaderField> extra = {}) const;
   void Json(int status, std::string_view body) const { Respond(status, "application/json", body); }
   void Error(int status, std::string_view message) const;
 

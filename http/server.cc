@@ -35,9 +35,10 @@ Exchange* Reply::exchange() const {
   return ex->serial() == serial_ && !ex->answered() ? ex : nullptr;
 }
 
-void Reply::Respond(int status, std::string_view content_type, std::string_view body) const {
+void Reply::Respond(int status, std::string_view content_type, std::string_view body,
+                    std::span<const proto::HeaderField> extra) const {
   if (Exchange* ex = exchange()) {
-    ex->Respond(status, content_type, body);
+    ex->Respond(status, content_type, body, extra);
   }
 }
 

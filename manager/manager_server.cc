@@ -4,10 +4,10 @@
 #include <time.h>
 
 #include "absl/strings/str_cat.h"
-#include "manager/admin_connection.h"
+#include "manager/admin/admin_routes.h"
 #include "manager/agent_link.h"
 #include "manager/handover_service.h"
-#include "manager/public_connection.h"
+#include "manager/public_server.h"
 #include "metrics/exposition.h"
 #include "runtime/log.h"
 
@@ -39,25 +39,29 @@ absl::Status ManagerServer::Start() {
     return ctx.status();
   }
   tls_ctx_ = std::move(*ctx);
+  public_server_ = MakePublicServer(*this);
+  admin_server_ = admin::MakeAdminServer(*this);
   for (const std::string& address : config_.listen) {
-    auto l = runtime::Listener::Open(
-        shard_, address, [this](int fd) { PublicConnection::Start(*this, fd, /*plain=*/false); });
+    auto l = runtime::Listener::Open(shard_, address, [this](int fd) {
+      AcceptPublic(*this, *public_server_, fd, /*plain=*/false);
+    });
     if (!l.ok()) {
       return l.status();
     }
     listeners_.push_back(std::move(*l));
   }
   for (const std::string& address : config_.plain_listen) {
-    auto l = runtime::Listener::Open(
-        shard_, address, [this](int fd) { PublicConnection::Start(*this, fd, /*plain=*/true); });
+    auto l = runtime::Listener::Open(shard_, address, [this](int fd) {
+      AcceptPublic(*this, *public_server_, fd, /*plain=*/true);
+    });
     if (!l.ok()) {
       return l.status();
     }
     plain_listeners_.push_back(std::move(*l));
   }
   for (const std::string& address : config_.admin_listen) {
-    auto l = runtime::Listener::Open(shard_, address,
-                                     [this](int fd) { AdminConnection::Start(*this, fd); });
+    auto l =
+        runtime::Listener::Open(shard_, address, [this](int fd) { admin_server_->Accept(fd); });
     if (!l.ok()) {
       return l.status();
     }

@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "http/server.h"
 #include "manager/activation.h"
 #include "manager/health_checker.h"
 #include "manager/relocation_push.h"
@@ -160,6 +161,9 @@ class ManagerServer {
   std::unique_ptr<RelocationPush> relocation_push_;
   HandoverService* handover_ = nullptr;
   const std::map<std::string, uint64_t>* handover_calls_ = nullptr;
+  // The public listeners' requests (activation, manager upgrades) and the admin API's.
+  std::unique_ptr<http::Server> public_server_;
+  std::unique_ptr<http::Server> admin_server_;
   std::vector<std::unique_ptr<runtime::Listener>> listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> plain_listeners_;
   std::vector<std::unique_ptr<runtime::Listener>> admin_listeners_;

@@ -1,0 +1,55 @@
+// GET /api/v1/lookup/{id}: where an agent is now, for whoever must reach it (a media server's
+// control plane, or a gateway without a relocation): the Streamer it last reported itself
+// connected to, else the first of its last ASSIGN; with that Streamer's frontend URL when
+// configured.
+#include <nlohmann/json.hpp>
+
+#include "manager/admin/admin_routes.h"
+#include "manager/manager_server.h"
+#include "proto/identifiers.h"
+
+namespace camtunnel::manager::admin {
+namespace {
+
+void Lookup(http::Exchange& ex, ManagerServer& server) {
+  const std::string_view id = ex.param("id");
+  if (!proto::IsCanonicalAgentId(id)) {
+    ex.Error(400, "not a canonical agent id");
+    return;
+  }
+  auto agent = server.store().FindAgent(id);
+  if (!agent.ok()) {
+    ex.Error(500, "state database error");
+    return;
+  }
+  if (!agent->has_value() || (*agent)->state != AgentState::kActive) {
+    ex.Error(404, "unknown or deactivated agent");
+    return;
+  }
+  const AgentRecord& r = **agent;
+  const bool reported = !r.located_url.empty();
+  const std::string& url = reported ? r.located_url : r.streamer_url;
+  if (url.empty()) {
+    ex.Error(404, "agent not placed on any Streamer yet");
+    return;
+  }
+  nlohmann::json j{{"agent", r.agent_id},
+                   {"streamer", url},
+                   {"source", reported ? "status" : "assignment"},
+                   {"linked", server.FindLink(id) != nullptr},
+                   {"frontend", nullptr}};
+  if (const std::optional<size_t> i = server.pool().Find(url); i) {
+    if (const std::string& f = server.pool().config(*i).frontend_url; !f.empty()) {
+      j["frontend"] = f;
+    }
+  }
+  ex.Json(200, j.dump() + "\n");
+}
+
+}  // namespace
+
+void AddLookupRoutes(http::Router& router, ManagerServer& server) {
+  router.Add("GET", "/api/v1/lookup/{id}", [&server](http::Exchange& ex) { Lookup(ex, server); });
+}
+
+}  // namespace camtunnel::manager::admin
