@@ -1,6 +1,6 @@
-// agentsim's own Prometheus endpoint (--metrics_listen): GET /metrics on the shard, rendered by
-// a callback on the same thread, so the counters need no synchronisation. One request per
-// connection.
+// agentsim's own Prometheus endpoint (--metrics_listen): GET /metrics on the shared HTTP server
+// (http/server.h), on the shard, rendered by a callback on the same thread, so the counters
+// need no synchronisation. Keep-alive, so a scraper reuses its connection.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "http/server.h"
 #include "runtime/listener.h"
 #include "runtime/shard.h"
 
@@ -24,10 +25,9 @@ class MetricsServer {
   uint16_t port() const { return listener_->port(); }
 
  private:
-  MetricsServer(runtime::Shard& shard, Render render) : shard_(shard), render_(std::move(render)) {}
+  MetricsServer() = default;
 
-  runtime::Shard& shard_;
-  Render render_;
+  std::unique_ptr<http::Server> http_;  // before the listener, which hands it connections
   std::unique_ptr<runtime::Listener> listener_;
 };
 

@@ -65,7 +65,8 @@ class Exchange {
   virtual void MoveConnection(HandOff hand) = 0;
 
   // A protocol upgrade: the stream leaves the server with the bytes after this request's head,
-  // and the caller must give it a handler at once. The Exchange is gone after this call.
+  // and the caller must give it a handler at once. The Exchange is gone after this call. A
+  // stream the server does not own (Server::Serve) is not given: null.
   struct Taken {
     runtime::Stream* stream;
     std::string rest;

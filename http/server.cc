@@ -67,9 +67,11 @@ class Connection final : public Exchange, public runtime::StreamHandler {
     timer_.set_callback([this] { OnDeadline(); });
   }
 
-  // `bytes`: read on another shard before the connection moved here.
-  void Begin(runtime::Stream* stream, std::string_view bytes) {
+  // `bytes`: read on another shard before the connection moved here. `owned`: this connection
+  // is the stream's handler (else the stream's owner passes its events in: Server::Serve).
+  void Begin(runtime::Stream* stream, std::string_view bytes, bool owned = true) {
     stream_ = stream;
+    owned_ = owned;
     ArmDeadline();
     if (!bytes.empty()) {
       Append(bytes);
@@ -93,6 +95,20 @@ class Connection final : public Exchange, public runtime::StreamHandler {
   void OnStreamEof(runtime::Stream& stream) override;
   void OnStreamClosed(runtime::Stream& stream, int error) override;
 
+  // A stream that is not ours (Server::Serve) ended: the owner frees the session.
+  void EndEmbedded() {
+    *link_ = nullptr;
+    if (on_abort_) {
+      std::function<void()> abort = std::move(on_abort_);
+      abort();
+    }
+    if (events_) {
+      events_->connection = nullptr;
+      events_.reset();
+    }
+    delete this;
+  }
+
   // The event stream's side.
   void SendEvent(std::string_view text) { stream_->Write(text); }
   void EndEvents() {
@@ -115,8 +131,10 @@ class Connection final : public Exchange, public runtime::StreamHandler {
   }
 
   void ArmDeadline() {
-    server_.shard().timers().Arm(timer_, server_.shard().now_ms(),
-                                 server_.options().request_timeout_ms);
+    if (server_.options().request_timeout_ms > 0) {
+      server_.shard().timers().Arm(timer_, server_.shard().now_ms(),
+                                   server_.options().request_timeout_ms);
+    }
   }
   void OnDeadline() {
     if (server_.options().on_timeout) {
@@ -144,6 +162,7 @@ class Connection final : public Exchange, public runtime::StreamHandler {
   std::string head_text_;  // the request in hand's head
   std::string body_;       // and its body, once read: a later answer may still be using it
   State state_ = State::kHead;
+  bool owned_ = true;
   bool keep_alive_ = false;    // this request's answer may keep the connection
   bool body_pending_ = false;  // a body was announced and nobody read it
   size_t body_limit_ = 0;      // while reading a body
@@ -321,7 +340,16 @@ void Connection::Respond(int status, std::string_view content_type, std::string_
   if (server_.options().on_answer) {
     server_.options().on_answer(status);
   }
-  stream_->Write(proto::FormatHttpAnswer(status, content_type, body, keep, extra));
+  // Head and body written apart: a large body (a snapshot) is copied once, into the send queue.
+  // A HEAD request gets the head a GET would have had, without the body.
+  stream_->Write(proto::FormatHttpAnswerHead({.status = status,
+                                              .content_type = content_type,
+                                              .content_length = body.size(),
+                                              .keep_alive = keep,
+                                              .extra_fields = extra}));
+  if (head_.method != "HEAD") {
+    stream_->Write(body);
+  }
   if (!keep) {
     state_ = State::kDone;
     server_.shard().timers().Cancel(timer_);
@@ -358,6 +386,10 @@ void Connection::MoveConnection(HandOff hand) {
   if (state_ != State::kHandling || answered_) {
     return;
   }
+  if (!owned_) {
+    Fail(500, "this connection cannot move");
+    return;
+  }
   state_ = State::kMoving;
   server_.shard().timers().Cancel(timer_);
   auto done = [this, hand = std::move(hand)](runtime::Stream* s) mutable {
@@ -377,6 +409,9 @@ void Connection::MoveConnection(HandOff hand) {
 }
 
 Exchange::Taken Connection::TakeStream() {
+  if (!owned_) {
+    return {nullptr, {}};  // the stream is its owner's to give
+  }
   Taken taken{stream_, buffer_};
   answered_ = true;
   state_ = State::kDone;
@@ -413,7 +448,13 @@ std::unique_ptr<EventStream> Connection::OpenEventStream() {
 void Connection::OnStreamEof(runtime::Stream& stream) {
   switch (state_) {
     case State::kHead:
-      stream.Close(0);  // between requests, or a client that gave up on its head
+      // Between requests, or a client that gave up on its head. A stream that is not ours
+      // ends gracefully, as its owner would end it.
+      if (owned_) {
+        stream.Close(0);
+      } else {
+        stream.Finish();
+      }
       return;
     case State::kHandling:
       if (body_then_ || !answered_) {
@@ -488,7 +529,24 @@ void Events::Close() {
   }
 }
 
+class Embedded final : public EmbeddedSession {
+ public:
+  explicit Embedded(Connection* c) : c_(c) {}
+  ~Embedded() override { c_->EndEmbedded(); }
+  void OnBytes(std::span<const uint8_t> bytes) override { c_->OnStreamData(c_->stream(), bytes); }
+  void OnEof() override { c_->OnStreamEof(c_->stream()); }
+
+ private:
+  Connection* c_;
+};
+
 }  // namespace
+
+std::unique_ptr<EmbeddedSession> Server::Serve(runtime::Stream& stream) {
+  auto* c = new Connection(*this);
+  c->Begin(&stream, {}, /*owned=*/false);
+  return std::make_unique<Embedded>(c);
+}
 
 void Server::Accept(int fd, SSL_CTX* tls) {
   auto* c = new Connection(*this);

@@ -20,6 +20,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -34,7 +36,8 @@ struct ServerOptions {
   // Serve further requests on a connection (HTTP/1.1 unless "Connection: close"; HTTP/1.0 with
   // "Connection: keep-alive"). Off: every answer says "Connection: close" and ends it.
   bool keep_alive = true;
-  // From accept (or the previous answer) to this request's answer, body included.
+  // From accept (or the previous answer) to this request's answer, body included; 0: none
+  // (a stream whose owner keeps its own deadline).
   uint64_t request_timeout_ms = 10000;
   // Read per request: an empty token asks for none (loopback-only listeners).
   std::function<std::string_view()> bearer_token;
@@ -46,6 +49,17 @@ struct ServerOptions {
   std::function<void()> on_closed;
 };
 
+// A connection on a stream the server does not own (Server::Serve): the owner, which stays the
+// stream's handler, passes the stream's bytes and EOF in, and destroys the session when the
+// stream ends (never from inside OnBytes or OnEof). Moving and taking the stream are not
+// offered on such a connection.
+class EmbeddedSession {
+ public:
+  virtual ~EmbeddedSession() = default;
+  virtual void OnBytes(std::span<const uint8_t> bytes) = 0;
+  virtual void OnEof() = 0;
+};
+
 class Server {
  public:
   Server(runtime::Shard& shard, Router router, ServerOptions options)
@@ -55,6 +69,8 @@ class Server {
 
   // A connection accepted on a listener (TLS server side with a non-null `tls`).
   void Accept(int fd, SSL_CTX* tls = nullptr);
+  // Serves requests on `stream`, which stays its owner's (see EmbeddedSession).
+  std::unique_ptr<EmbeddedSession> Serve(runtime::Stream& stream);
   // A connection moved here from another shard's server (Exchange::MoveConnection), on this
   // shard's thread: `bytes` are read again from the start.
   void Adopt(runtime::Stream* stream, std::string bytes);
