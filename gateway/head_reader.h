@@ -1,5 +1,6 @@
 // Accumulates the first message head of a connection, bounded by proto::kMaxHeadBytes. Shared by
-// the agent listener, the frontend and the admin listener, which all start with one head.
+// the agent listener and the frontend, which both start with one head (the admin listener is
+// served by http/server.h).
 #pragma once
 
 #include <cstdint>
