@@ -1,7 +1,7 @@
 // The gateway's names for the shared logger (runtime/log.h), for the sources that still include
 // this header.
-// TODO: remove once control_session.cc and admin_connection.cc include runtime/log.h; they are
-// being rewritten, and a forwarding header keeps the move out of their way until then.
+// TODO: remove once control_session.cc includes runtime/log.h; it is being rewritten, and a
+// forwarding header keeps the move out of its way until then.
 #pragma once
 
 #include "runtime/log.h"

@@ -10,8 +10,8 @@
 #include "gateway/control_session.h"
 #include "gateway/fan_out.h"
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
 #include "proto/identifiers.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway::admin {
 namespace {
@@ -56,10 +56,11 @@ void Change(http::Exchange& ex, GatewayShard& gw) {
       any = any || *one;
     }
     if (deny) {
-      LogEvent(LogLevel::kInfo, "agent_revoked", {Kv("agent", id), Kv("kicked", any)});
+      runtime::LogEvent(runtime::LogLevel::kInfo, "agent_revoked",
+                        {runtime::Kv("agent", id), runtime::Kv("kicked", any)});
       reply.Json(200, nlohmann::json{{"denied", id}, {"kicked", any}}.dump() + "\n");
     } else {
-      LogEvent(LogLevel::kInfo, "agent_unrevoked", {Kv("agent", id)});
+      runtime::LogEvent(runtime::LogLevel::kInfo, "agent_unrevoked", {runtime::Kv("agent", id)});
       reply.Json(any ? 200 : 404,
                  nlohmann::json{{"allowed", id}, {"was_denied", any}}.dump() + "\n");
     }

@@ -4,7 +4,7 @@
 #include "gateway/admin/admin_routes.h"
 #include "gateway/fan_out.h"
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway::admin {
 namespace {
@@ -17,25 +17,25 @@ void Metrics(http::Exchange& ex, GatewayShard& gw) {
     return;
   }
   auto each = [](GatewayShard& shard) { return shard.CollectFacts(); };
-  FanOut<GatewayFacts>(gw, each,
-                       [&gw, reply = ex.Later()](std::vector<std::optional<GatewayFacts>> r) {
-                         if (!reply.alive()) {
-                           return;
-                         }
-                         GatewayFacts facts;
-                         std::vector<const ShardMetrics*> cells;
-                         Gateway& gateway = *gw.gateway();
-                         for (unsigned i = 0; i < r.size(); ++i) {
-                           if (!r[i]) {
-                             ShardUnreachable(reply);
-                             return;
-                           }
-                           facts.AddShard(*r[i]);
-                           cells.push_back(&gateway.shard(i).metrics());
-                         }
-                         facts.log_lines_suppressed = static_cast<double>(SuppressedLogLines());
-                         reply.Respond(200, kPrometheusText, RenderMetrics(cells, facts));
-                       });
+  FanOut<GatewayFacts>(
+      gw, each, [&gw, reply = ex.Later()](std::vector<std::optional<GatewayFacts>> r) {
+        if (!reply.alive()) {
+          return;
+        }
+        GatewayFacts facts;
+        std::vector<const ShardMetrics*> cells;
+        Gateway& gateway = *gw.gateway();
+        for (unsigned i = 0; i < r.size(); ++i) {
+          if (!r[i]) {
+            ShardUnreachable(reply);
+            return;
+          }
+          facts.AddShard(*r[i]);
+          cells.push_back(&gateway.shard(i).metrics());
+        }
+        facts.log_lines_suppressed = static_cast<double>(runtime::SuppressedLogLines());
+        reply.Respond(200, kPrometheusText, RenderMetrics(cells, facts));
+      });
 }
 
 }  // namespace

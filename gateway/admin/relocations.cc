@@ -13,8 +13,8 @@
 #include "gateway/admin/admin_routes.h"
 #include "gateway/fan_out.h"
 #include "gateway/gateway_shard.h"
-#include "gateway/log.h"
 #include "proto/identifiers.h"
+#include "runtime/log.h"
 
 namespace camtunnel::gateway::admin {
 namespace {
@@ -73,7 +73,8 @@ void Put(http::Exchange& ex, GatewayShard& gw, std::string_view body) {
   switch (gw.relocations().Put(agent_id, frontend, stats != nullptr ? stats->sessions : 0,
                                gw.shard().now_ms())) {
     case Relocations::PutResult::kOk:
-      LogEvent(LogLevel::kInfo, "agent_relocated", {Kv("agent", agent_id), Kv("to", frontend)});
+      runtime::LogEvent(runtime::LogLevel::kInfo, "agent_relocated",
+                        {runtime::Kv("agent", agent_id), runtime::Kv("to", frontend)});
       ex.Json(200, json{{"agent", agent_id}, {"frontend", frontend}}.dump() + "\n");
       return;
     case Relocations::PutResult::kBadFrontend:
