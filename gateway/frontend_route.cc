@@ -4,6 +4,7 @@
 #include <charconv>
 #include <string>
 
+#include "proto/http_status.h"
 #include "proto/identifiers.h"
 
 namespace camtunnel::gateway {
@@ -636,48 +637,20 @@ bool IsRtspOverHttp(const proto::RequestHead& head) {
 }
 
 std::string_view StatusPhrase(FrontendProtocol protocol, int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 302:
-      return protocol == FrontendProtocol::kRtsp ? "Moved Temporarily" : "Found";
-    case 307:
-      return "Temporary Redirect";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 407:
-      return "Proxy Authentication Required";
-    case 408:
-      return "Request Timeout";
-    case 413:
-      return protocol == FrontendProtocol::kRtsp ? "Request Entity Too Large" : "Content Too Large";
-    case 414:
-      return protocol == FrontendProtocol::kRtsp ? "Request-URI Too Large" : "URI Too Long";
-    case 429:
-      return "Too Many Requests";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return "Unknown";
+  // RTSP/1.0 (RFC 2326) kept HTTP/1.1's older names for these; everything else is the one table.
+  if (protocol == FrontendProtocol::kRtsp) {
+    switch (status) {
+      case 302:
+        return "Moved Temporarily";
+      case 413:
+        return "Request Entity Too Large";
+      case 414:
+        return "Request-URI Too Large";
+      default:
+        break;
+    }
   }
+  return proto::HttpReasonPhrase(status);
 }
 
 std::string BuildErrorResponse(FrontendProtocol protocol, int status, std::string_view detail,

@@ -43,6 +43,8 @@ std::string_view HttpReasonPhrase(int status) {
       return "Method Not Allowed";
     case 406:
       return "Not Acceptable";
+    case 407:
+      return "Proxy Authentication Required";
     case 408:
       return "Request Timeout";
     case 409:

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "proto/encoding.h"
+#include "proto/http_status.h"
 
 namespace camtunnel::proto {
 namespace {
@@ -62,45 +63,6 @@ bool HasDuplicateCamtunnelField(const HeaderList& headers) {
     }
   }
   return false;
-}
-
-std::string_view ReasonPhrase(int status) {
-  switch (status) {
-    case 101:
-      return "Switching Protocols";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 429:
-      return "Too Many Requests";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return "";  // the reason phrase is optional (RFC 9112 section 4)
-  }
 }
 
 std::string RequestPrefix(std::string_view path, std::string_view host, std::string_view agent_id,
@@ -236,7 +198,7 @@ std::string BuildDataAccept() {
 std::string BuildUpgradeError(int status, std::string_view reason_text) {
   const std::string body = std::string(reason_text) + "\n";
   std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
-  out.append(ReasonPhrase(status)).append("\r\n");
+  out.append(HttpReasonPhrase(status)).append("\r\n");
   out.append("Content-Type: text/plain\r\n");
   out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
   out.append("Connection: close\r\n\r\n");

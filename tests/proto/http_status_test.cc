@@ -16,6 +16,8 @@ TEST(HttpStatusTest, NamesEveryCodeTheServersAnswer) {
   EXPECT_EQ(HttpReasonPhrase(403), "Forbidden");
   EXPECT_EQ(HttpReasonPhrase(404), "Not Found");
   EXPECT_EQ(HttpReasonPhrase(405), "Method Not Allowed");
+  EXPECT_EQ(HttpReasonPhrase(407), "Proxy Authentication Required");  // CONNECT without a token
+  EXPECT_EQ(HttpReasonPhrase(408), "Request Timeout");
   EXPECT_EQ(HttpReasonPhrase(409), "Conflict");
   EXPECT_EQ(HttpReasonPhrase(411), "Length Required");
   EXPECT_EQ(HttpReasonPhrase(413), "Content Too Large");
