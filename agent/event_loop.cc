@@ -5,10 +5,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cassert>
 #include <cerrno>
 #include <climits>
 #include <vector>
+
+#include "proto/check.h"
 
 namespace camtunnel::agent {
 
@@ -42,7 +43,7 @@ int64_t EventLoop::NowMs() {
 }
 
 void EventLoop::Watch(int fd, short events, FdCallback callback) {
-  assert(fd >= 0);
+  CT_DCHECK(fd >= 0);
   auto it = watches_.find(fd);
   if (it != watches_.end()) {
     it->second->active = false;  // a pending dispatch for the old watch is dropped
@@ -52,7 +53,7 @@ void EventLoop::Watch(int fd, short events, FdCallback callback) {
 
 void EventLoop::SetEvents(int fd, short events) {
   auto it = watches_.find(fd);
-  assert(it != watches_.end());
+  CT_DCHECK(it != watches_.end());
   if (it != watches_.end()) {
     it->second->events = events;
   }

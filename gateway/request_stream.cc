@@ -1,8 +1,8 @@
 #include "gateway/request_stream.h"
 
 #include <algorithm>
-#include <cassert>
 
+#include "proto/check.h"
 #include "proto/encoding.h"
 #include "proto/http_head.h"
 
@@ -466,7 +466,7 @@ bool RequestStream::ChunkFramingByte(char c) {
       state_ = State::kIdle;
       return c == '\n';
     default:
-      assert(false && "not a chunk framing state");
+      CT_DCHECK(false && "not a chunk framing state");  // Release: the request is refused
       return false;
   }
 }
@@ -489,7 +489,7 @@ uint64_t RequestStream::PassThroughBudget() const {
 
 void RequestStream::SkipPassThrough(uint64_t n) {
   uint64_t budget = PassThroughBudget();
-  assert(n <= budget);
+  CT_DCHECK(n <= budget);  // Release: clamped to the budget below
   if (state_ == State::kRaw || budget == 0) {
     return;
   }

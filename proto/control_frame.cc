@@ -3,8 +3,8 @@
 #include "proto/control_frame.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
+
+#include "proto/check.h"
 
 namespace camtunnel::proto {
 namespace {
@@ -14,12 +14,6 @@ constexpr size_t kMacFieldBytes = kFieldHeaderBytes + sizeof(FrameMacBytes);
 constexpr size_t kMaxVersionText = 64;
 // LP(url <= 255) + LP(key ref <= 53) + LP(sealed key 60), rounded up.
 constexpr size_t kMaxStreamerField = 512;
-
-// Building a frame that cannot be encoded is a bug in the caller, not a network condition.
-[[noreturn]] void Fatal(const char* what) {
-  std::fprintf(stderr, "camtunnel proto: fatal: %s\n", what);
-  std::abort();
-}
 
 // RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. Text fields end up in
 // logs and in the admin API's JSON, where invalid UTF-8 would break the consumer, not us.
@@ -243,8 +237,9 @@ FrameBuilder::FrameBuilder(FrameType type) : FrameBuilder(static_cast<uint8_t>(t
 FrameBuilder::FrameBuilder(uint8_t raw_type) : type_(raw_type), bytes_(kFrameHeaderBytes, 0) {}
 
 FrameBuilder& FrameBuilder::Add(Tag tag, std::span<const uint8_t> value) {
+  // Building a frame that cannot be encoded is a bug in the caller, not a network condition.
   if (value.size() > 0xffff) {
-    Fatal("frame field over 65535 bytes");
+    CT_FATAL("frame field over 65535 bytes");
   }
   bytes_.push_back(static_cast<uint8_t>(tag));
   bytes_.push_back(static_cast<uint8_t>(value.size() >> 8));
@@ -290,7 +285,7 @@ std::span<const uint8_t> FrameBuilder::payload() const {
 std::vector<uint8_t> FrameBuilder::Finish() const {
   const size_t length = bytes_.size() - kFrameHeaderBytes;
   if (length > kMaxFramePayload) {
-    Fatal("frame payload over kMaxFramePayload");
+    CT_FATAL("frame payload over kMaxFramePayload");
   }
   std::vector<uint8_t> out = bytes_;
   out[0] = type_;

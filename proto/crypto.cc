@@ -9,20 +9,14 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 
+#include "proto/check.h"
 #include "proto/encoding.h"
 
 namespace camtunnel::proto {
 namespace {
-
-[[noreturn]] void Fatal(const char* what) {
-  std::fprintf(stderr, "camtunnel proto: fatal: %s\n", what);
-  std::abort();
-}
 
 // One HMAC-SHA256 context per thread (shard), created once with its digest set and re-keyed for
 // every message: EVP_MAC_init with a key and no parameters neither allocates nor fetches, whereas
@@ -40,7 +34,7 @@ class ThreadMacContext {
         OSSL_PARAM_construct_end(),
     };
     if (ctx_ == nullptr || EVP_MAC_CTX_set_params(ctx_, params) != 1) {
-      Fatal("cannot create an HMAC-SHA256 context");
+      CT_FATAL("cannot create an HMAC-SHA256 context");
     }
   }
   ~ThreadMacContext() { EVP_MAC_CTX_free(ctx_); }
@@ -67,7 +61,7 @@ class Hmac {
     static constexpr uint8_t kEmpty = 0;
     const uint8_t* key_ptr = key.empty() ? &kEmpty : key.data();
     if (EVP_MAC_init(ctx_, key_ptr, key.size(), nullptr) != 1) {
-      Fatal("EVP_MAC_init failed");
+      CT_FATAL("EVP_MAC_init failed");
     }
   }
   Hmac(const Hmac&) = delete;
@@ -75,12 +69,12 @@ class Hmac {
 
   void Update(std::span<const uint8_t> data) {
     if (!data.empty() && EVP_MAC_update(ctx_, data.data(), data.size()) != 1) {
-      Fatal("EVP_MAC_update failed");
+      CT_FATAL("EVP_MAC_update failed");
     }
   }
   void UpdateLengthPrefixed(std::span<const uint8_t> part) {
     if (part.size() > 0xffff) {
-      Fatal("length-prefixed part over 65535 bytes");
+      CT_FATAL("length-prefixed part over 65535 bytes");
     }
     const uint8_t prefix[2] = {static_cast<uint8_t>(part.size() >> 8),
                                static_cast<uint8_t>(part.size())};
@@ -91,7 +85,7 @@ class Hmac {
     Digest out{};
     size_t len = 0;
     if (EVP_MAC_final(ctx_, out.data(), &len, out.size()) != 1 || len != out.size()) {
-      Fatal("EVP_MAC_final failed");
+      CT_FATAL("EVP_MAC_final failed");
     }
     return out;
   }
@@ -193,7 +187,7 @@ void RandomBytes(std::span<uint8_t> out) {
     return;
   }
   if (out.size() > INT32_MAX || RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
-    Fatal("RAND_bytes failed");
+    CT_FATAL("RAND_bytes failed");
   }
 }
 
@@ -204,7 +198,7 @@ std::array<uint8_t, 32 + kAeadTagBytes> SealDigest(const Digest& key,
                                                    std::span<const uint8_t> aad,
                                                    const Digest& plain) {
   if (nonce.size() != kAeadNonceBytes) {
-    Fatal("ChaCha20-Poly1305 nonce must be 12 bytes");
+    CT_FATAL("ChaCha20-Poly1305 nonce must be 12 bytes");
   }
   std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
   std::array<uint8_t, 32 + kAeadTagBytes> out{};
@@ -216,7 +210,7 @@ std::array<uint8_t, 32 + kAeadTagBytes> SealDigest(const Digest& key,
       EVP_EncryptUpdate(ctx.get(), out.data(), &len, plain.data(), 32) != 1 ||
       EVP_EncryptFinal_ex(ctx.get(), out.data() + 32, &len) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kAeadTagBytes, out.data() + 32) != 1) {
-    Fatal("ChaCha20-Poly1305 seal failed");
+    CT_FATAL("ChaCha20-Poly1305 seal failed");
   }
   return out;
 }
@@ -237,7 +231,7 @@ std::optional<Digest> OpenDigest(const Digest& key, std::span<const uint8_t> non
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
       EVP_DecryptUpdate(ctx.get(), plain.data(), &len, sealed.data(), 32) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kAeadTagBytes, tag) != 1) {
-    Fatal("ChaCha20-Poly1305 open setup failed");
+    CT_FATAL("ChaCha20-Poly1305 open setup failed");
   }
   if (EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) != 1) {
     OPENSSL_cleanse(plain.data(), plain.size());
@@ -248,7 +242,7 @@ std::optional<Digest> OpenDigest(const Digest& key, std::span<const uint8_t> non
 
 void AppendLengthPrefixed(std::vector<uint8_t>& out, std::span<const uint8_t> part) {
   if (part.size() > 0xffff) {
-    Fatal("length-prefixed part over 65535 bytes");
+    CT_FATAL("length-prefixed part over 65535 bytes");
   }
   out.push_back(static_cast<uint8_t>(part.size() >> 8));
   out.push_back(static_cast<uint8_t>(part.size()));

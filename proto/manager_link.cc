@@ -6,10 +6,9 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
 
+#include "proto/check.h"
 #include "proto/encoding.h"
 #include "proto/upgrade.h"
 #include "proto/url.h"
@@ -18,11 +17,6 @@ namespace camtunnel::proto {
 namespace {
 
 constexpr std::string_view kSealLabel = "camtunnel/1 key-seal";
-
-[[noreturn]] void Fatal(const char* what) {
-  std::fprintf(stderr, "camtunnel proto: fatal: %s\n", what);
-  std::abort();
-}
 
 Digest LinkProof(std::string_view label, const AgentSecret& secret, const ManagerProofInput& in) {
   return HmacLengthPrefixed(secret,
@@ -98,7 +92,7 @@ std::vector<uint8_t> EncodeAssignedStreamer(const Digest& seal_key, std::string_
                                             const AssignedStreamer& streamer,
                                             std::span<const uint8_t> seal_nonce) {
   if (seal_nonce.size() != kSealNonceBytes) {
-    Fatal("seal nonce must be 12 bytes");
+    CT_FATAL("seal nonce must be 12 bytes");
   }
   const std::string ref = FormatKeyRef(streamer.key_ref);
   const std::vector<uint8_t> aad = SealAad(agent_id, streamer.url, ref);

@@ -1,8 +1,9 @@
 #include "runtime/byte_queue.h"
 
 #include <algorithm>
-#include <cassert>
 #include <cstring>
+
+#include "proto/check.h"
 
 namespace camtunnel::runtime {
 namespace {
@@ -34,7 +35,7 @@ void GiveBack(std::unique_ptr<uint8_t[]> chunk) {
 std::unique_ptr<uint8_t[]> ByteQueue::NewChunk() { return TakeChunk(); }
 
 void ByteQueue::AppendChunk(std::unique_ptr<uint8_t[]> chunk, size_t n) {
-  assert(n <= kChunkBytes);
+  CT_DCHECK(n <= kChunkBytes);  // the chunk was written by its producer, which sized it
   DropUnusedTail();
   chunks_.push_back(Chunk{std::move(chunk), 0, n});
   size_ += n;
@@ -68,7 +69,7 @@ std::span<uint8_t> ByteQueue::TailRoom() {
 }
 
 void ByteQueue::Commit(size_t n) {
-  assert(chunks_.size() > head_ && chunks_.back().end + n <= kChunkBytes);
+  CT_DCHECK(chunks_.size() > head_ && chunks_.back().end + n <= kChunkBytes);
   chunks_.back().end += n;
   size_ += n;
 }
@@ -93,7 +94,7 @@ std::span<const uint8_t> ByteQueue::Front() const {
 }
 
 void ByteQueue::Consume(size_t n) {
-  assert(n <= size_);
+  CT_CHECK(n <= size_);  // past it, the loop below walks off the chunk list
   size_ -= n;
   while (n > 0) {
     Chunk& c = chunks_[head_];

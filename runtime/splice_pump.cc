@@ -6,8 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cassert>
 #include <cerrno>
+
+#include "proto/check.h"
 
 namespace camtunnel::runtime {
 
@@ -47,7 +48,7 @@ SplicePump::SplicePump(Shard& shard, int src_fd, int dst_fd, int pipe_read, int 
       slot_(shard.Register(this)) {}
 
 SplicePump::~SplicePump() {
-  assert(notified_ && in_flight_ == 0);
+  CT_CHECK(notified_ && in_flight_ == 0);
   close(pipe_read_);
   close(pipe_write_);
 }

@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cerrno>
 #include <cstdio>
+
+#include "proto/check.h"
 
 namespace camtunnel::runtime {
 
@@ -43,7 +44,7 @@ Stream* Stream::Create(Shard& shard, int fd, SSL_CTX* server_ctx, StreamHandler*
   auto* s = new Stream(shard, fd, handler);
   if (server_ctx != nullptr) {
     s->ssl_ = SSL_new(server_ctx);
-    assert(s->ssl_ != nullptr);
+    CT_CHECK(s->ssl_ != nullptr);
     s->bio_state_.output = &s->tx_;
     BIO* bio = NewTlsBio(&s->bio_state_);
     SSL_set_bio(s->ssl_, bio, bio);
@@ -59,7 +60,7 @@ Stream* Stream::CreateTlsClient(Shard& shard, int fd, SSL_CTX* client_ctx,
                                 SSL_SESSION* resume) {
   auto* s = new Stream(shard, fd, handler);
   s->ssl_ = SSL_new(client_ctx);
-  assert(s->ssl_ != nullptr);
+  CT_CHECK(s->ssl_ != nullptr);
   if (resume != nullptr) {
     SSL_set_session(s->ssl_, resume);
   }
@@ -127,7 +128,7 @@ Stream::Stream(Shard& shard, int fd, StreamHandler* handler)
 }
 
 Stream::~Stream() {
-  assert(state_ == StreamState::kClosed && in_flight_ == 0);
+  CT_CHECK(state_ == StreamState::kClosed && in_flight_ == 0);
   shard_->StreamFreed();
   if (ssl_ != nullptr) {
     SSL_free(ssl_);
@@ -176,7 +177,7 @@ void Stream::OnCompletion(uint8_t op, int32_t res, uint32_t flags) {
       MaybeCloseWhenDone();
       break;
     default:
-      assert(false && "unknown stream op");
+      CT_FATAL("a completion for an operation streams never submit");
   }
   MaybeFinishClose();
   MaybeFinishDetach();
@@ -648,7 +649,7 @@ void Stream::MaybeFinishDetach() {
 }
 
 void Stream::Attach(Shard& shard, StreamHandler* handler) {
-  assert(shard_ == nullptr && in_flight_ == 0);
+  CT_CHECK(shard_ == nullptr && in_flight_ == 0);
   shard_ = &shard;
   slot_ = shard.Register(this);
   shard.StreamCreated();

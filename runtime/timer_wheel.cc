@@ -1,7 +1,5 @@
 #include "runtime/timer_wheel.h"
 
-#include <cassert>
-
 namespace camtunnel::runtime {
 
 Timer::~Timer() {

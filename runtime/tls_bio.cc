@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "proto/check.h"
+
 namespace camtunnel::runtime {
 namespace {
 
@@ -84,6 +86,7 @@ int BioCreate(BIO* bio) {
 BIO_METHOD* Method() {
   static BIO_METHOD* method = [] {
     BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "camtunnel-ring");
+    CT_CHECK(m != nullptr);
     BIO_meth_set_write_ex(m, BioWrite);
     BIO_meth_set_read_ex(m, BioRead);
     BIO_meth_set_ctrl(m, BioCtrl);
@@ -97,6 +100,7 @@ BIO_METHOD* Method() {
 
 BIO* NewTlsBio(TlsBioState* state) {
   BIO* bio = BIO_new(Method());
+  CT_CHECK(bio != nullptr);  // out of memory: the stream has no TLS to fall back to
   BIO_set_data(bio, state);
   return bio;
 }
