@@ -279,7 +279,7 @@ absl::StatusOr<Options> OptionsFromFlags(Scenario scenario, const std::set<std::
     return Bad("gop", absl::StrCat("'", o.video.gop, "': want 2..100000 frames"));
   }
   const std::string snapshot_size = absl::GetFlag(FLAGS_snapshot_size);
-  if (auto b = ParseScaled(snapshot_size); b.ok() && *b >= 16 && *b <= 64 * 1024 * 1024) {
+  if (auto b = ParseScaled(snapshot_size); b.ok() && *b >= 16 && *b <= uint64_t{64} * 1024 * 1024) {
     o.snapshot_bytes = *b;
   } else {
     return Bad("snapshot_size", "'" + snapshot_size + "': want 16..64M bytes");

@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(answer.error.empty());
     FUZZ_CHECK(answer.status >= 100 && answer.status <= 999);
     FUZZ_CHECK(response.ends_with(answer.body));
-    FUZZ_CHECK(answer.retry_after_ms >= -1 && answer.retry_after_ms < 86400 * 1000);
+    FUZZ_CHECK(answer.retry_after_ms >= -1 && answer.retry_after_ms < int64_t{86400} * 1000);
     if (answer.status == 200) {
       CheckBody(answer.body);
     }

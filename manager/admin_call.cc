@@ -114,20 +114,21 @@ std::optional<AdminTarget> ParseAdminUrl(std::string_view url) {
 
 void CallAdmin(runtime::Shard& shard, const AdminRequest& request, std::shared_ptr<bool> alive,
                std::function<void(int status, std::string body)> done) {
-  runtime::Connector::Start(shard, request.to, std::nullopt, request.timeout_ms,
-                            [&shard, request, alive, done = std::move(done)](int fd) {
-                              if (!*alive) {
-                                if (fd >= 0) {
-                                  close(fd);
-                                }
-                                return;
-                              }
-                              if (fd < 0) {
-                                done(0, {});
-                                return;
-                              }
-                              (new AdminCall(alive, done))->Begin(shard, fd, request);
-                            });
+  runtime::Connector::Start(
+      shard, request.to, std::nullopt, request.timeout_ms,
+      [&shard, request, alive = std::move(alive), done = std::move(done)](int fd) {
+        if (!*alive) {
+          if (fd >= 0) {
+            close(fd);
+          }
+          return;
+        }
+        if (fd < 0) {
+          done(0, {});
+          return;
+        }
+        (new AdminCall(alive, done))->Begin(shard, fd, request);
+      });
 }
 
 }  // namespace camtunnel::manager
