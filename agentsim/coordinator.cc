@@ -15,11 +15,14 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "agentsim/live_status.h"
 #include "agentsim/progress_line.h"
 #include "agentsim/report_merge.h"
@@ -136,6 +139,7 @@ bool Spawn(Worker& w, const std::vector<std::string>& args) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);  // dup2 clears CLOEXEC
   std::vector<char*> cargv;
+  cargv.reserve(args.size() + 1);
   for (const std::string& a : args) {
     cargv.push_back(const_cast<char*>(a.c_str()));
   }
@@ -146,11 +150,35 @@ bool Spawn(Worker& w, const std::vector<std::string>& args) {
   if (r != 0) {
     close(fds[0]);
     runtime::LogEvent(runtime::LogLevel::kError, "worker_start_failed",
-                      {runtime::Kv("error", strerror(r))});
+                      {runtime::Kv("error", std::generic_category().message(r))});
     return false;
   }
   w.out = fds[0];
   return true;
+}
+
+// The worker lines the coordinator merges (sim_runner.cc prints them): checked conversions, so a
+// line that does not parse whole is passed over rather than read as zeros. (This abseil's
+// string_view is its own type, not std::string_view.)
+bool ParseMetricsPort(absl::string_view line, unsigned* port) {
+  return absl::ConsumePrefix(&line, "agentsim: metrics port=") && absl::SimpleAtoi(line, port);
+}
+
+// "agentsim: agents-up <up>/<total> in <seconds> s"
+bool ParseAgentsUp(absl::string_view line, uint64_t* up, double* secs) {
+  if (!absl::ConsumePrefix(&line, "agentsim: agents-up ") || !absl::ConsumeSuffix(&line, " s")) {
+    return false;
+  }
+  const std::vector<absl::string_view> parts = absl::StrSplit(line, absl::ByAnyChar("/ "));
+  uint64_t total = 0;
+  return parts.size() == 4 && parts[2] == "in" && absl::SimpleAtoi(parts[0], up) &&
+         absl::SimpleAtoi(parts[1], &total) && absl::SimpleAtod(parts[3], secs);
+}
+
+// "agentsim: load-done <seconds> s"
+bool ParseLoadDone(absl::string_view line, double* secs) {
+  return absl::ConsumePrefix(&line, "agentsim: load-done ") && absl::ConsumeSuffix(&line, " s") &&
+         absl::SimpleAtod(line, secs);
 }
 
 // One line of a worker's stdout; the fleet-wide lines are printed once every worker has its.
@@ -160,14 +188,12 @@ void OnLine(std::vector<Worker>& workers, size_t i, const std::string& line) {
     w.status = *s;
     return;
   }
-  unsigned long long up = 0;
-  unsigned long long n = 0;
+  uint64_t up = 0;
   double secs = 0;
   unsigned port = 0;
-  if (std::sscanf(line.c_str(), "agentsim: metrics port=%u", &port) == 1) {
+  if (ParseMetricsPort(line, &port)) {
     std::printf("agentsim: metrics port=%u worker=%zu\n", port, i);
-  } else if (std::sscanf(line.c_str(), "agentsim: agents-up %llu/%llu in %lf s", &up, &n, &secs) ==
-             3) {
+  } else if (ParseAgentsUp(line, &up, &secs)) {
     w.agents_up = {{up, secs}};
     if (std::all_of(workers.begin(), workers.end(), [](const Worker& x) { return x.agents_up; })) {
       uint64_t total_up = 0;
@@ -182,7 +208,7 @@ void OnLine(std::vector<Worker>& workers, size_t i, const std::string& line) {
                   static_cast<unsigned long long>(total_up), static_cast<unsigned long long>(total),
                   slowest);
     }
-  } else if (std::sscanf(line.c_str(), "agentsim: load-done %lf s", &secs) == 1) {
+  } else if (ParseLoadDone(line, &secs)) {
     w.load_done_s = secs;
     if (std::all_of(workers.begin(), workers.end(),
                     [](const Worker& x) { return x.load_done_s; })) {
@@ -266,7 +292,7 @@ int RunCoordinator(const Options& o, int argc, char** argv) {
     char dir[] = "/tmp/agentsim-XXXXXX";
     if (mkdtemp(dir) == nullptr) {
       runtime::LogEvent(runtime::LogLevel::kError, "mkdtemp_failed",
-                        {runtime::Kv("error", strerror(errno))});
+                        {runtime::Kv("error", std::generic_category().message(errno))});
       return 3;
     }
     tmpdir = dir;

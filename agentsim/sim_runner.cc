@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <system_error>
 
 #include "agentsim/fleet.h"
 #include "agentsim/live_status.h"
@@ -127,7 +128,7 @@ int RunSimulation(const Options& o) {
   shard_options.buffer_count = 4096;
   if (int r = shard.Init(shard_options); r < 0) {
     runtime::LogEvent(runtime::LogLevel::kError, "io_uring_setup_failed",
-                      {runtime::Kv("error", strerror(-r))});
+                      {runtime::Kv("error", std::generic_category().message(-r))});
     return 3;
   }
   SimStats stats;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "manager/activation.h"
@@ -61,7 +62,8 @@ ABSL_FLAG(std::string, manager_url, "",
 ABSL_FLAG(std::string, streamers, "",
           "Streamers file: lines 'URL KEYID KEYSFILE [ADMIN_URL [TOKEN_FILE]] [frontend=URL]' "
           "('#' comments)");
-ABSL_FLAG(uint64_t, key_validity_s, 7 * 24 * 3600, "Validity of the derived gateway keys");
+ABSL_FLAG(uint64_t, key_validity_s, uint64_t{7} * 24 * 3600,
+          "Validity of the derived gateway keys");
 ABSL_FLAG(uint32_t, heartbeat_ms, 5000, "Heartbeat interval announced on manager links");
 ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Accept to verified HELLO / complete request");
 ABSL_FLAG(uint32_t, activation_burst, 5, "Activation attempts a source may make at once");
@@ -332,7 +334,8 @@ int Serve() {
   std::promise<absl::Status> started;
   std::thread loop([&] {
     if (int r = shard.Init({.buffer_count = 256}); r < 0) {
-      started.set_value(absl::InternalError(std::string("io_uring setup: ") + strerror(-r)));
+      // ErrnoToStatus names the error with strerror_r: strerror is not thread-safe.
+      started.set_value(absl::ErrnoToStatus(-r, "io_uring setup"));
       return;
     }
     absl::Status s = server.Start();
