@@ -65,7 +65,7 @@ struct LinkProfile {
   uint32_t heartbeat_ms = kDefaultHeartbeatMs;  // server: announced; agent: until WELCOME
   uint32_t heartbeat_misses = 2;                // silent intervals before the link is dead
   uint32_t reconnect_window_ms = 0;             // server: announced in WELCOME
-  size_t max_output = 64 * 1024;                // queued output beyond this: not reading
+  size_t max_output = size_t{64} * 1024;        // queued output beyond this: not reading
   std::string_view version;                     // agent: HELLO's version text
 };
 
