@@ -56,7 +56,7 @@ void ControlSession::Start() {
          .detail = "handshake not complete within " +
                    std::to_string(timings_.handshake_deadline_ms) + " ms"});
   });
-  dialer_ = std::make_unique<GatewayDialer>(loop_, factory_, target_);
+  dialer_ = std::make_unique<UpgradeDialer>(loop_, factory_, target_);
   dialer_->Start(
       [this](Transport&) {
         return proto::BuildControlRequest(target_.host_header, identity_.agent_id,

@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "agent/event_loop.h"
-#include "agent/gateway_dialer.h"
 #include "agent/identity.h"
 #include "agent/link_io.h"
 #include "agent/tls_transport.h"
+#include "agent/upgrade_dialer.h"
 #include "proto/control_frame.h"
 #include "proto/control_link.h"
 
@@ -109,7 +109,7 @@ class ControlSession final : private proto::ControlLink::Handler {
   proto::LinkProfile profile_;
   proto::ControlLink link_{profile_, *this};
 
-  std::unique_ptr<GatewayDialer> dialer_;
+  std::unique_ptr<UpgradeDialer> dialer_;
   Timer handshake_timer_;
   Timer end_timer_;  // delivers OnSessionEnded from the loop
   std::optional<SessionEnd> pending_end_;

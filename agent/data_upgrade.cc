@@ -7,7 +7,7 @@
 
 namespace camtunnel::agent {
 
-GatewayDialer::BuildRequest DataUpgrade(const AgentIdentity& identity, std::string host_header,
+UpgradeDialer::BuildRequest DataUpgrade(const AgentIdentity& identity, std::string host_header,
                                         proto::TunnelId id, const proto::Nonce& nonce) {
   return [&identity, host_header = std::move(host_header), id,
           nonce](Transport& transport) -> std::string {

@@ -5,14 +5,14 @@
 
 #include <string>
 
-#include "agent/gateway_dialer.h"
 #include "agent/identity.h"
+#include "agent/upgrade_dialer.h"
 #include "proto/identifiers.h"
 
 namespace camtunnel::agent {
 
-// A builder for GatewayDialer::Start. `identity` must outlive the dial.
-GatewayDialer::BuildRequest DataUpgrade(const AgentIdentity& identity, std::string host_header,
+// A builder for UpgradeDialer::Start. `identity` must outlive the dial.
+UpgradeDialer::BuildRequest DataUpgrade(const AgentIdentity& identity, std::string host_header,
                                         proto::TunnelId id, const proto::Nonce& nonce);
 
 }  // namespace camtunnel::agent

@@ -11,9 +11,9 @@
 #include <string_view>
 
 #include "agent/event_loop.h"
-#include "agent/gateway_dialer.h"
 #include "agent/outbound_connector.h"
 #include "agent/tls_transport.h"
+#include "agent/upgrade_dialer.h"
 
 namespace camtunnel::agent {
 

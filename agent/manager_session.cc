@@ -49,7 +49,7 @@ void ManagerSession::Start() {
     End({.detail = "manager handshake not complete within " +
                    std::to_string(handshake_deadline_ms_) + " ms"});
   });
-  dialer_ = std::make_unique<GatewayDialer>(loop_, factory_, target_);
+  dialer_ = std::make_unique<UpgradeDialer>(loop_, factory_, target_);
   dialer_->Start(
       [this](Transport&) {
         return proto::BuildManagerRequest(target_.host_header, identity_.agent_id, agent_nonce_);

@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "agent/event_loop.h"
-#include "agent/gateway_dialer.h"
 #include "agent/link_io.h"
 #include "agent/tls_transport.h"
+#include "agent/upgrade_dialer.h"
 #include "proto/control_frame.h"
 #include "proto/control_link.h"
 #include "proto/manager_link.h"
@@ -99,7 +99,7 @@ class ManagerSession final : private proto::ControlLink::Handler {
   proto::LinkProfile profile_;
   proto::ControlLink link_{profile_, *this};
   bool ended_by_command_ = false;  // DEACTIVATE or RESTART closed the link
-  std::unique_ptr<GatewayDialer> dialer_;
+  std::unique_ptr<UpgradeDialer> dialer_;
   Timer handshake_timer_;
   Timer end_timer_;
   std::optional<ManagerLinkEnd> pending_end_;

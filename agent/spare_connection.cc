@@ -23,7 +23,7 @@ SpareConnection::SpareConnection(EventLoop& loop, TransportFactory& factory,
 
 void SpareConnection::Start() {
   deadline_.Start(loop_, dial_deadline_ms_, [this] { End("dial timed out"); });
-  dialer_ = std::make_unique<GatewayDialer>(loop_, factory_, gateway_);
+  dialer_ = std::make_unique<UpgradeDialer>(loop_, factory_, gateway_);
   dialer_->Start(DataUpgrade(identity_, gateway_.host_header, id_, nonce_),
                  [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
                         const proto::ResponseHead*, std::span<const uint8_t> leftover) {

@@ -10,9 +10,9 @@
 #include <string>
 
 #include "agent/event_loop.h"
-#include "agent/gateway_dialer.h"
 #include "agent/identity.h"
 #include "agent/tls_transport.h"
+#include "agent/upgrade_dialer.h"
 #include "proto/control_frame.h"
 #include "proto/identifiers.h"
 
@@ -56,7 +56,7 @@ class SpareConnection {
   Callbacks callbacks_;
   int64_t dial_deadline_ms_;
   proto::FrameDecoder decoder_;
-  std::unique_ptr<GatewayDialer> dialer_;
+  std::unique_ptr<UpgradeDialer> dialer_;
   Timer deadline_;
   Timer ended_timer_;
   std::unique_ptr<Transport> connection_;

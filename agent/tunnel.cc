@@ -110,7 +110,7 @@ void Tunnel::DialGateway() {
   phase_ = Phase::kDialingGateway;
   deadline_.Start(loop_, timings_.data_connect_deadline_ms,
                   [this] { FailOpen(ETIMEDOUT, "data connection to the gateway timed out"); });
-  dialer_ = std::make_unique<GatewayDialer>(loop_, factory_, gateway_);
+  dialer_ = std::make_unique<UpgradeDialer>(loop_, factory_, gateway_);
   dialer_->Start(DataUpgrade(identity_, gateway_.host_header, id_, open_nonce_),
                  [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
                         const proto::ResponseHead*, std::span<const uint8_t> leftover) {

@@ -16,11 +16,11 @@
 #include <string>
 
 #include "agent/event_loop.h"
-#include "agent/gateway_dialer.h"
 #include "agent/identity.h"
 #include "agent/relay_buffer.h"
 #include "agent/tcp_connector.h"
 #include "agent/tls_transport.h"
+#include "agent/upgrade_dialer.h"
 #include "proto/identifiers.h"
 
 namespace camtunnel::agent {
@@ -115,7 +115,7 @@ class Tunnel {
   Direction down_{"gateway", "camera", kRelayBufferBytes};  // logged as bytes_in
 
   TcpConnector connector_;
-  std::unique_ptr<GatewayDialer> dialer_;
+  std::unique_ptr<UpgradeDialer> dialer_;
   Timer deadline_;
   Timer finished_timer_;
   std::unique_ptr<Transport> camera_;

@@ -6,7 +6,7 @@
 
 #include "gateway/gateway_shard.h"
 #include "gateway/relocations.h"
-#include "gateway/request_stream.h"
+#include "gateway/request_filter.h"
 #include "gateway/tunnel_opener.h"
 #include "gateway/tunnel_relay.h"
 #include "proto/crypto.h"
@@ -240,7 +240,7 @@ void FrontendConnection::Adopt(GatewayShard& gw, runtime::Stream* stream,
 std::string FrontendConnection::FirstBytes(std::string_view camera_authority) {
   // The relay's own filter, run ahead on the same bytes: what it forwards first is this, byte
   // for byte, so the relay skips exactly these once the tunnel runs (TunnelRelay::Start).
-  RequestStream filter(route_, gw_.route_config(), camera_authority);
+  RequestFilter filter(route_, gw_.route_config(), camera_authority);
   std::string out;
   if (filter.Feed(Bytes(head_.buffer()), &out) != FrontendError::kOk) {
     return {};  // the relay answers the refusal; nothing goes ahead

@@ -28,7 +28,7 @@
 namespace camtunnel::gateway {
 
 // Everything that can be wrong with a frontend request, for routing (first head) and for every
-// later head of the connection (RequestStream). Each maps to one status and one fixed reason.
+// later head of the connection (RequestFilter). Each maps to one status and one fixed reason.
 enum class FrontendError : uint8_t {
   kOk = 0,
   kMalformedHead,         // 400 the head parser refused the head

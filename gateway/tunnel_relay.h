@@ -1,5 +1,5 @@
 // An established tunnel: the media server's stream and the agent's data stream, relayed both
-// ways on one shard. Client->camera bytes go through the RequestStream (agent check, path-form
+// ways on one shard. Client->camera bytes go through the RequestFilter (agent check, path-form
 // rewriting); camera->client bytes are passed untouched. Backpressure: a destination over its
 // high watermark pauses its source until it drains. Half-close is propagated; an error on one
 // side resets the other. Lives until both streams are closed.
@@ -11,7 +11,7 @@
 
 #include "gateway/agent_registry.h"
 #include "gateway/frontend_route.h"
-#include "gateway/request_stream.h"
+#include "gateway/request_filter.h"
 #include "runtime/stream.h"
 #include "runtime/timer_wheel.h"
 
@@ -66,7 +66,7 @@ class TunnelRelay {
   runtime::Stream* camera_;
   Side client_side_{this, true};
   Side camera_side_{this, false};
-  RequestStream filter_;
+  RequestFilter filter_;
   FrontendProtocol protocol_;
   std::string agent_id_;
   AgentStats* stats_;  // the agent's, on this (its home) shard; null past the registry's bound

@@ -1,11 +1,11 @@
-// Proxy-Authorization carries the frontend's bearer token: RequestStream removes it from every
+// Proxy-Authorization carries the frontend's bearer token: RequestFilter removes it from every
 // head it forwards (first and later heads, host and path form, a head split anywhere), and
 // changes nothing else.
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "gateway/request_stream.h"
+#include "gateway/request_filter.h"
 
 namespace camtunnel::gateway {
 namespace {
@@ -21,7 +21,7 @@ FrontendRoute RouteOf(const std::string& first) {
 }
 
 std::string Forward(const std::string& input, size_t split) {
-  RequestStream stream(RouteOf(input), FrontendRouteConfig{"localhost"}, "127.0.0.1:80");
+  RequestFilter stream(RouteOf(input), FrontendRouteConfig{"localhost"}, "127.0.0.1:80");
   std::string out;
   EXPECT_EQ(stream.Feed(Bytes(std::string_view(input).substr(0, split)), &out), FrontendError::kOk);
   EXPECT_EQ(stream.Feed(Bytes(std::string_view(input).substr(split)), &out), FrontendError::kOk);

@@ -1,7 +1,7 @@
-// Opens one connection to the gateway and performs the camtunnel/1 HTTP upgrade (PROTOCOL.md
-// sections 4 and 8): resolve, TCP connect, TLS handshake, send the request head, read the
-// response head. Shared by the control session and every tunnel's data connection, so both
-// use the same scheme, host, port and trust.
+// Opens one connection to a gateway or to the manager and performs the camtunnel/1 HTTP upgrade
+// (PROTOCOL.md sections 4, 8 and 10.2): resolve, TCP connect, TLS handshake, send the request
+// head, read the response head. Shared by the control session, the manager session and every
+// tunnel's data connection, so each uses its URL's scheme, host, port and trust the same way.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +41,7 @@ struct DialOutcome {
 };
 std::string DescribeOutcome(const DialOutcome& outcome);
 
-class GatewayDialer {
+class UpgradeDialer {
  public:
   // Builds the request head once the handshake is done (the data proof needs the exporter of
   // this very connection).
@@ -53,10 +53,10 @@ class GatewayDialer {
       std::function<void(DialOutcome outcome, std::unique_ptr<Transport> transport,
                          const proto::ResponseHead* head, std::span<const uint8_t> leftover)>;
 
-  GatewayDialer(EventLoop& loop, TransportFactory& factory, const GatewayTarget& target)
+  UpgradeDialer(EventLoop& loop, TransportFactory& factory, const GatewayTarget& target)
       : loop_(loop), factory_(factory), target_(target), connector_(loop) {}
-  GatewayDialer(const GatewayDialer&) = delete;
-  GatewayDialer& operator=(const GatewayDialer&) = delete;
+  UpgradeDialer(const UpgradeDialer&) = delete;
+  UpgradeDialer& operator=(const UpgradeDialer&) = delete;
 
   // Never calls `done` synchronously. No deadline of its own: the owner destroys the dialer.
   void Start(BuildRequest build_request, Done done);

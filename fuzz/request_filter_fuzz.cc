@@ -16,14 +16,14 @@
 #include <string>
 #include <string_view>
 
-#include "gateway/request_stream.h"
+#include "gateway/request_filter.h"
 #include "proto/http_head.h"
 
 using camtunnel::gateway::FrontendError;
 using camtunnel::gateway::FrontendForm;
 using camtunnel::gateway::FrontendRoute;
 using camtunnel::gateway::FrontendRouteConfig;
-using camtunnel::gateway::RequestStream;
+using camtunnel::gateway::RequestFilter;
 
 namespace {
 
@@ -83,7 +83,7 @@ std::span<const uint8_t> Bytes(std::string_view s) {
 // seed 1: byte by byte). With `use_budget`, bytes within the pass-through budget are forwarded
 // "by the caller" (SkipPassThrough) instead of being fed.
 Outcome Run(const FrontendRoute& route, std::string_view input, uint32_t seed, bool use_budget) {
-  RequestStream stream(route, FrontendRouteConfig{"localhost"}, "127.0.0.1:554");
+  RequestFilter stream(route, FrontendRouteConfig{"localhost"}, "127.0.0.1:554");
   Outcome outcome;
   size_t pos = 0;
   uint32_t state = seed;

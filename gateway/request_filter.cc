@@ -1,4 +1,4 @@
-#include "gateway/request_stream.h"
+#include "gateway/request_filter.h"
 
 #include <algorithm>
 
@@ -44,7 +44,7 @@ bool IsChunkedLast(std::string_view value) {
 
 }  // namespace
 
-RequestStream::RequestStream(const FrontendRoute& route, const FrontendRouteConfig& config,
+RequestFilter::RequestFilter(const FrontendRoute& route, const FrontendRouteConfig& config,
                              std::string_view camera_authority)
     : route_(route), config_(config), camera_authority_(camera_authority) {
   switch (route.form) {
@@ -66,13 +66,13 @@ RequestStream::RequestStream(const FrontendRoute& route, const FrontendRouteConf
   }
 }
 
-FrontendError RequestStream::Fail(FrontendError error) {
+FrontendError RequestFilter::Fail(FrontendError error) {
   error_ = error;
   head_buffer_ = std::string();  // nothing more will be parsed: give the memory back
   return error;
 }
 
-FrontendError RequestStream::Feed(std::span<const uint8_t> in, std::string* out) {
+FrontendError RequestFilter::Feed(std::span<const uint8_t> in, std::string* out) {
   if (failed()) {
     return error_;
   }
@@ -242,7 +242,7 @@ FrontendError RequestStream::Feed(std::span<const uint8_t> in, std::string* out)
   return FrontendError::kOk;
 }
 
-FrontendError RequestStream::OnHead(std::string_view head_bytes, HeadAction* action) {
+FrontendError RequestFilter::OnHead(std::string_view head_bytes, HeadAction* action) {
   if (mode_ == Mode::kRtsp && head_bytes.starts_with("RTSP/")) {
     return OnRtspResponse(head_bytes);
   }
@@ -296,7 +296,7 @@ FrontendError RequestStream::OnHead(std::string_view head_bytes, HeadAction* act
 
 // Rebuilds the head without its Proxy-Authorization lines (and with the rewritten target, if
 // any). Header lines hold no CRLF (no folding), so each ends at the first CRLF after its name.
-void RequestStream::RemoveProxyAuthorization(const proto::RequestHead& head,
+void RequestFilter::RemoveProxyAuthorization(const proto::RequestHead& head,
                                              std::string_view head_bytes, HeadAction* action) {
   rebuilt_head_.clear();
   size_t pos = 0;
@@ -322,7 +322,7 @@ void RequestStream::RemoveProxyAuthorization(const proto::RequestHead& head,
 // RTSP lets the server send requests too (OPTIONS or GET_PARAMETER as keepalive, ANNOUNCE,
 // SET_PARAMETER: RFC 2326 10); the client's answers travel in this direction and pass unchanged,
 // framed by their Content-Length.
-FrontendError RequestStream::OnRtspResponse(std::string_view head_bytes) {
+FrontendError RequestFilter::OnRtspResponse(std::string_view head_bytes) {
   proto::ResponseHead head;
   proto::HeadResult result = proto::ParseResponseHead(head_bytes, &head);
   if (result != proto::HeadResult::kComplete || head.head_bytes != head_bytes.size() ||
@@ -339,7 +339,7 @@ FrontendError RequestStream::OnRtspResponse(std::string_view head_bytes) {
   return error;
 }
 
-FrontendError RequestStream::SetBodyFraming(const proto::HeaderList& headers,
+FrontendError RequestFilter::SetBodyFraming(const proto::HeaderList& headers,
                                             proto::Protocol protocol) {
   size_t transfer_encodings = headers.Count("Transfer-Encoding");
   size_t content_lengths = headers.Count("Content-Length");
@@ -375,7 +375,7 @@ FrontendError RequestStream::SetBodyFraming(const proto::HeaderList& headers,
   return FrontendError::kOk;
 }
 
-bool RequestStream::ChunkFramingByte(char c) {
+bool RequestFilter::ChunkFramingByte(char c) {
   switch (state_) {
     case State::kChunkSize: {
       if (++line_bytes_ > kMaxChunkLineBytes) {
@@ -471,7 +471,7 @@ bool RequestStream::ChunkFramingByte(char c) {
   }
 }
 
-uint64_t RequestStream::PassThroughBudget() const {
+uint64_t RequestFilter::PassThroughBudget() const {
   if (failed()) {
     return 0;
   }
@@ -487,7 +487,7 @@ uint64_t RequestStream::PassThroughBudget() const {
   }
 }
 
-void RequestStream::SkipPassThrough(uint64_t n) {
+void RequestFilter::SkipPassThrough(uint64_t n) {
   uint64_t budget = PassThroughBudget();
   CT_DCHECK(n <= budget);  // Release: clamped to the budget below
   if (state_ == State::kRaw || budget == 0) {

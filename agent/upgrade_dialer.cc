@@ -1,5 +1,5 @@
-// See gateway_dialer.h.
-#include "agent/gateway_dialer.h"
+// See upgrade_dialer.h.
+#include "agent/upgrade_dialer.h"
 
 #include <cstring>
 
@@ -40,7 +40,7 @@ std::string DescribeOutcome(const DialOutcome& o) {
   }
 }
 
-void GatewayDialer::Start(BuildRequest build_request, Done done) {
+void UpgradeDialer::Start(BuildRequest build_request, Done done) {
   build_request_ = std::move(build_request);
   done_ = std::move(done);
   state_ = State::kConnecting;
@@ -50,7 +50,7 @@ void GatewayDialer::Start(BuildRequest build_request, Done done) {
       [this](int fd, int error, const std::string& detail) { OnConnected(fd, error, detail); });
 }
 
-void GatewayDialer::OnConnected(int fd, int error, const std::string& detail) {
+void UpgradeDialer::OnConnected(int fd, int error, const std::string& detail) {
   if (fd < 0) {
     Finish({.error = error, .detail = detail});
     return;
@@ -65,7 +65,7 @@ void GatewayDialer::OnConnected(int fd, int error, const std::string& detail) {
 }
 
 // Advances as far as the socket allows, then waits for what the blocked operation needs.
-void GatewayDialer::Step() {
+void UpgradeDialer::Step() {
   IoStatus status = IoStatus::kOk;
   while (status == IoStatus::kOk) {
     switch (state_) {
@@ -140,7 +140,7 @@ void GatewayDialer::Step() {
   watch_.SetEvents(PollEventsFor(status));
 }
 
-void GatewayDialer::Finish(DialOutcome outcome) {
+void UpgradeDialer::Finish(DialOutcome outcome) {
   state_ = State::kDone;
   watch_.Stop();
   connector_.Cancel();

@@ -1,6 +1,6 @@
-// The client->camera byte stream of a routed frontend connection: a streaming, bounded state
-// machine that takes chunks split anywhere (even inside a head) and emits the bytes to forward
-// to the camera. Per form:
+// The filter on the client->camera byte stream of a routed frontend connection: a streaming,
+// bounded state machine that takes chunks split anywhere (even inside a head) and emits the bytes
+// to forward to the camera. Per form:
 //   RTSP (host, path): request heads are parsed (at most one head, proto::kMaxHeadBytes, is ever
 //     buffered); `$ ch len16 data` interleaved frames, Content-Length bodies and the client's
 //     responses to server->client requests pass untouched. Every request head is checked by
@@ -26,10 +26,10 @@
 
 namespace camtunnel::gateway {
 
-class RequestStream {
+class RequestFilter {
  public:
   // `camera_authority`: host:port of the service the agent exposes (target of path rewrites).
-  RequestStream(const FrontendRoute& route, const FrontendRouteConfig& config,
+  RequestFilter(const FrontendRoute& route, const FrontendRouteConfig& config,
                 std::string_view camera_authority);
 
   // Appends to *out the bytes of `in` to forward, transformed. On an error, *out holds every

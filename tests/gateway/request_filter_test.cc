@@ -1,7 +1,7 @@
 // The client->camera stream of a routed frontend connection: real ffmpeg / VLC sessions with
 // interleaved RTCP, path-form rewriting of every head, HTTP keep-alive and chunked bodies, the
 // refusals, and independence from how the stream is split.
-#include "gateway/request_stream.h"
+#include "gateway/request_filter.h"
 
 #include <gtest/gtest.h>
 
@@ -39,7 +39,7 @@ struct Outcome {
 // from the input's first head.
 Outcome FeedSplit(const std::string& input, const std::vector<size_t>& sizes,
                   const FrontendRoute& route) {
-  RequestStream stream(route, FrontendRouteConfig{"localhost"}, kCamera);
+  RequestFilter stream(route, FrontendRouteConfig{"localhost"}, kCamera);
   Outcome outcome;
   size_t pos = 0;
   for (size_t size : sizes) {
@@ -153,7 +153,7 @@ std::string VlcHostSession() {
          "Session: 5E2C1190\r\n\r\n";
 }
 
-TEST(RequestStreamTest, RewritesOnlyGatewayUrlsOfFfmpegPathSession) {
+TEST(RequestFilterTest, RewritesOnlyGatewayUrlsOfFfmpegPathSession) {
   const std::string input = FfmpegPathSession();
   Outcome outcome = FeedAll(input);
   ASSERT_EQ(outcome.error, FrontendError::kOk);
@@ -161,7 +161,7 @@ TEST(RequestStreamTest, RewritesOnlyGatewayUrlsOfFfmpegPathSession) {
             Replace(input, "rtsp://127.0.0.1:8554/cam-1/stream1", "rtsp://127.0.0.1:554/stream1"));
 }
 
-TEST(RequestStreamTest, RewritesEveryHeadCarryingTheAgentPrefix) {
+TEST(RequestFilterTest, RewritesEveryHeadCarryingTheAgentPrefix) {
   const std::string input = FfmpegPathSessionWithGatewayUrls();
   Outcome outcome = FeedAll(input);
   ASSERT_EQ(outcome.error, FrontendError::kOk);
@@ -171,20 +171,20 @@ TEST(RequestStreamTest, RewritesEveryHeadCarryingTheAgentPrefix) {
   EXPECT_EQ(outcome.out.find("cam-1"), std::string::npos);
 }
 
-TEST(RequestStreamTest, HostFormSessionPassesByteExact) {
+TEST(RequestFilterTest, HostFormSessionPassesByteExact) {
   const std::string input = VlcHostSession();
   Outcome outcome = FeedAll(input);
   ASSERT_EQ(outcome.error, FrontendError::kOk);
   EXPECT_EQ(outcome.out, input);
 }
 
-TEST(RequestStreamTest, OutputIsIndependentOfHowTheStreamIsSplit) {
+TEST(RequestFilterTest, OutputIsIndependentOfHowTheStreamIsSplit) {
   ExpectSplitInvariant(FfmpegPathSession());
   ExpectSplitInvariant(FfmpegPathSessionWithGatewayUrls());
   ExpectSplitInvariant(VlcHostSession());
 }
 
-TEST(RequestStreamTest, InterleavedPayloadIsNeverParsed) {
+TEST(RequestFilterTest, InterleavedPayloadIsNeverParsed) {
   // A frame whose payload looks like a request for another agent, and a frame of length 0.
   const std::string fake = "TEARDOWN rtsp://cam-2.localhost/x RTSP/1.0\r\n\r\n";
   const std::string input = "PLAY rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 4\r\n\r\n$\x00\x00"s +
@@ -196,7 +196,7 @@ TEST(RequestStreamTest, InterleavedPayloadIsNeverParsed) {
   ExpectSplitInvariant(input);
 }
 
-TEST(RequestStreamTest, RefusesLaterRequestNamingAnotherAgent) {
+TEST(RequestFilterTest, RefusesLaterRequestNamingAnotherAgent) {
   const std::string first =
       "DESCRIBE rtsp://127.0.0.1:8554/cam-1/stream1 RTSP/1.0\r\nCSeq: 2\r\n\r\n";
   const std::string input =
@@ -209,7 +209,7 @@ TEST(RequestStreamTest, RefusesLaterRequestNamingAnotherAgent) {
   ExpectSplitInvariant(input);
 }
 
-TEST(RequestStreamTest, RefusesHostFormRequestNamingAnotherAgent) {
+TEST(RequestFilterTest, RefusesHostFormRequestNamingAnotherAgent) {
   const std::string first = "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 1\r\n\r\n";
   Outcome outcome =
       FeedAll(first + "DESCRIBE rtsp://cam-2.localhost/s RTSP/1.0\r\nCSeq: 2\r\n\r\n");
@@ -217,7 +217,7 @@ TEST(RequestStreamTest, RefusesHostFormRequestNamingAnotherAgent) {
   EXPECT_EQ(outcome.out, first);
 }
 
-TEST(RequestStreamTest, RefusesUppercaseAgentInLaterRequest) {
+TEST(RequestFilterTest, RefusesUppercaseAgentInLaterRequest) {
   const std::string first = "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 1\r\n\r\n";
   Outcome outcome =
       FeedAll(first + "DESCRIBE rtsp://CAM-1.localhost/s RTSP/1.0\r\nCSeq: 2\r\n\r\n");
@@ -225,9 +225,9 @@ TEST(RequestStreamTest, RefusesUppercaseAgentInLaterRequest) {
   EXPECT_EQ(outcome.cseq, "2");
 }
 
-TEST(RequestStreamTest, ErrorIsSticky) {
+TEST(RequestFilterTest, ErrorIsSticky) {
   const FrontendRoute route = RouteOf("OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\n\r\n");
-  RequestStream stream(route, FrontendRouteConfig{"localhost"}, kCamera);
+  RequestFilter stream(route, FrontendRouteConfig{"localhost"}, kCamera);
   std::string out;
   EXPECT_EQ(stream.Feed(Bytes("OPTIONS rtsp://cam-2.localhost/s RTSP/1.0\r\n\r\n"), &out),
             FrontendError::kOtherAgent);
@@ -237,7 +237,7 @@ TEST(RequestStreamTest, ErrorIsSticky) {
   EXPECT_EQ(out, "");
 }
 
-TEST(RequestStreamTest, PassesRtspBodiesUntouched) {
+TEST(RequestFilterTest, PassesRtspBodiesUntouched) {
   const std::string body = "$\x01\x00\x04 looks like a head\r\n\r\nand a frame"s;
   const std::string input =
       "SET_PARAMETER rtsp://127.0.0.1:8554/cam-1/s RTSP/1.0\r\nCSeq: 7\r\n"
@@ -250,7 +250,7 @@ TEST(RequestStreamTest, PassesRtspBodiesUntouched) {
   ExpectSplitInvariant(input);
 }
 
-TEST(RequestStreamTest, PassesClientAnswersToServerRequests) {
+TEST(RequestFilterTest, PassesClientAnswersToServerRequests) {
   // The camera sent GET_PARAMETER (keepalive) and ANNOUNCE; the client answers in this direction.
   const std::string input =
       "PLAY rtsp://127.0.0.1:8554/cam-1/s RTSP/1.0\r\nCSeq: 4\r\nSession: 1\r\n\r\n"
@@ -265,7 +265,7 @@ TEST(RequestStreamTest, PassesClientAnswersToServerRequests) {
             FrontendError::kMalformedHead);
 }
 
-TEST(RequestStreamTest, ForwardsStrayLineBreaksBetweenRequests) {
+TEST(RequestFilterTest, ForwardsStrayLineBreaksBetweenRequests) {
   const std::string input =
       "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 1\r\n\r\n\r\n\r\n"
       "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 2\r\n\r\n";
@@ -274,7 +274,7 @@ TEST(RequestStreamTest, ForwardsStrayLineBreaksBetweenRequests) {
   EXPECT_EQ(outcome.out, input);
 }
 
-TEST(RequestStreamTest, RefusesRtspTransferEncodingAndBadLengths) {
+TEST(RequestFilterTest, RefusesRtspTransferEncodingAndBadLengths) {
   const std::string first = "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 1\r\n";
   EXPECT_EQ(FeedAll(first + "Transfer-Encoding: chunked\r\n\r\n").error,
             FrontendError::kBadBodyLength);
@@ -283,13 +283,13 @@ TEST(RequestStreamTest, RefusesRtspTransferEncodingAndBadLengths) {
             FrontendError::kBadBodyLength);
 }
 
-TEST(RequestStreamTest, RefusesHttpRequestOnRtspConnection) {
+TEST(RequestFilterTest, RefusesHttpRequestOnRtspConnection) {
   const std::string first = "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 1\r\n\r\n";
   EXPECT_EQ(FeedAll(first + "GET / HTTP/1.1\r\nHost: cam-1.localhost\r\n\r\n").error,
             FrontendError::kProtocolMismatch);
 }
 
-TEST(RequestStreamTest, RewritesHttpKeepAliveRequestsInPathForm) {
+TEST(RequestFilterTest, RewritesHttpKeepAliveRequestsInPathForm) {
   const std::string input =
       "GET /cam-1/ISAPI/Streaming/channels/101/picture HTTP/1.1\r\nHost: localhost:8554\r\n"
       "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"
@@ -305,14 +305,14 @@ TEST(RequestStreamTest, RewritesHttpKeepAliveRequestsInPathForm) {
   ExpectSplitInvariant(input);
 }
 
-TEST(RequestStreamTest, RefusesPooledHttpRequestForAnotherAgent) {
+TEST(RequestFilterTest, RefusesPooledHttpRequestForAnotherAgent) {
   const std::string first = "GET /cam-1/snap.jpg HTTP/1.1\r\nHost: localhost:8554\r\n\r\n";
   Outcome outcome = FeedAll(first + "GET /cam-2/snap.jpg HTTP/1.1\r\nHost: localhost:8554\r\n\r\n");
   EXPECT_EQ(outcome.error, FrontendError::kOtherAgent);
   EXPECT_EQ(outcome.out, "GET /snap.jpg HTTP/1.1\r\nHost: localhost:8554\r\n\r\n");
 }
 
-TEST(RequestStreamTest, PassesChunkedBodiesWithExtensionsAndTrailers) {
+TEST(RequestFilterTest, PassesChunkedBodiesWithExtensionsAndTrailers) {
   const std::string chunked =
       "5\r\nhello\r\n"
       "1A;name=value;x\r\nabcdefghijklmnopqrstuvwxyz\r\n"
@@ -331,7 +331,7 @@ TEST(RequestStreamTest, PassesChunkedBodiesWithExtensionsAndTrailers) {
   ExpectSplitInvariant(input);
 }
 
-TEST(RequestStreamTest, PassesContentLengthBodyThenNextRequest) {
+TEST(RequestFilterTest, PassesContentLengthBodyThenNextRequest) {
   const std::string input =
       "PUT /ISAPI/System/time HTTP/1.1\r\nHost: cam-1.localhost\r\nContent-Length: 11\r\n\r\n"
       "<Time/>\r\n\r\n"
@@ -341,7 +341,7 @@ TEST(RequestStreamTest, PassesContentLengthBodyThenNextRequest) {
   EXPECT_EQ(outcome.out, input);
 }
 
-TEST(RequestStreamTest, RefusesMalformedChunkedBodies) {
+TEST(RequestFilterTest, RefusesMalformedChunkedBodies) {
   const std::string head =
       "POST /x HTTP/1.1\r\nHost: cam-1.localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (const std::string& body :
@@ -354,7 +354,7 @@ TEST(RequestStreamTest, RefusesMalformedChunkedBodies) {
   }
 }
 
-TEST(RequestStreamTest, RefusesAmbiguousHttpBodyLengths) {
+TEST(RequestFilterTest, RefusesAmbiguousHttpBodyLengths) {
   const std::string head = "POST /x HTTP/1.1\r\nHost: cam-1.localhost\r\n";
   for (const std::string& fields :
        {"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"s, "Content-Length: 5x\r\n"s,
@@ -369,7 +369,7 @@ TEST(RequestStreamTest, RefusesAmbiguousHttpBodyLengths) {
             FrontendError::kBadBodyLength);
 }
 
-TEST(RequestStreamTest, AcceptsChunkedAsFinalCoding) {
+TEST(RequestFilterTest, AcceptsChunkedAsFinalCoding) {
   const std::string input =
       "POST /x HTTP/1.1\r\nHost: cam-1.localhost\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"
       "0\r\n\r\n";
@@ -378,7 +378,7 @@ TEST(RequestStreamTest, AcceptsChunkedAsFinalCoding) {
   EXPECT_EQ(outcome.out, input);
 }
 
-TEST(RequestStreamTest, RefusesOversizedHead) {
+TEST(RequestFilterTest, RefusesOversizedHead) {
   const std::string first = "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\nCSeq: 1\r\n\r\n";
   const std::string big = "DESCRIBE rtsp://cam-1.localhost/s RTSP/1.0\r\nX-Pad: " +
                           std::string(proto::kMaxHeadBytes, 'p');
@@ -388,7 +388,7 @@ TEST(RequestStreamTest, RefusesOversizedHead) {
   EXPECT_EQ(FrontendErrorStatus(outcome.error), 431);
 }
 
-TEST(RequestStreamTest, AcceptsHeadOfExactlyTheLimit) {
+TEST(RequestFilterTest, AcceptsHeadOfExactlyTheLimit) {
   const std::string start = "DESCRIBE rtsp://cam-1.localhost/s RTSP/1.0\r\nX-Pad: ";
   const std::string input =
       start + std::string(proto::kMaxHeadBytes - start.size() - 4, 'p') + "\r\n\r\n";
@@ -398,7 +398,7 @@ TEST(RequestStreamTest, AcceptsHeadOfExactlyTheLimit) {
   EXPECT_EQ(outcome.out, input);
 }
 
-TEST(RequestStreamTest, RefusesTooManyHeaders) {
+TEST(RequestFilterTest, RefusesTooManyHeaders) {
   std::string input = "OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\n";
   for (int i = 0; i < 65; ++i) {
     input += "X-H" + std::to_string(i) + ": v\r\n";
@@ -407,15 +407,15 @@ TEST(RequestStreamTest, RefusesTooManyHeaders) {
   EXPECT_EQ(FeedAll(input + "\r\n", route).error, FrontendError::kTooManyHeaders);
 }
 
-TEST(RequestStreamTest, RefusesBareLineFeedWithoutWaitingForTheEnd) {
+TEST(RequestFilterTest, RefusesBareLineFeedWithoutWaitingForTheEnd) {
   const FrontendRoute route = RouteOf("OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\r\n\r\n");
-  RequestStream stream(route, FrontendRouteConfig{"localhost"}, kCamera);
+  RequestFilter stream(route, FrontendRouteConfig{"localhost"}, kCamera);
   std::string out;
   EXPECT_EQ(stream.Feed(Bytes("OPTIONS rtsp://cam-1.localhost/s RTSP/1.0\n"), &out),
             FrontendError::kMalformedHead);
 }
 
-TEST(RequestStreamTest, RtspOverHttpIsRelayedByteExact) {
+TEST(RequestFilterTest, RtspOverHttpIsRelayedByteExact) {
   const std::string input =
       "POST /stream1 HTTP/1.0\r\nHost: cam-1.localhost\r\nx-sessioncookie: 7cbda8a3\r\n"
       "Content-Type: application/x-rtsp-tunnelled\r\nContent-Length: 32767\r\n\r\n"
@@ -425,7 +425,7 @@ TEST(RequestStreamTest, RtspOverHttpIsRelayedByteExact) {
   EXPECT_EQ(outcome.out, input);
 }
 
-TEST(RequestStreamTest, ConnectConsumesItsHeadAndRelaysTheRest) {
+TEST(RequestFilterTest, ConnectConsumesItsHeadAndRelaysTheRest) {
   const std::string head = "CONNECT cam-1:rtsp HTTP/1.1\r\nHost: cam-1:rtsp\r\n\r\n";
   const std::string tunnelled = "\x16\x03\x01\x00\x05hello garbage \r\n\r\n"s;
   Outcome outcome = FeedAll(head + tunnelled);
@@ -434,7 +434,7 @@ TEST(RequestStreamTest, ConnectConsumesItsHeadAndRelaysTheRest) {
   ExpectSplitInvariant(head + tunnelled);
 }
 
-TEST(RequestStreamTest, HostFormUpgradeTurnsTheStreamRaw) {
+TEST(RequestFilterTest, HostFormUpgradeTurnsTheStreamRaw) {
   const std::string input =
       "GET /ws HTTP/1.1\r\nHost: cam-1.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -444,9 +444,9 @@ TEST(RequestStreamTest, HostFormUpgradeTurnsTheStreamRaw) {
   EXPECT_EQ(outcome.out, input);
 }
 
-TEST(RequestStreamTest, ReportsPassThroughBudgetForZeroCopy) {
+TEST(RequestFilterTest, ReportsPassThroughBudgetForZeroCopy) {
   const std::string head = "PUT /cam-1/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n";
-  RequestStream stream(RouteOf(head), FrontendRouteConfig{"localhost"}, kCamera);
+  RequestFilter stream(RouteOf(head), FrontendRouteConfig{"localhost"}, kCamera);
   std::string out;
   EXPECT_EQ(stream.PassThroughBudget(), 0u);
   ASSERT_EQ(stream.Feed(Bytes(head + std::string(10, 'b')), &out), FrontendError::kOk);
@@ -464,10 +464,10 @@ TEST(RequestStreamTest, ReportsPassThroughBudgetForZeroCopy) {
   EXPECT_EQ(stream.heads(), 2u);
 }
 
-TEST(RequestStreamTest, RawModeBudgetIsUnbounded) {
+TEST(RequestFilterTest, RawModeBudgetIsUnbounded) {
   const std::string head =
       "GET /s HTTP/1.0\r\nHost: cam-1.localhost\r\nAccept: application/x-rtsp-tunnelled\r\n\r\n";
-  RequestStream stream(RouteOf(head), FrontendRouteConfig{"localhost"}, kCamera);
+  RequestFilter stream(RouteOf(head), FrontendRouteConfig{"localhost"}, kCamera);
   EXPECT_EQ(stream.PassThroughBudget(), UINT64_MAX);
 }
 
