@@ -62,7 +62,7 @@ class _GatewayChecks:
         """The counter moved by exactly n (waiting briefly: counts can land after the answer)."""
         want = before.get(name, **labels) + n
         try:
-            self.gw.wait_metric(name, lambda v: v == want, 3, **labels)
+            self.gw.wait_metric(name, lambda v: v == want, 30, **labels)
         except TimeoutError:
             self.fail("%s%s moved by %g, want %d" % (name, labels,
                                                     self.delta(before, name, **labels), n))
