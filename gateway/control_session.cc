@@ -17,6 +17,14 @@ using runtime::LogEvent;
 using runtime::LogLevel;
 using runtime::MonotonicUs;
 
+// Milliseconds from `then_ms` to `now_ms`, 0 if `then_ms` is later. The accept time of a
+// connection that moved here from another shard is that shard's loop clock, which can be ahead
+// of this shard's (each caches the time once per loop iteration): a plain difference would wrap
+// around and make the HELLO deadline already past.
+uint64_t MsSince(uint64_t now_ms, uint64_t then_ms) {
+  return now_ms > then_ms ? now_ms - then_ms : 0;
+}
+
 // Which frame_rejected reason an ERROR this end sent is counted under.
 std::optional<FrameReject> RejectFor(proto::ErrorCode code) {
   switch (code) {
@@ -47,7 +55,7 @@ void ControlSession::Start(GatewayShard& gw, runtime::Stream* stream,
     stream->ExportKeyingMaterial(proto::kExporterLabel, exporter);
   }
   // HELLO is due within the handshake budget, counted from the TCP accept.
-  const uint64_t elapsed = gw.shard().now_ms() - accepted_ms;
+  const uint64_t elapsed = MsSince(gw.shard().now_ms(), accepted_ms);
   const uint64_t budget = gw.config().handshake_timeout_ms;
   const int64_t now = MonotonicUs();
   s->link_.AcceptUpgrade(
@@ -123,8 +131,8 @@ void ControlSession::OnLinkHello(const proto::Frame& frame) {
   gw_.metrics().unauthenticated.Add(-1);
   gw_.metrics().agents_connected.Add(1);
   gw_.metrics().CountControl(AgentResult::kAccepted);
-  gw_.metrics().handshake_seconds.Observe(static_cast<double>(gw_.shard().now_ms() - accepted_ms_) /
-                                          1000.0);
+  gw_.metrics().handshake_seconds.Observe(
+      static_cast<double>(MsSince(gw_.shard().now_ms(), accepted_ms_)) / 1000.0);
   if (ControlSession* old = gw_.registry().Install(agent_id_, this)) {
     // Newest authenticated wins; repeated replacement is the sign of a cloned id.
     gw_.metrics().sessions_replaced.Add();

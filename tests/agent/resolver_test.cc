@@ -133,8 +133,8 @@ TEST(ResolverTest, LookupsPastTheCapFailFastAndLiteralsStillResolve) {
   EXPECT_EQ(ResolveOnLoop("127.0.0.1").error, 0);
   Resolver::SetMaxLookupsInFlight(Resolver::kMaxLookupsInFlight);
   EXPECT_EQ(ResolveOnLoop("localhost").error, 0);
-  // The helper thread lets go of its slot right after getaddrinfo returns.
-  for (int i = 0; i < 200 && Resolver::LookupsInFlight() != 0; ++i) {
+  // The helper thread lets go of its slot right after getaddrinfo returns (20 s bounds a hang).
+  for (int i = 0; i < 2000 && Resolver::LookupsInFlight() != 0; ++i) {
     usleep(10000);
   }
   EXPECT_EQ(Resolver::LookupsInFlight(), 0);

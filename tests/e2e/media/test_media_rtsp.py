@@ -322,7 +322,9 @@ class MediaRtspTest(unittest.TestCase):
         res = self.job("no_keepalive")
         self.assertTrue(res["ended_by_camera"], res)
         self.assertGreaterEqual(res["played_seconds"], SESSION_TIMEOUT + SESSION_GRACE - 0.5, res)
-        self.assertLess(res["played_seconds"], SESSION_TIMEOUT + SESSION_GRACE + 2, res)
+        # Cut short of what the long streams played: theirs lived on their keepalives. (Not a
+        # tighter bound: a busy machine runs the camera's expiry timer late.)
+        self.assertLess(res["played_seconds"], LONG, res)
         self.assertTrue(self.camera_lines(r"^rtsp session-expired id=%s$"
                                           % re.escape(res["session"]), wait=1))
 
