@@ -62,13 +62,13 @@ void ControlSession::Start() {
         return proto::BuildControlRequest(target_.host_header, identity_.agent_id,
                                           identity_.key_ref, agent_nonce_);
       },
-      [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
+      [this](const DialOutcome& outcome, std::unique_ptr<Transport> transport,
              const proto::ResponseHead* head, std::span<const uint8_t> leftover) {
-        OnDialed(std::move(outcome), std::move(transport), head, leftover);
+        OnDialed(outcome, std::move(transport), head, leftover);
       });
 }
 
-void ControlSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+void ControlSession::OnDialed(const DialOutcome& outcome, std::unique_ptr<Transport> transport,
                               const proto::ResponseHead* head, std::span<const uint8_t> leftover) {
   if (outcome.kind == DialOutcome::Kind::kUpgraded) {
     // The dialer calls us last and `head`/`leftover` live in its caller's frame, so it may go

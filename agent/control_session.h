@@ -84,7 +84,7 @@ class ControlSession final : private proto::ControlLink::Handler {
  private:
   enum class State { kIdle, kDialing, kAwaitWelcome, kEstablished, kClosed };
 
-  void OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+  void OnDialed(const DialOutcome& outcome, std::unique_ptr<Transport> transport,
                 const proto::ResponseHead* head, std::span<const uint8_t> leftover);
   // Checks the 101 and starts the link (HELLO goes out). False if the session ended.
   bool BeginSession(const proto::ResponseHead& head);

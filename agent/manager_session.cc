@@ -54,13 +54,13 @@ void ManagerSession::Start() {
       [this](Transport&) {
         return proto::BuildManagerRequest(target_.host_header, identity_.agent_id, agent_nonce_);
       },
-      [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
+      [this](const DialOutcome& outcome, std::unique_ptr<Transport> transport,
              const proto::ResponseHead* head, std::span<const uint8_t> leftover) {
-        OnDialed(std::move(outcome), std::move(transport), head, leftover);
+        OnDialed(outcome, std::move(transport), head, leftover);
       });
 }
 
-void ManagerSession::OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+void ManagerSession::OnDialed(const DialOutcome& outcome, std::unique_ptr<Transport> transport,
                               const proto::ResponseHead* head, std::span<const uint8_t> leftover) {
   if (outcome.kind == DialOutcome::Kind::kUpgraded) {
     dialer_.reset();

@@ -75,7 +75,7 @@ class ManagerSession final : private proto::ControlLink::Handler {
 
  private:
   enum class State { kIdle, kDialing, kAwaitWelcome, kEstablished, kClosed };
-  void OnDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+  void OnDialed(const DialOutcome& outcome, std::unique_ptr<Transport> transport,
                 const proto::ResponseHead* head, std::span<const uint8_t> leftover);
   bool Begin(const proto::ResponseHead& head);
   void End(ManagerLinkEnd end);
