@@ -183,7 +183,7 @@ class ArmhfAgentUnderQemu(unittest.TestCase):
                                 r"frontend=(\d+) admin=(\d+)$", 15)
             except TimeoutError as e:
                 last = e
-                p.stop()
+                self.procs.abandon(p)
                 continue
             return keys, cert, int(m.group(1)), int(m.group(3)), int(m.group(4))
         raise RuntimeError("gateway did not start: %s" % last)

@@ -256,7 +256,7 @@ def start_gateway(procs, directory, tls=True, plain=False, allow_plain=False, ex
                             r"frontend=(\d+) admin=(\d+)$", timeout)
         except TimeoutError as e:
             last = e
-            p.stop()
+            procs.abandon(p)
             continue
         ports = dict(zip(("agent_tls", "agent_plain", "frontend", "admin"),
                          (int(x) for x in m.groups())))

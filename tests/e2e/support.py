@@ -185,11 +185,13 @@ class Processes:
     def __init__(self, log_dir):
         self.log_dir = log_dir
         self.procs = []
+        self.started = 0  # names the log files, abandoned starts included
         os.makedirs(log_dir, exist_ok=True)
 
     def start(self, name, argv, env=None, cwd=None, stdin=subprocess.DEVNULL):
         argv = [str(x) for x in argv]
-        base = os.path.join(self.log_dir, "%s.%d" % (name, len(self.procs)))
+        base = os.path.join(self.log_dir, "%s.%d" % (name, self.started))
+        self.started += 1
         out_path, err_path = base + ".out", base + ".err"
         full_env = dict(os.environ)
         full_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -204,6 +206,13 @@ class Processes:
         with open(os.path.join(self.log_dir, "pids"), "a") as f:
             f.write("%d %s %s\n" % (p.pid, name, " ".join(argv)))
         return proc
+
+    def abandon(self, proc):
+        """Stops a start that is retried (its picked port was taken before it could bind) and
+        stops recording it: its exit status says nothing about the product, so stop_all does
+        not report it. Its logs stay."""
+        proc.stop()
+        self.procs.remove(proc)
 
     def stop_all(self, grace=5.0):
         """Stop every recorded process, newest first. Returns {name.pid: exit status}."""

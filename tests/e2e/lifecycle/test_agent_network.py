@@ -410,7 +410,7 @@ def start_tinyproxy(env, name, connect_ports, auth=None):
             return proc, port, log
         except Exception as e:  # noqa: BLE001
             last = e
-            proc.stop()
+            env.procs.abandon(proc)
     raise RuntimeError("tinyproxy did not start: %s" % last)
 
 

@@ -114,7 +114,7 @@ def start_manager(env, directory, streamers_file, master_file, db, name="manager
                             r"plain=(\d+)", 10)
         except (TimeoutError, RuntimeError) as e:
             last = e
-            p.stop()
+            env.procs.abandon(p)
             continue
         return Manager(p, int(m.group(1)), int(m.group(2)), cert[0], int(m.group(3)))
     raise RuntimeError("manager did not start: %s" % last)

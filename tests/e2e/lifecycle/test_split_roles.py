@@ -62,7 +62,7 @@ def start_role(env, name, role, args):
                             r"plain=(\d+) role=%s$" % role, 10)
         except (TimeoutError, RuntimeError) as e:
             last = e
-            p.stop()
+            env.procs.abandon(p)
             continue
         return Manager(p, int(m.group(1)), int(m.group(2)), cert[0])
     raise RuntimeError("%s did not start: %s" % (name, last))
