@@ -1,0 +1,91 @@
+// One connection to the manager's durable state, behind which sit two backends:
+//  - SQLite (sqlite_connection.h): the embedded default, one file, one manager;
+//  - PostgreSQL (postgres_connection.h): how several managers share state.
+// The calls block: they run on the store's worker threads (store.h), never on the manager's
+// ring. The same test suite runs against both backends (tests/manager/store_suite_test.cc).
+//
+// Both apply their numbered migrations at open, each in its own transaction, so a manager
+// restarted on an older database upgrades it and a crash mid-upgrade leaves the previous version.
+// A database newer than the code is refused.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "manager/store_records.h"
+
+namespace camtunnel::manager {
+
+class StoreConnection {
+ public:
+  virtual ~StoreConnection() = default;
+
+  // "sqlite" or "postgresql"; and the schema version the database is at.
+  virtual std::string_view backend() const = 0;
+  virtual int schema_version() = 0;
+
+  // Runs `body` in one transaction: committed when it returns OK, rolled back otherwise.
+  // A conflict with a concurrent writer (another manager) is retried a few times before its
+  // error is returned, so `body` must be safe to run again.
+  virtual absl::Status Transaction(const std::function<absl::Status()>& body) = 0;
+
+  virtual absl::StatusOr<std::optional<AgentRecord>> FindAgent(std::string_view agent_id) = 0;
+  // Inserts or replaces the agent (a fresh activation, or one after deactivation). The
+  // assignment and location of a replaced agent are kept.
+  virtual absl::Status PutAgent(const AgentRecord& agent) = 0;
+  virtual absl::Status SetState(std::string_view agent_id, AgentState state) = 0;
+  virtual absl::Status RecordStatus(std::string_view agent_id, std::string_view status,
+                                    int64_t now_ms) = 0;
+  // Many agents' last-seen times (and statuses) in one transaction.
+  virtual absl::Status RecordSeen(const std::vector<SeenUpdate>& updates) = 0;
+  virtual absl::Status RecordAssignment(std::string_view agent_id, std::string_view streamer_url,
+                                        int64_t now_ms) = 0;
+  // Where the agent says it is connected now (written when it changes, not per STATUS).
+  virtual absl::Status RecordLocation(std::string_view agent_id,
+                                      std::string_view streamer_url) = 0;
+  virtual absl::StatusOr<AgentPage> ListAgents(const AgentQuery& query) = 0;
+  // How many agents match the query's filters (its cursor and limit are ignored).
+  virtual absl::StatusOr<uint64_t> CountAgents(const AgentQuery& query) = 0;
+  // Active agents assigned to each Streamer URL: the manager's load counters are reconciled
+  // from this, never counted per ASSIGN.
+  virtual absl::StatusOr<std::map<std::string, uint64_t>> CountAssignedByStreamer() = 0;
+  // Every deactivated agent's id (the Streamers' denylists).
+  virtual absl::StatusOr<std::vector<std::string>> ListDeactivated() = 0;
+
+  // Inserts or replaces the claim on its serial.
+  virtual absl::Status PutClaim(const ClaimRecord& claim) = 0;
+  virtual absl::StatusOr<std::optional<ClaimRecord>> FindClaim(std::string_view serial) = 0;
+  virtual absl::StatusOr<bool> DeleteClaim(std::string_view serial) = 0;  // false: none
+  virtual absl::StatusOr<std::vector<ClaimRecord>> ListClaims(std::string_view after,
+                                                              size_t limit) = 0;
+
+  virtual absl::Status RecordActivation(const ActivationEntry& entry) = 0;
+  // Oldest first, ids above `after_id`.
+  virtual absl::StatusOr<std::vector<ActivationEntry>> ListActivations(int64_t after_id,
+                                                                       size_t limit) = 0;
+  virtual absl::Status Audit(const AuditEntry& entry) = 0;
+  // Newest first.
+  virtual absl::StatusOr<std::vector<AuditEntry>> RecentAudit(size_t limit) = 0;
+  // Oldest first, ids above `after_id` (export, migration).
+  virtual absl::StatusOr<std::vector<AuditEntry>> ListAudit(int64_t after_id, size_t limit) = 0;
+};
+
+// Opens a backend by its spec, applying pending migrations:
+//  - "sqlite:PATH", or a bare PATH (":memory:" for tests): SQLite;
+//  - "postgresql://..." or "postgres://..." URIs, or "host=... dbname=..." key=value strings:
+//    PostgreSQL through libpq (several hosts with target_session_attrs=read-write follow a
+//    promoted standby).
+absl::StatusOr<std::unique_ptr<StoreConnection>> OpenStoreConnection(const std::string& spec);
+
+// True when `spec` names a PostgreSQL database.
+bool IsPostgresSpec(std::string_view spec);
+
+}  // namespace camtunnel::manager
