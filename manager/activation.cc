@@ -25,8 +25,7 @@ ActivationAnswer Error(int status, std::string_view result, std::string_view mes
 
 }  // namespace
 
-ActivationService::ActivationService(StateStore& store, Enroller& enroller,
-                                     ActivationOptions options)
+ActivationService::ActivationService(Store& store, Enroller& enroller, ActivationOptions options)
     : store_(store),
       enroller_(enroller),
       options_(std::move(options)),
@@ -41,13 +40,23 @@ void ActivationService::Handle(std::string_view body, std::string_view source, i
     done(std::move(*refused));
     return;
   }
-  enroller_.Start(request, now_ms,
-                  [this, serial, source = std::string(source), now_ms,
-                   done = std::move(done)](EnrollResult result) {
-                    ActivationAnswer answer = Answer(serial, std::move(result));
-                    Record(answer, serial, source, now_ms);
-                    done(std::move(answer));
-                  });
+  store_.Run<absl::StatusOr<std::optional<ClaimRecord>>>(
+      serial, [serial](StoreConnection& c) { return c.FindClaim(serial); },
+      [this, request, serial, source = std::string(source), now_ms,
+       done = std::move(done)](absl::StatusOr<std::optional<ClaimRecord>> claim) mutable {
+        if (auto refused = BindOperator(claim, &request)) {
+          Record(*refused, serial, source, now_ms);
+          done(std::move(*refused));
+          return;
+        }
+        enroller_.Start(
+            request, now_ms,
+            [this, serial, source, now_ms, done = std::move(done)](EnrollResult result) {
+              ActivationAnswer answer = Answer(serial, std::move(result));
+              Record(answer, serial, source, now_ms);
+              done(std::move(answer));
+            });
+      });
 }
 
 void ActivationService::Record(const ActivationAnswer& answer, const std::string& serial,
@@ -55,13 +64,23 @@ void ActivationService::Record(const ActivationAnswer& answer, const std::string
   ++counts_[answer.result];
   // Rate-limited attempts are counted but not written: a flood must not fill the disk.
   if (answer.result != "rate_limited") {
-    store_.CheckWrite("activation_attempt",
-                      store_.RecordActivation(serial, source, answer.result, now_ms));
-    store_.CheckWrite("audit", store_.Audit({.at_ms = now_ms,
-                                             .actor = "activation",
-                                             .action = answer.result,
-                                             .subject = serial,
-                                             .detail = std::string(source)}));
+    store_.Write("activation_attempt", serial,
+                 [attempt = ActivationEntry{.serial = serial,
+                                            .source = std::string(source),
+                                            .result = answer.result,
+                                            .at_ms = now_ms},
+                  entry = AuditEntry{.at_ms = now_ms,
+                                     .actor = "activation",
+                                     .action = answer.result,
+                                     .subject = serial,
+                                     .detail = std::string(source)}](StoreConnection& c) {
+                   return c.Transaction([&]() -> absl::Status {
+                     if (absl::Status st = c.RecordActivation(attempt); !st.ok()) {
+                       return st;
+                     }
+                     return c.Audit(entry);
+                   });
+                 });
   }
 }
 
@@ -123,27 +142,33 @@ std::optional<ActivationAnswer> ActivationService::Admit(std::string_view body,
   if (!factory_ok) {
     return Error(401, "bad_factory_secret", "bad factory secret");
   }
+  request->serial = *serial;
+  request->operator_id = op_it->get<std::string>();  // presented: BindOperator decides
+  request->agent_proof = agent_proof;
+  return std::nullopt;
+}
+
+std::optional<ActivationAnswer> ActivationService::BindOperator(
+    const absl::StatusOr<std::optional<ClaimRecord>>& claim, EnrollRequest* request) const {
+  if (!claim.ok()) {
+    const EnrollResult e = StoreError(claim.status());
+    ActivationAnswer a = Error(e.status, e.result, e.error);
+    a.retry_after_ms = e.retry_after_ms;
+    return a;
+  }
   // The operator field holds an operator id (from the firmware) or the claim token from the
   // device label. A serial an operator claimed binds only with its token, to that operator.
-  const std::string& presented = op_it->get_ref<const std::string&>();
-  auto claim = store_.FindClaim(*serial);
-  if (!claim.ok()) {
-    return Error(500, "internal", "state database error");
-  }
-  std::string operator_id;
+  const std::string presented = std::move(request->operator_id);
   if (claim->has_value()) {
     if (!ClaimTokenMatches(**claim, presented)) {
       return Error(403, "bad_claim_token", "claim token does not match this serial's claim");
     }
-    operator_id = (*claim)->operator_id;
+    request->operator_id = (*claim)->operator_id;
   } else if (options_.operators.count(presented) == 0) {
     return Error(403, "unknown_operator", "unknown operator or claim token");
   } else {
-    operator_id = presented;
+    request->operator_id = presented;
   }
-  request->serial = *serial;
-  request->operator_id = operator_id;
-  request->agent_proof = agent_proof;
   return std::nullopt;
 }
 

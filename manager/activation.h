@@ -17,7 +17,7 @@
 
 #include "manager/enrollment.h"
 #include "manager/rate_limiter.h"
-#include "manager/state_store.h"
+#include "manager/store.h"
 
 namespace camtunnel::manager {
 
@@ -41,7 +41,7 @@ struct ActivationAnswer {
 class ActivationService {
  public:
   // `store` keeps claims, attempts and the audit; `enroller` decides on the agent's record.
-  ActivationService(StateStore& store, Enroller& enroller, ActivationOptions options);
+  ActivationService(Store& store, Enroller& enroller, ActivationOptions options);
 
   // `done` runs once: now, or once the managing server has answered (split roles).
   void Handle(std::string_view body, std::string_view source, int64_t now_ms,
@@ -55,11 +55,15 @@ class ActivationService {
   std::optional<ActivationAnswer> Admit(std::string_view body, std::string_view source,
                                         int64_t now_ms, std::string* serial,
                                         EnrollRequest* request);
+  // The claim on the serial (read on a store worker) decides the operator: a refusal, or the
+  // request's operator_id set from the claim or the presented operator id.
+  std::optional<ActivationAnswer> BindOperator(
+      const absl::StatusOr<std::optional<ClaimRecord>>& claim, EnrollRequest* request) const;
   ActivationAnswer Answer(const std::string& serial, EnrollResult result) const;
   void Record(const ActivationAnswer& answer, const std::string& serial, std::string_view source,
               int64_t now_ms);
 
-  StateStore& store_;
+  Store& store_;
   Enroller& enroller_;
   ActivationOptions options_;
   RateLimiter limiter_;

@@ -48,7 +48,9 @@ AgentLink::AgentLink(ManagerServer& server, runtime::Stream* stream, const Agent
       link_(server.link_profile(), *this),
       agent_id_(agent.agent_id),
       seal_key_(proto::KeySealKey(agent.secret, agent.agent_id)),
-      located_url_(agent.located_url) {}
+      located_url_(agent.located_url),
+      assigned_url_(agent.streamer_url),
+      ever_linked_(agent.last_seen_ms != 0) {}
 
 void AgentLink::Start(ManagerServer& server, runtime::Stream* stream,
                       const proto::ManagerUpgrade& upgrade, const AgentRecord& agent,
@@ -145,13 +147,26 @@ void AgentLink::ArmTimer(int64_t due_us) {
 // The HELLO deadline, then the heartbeats (the rule is proto/control_link.h's).
 void AgentLink::OnTimer() { ArmTimer(link_.Tick(runtime::MonotonicUs())); }
 
+void AgentLink::MarkSeen(std::string_view status) {
+  last_seen_wall_ms_ = ManagerServer::WallMs();
+  if (status.empty() && last_seen_wall_ms_ - seen_written_ms_ <
+                            static_cast<int64_t>(server_.config().seen_resolution_ms)) {
+    return;
+  }
+  seen_written_ms_ = last_seen_wall_ms_;
+  server_.seen().Touch(agent_id_, last_seen_wall_ms_, status);
+}
+
+void AgentLink::OnLinkHeartbeat(Heartbeat what) {
+  if (what != Heartbeat::kPingSent) {
+    MarkSeen();
+  }
+}
+
 void AgentLink::OnStatus(std::string_view text) {
   ++server_.counters().status_received;
   last_status_ = std::string(text);
-  // TODO: batch status writes; one fsync per STATUS is fine for hundreds of agents, not for a
-  // large fleet.
-  server_.store().CheckWrite(
-      "status", server_.store().RecordStatus(agent_id_, last_status_, ManagerServer::WallMs()));
+  MarkSeen(last_status_);
   // Only a configured Streamer is taken: the text is the agent's word, and it ends up in
   // lookups and in relocation pushes to gateways.
   const std::string_view at = ConnectedStreamer(last_status_);
@@ -159,7 +174,10 @@ void AgentLink::OnStatus(std::string_view text) {
     return;
   }
   std::string from = std::exchange(located_url_, std::string(at));
-  server_.store().CheckWrite("location", server_.store().RecordLocation(agent_id_, located_url_));
+  server_.store().Write("location", agent_id_,
+                        [id = agent_id_, url = located_url_](StoreConnection& c) {
+                          return c.RecordLocation(id, url);
+                        });
   server_.AgentLocated(agent_id_, from, located_url_);
 }
 
@@ -178,8 +196,18 @@ void AgentLink::OnLinkHello(const proto::Frame& frame) {
   registered_ = true;
   ++server_.counters().links_established;
   connected_wall_ms_ = ManagerServer::WallMs();
-  server_.store().CheckWrite("status",
-                             server_.store().RecordStatus(agent_id_, "linked", connected_wall_ms_));
+  last_seen_wall_ms_ = connected_wall_ms_;
+  seen_written_ms_ = connected_wall_ms_;
+  if (ever_linked_) {
+    server_.seen().Touch(agent_id_, connected_wall_ms_, "linked");
+  } else {
+    // Written at once, not batched: a secret that has been used on a link is never issued
+    // again (enrollment.cc), and the store must know that before the next activation asks.
+    server_.store().Write("status", agent_id_,
+                          [id = agent_id_, at = connected_wall_ms_](StoreConnection& c) {
+                            return c.RecordStatus(id, "linked", at);
+                          });
+  }
 }
 
 void AgentLink::OnLinkEstablished(const proto::LinkWelcome& /*welcome*/) {
@@ -192,16 +220,22 @@ void AgentLink::SendAssign(std::string_view preferred) {
   if (!link_.established()) {
     return;
   }
-  std::vector<proto::AssignedStreamer> list = server_.AssignmentFor(agent_id_, preferred);
+  std::vector<proto::AssignedStreamer> list =
+      server_.AssignmentFor(agent_id_, assigned_url_, preferred);
   if (list.empty()) {
     return;  // no Streamer configured: the agent waits for one
   }
   FrameBuilder assign = proto::BuildAssign(seal_key_, agent_id_, list);
   link_.Send(assign, runtime::MonotonicUs());
   ++server_.counters().assigns_sent;
-  server_.store().CheckWrite(
-      "assignment",
-      server_.store().RecordAssignment(agent_id_, list.front().url, ManagerServer::WallMs()));
+  if (list.front().url != assigned_url_) {
+    // Key refreshes repeat the same first entry: written only when it changes.
+    server_.load().Moved(assigned_url_, list.front().url);
+    assigned_url_ = list.front().url;
+    server_.store().Write("assignment", agent_id_,
+                          [id = agent_id_, url = assigned_url_, at = ManagerServer::WallMs()](
+                              StoreConnection& c) { return c.RecordAssignment(id, url, at); });
+  }
   for (auto& s : assigned_) {
     OPENSSL_cleanse(s.agent_key.data(), s.agent_key.size());
   }

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "manager/state_store.h"
+#include "manager/store_records.h"
 #include "proto/control_frame.h"
 #include "proto/control_link.h"
 #include "proto/manager_link.h"
@@ -43,6 +43,11 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   const std::string& version() const { return version_; }
   const std::string& last_status() const { return last_status_; }
   int64_t connected_wall_ms() const { return connected_wall_ms_; }
+  // The last frame from the agent (wall ms): exact, where the store's copy is batched.
+  int64_t last_seen_wall_ms() const { return last_seen_wall_ms_; }
+  // The Streamer of its current assignment (first entry of its last ASSIGN, this link's or an
+  // earlier one's): what the manager's load counts it against.
+  const std::string& assigned_url() const { return assigned_url_; }
   const std::vector<proto::AssignedStreamer>& assigned() const { return assigned_; }
   // The Streamer the agent last reported itself connected to (STATUS "streamer=URL
   // state=connected"), kept across links in SQLite; empty if it never said.
@@ -75,6 +80,9 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   void ArmKeyRefresh();
   void CloseGracefully();
   void OnStatus(std::string_view text);
+  // The agent was heard from: the batched last-seen write, at most every seen_resolution_ms
+  // unless `status` changed.
+  void MarkSeen(std::string_view status = {});
 
   // proto::ControlLink::Handler
   void WriteLinkOutput(std::span<const uint8_t> bytes) override;
@@ -82,6 +90,7 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   void OnLinkHello(const proto::Frame& hello) override;
   void OnLinkEstablished(const proto::LinkWelcome& welcome) override;
   void OnLinkFrame(const proto::Frame& frame) override;
+  void OnLinkHeartbeat(Heartbeat what) override;
   void OnLinkEnded(const proto::LinkEnd& end) override;
 
   ManagerServer& server_;
@@ -96,10 +105,14 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   std::string last_status_;
   std::vector<proto::AssignedStreamer> assigned_;
   std::string located_url_;
+  std::string assigned_url_;
+  bool ever_linked_ = false;  // the store had seen it on a link before this one
   uint64_t health_moved_ms_ = 0;
   int64_t connected_wall_ms_ = 0;
-  runtime::Timer deadline_;  // HELLO deadline, then heartbeats
-  runtime::Timer refresh_;   // next ASSIGN before the keys expire
+  int64_t last_seen_wall_ms_ = 0;
+  int64_t seen_written_ms_ = 0;  // when MarkSeen last handed a time to the batcher
+  runtime::Timer deadline_;      // HELLO deadline, then heartbeats
+  runtime::Timer refresh_;       // next ASSIGN before the keys expire
 };
 
 }  // namespace camtunnel::manager

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "manager/state_store.h"
+#include "manager/store_records.h"
 
 namespace camtunnel::manager {
 

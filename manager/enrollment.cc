@@ -5,10 +5,24 @@
 
 namespace camtunnel::manager {
 
-EnrollResult Enroll(StateStore& store, const EnrollRequest& request, int64_t now_ms) {
+EnrollResult StoreError(const absl::Status& status) {
+  // Unreachable (PostgreSQL down, failing over): the camera retries after a pause; anything
+  // else is our fault.
+  if (absl::IsUnavailable(status)) {
+    return {.status = 503,
+            .result = "store_unavailable",
+            .error = "state database unavailable",
+            .retry_after_ms = 5000};
+  }
+  return {.status = 500, .result = "internal", .error = "state database error"};
+}
+
+namespace {
+
+EnrollResult Decide(StoreConnection& store, const EnrollRequest& request, int64_t now_ms) {
   auto existing = store.FindAgent(request.serial);
   if (!existing.ok()) {
-    return {.status = 500, .result = "internal", .error = "state database error"};
+    return StoreError(existing.status());
   }
   // A secret never used on a manager link may not have reached its camera (an answer lost on
   // the way, or one the camera could not use): the admitted camera gets a fresh one, which
@@ -36,16 +50,38 @@ EnrollResult Enroll(StateStore& store, const EnrollRequest& request, int64_t now
                      .operator_id = request.operator_id,
                      .activated_at_ms = now_ms};
   proto::RandomBytes(record.secret);
-  const bool stored = store.PutAgent(record).ok();
+  const absl::Status stored = store.PutAgent(record);
   const bool reissued = existing->has_value() && (*existing)->state == AgentState::kActive;
   EnrollResult out{
       .status = 200, .result = reissued ? "reissued" : "activated", .secret = record.secret};
   OPENSSL_cleanse(record.secret.data(), record.secret.size());
-  if (!stored) {
+  if (!stored.ok()) {
     OPENSSL_cleanse(out.secret->data(), out.secret->size());
-    return {.status = 500, .result = "internal", .error = "state database error"};
+    return StoreError(stored);
   }
   return out;
+}
+
+}  // namespace
+
+EnrollResult Enroll(StoreConnection& store, const EnrollRequest& request, int64_t now_ms) {
+  EnrollResult result{.status = 0};  // 0: the body never ran (BEGIN failed)
+  const absl::Status st = store.Transaction([&]() -> absl::Status {
+    if (result.secret) {
+      OPENSSL_cleanse(result.secret->data(), result.secret->size());  // a retried transaction
+    }
+    result = Decide(store, request, now_ms);
+    // A failed write rolls back; a refusal (409) wrote nothing and commits nothing.
+    return result.status >= 500 ? absl::AbortedError(result.error) : absl::OkStatus();
+  });
+  if (!st.ok() && result.status < 500) {
+    // BEGIN or COMMIT failed: the answer must not claim a secret that was not stored.
+    if (result.secret) {
+      OPENSSL_cleanse(result.secret->data(), result.secret->size());
+    }
+    return StoreError(st);
+  }
+  return result;
 }
 
 }  // namespace camtunnel::manager

@@ -11,7 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "manager/state_store.h"
+#include "manager/store.h"
+#include "manager/store_connection.h"
 #include "proto/crypto.h"
 #include "proto/manager_link.h"
 
@@ -31,8 +32,13 @@ struct EnrollResult {
   int64_t retry_after_ms = -1;
 };
 
-// Decides on `store` and records a new agent (state active, fresh random secret).
-EnrollResult Enroll(StateStore& store, const EnrollRequest& request, int64_t now_ms);
+// Decides on `store` and records a new agent (state active, fresh random secret), in one
+// transaction: two managers enrolling the same serial at once issue one secret.
+EnrollResult Enroll(StoreConnection& store, const EnrollRequest& request, int64_t now_ms);
+
+// The answer when the store failed: 503 with a Retry-After when the database is unreachable,
+// else 500.
+EnrollResult StoreError(const absl::Status& status);
 
 class Enroller {
  public:
@@ -42,17 +48,20 @@ class Enroller {
                      std::function<void(EnrollResult)> done) = 0;
 };
 
-// One deployment: the shared database.
+// One deployment: the shared database, on a store worker.
 class LocalEnroller final : public Enroller {
  public:
-  explicit LocalEnroller(StateStore& store) : store_(store) {}
+  explicit LocalEnroller(Store& store) : store_(store) {}
   void Start(const EnrollRequest& request, int64_t now_ms,
              std::function<void(EnrollResult)> done) override {
-    done(Enroll(store_, request, now_ms));
+    store_.Run<EnrollResult>(
+        request.serial,
+        [request, now_ms](StoreConnection& c) { return Enroll(c, request, now_ms); },
+        std::move(done));
   }
 
  private:
-  StateStore& store_;
+  Store& store_;
 };
 
 }  // namespace camtunnel::manager

@@ -23,24 +23,42 @@ HandoverAnswer Refuse(int status, std::string_view result, std::string_view mess
 
 }  // namespace
 
-HandoverAnswer HandoverService::Handle(std::string_view mac_hex, std::string_view body,
-                                       int64_t now_ms) {
-  std::string serial;
-  HandoverAnswer answer = Decide(mac_hex, body, now_ms, &serial);
+void HandoverService::Handle(std::string_view mac_hex, std::string_view body, int64_t now_ms,
+                             std::function<void(HandoverAnswer)> done) {
+  EnrollRequest request;
+  std::string nonce;
+  if (auto refused = Admit(mac_hex, body, now_ms, &request, &nonce)) {
+    Finish(*refused, request.serial, now_ms);
+    done(std::move(*refused));
+    return;
+  }
+  store_.Run<EnrollResult>(
+      request.serial, [request, now_ms](StoreConnection& c) { return Enroll(c, request, now_ms); },
+      [this, serial = request.serial, nonce, now_ms, done = std::move(done)](EnrollResult r) {
+        HandoverAnswer answer = Answer(serial, nonce, std::move(r));
+        Finish(answer, serial, now_ms);
+        done(std::move(answer));
+      });
+}
+
+void HandoverService::Finish(const HandoverAnswer& answer, const std::string& serial,
+                             int64_t now_ms) {
   ++counts_[answer.result];
   // Forged requests are counted, not written: without the key a flood must not fill the disk.
   if (!serial.empty()) {
-    store_.CheckWrite("audit", store_.Audit({.at_ms = now_ms,
-                                             .actor = "handover",
-                                             .action = answer.result,
-                                             .subject = serial,
-                                             .detail = ""}));
+    store_.Write("audit", serial,
+                 [entry = AuditEntry{.at_ms = now_ms,
+                                     .actor = "handover",
+                                     .action = answer.result,
+                                     .subject = serial,
+                                     .detail = ""}](StoreConnection& c) { return c.Audit(entry); });
   }
-  return answer;
 }
 
-HandoverAnswer HandoverService::Decide(std::string_view mac_hex, std::string_view body,
-                                       int64_t now_ms, std::string* serial) {
+std::optional<HandoverAnswer> HandoverService::Admit(std::string_view mac_hex,
+                                                     std::string_view body, int64_t now_ms,
+                                                     EnrollRequest* request,
+                                                     std::string* nonce_out) {
   auto mac = mac_hex.size() == 64 ? proto::HexDecode(mac_hex) : std::nullopt;
   const proto::Digest want = proto::HandoverRequestMac(keys_, body);
   if (!mac || !proto::ConstantTimeEqual(want, *mac)) {
@@ -76,10 +94,15 @@ HandoverAnswer HandoverService::Decide(std::string_view mac_hex, std::string_vie
     return full ? Refuse(503, "busy", "too many hand-overs in the window")
                 : Refuse(409, "replayed", "this request was already handled");
   }
-  *serial = serial_it->get<std::string>();
-  EnrollResult r = Enroll(
-      store_, {.serial = *serial, .operator_id = op_it->get<std::string>(), .agent_proof = proof},
-      now_ms);
+  *request = {.serial = serial_it->get<std::string>(),
+              .operator_id = op_it->get<std::string>(),
+              .agent_proof = proof};
+  *nonce_out = std::string(nonce->begin(), nonce->end());
+  return std::nullopt;
+}
+
+HandoverAnswer HandoverService::Answer(const std::string& serial, const std::string& nonce_bytes,
+                                       EnrollResult r) {
   if (r.status != 200) {
     return Refuse(r.status, r.result, r.error);
   }
@@ -87,8 +110,11 @@ HandoverAnswer HandoverService::Decide(std::string_view mac_hex, std::string_vie
   if (r.secret) {
     uint8_t seal_nonce[proto::kAeadNonceBytes];
     proto::RandomBytes(seal_nonce);
-    out["sealed_secret"] =
-        proto::HexEncode(proto::SealHandoverSecret(keys_, *serial, *nonce, *r.secret, seal_nonce));
+    out["sealed_secret"] = proto::HexEncode(proto::SealHandoverSecret(
+        keys_, serial,
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(nonce_bytes.data()),
+                                 nonce_bytes.size()),
+        *r.secret, seal_nonce));
     OPENSSL_cleanse(r.secret->data(), r.secret->size());
   }
   return {.status = 200, .body = out.dump(), .result = r.result};

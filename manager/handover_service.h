@@ -7,12 +7,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
-#include "manager/state_store.h"
+#include "manager/enrollment.h"
+#include "manager/store.h"
 #include "proto/handover.h"
 
 namespace camtunnel::manager {
@@ -29,22 +32,26 @@ class HandoverService {
   // flood of valid requests needs the key, so this only bounds memory).
   static constexpr size_t kMaxRememberedNonces = 100000;
 
-  HandoverService(StateStore& store, const proto::HandoverKeys& keys)
-      : store_(store), keys_(keys) {}
+  HandoverService(Store& store, const proto::HandoverKeys& keys) : store_(store), keys_(keys) {}
 
-  // `mac_hex`: the Camtunnel-Handover-Mac header (empty when absent).
-  HandoverAnswer Handle(std::string_view mac_hex, std::string_view body, int64_t now_ms);
+  // `mac_hex`: the Camtunnel-Handover-Mac header (empty when absent). `done` runs once on the
+  // shard's thread: at once for a refusal, after the store for an enrolment.
+  void Handle(std::string_view mac_hex, std::string_view body, int64_t now_ms,
+              std::function<void(HandoverAnswer)> done);
 
   // Requests by result (for /metrics).
   const std::map<std::string, uint64_t>& counts() const { return counts_; }
 
  private:
-  HandoverAnswer Decide(std::string_view mac_hex, std::string_view body, int64_t now_ms,
-                        std::string* serial);
+  // The checks before the store: a refusal, or the enrolment to run (nonce taken).
+  std::optional<HandoverAnswer> Admit(std::string_view mac_hex, std::string_view body,
+                                      int64_t now_ms, EnrollRequest* request, std::string* nonce);
+  HandoverAnswer Answer(const std::string& serial, const std::string& nonce, EnrollResult r);
+  void Finish(const HandoverAnswer& answer, const std::string& serial, int64_t now_ms);
   // False when the nonce was seen within the window (or too many are remembered).
   bool Remember(const std::string& nonce, int64_t now_ms, bool* full);
 
-  StateStore& store_;
+  Store& store_;
   const proto::HandoverKeys keys_;
   absl::flat_hash_map<std::string, int64_t> seen_;  // nonce -> forget after (ms)
   std::map<std::string, uint64_t> counts_;

@@ -1,5 +1,5 @@
 // camtunnel-manager: the activation server and the managing server, one binary, one shard.
-//   camtunnel-manager --cert=C --key=K --state=manager.db --factory_master_file=F
+//   camtunnel-manager --cert=C --key=K --store=manager.db --factory_master_file=F
 //       --operators=acme --manager_url=https://mgr:7443 --streamers=streamers.txt
 //       [--plain_listen=0.0.0.0:7080 --manager_url=http://mgr:7080]   plain manager links
 //   split roles (PROTOCOL.md section 10.4): the activation server keeps no agent secret
@@ -32,7 +32,7 @@
 #include "manager/handover_enroller.h"
 #include "manager/handover_service.h"
 #include "manager/manager_server.h"
-#include "manager/state_store.h"
+#include "manager/store.h"
 #include "manager/streamer_pool.h"
 #include "proto/encoding.h"
 #include "proto/handover.h"
@@ -52,7 +52,12 @@ ABSL_FLAG(std::string, admin_token_file, "",
           "File holding the admin bearer token (required when --admin_listen is not loopback)");
 ABSL_FLAG(std::string, cert, "", "PEM certificate chain of the TLS listener");
 ABSL_FLAG(std::string, key, "", "PEM private key for --cert");
-ABSL_FLAG(std::string, state, "camtunnel-manager.db", "SQLite state file");
+ABSL_FLAG(std::string, store, "camtunnel-manager.db",
+          "State database: a SQLite file (PATH or sqlite:PATH), or PostgreSQL shared by several "
+          "managers (a postgresql:// URI or a libpq key=value connection string)");
+ABSL_FLAG(std::string, state, "", "Deprecated name of --store (a SQLite file)");
+ABSL_FLAG(uint32_t, store_connections, 4,
+          "PostgreSQL connections (store worker threads); SQLite always uses one");
 ABSL_FLAG(std::string, factory_master_file, "",
           "File holding the factory master key (64 hex): derives each device's factory secret");
 ABSL_FLAG(std::string, operators, "", "Accepted operator ids / claim tokens, comma-separated");
@@ -87,7 +92,7 @@ using namespace camtunnel;
 constexpr char kUsage[] =
     "camtunnel-manager: the activation server and the managing server (docs/manager.md).\n"
     "usage:\n"
-    "  camtunnel-manager --cert=C --key=K --state=DB --factory_master_file=F --operators=IDS\n"
+    "  camtunnel-manager --cert=C --key=K --store=DB --factory_master_file=F --operators=IDS\n"
     "      --manager_url=https://HOST:PORT --streamers=FILE [flags]\n"
     "                                          serve activation and manager links (--role=all)\n"
     "  camtunnel-manager --role=managing --handover_key_file=H [flags]\n"
@@ -294,12 +299,11 @@ int Serve() {
     ConfigError("streamers", streamers.status().message());
     return 2;
   }
-  auto store = manager::StateStore::Open(absl::GetFlag(FLAGS_state));
-  if (!store.ok()) {
-    runtime::LogEvent(runtime::LogLevel::kError, "state_open_failed",
-                      {runtime::Kv("state", absl::GetFlag(FLAGS_state)),
-                       runtime::Kv("error", store.status().message())});
-    return 1;
+  std::string store_spec = absl::GetFlag(FLAGS_store);
+  if (!absl::GetFlag(FLAGS_state).empty()) {
+    store_spec = absl::GetFlag(FLAGS_state);
+    runtime::LogEvent(runtime::LogLevel::kWarning, "deprecated_flag",
+                      {runtime::Kv("flag", "--state"), runtime::Kv("use", "--store")});
   }
   manager::StreamerPool pool(std::move(*streamers), absl::GetFlag(FLAGS_key_validity_s));
 
@@ -311,6 +315,15 @@ int Serve() {
   signal(SIGPIPE, SIG_IGN);
 
   runtime::Shard shard;
+  auto store = manager::Store::Open(shard, store_spec, absl::GetFlag(FLAGS_store_connections));
+  if (!store.ok()) {
+    // Never the connection string itself: it may hold a password.
+    runtime::LogEvent(
+        runtime::LogLevel::kError, "store_open_failed",
+        {runtime::Kv("backend", manager::IsPostgresSpec(store_spec) ? "postgresql" : "sqlite"),
+         runtime::Kv("error", store.status().message())});
+    return 1;
+  }
   // Split roles: the activation server enrols through the managing server; otherwise both
   // share this database.
   std::unique_ptr<manager::Enroller> enroller;
@@ -321,13 +334,13 @@ int Serve() {
     handover_calls = &remote->counts();
     enroller = std::move(remote);
   } else {
-    enroller = std::make_unique<manager::LocalEnroller>(*store);
+    enroller = std::make_unique<manager::LocalEnroller>(**store);
   }
-  manager::ActivationService activation(*store, *enroller, std::move(activation_options));
+  manager::ActivationService activation(**store, *enroller, std::move(activation_options));
   std::optional<manager::HandoverService> handover;
-  manager::ManagerServer server(shard, config, *store, activation, pool);
+  manager::ManagerServer server(shard, config, **store, activation, pool);
   if (handover_keys && config.role != manager::ManagerRole::kActivation) {
-    handover.emplace(*store, *handover_keys);
+    handover.emplace(**store, *handover_keys);
     server.AttachHandoverService(&*handover);
   }
   server.AttachHandoverCalls(handover_calls);

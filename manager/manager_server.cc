@@ -13,7 +13,7 @@
 
 namespace camtunnel::manager {
 
-ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, StateStore& store,
+ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, Store& store,
                              ActivationService& activation, StreamerPool& pool)
     : shard_(shard),
       config_(std::move(config)),
@@ -22,10 +22,27 @@ ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, StateS
                     .capabilities = proto::kCapPlainFrameMac,
                     .heartbeat_ms = config_.heartbeat_ms},
       store_(store),
+      seen_(std::make_unique<SeenBatcher>(shard, store, config_.seen_flush_ms)),
       activation_(activation),
-      pool_(pool) {}
+      pool_(pool) {
+  store_check_.set_callback([this] { CheckStore(); });
+}
 
-ManagerServer::~ManagerServer() = default;
+ManagerServer::~ManagerServer() { shard_.timers().Cancel(store_check_); }
+
+// Reconciles the Streamer load from the store and finds out whether it can be reached; the
+// next check is armed when this one's answers are in, so a slow database never piles them up.
+void ManagerServer::CheckStore() {
+  store_.Run<absl::StatusOr<std::map<std::string, uint64_t>>>(
+      {}, [](StoreConnection& c) { return c.CountAssignedByStreamer(); },
+      [this](absl::StatusOr<std::map<std::string, uint64_t>> counts) {
+        store_.Observe(counts.status());
+        if (counts.ok()) {
+          load_.Reconcile({counts->begin(), counts->end()});
+        }
+        shard_.timers().Arm(store_check_, shard_.now_ms(), config_.store_check_ms);
+      });
+}
 
 int64_t ManagerServer::WallMs() {
   timespec ts;
@@ -75,25 +92,24 @@ absl::Status ManagerServer::Start() {
                                                       config_.health_timeout_ms);
   // A Streamer that comes back may have restarted: its denylist lives in memory only.
   health_->set_on_healthy([this](size_t streamer) {
-    auto agents = store_.ListAgents(1000000);
-    if (!agents.ok()) {
-      return;
-    }
-    std::vector<std::string> revoked;
-    for (const AgentRecord& a : *agents) {
-      if (a.state == AgentState::kDeactivated) {
-        revoked.push_back(a.agent_id);
-      }
-    }
-    revocations_->Resend(streamer, revoked);
     relocation_push_->Flush(streamer);
+    store_.Run<absl::StatusOr<std::vector<std::string>>>(
+        {}, [](StoreConnection& c) { return c.ListDeactivated(); },
+        [this, streamer](absl::StatusOr<std::vector<std::string>> revoked) {
+          store_.Observe(revoked.status());
+          if (revoked.ok() && revocations_ != nullptr) {
+            revocations_->Resend(streamer, *revoked);
+          }
+        });
   });
   health_->set_on_unhealthy([this](size_t streamer) { MoveOffStreamer(streamer); });
   health_->Start();
+  CheckStore();
   return absl::OkStatus();
 }
 
 void ManagerServer::StopAccepting() {
+  seen_->Flush();
   health_.reset();
   revocations_.reset();
   relocation_push_.reset();
@@ -142,16 +158,10 @@ AgentLink* ManagerServer::FindLink(std::string_view agent_id) {
 }
 
 std::vector<proto::AssignedStreamer> ManagerServer::AssignmentFor(std::string_view agent_id,
+                                                                  std::string_view current_url,
                                                                   std::string_view preferred) {
-  auto load = [this, agent_id](std::string_view url) -> size_t {
-    auto n = store_.CountAssigned(url);
-    size_t count = n.ok() ? *n : 0;
-    // The agent's own current assignment is not load it adds to that Streamer.
-    auto self = store_.FindAgent(agent_id);
-    if (self.ok() && self->has_value() && (*self)->streamer_url == url && count > 0) {
-      --count;
-    }
-    return count;
+  auto load = [this, current_url](std::string_view url) -> size_t {
+    return static_cast<size_t>(load_.Load(url, current_url));
   };
   return pool_.Assign(agent_id, static_cast<uint64_t>(WallMs() / 1000), load, preferred);
 }
@@ -195,11 +205,13 @@ void ManagerServer::MoveOffStreamer(size_t streamer) {
                       {runtime::Kv("streamer", url), runtime::Kv("agents", moved),
                        runtime::Kv("reason", "unhealthy")});
     // One entry per batch, not per agent: a drained node's whole fleet would be a write each.
-    store_.CheckWrite("audit", store_.Audit({.at_ms = WallMs(),
-                                             .actor = "health",
-                                             .action = "move",
-                                             .subject = url,
-                                             .detail = absl::StrCat(moved, " agents")}));
+    store_.Write("audit", url,
+                 [entry = AuditEntry{.at_ms = WallMs(),
+                                     .actor = "health",
+                                     .action = "move",
+                                     .subject = url,
+                                     .detail = absl::StrCat(moved, " agents")}](
+                     StoreConnection& c) { return c.Audit(entry); });
   }
 }
 
@@ -334,6 +346,14 @@ std::string ManagerServer::RenderMetrics() const {
   labelled("camtunnel_manager_store_write_errors_total",
            "State database writes that failed and were carried on without, by operation.", "op",
            store_.write_errors());
+  gauge("camtunnel_manager_store_reachable",
+        "1 while the state database answers (0: activation answers 503, links stay up).",
+        store_.reachable() ? 1 : 0);
+  gauge("camtunnel_manager_store_pending", "Store jobs queued or running on its workers.",
+        store_.pending());
+  counter("camtunnel_manager_store_jobs_total", "Store jobs finished.", store_.jobs_done());
+  counter("camtunnel_manager_seen_flushes_total", "Batched writes of last-seen times and statuses.",
+          seen_->flushes());
   counter("camtunnel_log_lines_suppressed_total", "Log lines dropped by the per-cause rate limit.",
           runtime::SuppressedLogLines());
   return metrics::RenderText(families);

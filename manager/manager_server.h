@@ -19,7 +19,9 @@
 #include "manager/health_checker.h"
 #include "manager/relocation_push.h"
 #include "manager/revocations.h"
-#include "manager/state_store.h"
+#include "manager/seen_batcher.h"
+#include "manager/store.h"
+#include "manager/streamer_load.h"
 #include "manager/streamer_pool.h"
 #include "proto/control_link.h"
 #include "runtime/listener.h"
@@ -58,6 +60,14 @@ struct ManagerConfig {
   // not moved again for health_move_cooldown_ms (it may still be reconnecting).
   size_t max_moves_per_check = 100;
   uint64_t health_move_cooldown_ms = 10000;
+  // Last-seen times and STATUS texts are written in batches this often (seen_batcher.h).
+  uint64_t seen_flush_ms = 1000;
+  // A live link's last-seen time reaches the store at most this often (heartbeats are every
+  // heartbeat_ms); the admin API shows linked agents' exact time from memory.
+  uint64_t seen_resolution_ms = 30000;
+  // The in-memory Streamer load is reconciled from the store, and the store pinged (/readyz),
+  // this often.
+  uint64_t store_check_ms = 30000;
 };
 
 // Counters (Prometheus names in manager_server.cc's RenderMetrics).
@@ -86,7 +96,7 @@ struct ManagerCounters {
 
 class ManagerServer {
  public:
-  ManagerServer(runtime::Shard& shard, ManagerConfig config, StateStore& store,
+  ManagerServer(runtime::Shard& shard, ManagerConfig config, Store& store,
                 ActivationService& activation, StreamerPool& pool);
   ~ManagerServer();
   ManagerServer(const ManagerServer&) = delete;
@@ -103,7 +113,9 @@ class ManagerServer {
   const ManagerConfig& config() const { return config_; }
   // What every agent link runs with (proto/control_link.h), from config().
   const proto::LinkProfile& link_profile() const { return link_profile_; }
-  StateStore& store() { return store_; }
+  Store& store() { return store_; }
+  SeenBatcher& seen() { return *seen_; }
+  StreamerLoad& load() { return load_; }
   ActivationService& activation() { return activation_; }
   StreamerPool& pool() { return pool_; }
   SSL_CTX* tls_context() { return tls_ctx_.get(); }
@@ -117,9 +129,13 @@ class ManagerServer {
   void Unregister(AgentLink* link);
   AgentLink* FindLink(std::string_view agent_id);
   size_t live_links() const { return links_.size(); }
-  // The ASSIGN list for an agent right now (load from the state store).
+  // The ASSIGN list for an agent right now, by the in-memory load; `current_url` is its present
+  // assignment (not load it adds).
   std::vector<proto::AssignedStreamer> AssignmentFor(std::string_view agent_id,
+                                                     std::string_view current_url,
                                                      std::string_view preferred = {});
+  // The store answered, or could not be reached: /readyz says whether it can.
+  bool store_reachable() const { return store_.reachable(); }
 
   // Sends every linked agent still on Streamer `streamer` (unhealthy: dead, or draining) a fresh
   // ASSIGN, healthy Streamers first by load, and a SWITCH to its first entry; paced by
@@ -152,7 +168,12 @@ class ManagerServer {
   runtime::Shard& shard_;
   ManagerConfig config_;
   proto::LinkProfile link_profile_;
-  StateStore& store_;
+  void CheckStore();
+
+  Store& store_;
+  std::unique_ptr<SeenBatcher> seen_;
+  StreamerLoad load_;
+  runtime::Timer store_check_;
   ActivationService& activation_;
   StreamerPool& pool_;
   runtime::SslCtxPtr tls_ctx_;

@@ -46,24 +46,34 @@ void Upgrade(http::Exchange& ex, ManagerServer& server) {
     ex.Error(400, "not a valid camtunnel/1 manager upgrade");
     return;
   }
-  auto agent = server.store().FindAgent(upgrade->agent_id);
-  if (!agent.ok()) {
-    RespondWithRetry(ex.Later(), 503, proto::JsonErrorBody("state database unavailable"), 5000);
-    return;
-  }
-  if (!agent->has_value() || (*agent)->state != AgentState::kActive) {
-    // Without the agent's secret the manager cannot prove itself: nothing to upgrade to.
-    ++server.counters().link_unknown_agent;
-    ex.Error(401, "unknown or deactivated agent");
-    return;
-  }
-  const AgentRecord record = **agent;
-  const proto::ManagerUpgrade request = *upgrade;
-  // The link takes the stream (and the unauthenticated slot).
-  http::Exchange::Taken taken = ex.TakeStream();
-  AgentLink::Start(server, taken.stream, request, record,
-                   std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(taken.rest.data()),
-                                            taken.rest.size()));
+  // The agent's record comes from a store worker; the connection waits (its request deadline
+  // still runs) and is taken only if it is still there.
+  server.store().Run<absl::StatusOr<std::optional<AgentRecord>>>(
+      upgrade->agent_id, [id = upgrade->agent_id](StoreConnection& c) { return c.FindAgent(id); },
+      [&server, request = *upgrade,
+       reply = ex.Later()](absl::StatusOr<std::optional<AgentRecord>> agent) {
+        http::Exchange* exchange = reply.exchange();
+        if (exchange == nullptr) {
+          return;  // gone meanwhile (its deadline, or the agent hung up)
+        }
+        if (!agent.ok()) {
+          server.store().Observe(agent.status());
+          RespondWithRetry(reply, 503, proto::JsonErrorBody("state database unavailable"), 5000);
+          return;
+        }
+        if (!agent->has_value() || (*agent)->state != AgentState::kActive) {
+          // Without the agent's secret the manager cannot prove itself: nothing to upgrade to.
+          ++server.counters().link_unknown_agent;
+          exchange->Error(401, "unknown or deactivated agent");
+          return;
+        }
+        // The link takes the stream (and the unauthenticated slot).
+        http::Exchange::Taken taken = exchange->TakeStream();
+        AgentLink::Start(
+            server, taken.stream, request, **agent,
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(taken.rest.data()),
+                                     taken.rest.size()));
+      });
 }
 
 void Activate(http::Exchange& ex, ManagerServer& server) {

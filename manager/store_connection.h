@@ -31,6 +31,9 @@ class StoreConnection {
   // "sqlite" or "postgresql"; and the schema version the database is at.
   virtual std::string_view backend() const = 0;
   virtual int schema_version() = 0;
+  // A round trip to the database (reconnecting if the connection was lost): UNAVAILABLE when it
+  // cannot be reached. Every call that cannot reach the database returns UNAVAILABLE too.
+  virtual absl::Status Ping() = 0;
 
   // Runs `body` in one transaction: committed when it returns OK, rolled back otherwise.
   // A conflict with a concurrent writer (another manager) is retried a few times before its
@@ -49,8 +52,7 @@ class StoreConnection {
   virtual absl::Status RecordAssignment(std::string_view agent_id, std::string_view streamer_url,
                                         int64_t now_ms) = 0;
   // Where the agent says it is connected now (written when it changes, not per STATUS).
-  virtual absl::Status RecordLocation(std::string_view agent_id,
-                                      std::string_view streamer_url) = 0;
+  virtual absl::Status RecordLocation(std::string_view agent_id, std::string_view streamer_url) = 0;
   virtual absl::StatusOr<AgentPage> ListAgents(const AgentQuery& query) = 0;
   // How many agents match the query's filters (its cursor and limit are ignored).
   virtual absl::StatusOr<uint64_t> CountAgents(const AgentQuery& query) = 0;

@@ -65,7 +65,8 @@ struct AgentQuery {
   std::optional<AgentState> state;
   std::string streamer_url;  // assigned to (first entry of its last ASSIGN)
   std::string operator_id;
-  int64_t seen_since_ms = 0;  // > 0: last seen at or after (online by heartbeat)
+  int64_t seen_since_ms = 0;   // > 0: last seen at or after (online by heartbeat)
+  int64_t seen_before_ms = 0;  // > 0: last seen before, or never (offline)
 };
 
 struct AgentPage {

@@ -8,9 +8,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "http/router.h"
 #include "http/server.h"
+#include "proto/http_query.h"
 
 namespace camtunnel::manager {
 
@@ -29,9 +31,14 @@ void AddClaimRoutes(http::Router& router, ManagerServer& server);     // /api/v1
 void AddAuditRoutes(http::Router& router, ManagerServer& server);     // /api/v1/audit
 void AddHandoverRoutes(http::Router& router, ManagerServer& server);  // /api/v1/handover
 
-// Rows a list answers at most, and the largest request body (one small JSON object).
+// Rows a page holds at most (?limit=, default kDefaultPage), and the largest request body (one
+// small JSON object).
 inline constexpr size_t kMaxListed = 1000;
+inline constexpr size_t kDefaultPage = 100;
 inline constexpr size_t kMaxBody = 1024;
+
+// ?limit= of a paged list: kDefaultPage when absent, nullopt when not 1..kMaxListed.
+std::optional<size_t> PageLimit(const proto::QueryParams& query);
 
 }  // namespace admin
 }  // namespace camtunnel::manager

@@ -1,10 +1,11 @@
-// The activated agents: GET /api/v1/agents, GET /api/v1/agents/{id}, and the commands
-// POST /api/v1/agents/{id}/deactivate|restart|move?streamer=URL.
+// The activated agents: GET /api/v1/agents (paged, filtered, counted), GET /api/v1/agents/{id},
+// and the commands POST /api/v1/agents/{id}/deactivate|restart|move?streamer=URL.
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 #include "manager/admin/admin_routes.h"
+#include "manager/admin/store_query.h"
 #include "manager/agent_link.h"
 #include "manager/manager_server.h"
 #include "proto/encoding.h"
@@ -26,11 +27,16 @@ json AgentJson(const AgentRecord& r, AgentLink* link) {
          {"streamer", r.streamer_url},
          {"linked", link != nullptr}};
   if (link != nullptr) {
+    // The link's own copies are exact; the store's are written in batches.
     j["remote"] = link->remote();
     j["version"] = link->version();
     j["transport"] = link->plain() ? "plain" : "tls";
     j["connected_since_ms"] = link->connected_wall_ms();
+    j["last_seen_ms"] = std::max(r.last_seen_ms, link->last_seen_wall_ms());
     j["last_status"] = link->last_status().empty() ? r.last_status : link->last_status();
+    if (!link->assigned_url().empty()) {
+      j["streamer"] = link->assigned_url();
+    }
     json list = json::array();
     for (const auto& s : link->assigned()) {
       list.push_back({{"url", s.url}, {"key_ref", proto::FormatKeyRef(s.key_ref)}});
@@ -40,106 +46,177 @@ json AgentJson(const AgentRecord& r, AgentLink* link) {
   return j;
 }
 
+// The query of GET /api/v1/agents, as the gateway's: limit=1..1000 (default 100), cursor=ID
+// (the previous page's next_cursor), and the filters state=active|deactivated, streamer=URL,
+// operator=ID, online=1|0 (heard from within the last-seen resolution plus two heartbeats).
+// Anything else is refused: nullopt with `error`.
+std::optional<AgentQuery> ParseAgentQuery(const proto::QueryParams& params,
+                                          const ManagerConfig& config, std::string* error) {
+  AgentQuery q;
+  const std::optional<size_t> limit = PageLimit(params);
+  if (!limit) {
+    *error = "limit must be 1..1000";
+    return std::nullopt;
+  }
+  q.limit = *limit;
+  for (const auto& [key, value] : params.pairs()) {
+    if (key == "limit") {
+      continue;
+    }
+    if (key == "cursor" && proto::IsCanonicalAgentId(value)) {
+      q.after = value;
+    } else if (key == "state" && ParseAgentState(value)) {
+      q.state = ParseAgentState(value);
+    } else if (key == "streamer" && !value.empty()) {
+      q.streamer_url = value;
+    } else if (key == "operator" && !value.empty()) {
+      q.operator_id = value;
+    } else if (key == "online" && (value == "1" || value == "0")) {
+      const int64_t since =
+          ManagerServer::WallMs() -
+          static_cast<int64_t>(config.seen_resolution_ms + 2 * config.heartbeat_ms);
+      (value == "1" ? q.seen_since_ms : q.seen_before_ms) = since;
+    } else {
+      *error =
+          "query takes limit=1..1000, cursor=<agent id>, state=active|deactivated, "
+          "streamer=<url>, operator=<id>, online=1|0";
+      return std::nullopt;
+    }
+  }
+  return q;
+}
+
+// {"agents":[...],"total":N,"next_cursor":ID|null}: total counts every agent matching the
+// filters, over all pages.
 void List(http::Exchange& ex, ManagerServer& server) {
-  auto agents = server.store().ListAgents(kMaxListed);
-  if (!agents.ok()) {
-    ex.Error(500, "state database error");
+  std::string error = "malformed query";
+  const std::optional<proto::QueryParams> params =
+      proto::QueryParams::Parse(ex.raw_query(), &error);
+  const std::optional<AgentQuery> query =
+      params ? ParseAgentQuery(*params, server.config(), &error) : std::nullopt;
+  if (!query) {
+    ex.Error(400, error);
     return;
   }
-  json list = json::array();
-  for (const AgentRecord& r : *agents) {
-    list.push_back(AgentJson(r, server.FindLink(r.agent_id)));
-  }
-  ex.Json(200, json{{"agents", list}}.dump() + "\n");
+  struct Result {
+    absl::StatusOr<AgentPage> page;
+    absl::StatusOr<uint64_t> total;
+  };
+  StoreJob<Result>(
+      ex, server, {},
+      [q = *query](StoreConnection& c) {
+        Result r{.page = c.ListAgents(q), .total = uint64_t{0}};
+        if (r.page.ok()) {
+          r.total = c.CountAgents(q);
+        }
+        return r;
+      },
+      [&server](http::Exchange& e, Result r) {
+        if (!r.page.ok() || !r.total.ok()) {
+          AnswerStoreError(e, server, r.page.ok() ? r.total.status() : r.page.status());
+          return;
+        }
+        json list = json::array();
+        for (const AgentRecord& a : r.page->agents) {
+          list.push_back(AgentJson(a, server.FindLink(a.agent_id)));
+        }
+        e.Json(200, json{{"agents", list},
+                         {"total", *r.total},
+                         {"next_cursor", r.page->next.empty() ? json(nullptr) : json(r.page->next)}}
+                            .dump() +
+                        "\n");
+      });
 }
 
 void Show(http::Exchange& ex, ManagerServer& server) {
-  const std::string_view id = ex.param("id");
-  if (!proto::IsCanonicalAgentId(id)) {
-    ex.Error(400, "not a canonical agent id");
-    return;
-  }
-  auto agent = server.store().FindAgent(id);
-  if (!agent.ok()) {
-    ex.Error(500, "state database error");
-  } else if (!agent->has_value()) {
-    ex.Error(404, "unknown agent");
-  } else {
-    ex.Json(200, AgentJson(**agent, server.FindLink(id)).dump() + "\n");
-  }
+  WithAgent(ex, server, [&server](http::Exchange& e, const AgentRecord& r) {
+    e.Json(200, AgentJson(r, server.FindLink(r.agent_id)).dump() + "\n");
+  });
 }
 
-// deactivate: recorded first (the agent stays refused even if it is offline now), then sent.
+// The state change and its audit entry, in one transaction.
+absl::Status DeactivateRecord(StoreConnection& c, const std::string& id, const AuditEntry& entry) {
+  return c.Transaction([&]() -> absl::Status {
+    if (absl::Status st = c.SetState(id, AgentState::kDeactivated); !st.ok()) {
+      return st;
+    }
+    return c.Audit(entry);
+  });
+}
+
+// Recorded first (the agent stays refused even if it is offline now), then sent.
+void Deactivate(http::Exchange& ex, ManagerServer& server, const AgentRecord& r) {
+  const std::string id = r.agent_id;
+  AuditEntry entry{.at_ms = ManagerServer::WallMs(),
+                   .actor = "admin",
+                   .action = "deactivate",
+                   .subject = id,
+                   .detail = server.FindLink(id) != nullptr ? "sent" : "offline"};
+  StoreJob<absl::Status>(
+      ex, server, id, [id, entry](StoreConnection& c) { return DeactivateRecord(c, id, entry); },
+      [&server, id, was_assigned = r.streamer_url](http::Exchange& e, absl::Status st) {
+        if (!st.ok()) {
+          AnswerStoreError(e, server, st);
+          return;
+        }
+        AgentLink* link = server.FindLink(id);
+        server.load().Moved(link != nullptr ? link->assigned_url() : was_assigned, {});
+        if (link != nullptr) {
+          link->SendDeactivate("deactivated by the operator");
+        }
+        // Its keys still verify at the Streamers until they expire: revoke them there now.
+        if (server.revocations() != nullptr) {
+          server.revocations()->Revoke(id);
+        }
+        e.Json(200, json{{"deactivated", true}, {"sent", link != nullptr}}.dump() + "\n");
+      });
+}
+
+void Audit(ManagerServer& server, const std::string& id, std::string_view action,
+           std::string detail = {}) {
+  server.store().Write("audit", id,
+                       [entry = AuditEntry{.at_ms = ManagerServer::WallMs(),
+                                           .actor = "admin",
+                                           .action = std::string(action),
+                                           .subject = id,
+                                           .detail = std::move(detail)}](StoreConnection& c) {
+                         return c.Audit(entry);
+                       });
+}
+
 // restart and move need a live link: 409 otherwise.
 void Command(http::Exchange& ex, ManagerServer& server) {
-  const std::string_view id = ex.param("id");
-  const std::string_view command = ex.param("command");
-  if (!proto::IsCanonicalAgentId(id)) {
-    ex.Error(400, "not a canonical agent id");
-    return;
-  }
-  auto agent = server.store().FindAgent(id);
-  if (!agent.ok() || !agent->has_value()) {
-    ex.Error(agent.ok() ? 404 : 500, "unknown agent");
-    return;
-  }
-  AgentLink* link = server.FindLink(id);
-  const int64_t now = ManagerServer::WallMs();
-  if (command == "deactivate") {
-    if (!server.store().SetState(id, AgentState::kDeactivated).ok()) {
-      ex.Error(500, "state database error");
+  WithAgent(ex, server, [&server](http::Exchange& e, const AgentRecord& r) {
+    const std::string_view command = e.param("command");
+    if (command == "deactivate") {
+      Deactivate(e, server, r);
       return;
     }
-    server.store().CheckWrite(
-        "audit", server.store().Audit({.at_ms = now,
-                                       .actor = "admin",
-                                       .action = "deactivate",
-                                       .subject = std::string(id),
-                                       .detail = link != nullptr ? "sent" : "offline"}));
-    if (link != nullptr) {
-      link->SendDeactivate("deactivated by the operator");
-    }
-    // Its keys still verify at the Streamers until they expire: revoke them there now.
-    if (server.revocations() != nullptr) {
-      server.revocations()->Revoke(std::string(id));
-    }
-    ex.Json(200, json{{"deactivated", true}, {"sent", link != nullptr}}.dump() + "\n");
-    return;
-  }
-  if (link == nullptr) {
-    ex.Error(409, "agent not linked");
-    return;
-  }
-  if (command == "restart") {
-    server.store().CheckWrite(
-        "audit",
-        server.store().Audit(
-            {.at_ms = now, .actor = "admin", .action = "restart", .subject = std::string(id)}));
-    link->SendRestart("restart requested by the operator");
-    ex.Json(200, R"({"sent":true})");
-  } else if (command == "move") {
-    const std::optional<proto::QueryParams> query = proto::QueryParams::Parse(ex.raw_query());
-    const std::string url =
-        query ? std::string(query->Get("streamer").value_or(std::string_view())) : std::string();
-    bool known = false;
-    for (size_t i = 0; i < server.pool().size(); ++i) {
-      known |= server.pool().config(i).url == url;
-    }
-    if (!known) {
-      ex.Error(400, "streamer= must name a configured Streamer URL");
+    AgentLink* link = server.FindLink(r.agent_id);
+    if (link == nullptr) {
+      e.Error(409, "agent not linked");
       return;
     }
-    server.store().CheckWrite("audit", server.store().Audit({.at_ms = now,
-                                                             .actor = "admin",
-                                                             .action = "move",
-                                                             .subject = std::string(id),
-                                                             .detail = url}));
-    link->SendAssign(url);
-    link->SendSwitch(url);
-    ex.Json(200, R"({"sent":true})");
-  } else {
-    ex.Error(404, "commands: deactivate, restart, move");
-  }
+    if (command == "restart") {
+      Audit(server, r.agent_id, "restart");
+      link->SendRestart("restart requested by the operator");
+      e.Json(200, R"({"sent":true})");
+    } else if (command == "move") {
+      const std::optional<proto::QueryParams> query = proto::QueryParams::Parse(e.raw_query());
+      const std::string url =
+          query ? std::string(query->Get("streamer").value_or(std::string_view())) : std::string();
+      if (!server.pool().Find(url)) {
+        e.Error(400, "streamer= must name a configured Streamer URL");
+        return;
+      }
+      Audit(server, r.agent_id, "move", url);
+      link->SendAssign(url);
+      link->SendSwitch(url);
+      e.Json(200, R"({"sent":true})");
+    } else {
+      e.Error(404, "commands: deactivate, restart, move");
+    }
+  });
 }
 
 }  // namespace

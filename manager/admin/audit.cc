@@ -2,26 +2,31 @@
 #include <nlohmann/json.hpp>
 
 #include "manager/admin/admin_routes.h"
+#include "manager/admin/store_query.h"
 #include "manager/manager_server.h"
 
 namespace camtunnel::manager::admin {
 
 void AddAuditRoutes(http::Router& router, ManagerServer& server) {
   router.Add("GET", "/api/v1/audit", [&server](http::Exchange& ex) {
-    auto entries = server.store().RecentAudit(200);
-    if (!entries.ok()) {
-      ex.Error(500, "state database error");
-      return;
-    }
-    nlohmann::json list = nlohmann::json::array();
-    for (const AuditEntry& e : *entries) {
-      list.push_back({{"at_ms", e.at_ms},
-                      {"actor", e.actor},
-                      {"action", e.action},
-                      {"subject", e.subject},
-                      {"detail", e.detail}});
-    }
-    ex.Json(200, nlohmann::json{{"audit", list}}.dump() + "\n");
+    using Entries = absl::StatusOr<std::vector<AuditEntry>>;
+    StoreJob<Entries>(
+        ex, server, {}, [](StoreConnection& c) { return c.RecentAudit(200); },
+        [&server](http::Exchange& e, Entries entries) {
+          if (!entries.ok()) {
+            AnswerStoreError(e, server, entries.status());
+            return;
+          }
+          nlohmann::json list = nlohmann::json::array();
+          for (const AuditEntry& a : *entries) {
+            list.push_back({{"at_ms", a.at_ms},
+                            {"actor", a.actor},
+                            {"action", a.action},
+                            {"subject", a.subject},
+                            {"detail", a.detail}});
+          }
+          e.Json(200, nlohmann::json{{"audit", list}}.dump() + "\n");
+        });
   });
 }
 

@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include "manager/admin/admin_routes.h"
+#include "manager/admin/store_query.h"
 #include "manager/manager_server.h"
+#include "proto/http_query.h"
 #include "proto/identifiers.h"
 
 namespace camtunnel::manager::admin {
@@ -14,32 +16,80 @@ namespace {
 
 using nlohmann::json;
 
+// GET /api/v1/claims[?limit=N&cursor=SERIAL]: a page in serial order; next_cursor is null on the
+// last page.
 void List(http::Exchange& ex, ManagerServer& server) {
-  auto claims = server.store().ListClaims(kMaxListed);
-  if (!claims.ok()) {
-    ex.Error(500, "state database error");
+  const std::optional<proto::QueryParams> query = proto::QueryParams::Parse(ex.raw_query());
+  const size_t limit = query ? PageLimit(*query).value_or(0) : 0;
+  const std::string cursor(query ? query->Get("cursor").value_or("") : "");
+  bool known = query.has_value();
+  if (query) {
+    for (const auto& [key, value] : query->pairs()) {
+      known &= key == "limit" || (key == "cursor" && proto::IsCanonicalAgentId(value));
+    }
+  }
+  if (limit == 0 || !known) {
+    ex.Error(400, "query takes limit=1..1000 and cursor=<serial>");
     return;
   }
-  json list = json::array();
-  for (const ClaimRecord& c : *claims) {
-    // Never the hash: it is as good as the token for an offline guess.
-    list.push_back(
-        {{"serial", c.serial}, {"operator", c.operator_id}, {"created_at_ms", c.created_at_ms}});
-  }
-  ex.Json(200, json{{"claims", list}}.dump() + "\n");
+  using Claims = absl::StatusOr<std::vector<ClaimRecord>>;
+  StoreJob<Claims>(
+      ex, server, {}, [cursor, limit](StoreConnection& c) { return c.ListClaims(cursor, limit); },
+      [&server, limit](http::Exchange& e, Claims claims) {
+        if (!claims.ok()) {
+          AnswerStoreError(e, server, claims.status());
+          return;
+        }
+        json list = json::array();
+        for (const ClaimRecord& c : *claims) {
+          // Never the hash: it is as good as the token for an offline guess.
+          list.push_back({{"serial", c.serial},
+                          {"operator", c.operator_id},
+                          {"created_at_ms", c.created_at_ms}});
+        }
+        json next = claims->size() == limit ? json(claims->back().serial) : json(nullptr);
+        e.Json(200, json{{"claims", list}, {"next_cursor", next}}.dump() + "\n");
+      });
+}
+
+// The record and its audit entry in one transaction.
+absl::Status WithAudit(StoreConnection& c, const AuditEntry& entry,
+                       const std::function<absl::Status()>& change) {
+  return c.Transaction([&]() -> absl::Status {
+    if (absl::Status st = change(); !st.ok()) {
+      return st;
+    }
+    return c.Audit(entry);
+  });
 }
 
 void Delete(http::Exchange& ex, ManagerServer& server, std::string_view serial) {
-  auto was = server.store().DeleteClaim(serial);
-  if (!was.ok()) {
-    ex.Error(500, "state database error");
-    return;
-  }
-  server.store().CheckWrite("audit", server.store().Audit({.at_ms = ManagerServer::WallMs(),
-                                                           .actor = "admin",
-                                                           .action = "unclaim",
-                                                           .subject = std::string(serial)}));
-  ex.Json(*was ? 200 : 404, json{{"serial", serial}, {"was_claimed", *was}}.dump() + "\n");
+  using Was = absl::StatusOr<bool>;
+  StoreJob<Was>(
+      ex, server, serial,
+      [serial = std::string(serial),
+       entry = AuditEntry{.at_ms = ManagerServer::WallMs(),
+                          .actor = "admin",
+                          .action = "unclaim",
+                          .subject = std::string(serial)}](StoreConnection& c) -> Was {
+        bool was = false;
+        absl::Status st = WithAudit(c, entry, [&]() -> absl::Status {
+          auto deleted = c.DeleteClaim(serial);
+          was = deleted.ok() && *deleted;
+          return deleted.status();
+        });
+        if (!st.ok()) {
+          return st;
+        }
+        return was;
+      },
+      [&server, serial = std::string(serial)](http::Exchange& e, Was was) {
+        if (!was.ok()) {
+          AnswerStoreError(e, server, was.status());
+          return;
+        }
+        e.Json(*was ? 200 : 404, json{{"serial", serial}, {"was_claimed", *was}}.dump() + "\n");
+      });
 }
 
 void Put(http::Exchange& ex, ManagerServer& server, std::string_view serial,
@@ -61,16 +111,21 @@ void Put(http::Exchange& ex, ManagerServer& server, std::string_view serial,
     return;
   }
   const int64_t now = ManagerServer::WallMs();
-  if (!server.store().PutClaim(MakeClaim(serial, op, token, now)).ok()) {
-    ex.Error(500, "state database error");
-    return;
-  }
-  server.store().CheckWrite("audit", server.store().Audit({.at_ms = now,
-                                                           .actor = "admin",
-                                                           .action = "claim",
-                                                           .subject = std::string(serial),
-                                                           .detail = op}));
-  ex.Json(200, json{{"serial", serial}, {"operator", op}}.dump() + "\n");
+  StoreJob<absl::Status>(
+      ex, server, serial,
+      [claim = MakeClaim(serial, op, token, now), entry = AuditEntry{.at_ms = now,
+                                                                     .actor = "admin",
+                                                                     .action = "claim",
+                                                                     .subject = std::string(serial),
+                                                                     .detail = op}](
+          StoreConnection& c) { return WithAudit(c, entry, [&] { return c.PutClaim(claim); }); },
+      [&server, serial = std::string(serial), op](http::Exchange& e, absl::Status st) {
+        if (!st.ok()) {
+          AnswerStoreError(e, server, st);
+          return;
+        }
+        e.Json(200, json{{"serial", serial}, {"operator", op}}.dump() + "\n");
+      });
 }
 
 void Change(http::Exchange& ex, ManagerServer& server) {

@@ -11,20 +11,21 @@
 namespace camtunnel::manager::admin {
 
 void AddHandoverRoutes(http::Router& router, ManagerServer& server) {
-  router.Add("POST", proto::kHandoverPath,
-             [&server](http::Exchange& ex) {
-               if (server.handover() == nullptr) {
-                 ex.Error(404, "not found");
-                 return;
-               }
-               ex.ReadBody(kMaxBody, [&server](http::Exchange& e, std::string_view body) {
-                 auto mac = e.head().headers.Find(proto::kHandoverMacHeader);
-                 const HandoverAnswer a = server.handover()->Handle(mac ? *mac : std::string_view(),
-                                                                    body, ManagerServer::WallMs());
-                 e.Json(a.status, a.body);
-               });
-             },
-             {.public_route = true});
+  router.Add(
+      "POST", proto::kHandoverPath,
+      [&server](http::Exchange& ex) {
+        if (server.handover() == nullptr) {
+          ex.Error(404, "not found");
+          return;
+        }
+        ex.ReadBody(kMaxBody, [&server](http::Exchange& e, std::string_view body) {
+          auto mac = e.head().headers.Find(proto::kHandoverMacHeader);
+          server.handover()->Handle(
+              mac ? *mac : std::string_view(), body, ManagerServer::WallMs(),
+              [reply = e.Later()](const HandoverAnswer& a) { reply.Json(a.status, a.body); });
+        });
+      },
+      {.public_route = true});
 }
 
 }  // namespace camtunnel::manager::admin

@@ -5,28 +5,18 @@
 #include <nlohmann/json.hpp>
 
 #include "manager/admin/admin_routes.h"
+#include "manager/admin/store_query.h"
 #include "manager/manager_server.h"
 #include "proto/identifiers.h"
 
 namespace camtunnel::manager::admin {
 namespace {
 
-void Lookup(http::Exchange& ex, ManagerServer& server) {
-  const std::string_view id = ex.param("id");
-  if (!proto::IsCanonicalAgentId(id)) {
-    ex.Error(400, "not a canonical agent id");
-    return;
-  }
-  auto agent = server.store().FindAgent(id);
-  if (!agent.ok()) {
-    ex.Error(500, "state database error");
-    return;
-  }
-  if (!agent->has_value() || (*agent)->state != AgentState::kActive) {
+void Answer(http::Exchange& ex, ManagerServer& server, const AgentRecord& r) {
+  if (r.state != AgentState::kActive) {
     ex.Error(404, "unknown or deactivated agent");
     return;
   }
-  const AgentRecord& r = **agent;
   const bool reported = !r.located_url.empty();
   const std::string& url = reported ? r.located_url : r.streamer_url;
   if (url.empty()) {
@@ -36,7 +26,7 @@ void Lookup(http::Exchange& ex, ManagerServer& server) {
   nlohmann::json j{{"agent", r.agent_id},
                    {"streamer", url},
                    {"source", reported ? "status" : "assignment"},
-                   {"linked", server.FindLink(id) != nullptr},
+                   {"linked", server.FindLink(r.agent_id) != nullptr},
                    {"frontend", nullptr}};
   if (const std::optional<size_t> i = server.pool().Find(url); i) {
     if (const std::string& f = server.pool().config(*i).frontend_url; !f.empty()) {
@@ -44,6 +34,11 @@ void Lookup(http::Exchange& ex, ManagerServer& server) {
     }
   }
   ex.Json(200, j.dump() + "\n");
+}
+
+void Lookup(http::Exchange& ex, ManagerServer& server) {
+  WithAgent(ex, server,
+            [&server](http::Exchange& e, const AgentRecord& r) { Answer(e, server, r); });
 }
 
 }  // namespace

@@ -11,27 +11,29 @@
 #include "manager/claims.h"
 #include "proto/encoding.h"
 #include "proto/manager_link.h"
+#include "tests/manager/test_store.h"
 
 namespace camtunnel::manager {
 namespace {
 
 using nlohmann::json;
 
-// The answer of a service whose enroller answers at once (LocalEnroller).
-ActivationAnswer HandleNow(ActivationService& service, std::string_view body,
+using test_util::TestStore;
+
+// The answer of a service, once the store's results have come back to the shard.
+ActivationAnswer HandleNow(TestStore& store, ActivationService& service, std::string_view body,
                            std::string_view source, int64_t now_ms) {
   std::optional<ActivationAnswer> out;
   service.Handle(body, source, now_ms, [&out](ActivationAnswer a) { out = std::move(a); });
-  EXPECT_TRUE(out.has_value());
+  EXPECT_TRUE(store.RunUntil([&out] { return out.has_value(); }));
   return out.value_or(ActivationAnswer{});
 }
 
 class ActivationTest : public ::testing::Test {
  protected:
   ActivationTest()
-      : store_(*StateStore::Open(":memory:")),
-        enroller_(store_),
-        service_(store_, enroller_,
+      : enroller_(store_.store()),
+        service_(store_.store(), enroller_,
                  ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
                                    .operators = {"acme"},
                                    .manager_url = "https://mgr:7443",
@@ -42,10 +44,10 @@ class ActivationTest : public ::testing::Test {
     return proto::HexEncode(proto::FactorySecret(std::vector<uint8_t>(32, 9), serial));
   }
   ActivationAnswer Post(json body, std::string source = "10.0.0.1") {
-    return HandleNow(service_, body.dump(), source, ++now_);
+    return HandleNow(store_, service_, body.dump(), source, ++now_);
   }
 
-  StateStore store_;
+  TestStore store_;
   LocalEnroller enroller_;
   ActivationService service_;
   int64_t now_ = 1000;
@@ -122,9 +124,9 @@ TEST_F(ActivationTest, RejectsUnknownOperator) {
 }
 
 TEST_F(ActivationTest, RejectsMalformedBodies) {
-  EXPECT_EQ(HandleNow(service_, "not json", "s", 1).status, 400);
-  EXPECT_EQ(HandleNow(service_, "[1,2]", "s", 2).status, 400);
-  EXPECT_EQ(HandleNow(service_, std::string(5000, ' '), "s", 3).status, 400);
+  EXPECT_EQ(HandleNow(store_, service_, "not json", "s", 1).status, 400);
+  EXPECT_EQ(HandleNow(store_, service_, "[1,2]", "s", 2).status, 400);
+  EXPECT_EQ(HandleNow(store_, service_, std::string(5000, ' '), "s", 3).status, 400);
   EXPECT_EQ(
       Post({{"serial", "SN-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}}).status,
       400);
@@ -134,19 +136,20 @@ TEST_F(ActivationTest, RejectsMalformedBodies) {
 }
 
 TEST_F(ActivationTest, RateLimitsPerSource) {
-  ActivationService strict(store_, enroller_,
+  ActivationService strict(store_.store(), enroller_,
                            ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
                                              .operators = {"acme"},
                                              .manager_url = "https://m",
                                              .rate_burst = 2,
                                              .rate_refill_ms = 10000});
-  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.9", 1).status, 400);
-  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.9", 2).status, 400);
-  ActivationAnswer limited = HandleNow(strict, "{}", "10.0.0.9", 3);
+  EXPECT_EQ(HandleNow(store_, strict, "{}", "10.0.0.9", 1).status, 400);
+  EXPECT_EQ(HandleNow(store_, strict, "{}", "10.0.0.9", 2).status, 400);
+  ActivationAnswer limited = HandleNow(store_, strict, "{}", "10.0.0.9", 3);
   EXPECT_EQ(limited.status, 429);
   EXPECT_GT(limited.retry_after_ms, 0);
-  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.8", 4).status, 400);  // another source is not limited
-  EXPECT_EQ(HandleNow(strict, "{}", "10.0.0.9", 20000).status, 400);  // refilled
+  EXPECT_EQ(HandleNow(store_, strict, "{}", "10.0.0.8", 4).status,
+            400);  // another source is not limited
+  EXPECT_EQ(HandleNow(store_, strict, "{}", "10.0.0.9", 20000).status, 400);  // refilled
 }
 
 TEST_F(ActivationTest, AuditsAttempts) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "proto/encoding.h"
+#include "tests/manager/test_store.h"
 
 namespace camtunnel::manager {
 namespace {
@@ -21,8 +22,7 @@ class HandoverServiceTest : public ::testing::Test {
  protected:
   HandoverServiceTest()
       : keys_(proto::DeriveHandoverKeys(std::vector<uint8_t>(32, 7))),
-        store_(*StateStore::Open(":memory:")),
-        service_(store_, keys_) {}
+        service_(store_.store(), keys_) {}
 
   // A request as the activation server builds it; `nonce_byte` makes each one distinct.
   std::string Body(const std::string& serial, uint8_t nonce_byte, int64_t ts = kNow,
@@ -37,11 +37,17 @@ class HandoverServiceTest : public ::testing::Test {
     return doc.dump();
   }
   HandoverAnswer Send(const std::string& body, int64_t now = kNow) {
-    return service_.Handle(proto::HexEncode(proto::HandoverRequestMac(keys_, body)), body, now);
+    return SendRaw(proto::HexEncode(proto::HandoverRequestMac(keys_, body)), body, now);
+  }
+  HandoverAnswer SendRaw(std::string_view mac_hex, std::string_view body, int64_t now) {
+    std::optional<HandoverAnswer> out;
+    service_.Handle(mac_hex, body, now, [&out](HandoverAnswer a) { out = std::move(a); });
+    EXPECT_TRUE(store_.RunUntil([&out] { return out.has_value(); }));
+    return out.value_or(HandoverAnswer{});
   }
 
   const proto::HandoverKeys keys_;
-  StateStore store_;
+  test_util::TestStore store_;
   HandoverService service_;
 };
 
@@ -64,17 +70,15 @@ TEST_F(HandoverServiceTest, EnrolsAndSealsTheSecretToTheRequest) {
 TEST_F(HandoverServiceTest, RefusesAWrongOrMissingMacBeforeReadingTheBody) {
   const std::string body = Body("sn-1", 1);
   const proto::HandoverKeys other = proto::DeriveHandoverKeys(std::vector<uint8_t>(32, 8));
-  EXPECT_EQ(
-      service_.Handle(proto::HexEncode(proto::HandoverRequestMac(other, body)), body, kNow).status,
-      401);
-  EXPECT_EQ(service_.Handle("", body, kNow).status, 401);
-  EXPECT_EQ(service_.Handle("zz", "not json", kNow).status, 401);
+  EXPECT_EQ(SendRaw(proto::HexEncode(proto::HandoverRequestMac(other, body)), body, kNow).status,
+            401);
+  EXPECT_EQ(SendRaw("", body, kNow).status, 401);
+  EXPECT_EQ(SendRaw("zz", "not json", kNow).status, 401);
   // A body changed after it was MACed (here: another serial).
   std::string tampered = body;
   tampered.replace(tampered.find("sn-1"), 4, "sn-2");
   EXPECT_EQ(
-      service_.Handle(proto::HexEncode(proto::HandoverRequestMac(keys_, body)), tampered, kNow)
-          .status,
+      SendRaw(proto::HexEncode(proto::HandoverRequestMac(keys_, body)), tampered, kNow).status,
       401);
   EXPECT_EQ(service_.counts().at("bad_mac"), 4u);
   EXPECT_FALSE(store_.FindAgent("sn-1")->has_value());

@@ -25,6 +25,7 @@
 #include "proto/manager_link.h"
 #include "proto/upgrade.h"
 #include "tests/agent/tls_test_util.h"
+#include "tests/manager/test_store.h"
 
 namespace camtunnel::manager {
 namespace {
@@ -159,10 +160,10 @@ class ManagerServerTest : public ::testing::Test {
     f = std::fopen((dir_ + "/key.pem").c_str(), "w");
     PEM_write_PrivateKey(f, cert.key, nullptr, nullptr, 0, nullptr, nullptr);
     std::fclose(f);
-    store_ = std::make_unique<StateStore>(*StateStore::Open(StorePath()));
-    enroller_ = std::make_unique<LocalEnroller>(*store_);
+    store_ = std::make_unique<test_util::TestStore>(shard_, StorePath());
+    enroller_ = std::make_unique<LocalEnroller>(store_->store());
     activation_ =
-        std::make_unique<ActivationService>(*store_, *enroller_,
+        std::make_unique<ActivationService>(store_->store(), *enroller_,
                                             ActivationOptions{.factory_master = kMaster,
                                                               .operators = {"acme"},
                                                               .manager_url = "https://localhost:1",
@@ -181,7 +182,8 @@ class ManagerServerTest : public ::testing::Test {
     config.tls = {dir_ + "/cert.pem", dir_ + "/key.pem"};
     config.handshake_timeout_ms = 2000;
     Configure(config);
-    server_ = std::make_unique<ManagerServer>(shard_, config, *store_, *activation_, *pool_);
+    server_ =
+        std::make_unique<ManagerServer>(shard_, config, store_->store(), *activation_, *pool_);
     std::promise<bool> started;
     loop_ = std::thread([&] {
       const bool ok = shard_.Init({.buffer_count = 64}) == 0 && server_->Start().ok();
@@ -282,7 +284,7 @@ class ManagerServerTest : public ::testing::Test {
 
   std::string dir_;
   runtime::Shard shard_;
-  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<test_util::TestStore> store_;
   std::unique_ptr<LocalEnroller> enroller_;
   std::unique_ptr<ActivationService> activation_;
   std::unique_ptr<StreamerPool> pool_;
@@ -557,7 +559,8 @@ TEST_F(ManagerServerTest, MetricsNameEveryRefusal) {
 }
 
 // A state database that refuses writes (its audit and activation tables gone, as in a damaged
-// file) costs the audit trail, never the answer: each failed write is logged and counted.
+// file) costs the record of an attempt, never the answer: each failed write is logged and
+// counted.
 class BrokenStoreTest : public ManagerServerTest {
  protected:
   std::string StorePath() const override { return dir_ + "/state.db"; }
@@ -571,14 +574,20 @@ TEST_F(BrokenStoreTest, FailedWritesAreCountedAndExported) {
       SQLITE_OK);
   sqlite3_close(db);
   Activate("sn-1");  // still answered 200 with a secret
-  const std::string m = AdminRequest("GET", "/metrics");
-  EXPECT_NE(m.find("camtunnel_manager_store_write_errors_total{op=\"audit\"} 1\n"),
-            std::string::npos)
-      << m;
+  // The attempt and its audit entry are one write, made after the answer: wait for its outcome.
+  std::string m;
+  for (int i = 0; i < 500; ++i) {
+    m = AdminRequest("GET", "/metrics");
+    if (m.find("camtunnel_manager_store_write_errors_total{op=\"activation_attempt\"} 1\n") !=
+        std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_NE(m.find("camtunnel_manager_store_write_errors_total{op=\"activation_attempt\"} 1\n"),
             std::string::npos)
       << m;
-  EXPECT_EQ(OnShard([&] { return store_->write_errors().at("audit"); }), 1u);
+  EXPECT_EQ(OnShard([&] { return store_->store().write_errors().at("activation_attempt"); }), 1u);
 }
 
 // A blocking plain-TCP client for the plain listener; frames sealed and opened once Seal() is

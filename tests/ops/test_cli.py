@@ -31,7 +31,7 @@ class HelpTest(unittest.TestCase):
     def test_manager_help_lists_flags_with_defaults_and_subcommands(self):
         out = self.help("camtunnel-manager")
         self.assert_lists(out, '--listen (default: "127.0.0.1:7443")',
-                          '--state (default: "camtunnel-manager.db")',
+                          '--store (default: "camtunnel-manager.db")',
                           '--role (default: "all")', "--activation_burst (default: 5)",
                           "new-factory-master", "factory-secret")
 

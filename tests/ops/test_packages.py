@@ -231,7 +231,7 @@ class PackagesTest(unittest.TestCase):
 
     def test_packaged_manager_runs_with_its_packaged_defaults(self):
         # The packaged env file's flags with the /etc paths pointed at files made here (the
-        # ports made loopback ones), on top of the unit's own --state: the same command line
+        # ports made loopback ones), on top of the unit's own --store: the same command line
         # systemd would run.
         d = os.path.join(self.tmp.name, "run-manager")
         os.makedirs(d)
@@ -264,7 +264,8 @@ class PackagesTest(unittest.TestCase):
             admin = "http://127.0.0.1:%s" % m.group(2)
             self.assertEqual(opslib.http("GET", admin + "/healthz")[0], 200)
             st, body = opslib.http("GET", admin + "/api/v1/agents")
-            self.assertEqual((st, json.loads(body)), (200, {"agents": []}))
+            self.assertEqual((st, json.loads(body)),
+                             (200, {"agents": [], "total": 0, "next_cursor": None}))
             status = procs.stop_all()
         self.assertEqual(list(status.values()), [0], status)
         self.assertTrue(os.path.isfile(os.path.join(d, "manager.db")))

@@ -97,7 +97,7 @@ def start_manager(env, directory, streamers_file, master_file, db, name="manager
         port, plain_port = free_ports(2) if plain else (free_port(), 0)
         argv = [
             manager_binary(), "--listen=127.0.0.1:%d" % port, "--admin_listen=127.0.0.1:0",
-            "--cert=%s" % cert[0], "--key=%s" % cert[1], "--state=%s" % db,
+            "--cert=%s" % cert[0], "--key=%s" % cert[1], "--store=%s" % db,
             "--factory_master_file=%s" % master_file, "--operators=%s" % OPERATOR,
             "--streamers=%s" % streamers_file,
             "--heartbeat_ms=1000", "--health_interval_ms=500",
@@ -436,7 +436,7 @@ class Lifecycle(unittest.TestCase):
         p = self.env.procs.start("manager2", [
             manager_binary(), "--listen=127.0.0.1:%d" % port, "--admin_listen=127.0.0.1:0",
             "--cert=%s" % self.mgr.cert, "--key=%s" % os.path.join(cert_dir, "manager.key"),
-            "--state=%s" % self.db, "--factory_master_file=%s" % self.master_file,
+            "--store=%s" % self.db, "--factory_master_file=%s" % self.master_file,
             "--operators=%s" % OPERATOR, "--manager_url=%s" % self.mgr.url,
             "--streamers=%s" % self.streamers, "--heartbeat_ms=1000"])
         m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 10)

@@ -54,7 +54,7 @@ def start_role(env, name, role, args):
         port = free_port()
         argv = [manager_binary(), "--role=%s" % role, "--listen=127.0.0.1:%d" % port,
                 "--admin_listen=127.0.0.1:0", "--cert=%s" % cert[0], "--key=%s" % cert[1],
-                "--state=%s" % os.path.join(directory, "state.db"), "--heartbeat_ms=1000",
+                "--store=%s" % os.path.join(directory, "state.db"), "--heartbeat_ms=1000",
                 "--activation_burst=50"] + [a.replace("{port}", str(port)) for a in args]
         p = env.procs.start(name, argv)
         try:

@@ -1,0 +1,65 @@
+// The embedded storage backend: one SQLite file (WAL, synchronous=FULL), for a single manager,
+// `make demo` and most tests. Schema version in PRAGMA user_version.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "manager/store_connection.h"
+
+struct sqlite3;
+
+namespace camtunnel::manager {
+
+class SqliteConnection final : public StoreConnection {
+ public:
+  // Opens (creating) the file and applies pending migrations. ":memory:" for tests.
+  static absl::StatusOr<std::unique_ptr<SqliteConnection>> Open(const std::string& path);
+  ~SqliteConnection() override;
+  SqliteConnection(const SqliteConnection&) = delete;
+  SqliteConnection& operator=(const SqliteConnection&) = delete;
+
+  static constexpr int kSchemaVersion = 2;
+
+  std::string_view backend() const override { return "sqlite"; }
+  int schema_version() override;
+  absl::Status Ping() override { return absl::OkStatus(); }
+  absl::Status Transaction(const std::function<absl::Status()>& body) override;
+
+  absl::StatusOr<std::optional<AgentRecord>> FindAgent(std::string_view agent_id) override;
+  absl::Status PutAgent(const AgentRecord& agent) override;
+  absl::Status SetState(std::string_view agent_id, AgentState state) override;
+  absl::Status RecordStatus(std::string_view agent_id, std::string_view status,
+                            int64_t now_ms) override;
+  absl::Status RecordSeen(const std::vector<SeenUpdate>& updates) override;
+  absl::Status RecordAssignment(std::string_view agent_id, std::string_view streamer_url,
+                                int64_t now_ms) override;
+  absl::Status RecordLocation(std::string_view agent_id, std::string_view streamer_url) override;
+  absl::StatusOr<AgentPage> ListAgents(const AgentQuery& query) override;
+  absl::StatusOr<uint64_t> CountAgents(const AgentQuery& query) override;
+  absl::StatusOr<std::map<std::string, uint64_t>> CountAssignedByStreamer() override;
+  absl::StatusOr<std::vector<std::string>> ListDeactivated() override;
+
+  absl::Status PutClaim(const ClaimRecord& claim) override;
+  absl::StatusOr<std::optional<ClaimRecord>> FindClaim(std::string_view serial) override;
+  absl::StatusOr<bool> DeleteClaim(std::string_view serial) override;
+  absl::StatusOr<std::vector<ClaimRecord>> ListClaims(std::string_view after,
+                                                      size_t limit) override;
+
+  absl::Status RecordActivation(const ActivationEntry& entry) override;
+  absl::StatusOr<std::vector<ActivationEntry>> ListActivations(int64_t after_id,
+                                                               size_t limit) override;
+  absl::Status Audit(const AuditEntry& entry) override;
+  absl::StatusOr<std::vector<AuditEntry>> RecentAudit(size_t limit) override;
+  absl::StatusOr<std::vector<AuditEntry>> ListAudit(int64_t after_id, size_t limit) override;
+
+ private:
+  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  absl::Status Migrate();
+  absl::Status Exec(const char* sql);
+
+  sqlite3* db_ = nullptr;
+  int transaction_depth_ = 0;
+};
+
+}  // namespace camtunnel::manager

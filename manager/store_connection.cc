@@ -1,0 +1,39 @@
+// See store_connection.h.
+#include "manager/store_connection.h"
+
+#include "manager/sqlite_connection.h"
+
+namespace camtunnel::manager {
+
+std::string_view AgentStateName(AgentState s) {
+  return s == AgentState::kActive ? "active" : "deactivated";
+}
+
+std::optional<AgentState> ParseAgentState(std::string_view name) {
+  if (name == "active") {
+    return AgentState::kActive;
+  }
+  if (name == "deactivated") {
+    return AgentState::kDeactivated;
+  }
+  return std::nullopt;
+}
+
+bool IsPostgresSpec(std::string_view spec) {
+  return spec.starts_with("postgresql://") || spec.starts_with("postgres://") ||
+         spec.find('=') != std::string_view::npos;
+}
+
+absl::StatusOr<std::unique_ptr<StoreConnection>> OpenStoreConnection(const std::string& spec) {
+  if (IsPostgresSpec(spec)) {
+    return absl::UnimplementedError("this manager was built without PostgreSQL support");
+  }
+  std::string path = spec.starts_with("sqlite:") ? spec.substr(7) : spec;
+  auto sqlite = SqliteConnection::Open(path);
+  if (!sqlite.ok()) {
+    return sqlite.status();
+  }
+  return std::unique_ptr<StoreConnection>(std::move(*sqlite));
+}
+
+}  // namespace camtunnel::manager
