@@ -7,6 +7,7 @@
 
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
+#include "proto/manager_order.h"
 
 namespace camtunnel::proto {
 namespace {
@@ -65,7 +66,7 @@ std::optional<ActivationResult> ParseActivationResult(std::string_view body, std
   }
   s.remove_prefix(1);
   ActivationResult out;
-  std::optional<std::string_view> id, url, secret;
+  std::optional<std::string_view> id, url, urls, secret;
   bool first = true;
   for (;;) {
     SkipSpace(s);
@@ -100,6 +101,7 @@ std::optional<ActivationResult> ParseActivationResult(std::string_view body, std
     }
     std::optional<std::string_view>* slot = key == "agent_id"       ? &id
                                             : key == "manager_url"  ? &url
+                                            : key == "manager_urls" ? &urls
                                             : key == "agent_secret" ? &secret
                                                                     : nullptr;
     if (slot != nullptr) {
@@ -127,6 +129,18 @@ std::optional<ActivationResult> ParseActivationResult(std::string_view body, std
     out.manager_url = std::string(*url);
   } else {
     out.manager_url_problem = "missing or bad manager_url (https:// or http://host[:port])";
+  }
+  // Several managers (section 10.5): only usable URLs of manager_url's scheme are kept (an
+  // https agent is never moved to plain links through a list).
+  if (urls && !out.manager_url.empty()) {
+    const std::string_view scheme =
+        std::string_view(out.manager_url).substr(0, out.manager_url.find(':'));
+    for (const std::string& u : SplitManagerList(*urls)) {
+      if (out.manager_urls.size() < kMaxActivationManagers && IsValidStreamerUrl(u) &&
+          u.starts_with(scheme) && u.size() > scheme.size() && u[scheme.size()] == ':') {
+        out.manager_urls.push_back(u);
+      }
+    }
   }
   if (secret) {
     auto bytes = secret->size() == 64 ? HexDecode(*secret) : std::nullopt;

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proto/crypto.h"
 #include "proto/manager_link.h"
@@ -25,8 +26,12 @@ struct ActivationResult {
   std::string agent_id;
   std::string manager_url;  // empty when unusable: see manager_url_problem
   std::string manager_url_problem;
+  // Every manager of the deployment (section 10.5), those of manager_url's scheme; empty when
+  // the answer names only manager_url.
+  std::vector<std::string> manager_urls;
   std::optional<AgentSecret> agent_secret;  // first activation only
 };
+inline constexpr size_t kMaxActivationManagers = 16;
 // nullopt and `*error` unless `body` is a flat object with a canonical agent_id and, if present,
 // a 64-hex agent_secret. Unknown string members are skipped. A manager_url that is missing or
 // not https:// or http://host[:port] (TLS or plain manager link, PROTOCOL.md section 10.2)

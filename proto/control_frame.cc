@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "proto/check.h"
+#include "proto/manager_link.h"
 
 namespace camtunnel::proto {
 namespace {
@@ -79,6 +80,10 @@ bool KnownTagValueOk(uint8_t tag, std::span<const uint8_t> v) {
     case Tag::kServerTimeMs:
     case Tag::kSequence:
       return v.size() == 8;
+    case Tag::kCommandId:
+      return v.size() == 8 && std::any_of(v.begin(), v.end(), [](uint8_t b) { return b != 0; });
+    case Tag::kManager:
+      return IsValidStreamerUrl(AsText(v));
     case Tag::kFrameType:
       return v.size() == 1;
     case Tag::kErrorCode:
@@ -105,7 +110,7 @@ bool KnownTagValueOk(uint8_t tag, std::span<const uint8_t> v) {
   return true;
 }
 
-bool IsKnownTag(uint8_t tag) { return (tag >= 1 && tag <= 18) || tag == 255; }
+bool IsKnownTag(uint8_t tag) { return (tag >= 1 && tag <= 20) || tag == 255; }
 
 template <typename T>
 std::optional<T> BigEndian(std::optional<std::span<const uint8_t>> v) {
@@ -155,6 +160,8 @@ std::string_view FrameTypeName(uint8_t type) {
       return "DEACTIVATE";
     case FrameType::kRestart:
       return "RESTART";
+    case FrameType::kAck:
+      return "ACK";
   }
   return "UNKNOWN";
 }
@@ -182,7 +189,8 @@ Frame::Frame(uint8_t type, std::vector<uint8_t> payload)
       continue;
     }
     const bool repeatable = f.tag == static_cast<uint8_t>(Tag::kService) ||
-                            f.tag == static_cast<uint8_t>(Tag::kStreamer);
+                            f.tag == static_cast<uint8_t>(Tag::kStreamer) ||
+                            f.tag == static_cast<uint8_t>(Tag::kManager);
     if ((seen[f.tag] && !repeatable) || !KnownTagValueOk(f.tag, f.value)) {
       valid_ = false;
       return;

@@ -35,6 +35,7 @@ enum class FrameType : uint8_t {
   kSwitch = 17,
   kDeactivate = 18,
   kRestart = 19,
+  kAck = 20,  // section 10.6: the agent acknowledges a command id
 };
 std::string_view FrameTypeName(uint8_t type);  // "HELLO", ..., "UNKNOWN"
 
@@ -56,7 +57,9 @@ enum class Tag : uint8_t {
   kFrameType = 15,
   kErrorCode = 16,
   kRedirect = 17,
-  kStreamer = 18,  // manager protocol (PROTOCOL.md section 10), repeatable
+  kStreamer = 18,   // manager protocol (PROTOCOL.md section 10), repeatable
+  kManager = 19,    // a manager URL in WELCOME (section 10.5), repeatable
+  kCommandId = 20,  // section 10.6
   kMac = 255,
 };
 
@@ -67,6 +70,8 @@ inline constexpr uint32_t kCapSpareData = 1u << 2;
 // With kCapSpareData: the media server's first bytes may follow OPEN on a spare at once
 // (PROTOCOL.md 8.1), the agent holding them until its camera connection is up.
 inline constexpr uint32_t kCapSpareEarlyData = 1u << 3;
+// The agent acknowledges commands that carry a command_id (PROTOCOL.md section 10.6).
+inline constexpr uint32_t kCapCommandAck = 1u << 4;
 
 enum class ErrorCode : uint16_t {
   kBadProof = 1,

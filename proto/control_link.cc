@@ -30,6 +30,8 @@ bool Takes(LinkRole role, LinkKind kind, uint8_t type) {
       return role == LinkRole::kAgent && kind == LinkKind::kManager;
     case FrameType::kStatus:
       return role == LinkRole::kServer;
+    case FrameType::kAck:
+      return role == LinkRole::kServer && kind == LinkKind::kManager;
     case FrameType::kOpenFailed:
       return role == LinkRole::kServer && kind == LinkKind::kGateway;
     default:
@@ -405,6 +407,9 @@ void ControlLink::SendWelcome(int64_t now_us) {
       .AddU32(Tag::kHeartbeatMs, heartbeat_ms_)
       .AddU64(Tag::kServerTimeMs, WallClockMs())
       .AddU32(Tag::kReconnectWindowMs, profile_.reconnect_window_ms);
+  for (size_t i = 0; i < profile_.managers.size() && i < kMaxManagers; ++i) {
+    welcome.AddText(Tag::kManager, profile_.managers[i]);
+  }
   Send(welcome, now_us);
 }
 
@@ -416,6 +421,11 @@ void ControlLink::HandleWelcome(const Frame& frame) {
                       .server_time_ms = frame.U64(Tag::kServerTimeMs).value_or(0),
                       .reconnect_window_ms = std::min(
                           frame.U32(Tag::kReconnectWindowMs).value_or(0), kMaxReconnectWindowMs)};
+  for (const Field& f : frame.fields()) {
+    if (f.tag == static_cast<uint8_t>(Tag::kManager) && welcome.managers.size() < kMaxManagers) {
+      welcome.managers.emplace_back(reinterpret_cast<const char*>(f.value.data()), f.value.size());
+    }
+  }
   peer_capabilities_ = welcome.capabilities;
   heartbeat_ms_ = welcome.heartbeat_ms;
   state_ = State::kEstablished;

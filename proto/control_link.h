@@ -32,6 +32,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proto/control_frame.h"
 #include "proto/crypto.h"
@@ -67,6 +68,8 @@ struct LinkProfile {
   uint32_t reconnect_window_ms = 0;             // server: announced in WELCOME
   size_t max_output = size_t{64} * 1024;        // queued output beyond this: not reading
   std::string_view version;                     // agent: HELLO's version text
+  // A manager: every manager of the deployment, announced in WELCOME (section 10.5).
+  std::span<const std::string> managers;
 };
 
 // What the handshake proves: the agent id and its key (K for a gateway link, S for a manager
@@ -83,7 +86,11 @@ struct LinkWelcome {
   uint32_t heartbeat_ms = 0;
   uint64_t server_time_ms = 0;  // 0 when absent
   uint32_t reconnect_window_ms = 0;
+  std::vector<std::string> managers;  // a manager's list (section 10.5), at most kMaxManagers
 };
+
+// At most this many manager URLs in WELCOME or an activation answer (section 10.5).
+inline constexpr size_t kMaxManagers = 16;
 
 enum class LinkEndReason : uint8_t {
   kClosedHere,  // Close() or GoAway(): this end chose to end it

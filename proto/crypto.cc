@@ -117,6 +117,16 @@ Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> message
   return mac.Final();
 }
 
+Digest Sha256(std::span<const uint8_t> message) {
+  Digest out{};
+  unsigned int n = 0;
+  if (EVP_Digest(message.data(), message.size(), out.data(), &n, EVP_sha256(), nullptr) != 1 ||
+      n != out.size()) {
+    CT_FATAL("SHA-256 failed");
+  }
+  return out;
+}
+
 Digest HmacLengthPrefixed(std::span<const uint8_t> key,
                           std::initializer_list<std::span<const uint8_t>> parts) {
   Hmac mac(key);

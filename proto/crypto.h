@@ -19,6 +19,7 @@ using Digest = std::array<uint8_t, 32>;
 using FrameMacBytes = std::array<uint8_t, 16>;
 
 Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> message);
+Digest Sha256(std::span<const uint8_t> message);
 // HMAC over LP(part) for each part in order (u16 big-endian length + bytes).
 // Parts longer than 65535 bytes are a programming error (asserted).
 Digest HmacLengthPrefixed(std::span<const uint8_t> key,

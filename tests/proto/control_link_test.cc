@@ -327,6 +327,28 @@ TEST_P(ControlLinkTest, FramesThisEndTakesAreDelivered) {
   EXPECT_EQ(server_.frames[0].Text(Tag::kText), "hello");
 }
 
+// A manager announces every manager of its deployment (section 10.5); a gateway has none.
+TEST_P(ControlLinkTest, WelcomeCarriesTheServersManagerList) {
+  const std::vector<std::string> managers = {"https://m1:7443", "https://m2:7443"};
+  server_profile_.managers = managers;
+  Establish();
+  EXPECT_EQ(agent_.welcome.managers, managers);
+}
+
+// ACK is a manager's frame (section 10.6): a gateway answers it UNSUPPORTED.
+TEST_P(ControlLinkTest, AckIsTakenOnlyOnManagerLinks) {
+  Establish();
+  FrameBuilder ack(FrameType::kAck);
+  ack.AddU64(Tag::kCommandId, 7).AddText(Tag::kText, "done");
+  AgentSends(ack);
+  if (GetParam().kind == LinkKind::kManager) {
+    ASSERT_EQ(server_.frames.size(), 1u);
+    EXPECT_EQ(server_.frames[0].U64(Tag::kCommandId), 7u);
+  } else {
+    EXPECT_EQ(server_.unsupported, (std::vector<uint8_t>{20}));
+  }
+}
+
 TEST_P(ControlLinkTest, OtherFramesGetUnsupportedAndTheLinkStays) {
   Establish();
   FrameBuilder unknown(uint8_t{99});

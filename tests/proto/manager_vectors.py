@@ -25,6 +25,10 @@ TAG_MAC = 255
 TYPE_HELLO, TYPE_WELCOME, TYPE_DEACTIVATE = 1, 2, 18
 TAG_STREAMER = 18
 TYPE_ASSIGN = 16
+TYPE_RESTART, TYPE_ACK = 19, 20
+TAG_TEXT, TAG_MANAGER, TAG_COMMAND_ID = 12, 19, 20
+CAP_COMMAND_ACK = 1 << 4
+LABEL_MANAGER_ORDER = b"camtunnel/1 manager-order"
 
 
 def lp(x):
@@ -119,6 +123,16 @@ def open_handover_secret(handover_key, serial, request_nonce, sealed):
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
     aad = lp(LABEL_HANDOVER_SECRET) + lp(serial) + lp(request_nonce)
     return ChaCha20Poly1305(handover_keys(handover_key)[1]).decrypt(sealed[:12], sealed[12:], aad)
+
+
+def manager_order_score(agent_id, url):
+    """Section 10.5: first 8 bytes, big-endian, of SHA-256 over the length-prefixed parts."""
+    digest = hashlib.sha256(lp(LABEL_MANAGER_ORDER) + lp(agent_id) + lp(url)).digest()
+    return struct.unpack(">Q", digest[:8])[0]
+
+
+def order_managers(agent_id, urls):
+    return sorted(set(urls), key=lambda u: (-manager_order_score(agent_id, u), u.encode()))
 
 
 def frame(ftype, fields):
@@ -219,6 +233,28 @@ def vectors():
         "mac": handover_mac(handover_key, body).hex(), "serial": "sn-000123",
         "request_nonce": request_nonce.hex(), "secret": secret.hex(),
         "seal_nonce": seal_nonce.hex(), "sealed_secret": sealed_secret.hex()}]
+    # Several managers (section 10.5): each agent's order of one list, and a WELCOME carrying it.
+    managers = ["https://mgr1.example.com:7443", "https://mgr2.example.com:7443",
+                "https://mgr3.example.com:7443", "https://mgr4.example.com:7443"]
+    out["manager_order"] = [{
+        "agent_id": agent, "urls": managers,
+        "scores": ["%016x" % manager_order_score(agent, u) for u in managers],
+        "order": order_managers(agent, managers)}
+        for agent in ("cam-42", "sn-000123", "a")]
+    welcome_fields = [(2, struct.pack(">I", 1)), (5, struct.pack(">I", 5000)),
+                      (6, struct.pack(">Q", 1767225600000)), (7, struct.pack(">I", 10000))]
+    welcome_fields += [(TAG_MANAGER, u.encode()) for u in managers[:2]]
+    out["manager_order"][0]["welcome"] = frame(TYPE_WELCOME, welcome_fields).hex()
+    out["manager_order"][0]["welcome_managers"] = managers[:2]
+    # Commands (section 10.6): a RESTART with a command id, and the agent's ACK of it.
+    command_id = 4242
+    out["commands"] = [{
+        "command_id": command_id, "capability": CAP_COMMAND_ACK,
+        "restart": frame(TYPE_RESTART, [(TAG_TEXT, b"restart requested by the operator"),
+                                        (TAG_COMMAND_ID, struct.pack(">Q", command_id))]).hex(),
+        "ack_text": "done",
+        "ack": frame(TYPE_ACK, [(TAG_COMMAND_ID, struct.pack(">Q", command_id)),
+                                (TAG_TEXT, b"done")]).hex()}]
     return out
 
 
