@@ -18,8 +18,9 @@ namespace camtunnel::agent {
 namespace {
 
 constexpr std::string_view kHeader = "camtunnel-agent-state 1";
-// Identity lines plus up to 8 sealed Streamers of about 120 bytes (240 hex) each.
-constexpr size_t kMaxFile = 8192;
+// Identity lines, up to 8 sealed Streamers of about 120 bytes (240 hex) each and up to 16
+// manager URLs of at most 255 bytes.
+constexpr size_t kMaxFile = 16384;
 
 bool WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -75,7 +76,7 @@ std::optional<AgentState> LoadAgentState(const std::string& path, std::string* e
     return std::nullopt;
   };
   if (have > kMaxFile) {
-    return fail("larger than 8192 bytes");
+    return fail("larger than 16384 bytes");
   }
   std::string_view rest = text;
   AgentState s;
@@ -119,6 +120,17 @@ std::optional<AgentState> LoadAgentState(const std::string& path, std::string* e
         return fail("bad or too many streamer lines");
       }
       s.sealed_streamers.push_back(std::move(*bytes));
+    } else if (key == "manager") {
+      if (!proto::IsValidStreamerUrl(value) || s.manager_urls.size() == kMaxManagerUrls) {
+        return fail("bad or too many manager lines");
+      }
+      s.manager_urls.emplace_back(value);
+    } else if (key == "last_command_id") {
+      auto v = proto::ParseContentLength(value);
+      if (!v) {
+        return fail("last_command_id is not a number");
+      }
+      s.last_command_id = *v;
     } else if (key == "last_good_unix_s") {
       auto v = proto::ParseContentLength(value);
       if (!v) {
@@ -151,6 +163,12 @@ bool SaveAgentState(const std::string& path, const AgentState& s, std::string* e
   }
   for (const auto& sealed : s.sealed_streamers) {
     text.append("\nstreamer=").append(proto::HexEncode(sealed));
+  }
+  for (const auto& url : s.manager_urls) {
+    text.append("\nmanager=").append(url);
+  }
+  if (s.last_command_id != 0) {
+    text.append("\nlast_command_id=").append(std::to_string(s.last_command_id));
   }
   text.append("\nlast_good_unix_s=").append(std::to_string(s.last_good_unix_s)).append("\n");
   const std::string temp = path + ".tmp";

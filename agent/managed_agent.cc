@@ -6,6 +6,7 @@
 #include "agent/cert_time.h"
 #include "agent/log.h"
 #include "proto/activation_message.h"
+#include "proto/manager_order.h"
 
 namespace camtunnel::agent {
 namespace {
@@ -150,6 +151,7 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
     }
     ++stats_.reactivations;
     state_->manager_url = parsed->manager_url;
+    state_->manager_urls = parsed->manager_urls;
   } else {
     ++stats_.activations;
     state_ = AgentState{.agent_id = parsed->agent_id,
@@ -157,7 +159,8 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
                         .secret = *parsed->agent_secret,
                         // The clock as it is (0 in 1970 adds nothing): the manager's WELCOME
                         // raises it right after.
-                        .last_good_unix_s = ClockUnixS()};
+                        .last_good_unix_s = ClockUnixS(),
+                        .manager_urls = parsed->manager_urls};
     persisted_last_good_unix_s_ = state_->last_good_unix_s;
     OPENSSL_cleanse(parsed->agent_secret->data(), parsed->agent_secret->size());
   }
@@ -179,26 +182,53 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
            state_->agent_id.c_str(), state_->manager_url.c_str());
   backoff_.Reset();
   last_manager_contact_ms_ = EventLoop::NowMs();
+  manager_index_ = 0;
   ConnectManager();
+}
+
+std::vector<std::string> ManagedAgent::ManagerOrder() const {
+  if (!state_ || state_->manager_url.empty()) {
+    return {};
+  }
+  const std::string scheme = state_->manager_url.substr(0, state_->manager_url.find(':') + 1);
+  std::vector<std::string> usable;
+  for (const std::string& url : state_->manager_urls) {
+    if (url.starts_with(scheme)) {
+      usable.push_back(url);
+    }
+  }
+  if (usable.empty()) {
+    return {state_->manager_url};
+  }
+  return proto::OrderManagers(state_->agent_id, usable);
+}
+
+void ManagedAgent::RememberManagers(const std::vector<std::string>& urls) {
+  if (!state_ || urls.empty() || urls == state_->manager_urls) {
+    return;
+  }
+  state_->manager_urls = urls;
+  Save();
 }
 
 void ManagedAgent::ConnectManager() {
   if (stopped_ || !state_) {
     return;
   }
+  const std::vector<std::string> order = ManagerOrder();
+  const std::string target =
+      order.empty() ? state_->manager_url : order[manager_index_ % order.size()];
   GatewayUrl url;
   std::string error;
-  if (!ParseGatewayUrl(state_->manager_url, &url, &error)) {
-    LOG_ERROR("manager URL %s unusable (%s); activating again", state_->manager_url.c_str(),
-              error.c_str());
+  if (!ParseGatewayUrl(target, &url, &error)) {
+    LOG_ERROR("manager URL %s unusable (%s); activating again", target.c_str(), error.c_str());
     Activate(true);
     return;
   }
   if (!url.tls) {
     // The manager chose plain (PROTOCOL.md section 10.2); the URL came from the activation
     // server over HTTPS, so nobody on the path picked it. Frames are MACed, keys sealed.
-    LOG_WARNING("plain manager link %s: frames are MACed but travel unencrypted",
-                state_->manager_url.c_str());
+    LOG_WARNING("plain manager link %s: frames are MACed but travel unencrypted", target.c_str());
   }
   identity_.agent_id = state_->agent_id;
   identity_.secret = state_->secret;
@@ -246,10 +276,28 @@ void ManagedAgent::RetryLater(int64_t delay_ms, bool activation) {
   });
 }
 
-void ManagedAgent::OnManagerWelcome(uint64_t server_time_ms) {
+bool ManagedAgent::TakeCommand(uint64_t command_id) {
+  if (!state_) {
+    return false;
+  }
+  if (command_id <= state_->last_command_id) {
+    ++stats_.duplicate_commands;
+    return false;
+  }
+  // Written before the command is acted on: a RESTART delivered again after the re-exec (its
+  // ACK lost with the link) finds it done.
+  state_->last_command_id = command_id;
+  Save();
+  return true;
+}
+
+void ManagedAgent::OnManagerWelcome(const proto::LinkWelcome& welcome) {
+  const uint64_t server_time_ms = welcome.server_time_ms;
   ++stats_.manager_links;
   backoff_.Reset();
   last_manager_contact_ms_ = EventLoop::NowMs();
+  reconnect_window_ms_ = welcome.reconnect_window_ms;
+  RememberManagers(welcome.managers);
   // The manager's clock, over a link whose certificate and proof were verified: the camera's
   // best knowledge of the time. Every later TLS check starts from it; it is written to the state
   // file (for the next boot without a clock) when it moved by an hour or more.
@@ -329,7 +377,26 @@ void ManagedAgent::OnManagerLinkEnded(const ManagerLinkEnd& end) {
   if (end.reason != ManagerLinkEnd::Reason::kFailed) {
     backoff_.JumpToCap();
   }
-  const int64_t delay = backoff_.NextDelayMs();
+  const size_t managers = ManagerOrder().size();
+  int64_t delay = 0;
+  if (end.welcomed) {
+    // A link that worked ended (its manager stopped, or restarts): the first choice again,
+    // after a random share of the manager's reconnect window so its fleet does not return at
+    // once (PROTOCOL.md section 6).
+    manager_index_ = 0;
+    delay = reconnect_window_ms_ > 0 ? backoff_.UniformMs(reconnect_window_ms_)
+                                     : backoff_.NextDelayMs();
+  } else if (end.reason == ManagerLinkEnd::Reason::kFailed && managers > 1 &&
+             (manager_index_ + 1) % managers != 0) {
+    // Unreachable, busy or failing: the next manager in this agent's order, at once but for
+    // a little jitter; the backoff applies once the whole list has failed.
+    ++manager_index_;
+    ++stats_.manager_failovers;
+    delay = backoff_.UniformMs(250);
+  } else {
+    manager_index_ = 0;
+    delay = backoff_.NextDelayMs();
+  }
   LOG_WARNING("manager link ended (%s); reconnecting in %lld ms", end.detail.c_str(),
               static_cast<long long>(delay));
   RetryLater(delay, false);

@@ -1,6 +1,7 @@
 // The agent's lifecycle under a manager (DESIGN.md "Agent lifecycle", PROTOCOL.md section 10):
 // activation at first start (HTTPS POST; the secret is saved atomically before it is used),
-// the persistent manager link with backoff, ASSIGN/SWITCH handed to the gateway-facing Agent,
+// the persistent manager link with backoff (over the deployment's managers in this agent's
+// rendezvous order, PROTOCOL.md 10.5), ASSIGN/SWITCH handed to the gateway-facing Agent,
 // STATUS up on every gateway connect and loss, DEACTIVATE (wipe the state, exit), RESTART
 // (exit for a re-exec), and reactivation when the manager has been unreachable too long.
 #pragma once
@@ -38,6 +39,8 @@ struct ManagedStats {
   uint64_t reactivations = 0;
   uint64_t manager_links = 0;
   uint64_t manager_link_failures = 0;
+  uint64_t manager_failovers = 0;  // an attempt moved on to the next manager of the list
+  uint64_t duplicate_commands = 0;
   uint64_t assigns = 0;
 };
 
@@ -55,7 +58,8 @@ class ManagedAgent final : public ManagerSession::Delegate {
   const ManagedStats& stats() const { return stats_; }
 
   // ManagerSession::Delegate
-  void OnManagerWelcome(uint64_t server_time_ms) override;
+  void OnManagerWelcome(const proto::LinkWelcome& welcome) override;
+  bool TakeCommand(uint64_t command_id) override;
   void OnAssign(std::vector<proto::AssignedStreamer> streamers) override;
   void OnSwitch(std::string_view url) override;
   void OnDeactivate(std::string_view reason) override;
@@ -69,6 +73,10 @@ class ManagedAgent final : public ManagerSession::Delegate {
   void RetryLater(int64_t delay_ms, bool activation);
   void OnGatewayLink(const std::string& url, bool connected);
   void RememberStreamers(const std::vector<proto::AssignedStreamer>& streamers);
+  // The managers in this agent's order (PROTOCOL.md 10.5): the known list, restricted to the
+  // activation URL's scheme, or the activation URL alone.
+  std::vector<std::string> ManagerOrder() const;
+  void RememberManagers(const std::vector<std::string>& urls);
   void RestoreStreamers();
   void Save();
 
@@ -85,6 +93,8 @@ class ManagedAgent final : public ManagerSession::Delegate {
   std::optional<AgentState> state_;
   ManagerSession::Identity identity_;
   int64_t last_manager_contact_ms_ = 0;     // monotonic; WELCOME or start
+  size_t manager_index_ = 0;                // position in ManagerOrder() of the next attempt
+  uint32_t reconnect_window_ms_ = 0;        // from the last WELCOME
   int64_t persisted_last_good_unix_s_ = 0;  // last_good_unix_s as the state file holds it
 
   std::unique_ptr<TransportFactory> activation_factory_;

@@ -9,6 +9,7 @@
 
 #include "agent/identity.h"
 #include "agent/log.h"
+#include "proto/manager_command.h"
 #include "proto/upgrade.h"
 
 namespace camtunnel::agent {
@@ -34,7 +35,7 @@ ManagerSession::ManagerSession(EventLoop& loop, TransportFactory& factory,
       seal_key_(proto::KeySealKey(identity.secret, identity.agent_id)),
       profile_{.role = proto::LinkRole::kAgent,
                .kind = proto::LinkKind::kManager,
-               .capabilities = proto::kCapPlainFrameMac,
+               .capabilities = proto::kCapPlainFrameMac | proto::kCapCommandAck,
                .version = kAgentVersion} {}
 
 ManagerSession::~ManagerSession() {
@@ -122,11 +123,27 @@ void ManagerSession::OnLinkEstablished(const proto::LinkWelcome& welcome) {
   io_.ArmHeartbeat();
   LOG_INFO("manager linked url=%s agent=%s transport=%s", target_.url.c_str(),
            identity_.agent_id.c_str(), plain() ? "plain" : "tls");
-  delegate_.OnManagerWelcome(welcome.server_time_ms);
+  delegate_.OnManagerWelcome(welcome);
+}
+
+void ManagerSession::Ack(uint64_t command_id, std::string_view outcome) {
+  FrameBuilder ack = proto::BuildAck(command_id, outcome);
+  link_.Send(ack, NowUs());
+  io_.Pump();
 }
 
 void ManagerSession::OnLinkFrame(const proto::Frame& frame) {
   const auto type = static_cast<FrameType>(frame.type());
+  // A command delivered again (the manager did not see our ACK before a link was lost) is
+  // acknowledged, not redone: a RESTART delivered twice restarts once (PROTOCOL.md 10.6).
+  const uint64_t command_id = type == FrameType::kAssign ? 0 : proto::CommandIdOf(frame);
+  if (command_id != 0 && !delegate_.TakeCommand(command_id)) {
+    LOG_INFO("manager command %s id=%llu already done",
+             std::string(proto::FrameTypeName(frame.type())).c_str(),
+             static_cast<unsigned long long>(command_id));
+    Ack(command_id, proto::kAckDuplicate);
+    return;
+  }
   switch (type) {
     case FrameType::kAssign: {
       std::string error;
@@ -146,10 +163,16 @@ void ManagerSession::OnLinkFrame(const proto::Frame& frame) {
         return;
       }
       delegate_.OnSwitch(*url);
+      if (command_id != 0) {
+        Ack(command_id, proto::kAckDone);
+      }
       return;
     }
-    default: {  // DEACTIVATE or RESTART: the link ends, then the delegate acts
+    default: {  // DEACTIVATE or RESTART: acknowledged, the link ends, then the delegate acts
       const std::string reason(frame.Text(Tag::kText).value_or(""));
+      if (command_id != 0) {
+        Ack(command_id, proto::kAckDone);
+      }
       ended_by_command_ = true;
       link_.Close(std::string(proto::FrameTypeName(frame.type())) + ": " + reason);
       if (type == FrameType::kDeactivate) {

@@ -1,7 +1,8 @@
 // The agent's side of one manager link (PROTOCOL.md section 10), from dial to close: the
 // upgrade, the manager-proof check (before anything else is sent), HELLO with the agent's
 // proof, WELCOME, heartbeats, ASSIGN (unsealed with the agent secret), SWITCH, DEACTIVATE,
-// RESTART, and STATUS up. TLS when the manager URL (handed out by the activation server, over
+// RESTART (each acknowledged by its command id, and not redone when delivered again), and STATUS
+// up. TLS when the manager URL (handed out by the activation server, over
 // HTTPS) is https; plain TCP when it is http, and then every frame both ways carries the
 // section 7 MAC under the manager session key (PROTOCOL.md section 10.2): a forged, replayed or
 // reordered frame ends the link (ERROR 4), so nobody on the path can inject DEACTIVATE or a
@@ -46,7 +47,10 @@ class ManagerSession final : private proto::ControlLink::Handler {
   class Delegate {
    public:
     virtual ~Delegate() = default;
-    virtual void OnManagerWelcome(uint64_t server_time_ms) = 0;
+    virtual void OnManagerWelcome(const proto::LinkWelcome& welcome) = 0;
+    // A command carrying `command_id` arrived: true to act on it (the delegate has recorded the
+    // id, durably, as acted on), false when it was acted on before (PROTOCOL.md 10.6).
+    virtual bool TakeCommand(uint64_t command_id) = 0;
     virtual void OnAssign(std::vector<proto::AssignedStreamer> streamers) = 0;
     virtual void OnSwitch(std::string_view url) = 0;
     virtual void OnDeactivate(std::string_view reason) = 0;
@@ -79,6 +83,7 @@ class ManagerSession final : private proto::ControlLink::Handler {
                 const proto::ResponseHead* head, std::span<const uint8_t> leftover);
   bool Begin(const proto::ResponseHead& head);
   void End(ManagerLinkEnd end);
+  void Ack(uint64_t command_id, std::string_view outcome);
 
   // proto::ControlLink::Handler
   void WriteLinkOutput(std::span<const uint8_t> bytes) override { io_.Queue(bytes); }

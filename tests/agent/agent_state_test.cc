@@ -24,6 +24,8 @@ class AgentStateTest : public ::testing::Test {
     state_.last_streamer = "https://gw1:8443";
     state_.last_good_unix_s = 1767225600;
     state_.sealed_streamers = {std::vector<uint8_t>(120, 0xab), std::vector<uint8_t>(3, 1)};
+    state_.manager_urls = {"https://mgr:7443", "https://mgr2:7443"};
+    state_.last_command_id = 42;
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -45,6 +47,24 @@ TEST_F(AgentStateTest, RoundTripsPrivately) {
   EXPECT_EQ(loaded->last_streamer, "https://gw1:8443");
   EXPECT_EQ(loaded->last_good_unix_s, 1767225600);
   EXPECT_EQ(loaded->sealed_streamers, state_.sealed_streamers);
+  EXPECT_EQ(loaded->manager_urls, state_.manager_urls);
+  EXPECT_EQ(loaded->last_command_id, 42u);
+}
+
+// The largest state there can be (8 Streamers, 16 managers of 255 bytes) fits the file limit.
+TEST_F(AgentStateTest, FullListsFit) {
+  state_.sealed_streamers.assign(8, std::vector<uint8_t>(300, 0xcd));
+  state_.manager_urls.clear();
+  for (int i = 0; i < 16; ++i) {
+    const std::string label(60, 'm');
+    state_.manager_urls.push_back("https://" + label + "." + label + "." + label + ".m" +
+                                  std::to_string(i) + ".example:7443");
+  }
+  std::string error;
+  ASSERT_TRUE(SaveAgentState(path_, state_, &error)) << error;
+  auto loaded = LoadAgentState(path_, &error);
+  ASSERT_TRUE(loaded) << error;
+  EXPECT_EQ(loaded->manager_urls.size(), 16u);
 }
 
 TEST_F(AgentStateTest, MissingFileIsNotAnError) {

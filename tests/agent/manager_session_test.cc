@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "proto/manager_command.h"
 #include "proto/manager_link.h"
 #include "tests/agent/fake_gateway.h"
 
@@ -26,7 +27,20 @@ using test_util::Peer;
 // What the session told its delegate, read from the test thread.
 class Recorder final : public ManagerSession::Delegate {
  public:
-  void OnManagerWelcome(uint64_t /*server_time_ms*/) override { Add("welcome"); }
+  void OnManagerWelcome(const proto::LinkWelcome& welcome) override {
+    Add("welcome" + std::string(welcome.managers.empty() ? "" : " managers=") +
+        (welcome.managers.empty() ? "" : welcome.managers.front()));
+  }
+  // Acts on each command id once, as ManagedAgent does with its state file.
+  bool TakeCommand(uint64_t command_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (command_id <= last_command_) {
+      events_.push_back("duplicate " + std::to_string(command_id));
+      return false;
+    }
+    last_command_ = command_id;
+    return true;
+  }
   void OnAssign(std::vector<proto::AssignedStreamer> streamers) override {
     std::lock_guard<std::mutex> lock(mu_);
     events_.push_back("assign " + (streamers.empty() ? "" : streamers.front().url));
@@ -48,6 +62,7 @@ class Recorder final : public ManagerSession::Delegate {
     std::lock_guard<std::mutex> lock(mu_);
     return end_;
   }
+  uint64_t last_command_ = 0;
   proto::Digest first_key() {
     std::lock_guard<std::mutex> lock(mu_);
     return keys_.empty() ? proto::Digest{} : keys_.front();
@@ -155,11 +170,14 @@ class ManagerSessionTest : public ::testing::Test {
                              *proof, proto::ManagerAgentProof(identity_.secret, PlainInput())));
     EXPECT_EQ(hello->U32(Tag::kCapabilities).value_or(0) & proto::kCapPlainFrameMac,
               proto::kCapPlainFrameMac);
+    EXPECT_EQ(hello->U32(Tag::kCapabilities).value_or(0) & proto::kCapCommandAck,
+              proto::kCapCommandAck);
     FrameBuilder welcome(FrameType::kWelcome);
     welcome.AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac)
         .AddU32(Tag::kHeartbeatMs, 5000)
         .AddU64(Tag::kServerTimeMs, 1767225600000ull)
-        .AddU32(Tag::kReconnectWindowMs, 0);
+        .AddU32(Tag::kReconnectWindowMs, 0)
+        .AddText(Tag::kManager, "https://m1:7443");
     peer->SendFrame(welcome);
     proto::AssignedStreamer s{.url = gw, .key_ref = *proto::ParseKeyRef("k1.4102444800")};
     s.agent_key.fill(0x5a);
@@ -205,7 +223,7 @@ class ManagerSessionTest : public ::testing::Test {
 TEST_F(ManagerSessionTest, PlainLinkMacsEveryFrameAndOpensTheSealedAssign) {
   StartSession("http");
   auto peer = Establish();
-  ASSERT_TRUE(WaitFor("welcome"));
+  ASSERT_TRUE(WaitFor("welcome managers=https://m1:7443"));
   ASSERT_TRUE(WaitFor("assign https://gw1:8443"));
   proto::Digest expected;
   expected.fill(0x5a);
@@ -263,6 +281,38 @@ TEST_F(ManagerSessionTest, ReplayedSwitchIsRefused) {
     switches += e.starts_with("switch ") ? 1 : 0;
   }
   EXPECT_EQ(switches, 1);
+}
+
+// PROTOCOL.md 10.6: each command id is acknowledged; one delivered again is acknowledged as a
+// duplicate and not redone; the ACK of RESTART precedes the close.
+TEST_F(ManagerSessionTest, CommandsAreAcknowledgedOnceAndNeverRedone) {
+  StartSession("http");
+  auto peer = Establish();
+  ASSERT_TRUE(WaitFor("assign https://gw1:8443"));
+  auto ack_of = [&peer]() -> std::pair<uint64_t, std::string> {
+    auto ack = peer->ReadFrameOfType(FrameType::kAck);
+    EXPECT_TRUE(ack.has_value());
+    auto parsed = ack ? proto::ParseAck(*ack) : std::nullopt;
+    return parsed ? std::make_pair(parsed->command_id, parsed->outcome)
+                  : std::make_pair(uint64_t{0}, std::string());
+  };
+  FrameBuilder first = proto::BuildCommand(FrameType::kSwitch, "moved", 5, "https://gw1:8443");
+  peer->SendFrame(first);
+  EXPECT_EQ(ack_of(), std::make_pair(uint64_t{5}, std::string("done")));
+  FrameBuilder again = proto::BuildCommand(FrameType::kSwitch, "moved", 5, "https://gw1:8443");
+  peer->SendFrame(again);
+  EXPECT_EQ(ack_of(), std::make_pair(uint64_t{5}, std::string("duplicate")));
+  FrameBuilder restart = proto::BuildCommand(FrameType::kRestart, "operator", 6);
+  peer->SendFrame(restart);
+  EXPECT_EQ(ack_of(), std::make_pair(uint64_t{6}, std::string("done")));
+  ASSERT_TRUE(WaitFor("restart"));
+  EXPECT_EQ(peer->WaitClosed(), 0);
+  int switches = 0;
+  for (const std::string& e : recorder_.events()) {
+    switches += e.starts_with("switch ") ? 1 : 0;
+  }
+  EXPECT_EQ(switches, 1);
+  EXPECT_TRUE(WaitFor("duplicate 5"));
 }
 
 TEST_F(ManagerSessionTest, HttpsManagerIsNeverSpokenToInPlain) {
