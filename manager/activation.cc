@@ -11,6 +11,7 @@
 #include "proto/encoding.h"
 #include "proto/identifiers.h"
 #include "proto/manager_link.h"
+#include "proto/manager_order.h"
 
 namespace camtunnel::manager {
 namespace {
@@ -91,6 +92,9 @@ ActivationAnswer ActivationService::Answer(const std::string& serial, EnrollResu
     return a;
   }
   json body{{"agent_id", serial}, {"manager_url", options_.manager_url}};
+  if (!options_.manager_urls.empty()) {
+    body["manager_urls"] = proto::JoinManagerList(options_.manager_urls);
+  }
   if (result.secret) {
     body["agent_secret"] = proto::HexEncode(*result.secret);
     OPENSSL_cleanse(result.secret->data(), result.secret->size());

@@ -27,6 +27,9 @@ struct ActivationOptions {
   std::vector<uint8_t> factory_master;  // derives each device's factory secret
   std::set<std::string> operators;      // accepted operator ids / claim tokens
   std::string manager_url;              // where activated agents connect (handed out)
+  // Every manager of the deployment (PROTOCOL.md 10.5), handed out beside manager_url; empty:
+  // manager_url alone.
+  std::vector<std::string> manager_urls;
   uint32_t rate_burst = 5;
   int64_t rate_refill_ms = 10000;
 };

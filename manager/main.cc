@@ -34,6 +34,7 @@
 #include "manager/manager_server.h"
 #include "manager/store.h"
 #include "manager/streamer_pool.h"
+#include "proto/control_link.h"
 #include "proto/encoding.h"
 #include "proto/handover.h"
 #include "proto/manager_link.h"
@@ -70,6 +71,14 @@ ABSL_FLAG(std::string, streamers, "",
 ABSL_FLAG(uint64_t, key_validity_s, uint64_t{7} * 24 * 3600,
           "Validity of the derived gateway keys");
 ABSL_FLAG(uint32_t, heartbeat_ms, 5000, "Heartbeat interval announced on manager links");
+ABSL_FLAG(std::string, manager_urls, "",
+          "Every manager of the deployment (URLs agents dial), comma-separated: handed out at "
+          "activation and announced in WELCOME; agents spread over them (PROTOCOL.md 10.5)");
+ABSL_FLAG(uint32_t, reconnect_window_ms, 10000,
+          "Announced in WELCOME: after losing this manager an agent waits a random delay below it");
+ABSL_FLAG(uint64_t, max_links, 20000,
+          "Manager links held at most; past it upgrades are answered 503 (agents try another "
+          "manager)");
 ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Accept to verified HELLO / complete request");
 ABSL_FLAG(uint32_t, activation_burst, 5, "Activation attempts a source may make at once");
 ABSL_FLAG(uint64_t, activation_refill_ms, 10000, "One more activation attempt per source every");
@@ -238,6 +247,20 @@ int Serve() {
   config.admin_listen = SplitList(absl::GetFlag(FLAGS_admin_listen));
   config.tls = {absl::GetFlag(FLAGS_cert), absl::GetFlag(FLAGS_key)};
   config.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  config.reconnect_window_ms = absl::GetFlag(FLAGS_reconnect_window_ms);
+  config.max_links = absl::GetFlag(FLAGS_max_links);
+  config.manager_urls = SplitList(absl::GetFlag(FLAGS_manager_urls));
+  for (const std::string& url : config.manager_urls) {
+    if (!proto::IsValidStreamerUrl(url)) {
+      ConfigError("manager_urls", "each must be https://host[:port] or http://host[:port]",
+                  runtime::Kv("value", url));
+      return 2;
+    }
+  }
+  if (config.manager_urls.size() > proto::kMaxManagers) {
+    ConfigError("manager_urls", "at most 16 managers");
+    return 2;
+  }
   config.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
   config.health_interval_ms = std::max<uint64_t>(100, absl::GetFlag(FLAGS_health_interval_ms));
   if (const std::string token_file = absl::GetFlag(FLAGS_admin_token_file); !token_file.empty()) {
@@ -271,6 +294,7 @@ int Serve() {
     activation_options.operators.insert(op);
   }
   activation_options.manager_url = absl::GetFlag(FLAGS_manager_url);
+  activation_options.manager_urls = config.manager_urls;
   if (activates && !proto::IsValidStreamerUrl(activation_options.manager_url)) {
     ConfigError("manager_url", "must be https://host[:port] or http://host[:port]",
                 runtime::Kv("value", activation_options.manager_url));

@@ -20,7 +20,9 @@ ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, Store&
       link_profile_{.role = proto::LinkRole::kServer,
                     .kind = proto::LinkKind::kManager,
                     .capabilities = proto::kCapPlainFrameMac,
-                    .heartbeat_ms = config_.heartbeat_ms},
+                    .heartbeat_ms = config_.heartbeat_ms,
+                    .reconnect_window_ms = config_.reconnect_window_ms,
+                    .managers = config_.manager_urls},
       store_(store),
       seen_(std::make_unique<SeenBatcher>(shard, store, config_.seen_flush_ms)),
       activation_(activation),
@@ -269,6 +271,9 @@ std::string ManagerServer::RenderMetrics() const {
   counter("camtunnel_manager_connections_refused_busy_total",
           "Public connections closed at once over the unauthenticated cap.",
           c.connections_refused_busy);
+  counter("camtunnel_manager_links_refused_busy_total",
+          "Manager upgrades answered 503 because this manager holds max_links links.",
+          c.links_refused_busy);
   counter("camtunnel_manager_bad_requests_total",
           "Public requests answered with an HTTP error status.", c.bad_requests);
   labelled("camtunnel_manager_link_errors_total",

@@ -49,6 +49,14 @@ struct ManagerConfig {
   // certificate never takes a plain link on its TLS listeners. Activation is refused here.
   std::vector<std::string> plain_listen;
   uint32_t heartbeat_ms = 5000;
+  // After losing this manager an agent waits a random delay in [0, window) (WELCOME; PROTOCOL.md
+  // section 6): a restarted manager is not hit by its whole fleet at once.
+  uint32_t reconnect_window_ms = 10000;
+  // Every manager of the deployment, announced in WELCOME (PROTOCOL.md 10.5); empty: none.
+  std::vector<std::string> manager_urls;
+  // Authenticated links this manager holds at most; past it an upgrade is answered 503 at once
+  // ("busy": the agent tries the next manager of its list instead of timing out).
+  size_t max_links = 20000;
   uint64_t handshake_timeout_ms = 5000;  // accept to verified HELLO (and to a full request)
   // Connections that have not yet proven anything (no verified HELLO): a flood of them must
   // not starve the agents already linked.
@@ -74,6 +82,7 @@ struct ManagerConfig {
 struct ManagerCounters {
   uint64_t connections_accepted = 0;
   uint64_t connections_refused_busy = 0;
+  uint64_t links_refused_busy = 0;     // upgrades answered 503 at max_links
   uint64_t bad_requests = 0;           // malformed heads, bodies, unknown paths
   uint64_t link_unknown_agent = 0;     // upgrade for an agent we do not know (401)
   uint64_t link_bad_proof = 0;         // HELLO proof wrong

@@ -46,6 +46,13 @@ void Upgrade(http::Exchange& ex, ManagerServer& server) {
     ex.Error(400, "not a valid camtunnel/1 manager upgrade");
     return;
   }
+  if (server.live_links() >= server.config().max_links) {
+    // Busy at once, not a timeout: the agent goes on to the next manager of its list.
+    ++server.counters().links_refused_busy;
+    RespondWithRetry(ex.Later(), 503, proto::JsonErrorBody("manager at its link capacity"),
+                     static_cast<int64_t>(server.config().reconnect_window_ms));
+    return;
+  }
   // The agent's record comes from a store worker; the connection waits (its request deadline
   // still runs) and is taken only if it is still there.
   server.store().Run<absl::StatusOr<std::optional<AgentRecord>>>(

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "manager/claims.h"
+#include "proto/activation_message.h"
 #include "proto/encoding.h"
 #include "proto/manager_link.h"
 #include "tests/manager/test_store.h"
@@ -64,6 +65,24 @@ TEST_F(ActivationTest, IssuesSecretOnFirstActivation) {
   ASSERT_TRUE(found.ok() && found->has_value());
   EXPECT_EQ(j["agent_secret"], proto::HexEncode((*found)->secret));
   EXPECT_EQ(service_.counts().at("activated"), 1u);
+}
+
+TEST_F(ActivationTest, HandsOutEveryManagerOfTheDeployment) {
+  ActivationService fleet(store_.store(), enroller_,
+                          ActivationOptions{.factory_master = std::vector<uint8_t>(32, 9),
+                                            .operators = {"acme"},
+                                            .manager_url = "https://mgr:7443",
+                                            .manager_urls = {"https://m1:7443", "https://m2:7443"},
+                                            .rate_burst = 100});
+  json req{{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}};
+  ActivationAnswer a = HandleNow(store_, fleet, req.dump(), "10.0.0.1", 1);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(json::parse(a.body)["manager_urls"], "https://m1:7443 https://m2:7443");
+  // What a camera reads of it (a flat object of strings, as agents parse it).
+  std::string error;
+  auto parsed = proto::ParseActivationResult(a.body, &error);
+  ASSERT_TRUE(parsed) << error;
+  EXPECT_EQ(parsed->manager_urls, (std::vector<std::string>{"https://m1:7443", "https://m2:7443"}));
 }
 
 TEST_F(ActivationTest, RejectsAnotherDevicesFactorySecret) {

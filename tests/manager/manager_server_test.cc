@@ -501,6 +501,40 @@ TEST_F(ManagerServerTest, ClaimsAreRegisteredListedAndBindTheirSerial) {
   EXPECT_NE(AdminRequest("DELETE", "/api/v1/claims/sn-7").find("404"), std::string::npos);
 }
 
+// Several managers (PROTOCOL.md 10.5): WELCOME lists them with the reconnect window, and a
+// manager at its link capacity answers the next upgrade 503 at once.
+class FleetManagerTest : public ManagerServerTest {
+ protected:
+  void Configure(ManagerConfig& config) override {
+    config.manager_urls = {"https://m1:7443", "https://m2:7443"};
+    config.reconnect_window_ms = 7000;
+    config.max_links = 1;
+  }
+};
+
+TEST_F(FleetManagerTest, WelcomeListsTheManagersAndAFullManagerSaysBusy) {
+  const proto::AgentSecret s1 = Activate("sn-1");
+  const proto::AgentSecret s2 = Activate("sn-2");
+  std::string head;
+  auto c = Link("sn-1", s1, s1, &head);
+  auto welcome = c->ReadFrame();
+  ASSERT_TRUE(welcome);
+  ASSERT_EQ(welcome->type(), static_cast<uint8_t>(proto::FrameType::kWelcome));
+  EXPECT_EQ(welcome->U32(proto::Tag::kReconnectWindowMs), 7000u);
+  std::vector<std::string> managers;
+  for (const proto::Field& f : welcome->fields()) {
+    if (f.tag == static_cast<uint8_t>(proto::Tag::kManager)) {
+      managers.emplace_back(reinterpret_cast<const char*>(f.value.data()), f.value.size());
+    }
+  }
+  EXPECT_EQ(managers, (std::vector<std::string>{"https://m1:7443", "https://m2:7443"}));
+  ASSERT_TRUE(c->ReadFrame());  // ASSIGN: the link is registered
+  auto busy = Link("sn-2", s2, s2, &head);
+  EXPECT_NE(head.find("503"), std::string::npos) << head;
+  EXPECT_NE(head.find("Retry-After: 7"), std::string::npos) << head;
+  EXPECT_EQ(OnShard([&] { return server_->counters().links_refused_busy; }), 1u);
+}
+
 class ShortKeysTest : public ManagerServerTest {
  protected:
   uint64_t KeyValidity() const override { return 2; }

@@ -80,8 +80,9 @@ TEST(SqliteConnection, RecordsStatusAndAudit) {
   ASSERT_TRUE(store.ok());
   ASSERT_TRUE((*store)->PutAgent(Agent("cam-1")).ok());
   ASSERT_TRUE((*store)->RecordStatus("cam-1", "streamer=x state=connected", 77).ok());
-  ASSERT_TRUE(
-      (*store)->Audit({.at_ms = 1, .actor = "admin", .action = "restart", .subject = "cam-1"}).ok());
+  ASSERT_TRUE((*store)
+                  ->Audit({.at_ms = 1, .actor = "admin", .action = "restart", .subject = "cam-1"})
+                  .ok());
   auto agents = (*store)->ListAgents({.limit = 10});
   ASSERT_TRUE(agents.ok());
   ASSERT_EQ(agents->agents.size(), 1u);
