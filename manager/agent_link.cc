@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "manager/manager_server.h"
+#include "proto/manager_command.h"
 #include "proto/upgrade.h"
 #include "runtime/clock.h"
 #include "runtime/log.h"
@@ -91,7 +92,64 @@ void AgentLink::OnStreamData(runtime::Stream& /*stream*/, std::span<const uint8_
 }
 
 void AgentLink::OnLinkFrame(const proto::Frame& frame) {
-  OnStatus(frame.Text(Tag::kText).value_or(""));  // STATUS: the only frame a manager takes
+  if (frame.type() == static_cast<uint8_t>(FrameType::kAck)) {
+    OnAck(frame);
+    return;
+  }
+  OnStatus(frame.Text(Tag::kText).value_or(""));  // STATUS: the only other frame it takes
+}
+
+void AgentLink::OnAck(const proto::Frame& frame) {
+  const std::optional<proto::CommandAck> ack = proto::ParseAck(frame);
+  // Only for an id sent on this link: an agent cannot end another command's row.
+  if (!ack || awaiting_ack_.erase(ack->command_id) == 0) {
+    return;
+  }
+  MarkSeen();
+  server_.commands().Acked(*this, ack->command_id, ack->outcome);
+}
+
+void AgentLink::ClaimInRegistry() {
+  server_.store().Run<absl::StatusOr<int64_t>>(
+      agent_id_,
+      [id = agent_id_, manager = server_.config().manager_id,
+       at = connected_wall_ms_](StoreConnection& c) { return c.ClaimLink(id, manager, at); },
+      [&server = server_, id = agent_id_, serial = serial_](absl::StatusOr<int64_t> epoch) {
+        server.store().Observe(epoch.status());
+        AgentLink* link = server.FindLink(id);
+        if (link == nullptr || link->serial() != serial || !epoch.ok()) {
+          return;  // gone meanwhile (its close releases the claim), or the store failed
+        }
+        link->epoch_ = *epoch;
+        server.commands().LinkClaimed(*link);
+      });
+}
+
+void AgentLink::Deliver(const CommandRecord& command) {
+  const bool acks = (link_.peer_capabilities() & proto::kCapCommandAck) != 0;
+  const uint64_t id = acks ? static_cast<uint64_t>(command.id) : 0;
+  FrameType type = FrameType::kRestart;
+  std::string text = "restart requested by the operator";
+  if (command.kind == "switch") {
+    type = FrameType::kSwitch;
+    text = "moved by the operator";
+    SendAssign(command.argument);  // the target first in the list the SWITCH must name
+  } else if (command.kind == "deactivate") {
+    type = FrameType::kDeactivate;
+    text = "deactivated by the operator";
+  }
+  FrameBuilder f = proto::BuildCommand(type, text, id, command.argument);
+  link_.Send(f, runtime::MonotonicUs());
+  ++server_.counters().commands_sent;
+  if (acks) {
+    // The agent acknowledges, then ends the link itself after DEACTIVATE or RESTART.
+    awaiting_ack_.insert(id);
+    return;
+  }
+  server_.commands().SentWithoutAck(command.id);
+  if (type != FrameType::kSwitch) {
+    link_.Close(std::string(proto::FrameTypeName(static_cast<uint8_t>(type))) + " sent");
+  }
 }
 
 // Counts how the link ended and lets the stream go, after this end's last word if it had one.
@@ -194,6 +252,7 @@ void AgentLink::OnLinkHello(const proto::Frame& frame) {
   server_.ReleaseUnauthenticated();
   server_.Register(this);
   registered_ = true;
+  serial_ = server_.NextLinkSerial();
   ++server_.counters().links_established;
   connected_wall_ms_ = ManagerServer::WallMs();
   last_seen_wall_ms_ = connected_wall_ms_;
@@ -208,6 +267,7 @@ void AgentLink::OnLinkHello(const proto::Frame& frame) {
                             return c.RecordStatus(id, "linked", at);
                           });
   }
+  ClaimInRegistry();
 }
 
 void AgentLink::OnLinkEstablished(const proto::LinkWelcome& /*welcome*/) {
@@ -296,6 +356,12 @@ void AgentLink::OnStreamClosed(runtime::Stream& /*stream*/, int /*error*/) {
   }
   if (registered_) {
     server_.Unregister(this);
+  }
+  if (epoch_ != 0) {
+    // Unless a newer link (here or at another manager) has claimed the agent since.
+    server_.store().Write("link", agent_id_,
+                          [id = agent_id_, manager = server_.config().manager_id, epoch = epoch_](
+                              StoreConnection& c) { return c.ReleaseLink(id, manager, epoch); });
   }
   OPENSSL_cleanse(seal_key_.data(), seal_key_.size());
   for (auto& s : assigned_) {

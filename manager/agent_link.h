@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +60,14 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   uint64_t health_moved_ms() const { return health_moved_ms_; }
   void set_health_moved_ms(uint64_t ms) { health_moved_ms_ = ms; }
 
+  // The epoch of this link's claim in the link registry; 0 until the store confirmed it.
+  int64_t epoch() const { return epoch_; }
+  // Unique per link of this process (a pointer may be reused after a link is freed).
+  uint64_t serial() const { return serial_; }
+  // An operator's command taken for this link (CommandDesk): sent with its id to an agent that
+  // acknowledges commands, without one (and counted as done once written) to one that does not.
+  void Deliver(const CommandRecord& command);
+
   // Sends a fresh ASSIGN (`preferred` first when healthy) and records its first entry.
   void SendAssign(std::string_view preferred = {});
   void SendSwitch(std::string_view url, std::string_view reason = "moved by the operator");
@@ -80,6 +89,8 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   void ArmKeyRefresh();
   void CloseGracefully();
   void OnStatus(std::string_view text);
+  void OnAck(const proto::Frame& frame);
+  void ClaimInRegistry();
   // The agent was heard from: the batched last-seen write, at most every seen_resolution_ms
   // unless `status` changed.
   void MarkSeen(std::string_view status = {});
@@ -108,6 +119,9 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   std::string assigned_url_;
   bool ever_linked_ = false;  // the store had seen it on a link before this one
   uint64_t health_moved_ms_ = 0;
+  uint64_t serial_ = 0;
+  int64_t epoch_ = 0;
+  std::set<uint64_t> awaiting_ack_;  // command ids sent on this link, not yet acknowledged
   int64_t connected_wall_ms_ = 0;
   int64_t last_seen_wall_ms_ = 0;
   int64_t seen_written_ms_ = 0;  // when MarkSeen last handed a time to the batcher

@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -74,6 +75,11 @@ ABSL_FLAG(uint32_t, heartbeat_ms, 5000, "Heartbeat interval announced on manager
 ABSL_FLAG(std::string, manager_urls, "",
           "Every manager of the deployment (URLs agents dial), comma-separated: handed out at "
           "activation and announced in WELCOME; agents spread over them (PROTOCOL.md 10.5)");
+ABSL_FLAG(std::string, manager_id, "",
+          "This manager's name in the link registry, unique among the managers sharing a "
+          "database (default: host name and first --listen address)");
+ABSL_FLAG(uint64_t, command_ttl_ms, 60000,
+          "An operator's command not acknowledged by the agent within this expires");
 ABSL_FLAG(uint32_t, reconnect_window_ms, 10000,
           "Announced in WELCOME: after losing this manager an agent waits a random delay below it");
 ABSL_FLAG(uint64_t, max_links, 20000,
@@ -248,6 +254,14 @@ int Serve() {
   config.tls = {absl::GetFlag(FLAGS_cert), absl::GetFlag(FLAGS_key)};
   config.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
   config.reconnect_window_ms = absl::GetFlag(FLAGS_reconnect_window_ms);
+  config.command_ttl_ms = std::max<uint64_t>(1000, absl::GetFlag(FLAGS_command_ttl_ms));
+  config.manager_id = absl::GetFlag(FLAGS_manager_id);
+  if (config.manager_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    config.manager_id =
+        std::string(host) + "/" + (config.listen.empty() ? std::string() : config.listen.front());
+  }
   config.max_links = absl::GetFlag(FLAGS_max_links);
   config.manager_urls = SplitList(absl::GetFlag(FLAGS_manager_urls));
   for (const std::string& url : config.manager_urls) {

@@ -25,6 +25,7 @@ ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, Store&
                     .managers = config_.manager_urls},
       store_(store),
       seen_(std::make_unique<SeenBatcher>(shard, store, config_.seen_flush_ms)),
+      commands_(std::make_unique<CommandDesk>(*this, 1000)),
       activation_(activation),
       pool_(pool) {
   store_check_.set_callback([this] { CheckStore(); });
@@ -107,6 +108,7 @@ absl::Status ManagerServer::Start() {
   health_->set_on_unhealthy([this](size_t streamer) { MoveOffStreamer(streamer); });
   health_->Start();
   CheckStore();
+  commands_->Start();
   return absl::OkStatus();
 }
 
@@ -297,6 +299,18 @@ std::string ManagerServer::RenderMetrics() const {
   counter("camtunnel_manager_commands_sent_total", "SWITCH, DEACTIVATE and RESTART frames sent.",
           c.commands_sent);
   counter("camtunnel_manager_status_received_total", "STATUS frames received.", c.status_received);
+  const CommandCounters& k = commands_->counters();
+  labelled("camtunnel_manager_command_outcomes_total",
+           "Operators' commands by what became of them: queued (recorded), sent to the agent's "
+           "link, acked, refused by the agent, duplicate (a redelivery the agent had done), "
+           "expired (not acknowledged before the deadline).",
+           "outcome",
+           std::initializer_list<std::pair<const char*, uint64_t>>{{"queued", k.queued},
+                                                                   {"sent", k.sent},
+                                                                   {"acked", k.acked},
+                                                                   {"refused", k.refused},
+                                                                   {"duplicate", k.duplicates},
+                                                                   {"expired", k.expired}});
   counter("camtunnel_manager_admin_unauthorized_total",
           "Admin requests refused for a missing or wrong bearer token.", c.admin_unauthorized);
   if (config_.role != ManagerRole::kManaging) {

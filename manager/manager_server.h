@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "http/server.h"
 #include "manager/activation.h"
+#include "manager/command_desk.h"
 #include "manager/health_checker.h"
 #include "manager/relocation_push.h"
 #include "manager/revocations.h"
@@ -48,6 +49,11 @@ struct ManagerConfig {
   // manager session key). Empty unless the operator asks (--plain_listen): a manager with a
   // certificate never takes a plain link on its TLS listeners. Activation is refused here.
   std::vector<std::string> plain_listen;
+  // This manager's name in the link registry and on the command rows it sends: unique among
+  // the managers sharing a database.
+  std::string manager_id = "manager";
+  // An operator's command not acknowledged by then is expired (a clear failure).
+  uint64_t command_ttl_ms = 60000;
   uint32_t heartbeat_ms = 5000;
   // After losing this manager an agent waits a random delay in [0, window) (WELCOME; PROTOCOL.md
   // section 6): a restarted manager is not hit by its whole fleet at once.
@@ -124,6 +130,8 @@ class ManagerServer {
   const proto::LinkProfile& link_profile() const { return link_profile_; }
   Store& store() { return store_; }
   SeenBatcher& seen() { return *seen_; }
+  CommandDesk& commands() { return *commands_; }
+  uint64_t NextLinkSerial() { return ++link_serials_; }
   StreamerLoad& load() { return load_; }
   ActivationService& activation() { return activation_; }
   StreamerPool& pool() { return pool_; }
@@ -181,6 +189,8 @@ class ManagerServer {
 
   Store& store_;
   std::unique_ptr<SeenBatcher> seen_;
+  std::unique_ptr<CommandDesk> commands_;
+  uint64_t link_serials_ = 0;
   StreamerLoad load_;
   runtime::Timer store_check_;
   ActivationService& activation_;

@@ -59,6 +59,38 @@ CREATE TABLE claims (
   created_at_ms INTEGER NOT NULL
 );
 )sql",
+    // 3: the link registry (which manager holds each agent's link, fenced by an epoch) and
+    // commands as rows (PROTOCOL.md 10.6); AUTOINCREMENT: a command id is never reused. Indexes
+    // for the admin API's filters.
+    R"sql(
+CREATE TABLE links (
+  agent_id TEXT PRIMARY KEY,
+  manager_id TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  linked_at_ms INTEGER NOT NULL
+);
+CREATE TABLE link_epochs (
+  agent_id TEXT PRIMARY KEY,
+  epoch INTEGER NOT NULL
+);
+CREATE TABLE commands (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  argument TEXT NOT NULL,
+  requested_by TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  deadline_ms INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  manager_id TEXT NOT NULL DEFAULT '',
+  epoch INTEGER NOT NULL DEFAULT 0,
+  outcome TEXT NOT NULL DEFAULT '',
+  updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX commands_open ON commands(state, agent_id, id);
+CREATE INDEX agents_by_operator ON agents(operator_id, agent_id);
+CREATE INDEX agents_by_state ON agents(state, agent_id);
+)sql",
 };
 
 // A prepared statement that finalizes itself; binding helpers keep the call sites short.
@@ -73,7 +105,9 @@ class Stmt {
 
   bool ok() const { return rc_ == SQLITE_OK; }
   Stmt& Text(int i, std::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    // A default string_view has no data pointer, which SQLite would bind as NULL, not ''.
+    sqlite3_bind_text(stmt_, i, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
     return *this;
   }
   Stmt& Blob(int i, std::span<const uint8_t> v) {
@@ -478,6 +512,171 @@ absl::StatusOr<std::vector<ClaimRecord>> SqliteConnection::ListClaims(std::strin
   Stmt s(db_, sql.c_str());
   s.Text(1, after).Int(2, static_cast<int64_t>(limit));
   return ReadAll<ClaimRecord>(s, "list claims", ReadClaim);
+}
+
+absl::StatusOr<int64_t> SqliteConnection::ClaimLink(std::string_view agent_id,
+                                                    std::string_view manager_id, int64_t now_ms) {
+  int64_t epoch = 0;
+  absl::Status st = Transaction([&]() -> absl::Status {
+    // The epoch outlives the claim (link_epochs): a released and reclaimed link still gets a
+    // higher one, so a stale holder never matches again.
+    Stmt bump(db_,
+              "INSERT INTO link_epochs (agent_id, epoch) VALUES (?1, 1) ON CONFLICT(agent_id) "
+              "DO UPDATE SET epoch = epoch + 1 RETURNING epoch");
+    bump.Text(1, agent_id);
+    if (!bump.ok() || bump.Step() != SQLITE_ROW) {
+      return bump.Error("claim link");
+    }
+    epoch = bump.ColInt(0);
+    if (absl::Status done = RunToDone(bump, "claim link"); !done.ok()) {
+      return done;
+    }
+    Stmt s(db_,
+           "INSERT OR REPLACE INTO links (agent_id, manager_id, epoch, linked_at_ms) "
+           "VALUES (?1, ?2, ?3, ?4)");
+    s.Text(1, agent_id).Text(2, manager_id).Int(3, epoch).Int(4, now_ms);
+    return RunToDone(s, "claim link");
+  });
+  if (!st.ok()) {
+    return st;
+  }
+  return epoch;
+}
+
+absl::Status SqliteConnection::ReleaseLink(std::string_view agent_id, std::string_view manager_id,
+                                           int64_t epoch) {
+  Stmt s(db_, "DELETE FROM links WHERE agent_id = ?1 AND manager_id = ?2 AND epoch = ?3");
+  s.Text(1, agent_id).Text(2, manager_id).Int(3, epoch);
+  return RunToDone(s, "release link");
+}
+
+absl::StatusOr<std::optional<LinkClaim>> SqliteConnection::FindLink(std::string_view agent_id) {
+  Stmt s(db_, "SELECT manager_id, epoch FROM links WHERE agent_id = ?1");
+  s.Text(1, agent_id);
+  auto rows = ReadAll<LinkClaim>(s, "find link", [](const Stmt& r) {
+    return LinkClaim{.manager_id = r.ColText(0), .epoch = r.ColInt(1)};
+  });
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  return rows->empty() ? std::optional<LinkClaim>() : std::optional<LinkClaim>(rows->front());
+}
+
+namespace {
+
+constexpr const char* kCommandColumns =
+    "SELECT id, agent_id, kind, argument, requested_by, created_at_ms, deadline_ms, state, "
+    "manager_id, epoch, outcome, updated_at_ms FROM commands";
+
+CommandRecord ReadCommand(const Stmt& r) {
+  return {.id = r.ColInt(0),
+          .agent_id = r.ColText(1),
+          .kind = r.ColText(2),
+          .argument = r.ColText(3),
+          .requested_by = r.ColText(4),
+          .created_at_ms = r.ColInt(5),
+          .deadline_ms = r.ColInt(6),
+          .state = ParseCommandState(r.ColText(7)).value_or(CommandState::kFailed),
+          .manager_id = r.ColText(8),
+          .epoch = r.ColInt(9),
+          .outcome = r.ColText(10),
+          .updated_at_ms = r.ColInt(11)};
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> SqliteConnection::EnqueueCommand(const CommandRecord& c) {
+  Stmt s(db_,
+         "INSERT INTO commands (agent_id, kind, argument, requested_by, created_at_ms, "
+         "deadline_ms, state, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?5)");
+  s.Text(1, c.agent_id)
+      .Text(2, c.kind)
+      .Text(3, c.argument)
+      .Text(4, c.requested_by)
+      .Int(5, c.created_at_ms)
+      .Int(6, c.deadline_ms);
+  if (absl::Status st = RunToDone(s, "enqueue command"); !st.ok()) {
+    return st;
+  }
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+absl::StatusOr<std::optional<CommandRecord>> SqliteConnection::FindCommand(int64_t id) {
+  const std::string sql = absl::StrCat(kCommandColumns, " WHERE id = ?1");
+  Stmt s(db_, sql.c_str());
+  s.Int(1, id);
+  auto rows = ReadAll<CommandRecord>(s, "find command", ReadCommand);
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  return rows->empty() ? std::optional<CommandRecord>()
+                       : std::optional<CommandRecord>(rows->front());
+}
+
+absl::StatusOr<std::optional<CommandRecord>> SqliteConnection::TakeCommand(
+    int64_t id, std::string_view manager_id, int64_t epoch, int64_t now_ms) {
+  std::optional<CommandRecord> taken;
+  absl::Status st = Transaction([&]() -> absl::Status {
+    taken.reset();
+    Stmt s(db_,
+           "UPDATE commands SET state = 'sent', manager_id = ?2, epoch = ?3, updated_at_ms = ?4 "
+           "WHERE id = ?1 AND state IN ('queued', 'sent') AND deadline_ms > ?4 AND EXISTS "
+           "(SELECT 1 FROM links l WHERE l.agent_id = commands.agent_id AND l.manager_id = ?2 "
+           "AND l.epoch = ?3)");
+    s.Int(1, id).Text(2, manager_id).Int(3, epoch).Int(4, now_ms);
+    if (absl::Status done = RunToDone(s, "take command"); !done.ok()) {
+      return done;
+    }
+    if (sqlite3_changes(db_) == 0) {
+      return absl::OkStatus();
+    }
+    auto found = FindCommand(id);
+    if (!found.ok()) {
+      return found.status();
+    }
+    taken = std::move(*found);
+    return absl::OkStatus();
+  });
+  if (!st.ok()) {
+    return st;
+  }
+  return taken;
+}
+
+absl::StatusOr<std::vector<CommandRecord>> SqliteConnection::PendingCommands(
+    std::string_view agent_id, std::string_view manager_id, int64_t now_ms) {
+  const std::string sql = absl::StrCat(
+      kCommandColumns,
+      " WHERE state IN ('queued', 'sent') AND deadline_ms > ?3 AND (?1 = '' OR agent_id = ?1) "
+      "AND (?2 = '' OR agent_id IN (SELECT agent_id FROM links WHERE manager_id = ?2)) "
+      "ORDER BY id");
+  Stmt s(db_, sql.c_str());
+  s.Text(1, agent_id).Text(2, manager_id).Int(3, now_ms);
+  return ReadAll<CommandRecord>(s, "pending commands", ReadCommand);
+}
+
+absl::StatusOr<bool> SqliteConnection::FinishCommand(int64_t id, CommandState state,
+                                                     std::string_view outcome, int64_t now_ms) {
+  Stmt s(db_,
+         "UPDATE commands SET state = ?2, outcome = ?3, updated_at_ms = ?4 "
+         "WHERE id = ?1 AND state IN ('queued', 'sent')");
+  s.Int(1, id).Text(2, CommandStateName(state)).Text(3, outcome).Int(4, now_ms);
+  if (absl::Status st = RunToDone(s, "finish command"); !st.ok()) {
+    return st;
+  }
+  return sqlite3_changes(db_) > 0;
+}
+
+absl::StatusOr<uint64_t> SqliteConnection::ExpireCommands(int64_t now_ms) {
+  Stmt s(db_,
+         "UPDATE commands SET state = 'expired', updated_at_ms = ?1, outcome = CASE state WHEN "
+         "'sent' THEN 'sent, not acknowledged before the deadline' ELSE 'agent not linked "
+         "before the deadline' END WHERE state IN ('queued', 'sent') AND deadline_ms <= ?1");
+  s.Int(1, now_ms);
+  if (absl::Status st = RunToDone(s, "expire commands"); !st.ok()) {
+    return st;
+  }
+  return static_cast<uint64_t>(sqlite3_changes(db_));
 }
 
 absl::Status SqliteConnection::RecordActivation(const ActivationEntry& e) {

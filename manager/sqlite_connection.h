@@ -19,7 +19,7 @@ class SqliteConnection final : public StoreConnection {
   SqliteConnection(const SqliteConnection&) = delete;
   SqliteConnection& operator=(const SqliteConnection&) = delete;
 
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   std::string_view backend() const override { return "sqlite"; }
   int schema_version() override;
@@ -45,6 +45,22 @@ class SqliteConnection final : public StoreConnection {
   absl::StatusOr<bool> DeleteClaim(std::string_view serial) override;
   absl::StatusOr<std::vector<ClaimRecord>> ListClaims(std::string_view after,
                                                       size_t limit) override;
+
+  absl::StatusOr<int64_t> ClaimLink(std::string_view agent_id, std::string_view manager_id,
+                                    int64_t now_ms) override;
+  absl::Status ReleaseLink(std::string_view agent_id, std::string_view manager_id,
+                           int64_t epoch) override;
+  absl::StatusOr<std::optional<LinkClaim>> FindLink(std::string_view agent_id) override;
+  absl::StatusOr<int64_t> EnqueueCommand(const CommandRecord& command) override;
+  absl::StatusOr<std::optional<CommandRecord>> FindCommand(int64_t id) override;
+  absl::StatusOr<std::optional<CommandRecord>> TakeCommand(int64_t id, std::string_view manager_id,
+                                                           int64_t epoch, int64_t now_ms) override;
+  absl::StatusOr<std::vector<CommandRecord>> PendingCommands(std::string_view agent_id,
+                                                             std::string_view manager_id,
+                                                             int64_t now_ms) override;
+  absl::StatusOr<bool> FinishCommand(int64_t id, CommandState state, std::string_view outcome,
+                                     int64_t now_ms) override;
+  absl::StatusOr<uint64_t> ExpireCommands(int64_t now_ms) override;
 
   absl::Status RecordActivation(const ActivationEntry& entry) override;
   absl::StatusOr<std::vector<ActivationEntry>> ListActivations(int64_t after_id,

@@ -19,6 +19,32 @@ std::optional<AgentState> ParseAgentState(std::string_view name) {
   return std::nullopt;
 }
 
+std::string_view CommandStateName(CommandState s) {
+  switch (s) {
+    case CommandState::kQueued:
+      return "queued";
+    case CommandState::kSent:
+      return "sent";
+    case CommandState::kAcked:
+      return "acked";
+    case CommandState::kFailed:
+      return "failed";
+    case CommandState::kExpired:
+      return "expired";
+  }
+  return "failed";
+}
+
+std::optional<CommandState> ParseCommandState(std::string_view name) {
+  for (CommandState s : {CommandState::kQueued, CommandState::kSent, CommandState::kAcked,
+                         CommandState::kFailed, CommandState::kExpired}) {
+    if (CommandStateName(s) == name) {
+      return s;
+    }
+  }
+  return std::nullopt;
+}
+
 bool IsPostgresSpec(std::string_view spec) {
   return spec.starts_with("postgresql://") || spec.starts_with("postgres://") ||
          spec.find('=') != std::string_view::npos;

@@ -69,6 +69,37 @@ class StoreConnection {
   virtual absl::StatusOr<std::vector<ClaimRecord>> ListClaims(std::string_view after,
                                                               size_t limit) = 0;
 
+  // The link registry: `manager_id` now holds the agent's link; returns the new epoch (one
+  // above the agent's previous claim, whoever made it).
+  virtual absl::StatusOr<int64_t> ClaimLink(std::string_view agent_id, std::string_view manager_id,
+                                            int64_t now_ms) = 0;
+  // The link ended: its claim is dropped, unless a newer one replaced it.
+  virtual absl::Status ReleaseLink(std::string_view agent_id, std::string_view manager_id,
+                                   int64_t epoch) = 0;
+  virtual absl::StatusOr<std::optional<LinkClaim>> FindLink(std::string_view agent_id) = 0;
+
+  // Commands (PROTOCOL.md 10.6). Ids increase and are never reused: the agent ignores an id
+  // that is not above the last one it acted on.
+  virtual absl::StatusOr<int64_t> EnqueueCommand(const CommandRecord& command) = 0;
+  virtual absl::StatusOr<std::optional<CommandRecord>> FindCommand(int64_t id) = 0;
+  // In one transaction: if command `id` is still queued or sent and before its deadline, and the
+  // agent's link is held by `manager_id` at `epoch`, marks it sent by that manager and epoch and
+  // returns it; otherwise nullopt (another manager holds the link, or it is over).
+  virtual absl::StatusOr<std::optional<CommandRecord>> TakeCommand(int64_t id,
+                                                                   std::string_view manager_id,
+                                                                   int64_t epoch,
+                                                                   int64_t now_ms) = 0;
+  // Queued or sent commands before their deadline, oldest first: of one agent (empty
+  // `agent_id`: of every agent whose link `manager_id` holds).
+  virtual absl::StatusOr<std::vector<CommandRecord>> PendingCommands(std::string_view agent_id,
+                                                                     std::string_view manager_id,
+                                                                     int64_t now_ms) = 0;
+  // Ends a command that is not over yet (acked, failed); false if it already was.
+  virtual absl::StatusOr<bool> FinishCommand(int64_t id, CommandState state,
+                                             std::string_view outcome, int64_t now_ms) = 0;
+  // Every queued or sent command past its deadline becomes expired; returns how many.
+  virtual absl::StatusOr<uint64_t> ExpireCommands(int64_t now_ms) = 0;
+
   virtual absl::Status RecordActivation(const ActivationEntry& entry) = 0;
   // Oldest first, ids above `after_id`.
   virtual absl::StatusOr<std::vector<ActivationEntry>> ListActivations(int64_t after_id,

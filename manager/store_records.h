@@ -82,4 +82,36 @@ struct SeenUpdate {
   std::string status;
 };
 
+// An operator's command to one agent, as a row (PROTOCOL.md 10.6): whichever manager holds the
+// agent's link delivers it with the row's id, and the agent's ACK (or the deadline) ends it.
+enum class CommandState { kQueued, kSent, kAcked, kFailed, kExpired };
+std::string_view CommandStateName(CommandState s);
+std::optional<CommandState> ParseCommandState(std::string_view name);
+inline bool IsFinal(CommandState s) {
+  return s == CommandState::kAcked || s == CommandState::kFailed || s == CommandState::kExpired;
+}
+
+struct CommandRecord {
+  int64_t id = 0;  // assigned by the store, increasing; ignored on enqueue
+  std::string agent_id;
+  std::string kind;          // "switch", "deactivate", "restart"
+  std::string argument;      // switch: the Streamer URL
+  std::string requested_by;  // "admin", ...
+  int64_t created_at_ms = 0;
+  int64_t deadline_ms = 0;  // not acknowledged by then: expired
+  CommandState state = CommandState::kQueued;
+  std::string manager_id;  // the manager that sent it last
+  int64_t epoch = 0;       // of that manager's link when it sent it
+  std::string outcome;     // the agent's ACK text, or why it failed or expired
+  int64_t updated_at_ms = 0;
+};
+
+// Which manager holds an agent's link: the newest claim wins and bumps the epoch, so a manager
+// whose link was taken over (it was stopped, partitioned, or the agent moved) holds a stale epoch
+// and cannot act for the agent any more.
+struct LinkClaim {
+  std::string manager_id;
+  int64_t epoch = 0;
+};
+
 }  // namespace camtunnel::manager

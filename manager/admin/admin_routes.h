@@ -26,6 +26,7 @@ std::unique_ptr<http::Server> MakeAdminServer(ManagerServer& server);
 void AddHealthRoutes(http::Router& router, ManagerServer& server);    // /healthz
 void AddMetricsRoutes(http::Router& router, ManagerServer& server);   // /metrics
 void AddAgentRoutes(http::Router& router, ManagerServer& server);     // /api/v1/agents...
+void AddCommandRoutes(http::Router& router, ManagerServer& server);   // commands to agents
 void AddLookupRoutes(http::Router& router, ManagerServer& server);    // /api/v1/lookup/{id}
 void AddClaimRoutes(http::Router& router, ManagerServer& server);     // /api/v1/claims...
 void AddAuditRoutes(http::Router& router, ManagerServer& server);     // /api/v1/audit

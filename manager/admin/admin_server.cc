@@ -18,6 +18,7 @@ std::unique_ptr<http::Server> MakeAdminServer(ManagerServer& server) {
   AddHandoverRoutes(router, server);
   AddMetricsRoutes(router, server);
   AddAgentRoutes(router, server);
+  AddCommandRoutes(router, server);
   AddLookupRoutes(router, server);
   AddClaimRoutes(router, server);
   AddAuditRoutes(router, server);

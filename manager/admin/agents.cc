@@ -1,5 +1,5 @@
-// The activated agents: GET /api/v1/agents (paged, filtered, counted), GET /api/v1/agents/{id},
-// and the commands POST /api/v1/agents/{id}/deactivate|restart|move?streamer=URL.
+// The activated agents: GET /api/v1/agents (paged, filtered, counted) and GET
+// /api/v1/agents/{id}. Commands to them are commands.cc's.
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -134,98 +134,11 @@ void Show(http::Exchange& ex, ManagerServer& server) {
   });
 }
 
-// The state change and its audit entry, in one transaction.
-absl::Status DeactivateRecord(StoreConnection& c, const std::string& id, const AuditEntry& entry) {
-  return c.Transaction([&]() -> absl::Status {
-    if (absl::Status st = c.SetState(id, AgentState::kDeactivated); !st.ok()) {
-      return st;
-    }
-    return c.Audit(entry);
-  });
-}
-
-// Recorded first (the agent stays refused even if it is offline now), then sent.
-void Deactivate(http::Exchange& ex, ManagerServer& server, const AgentRecord& r) {
-  const std::string id = r.agent_id;
-  AuditEntry entry{.at_ms = ManagerServer::WallMs(),
-                   .actor = "admin",
-                   .action = "deactivate",
-                   .subject = id,
-                   .detail = server.FindLink(id) != nullptr ? "sent" : "offline"};
-  StoreJob<absl::Status>(
-      ex, server, id, [id, entry](StoreConnection& c) { return DeactivateRecord(c, id, entry); },
-      [&server, id, was_assigned = r.streamer_url](http::Exchange& e, absl::Status st) {
-        if (!st.ok()) {
-          AnswerStoreError(e, server, st);
-          return;
-        }
-        AgentLink* link = server.FindLink(id);
-        server.load().Moved(link != nullptr ? link->assigned_url() : was_assigned, {});
-        if (link != nullptr) {
-          link->SendDeactivate("deactivated by the operator");
-        }
-        // Its keys still verify at the Streamers until they expire: revoke them there now.
-        if (server.revocations() != nullptr) {
-          server.revocations()->Revoke(id);
-        }
-        e.Json(200, json{{"deactivated", true}, {"sent", link != nullptr}}.dump() + "\n");
-      });
-}
-
-void Audit(ManagerServer& server, const std::string& id, std::string_view action,
-           std::string detail = {}) {
-  server.store().Write("audit", id,
-                       [entry = AuditEntry{.at_ms = ManagerServer::WallMs(),
-                                           .actor = "admin",
-                                           .action = std::string(action),
-                                           .subject = id,
-                                           .detail = std::move(detail)}](StoreConnection& c) {
-                         return c.Audit(entry);
-                       });
-}
-
-// restart and move need a live link: 409 otherwise.
-void Command(http::Exchange& ex, ManagerServer& server) {
-  WithAgent(ex, server, [&server](http::Exchange& e, const AgentRecord& r) {
-    const std::string_view command = e.param("command");
-    if (command == "deactivate") {
-      Deactivate(e, server, r);
-      return;
-    }
-    AgentLink* link = server.FindLink(r.agent_id);
-    if (link == nullptr) {
-      e.Error(409, "agent not linked");
-      return;
-    }
-    if (command == "restart") {
-      Audit(server, r.agent_id, "restart");
-      link->SendRestart("restart requested by the operator");
-      e.Json(200, R"({"sent":true})");
-    } else if (command == "move") {
-      const std::optional<proto::QueryParams> query = proto::QueryParams::Parse(e.raw_query());
-      const std::string url =
-          query ? std::string(query->Get("streamer").value_or(std::string_view())) : std::string();
-      if (!server.pool().Find(url)) {
-        e.Error(400, "streamer= must name a configured Streamer URL");
-        return;
-      }
-      Audit(server, r.agent_id, "move", url);
-      link->SendAssign(url);
-      link->SendSwitch(url);
-      e.Json(200, R"({"sent":true})");
-    } else {
-      e.Error(404, "commands: deactivate, restart, move");
-    }
-  });
-}
-
 }  // namespace
 
 void AddAgentRoutes(http::Router& router, ManagerServer& server) {
   router.Add("GET", "/api/v1/agents", [&server](http::Exchange& ex) { List(ex, server); });
   router.Add("GET", "/api/v1/agents/{id}", [&server](http::Exchange& ex) { Show(ex, server); });
-  router.Add("POST", "/api/v1/agents/{id}/{command}",
-             [&server](http::Exchange& ex) { Command(ex, server); });
 }
 
 }  // namespace camtunnel::manager::admin

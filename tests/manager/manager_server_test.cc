@@ -22,6 +22,7 @@
 
 #include "manager/agent_link.h"
 #include "proto/encoding.h"
+#include "proto/manager_command.h"
 #include "proto/manager_link.h"
 #include "proto/upgrade.h"
 #include "tests/agent/tls_test_util.h"
@@ -235,7 +236,8 @@ class ManagerServerTest : public ::testing::Test {
 
   // Upgrade + manager proof check + HELLO with `hello_secret`'s proof.
   std::unique_ptr<TlsClient> Link(const std::string& id, const proto::AgentSecret& secret,
-                                  const proto::AgentSecret& hello_secret, std::string* head_out) {
+                                  const proto::AgentSecret& hello_secret, std::string* head_out,
+                                  uint32_t capabilities = 0) {
     auto c = std::make_unique<TlsClient>(server_->port());
     proto::Nonce nonce{};
     proto::RandomBytes(nonce);
@@ -259,6 +261,9 @@ class ManagerServerTest : public ::testing::Test {
     proto::FrameBuilder hello(proto::FrameType::kHello);
     hello.Add(proto::Tag::kProof, proto::ManagerAgentProof(hello_secret, in))
         .AddText(proto::Tag::kVersion, "test-agent/1");
+    if (capabilities != 0) {
+      hello.AddU32(proto::Tag::kCapabilities, capabilities);
+    }
     c->Write(hello.Finish());
     return c;
   }
@@ -533,6 +538,115 @@ TEST_F(FleetManagerTest, WelcomeListsTheManagersAndAFullManagerSaysBusy) {
   EXPECT_NE(head.find("503"), std::string::npos) << head;
   EXPECT_NE(head.find("Retry-After: 7"), std::string::npos) << head;
   EXPECT_EQ(OnShard([&] { return server_->counters().links_refused_busy; }), 1u);
+}
+
+// Commands as rows (PROTOCOL.md 10.6), with an agent that acknowledges them.
+class CommandTest : public ManagerServerTest {
+ protected:
+  void Configure(ManagerConfig& config) override { config.command_ttl_ms = 1500; }
+
+  // The next frame of `type` from the manager (skipping others).
+  std::optional<proto::Frame> ReadUntil(TlsClient& c, proto::FrameType type) {
+    for (int i = 0; i < 10; ++i) {
+      auto f = c.ReadFrame();
+      if (!f || f->type() == static_cast<uint8_t>(type)) {
+        return f;
+      }
+    }
+    return std::nullopt;
+  }
+  json Command(int64_t id) {
+    return json::parse(Body(AdminRequest("GET", "/api/v1/commands/" + std::to_string(id))), nullptr,
+                       false)["command"];
+  }
+  // Re-reads the row until `state` (a hang guard, not a timing assertion).
+  bool WaitState(int64_t id, const std::string& state) {
+    for (int i = 0; i < 500; ++i) {
+      if (Command(id)["state"] == state) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+};
+
+TEST_F(CommandTest, RestartIsDeliveredWithItsIdAndTheCallerGetsTheAcknowledgement) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head, proto::kCapCommandAck);
+  ASSERT_TRUE(ReadUntil(*c, proto::FrameType::kAssign));
+  // The caller waits for the outcome: answered once the agent's ACK is in.
+  auto answer = std::async(std::launch::async, [&] {
+    return AdminRequest("POST", "/api/v1/agents/sn-1/restart?wait_ms=20000");
+  });
+  auto restart = ReadUntil(*c, proto::FrameType::kRestart);
+  ASSERT_TRUE(restart);
+  const uint64_t id = proto::CommandIdOf(*restart);
+  ASSERT_NE(id, 0u);
+  // An ACK for an id this link was never sent is ignored.
+  c->Write(proto::BuildAck(id + 100, "done").Finish());
+  c->Write(proto::BuildAck(id, "done").Finish());
+  const std::string r = answer.get();
+  EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
+  json body = json::parse(Body(r), nullptr, false);
+  EXPECT_EQ(body["command"]["id"], id);
+  EXPECT_EQ(body["command"]["state"], "acked");
+  EXPECT_EQ(body["command"]["outcome"], "done");
+  EXPECT_EQ(body["linked"], true);
+  EXPECT_EQ(AdminRequest("GET", "/api/v1/commands/99999").find("404") != std::string::npos, true);
+}
+
+TEST_F(CommandTest, ACommandForAnOfflineAgentWaitsForItsLinkOrExpires) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  Activate("sn-2");
+  // sn-1 is offline: 202 at once, queued.
+  std::string r = AdminRequest("POST", "/api/v1/agents/sn-1/restart");
+  EXPECT_NE(r.find("202"), std::string::npos) << r;
+  json body = json::parse(Body(r), nullptr, false);
+  EXPECT_EQ(body["linked"], false);
+  EXPECT_EQ(body["command"]["state"], "queued");
+  const int64_t queued = body["command"]["id"];
+  // sn-2 never links: its command expires with a clear failure.
+  json never =
+      json::parse(Body(AdminRequest("POST", "/api/v1/agents/sn-2/restart")), nullptr, false);
+  const int64_t expires = never["command"]["id"];
+  // sn-1 links: the queued RESTART reaches it.
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head, proto::kCapCommandAck);
+  auto restart = ReadUntil(*c, proto::FrameType::kRestart);
+  ASSERT_TRUE(restart);
+  EXPECT_EQ(proto::CommandIdOf(*restart), static_cast<uint64_t>(queued));
+  c->Write(proto::BuildAck(queued, "done").Finish());
+  EXPECT_TRUE(WaitState(queued, "acked"));
+  ASSERT_TRUE(WaitState(expires, "expired"));
+  EXPECT_EQ(Command(expires)["outcome"], "agent not linked before the deadline");
+  const std::string m = AdminRequest("GET", "/metrics");
+  EXPECT_NE(m.find("camtunnel_manager_command_outcomes_total{outcome=\"expired\"} 1"),
+            std::string::npos)
+      << m;
+}
+
+// The link ends after RESTART was written but before its ACK: the row stays open and the next
+// link of the agent gets the same id again (the agent acknowledges it as a duplicate).
+TEST_F(CommandTest, AnUnacknowledgedCommandIsDeliveredAgainOnTheNextLink) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head, proto::kCapCommandAck);
+  ASSERT_TRUE(ReadUntil(*c, proto::FrameType::kAssign));
+  json body = json::parse(Body(AdminRequest("POST", "/api/v1/agents/sn-1/restart?wait_ms=0")),
+                          nullptr, false);
+  const int64_t id = body["command"]["id"];
+  auto first = ReadUntil(*c, proto::FrameType::kRestart);
+  ASSERT_TRUE(first);
+  c.reset();  // gone without an ACK
+  auto c2 = Link("sn-1", secret, secret, &head, proto::kCapCommandAck);
+  auto again = ReadUntil(*c2, proto::FrameType::kRestart);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(proto::CommandIdOf(*again), static_cast<uint64_t>(id));
+  c2->Write(proto::BuildAck(id, "duplicate").Finish());
+  EXPECT_TRUE(WaitState(id, "acked"));
+  EXPECT_EQ(Command(id)["outcome"], "duplicate");
 }
 
 class ShortKeysTest : public ManagerServerTest {

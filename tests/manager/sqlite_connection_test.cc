@@ -119,7 +119,7 @@ TEST(SqliteConnection, UpgradesAVersionOneFileKeepingItsAgents) {
   }
   auto store = SqliteConnection::Open(path);
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->schema_version(), 2);
+  EXPECT_EQ((*store)->schema_version(), SqliteConnection::kSchemaVersion);
   auto found = (*store)->FindAgent("cam-1");
   ASSERT_TRUE(found.ok() && found->has_value());
   EXPECT_EQ((*found)->located_url, "");
