@@ -1,10 +1,12 @@
 // Who a simulated agent is: its canonical id, key reference and derived key K (PROTOCOL.md
-// section 2). Data connections copy what they need from it.
+// section 2), and in managed mode the gateway its manager assigned. Data connections read what
+// they need from it.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
+#include "agentsim/url_endpoint.h"
 #include "proto/crypto.h"
 #include "proto/identifiers.h"
 
@@ -16,6 +18,9 @@ struct AgentIdentity {
   proto::KeyRef key_ref;
   proto::Digest key{};
   uint32_t tag = 0;  // AgentTag(id), carried in every RTP packet of its camera
+  // Managed mode: the gateway of ASSIGN (or SWITCH) that key and key_ref are for. Null: the
+  // gateway of --gateway_agent.
+  const UrlEndpoint* gateway = nullptr;
 };
 
 }  // namespace camtunnel::agentsim

@@ -13,8 +13,8 @@ void DataTunnel::Start(SimContext& ctx, const AgentIdentity& agent, proto::Tunne
   auto* t = new DataTunnel(ctx, agent, tunnel, service, open_nonce);
   ctx.shard.timers().Arm(t->deadline_, ctx.shard.now_ms(), kUpgradeTimeoutMs);
   Dial(
-      ctx.shard, ctx.options.gateway_agent, ctx.Source(agent.index), ctx.tls_ctx,
-      ctx.options.server_name, kUpgradeTimeoutMs, t,
+      ctx.shard, ctx.GatewayAddress(agent), ctx.Source(agent.index), ctx.GatewayTls(agent),
+      ctx.GatewayServerName(agent), kUpgradeTimeoutMs, t,
       [t](runtime::Stream* s, int error) { t->OnDialed(s, error); },
       ctx.tls_sessions ? ctx.tls_sessions->Find(agent.index) : nullptr);
 }
@@ -68,9 +68,8 @@ void DataTunnel::OnStreamReady(runtime::Stream& stream) {
                                  open_nonce_,
                                  stream.tls() ? proto::Transport::kTls : proto::Transport::kPlain,
                                  exporter_view};
-  stream.Write(proto::BuildDataRequest(
-      ctx_.options.server_name.empty() ? ctx_.options.gateway_agent_text : ctx_.options.server_name,
-      agent_.id, agent_.key_ref, tunnel_, proto::DataProof(agent_.key, in)));
+  stream.Write(proto::BuildDataRequest(ctx_.GatewayHost(agent_), agent_.id, agent_.key_ref, tunnel_,
+                                       proto::DataProof(agent_.key, in)));
 }
 
 void DataTunnel::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) {

@@ -10,7 +10,8 @@ namespace {
 constexpr uint64_t kPumpMs = 10;
 }  // namespace
 
-Fleet::Fleet(SimContext& ctx, const StreamerKey& key, uint64_t expiry_s) : ctx_(ctx) {
+Fleet::Fleet(SimContext& ctx, const StreamerKey* key, uint64_t expiry_s)
+    : ctx_(ctx), managed_(key == nullptr) {
   const Options& o = ctx.options;
   agents_.reserve(o.agents);
   up_.reserve(o.agents);
@@ -18,9 +19,11 @@ Fleet::Fleet(SimContext& ctx, const StreamerKey& key, uint64_t expiry_s) : ctx_(
     AgentIdentity id;
     id.index = o.agent_index_base + i;
     id.id = o.agent_prefix + std::to_string(id.index);
-    id.key_ref = proto::KeyRef{key.key_id, expiry_s};
-    // What the manager would hand each agent: K derived from the streamer key.
-    id.key = proto::DeriveAgentKey(key.key, id.id, id.key_ref);
+    if (key != nullptr) {
+      id.key_ref = proto::KeyRef{key->key_id, expiry_s};
+      // What the manager would hand each agent: K derived from the streamer key.
+      id.key = proto::DeriveAgentKey(key->key, id.id, id.key_ref);
+    }
     id.tag = AgentTag(id.id);
     agents_.push_back(std::make_unique<SimAgent>(ctx, *this, std::move(id)));
   }
@@ -30,8 +33,10 @@ Fleet::Fleet(SimContext& ctx, const StreamerKey& key, uint64_t expiry_s) : ctx_(
 Fleet::~Fleet() = default;
 
 void Fleet::Start() {
-  for (auto& a : agents_) {
-    waiting_.push_back(a.get());
+  if (!managed_) {
+    for (auto& a : agents_) {
+      waiting_.push_back(a.get());
+    }
   }
   tokens_ms_ = ctx_.shard.now_ms();
   Pump();

@@ -1,5 +1,6 @@
 // All simulated agents of the process: creates them (ids <prefix><n>, each with its own K
-// derived from the streamer key), paces their connection attempts (at most
+// derived from the streamer key, or in managed mode with none until its manager assigns one),
+// paces their connection attempts (at most
 // --connect_concurrency handshakes in flight, at most --connect_rate new ones per second: the
 // simulator must not be the bottleneck it measures), and keeps the set of agents that are up,
 // for picking cameras to load and agents to churn. It also times recoveries: from the moment
@@ -21,11 +22,16 @@ namespace camtunnel::agentsim {
 
 class Fleet final : public AgentObserver {
  public:
-  // `expiry_s`: the agents' key expiry (Unix seconds).
-  Fleet(SimContext& ctx, const StreamerKey& key, uint64_t expiry_s);
+  // `expiry_s`: the agents' key expiry (Unix seconds). `key` null: managed mode (each agent's
+  // gateway and key come from its manager, managed_fleet.h).
+  Fleet(SimContext& ctx, const StreamerKey* key, uint64_t expiry_s);
   ~Fleet();
 
+  // Starts every agent's connection (not in managed mode: Connect() then comes from ASSIGN).
   void Start();
+  // Queues `agent` for a connection attempt under the fleet's pacing.
+  void Enqueue(SimAgent& agent) { OnReconnectDue(agent); }
+  SimAgent& agent(size_t i) { return *agents_[i]; }
   void Stop();
 
   size_t size() const { return agents_.size(); }
@@ -56,6 +62,7 @@ class Fleet final : public AgentObserver {
   void Pump();
 
   SimContext& ctx_;
+  bool managed_;
   std::vector<std::unique_ptr<SimAgent>> agents_;
   std::vector<SimAgent*> up_;
   std::deque<SimAgent*> waiting_;  // agents due to connect, in order

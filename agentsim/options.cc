@@ -46,6 +46,16 @@ ABSL_FLAG(double, connect_timeout, 60, "S: longest wait for all agents to come u
 ABSL_FLAG(uint32_t, backoff_max_ms, 5000, "MS: reconnect backoff cap");
 ABSL_FLAG(bool, reconnect_window, true,
           "Reconnect within WELCOME's window after a lost session; --noreconnect_window: at once");
+// Managed mode.
+ABSL_FLAG(std::string, manager_url, "",
+          "URL: managed mode: agents activate here (https://host[:port]), link to the manager "
+          "the answer names and connect to the gateways it assigns");
+ABSL_FLAG(std::string, factory_master_file, "",
+          "FILE: managed mode: the factory master key (64 hex); each agent's factory secret is "
+          "derived from it and the agent's serial (its id)");
+ABSL_FLAG(std::string, operator, "", "ID: managed mode: the operator id agents activate with");
+ABSL_FLAG(std::string, manager_ca_file, "",
+          "FILE: managed mode: CA certificates to verify the manager with (empty: --ca)");
 // The media server's side.
 ABSL_FLAG(std::string, frontend, "",
           "ADDR: the gateway's media-server frontend, host:port (required for media load)");
@@ -177,23 +187,57 @@ absl::Status InRange(const char* name, const absl::Flag<T>& flag, double lo, dou
   return absl::OkStatus();
 }
 
+// Managed mode's own flags: the activation URL must be https (the request carries the factory
+// secret, the answer the agent secret), the operator is required, the master key readable.
+template <typename Has>
+absl::Status ManagedOptionsFromFlags(const Has& has, Options& o) {
+  if (!o.manager_url.starts_with("https://")) {
+    return Bad("manager_url", "'" + o.manager_url + "': activation is https://host[:port] only");
+  }
+  if (has("gateway_agent") || has("streamer_keys")) {
+    return absl::InvalidArgumentError(
+        "--manager_url excludes --gateway_agent and --streamer_keys: the manager assigns "
+        "gateways and keys");
+  }
+  o.factory_master_file = absl::GetFlag(FLAGS_factory_master_file);
+  if (o.factory_master_file.empty()) {
+    return absl::InvalidArgumentError("--manager_url needs --factory_master_file FILE");
+  }
+  o.operator_id = absl::GetFlag(FLAGS_operator);
+  if (o.operator_id.empty()) {
+    return absl::InvalidArgumentError("--manager_url needs --operator ID");
+  }
+  o.manager_ca_file = absl::GetFlag(FLAGS_manager_ca_file);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Options> OptionsFromFlags(Scenario scenario, const std::set<std::string>& given) {
   auto has = [&](const char* name) { return given.count(name) != 0; };
   Options o;
   o.scenario = scenario;
-  if (!has("gateway_agent")) {
-    return absl::InvalidArgumentError("--gateway_agent is required");
+  o.manager_url = absl::GetFlag(FLAGS_manager_url);
+  if (has("manager_url") && o.manager_url.empty()) {
+    return Bad("manager_url", "empty");
   }
-  o.gateway_agent_text = absl::GetFlag(FLAGS_gateway_agent);
-  if (auto a = ParseConnectAddress(o.gateway_agent_text); a.ok()) {
-    o.gateway_agent = *a;
+  if (o.managed()) {
+    if (absl::Status s = ManagedOptionsFromFlags(has, o); !s.ok()) {
+      return s;
+    }
   } else {
-    return Bad("gateway_agent", std::string(a.status().message()));
+    if (!has("gateway_agent")) {
+      return absl::InvalidArgumentError("--gateway_agent is required");
+    }
+    o.gateway_agent_text = absl::GetFlag(FLAGS_gateway_agent);
+    if (auto a = ParseConnectAddress(o.gateway_agent_text); a.ok()) {
+      o.gateway_agent = *a;
+    } else {
+      return Bad("gateway_agent", std::string(a.status().message()));
+    }
+    if (!has("streamer_keys")) {
+      return absl::InvalidArgumentError("--streamer_keys is required");
+    }
+    o.streamer_keys_file = absl::GetFlag(FLAGS_streamer_keys);
   }
-  if (!has("streamer_keys")) {
-    return absl::InvalidArgumentError("--streamer_keys is required");
-  }
-  o.streamer_keys_file = absl::GetFlag(FLAGS_streamer_keys);
   if (has("tls") && has("plain")) {
     return absl::InvalidArgumentError("--tls and --plain exclude each other");
   }
@@ -303,7 +347,20 @@ absl::StatusOr<Options> OptionsFromFlags(Scenario scenario, const std::set<std::
     return Bad("storm_trigger", "'" + trigger + "': want self or gateway");
   }
 
-  if (o.tls && o.ca_file.empty() && !o.insecure) {
+  if (o.managed()) {
+    // The gateways' transport is their URL's (ASSIGN); https ones need --ca or --insecure.
+    o.tls = !o.ca_file.empty() || o.insecure;
+    if (o.manager_ca_file.empty()) {
+      o.manager_ca_file = o.ca_file;
+    }
+    if (o.manager_ca_file.empty() && !o.insecure) {
+      return absl::InvalidArgumentError(
+          "--manager_url needs --manager_ca_file FILE (or --ca FILE, or --insecure)");
+    }
+    if (o.processes > 1) {
+      return Bad("processes", "managed mode (--manager_url) runs in one process");
+    }
+  } else if (o.tls && o.ca_file.empty() && !o.insecure) {
     return absl::InvalidArgumentError("--tls needs --ca FILE or --insecure");
   }
   if (!o.key_id.empty() && !proto::IsValidKeyId(o.key_id)) {
@@ -420,6 +477,8 @@ std::string UsageMessage() {
          "load, against a gateway (agentsim/README.md).\n"
          "usage: camtunnel-agentsim SCENARIO --gateway_agent ADDR --streamer_keys FILE "
          "[flags]\n"
+         "       camtunnel-agentsim SCENARIO --manager_url URL --factory_master_file FILE "
+         "--operator ID [flags]   (managed mode)\n"
          "scenarios:\n"
          "  steady     N agents, M concurrent streams at bitrate B for the duration\n"
          "  churn      steady, while agents drop their control connection at --churn_rate\n"

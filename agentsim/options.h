@@ -52,6 +52,15 @@ struct Options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   uint32_t backoff_max_ms = 5000;
   bool honour_reconnect_window = true;  // wait rand[0, window) after losing a session
 
+  // Managed mode (on when manager_url is given): each agent activates at the manager, links to
+  // it and takes its gateway, key and key reference from ASSIGN, as a managed camtunnel-agent
+  // does; --gateway_agent and --streamer_keys are not used then.
+  std::string manager_url;  // the activation server, https://host[:port]
+  std::string factory_master_file;
+  std::string operator_id;
+  std::string manager_ca_file;  // empty: --ca
+  bool managed() const { return !manager_url.empty(); }
+
   // The media server's side.
   sockaddr_storage frontend{};
   std::string frontend_text;

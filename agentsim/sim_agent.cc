@@ -71,8 +71,15 @@ SimAgent::SimAgent(SimContext& ctx, AgentObserver& observer, AgentIdentity ident
   });
 }
 
+void SimAgent::SetGateway(const UrlEndpoint& gateway, const proto::KeyRef& key_ref,
+                          const proto::Digest& key) {
+  identity_.gateway = &gateway;
+  identity_.key_ref = key_ref;
+  identity_.key = key;
+}
+
 proto::Transport SimAgent::transport() const {
-  return ctx_.tls_ctx != nullptr ? proto::Transport::kTls : proto::Transport::kPlain;
+  return ctx_.GatewayTls(identity_) != nullptr ? proto::Transport::kTls : proto::Transport::kPlain;
 }
 
 void SimAgent::Connect() {
@@ -88,8 +95,8 @@ void SimAgent::Connect() {
   ++ctx_.stats.agents.connect_attempts;
   ctx_.shard.timers().Arm(timer_, now, kHandshakeTimeoutMs);
   Dial(
-      ctx_.shard, ctx_.options.gateway_agent, ctx_.Source(identity_.index), ctx_.tls_ctx,
-      ctx_.options.server_name, kHandshakeTimeoutMs, this,
+      ctx_.shard, ctx_.GatewayAddress(identity_), ctx_.Source(identity_.index),
+      ctx_.GatewayTls(identity_), ctx_.GatewayServerName(identity_), kHandshakeTimeoutMs, this,
       [this](runtime::Stream* s, int error) { OnDialed(s, error); },
       ctx_.tls_sessions ? ctx_.tls_sessions->Find(identity_.index) : nullptr);
 }
@@ -118,9 +125,8 @@ void SimAgent::OnStreamReady(runtime::Stream& stream) {
   }
   proto::RandomBytes(agent_nonce_);
   head_.clear();
-  stream.Write(proto::BuildControlRequest(
-      ctx_.options.server_name.empty() ? ctx_.options.gateway_agent_text : ctx_.options.server_name,
-      identity_.id, identity_.key_ref, agent_nonce_));
+  stream.Write(proto::BuildControlRequest(ctx_.GatewayHost(identity_), identity_.id,
+                                          identity_.key_ref, agent_nonce_));
 }
 
 void SimAgent::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> bytes) {
@@ -278,6 +284,9 @@ void SimAgent::OnLinkEstablished(const proto::LinkWelcome& welcome) {
   attempt_open_ = false;
   observer_.OnAttemptEnded(*this);
   observer_.OnAgentUp(*this);
+  if (session_listener_) {
+    session_listener_(true);
+  }
 }
 
 void SimAgent::OnOpen(const proto::Frame& frame) {
@@ -387,6 +396,9 @@ void SimAgent::Ended(int error) {
   ctx_.shard.timers().Cancel(timer_);
   if (was_up) {
     observer_.OnAgentDown(*this);
+    if (session_listener_) {
+      session_listener_(false);
+    }
   }
   if (attempt_open_) {
     attempt_open_ = false;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -58,8 +59,19 @@ class SimAgent final : public runtime::StreamHandler, private proto::ControlLink
   // End of the run: close, never reconnect.
   void Stop();
 
+  // Managed mode: the gateway, key and key reference of ASSIGN or SWITCH. They serve the next
+  // connection; a session that is up goes on with the ones it was opened with.
+  void SetGateway(const UrlEndpoint& gateway, const proto::KeyRef& key_ref,
+                  const proto::Digest& key);
+  // Told true when a session is established and false when an established session ends (the
+  // managed agent reports both to its manager).
+  void set_session_listener(std::function<void(bool up)> listener) {
+    session_listener_ = std::move(listener);
+  }
+
   bool up() const { return state_ == State::kUp; }
   bool idle() const { return state_ == State::kIdle; }
+  bool stopped() const { return stopped_; }
   const AgentIdentity& identity() const { return identity_; }
 
   // Position in the fleet's list of agents that are up (owned by the fleet).
@@ -121,6 +133,7 @@ class SimAgent final : public runtime::StreamHandler, private proto::ControlLink
 
   runtime::Timer timer_;  // handshake deadline, then heartbeats
   runtime::Timer reconnect_timer_;
+  std::function<void(bool up)> session_listener_;
 };
 
 }  // namespace camtunnel::agentsim

@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 
+#include "agentsim/agent_identity.h"
 #include "agentsim/options.h"
 #include "agentsim/sim_stats.h"
 #include "agentsim/snapshot_image.h"
@@ -22,13 +23,35 @@ namespace camtunnel::agentsim {
 struct SimContext {
   const Options& options;
   runtime::Shard& shard;
-  SSL_CTX* tls_ctx = nullptr;  // null in plain mode
+  SSL_CTX* tls_ctx = nullptr;  // null in plain mode (managed mode: null without --ca)
   SimStats& stats;
   const SnapshotImage& snapshot;
   TlsSessions* tls_sessions = nullptr;  // null in plain mode and with --notls_resume
   std::mt19937_64 rng{std::random_device{}()};
   // Set when the run ends: nothing reconnects or starts any more.
   bool stopping = false;
+  // Managed mode: the manager's client context, and the URLs agents were given.
+  SSL_CTX* manager_tls_ctx = nullptr;
+  UrlEndpoints* endpoints = nullptr;
+
+  // Where agent `a` connects to its gateway (control and data connections): its assigned
+  // gateway in managed mode, --gateway_agent otherwise.
+  const sockaddr_storage& GatewayAddress(const AgentIdentity& a) const {
+    return a.gateway != nullptr ? a.gateway->address : options.gateway_agent;
+  }
+  SSL_CTX* GatewayTls(const AgentIdentity& a) const {
+    return a.gateway != nullptr && !a.gateway->tls ? nullptr : tls_ctx;
+  }
+  const std::string& GatewayServerName(const AgentIdentity& a) const {
+    return a.gateway != nullptr ? a.gateway->server_name : options.server_name;
+  }
+  // The upgrade's Host header.
+  const std::string& GatewayHost(const AgentIdentity& a) const {
+    if (a.gateway != nullptr) {
+      return a.gateway->host;
+    }
+    return options.server_name.empty() ? options.gateway_agent_text : options.server_name;
+  }
 
   // The source address for connection `index` (agents spread over --sources), if any.
   std::optional<sockaddr_storage> Source(uint64_t index) const {

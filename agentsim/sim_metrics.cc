@@ -50,7 +50,8 @@ prometheus::MetricFamily Seconds(const std::string& name, const std::string& hel
 
 }  // namespace
 
-std::string RenderMetrics(const SimStats& s, const Fleet& fleet, const IntegrityCounts& live) {
+std::string RenderMetrics(const SimStats& s, const Fleet& fleet, const IntegrityCounts& live,
+                          bool managed) {
   const IntegrityCounts& ic = s.media.integrity;
   std::vector<prometheus::MetricFamily> f;
   f.push_back(One("camtunnel_agentsim_agents", "Simulated agents", MetricType::Gauge,
@@ -115,6 +116,34 @@ std::string RenderMetrics(const SimStats& s, const Fleet& fleet, const Integrity
       .Counter({{"kind", "ping_answered"}}, static_cast<double>(s.agents.pings_answered))
       .Counter({{"kind", "status_sent"}}, static_cast<double>(s.agents.status_sent));
   f.push_back(heartbeats.Take());
+  if (managed) {
+    const ManagedStats& m = s.managed;
+    f.push_back(ByLabel("camtunnel_agentsim_activations_total",
+                        "Activation requests by answer or failure (managed mode)", "result",
+                        m.activations));
+    f.push_back(One("camtunnel_agentsim_manager_links_up",
+                    "Agents with an established manager link (managed mode)", MetricType::Gauge,
+                    static_cast<double>(m.links_up)));
+    f.push_back(One("camtunnel_agentsim_manager_links_established_total",
+                    "Manager links that reached WELCOME (managed mode)", MetricType::Counter,
+                    static_cast<double>(m.links_established)));
+    f.push_back(One("camtunnel_agentsim_manager_relinks_total",
+                    "Manager links established again after an established one was lost",
+                    MetricType::Counter, static_cast<double>(m.relinks)));
+    f.push_back(ByLabel("camtunnel_agentsim_manager_link_failures_total",
+                        "Manager link attempts or links that ended badly, by reason", "reason",
+                        m.link_failures));
+    FamilyBuilder commands("camtunnel_agentsim_manager_frames_total",
+                           "Frames from the manager the agents acted on, by type",
+                           MetricType::Counter);
+    commands.Counter({{"type", "assign"}}, static_cast<double>(m.assigns))
+        .Counter({{"type", "switch"}}, static_cast<double>(m.switches))
+        .Counter({{"type", "restart"}}, static_cast<double>(m.restarts))
+        .Counter({{"type", "deactivate"}}, static_cast<double>(m.deactivations));
+    f.push_back(commands.Take());
+    f.push_back(Seconds("camtunnel_agentsim_manager_relink_seconds",
+                        "From the loss of a manager link to the next WELCOME", m.relink_us));
+  }
   f.push_back(One("camtunnel_agentsim_camera_sent_bytes_total",
                   "Bytes the simulated cameras wrote into tunnels", MetricType::Counter,
                   static_cast<double>(s.cameras.bytes_sent)));

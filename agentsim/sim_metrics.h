@@ -10,6 +10,8 @@
 namespace camtunnel::agentsim {
 
 // `live`: what sessions still in progress have found so far (LoadDriver::LiveIntegrity).
-std::string RenderMetrics(const SimStats& stats, const Fleet& fleet, const IntegrityCounts& live);
+// `managed`: with the managed mode's families (activations, manager links).
+std::string RenderMetrics(const SimStats& stats, const Fleet& fleet, const IntegrityCounts& live,
+                          bool managed = false);
 
 }  // namespace camtunnel::agentsim

@@ -42,6 +42,55 @@ nlohmann::json ProcJson(const ProcSampler& p, bool series) {
   return j;
 }
 
+nlohmann::json ManagedJson(const ReportInput& in) {
+  const ManagedStats& m = in.stats.managed;
+  auto ms = [](uint64_t us) { return static_cast<double>(us) / 1000.0; };
+  uint64_t activated = 0;
+  for (const char* k : {"activated", "reactivated"}) {
+    if (auto it = m.activations.find(k); it != m.activations.end()) {
+      activated += it->second;
+    }
+  }
+  // Achieved rate: successful activations over the span from the first request to the last
+  // success (the whole fleet's activation phase).
+  const double span_s =
+      m.last_activation_ms > m.first_activation_request_ms
+          ? static_cast<double>(m.last_activation_ms - m.first_activation_request_ms) / 1000.0
+          : 0.0;
+  nlohmann::json all_linked = nullptr;
+  if (in.managed_all_linked_ms != 0) {
+    all_linked = static_cast<double>(in.managed_all_linked_ms - in.managed_start_ms) / 1000.0;
+  }
+  return {{"manager_url", in.options.manager_url},
+          {"operator", in.options.operator_id},
+          {"activations",
+           {{"requests", m.activation_requests},
+            {"by_result", Counts(m.activations)},
+            {"succeeded", activated},
+            {"per_s", span_s > 0 ? static_cast<double>(activated) / span_s : 0.0},
+            {"latency", LatencyJson(m.activation_us)}}},
+          {"manager_links",
+           {{"attempts", m.link_attempts},
+            {"established", m.links_established},
+            {"up_at_end_of_load", in.manager_links_at_end_of_load},
+            {"time_to_link_all_s", all_linked},
+            {"failures", Counts(m.link_failures)},
+            {"pings_sent", m.pings_sent},
+            {"pongs_received", m.pongs_received},
+            {"pings_answered", m.pings_answered},
+            {"status_sent", m.status_sent}}},
+          {"relinks",
+           {{"count", m.relinks},
+            {"p50_ms", ms(m.relink_us.Percentile(0.50))},
+            {"p95_ms", ms(m.relink_us.Percentile(0.95))},
+            {"max_ms", ms(m.relink_us.max())}}},
+          {"assigns", m.assigns},
+          {"assign_errors", Counts(m.assign_errors)},
+          {"switches", m.switches},
+          {"restarts", m.restarts},
+          {"deactivations", m.deactivations}};
+}
+
 }  // namespace
 
 nlohmann::json LatencyJson(const LatencyHistogram& h) {
@@ -138,12 +187,19 @@ nlohmann::json BuildReport(const ReportInput& in) {
     proc["gateway"] = ProcJson(*in.gateway, true);
   }
   r["process"] = std::move(proc);
+  if (o.managed()) {
+    r["managed"] = ManagedJson(in);
+  }
   r["scenario_detail"] = in.scenario;
   // Raw histograms, so reports of several processes merge exactly (report_merge.h).
   r["histograms"] = {{"connect_us", a.connect_us.ToJson()},
                      {"open_us", m.open_us.ToJson()},
                      {"first_open_us", m.first_open_us.ToJson()},
                      {"later_open_us", m.later_open_us.ToJson()}};
+  if (o.managed()) {
+    r["histograms"]["activation_us"] = s.managed.activation_us.ToJson();
+    r["histograms"]["relink_us"] = s.managed.relink_us.ToJson();
+  }
   r["result"] = m.integrity.errors() == 0 ? "pass" : "integrity_errors";
   return r;
 }
@@ -211,6 +267,27 @@ std::string HumanSummary(const nlohmann::json& r, const std::string& scenario_su
         absl::StrFormat("  gateway     cpu %.1f%% mean, %.1f%% max, rss %.1f MiB max\n",
                         p["cpu_percent_mean"].get<double>(), p["cpu_percent_max"].get<double>(),
                         p["rss_bytes_max"].get<double>() / 1048576.0));
+  }
+  if (r.contains("managed")) {
+    const auto& m = r["managed"];
+    const auto& links = m["manager_links"];
+    const auto& relinks = m["relinks"];
+    absl::StrAppend(
+        &out,
+        absl::StrFormat("  activation  %d ok of %d requests, %.1f/s %s\n",
+                        m["activations"]["succeeded"].get<uint64_t>(),
+                        m["activations"]["requests"].get<uint64_t>(),
+                        m["activations"]["per_s"].get<double>(),
+                        m["activations"]["by_result"].dump()),
+        absl::StrFormat("  manager     %d links up at the end of load, all linked in %s; %d "
+                        "assigns, %d relinks (p50 %.0f ms, p95 %.0f ms, max %.0f ms)\n",
+                        links["up_at_end_of_load"].get<uint64_t>(),
+                        links["time_to_link_all_s"].is_null()
+                            ? std::string("(never)")
+                            : absl::StrFormat("%.2f s", links["time_to_link_all_s"].get<double>()),
+                        m["assigns"].get<uint64_t>(), relinks["count"].get<uint64_t>(),
+                        relinks["p50_ms"].get<double>(), relinks["p95_ms"].get<double>(),
+                        relinks["max_ms"].get<double>()));
   }
   if (!scenario_summary.empty()) {
     absl::StrAppend(&out, "  ", scenario_summary, "\n");

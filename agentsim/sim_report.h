@@ -26,6 +26,11 @@ struct ReportInput {
   std::string scenario_summary;
   const ProcSampler* self = nullptr;
   const ProcSampler* gateway = nullptr;  // --gateway_pid
+  // Managed mode: when the fleet started, when every agent had first linked to its manager (0:
+  // never), and how many links were up when the load phase ended.
+  uint64_t managed_start_ms = 0;
+  uint64_t managed_all_linked_ms = 0;
+  size_t manager_links_at_end_of_load = 0;
 };
 
 nlohmann::json BuildReport(const ReportInput& in);

@@ -12,6 +12,7 @@
 #include "agentsim/fleet.h"
 #include "agentsim/live_status.h"
 #include "agentsim/load_driver.h"
+#include "agentsim/managed_fleet.h"
 #include "agentsim/metrics_server.h"
 #include "agentsim/proc_sampler.h"
 #include "agentsim/progress_line.h"
@@ -101,12 +102,36 @@ bool Interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
 void RequestInterrupt() { g_interrupted.store(true, std::memory_order_relaxed); }
 
 int RunSimulation(const Options& o) {
-  auto key = LoadStreamerKey(o.streamer_keys_file, o.key_id);
-  if (!key.ok()) {
-    runtime::LogEvent(
-        runtime::LogLevel::kError, "config_error",
-        {runtime::Kv("option", "--streamer_keys"), runtime::Kv("error", key.status().message())});
-    return 2;
+  std::optional<StreamerKey> key;
+  std::vector<uint8_t> factory_master;
+  UrlEndpoints endpoints;
+  const UrlEndpoint* activation = nullptr;
+  runtime::SslCtxPtr manager_tls;
+  if (o.managed()) {
+    auto master = LoadFactoryMaster(o.factory_master_file);
+    auto url = endpoints.Find(o.manager_url);
+    auto ctx = runtime::CreateClientContext(o.manager_ca_file, o.insecure);
+    for (const auto& [option, status] :
+         {std::pair{"--factory_master_file", master.status()},
+          std::pair{"--manager_url", url.status()}, std::pair{"--manager_ca_file", ctx.status()}}) {
+      if (!status.ok()) {
+        runtime::LogEvent(runtime::LogLevel::kError, "config_error",
+                          {runtime::Kv("option", option), runtime::Kv("error", status.message())});
+        return 2;
+      }
+    }
+    factory_master = std::move(*master);
+    activation = *url;
+    manager_tls = std::move(*ctx);
+  } else {
+    auto loaded = LoadStreamerKey(o.streamer_keys_file, o.key_id);
+    if (!loaded.ok()) {
+      runtime::LogEvent(runtime::LogLevel::kError, "config_error",
+                        {runtime::Kv("option", "--streamer_keys"),
+                         runtime::Kv("error", loaded.status().message())});
+      return 2;
+    }
+    key = std::move(*loaded);
   }
   runtime::SslCtxPtr tls;
   if (o.tls) {
@@ -137,8 +162,14 @@ int RunSimulation(const Options& o) {
   if (o.tls && o.tls_resume) {
     ctx.tls_sessions = &tls_sessions;
   }
+  ctx.manager_tls_ctx = manager_tls.get();
+  ctx.endpoints = &endpoints;
   const uint64_t expiry = runtime::WallMs() / 1000 + kKeyValidityS;
-  auto fleet = std::make_unique<Fleet>(ctx, *key, expiry);
+  auto fleet = std::make_unique<Fleet>(ctx, key ? &*key : nullptr, expiry);
+  std::unique_ptr<ManagedFleet> managed;
+  if (o.managed()) {
+    managed = std::make_unique<ManagedFleet>(ctx, *fleet, *activation, factory_master);
+  }
   LoadDriver driver(ctx, *fleet);
   std::unique_ptr<ScenarioPolicy> policy = MakePolicy(o);
   ScenarioEnv env{ctx, *fleet, driver, 0};
@@ -146,7 +177,7 @@ int RunSimulation(const Options& o) {
   std::unique_ptr<MetricsServer> metrics;
   if (!o.metrics_listen.empty()) {
     auto m = MetricsServer::Open(shard, o.metrics_listen, [&] {
-      return RenderMetrics(stats, *fleet, driver.LiveIntegrity());
+      return RenderMetrics(stats, *fleet, driver.LiveIntegrity(), o.managed());
     });
     if (!m.ok()) {
       runtime::LogEvent(
@@ -171,6 +202,9 @@ int RunSimulation(const Options& o) {
   const double cpu_before_connect = ProcessCpuSeconds(getpid()).value_or(0);
   const uint64_t t0 = runtime::MonotonicMs();
   fleet->Start();
+  if (managed) {
+    managed->Start();  // each agent's gateway connection starts at its first ASSIGN
+  }
   shard.RunUntil([&] { return fleet->complete() || Interrupted(); },
                  static_cast<uint64_t>(o.connect_timeout_s * 1000));
   std::optional<double> connect_all_s;
@@ -203,6 +237,7 @@ int RunSimulation(const Options& o) {
   shard.timers().Cancel(policy_tick);
   const double load_s = static_cast<double>(shard.now_ms() - load_start) / 1000.0;
   const size_t up_at_end = fleet->up();
+  const size_t links_at_end = managed ? managed->linked() : 0;
   std::printf("agentsim: load-done %.3f s\n", load_s);
   std::fflush(stdout);
 
@@ -210,13 +245,20 @@ int RunSimulation(const Options& o) {
   driver.Stop();
   shard.RunUntil([&] { return driver.live() == 0; }, kStopGraceMs);
   ctx.stopping = true;
+  if (managed) {
+    managed->Stop();
+  }
   fleet->Stop();
   shard.RunUntil([&] { return shard.live_streams() == 0; }, kShutdownMs);
   progress.Finish();
-  const ReportInput in{
-      o,         stats,         *fleet,        connect_all_s,       load_s,
-      up_at_end, connect_cpu_s, Interrupted(), policy->Report(env), policy->Summary(env),
-      &self,     gateway.get()};
+  ReportInput in{o,         stats,         *fleet,        connect_all_s,       load_s,
+                 up_at_end, connect_cpu_s, Interrupted(), policy->Report(env), policy->Summary(env),
+                 &self,     gateway.get()};
+  if (managed) {
+    in.managed_start_ms = managed->start_ms();
+    in.managed_all_linked_ms = managed->all_linked_ms();
+    in.manager_links_at_end_of_load = links_at_end;
+  }
   const nlohmann::json report = BuildReport(in);
   shard.Shutdown(kShutdownMs);
 

@@ -67,8 +67,35 @@ struct MediaStats {
   uint64_t opens_failed() const;
 };
 
+// Managed mode (PROTOCOL.md section 10): activation, the manager links and what came down them.
+struct ManagedStats {
+  uint64_t activation_requests = 0;
+  // Answers and failed requests by result: "activated", "reactivated", "status_429",
+  // "status_409", "status_503", "connect_refused", "closed", "timeout", "unusable_answer"...
+  ResultCounts activations;
+  LatencyHistogram activation_us;  // request to a 200 answer
+  uint64_t first_activation_request_ms = 0;
+  uint64_t last_activation_ms = 0;  // the last 200 answer
+  uint64_t link_attempts = 0;
+  uint64_t links_established = 0;  // WELCOMEs
+  uint64_t links_up = 0;
+  ResultCounts link_failures;  // attempts and links that ended badly, by reason ("busy", ...)
+  uint64_t relinks = 0;        // links established after an established link was lost
+  LatencyHistogram relink_us;  // from the loss to the next WELCOME
+  uint64_t assigns = 0;
+  ResultCounts assign_errors;  // ASSIGNs (or SWITCHes) that named nothing usable
+  uint64_t switches = 0;
+  uint64_t restarts = 0;
+  uint64_t deactivations = 0;
+  uint64_t status_sent = 0;
+  uint64_t pings_sent = 0;
+  uint64_t pongs_received = 0;
+  uint64_t pings_answered = 0;
+};
+
 struct SimStats {
   AgentStats agents;
+  ManagedStats managed;
   CameraStats cameras;
   MediaStats media;
 };

@@ -4,7 +4,8 @@ expected counts and zero integrity errors; proof that each failure detector fire
 misbehave on purpose, a relay that corrupts bytes); ffprobe playing a simulated camera.
 
 Run one case: agentsim_e2e_test.py SteadyTest.test_...; all: agentsim_e2e_test.py.
-Binaries: $CAMTUNNEL_GATEWAY / $CAMTUNNEL_AGENTSIM (set by ctest), else the usual build dirs.
+Binaries: $CAMTUNNEL_GATEWAY / $CAMTUNNEL_AGENTSIM / $CAMTUNNEL_MANAGER (set by ctest), else the
+usual build dirs. ManagedTest runs agentsim's managed mode against a real camtunnel-manager.
 Everything binds 127.0.0.x port 0 (except the restart test, which must reuse its ports), and
 every process is stopped by PID.
 """
@@ -16,6 +17,7 @@ import pty
 import re
 import resource
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from support import (Processes, ffprobe_frames, find_binary, free_port,  # noqa:
 
 GATEWAY = os.environ.get("CAMTUNNEL_GATEWAY") or find_binary("camtunnel-gateway", "gateway")
 AGENTSIM = os.environ.get("CAMTUNNEL_AGENTSIM") or find_binary("camtunnel-agentsim", "agentsim")
+MANAGER = os.environ.get("CAMTUNNEL_MANAGER") or find_binary("camtunnel-manager", "manager")
 SOURCES = "127.0.0.2-127.0.0.9"
 # No case here is about the gateway's handshake deadline (5 s by default, from accept to HELLO):
 # on a busy machine hundreds of agents connecting at once can outlast it, and their attempts
@@ -571,6 +574,106 @@ class RestartTest(SimTestCase):
         self.assertLessEqual(sessions.get("interrupted", 0), 3, sessions)
         self.assertGreaterEqual(sessions.get("completed", 0), 3 + 3, sessions)
         self.assertIntact(r)
+
+
+class ManagedTest(SimTestCase):
+    """Managed mode (PROTOCOL.md section 10) against a real manager and a real gateway: every
+    simulated agent activates, links to the manager, follows ASSIGN to the gateway; after the
+    manager is killed (-9) and started again on the same store and port, every agent relinks
+    while its gateway connection stays up."""
+
+    AGENTS = 200
+    OPERATOR = "acme"
+
+    def start_manager(self, port, db, streamers, master, cert):
+        argv = [MANAGER, "--listen=127.0.0.1:%d" % port, "--admin_listen=127.0.0.1:0",
+                "--cert=%s" % cert[0], "--key=%s" % cert[1], "--store=%s" % db,
+                "--factory_master_file=%s" % master, "--operators=%s" % self.OPERATOR,
+                "--streamers=%s" % streamers, "--manager_url=https://127.0.0.1:%d" % port,
+                "--heartbeat_ms=1000", "--health_interval_ms=500",
+                "--handshake_timeout_ms=%d" % HANDSHAKE_TIMEOUT_MS,
+                # Every activation of the fleet is let through (8 sources, 25 agents each).
+                "--activation_burst=1000"]
+        p = self.procs.start("manager", argv)
+        m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 15)
+        return p, int(m.group(2))
+
+    def get_json(self, port, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return json.load(r)
+
+    def metric(self, port, name):
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                      timeout=5).read().decode()
+        m = re.search(r"^%s(?:\{\})? (\S+)$" % re.escape(name), text, re.M)
+        return int(float(m.group(1))) if m else None
+
+    def test_fleet_activates_links_follows_assign_and_relinks_after_a_manager_kill(self):
+        if not MANAGER:
+            self.skipTest("camtunnel-manager not built")
+        n = self.AGENTS
+        gw = self.gateway()
+        streamers = os.path.join(self.tmp, "streamers.txt")
+        with open(streamers, "w") as f:
+            f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                    % (gw.tls, os.path.join(self.tmp, "keys"), gw.admin))
+        master = os.path.join(self.tmp, "factory_master")
+        with open(master, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        mgr_cert = make_dev_cert(self.tmp, name="manager")
+        db = os.path.join(self.tmp, "manager.db")
+        port = free_port()
+        mgr, mgr_admin = self.start_manager(port, db, streamers, master, mgr_cert)
+        sim = self.procs.start("agentsim", [
+            AGENTSIM, "steady", "--manager_url", "https://127.0.0.1:%d" % port,
+            "--manager_ca_file", mgr_cert[0], "--ca", os.path.join(self.tmp, "dev.crt"),
+            "--factory_master_file", master, "--operator", self.OPERATOR,
+            "--agents", n, "--agent_prefix", "msim-", "--sources", SOURCES,
+            "--connect_concurrency", 64, "--connect_timeout", 90, "--duration", 150,
+            "--backoff_max_ms", 2000, "--metrics_listen", "127.0.0.1:0",
+            "--json_out", os.path.join(self.tmp, "report.json")])
+        sim_port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
+        # Up on the gateway means activated, linked and assigned.
+        sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 100)
+        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+        wait_until(lambda: self.get_json(
+            mgr_admin, "/api/v1/agents?online=1&limit=1")["total"] == n, 30,
+            what="every agent online at the manager")
+        self.assertEqual(self.metric(mgr_admin, "camtunnel_manager_links"), n)
+        self.assertEqual(self.metric(sim_port, "camtunnel_agentsim_manager_links_up"), n)
+
+        # The manager dies without a word; a new one takes over its store and port.
+        mgr.signal(signal.SIGKILL)
+        mgr.wait(10)
+        wait_until(lambda: self.metric(sim_port, "camtunnel_agentsim_manager_links_up") == 0,
+                   30, what="agentsim to see its manager links drop")
+        mgr, mgr_admin = self.start_manager(port, db, streamers, master, mgr_cert)
+        wait_until(lambda: self.metric(sim_port, "camtunnel_agentsim_manager_relinks_total") == n,
+                   60, what="every agent relinked")
+        wait_until(lambda: self.metric(mgr_admin, "camtunnel_manager_links") == n, 30,
+                   what="the new manager to hold every link")
+        self.assertEqual(self.get_json(mgr_admin, "/api/v1/agents?online=1&limit=1")["total"], n)
+        # The gateway connections never depended on the manager.
+        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+
+        sim.signal(signal.SIGINT)
+        self.assertEqual(sim.wait(60), 0, sim.stderr_tail())
+        with open(os.path.join(self.tmp, "report.json")) as f:
+            r = json.load(f)
+        m = r["managed"]
+        self.assertEqual(m["activations"]["by_result"].get("activated"), n, m["activations"])
+        self.assertEqual(m["activations"]["succeeded"], n)
+        self.assertGreater(m["activations"]["per_s"], 0)
+        links = m["manager_links"]
+        self.assertEqual(links["up_at_end_of_load"], n, links)
+        self.assertGreaterEqual(links["established"], 2 * n, links)
+        self.assertIsNotNone(links["time_to_link_all_s"])
+        self.assertEqual(m["relinks"]["count"], n, m["relinks"])
+        self.assertGreaterEqual(m["assigns"], 2 * n)  # one per link
+        self.assertEqual(m["assign_errors"], {})
+        self.assertEqual((m["switches"], m["restarts"], m["deactivations"]), (0, 0, 0))
+        a = r["agents"]
+        self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]), (n, 0, n), a)
 
 
 def worker_reports(tmp, n):

@@ -139,5 +139,60 @@ TEST(OptionsTest, ProcessesSplitTheFleetAndLaterFlagsOverrideEarlierOnes) {
   EXPECT_FALSE(FlagTakesValue("no-such-flag"));
 }
 
+TEST(OptionsTest, ManagedModeTakesTheManagerInsteadOfAGateway) {
+  const std::vector<std::string> managed = {"steady",
+                                            "--manager_url",
+                                            "https://127.0.0.1:7443",
+                                            "--factory_master_file",
+                                            "master",
+                                            "--operator",
+                                            "acme",
+                                            "--ca",
+                                            "gw.crt"};
+  auto o = Parse(managed);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->managed());
+  EXPECT_EQ(o->operator_id, "acme");
+  EXPECT_EQ(o->manager_ca_file, "gw.crt");  // --ca serves the manager too unless told
+  EXPECT_TRUE(o->tls);                      // https gateways can be verified
+  std::vector<std::string> own_ca = managed;
+  own_ca.insert(own_ca.end(), {"--manager_ca_file", "mgr.crt"});
+  o = Parse(own_ca);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->manager_ca_file, "mgr.crt");
+  EXPECT_FALSE(Parse(With("steady", {})).value().managed());
+
+  auto without = [&](const std::string& flag) {
+    std::vector<std::string> a;
+    for (size_t i = 0; i < managed.size(); ++i) {
+      if (managed[i] == flag) {
+        ++i;
+      } else {
+        a.push_back(managed[i]);
+      }
+    }
+    return a;
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {without("--factory_master_file"), "--factory_master_file"},
+      {without("--operator"), "--operator"},
+      {without("--ca"), "--manager_ca_file"},
+      {{"steady", "--manager_url", "http://127.0.0.1:7443", "--factory_master_file", "m",
+        "--operator", "acme", "--ca", "c"},
+       "https"},
+      {{"steady", "--manager_url", "https://127.0.0.1:7443", "--factory_master_file", "m",
+        "--operator", "acme", "--ca", "c", "--streamer_keys", "k"},
+       "--streamer_keys"},
+      {{"steady", "--manager_url", "https://127.0.0.1:7443", "--factory_master_file", "m",
+        "--operator", "acme", "--ca", "c", "--processes", "2", "--agents", "10"},
+       "--processes"},
+  };
+  for (const auto& [args, mention] : bad) {
+    auto r = Parse(args);
+    ASSERT_FALSE(r.ok()) << args[2];
+    EXPECT_NE(r.status().message().find(mention), std::string::npos) << r.status();
+  }
+}
+
 }  // namespace
 }  // namespace camtunnel::agentsim

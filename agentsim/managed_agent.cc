@@ -1,0 +1,246 @@
+#include "agentsim/managed_agent.h"
+
+#include <algorithm>
+
+#include "proto/activation_message.h"
+
+namespace camtunnel::agentsim {
+
+ManagedSimAgent::ManagedSimAgent(SimContext& ctx, ManagedAgentObserver& observer,
+                                 SimAgent& gateway_agent, const UrlEndpoint& activation,
+                                 const proto::Digest& factory_secret)
+    : ctx_(ctx),
+      observer_(observer),
+      gateway_agent_(gateway_agent),
+      activation_(activation),
+      factory_secret_(factory_secret),
+      link_(ctx, *this) {
+  retry_timer_.set_callback([this] {
+    if (stopped_ || ctx_.stopping) {
+      return;
+    }
+    if (retry_activation_) {
+      Activate(retry_reactivation_);
+    } else {
+      ConnectManager();
+    }
+  });
+  gateway_agent_.set_session_listener([this](bool up) { OnGatewaySession(up); });
+}
+
+void ManagedSimAgent::Start() { Activate(false); }
+
+void ManagedSimAgent::Stop() {
+  stopped_ = true;
+  ctx_.shard.timers().Cancel(retry_timer_);
+  link_.Close();
+}
+
+uint64_t ManagedSimAgent::NextBackoffMs() {
+  const uint64_t cap = std::min<uint64_t>(ctx_.options.backoff_max_ms,
+                                          kBackoffBaseMs << std::min<uint32_t>(failures_, 16));
+  failures_ = std::min<uint32_t>(failures_ + 1, 20);
+  return ctx_.Random(cap) + 1;
+}
+
+void ManagedSimAgent::RetryIn(uint64_t delay_ms, bool activation, bool reactivation) {
+  if (stopped_ || ctx_.stopping) {
+    return;
+  }
+  retry_activation_ = activation;
+  retry_reactivation_ = reactivation;
+  ctx_.shard.timers().Arm(retry_timer_, ctx_.shard.now_ms(), std::max<uint64_t>(delay_ms, 1));
+}
+
+void ManagedSimAgent::Activate(bool reactivation) {
+  std::optional<proto::Digest> proof;
+  if (reactivation && secret_) {
+    proof = proto::ReactivationProof(*secret_, id());
+  }
+  const std::string body = proto::BuildActivationBody(
+      id(), factory_secret_, ctx_.options.operator_id, proof ? &*proof : nullptr);
+  ManagedStats& s = ctx_.stats.managed;
+  const uint64_t now = ctx_.shard.now_ms();
+  ++s.activation_requests;
+  if (s.first_activation_request_ms == 0) {
+    s.first_activation_request_ms = now;
+  }
+  ActivationExchange::Start(ctx_, activation_, gateway_agent_.identity().index, body,
+                            kActivationTimeoutMs,
+                            [this, reactivation, now](const ActivationAnswer& answer) {
+                              OnActivationAnswer(reactivation, now, answer);
+                            });
+}
+
+void ManagedSimAgent::OnActivationAnswer(bool reactivation, uint64_t started_ms,
+                                         const ActivationAnswer& answer) {
+  if (first_activation_pending_) {
+    first_activation_pending_ = false;
+    observer_.OnFirstActivationEnded();
+  }
+  if (stopped_) {
+    return;
+  }
+  ManagedStats& s = ctx_.stats.managed;
+  if (answer.status == 0) {
+    ++s.activations[answer.failure];
+    RetryIn(NextBackoffMs(), true, reactivation);
+    return;
+  }
+  if (answer.status != 200) {
+    ++s.activations["status_" + std::to_string(answer.status)];
+    if (answer.status == 409 && secret_ && !reactivation) {
+      // Already active, and we hold its secret: ask again with the proof.
+      RetryIn(ctx_.Random(kBackoffBaseMs) + 1, true, true);
+      return;
+    }
+    if (answer.status == 401 || answer.status == 403 || answer.status == 409) {
+      failures_ = 20;  // will not heal soon: back off at the cap
+    }
+    // The server's Retry-After is a floor; the jitter spreads the fleet beyond it.
+    uint64_t delay = NextBackoffMs();
+    if (answer.retry_after_ms > 0) {
+      delay += static_cast<uint64_t>(answer.retry_after_ms);
+    }
+    RetryIn(delay, true, reactivation);
+    return;
+  }
+  std::string error;
+  auto parsed = proto::ParseActivationResult(answer.body, &error);
+  if (!parsed || parsed->agent_id != id() || (!reactivation && !parsed->agent_secret)) {
+    ++s.activations["unusable_answer"];
+    RetryIn(NextBackoffMs(), true, reactivation && secret_);
+    return;
+  }
+  if (parsed->agent_secret) {
+    secret_ = *parsed->agent_secret;  // kept before the rest of the answer is judged
+  }
+  const uint64_t now = ctx_.shard.now_ms();
+  ++s.activations[reactivation ? "reactivated" : "activated"];
+  s.activation_us.Record((now - started_ms) * 1000);
+  s.last_activation_ms = now;
+  if (parsed->manager_url.empty()) {
+    ++s.link_failures["no_manager_url"];
+    RetryIn(NextBackoffMs(), true, true);
+    return;
+  }
+  auto endpoint = ctx_.endpoints->Find(parsed->manager_url);
+  if (!endpoint.ok()) {
+    ++s.link_failures["bad_manager_url"];
+    RetryIn(NextBackoffMs(), true, true);
+    return;
+  }
+  manager_ = *endpoint;
+  failures_ = 0;
+  ConnectManager();
+}
+
+void ManagedSimAgent::ConnectManager() {
+  if (stopped_ || deactivated_ || manager_ == nullptr || !secret_ || ctx_.stopping) {
+    return;
+  }
+  link_.Connect(*manager_, gateway_agent_.identity().index, id(), *secret_);
+}
+
+void ManagedSimAgent::OnManagerLinkUp() {
+  failures_ = 0;
+  ManagedStats& s = ctx_.stats.managed;
+  if (link_lost_ms_ != 0) {
+    ++s.relinks;
+    s.relink_us.Record((ctx_.shard.now_ms() - link_lost_ms_) * 1000);
+    link_lost_ms_ = 0;
+  }
+  if (!ever_linked_) {
+    ever_linked_ = true;
+    observer_.OnFirstLink();
+  }
+  if (gateway_agent_.up()) {
+    link_.SendStatus("streamer=" + current_url_ + " state=connected");
+  }
+}
+
+void ManagedSimAgent::OnAssign(std::vector<proto::AssignedStreamer> streamers) {
+  ++ctx_.stats.managed.assigns;
+  assigned_ = std::move(streamers);
+  // Stay where we are when the list still names it (with its fresh key); else the first.
+  auto it =
+      std::find_if(assigned_.begin(), assigned_.end(),
+                   [this](const proto::AssignedStreamer& s) { return s.url == current_url_; });
+  UseStreamer(it != assigned_.end() ? *it : assigned_.front());
+  if (gateway_agent_.up()) {
+    link_.SendStatus("streamer=" + current_url_ + " state=connected");
+  }
+}
+
+void ManagedSimAgent::OnSwitch(std::string_view url) {
+  ++ctx_.stats.managed.switches;
+  auto it = std::find_if(assigned_.begin(), assigned_.end(),
+                         [url](const proto::AssignedStreamer& s) { return s.url == url; });
+  if (it == assigned_.end()) {
+    ++ctx_.stats.managed.assign_errors["switch_not_assigned"];
+    return;
+  }
+  UseStreamer(*it);
+}
+
+void ManagedSimAgent::UseStreamer(const proto::AssignedStreamer& streamer) {
+  auto endpoint = ctx_.endpoints->Find(streamer.url);
+  if (!endpoint.ok()) {
+    ++ctx_.stats.managed.assign_errors["bad_url"];
+    return;
+  }
+  if ((*endpoint)->tls && ctx_.tls_ctx == nullptr) {
+    ++ctx_.stats.managed.assign_errors["https_without_ca"];
+    return;
+  }
+  const bool moved = streamer.url != current_url_;
+  current_url_ = streamer.url;
+  gateway_agent_.SetGateway(**endpoint, streamer.key_ref, streamer.agent_key);
+  if (gateway_agent_.stopped()) {
+    return;
+  }
+  if (gateway_agent_.idle()) {
+    observer_.ConnectGateway(gateway_agent_);
+  } else if (moved) {
+    gateway_agent_.Drop(0);  // reconnects at once, to the new Streamer
+  }
+}
+
+void ManagedSimAgent::OnGatewaySession(bool up) {
+  link_.SendStatus("streamer=" + current_url_ + (up ? " state=connected" : " state=lost"));
+}
+
+void ManagedSimAgent::OnManagerLinkEnded(const ManagerLinkEnd& end) {
+  if (stopped_ || deactivated_) {
+    return;
+  }
+  ManagedStats& s = ctx_.stats.managed;
+  switch (end.command) {
+    case ManagerLinkEnd::Command::kDeactivate:
+      ++s.deactivations;
+      deactivated_ = true;
+      gateway_agent_.Stop();
+      return;
+    case ManagerLinkEnd::Command::kRestart:
+      // A real agent re-executes: both links go and come back at once.
+      ++s.restarts;
+      gateway_agent_.Drop(0);
+      ConnectManager();
+      return;
+    case ManagerLinkEnd::Command::kNone:
+      break;
+  }
+  if (end.established && link_lost_ms_ == 0) {
+    link_lost_ms_ = ctx_.shard.now_ms();
+  }
+  if (end.refused) {
+    failures_ = 20;  // the manager does not know this secret: not soon
+  }
+  uint64_t delay = NextBackoffMs();
+  if (end.retry_after_ms > 0) {
+    delay += static_cast<uint64_t>(end.retry_after_ms);
+  }
+  RetryIn(delay, false, false);
+}
+
+}  // namespace camtunnel::agentsim
