@@ -608,22 +608,28 @@ class ManagedTest(SimTestCase):
         m = re.search(r"^%s(?:\{\})? (\S+)$" % re.escape(name), text, re.M)
         return int(float(m.group(1))) if m else None
 
-    def test_fleet_activates_links_follows_assign_and_relinks_after_a_manager_kill(self):
+    def setUp(self):
+        super().setUp()
         if not MANAGER:
             self.skipTest("camtunnel-manager not built")
-        n = self.AGENTS
-        gw = self.gateway()
+
+    def start_fleet(self, n, gateways):
+        """A manager whose Streamers are `gateways`, and agentsim's managed fleet of n agents
+        against it. Returns (manager proc, its admin port, agentsim proc, its metrics port,
+        the manager's restart arguments)."""
         streamers = os.path.join(self.tmp, "streamers.txt")
         with open(streamers, "w") as f:
-            f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
-                    % (gw.tls, os.path.join(self.tmp, "keys"), gw.admin))
+            for gw in gateways:
+                f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                        % (gw.tls, os.path.join(self.tmp, "keys"), gw.admin))
         master = os.path.join(self.tmp, "factory_master")
         with open(master, "w") as f:
             f.write(os.urandom(32).hex() + "\n")
         mgr_cert = make_dev_cert(self.tmp, name="manager")
         db = os.path.join(self.tmp, "manager.db")
         port = free_port()
-        mgr, mgr_admin = self.start_manager(port, db, streamers, master, mgr_cert)
+        restart = (port, db, streamers, master, mgr_cert)
+        mgr, mgr_admin = self.start_manager(*restart)
         sim = self.procs.start("agentsim", [
             AGENTSIM, "steady", "--manager_url", "https://127.0.0.1:%d" % port,
             "--manager_ca_file", mgr_cert[0], "--ca", os.path.join(self.tmp, "dev.crt"),
@@ -633,6 +639,19 @@ class ManagedTest(SimTestCase):
             "--backoff_max_ms", 2000, "--metrics_listen", "127.0.0.1:0",
             "--json_out", os.path.join(self.tmp, "report.json")])
         sim_port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
+        return mgr, mgr_admin, sim, sim_port, restart
+
+    def stop_sim(self, sim):
+        """Ends the load phase (SIGINT) and returns the report."""
+        sim.signal(signal.SIGINT)
+        self.assertEqual(sim.wait(60), 0, sim.stderr_tail())
+        with open(os.path.join(self.tmp, "report.json")) as f:
+            return json.load(f)
+
+    def test_fleet_activates_links_follows_assign_and_relinks_after_a_manager_kill(self):
+        n = self.AGENTS
+        gw = self.gateway()
+        mgr, mgr_admin, sim, sim_port, restart = self.start_fleet(n, [gw])
         # Up on the gateway means activated, linked and assigned.
         sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 100)
         self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
@@ -647,7 +666,7 @@ class ManagedTest(SimTestCase):
         mgr.wait(10)
         wait_until(lambda: self.metric(sim_port, "camtunnel_agentsim_manager_links_up") == 0,
                    30, what="agentsim to see its manager links drop")
-        mgr, mgr_admin = self.start_manager(port, db, streamers, master, mgr_cert)
+        mgr, mgr_admin = self.start_manager(*restart)
         wait_until(lambda: self.metric(sim_port, "camtunnel_agentsim_manager_relinks_total") == n,
                    60, what="every agent relinked")
         wait_until(lambda: self.metric(mgr_admin, "camtunnel_manager_links") == n, 30,
@@ -656,10 +675,7 @@ class ManagedTest(SimTestCase):
         # The gateway connections never depended on the manager.
         self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
 
-        sim.signal(signal.SIGINT)
-        self.assertEqual(sim.wait(60), 0, sim.stderr_tail())
-        with open(os.path.join(self.tmp, "report.json")) as f:
-            r = json.load(f)
+        r = self.stop_sim(sim)
         m = r["managed"]
         self.assertEqual(m["activations"]["by_result"].get("activated"), n, m["activations"])
         self.assertEqual(m["activations"]["succeeded"], n)
@@ -674,6 +690,58 @@ class ManagedTest(SimTestCase):
         self.assertEqual((m["switches"], m["restarts"], m["deactivations"]), (0, 0, 0))
         a = r["agents"]
         self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]), (n, 0, n), a)
+
+    def test_switch_restart_and_deactivate_from_the_manager(self):
+        """The manager's commands reach the simulated agents: move (ASSIGN + SWITCH) takes one
+        to the other gateway, restart drops and re-establishes both of another's links,
+        deactivate stops a third."""
+        n = 6
+        gws = [self.gateway(), self.gateway()]
+        mgr, mgr_admin, sim, sim_port, _ = self.start_fleet(n, gws)
+        sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 60)
+        totals = lambda: [self.get_json(g.admin, "/api/v1/agents?limit=1")["total"] for g in gws]
+        self.assertEqual(sum(totals()), n)
+
+        def post(agent, command):
+            req = urllib.request.Request("http://127.0.0.1:%d/api/v1/agents/%s/%s"
+                                         % (mgr_admin, agent, command), method="POST", data=b"")
+            with urllib.request.urlopen(req, timeout=5) as r:
+                self.assertEqual(r.status, 200)
+
+        def frames(kind):
+            text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % sim_port,
+                                          timeout=5).read().decode()
+            m = re.search(r'^camtunnel_agentsim_manager_frames_total\{type="%s"\} (\S+)$'
+                          % kind, text, re.M)
+            return int(float(m.group(1)))
+
+        # move: to the gateway msim-0 is not on.
+        where = self.get_json(mgr_admin, "/api/v1/agents/msim-0")["streamer"]
+        other = [g for g in gws if "https://127.0.0.1:%d" % g.tls != where][0]
+        before = totals()
+        post("msim-0", "move?streamer=https://127.0.0.1:%d" % other.tls)
+        wait_until(lambda: frames("switch") == 1, 20, what="SWITCH at agentsim")
+        wait_until(lambda: self.get_json(other.admin, "/api/v1/agents?limit=1")["total"]
+                   == before[gws.index(other)] + 1, 20, what="msim-0 on the other gateway")
+        # restart: both links come back.
+        post("msim-1", "restart")
+        wait_until(lambda: frames("restart") == 1, 20, what="RESTART at agentsim")
+        wait_until(lambda: self.metric(sim_port, "camtunnel_agentsim_manager_links_up") == n
+                   and self.metric(sim_port, "camtunnel_agentsim_agents_up") == n, 20,
+                   what="msim-1 back on both links")
+        # deactivate: the agent stops for good.
+        post("msim-2", "deactivate")
+        wait_until(lambda: frames("deactivate") == 1, 20, what="DEACTIVATE at agentsim")
+        wait_until(lambda: sum(totals()) == n - 1, 20, what="msim-2 gone from its gateway")
+        self.assertEqual(self.metric(sim_port, "camtunnel_agentsim_manager_links_up"), n - 1)
+
+        r = self.stop_sim(sim)
+        m = r["managed"]
+        self.assertEqual((m["switches"], m["restarts"], m["deactivations"]), (1, 1, 1), m)
+        self.assertEqual(m["assign_errors"], {})
+        a = r["agents"]
+        # msim-0 reconnected to its new gateway, msim-1 after its restart.
+        self.assertEqual((a["sessions"], a["reconnects"]), (n + 2, 2), a)
 
 
 def worker_reports(tmp, n):
