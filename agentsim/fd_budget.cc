@@ -18,7 +18,9 @@ uint64_t Share(uint64_t total, uint32_t processes) { return (total + processes -
 
 uint64_t FdsNeeded(const Options& o, uint32_t processes) {
   const bool snapshots = o.snapshot_rate > 0 || o.scenario == Scenario::kOpenRate;
-  return Share(o.agents, processes) + 2 * Share(o.streams, processes) +
+  // A managed agent holds its manager link beside its gateway connection.
+  const uint64_t per_agent = o.managed() ? 2 : 1;
+  return per_agent * Share(o.agents, processes) + 2 * Share(o.streams, processes) +
          (snapshots ? 2 * uint64_t{o.snapshot_concurrency} : 0) + kReservedFds;
 }
 
@@ -37,8 +39,11 @@ absl::Status CheckFdBudget(const Options& o) {
   if (need <= limit) {
     return absl::OkStatus();
   }
-  std::string fix = "no number of processes fits: lower --snapshot_concurrency or raise the limit";
-  for (uint32_t n = o.processes + 1; n <= std::min(o.agents, kMaxProcesses); ++n) {
+  std::string fix = o.managed()
+                        ? "managed mode runs in one process: lower --agents or raise the limit"
+                        : "no number of processes fits: lower --snapshot_concurrency or raise the "
+                          "limit";
+  for (uint32_t n = o.processes + 1; !o.managed() && n <= std::min(o.agents, kMaxProcesses); ++n) {
     if (FdsNeeded(o, n) <= limit) {
       fix = absl::StrCat("use --processes ", n, " (or raise the limit)");
       break;

@@ -1,6 +1,7 @@
-// Up-front check that a run fits the process's file-descriptor limit: one socket per agent, two
-// per RTSP stream (data connection + frontend connection), two per snapshot in flight, and a
-// reserve for the ring, the metrics listener and stdio. Beyond the limit a run would fail
+// Up-front check that a run fits the process's file-descriptor limit: one socket per agent (two
+// in managed mode: its manager link too), two per RTSP stream (data connection + frontend
+// connection), two per snapshot in flight, and a reserve for the ring, the metrics listener and
+// stdio. Beyond the limit a run would fail
 // half-way with EMFILE; here it is one clear message, with how many --processes would fit.
 #pragma once
 
