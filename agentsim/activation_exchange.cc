@@ -23,6 +23,15 @@ std::string DialFailure(int error) {
 
 }  // namespace
 
+int64_t RetryAfterMs(const proto::ResponseHead& head) {
+  auto retry = head.headers.Find("Retry-After");
+  uint32_t seconds = 0;
+  if (!retry || !absl::SimpleAtoi(absl::string_view(retry->data(), retry->size()), &seconds)) {
+    return -1;
+  }
+  return int64_t{seconds} * 1000;
+}
+
 void ActivationExchange::Start(SimContext& ctx, const UrlEndpoint& server, uint32_t agent_index,
                                const std::string& body, uint64_t timeout_ms, Done done) {
   std::string request = "POST " + std::string(proto::kActivatePath) +
@@ -72,7 +81,7 @@ void ActivationExchange::OnStreamData(runtime::Stream& stream, std::span<const u
     return;
   }
   if (ParseAnswer(false)) {
-    Finish(std::move(answer_));
+    Finish(answer_);
     stream.Close(0);
   }
 }
@@ -84,7 +93,7 @@ void ActivationExchange::OnStreamEof(runtime::Stream& stream) {
       Finish({.failure = "closed"});
     } else {
       ParseAnswer(true);
-      Finish(std::move(answer_));
+      Finish(answer_);
     }
   }
   stream.Close(0);
@@ -127,18 +136,12 @@ bool ActivationExchange::ParseAnswer(bool at_end) {
   if (!length && !at_end) {
     return false;  // the body runs to the close
   }
-  answer_ = {.status = head.status};
-  if (auto retry = head.headers.Find("Retry-After")) {
-    uint32_t seconds = 0;
-    if (absl::SimpleAtoi(absl::string_view(retry->data(), retry->size()), &seconds)) {
-      answer_.retry_after_ms = int64_t{seconds} * 1000;
-    }
-  }
+  answer_ = {.status = head.status, .retry_after_ms = RetryAfterMs(head)};
   answer_.body = buffer_.substr(head.head_bytes, length ? *length : std::string::npos);
   return true;
 }
 
-void ActivationExchange::Finish(ActivationAnswer answer) {
+void ActivationExchange::Finish(const ActivationAnswer& answer) {
   if (finished_) {
     return;
   }

@@ -10,6 +10,7 @@
 
 #include "agentsim/sim_context.h"
 #include "agentsim/url_endpoint.h"
+#include "proto/http_head.h"
 #include "runtime/stream.h"
 #include "runtime/timer_wheel.h"
 
@@ -21,6 +22,9 @@ struct ActivationAnswer {
   int64_t retry_after_ms = -1;
   std::string body;
 };
+
+// An answer's Retry-After (delay-seconds) in ms; -1 when absent or not a number.
+int64_t RetryAfterMs(const proto::ResponseHead& head);
 
 class ActivationExchange final : public runtime::StreamHandler {
  public:
@@ -42,7 +46,7 @@ class ActivationExchange final : public runtime::StreamHandler {
   void OnDialed(runtime::Stream* stream, int error);
   // Whether the answer in `buffer_` is complete; fills `answer_` when it is (or is malformed).
   bool ParseAnswer(bool at_end);
-  void Finish(ActivationAnswer answer);
+  void Finish(const ActivationAnswer& answer);
 
   SimContext& ctx_;
   std::string request_;

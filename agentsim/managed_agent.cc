@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "proto/activation_message.h"
+#include "proto/manager_order.h"
 
 namespace camtunnel::agentsim {
 
@@ -124,26 +125,55 @@ void ManagedSimAgent::OnActivationAnswer(bool reactivation, uint64_t started_ms,
     RetryIn(NextBackoffMs(), true, true);
     return;
   }
-  auto endpoint = ctx_.endpoints->Find(parsed->manager_url);
-  if (!endpoint.ok()) {
-    ++s.link_failures["bad_manager_url"];
-    RetryIn(NextBackoffMs(), true, true);
-    return;
-  }
-  manager_ = *endpoint;
+  manager_url_ = parsed->manager_url;
+  manager_urls_ = parsed->manager_urls;
+  manager_index_ = 0;
   failures_ = 0;
   ConnectManager();
 }
 
-void ManagedSimAgent::ConnectManager() {
-  if (stopped_ || deactivated_ || manager_ == nullptr || !secret_ || ctx_.stopping) {
-    return;
+std::vector<std::string> ManagedSimAgent::ManagerOrder() const {
+  const std::string scheme = manager_url_.substr(0, manager_url_.find(':') + 1);
+  std::vector<std::string> usable;
+  for (const std::string& url : manager_urls_) {
+    if (url.starts_with(scheme)) {
+      usable.push_back(url);
+    }
   }
-  link_.Connect(*manager_, gateway_agent_.identity().index, id(), *secret_);
+  if (usable.empty()) {
+    return {manager_url_};
+  }
+  return proto::OrderManagers(id(), usable);
 }
 
-void ManagedSimAgent::OnManagerLinkUp() {
+void ManagedSimAgent::ConnectManager() {
+  if (stopped_ || deactivated_ || manager_url_.empty() || !secret_ || ctx_.stopping) {
+    return;
+  }
+  const std::vector<std::string> order = ManagerOrder();
+  auto endpoint = ctx_.endpoints->Find(order[manager_index_ % order.size()]);
+  if (!endpoint.ok()) {
+    ++ctx_.stats.managed.link_failures["bad_manager_url"];
+    RetryIn(NextBackoffMs(), true, true);  // ask the activation server where it is now
+    return;
+  }
+  link_.Connect(**endpoint, gateway_agent_.identity().index, id(), *secret_);
+}
+
+bool ManagedSimAgent::TakeCommand(uint64_t command_id) {
+  if (command_id <= last_command_id_) {
+    return false;
+  }
+  last_command_id_ = command_id;
+  return true;
+}
+
+void ManagedSimAgent::OnManagerLinkUp(const proto::LinkWelcome& welcome) {
   failures_ = 0;
+  reconnect_window_ms_ = welcome.reconnect_window_ms;
+  if (!welcome.managers.empty()) {
+    manager_urls_ = welcome.managers;
+  }
   ManagedStats& s = ctx_.stats.managed;
   if (link_lost_ms_ != 0) {
     ++s.relinks;
@@ -236,7 +266,23 @@ void ManagedSimAgent::OnManagerLinkEnded(const ManagerLinkEnd& end) {
   if (end.refused) {
     failures_ = 20;  // the manager does not know this secret: not soon
   }
-  uint64_t delay = NextBackoffMs();
+  const size_t managers = ManagerOrder().size();
+  uint64_t delay = 0;
+  if (end.established) {
+    // A link that worked ended: the first choice again, after a random share of the manager's
+    // reconnect window so its fleet does not return at once (PROTOCOL.md section 6).
+    manager_index_ = 0;
+    delay = reconnect_window_ms_ > 0 ? ctx_.Random(reconnect_window_ms_) + 1 : NextBackoffMs();
+  } else if (!end.refused && managers > 1 && (manager_index_ + 1) % managers != 0) {
+    // Unreachable, busy or failing: the next manager of this agent's order, at once but for a
+    // little jitter; the backoff applies once the whole list has failed.
+    ++manager_index_;
+    ++s.failovers;
+    delay = ctx_.Random(250) + 1;
+  } else {
+    manager_index_ = 0;
+    delay = NextBackoffMs();
+  }
   if (end.retry_after_ms > 0) {
     delay += static_cast<uint64_t>(end.retry_after_ms);
   }

@@ -2,9 +2,11 @@
 
 #include <cerrno>
 
+#include "agentsim/activation_exchange.h"
 #include "agentsim/dial.h"
 #include "agentsim/sim_agent.h"
 #include "proto/http_head.h"
+#include "proto/manager_command.h"
 #include "proto/upgrade.h"
 #include "runtime/clock.h"
 
@@ -12,10 +14,11 @@ namespace camtunnel::agentsim {
 namespace {
 
 // Every simulated agent's manager link runs with this profile (as camtunnel-agent's does).
-const proto::LinkProfile kManagerLinkProfile{.role = proto::LinkRole::kAgent,
-                                             .kind = proto::LinkKind::kManager,
-                                             .capabilities = proto::kCapPlainFrameMac,
-                                             .version = SimAgent::kVersion};
+const proto::LinkProfile kManagerLinkProfile{
+    .role = proto::LinkRole::kAgent,
+    .kind = proto::LinkKind::kManager,
+    .capabilities = proto::kCapPlainFrameMac | proto::kCapCommandAck,
+    .version = SimAgent::kVersion};
 
 std::string DialFailure(int error) {
   switch (error) {
@@ -102,8 +105,8 @@ void SimManagerLink::OnUpgradeBytes(std::span<const uint8_t> bytes) {
   }
   if (head.status != 101) {
     end_.refused = head.status == 401 || head.status == 403;
-    if (auto retry = head.headers.Find("Retry-After"); retry && head.status == 503) {
-      end_.retry_after_ms = 1000 * std::max(1, std::atoi(std::string(*retry).c_str()));
+    if (head.status == 503) {
+      end_.retry_after_ms = RetryAfterMs(head);
     }
     Fail("status_" + std::to_string(head.status), 0);
     return;
@@ -146,17 +149,30 @@ size_t SimManagerLink::QueuedLinkOutput() const {
   return stream_ != nullptr ? stream_->queued_bytes() : 0;
 }
 
-void SimManagerLink::OnLinkEstablished(const proto::LinkWelcome& /*welcome*/) {
+void SimManagerLink::OnLinkEstablished(const proto::LinkWelcome& welcome) {
   state_ = State::kUp;
   end_.established = true;
   ++ctx_.stats.managed.links_established;
   ++ctx_.stats.managed.links_up;
   ArmTimer();
-  delegate_.OnManagerLinkUp();
+  delegate_.OnManagerLinkUp(welcome);
+}
+
+void SimManagerLink::Ack(uint64_t command_id, std::string_view outcome) {
+  proto::FrameBuilder ack = proto::BuildAck(command_id, outcome);
+  link_.Send(ack, runtime::MonotonicUs());
+  ++ctx_.stats.managed.acks_sent;
 }
 
 void SimManagerLink::OnLinkFrame(const proto::Frame& frame) {
   const auto type = static_cast<proto::FrameType>(frame.type());
+  // A command delivered again is acknowledged, not redone (PROTOCOL.md 10.6).
+  const uint64_t command_id = type == proto::FrameType::kAssign ? 0 : proto::CommandIdOf(frame);
+  if (command_id != 0 && !delegate_.TakeCommand(command_id)) {
+    ++ctx_.stats.managed.duplicate_commands;
+    Ack(command_id, proto::kAckDuplicate);
+    return;
+  }
   switch (type) {
     case proto::FrameType::kAssign: {
       std::string error;
@@ -179,9 +195,15 @@ void SimManagerLink::OnLinkFrame(const proto::Frame& frame) {
         return;
       }
       delegate_.OnSwitch(*url);
+      if (command_id != 0) {
+        Ack(command_id, proto::kAckDone);
+      }
       return;
     }
-    default:  // DEACTIVATE or RESTART: the link ends, then the delegate acts
+    default:  // DEACTIVATE or RESTART: acknowledged, the link ends, then the delegate acts
+      if (command_id != 0) {
+        Ack(command_id, proto::kAckDone);
+      }
       end_.command = type == proto::FrameType::kDeactivate ? ManagerLinkEnd::Command::kDeactivate
                                                            : ManagerLinkEnd::Command::kRestart;
       link_.Close(std::string(proto::FrameTypeName(frame.type())));

@@ -2,8 +2,9 @@
 // the same sans-I/O core as its gateway connection (proto::ControlLink, kind kManager, keyed
 // with the agent secret): the upgrade to /camtunnel/v1/manager, the manager proof checked
 // before anything is sent, HELLO, WELCOME, heartbeats both ways, ASSIGN unsealed with the
-// agent's key-seal key, SWITCH, DEACTIVATE and RESTART handed to its delegate, STATUS up. TLS
-// or plain (frame MACs) as the manager URL says.
+// agent's key-seal key, SWITCH, DEACTIVATE and RESTART handed to its delegate and, when they
+// carry a command id, acknowledged (ACK done, or duplicate for one already taken: PROTOCOL.md
+// 10.6), STATUS up. TLS or plain (frame MACs) as the manager URL says.
 //
 // States: kIdle -> kConnecting -> kUpgrading -> kAwaitWelcome -> kUp -> kClosing -> kIdle.
 // Reusable: Connect() again once the delegate was told the link ended.
@@ -34,7 +35,10 @@ struct ManagerLinkEnd {
 
 class ManagerLinkDelegate {
  public:
-  virtual void OnManagerLinkUp() = 0;
+  virtual void OnManagerLinkUp(const proto::LinkWelcome& welcome) = 0;
+  // A command with id `command_id` (non-zero) arrived: true to act on it, false when it was
+  // taken before (delivered again after a lost ACK; it is acknowledged as a duplicate).
+  virtual bool TakeCommand(uint64_t command_id) = 0;
   virtual void OnAssign(std::vector<proto::AssignedStreamer> streamers) = 0;
   virtual void OnSwitch(std::string_view url) = 0;
   // Once per Connect(), from the loop (never inside Connect), after the connection closed.
@@ -73,6 +77,7 @@ class SimManagerLink final : public runtime::StreamHandler, private proto::Contr
 
   void OnDialed(runtime::Stream* stream, int error);
   void OnUpgradeBytes(std::span<const uint8_t> bytes);
+  void Ack(uint64_t command_id, std::string_view outcome);
   // Records why the link ends (the first reason counts) and closes the connection.
   void Fail(std::string reason, int error);
   void Ended();

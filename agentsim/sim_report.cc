@@ -75,6 +75,7 @@ nlohmann::json ManagedJson(const ReportInput& in) {
             {"up_at_end_of_load", in.manager_links_at_end_of_load},
             {"time_to_link_all_s", all_linked},
             {"failures", Counts(m.link_failures)},
+            {"failovers", m.failovers},
             {"pings_sent", m.pings_sent},
             {"pongs_received", m.pongs_received},
             {"pings_answered", m.pings_answered},
@@ -88,7 +89,8 @@ nlohmann::json ManagedJson(const ReportInput& in) {
           {"assign_errors", Counts(m.assign_errors)},
           {"switches", m.switches},
           {"restarts", m.restarts},
-          {"deactivations", m.deactivations}};
+          {"deactivations", m.deactivations},
+          {"command_acks", {{"sent", m.acks_sent}, {"duplicates", m.duplicate_commands}}}};
 }
 
 }  // namespace

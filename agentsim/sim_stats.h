@@ -80,6 +80,7 @@ struct ManagedStats {
   uint64_t links_established = 0;  // WELCOMEs
   uint64_t links_up = 0;
   ResultCounts link_failures;  // attempts and links that ended badly, by reason ("busy", ...)
+  uint64_t failovers = 0;      // an attempt moved on to the next manager of the agent's order
   uint64_t relinks = 0;        // links established after an established link was lost
   LatencyHistogram relink_us;  // from the loss to the next WELCOME
   uint64_t assigns = 0;
@@ -87,6 +88,8 @@ struct ManagedStats {
   uint64_t switches = 0;
   uint64_t restarts = 0;
   uint64_t deactivations = 0;
+  uint64_t acks_sent = 0;           // commands with an id acknowledged (PROTOCOL.md 10.6)
+  uint64_t duplicate_commands = 0;  // of those, delivered again and not redone
   uint64_t status_sent = 0;
   uint64_t pings_sent = 0;
   uint64_t pongs_received = 0;
