@@ -703,10 +703,11 @@ class ManagedTest(SimTestCase):
         self.assertEqual(sum(totals()), n)
 
         def post(agent, command):
+            # 200: the agent acknowledged the command (PROTOCOL.md 10.6).
             req = urllib.request.Request("http://127.0.0.1:%d/api/v1/agents/%s/%s"
                                          % (mgr_admin, agent, command), method="POST", data=b"")
-            with urllib.request.urlopen(req, timeout=5) as r:
-                self.assertEqual(r.status, 200)
+            with urllib.request.urlopen(req, timeout=30) as r:
+                self.assertEqual(r.status, 200, r.read())
 
         def frames(kind):
             text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % sim_port,
@@ -738,6 +739,7 @@ class ManagedTest(SimTestCase):
         r = self.stop_sim(sim)
         m = r["managed"]
         self.assertEqual((m["switches"], m["restarts"], m["deactivations"]), (1, 1, 1), m)
+        self.assertEqual(m["command_acks"], {"sent": 3, "duplicates": 0}, m)
         self.assertEqual(m["assign_errors"], {})
         a = r["agents"]
         # msim-0 reconnected to its new gateway, msim-1 after its restart.
