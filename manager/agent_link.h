@@ -67,6 +67,9 @@ class AgentLink final : public runtime::StreamHandler, private proto::ControlLin
   // An operator's command taken for this link (CommandDesk): sent with its id to an agent that
   // acknowledges commands, without one (and counted as done once written) to one that does not.
   void Deliver(const CommandRecord& command);
+  bool AwaitingAck(int64_t command_id) const {
+    return awaiting_ack_.count(static_cast<uint64_t>(command_id)) != 0;
+  }
 
   // Sends a fresh ASSIGN (`preferred` first when healthy) and records its first entry.
   void SendAssign(std::string_view preferred = {});

@@ -51,8 +51,10 @@ void CommandDesk::Submit(CommandRecord command, std::function<void(absl::StatusO
 
 void CommandDesk::Offer(int64_t id, const std::string& agent_id) {
   AgentLink* link = server_.FindLink(agent_id);
-  if (link == nullptr || link->epoch() == 0) {
-    return;  // not here (or not claimed yet): its holder, or its next link-up, delivers it
+  if (link == nullptr || link->epoch() == 0 || link->AwaitingAck(id)) {
+    // Not here (or not claimed yet): its holder, or its next link-up, delivers it. Or sent on
+    // this very link already: its ACK is awaited.
+    return;
   }
   const int64_t epoch = link->epoch();
   server_.store().Run<absl::StatusOr<std::optional<CommandRecord>>>(
@@ -67,7 +69,7 @@ void CommandDesk::Offer(int64_t id, const std::string& agent_id) {
         // The link may have ended meanwhile: the row stays "sent" and is offered again at the
         // agent's next link-up (the agent acknowledges a redelivery without acting twice).
         AgentLink* link = server_.FindLink(agent_id);
-        if (link != nullptr && link->epoch() == epoch) {
+        if (link != nullptr && link->epoch() == epoch && !link->AwaitingAck((*taken)->id)) {
           ++counters_.sent;
           link->Deliver(**taken);
         }
@@ -159,20 +161,36 @@ void CommandDesk::PollWaiters() {
   }
 }
 
-// Expiry is an idempotent state change (queued or sent past the deadline), safe for every
-// manager of a deployment to run.
+// Each sweep expires what is past its deadline (an idempotent state change, safe for every
+// manager of a deployment to run) and offers again every open row of an agent whose link this
+// manager holds: a command recorded by another manager sharing the database reaches its agent
+// within one sweep, and nothing depends on a notification that may have been lost.
 void CommandDesk::Sweep() {
-  server_.store().Run<absl::StatusOr<uint64_t>>(
-      {}, [](StoreConnection& c) { return c.ExpireCommands(ManagerServer::WallMs()); },
-      [this, alive = alive_](absl::StatusOr<uint64_t> n) {
+  struct Result {
+    absl::StatusOr<uint64_t> expired;
+    absl::StatusOr<std::vector<CommandRecord>> open;
+  };
+  server_.store().Run<Result>(
+      {},
+      [manager = server_.config().manager_id](StoreConnection& c) {
+        const int64_t now = ManagerServer::WallMs();
+        return Result{.expired = c.ExpireCommands(now),
+                      .open = c.PendingCommands({}, manager, now)};
+      },
+      [this, alive = alive_](Result r) {
         if (!*alive) {
           return;
         }
-        server_.store().Observe(n.status());
-        if (n.ok() && *n > 0) {
-          counters_.expired += *n;
+        server_.store().Observe(r.expired.status());
+        if (r.expired.ok() && *r.expired > 0) {
+          counters_.expired += *r.expired;
           runtime::LogEvent(runtime::LogLevel::kWarning, "commands_expired",
-                            {runtime::Kv("commands", *n)});
+                            {runtime::Kv("commands", *r.expired)});
+        }
+        if (r.open.ok()) {
+          for (const CommandRecord& c : *r.open) {
+            Offer(c.id, c.agent_id);
+          }
         }
         server_.shard().timers().Arm(sweep_, server_.shard().now_ms(), sweep_ms_);
       });

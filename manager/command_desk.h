@@ -37,6 +37,7 @@ struct CommandCounters {
 
 class CommandDesk {
  public:
+  // Every `sweep_ms`: expiry, and open rows of agents linked here offered again.
   CommandDesk(ManagerServer& server, uint64_t sweep_ms);
   ~CommandDesk();
   CommandDesk(const CommandDesk&) = delete;

@@ -409,7 +409,7 @@ int Serve() {
   int sig = 0;
   sigwait(&signals, &sig);
   runtime::LogEvent(runtime::LogLevel::kInfo, "stopping", {runtime::Kv("signal", sig)});
-  shard.Post([&server, &shard] {
+  shard.Post([&server = server, &shard] {
     server.StopAccepting();
     shard.Stop();
   });

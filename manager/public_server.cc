@@ -57,7 +57,7 @@ void Upgrade(http::Exchange& ex, ManagerServer& server) {
   // still runs) and is taken only if it is still there.
   server.store().Run<absl::StatusOr<std::optional<AgentRecord>>>(
       upgrade->agent_id, [id = upgrade->agent_id](StoreConnection& c) { return c.FindAgent(id); },
-      [&server, request = *upgrade,
+      [&server = server, request = *upgrade,
        reply = ex.Later()](absl::StatusOr<std::optional<AgentRecord>> agent) {
         http::Exchange* exchange = reply.exchange();
         if (exchange == nullptr) {
@@ -100,7 +100,7 @@ void Activate(http::Exchange& ex, ManagerServer& server) {
     ex.Error(405, "POST only", allow);
     return;
   }
-  ex.ReadBody(kMaxActivationBody, [&server](http::Exchange& e, std::string_view body) {
+  ex.ReadBody(kMaxActivationBody, [&server = server](http::Exchange& e, std::string_view body) {
     const std::string source(SourceAddress(e.stream().peer_text()));
     // With split roles the answer waits for the managing server; the connection may be gone by
     // then (its deadline, or the camera hung up).
@@ -116,19 +116,21 @@ void Activate(http::Exchange& ex, ManagerServer& server) {
 std::unique_ptr<http::Server> MakePublicServer(ManagerServer& server) {
   http::Router router;
   // Any method: the upgrade parser and the activation handler give their own answers.
-  router.Add("", proto::kManagerPath, [&server](http::Exchange& ex) { Upgrade(ex, server); });
-  router.Add("", "/api/v1/activate", [&server](http::Exchange& ex) { Activate(ex, server); });
+  router.Add("", proto::kManagerPath,
+             [&server = server](http::Exchange& ex) { Upgrade(ex, server); });
+  router.Add("", "/api/v1/activate",
+             [&server = server](http::Exchange& ex) { Activate(ex, server); });
   http::ServerOptions options{
       .keep_alive = false,
       .request_timeout_ms = server.config().handshake_timeout_ms,
       .on_answer =
-          [&server](int status) {
+          [&server = server](int status) {
             if (status >= 400) {
               ++server.counters().bad_requests;
             }
           },
-      .on_timeout = [&server] { ++server.counters().link_timeouts; },
-      .on_closed = [&server] { server.ReleaseUnauthenticated(); },
+      .on_timeout = [&server = server] { ++server.counters().link_timeouts; },
+      .on_closed = [&server = server] { server.ReleaseUnauthenticated(); },
   };
   return std::make_unique<http::Server>(server.shard(), std::move(router), std::move(options));
 }

@@ -26,8 +26,8 @@ std::unique_ptr<http::Server> MakeAdminServer(ManagerServer& server) {
       .keep_alive = false,
       .request_timeout_ms = kAdminTimeoutMs,
       // Loopback-only when empty (enforced at start-up).
-      .bearer_token = [&server] { return std::string_view(server.config().admin_token); },
-      .on_unauthorized = [&server] { ++server.counters().admin_unauthorized; },
+      .bearer_token = [&server = server] { return std::string_view(server.config().admin_token); },
+      .on_unauthorized = [&server = server] { ++server.counters().admin_unauthorized; },
   };
   return std::make_unique<http::Server>(server.shard(), std::move(router), std::move(options));
 }

@@ -111,7 +111,7 @@ void List(http::Exchange& ex, ManagerServer& server) {
         }
         return r;
       },
-      [&server](http::Exchange& e, Result r) {
+      [&server = server](http::Exchange& e, Result r) {
         if (!r.page.ok() || !r.total.ok()) {
           AnswerStoreError(e, server, r.page.ok() ? r.total.status() : r.page.status());
           return;
@@ -129,7 +129,7 @@ void List(http::Exchange& ex, ManagerServer& server) {
 }
 
 void Show(http::Exchange& ex, ManagerServer& server) {
-  WithAgent(ex, server, [&server](http::Exchange& e, const AgentRecord& r) {
+  WithAgent(ex, server, [&server = server](http::Exchange& e, const AgentRecord& r) {
     e.Json(200, AgentJson(r, server.FindLink(r.agent_id)).dump() + "\n");
   });
 }
@@ -137,8 +137,9 @@ void Show(http::Exchange& ex, ManagerServer& server) {
 }  // namespace
 
 void AddAgentRoutes(http::Router& router, ManagerServer& server) {
-  router.Add("GET", "/api/v1/agents", [&server](http::Exchange& ex) { List(ex, server); });
-  router.Add("GET", "/api/v1/agents/{id}", [&server](http::Exchange& ex) { Show(ex, server); });
+  router.Add("GET", "/api/v1/agents", [&server = server](http::Exchange& ex) { List(ex, server); });
+  router.Add("GET", "/api/v1/agents/{id}",
+             [&server = server](http::Exchange& ex) { Show(ex, server); });
 }
 
 }  // namespace camtunnel::manager::admin

@@ -8,11 +8,11 @@
 namespace camtunnel::manager::admin {
 
 void AddAuditRoutes(http::Router& router, ManagerServer& server) {
-  router.Add("GET", "/api/v1/audit", [&server](http::Exchange& ex) {
+  router.Add("GET", "/api/v1/audit", [&server = server](http::Exchange& ex) {
     using Entries = absl::StatusOr<std::vector<AuditEntry>>;
     StoreJob<Entries>(
         ex, server, {}, [](StoreConnection& c) { return c.RecentAudit(200); },
-        [&server](http::Exchange& e, Entries entries) {
+        [&server = server](http::Exchange& e, Entries entries) {
           if (!entries.ok()) {
             AnswerStoreError(e, server, entries.status());
             return;

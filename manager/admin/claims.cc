@@ -35,7 +35,7 @@ void List(http::Exchange& ex, ManagerServer& server) {
   using Claims = absl::StatusOr<std::vector<ClaimRecord>>;
   StoreJob<Claims>(
       ex, server, {}, [cursor, limit](StoreConnection& c) { return c.ListClaims(cursor, limit); },
-      [&server, limit](http::Exchange& e, Claims claims) {
+      [&server = server, limit](http::Exchange& e, Claims claims) {
         if (!claims.ok()) {
           AnswerStoreError(e, server, claims.status());
           return;
@@ -83,7 +83,7 @@ void Delete(http::Exchange& ex, ManagerServer& server, std::string_view serial) 
         }
         return was;
       },
-      [&server, serial = std::string(serial)](http::Exchange& e, Was was) {
+      [&server = server, serial = std::string(serial)](http::Exchange& e, Was was) {
         if (!was.ok()) {
           AnswerStoreError(e, server, was.status());
           return;
@@ -119,7 +119,7 @@ void Put(http::Exchange& ex, ManagerServer& server, std::string_view serial,
                                                                      .subject = std::string(serial),
                                                                      .detail = op}](
           StoreConnection& c) { return WithAudit(c, entry, [&] { return c.PutClaim(claim); }); },
-      [&server, serial = std::string(serial), op](http::Exchange& e, absl::Status st) {
+      [&server = server, serial = std::string(serial), op](http::Exchange& e, absl::Status st) {
         if (!st.ok()) {
           AnswerStoreError(e, server, st);
           return;
@@ -139,7 +139,7 @@ void Change(http::Exchange& ex, ManagerServer& server) {
     return;
   }
   // The body first, as before: a PUT without one is refused (411) whatever its serial.
-  ex.ReadBody(kMaxBody, [&server](http::Exchange& e, std::string_view body) {
+  ex.ReadBody(kMaxBody, [&server = server](http::Exchange& e, std::string_view body) {
     const std::string_view s = e.param("serial");
     if (!proto::IsCanonicalAgentId(s)) {
       e.Error(400, "serial must be 1..63 of [a-z0-9-]");
@@ -152,11 +152,11 @@ void Change(http::Exchange& ex, ManagerServer& server) {
 }  // namespace
 
 void AddClaimRoutes(http::Router& router, ManagerServer& server) {
-  router.Add("GET", "/api/v1/claims", [&server](http::Exchange& ex) { List(ex, server); });
+  router.Add("GET", "/api/v1/claims", [&server = server](http::Exchange& ex) { List(ex, server); });
   router.Add("PUT", "/api/v1/claims/{serial}",
-             [&server](http::Exchange& ex) { Change(ex, server); });
+             [&server = server](http::Exchange& ex) { Change(ex, server); });
   router.Add("DELETE", "/api/v1/claims/{serial}",
-             [&server](http::Exchange& ex) { Change(ex, server); });
+             [&server = server](http::Exchange& ex) { Change(ex, server); });
 }
 
 }  // namespace camtunnel::manager::admin

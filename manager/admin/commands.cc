@@ -57,7 +57,7 @@ int StatusFor(CommandState s) {
 void AnswerWhenDone(http::Exchange& ex, ManagerServer& server, int64_t id, uint64_t wait_ms,
                     json extra) {
   server.commands().Await(id, wait_ms,
-                          [&server, reply = ex.Later(),
+                          [&server = server, reply = ex.Later(),
                            extra = std::move(extra)](std::optional<CommandRecord> row) mutable {
                             http::Exchange* e = reply.exchange();
                             if (e == nullptr) {
@@ -79,7 +79,7 @@ void Submit(http::Exchange& ex, ManagerServer& server, CommandRecord command, ui
             json extra = json::object()) {
   const std::string agent = command.agent_id;
   server.commands().Submit(
-      std::move(command), [&server, reply = ex.Later(), agent, wait_ms,
+      std::move(command), [&server = server, reply = ex.Later(), agent, wait_ms,
                            extra = std::move(extra)](absl::StatusOr<int64_t> id) mutable {
         http::Exchange* e = reply.exchange();
         if (e == nullptr) {
@@ -91,7 +91,7 @@ void Submit(http::Exchange& ex, ManagerServer& server, CommandRecord command, ui
         }
         StoreJob<absl::StatusOr<std::optional<LinkClaim>>>(
             *e, server, agent, [agent](StoreConnection& c) { return c.FindLink(agent); },
-            [&server, id = *id, wait_ms, extra = std::move(extra)](
+            [&server = server, id = *id, wait_ms, extra = std::move(extra)](
                 http::Exchange& ex2, absl::StatusOr<std::optional<LinkClaim>> holder) mutable {
               const bool linked = !holder.ok() || holder->has_value();
               extra["linked"] = linked;
@@ -120,7 +120,7 @@ void Deactivate(http::Exchange& ex, ManagerServer& server, const AgentRecord& r,
                    .detail = server.FindLink(id) != nullptr ? "linked here" : "not linked here"};
   StoreJob<absl::Status>(
       ex, server, id, [id, entry](StoreConnection& c) { return DeactivateRecord(c, id, entry); },
-      [&server, id, was_assigned = r.streamer_url, command = std::move(command), wait_ms](
+      [&server = server, id, was_assigned = r.streamer_url, command = std::move(command), wait_ms](
           http::Exchange& e, absl::Status st) mutable {
         if (!st.ok()) {
           AnswerStoreError(e, server, st);
@@ -178,28 +178,28 @@ void Command(http::Exchange& ex, ManagerServer& server) {
     ex.Error(400, "streamer= must name a configured Streamer URL");
     return;
   }
-  WithAgent(
-      ex, server,
-      [&server, kind = std::string(kind), url, wait_ms](http::Exchange& e, const AgentRecord& r) {
-        const int64_t now = ManagerServer::WallMs();
-        CommandRecord command{
-            .agent_id = r.agent_id,
-            .kind = kind == "move" ? "switch" : kind,
-            .argument = url,
-            .requested_by = "admin",
-            .created_at_ms = now,
-            .deadline_ms = now + static_cast<int64_t>(server.config().command_ttl_ms)};
-        if (kind == "deactivate") {
-          Deactivate(e, server, r, std::move(command), wait_ms);
-          return;
-        }
-        if (r.state != AgentState::kActive) {
-          e.Error(409, "agent deactivated");
-          return;
-        }
-        Audit(server, r.agent_id, kind, url);
-        Submit(e, server, std::move(command), wait_ms);
-      });
+  WithAgent(ex, server,
+            [&server = server, kind = std::string(kind), url, wait_ms](http::Exchange& e,
+                                                                       const AgentRecord& r) {
+              const int64_t now = ManagerServer::WallMs();
+              CommandRecord command{
+                  .agent_id = r.agent_id,
+                  .kind = kind == "move" ? "switch" : kind,
+                  .argument = url,
+                  .requested_by = "admin",
+                  .created_at_ms = now,
+                  .deadline_ms = now + static_cast<int64_t>(server.config().command_ttl_ms)};
+              if (kind == "deactivate") {
+                Deactivate(e, server, r, std::move(command), wait_ms);
+                return;
+              }
+              if (r.state != AgentState::kActive) {
+                e.Error(409, "agent deactivated");
+                return;
+              }
+              Audit(server, r.agent_id, kind, url);
+              Submit(e, server, std::move(command), wait_ms);
+            });
 }
 
 void Show(http::Exchange& ex, ManagerServer& server) {
@@ -212,7 +212,7 @@ void Show(http::Exchange& ex, ManagerServer& server) {
   using Row = absl::StatusOr<std::optional<CommandRecord>>;
   StoreJob<Row>(
       ex, server, {}, [id](StoreConnection& c) { return c.FindCommand(id); },
-      [&server](http::Exchange& e, Row row) {
+      [&server = server](http::Exchange& e, Row row) {
         if (!row.ok()) {
           AnswerStoreError(e, server, row.status());
         } else if (!row->has_value()) {
@@ -227,8 +227,9 @@ void Show(http::Exchange& ex, ManagerServer& server) {
 
 void AddCommandRoutes(http::Router& router, ManagerServer& server) {
   router.Add("POST", "/api/v1/agents/{id}/{command}",
-             [&server](http::Exchange& ex) { Command(ex, server); });
-  router.Add("GET", "/api/v1/commands/{id}", [&server](http::Exchange& ex) { Show(ex, server); });
+             [&server = server](http::Exchange& ex) { Command(ex, server); });
+  router.Add("GET", "/api/v1/commands/{id}",
+             [&server = server](http::Exchange& ex) { Show(ex, server); });
 }
 
 }  // namespace camtunnel::manager::admin

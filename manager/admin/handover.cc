@@ -13,12 +13,12 @@ namespace camtunnel::manager::admin {
 void AddHandoverRoutes(http::Router& router, ManagerServer& server) {
   router.Add(
       "POST", proto::kHandoverPath,
-      [&server](http::Exchange& ex) {
+      [&server = server](http::Exchange& ex) {
         if (server.handover() == nullptr) {
           ex.Error(404, "not found");
           return;
         }
-        ex.ReadBody(kMaxBody, [&server](http::Exchange& e, std::string_view body) {
+        ex.ReadBody(kMaxBody, [&server = server](http::Exchange& e, std::string_view body) {
           auto mac = e.head().headers.Find(proto::kHandoverMacHeader);
           server.handover()->Handle(
               mac ? *mac : std::string_view(), body, ManagerServer::WallMs(),

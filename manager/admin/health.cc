@@ -12,7 +12,7 @@ void AddHealthRoutes(http::Router& router, ManagerServer& server) {
   router.Add("", "/healthz", [](http::Exchange& ex) { ex.Json(200, R"({"ok":true})"); },
              {.public_route = true});
   router.Add("", "/readyz",
-             [&server](http::Exchange& ex) {
+             [&server = server](http::Exchange& ex) {
                const bool store = server.store_reachable();
                nlohmann::json body{{"ready", store},
                                    {"store", store ? "reachable" : "unreachable"},

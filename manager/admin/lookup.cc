@@ -38,13 +38,14 @@ void Answer(http::Exchange& ex, ManagerServer& server, const AgentRecord& r) {
 
 void Lookup(http::Exchange& ex, ManagerServer& server) {
   WithAgent(ex, server,
-            [&server](http::Exchange& e, const AgentRecord& r) { Answer(e, server, r); });
+            [&server = server](http::Exchange& e, const AgentRecord& r) { Answer(e, server, r); });
 }
 
 }  // namespace
 
 void AddLookupRoutes(http::Router& router, ManagerServer& server) {
-  router.Add("GET", "/api/v1/lookup/{id}", [&server](http::Exchange& ex) { Lookup(ex, server); });
+  router.Add("GET", "/api/v1/lookup/{id}",
+             [&server = server](http::Exchange& ex) { Lookup(ex, server); });
 }
 
 }  // namespace camtunnel::manager::admin

@@ -5,7 +5,7 @@
 namespace camtunnel::manager::admin {
 
 void AddMetricsRoutes(http::Router& router, ManagerServer& server) {
-  router.Add("GET", "/metrics", [&server](http::Exchange& ex) {
+  router.Add("GET", "/metrics", [&server = server](http::Exchange& ex) {
     ex.Respond(200, "text/plain; version=0.0.4", server.RenderMetrics());
   });
 }

@@ -33,8 +33,8 @@ void WithAgent(http::Exchange& ex, ManagerServer& server,
   }
   StoreJob<absl::StatusOr<std::optional<AgentRecord>>>(
       ex, server, id, [id](StoreConnection& c) { return c.FindAgent(id); },
-      [&server, then = std::move(then)](http::Exchange& e,
-                                        absl::StatusOr<std::optional<AgentRecord>> agent) mutable {
+      [&server = server, then = std::move(then)](
+          http::Exchange& e, absl::StatusOr<std::optional<AgentRecord>> agent) mutable {
         if (!agent.ok()) {
           AnswerStoreError(e, server, agent.status());
         } else if (!agent->has_value()) {
