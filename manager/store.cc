@@ -8,11 +8,11 @@
 namespace camtunnel::manager {
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(runtime::Shard& shard, const std::string& spec,
-                                                   size_t connections) {
+                                                   const SecretSealer* sealer, size_t connections) {
   std::unique_ptr<Store> store(new Store(shard));
   const size_t count = IsPostgresSpec(spec) ? std::max<size_t>(connections, 1) : 1;
   for (size_t i = 0; i < count; ++i) {
-    auto connection = OpenStoreConnection(spec);
+    auto connection = OpenStoreConnection(spec, sealer);
     if (!connection.ok()) {
       return connection.status();
     }
