@@ -11,6 +11,7 @@
 //                                                   the device's factory secret, for provisioning
 //   camtunnel-manager new-secrets-key --secrets_key_file=F [--key_id=N]
 //   camtunnel-manager reseal --store=DB --secrets_key_file=F
+//   camtunnel-manager migrate --from=DB --to=DB [--secrets_key_file=F] [--force]
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
@@ -38,11 +39,13 @@
 #include "manager/secret_reseal.h"
 #include "manager/secret_sealer.h"
 #include "manager/store.h"
+#include "manager/store_migration.h"
 #include "manager/streamer_pool.h"
 #include "proto/control_link.h"
 #include "proto/encoding.h"
 #include "proto/handover.h"
 #include "proto/manager_link.h"
+#include "runtime/clock.h"
 #include "runtime/listener.h"
 #include "runtime/log.h"
 #include "runtime/program_usage.h"
@@ -109,6 +112,11 @@ ABSL_FLAG(std::string, secrets_key_file, "",
           "secrets are stored in the clear");
 ABSL_FLAG(int32_t, key_id, -1,
           "new-secrets-key: the new key's id, 0..255 (default: one above the file's highest)");
+ABSL_FLAG(std::string, from, "", "migrate: the store to copy from (a --store spec)");
+ABSL_FLAG(std::string, to, "", "migrate: the store to copy into (a --store spec)");
+ABSL_FLAG(bool, force, false,
+          "migrate: copy into a destination that already holds agents (resumes a copy cut "
+          "short)");
 
 namespace {
 
@@ -133,7 +141,11 @@ constexpr char kUsage[] =
     "                                          file is created 0600); managers seal with it\n"
     "                                          once restarted\n"
     "  camtunnel-manager reseal --store=DB --secrets_key_file=F\n"
-    "                                          rewrite every agent's secret under the newest key";
+    "                                          rewrite every agent's secret under the newest key\n"
+    "  camtunnel-manager migrate --from=DB --to=DB [--secrets_key_file=F] [--force]\n"
+    "                                          copy a whole store into another (SQLite to\n"
+    "                                          PostgreSQL); refuses a destination with agents\n"
+    "                                          unless --force";
 
 // The file's first word (a key or token file may end in a newline or carry a comment after it);
 // empty when the file cannot be read or holds none.
@@ -242,7 +254,7 @@ absl::StatusOr<std::optional<manager::SecretSealer>> LoadSealer() {
   return std::optional<manager::SecretSealer>(std::move(*sealer));
 }
 
-// reseal reads a store that must exist: opening a mistyped SQLite path would create
+// reseal and migrate read a store that must exist: opening a mistyped SQLite path would create
 // an empty database and report nothing to do.
 absl::Status RequireExistingStore(const std::string& flag, const std::string& spec) {
   if (manager::IsPostgresSpec(spec)) {
@@ -306,6 +318,56 @@ int ResealCommand() {
       static_cast<unsigned long long>(counts->resealed),
       static_cast<int>((*sealer)->sealing_key_id()), static_cast<unsigned long long>(counts->clear),
       static_cast<unsigned long long>(counts->older_key));
+  return 0;
+}
+
+int MigrateCommand() {
+  const std::string from = absl::GetFlag(FLAGS_from);
+  const std::string to = absl::GetFlag(FLAGS_to);
+  if (from.empty() || to.empty()) {
+    std::fprintf(stderr, "camtunnel-manager: migrate needs --from and --to\n");
+    return 2;
+  }
+  if (from == to) {
+    std::fprintf(stderr, "camtunnel-manager: --from and --to name the same store\n");
+    return 2;
+  }
+  if (absl::Status st = RequireExistingStore("from", from); !st.ok()) {
+    return CommandError(st);
+  }
+  auto sealer = LoadSealer();
+  if (!sealer.ok()) {
+    return CommandError(sealer.status());
+  }
+  const manager::SecretSealer* seal = *sealer ? &**sealer : nullptr;
+  if (seal == nullptr) {
+    std::fprintf(stderr,
+                 "camtunnel-manager: warning: no --secrets_key_file: secrets are copied in the "
+                 "clear, and sealed ones cannot be read\n");
+  }
+  auto source = manager::OpenStoreConnection(from, seal);
+  if (!source.ok()) {
+    return CommandError(source.status());
+  }
+  auto destination = manager::OpenStoreConnection(to, seal);
+  if (!destination.ok()) {
+    return CommandError(destination.status());
+  }
+  auto counts = manager::MigrateStore(
+      **source, **destination,
+      {.force = absl::GetFlag(FLAGS_force), .now_ms = static_cast<int64_t>(runtime::WallMs())});
+  if (!counts.ok()) {
+    return CommandError(counts.status());
+  }
+  std::printf(
+      "agents %llu\nclaims %llu\nactivations %llu (%llu already there)\n"
+      "audit %llu (%llu already there)\n",
+      static_cast<unsigned long long>(counts->agents),
+      static_cast<unsigned long long>(counts->claims),
+      static_cast<unsigned long long>(counts->activations),
+      static_cast<unsigned long long>(counts->activations_skipped),
+      static_cast<unsigned long long>(counts->audit),
+      static_cast<unsigned long long>(counts->audit_skipped));
   return 0;
 }
 
@@ -548,6 +610,9 @@ int main(int argc, char** argv) {
   }
   if (args.size() >= 2 && std::string(args[1]) == "reseal") {
     return ResealCommand();
+  }
+  if (args.size() >= 2 && std::string(args[1]) == "migrate") {
+    return MigrateCommand();
   }
   if (args.size() >= 2) {
     std::fprintf(stderr, "camtunnel-manager: unknown command %s\n", args[1]);

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """The programs' command lines: `--help` on each of the four lists its flags with their defaults
-(and the subcommands) and exits 0; the manager's store commands (new-secrets-key, reseal) on
-SQLite files; flags are spelled with underscores everywhere; the agent still takes the
-hyphenated spellings of earlier releases, naming each as deprecated.
+(and the subcommands) and exits 0; the manager's store commands (new-secrets-key, reseal,
+migrate) on SQLite files; flags are spelled with underscores everywhere; the agent still takes
+the hyphenated spellings of earlier releases, naming each as deprecated.
 """
 
 import os
@@ -38,8 +38,9 @@ class HelpTest(unittest.TestCase):
         self.assert_lists(out, '--listen (default: "127.0.0.1:7443")',
                           '--store (default: "camtunnel-manager.db")',
                           '--role (default: "all")', "--activation_burst (default: 5)",
-                          '--secrets_key_file (default: "")', "new-factory-master",
-                          "factory-secret", "new-secrets-key", "reseal")
+                          '--secrets_key_file (default: "")', "--force (default: false)",
+                          "new-factory-master", "factory-secret", "new-secrets-key", "reseal",
+                          "migrate --from=DB --to=DB")
 
     def test_agentsim_help_lists_flags_with_defaults_and_scenarios(self):
         out = self.help("camtunnel-agentsim")
@@ -62,7 +63,8 @@ class HelpTest(unittest.TestCase):
 
 
 class ManagerStoreCommandsTest(unittest.TestCase):
-    """new-secrets-key and reseal on SQLite files (docs/manager.md, "Secrets at rest")."""
+    """new-secrets-key, reseal and migrate, on SQLite files (docs/manager.md, "Secrets at rest"
+    and "Growing to PostgreSQL")."""
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ops-cli-")
@@ -87,7 +89,7 @@ class ManagerStoreCommandsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("chmod 600", r.stderr)
 
-    def test_reseal_seals_clear_rows(self):
+    def test_reseal_seals_clear_rows_and_migrate_copies_them(self):
         self.assertEqual(self.manager("new-secrets-key",
                                       "--secrets_key_file=" + self.keys).returncode, 0)
         src = os.path.join(self.dir, "src.db")
@@ -106,17 +108,35 @@ class ManagerStoreCommandsTest(unittest.TestCase):
         r = self.manager("reseal", "--store=sqlite:" + src, "--secrets_key_file=" + self.keys)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("resealed 2 agent secrets under key 1 (2 were stored in the clear", r.stdout)
-        db = sqlite3.connect(src)
-        rows = dict(db.execute("SELECT agent_id, secret FROM agents"))
-        db.close()
-        self.assertEqual(sorted(rows), sorted(secrets))
-        for agent, stored in rows.items():
-            self.assertEqual(len(stored), 62)  # version | key id | nonce | sealed | tag
-            self.assertNotIn(secrets[agent], stored)
+        dst = os.path.join(self.dir, "dst.db")
+        r = self.manager("migrate", "--from", src, "--to", dst,
+                         "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("agents 2\n", r.stdout)
+        for path in (src, dst):
+            db = sqlite3.connect(path)
+            rows = dict(db.execute("SELECT agent_id, secret FROM agents"))
+            db.close()
+            self.assertEqual(sorted(rows), sorted(secrets))
+            for agent, stored in rows.items():
+                self.assertEqual(len(stored), 62)  # version | key id | nonce | sealed | tag
+                self.assertNotIn(secrets[agent], stored)
+        # A destination holding agents is refused without --force.
+        r = self.manager("migrate", "--from", src, "--to", dst,
+                         "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("already holds 2 agents", r.stderr)
+        r = self.manager("migrate", "--from", src, "--to", dst, "--force",
+                         "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Without the key file, sealed rows are not readable.
+        r = self.manager("migrate", "--from", src, "--to", os.path.join(self.dir, "x.db"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no --secrets_key_file", r.stderr)
 
     def test_a_missing_store_is_refused_not_created(self):
         missing = os.path.join(self.dir, "missing.db")
-        r = self.manager("reseal", "--store=" + missing, "--secrets_key_file=" + self.keys)
+        r = self.manager("migrate", "--from=" + missing, "--to=" + missing + "2")
         self.assertEqual(r.returncode, 2)
         self.assertIn("no SQLite store", r.stderr)
         self.assertFalse(os.path.exists(missing))
