@@ -85,7 +85,7 @@ void Store::Loop(Worker& w) {
 void Store::Write(std::string_view op, std::string_view key,
                   absl::AnyInvocable<absl::Status(StoreConnection&)> work) {
   Run<absl::Status>(key, std::move(work),
-                    [this, op = std::string(op)](absl::Status st) { CheckWrite(op, st); });
+                    [this, op = std::string(op)](const absl::Status& st) { CheckWrite(op, st); });
 }
 
 void Store::CheckWrite(std::string_view op, const absl::Status& status) {

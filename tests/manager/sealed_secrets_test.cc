@@ -26,7 +26,7 @@ std::string TempDb() {
   return dir + "/m.db";
 }
 
-SecretSealer Sealer(std::vector<std::pair<uint8_t, uint8_t>> id_and_fill) {
+SecretSealer Sealer(const std::vector<std::pair<uint8_t, uint8_t>>& id_and_fill) {
   std::vector<SecretSealer::KeyEntry> keys;
   for (auto [id, fill] : id_and_fill) {
     SecretSealer::KeyEntry k{.id = id};
@@ -41,7 +41,7 @@ SecretSealer Sealer(std::vector<std::pair<uint8_t, uint8_t>> id_and_fill) {
 AgentRecord Agent(const std::string& id, uint8_t seed) {
   AgentRecord r{.agent_id = id, .operator_id = "acme", .activated_at_ms = 1000};
   for (size_t i = 0; i < r.secret.size(); ++i) {
-    r.secret[i] = static_cast<uint8_t>(seed * 7 + i);
+    r.secret[i] = static_cast<uint8_t>(size_t{seed} * 7 + i);
   }
   return r;
 }
@@ -150,6 +150,7 @@ TEST(SealedSecrets, RowThatDoesNotOpenIsAnErrorNamingTheAgent) {
 TEST(SealedSecrets, RotationEndsWithResealAndTheOldKeyRemoved) {
   const std::string path = TempDb();
   std::vector<AgentRecord> agents;
+  agents.reserve(5);
   for (int i = 0; i < 5; ++i) {
     agents.push_back(Agent("cam-" + std::to_string(i), static_cast<uint8_t>(i)));
   }

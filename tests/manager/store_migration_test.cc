@@ -48,7 +48,7 @@ void Fill(StoreConnection& c) {
                   .last_seen_ms = i == 4 ? 0 : 5000 + i,
                   .last_status = i == 4 ? "" : "state=connected n=" + std::to_string(i)};
     for (size_t b = 0; b < a.secret.size(); ++b) {
-      a.secret[b] = static_cast<uint8_t>(i * 31 + b);
+      a.secret[b] = static_cast<uint8_t>(static_cast<size_t>(i) * 31 + b);
     }
     ASSERT_TRUE(c.PutAgent(a).ok());
     if (i != 5) {
