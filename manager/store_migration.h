@@ -7,6 +7,9 @@
 // by id, claims by serial, activations and audit by id). A copy cut short is run again with
 // `force`: agents and claims are upserts, and the activation and audit rows the destination
 // already holds as a prefix of the source's are recognised and skipped, so nothing is doubled.
+//
+// The link registry and commands in flight are not copied: they are transient (the managers are
+// stopped during a migration, and every agent's link is claimed again when it relinks).
 #pragma once
 
 #include <cstddef>
