@@ -9,6 +9,9 @@
 //   camtunnel-manager new-factory-master            print 64 hex characters (a new master key)
 //   camtunnel-manager factory-secret --factory_master_file=F --serial=S
 //                                                   the device's factory secret, for provisioning
+//   camtunnel-manager new-secrets-key --secrets_key_file=F [--key_id=N]
+//   camtunnel-manager reseal --store=DB --secrets_key_file=F
+//   camtunnel-manager migrate --from=DB --to=DB [--secrets_key_file=F] [--force]
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,12 +36,16 @@
 #include "manager/handover_enroller.h"
 #include "manager/handover_service.h"
 #include "manager/manager_server.h"
+#include "manager/secret_reseal.h"
+#include "manager/secret_sealer.h"
 #include "manager/store.h"
+#include "manager/store_migration.h"
 #include "manager/streamer_pool.h"
 #include "proto/control_link.h"
 #include "proto/encoding.h"
 #include "proto/handover.h"
 #include "proto/manager_link.h"
+#include "runtime/clock.h"
 #include "runtime/listener.h"
 #include "runtime/log.h"
 #include "runtime/program_usage.h"
@@ -99,6 +106,17 @@ ABSL_FLAG(std::string, handover_key_file, "",
 ABSL_FLAG(std::string, handover_url, "",
           "--role=activation: the managing server's admin listener, http://ip:port");
 ABSL_FLAG(uint64_t, handover_timeout_ms, 3000, "--role=activation: hand-over call timeout");
+ABSL_FLAG(std::string, secrets_key_file, "",
+          "File of the keys that seal agents' secrets in the store: lines 'KEYID HEX64', the "
+          "last one seals, any opens; mode 0600 (new-secrets-key makes one). Without it, "
+          "secrets are stored in the clear");
+ABSL_FLAG(int32_t, key_id, -1,
+          "new-secrets-key: the new key's id, 0..255 (default: one above the file's highest)");
+ABSL_FLAG(std::string, from, "", "migrate: the store to copy from (a --store spec)");
+ABSL_FLAG(std::string, to, "", "migrate: the store to copy into (a --store spec)");
+ABSL_FLAG(bool, force, false,
+          "migrate: copy into a destination that already holds agents (resumes a copy cut "
+          "short)");
 
 namespace {
 
@@ -117,7 +135,17 @@ constexpr char kUsage[] =
     "                                          agent secret\n"
     "  camtunnel-manager new-factory-master    print a new factory master key (64 hex)\n"
     "  camtunnel-manager factory-secret --factory_master_file=F --serial=S\n"
-    "                                          print a device's factory secret, for provisioning";
+    "                                          print a device's factory secret, for provisioning\n"
+    "  camtunnel-manager new-secrets-key --secrets_key_file=F [--key_id=N]\n"
+    "                                          add a key sealing agents' secrets at rest (the\n"
+    "                                          file is created 0600); managers seal with it\n"
+    "                                          once restarted\n"
+    "  camtunnel-manager reseal --store=DB --secrets_key_file=F\n"
+    "                                          rewrite every agent's secret under the newest key\n"
+    "  camtunnel-manager migrate --from=DB --to=DB [--secrets_key_file=F] [--force]\n"
+    "                                          copy a whole store into another (SQLite to\n"
+    "                                          PostgreSQL); refuses a destination with agents\n"
+    "                                          unless --force";
 
 // The file's first word (a key or token file may end in a newline or carry a comment after it);
 // empty when the file cannot be read or holds none.
@@ -209,6 +237,137 @@ int FactorySecretCommand() {
   }
   std::printf("%s\n", proto::HexEncode(proto::FactorySecret(*master, serial)).c_str());
   OPENSSL_cleanse(master->data(), master->size());
+  return 0;
+}
+
+// --secrets_key_file's sealer, or nullopt without the flag; an error for a file that cannot be
+// used (loose mode, missing, malformed).
+absl::StatusOr<std::optional<manager::SecretSealer>> LoadSealer() {
+  const std::string file = absl::GetFlag(FLAGS_secrets_key_file);
+  if (file.empty()) {
+    return std::optional<manager::SecretSealer>();
+  }
+  auto sealer = manager::SecretSealer::FromKeyFile(file);
+  if (!sealer.ok()) {
+    return sealer.status();
+  }
+  return std::optional<manager::SecretSealer>(std::move(*sealer));
+}
+
+// reseal and migrate read a store that must exist: opening a mistyped SQLite path would create
+// an empty database and report nothing to do.
+absl::Status RequireExistingStore(const std::string& flag, const std::string& spec) {
+  if (manager::IsPostgresSpec(spec)) {
+    return absl::OkStatus();
+  }
+  const std::string path = spec.starts_with("sqlite:") ? spec.substr(7) : spec;
+  if (access(path.c_str(), F_OK) != 0) {
+    return absl::NotFoundError("--" + flag + ": no SQLite store at " + path);
+  }
+  return absl::OkStatus();
+}
+
+int CommandError(const absl::Status& status) {
+  std::fprintf(stderr, "camtunnel-manager: %s\n", std::string(status.message()).c_str());
+  return absl::IsInvalidArgument(status) || absl::IsPermissionDenied(status) ||
+                 absl::IsNotFound(status) || absl::IsFailedPrecondition(status)
+             ? 2
+             : 1;
+}
+
+int NewSecretsKeyCommand() {
+  const std::string file = absl::GetFlag(FLAGS_secrets_key_file);
+  if (file.empty()) {
+    std::fprintf(stderr, "camtunnel-manager: new-secrets-key needs --secrets_key_file\n");
+    return 2;
+  }
+  const int32_t requested = absl::GetFlag(FLAGS_key_id);
+  auto id = manager::AppendNewKey(file, requested < 0 ? std::nullopt : std::optional(requested));
+  if (!id.ok()) {
+    return CommandError(id.status());
+  }
+  std::printf("camtunnel-manager: key %d added to %s; managers seal with it once restarted\n",
+              static_cast<int>(*id), file.c_str());
+  return 0;
+}
+
+int ResealCommand() {
+  if (absl::GetFlag(FLAGS_secrets_key_file).empty()) {
+    std::fprintf(stderr, "camtunnel-manager: reseal needs --secrets_key_file\n");
+    return 2;
+  }
+  const std::string spec = absl::GetFlag(FLAGS_store);
+  if (absl::Status st = RequireExistingStore("store", spec); !st.ok()) {
+    return CommandError(st);
+  }
+  auto sealer = LoadSealer();
+  if (!sealer.ok()) {
+    return CommandError(sealer.status());
+  }
+  auto store = manager::OpenStoreConnection(spec, &**sealer);
+  if (!store.ok()) {
+    return CommandError(store.status());
+  }
+  auto counts = manager::ResealSecrets(**store, **sealer);
+  if (!counts.ok()) {
+    return CommandError(counts.status());
+  }
+  std::printf(
+      "camtunnel-manager: resealed %llu agent secrets under key %d (%llu were stored in "
+      "the clear, %llu under an older key)\n",
+      static_cast<unsigned long long>(counts->resealed),
+      static_cast<int>((*sealer)->sealing_key_id()), static_cast<unsigned long long>(counts->clear),
+      static_cast<unsigned long long>(counts->older_key));
+  return 0;
+}
+
+int MigrateCommand() {
+  const std::string from = absl::GetFlag(FLAGS_from);
+  const std::string to = absl::GetFlag(FLAGS_to);
+  if (from.empty() || to.empty()) {
+    std::fprintf(stderr, "camtunnel-manager: migrate needs --from and --to\n");
+    return 2;
+  }
+  if (from == to) {
+    std::fprintf(stderr, "camtunnel-manager: --from and --to name the same store\n");
+    return 2;
+  }
+  if (absl::Status st = RequireExistingStore("from", from); !st.ok()) {
+    return CommandError(st);
+  }
+  auto sealer = LoadSealer();
+  if (!sealer.ok()) {
+    return CommandError(sealer.status());
+  }
+  const manager::SecretSealer* seal = *sealer ? &**sealer : nullptr;
+  if (seal == nullptr) {
+    std::fprintf(stderr,
+                 "camtunnel-manager: warning: no --secrets_key_file: secrets are copied in the "
+                 "clear, and sealed ones cannot be read\n");
+  }
+  auto source = manager::OpenStoreConnection(from, seal);
+  if (!source.ok()) {
+    return CommandError(source.status());
+  }
+  auto destination = manager::OpenStoreConnection(to, seal);
+  if (!destination.ok()) {
+    return CommandError(destination.status());
+  }
+  auto counts = manager::MigrateStore(
+      **source, **destination,
+      {.force = absl::GetFlag(FLAGS_force), .now_ms = static_cast<int64_t>(runtime::WallMs())});
+  if (!counts.ok()) {
+    return CommandError(counts.status());
+  }
+  std::printf(
+      "agents %llu\nclaims %llu\nactivations %llu (%llu already there)\n"
+      "audit %llu (%llu already there)\n",
+      static_cast<unsigned long long>(counts->agents),
+      static_cast<unsigned long long>(counts->claims),
+      static_cast<unsigned long long>(counts->activations),
+      static_cast<unsigned long long>(counts->activations_skipped),
+      static_cast<unsigned long long>(counts->audit),
+      static_cast<unsigned long long>(counts->audit_skipped));
   return 0;
 }
 
@@ -352,8 +511,22 @@ int Serve() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  auto sealer = LoadSealer();
+  if (!sealer.ok()) {
+    ConfigError("secrets_key_file", sealer.status().message());
+    return 2;
+  }
+  if (!*sealer) {
+    runtime::LogEvent(runtime::LogLevel::kWarning, "secrets_stored_clear",
+                      {runtime::Kv("note",
+                                   "no --secrets_key_file: agents' secrets are stored in the "
+                                   "clear, so a copy of the database is a copy of the fleet's "
+                                   "credentials (docs/manager.md, Secrets at rest)")});
+  }
+
   runtime::Shard shard;
-  auto store = manager::Store::Open(shard, store_spec, absl::GetFlag(FLAGS_store_connections));
+  auto store = manager::Store::Open(shard, store_spec, *sealer ? &**sealer : nullptr,
+                                    absl::GetFlag(FLAGS_store_connections));
   if (!store.ok()) {
     // Never the connection string itself: it may hold a password.
     runtime::LogEvent(
@@ -431,6 +604,15 @@ int main(int argc, char** argv) {
   }
   if (args.size() >= 2 && std::string(args[1]) == "factory-secret") {
     return FactorySecretCommand();
+  }
+  if (args.size() >= 2 && std::string(args[1]) == "new-secrets-key") {
+    return NewSecretsKeyCommand();
+  }
+  if (args.size() >= 2 && std::string(args[1]) == "reseal") {
+    return ResealCommand();
+  }
+  if (args.size() >= 2 && std::string(args[1]) == "migrate") {
+    return MigrateCommand();
   }
   if (args.size() >= 2) {
     std::fprintf(stderr, "camtunnel-manager: unknown command %s\n", args[1]);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <span>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -156,11 +157,16 @@ constexpr const char* kAgentColumns =
     "LEFT JOIN assignments s "
     "ON s.agent_id = a.agent_id";
 
-AgentRecord ReadAgent(const Stmt& s) {
+// A row of kAgentColumns, its secret opened: a row whose secret does not open is an error for
+// the whole read (DATA_LOSS naming the agent), never an agent with a zero secret.
+absl::StatusOr<AgentRecord> ReadAgent(const Stmt& s, const SecretSealer* sealer) {
   AgentRecord r;
   r.agent_id = s.ColText(0);
-  auto secret = s.ColBlob(1);
-  std::copy_n(secret.begin(), std::min(secret.size(), r.secret.size()), r.secret.begin());
+  auto secret = OpenFromStore(sealer, r.agent_id, s.ColBlob(1));
+  if (!secret.ok()) {
+    return secret.status();
+  }
+  r.secret = *secret;
   r.state = s.ColText(2) == "deactivated" ? AgentState::kDeactivated : AgentState::kActive;
   r.operator_id = s.ColText(3);
   r.activated_at_ms = s.ColInt(4);
@@ -186,7 +192,13 @@ ClaimRecord ReadClaim(const Stmt& s) {
 constexpr const char* kClaimColumns =
     "SELECT serial, operator_id, token_salt, token_hash, created_at_ms FROM claims";
 
-// Runs `s` to the end, reading each row with `read`.
+template <typename T>
+struct IsStatusOr : std::false_type {};
+template <typename T>
+struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
+
+// Runs `s` to the end, reading each row with `read`, which returns a T or an absl::StatusOr<T>
+// (the first error ends the read).
 template <typename T, typename Read>
 absl::StatusOr<std::vector<T>> ReadAll(Stmt& s, std::string_view what, Read read) {
   if (!s.ok()) {
@@ -195,7 +207,15 @@ absl::StatusOr<std::vector<T>> ReadAll(Stmt& s, std::string_view what, Read read
   std::vector<T> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
-    out.push_back(read(s));
+    if constexpr (IsStatusOr<decltype(read(s))>::value) {
+      auto row = read(s);
+      if (!row.ok()) {
+        return row.status();
+      }
+      out.push_back(std::move(*row));
+    } else {
+      out.push_back(read(s));
+    }
   }
   if (rc != SQLITE_DONE) {
     return s.Error(what);
@@ -241,7 +261,8 @@ void BindAgentFilters(Stmt& s, const AgentQuery& q) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
+    const std::string& path, const SecretSealer* sealer) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
       SQLITE_OK) {
@@ -249,7 +270,7 @@ absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(const s
     sqlite3_close(db);
     return absl::UnavailableError(absl::StrCat("cannot open state database ", path, ": ", msg));
   }
-  std::unique_ptr<SqliteConnection> store(new SqliteConnection(db));
+  std::unique_ptr<SqliteConnection> store(new SqliteConnection(db, sealer));
   // WAL + synchronous=FULL: an activation answered 200 is on disk (a secret issued and then
   // lost would lock the camera out), and readers never block the writer.
   if (absl::Status st = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
@@ -335,7 +356,11 @@ absl::StatusOr<std::optional<AgentRecord>> SqliteConnection::FindAgent(std::stri
   s.Text(1, id);
   const int rc = s.Step();
   if (rc == SQLITE_ROW) {
-    return std::optional<AgentRecord>(ReadAgent(s));
+    auto agent = ReadAgent(s, sealer_);
+    if (!agent.ok()) {
+      return agent.status();
+    }
+    return std::optional<AgentRecord>(std::move(*agent));
   }
   if (rc == SQLITE_DONE) {
     return std::optional<AgentRecord>();
@@ -352,7 +377,7 @@ absl::Status SqliteConnection::PutAgent(const AgentRecord& a) {
          "operator_id = excluded.operator_id, activated_at_ms = excluded.activated_at_ms, "
          "last_seen_ms = excluded.last_seen_ms, last_status = excluded.last_status");
   s.Text(1, a.agent_id)
-      .Blob(2, a.secret)
+      .Blob(2, SealForStore(sealer_, a.agent_id, a.secret))
       .Text(3, AgentStateName(a.state))
       .Text(4, a.operator_id)
       .Int(5, a.activated_at_ms)
@@ -425,7 +450,8 @@ absl::StatusOr<AgentPage> SqliteConnection::ListAgents(const AgentQuery& query) 
   BindAgentFilters(s, query);
   // One row more than the page: whether there is a next page, without an empty last one.
   s.Int(6, static_cast<int64_t>(query.limit) + 1);
-  auto rows = ReadAll<AgentRecord>(s, "list agents", ReadAgent);
+  auto rows = ReadAll<AgentRecord>(s, "list agents",
+                                   [this](const Stmt& r) { return ReadAgent(r, sealer_); });
   if (!rows.ok()) {
     return rows.status();
   }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "manager/secret_sealer.h"
 #include "manager/store_connection.h"
 
 struct sqlite3;
@@ -13,8 +14,11 @@ namespace camtunnel::manager {
 
 class SqliteConnection final : public StoreConnection {
  public:
-  // Opens (creating) the file and applies pending migrations. ":memory:" for tests.
-  static absl::StatusOr<std::unique_ptr<SqliteConnection>> Open(const std::string& path);
+  // Opens (creating) the file and applies pending migrations. ":memory:" for tests. Agents'
+  // secrets are sealed with `sealer` (secret_sealer.h; null: stored clear), which must outlive
+  // the connection.
+  static absl::StatusOr<std::unique_ptr<SqliteConnection>> Open(
+      const std::string& path, const SecretSealer* sealer = nullptr);
   ~SqliteConnection() override;
   SqliteConnection(const SqliteConnection&) = delete;
   SqliteConnection& operator=(const SqliteConnection&) = delete;
@@ -70,11 +74,12 @@ class SqliteConnection final : public StoreConnection {
   absl::StatusOr<std::vector<AuditEntry>> ListAudit(int64_t after_id, size_t limit) override;
 
  private:
-  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  SqliteConnection(sqlite3* db, const SecretSealer* sealer) : db_(db), sealer_(sealer) {}
   absl::Status Migrate();
   absl::Status Exec(const char* sql);
 
   sqlite3* db_ = nullptr;
+  const SecretSealer* sealer_ = nullptr;
   int transaction_depth_ = 0;
 };
 

@@ -8,11 +8,11 @@
 namespace camtunnel::manager {
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(runtime::Shard& shard, const std::string& spec,
-                                                   size_t connections) {
+                                                   const SecretSealer* sealer, size_t connections) {
   std::unique_ptr<Store> store(new Store(shard));
   const size_t count = IsPostgresSpec(spec) ? std::max<size_t>(connections, 1) : 1;
   for (size_t i = 0; i < count; ++i) {
-    auto connection = OpenStoreConnection(spec);
+    auto connection = OpenStoreConnection(spec, sealer);
     if (!connection.ok()) {
       return connection.status();
     }
@@ -85,7 +85,7 @@ void Store::Loop(Worker& w) {
 void Store::Write(std::string_view op, std::string_view key,
                   absl::AnyInvocable<absl::Status(StoreConnection&)> work) {
   Run<absl::Status>(key, std::move(work),
-                    [this, op = std::string(op)](absl::Status st) { CheckWrite(op, st); });
+                    [this, op = std::string(op)](const absl::Status& st) { CheckWrite(op, st); });
 }
 
 void Store::CheckWrite(std::string_view op, const absl::Status& status) {

@@ -33,7 +33,9 @@ class Store {
  public:
   // Opens `connections` connections to `spec` (OpenStoreConnection; SQLite always 1), from the
   // calling thread: a database that cannot be opened fails the start, not the first query.
+  // Agents' secrets are sealed with `sealer` (null: stored clear), which must outlive the store.
   static absl::StatusOr<std::unique_ptr<Store>> Open(runtime::Shard& shard, const std::string& spec,
+                                                     const SecretSealer* sealer,
                                                      size_t connections = 4);
   // Runs the queued jobs to the end, then joins the workers. Results not yet delivered to the
   // ring are dropped.

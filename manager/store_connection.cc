@@ -50,12 +50,13 @@ bool IsPostgresSpec(std::string_view spec) {
          spec.find('=') != std::string_view::npos;
 }
 
-absl::StatusOr<std::unique_ptr<StoreConnection>> OpenStoreConnection(const std::string& spec) {
+absl::StatusOr<std::unique_ptr<StoreConnection>> OpenStoreConnection(const std::string& spec,
+                                                                     const SecretSealer* sealer) {
   if (IsPostgresSpec(spec)) {
     return absl::UnimplementedError("this manager was built without PostgreSQL support");
   }
   std::string path = spec.starts_with("sqlite:") ? spec.substr(7) : spec;
-  auto sqlite = SqliteConnection::Open(path);
+  auto sqlite = SqliteConnection::Open(path, sealer);
   if (!sqlite.ok()) {
     return sqlite.status();
   }

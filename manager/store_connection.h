@@ -24,6 +24,8 @@
 
 namespace camtunnel::manager {
 
+class SecretSealer;
+
 class StoreConnection {
  public:
   virtual ~StoreConnection() = default;
@@ -40,6 +42,8 @@ class StoreConnection {
   // error is returned, so `body` must be safe to run again.
   virtual absl::Status Transaction(const std::function<absl::Status()>& body) = 0;
 
+  // Reading an agent whose stored secret does not open (see OpenFromStore) is DATA_LOSS naming
+  // it, for FindAgent and ListAgents alike.
   virtual absl::StatusOr<std::optional<AgentRecord>> FindAgent(std::string_view agent_id) = 0;
   // Inserts or replaces the agent (a fresh activation, or one after deactivation). The
   // assignment and location of a replaced agent are kept.
@@ -116,7 +120,11 @@ class StoreConnection {
 //  - "postgresql://..." or "postgres://..." URIs, or "host=... dbname=..." key=value strings:
 //    PostgreSQL through libpq (several hosts with target_session_attrs=read-write follow a
 //    promoted standby).
-absl::StatusOr<std::unique_ptr<StoreConnection>> OpenStoreConnection(const std::string& spec);
+// Every backend seals agents' secrets with `sealer` when it writes them and opens them when it
+// reads them (SealForStore and OpenFromStore in secret_sealer.h); null stores them clear (tests,
+// a manager started without --secrets_key_file). The sealer must outlive the connection.
+absl::StatusOr<std::unique_ptr<StoreConnection>> OpenStoreConnection(const std::string& spec,
+                                                                     const SecretSealer* sealer);
 
 // True when `spec` names a PostgreSQL database.
 bool IsPostgresSpec(std::string_view spec);

@@ -100,21 +100,22 @@ TEST(SqliteConnection, UpgradesAVersionOneFileKeepingItsAgents) {
     // Schema 1 exactly as the first release wrote it (migration 1 of state_store.cc).
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE agents (agent_id TEXT PRIMARY KEY, secret BLOB NOT NULL, "
-                           "state TEXT NOT NULL, operator_id TEXT NOT NULL DEFAULT '', "
-                           "activated_at_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL "
-                           "DEFAULT 0, last_status TEXT NOT NULL DEFAULT '');"
-                           "CREATE TABLE assignments (agent_id TEXT PRIMARY KEY, streamer_url "
-                           "TEXT NOT NULL, at_ms INTEGER NOT NULL);"
-                           "CREATE TABLE activations (id INTEGER PRIMARY KEY, serial TEXT, "
-                           "source TEXT, result TEXT, at_ms INTEGER);"
-                           "CREATE TABLE audit (id INTEGER PRIMARY KEY, at_ms INTEGER, actor "
-                           "TEXT, action TEXT, subject TEXT, detail TEXT);"
-                           "INSERT INTO agents VALUES ('cam-1', x'01', 'active', 'acme', 5, 0, '');"
-                           "PRAGMA user_version = 1;",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
+    const std::string schema1 =
+        "CREATE TABLE agents (agent_id TEXT PRIMARY KEY, secret BLOB NOT NULL, "
+        "state TEXT NOT NULL, operator_id TEXT NOT NULL DEFAULT '', "
+        "activated_at_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL "
+        "DEFAULT 0, last_status TEXT NOT NULL DEFAULT '');"
+        "CREATE TABLE assignments (agent_id TEXT PRIMARY KEY, streamer_url "
+        "TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+        "CREATE TABLE activations (id INTEGER PRIMARY KEY, serial TEXT, "
+        "source TEXT, result TEXT, at_ms INTEGER);"
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY, at_ms INTEGER, actor "
+        "TEXT, action TEXT, subject TEXT, detail TEXT);"
+        "INSERT INTO agents VALUES ('cam-1', x'" +
+        std::string(64, '1') +
+        "', 'active', 'acme', 5, 0, '');"
+        "PRAGMA user_version = 1;";
+    ASSERT_EQ(sqlite3_exec(db, schema1.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(db);
   }
   auto store = SqliteConnection::Open(path);

@@ -20,13 +20,13 @@ namespace camtunnel::manager::test_util {
 class TestStore {
  public:
   // A store on its own shard, which the test drives with RunUntil.
-  explicit TestStore(const std::string& spec = ":memory:")
+  explicit TestStore(const std::string& spec = ":memory:", const SecretSealer* sealer = nullptr)
       : own_(std::make_unique<runtime::Shard>()) {
     EXPECT_EQ(own_->Init({.buffer_count = 16}), 0);
-    Open(*own_, spec);
+    Open(*own_, spec, sealer);
   }
   // A store whose results arrive on `shard` (run by the test elsewhere).
-  TestStore(runtime::Shard& shard, const std::string& spec) { Open(shard, spec); }
+  TestStore(runtime::Shard& shard, const std::string& spec) { Open(shard, spec, nullptr); }
 
   Store& store() { return *store_; }
   Store* operator->() { return store_.get(); }
@@ -65,8 +65,8 @@ class TestStore {
   }
 
  private:
-  void Open(runtime::Shard& shard, const std::string& spec) {
-    auto store = Store::Open(shard, spec);
+  void Open(runtime::Shard& shard, const std::string& spec, const SecretSealer* sealer) {
+    auto store = Store::Open(shard, spec, sealer);
     EXPECT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
   }

@@ -1,9 +1,14 @@
 #!/usr/bin/python3
 """The programs' command lines: `--help` on each of the four lists its flags with their defaults
-(and the subcommands) and exits 0; flags are spelled with underscores everywhere; the agent
-still takes the hyphenated spellings of earlier releases, naming each as deprecated.
+(and the subcommands) and exits 0; the manager's store commands (new-secrets-key, reseal,
+migrate) on SQLite files; flags are spelled with underscores everywhere; the agent still takes
+the hyphenated spellings of earlier releases, naming each as deprecated.
 """
 
+import os
+import shutil
+import sqlite3
+import tempfile
 import unittest
 
 import opslib
@@ -33,7 +38,9 @@ class HelpTest(unittest.TestCase):
         self.assert_lists(out, '--listen (default: "127.0.0.1:7443")',
                           '--store (default: "camtunnel-manager.db")',
                           '--role (default: "all")', "--activation_burst (default: 5)",
-                          "new-factory-master", "factory-secret")
+                          '--secrets_key_file (default: "")', "--force (default: false)",
+                          "new-factory-master", "factory-secret", "new-secrets-key", "reseal",
+                          "migrate --from=DB --to=DB")
 
     def test_agentsim_help_lists_flags_with_defaults_and_scenarios(self):
         out = self.help("camtunnel-agentsim")
@@ -53,6 +60,86 @@ class HelpTest(unittest.TestCase):
         r = opslib.run([opslib.binary("camtunnel-gateway"), "derive-key", "-h"])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("--streamer_keys", r.stdout)
+
+
+class ManagerStoreCommandsTest(unittest.TestCase):
+    """new-secrets-key, reseal and migrate, on SQLite files (docs/manager.md, "Secrets at rest"
+    and "Growing to PostgreSQL")."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ops-cli-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.keys = os.path.join(self.dir, "secrets.keys")
+
+    def manager(self, *args):
+        return opslib.run([opslib.binary("camtunnel-manager"), *args])
+
+    def test_new_secrets_key_creates_a_private_file_and_appends(self):
+        r = self.manager("new-secrets-key", "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.stat(self.keys).st_mode & 0o777, 0o600)
+        r = self.manager("new-secrets-key", "--secrets_key_file", self.keys, "--key_id=9")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("key 9 added", r.stdout)
+        with open(self.keys) as f:
+            ids = [line.split()[0] for line in f if line.strip()]
+        self.assertEqual(ids, ["1", "9"])
+        os.chmod(self.keys, 0o640)
+        r = self.manager("new-secrets-key", "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("chmod 600", r.stderr)
+
+    def test_reseal_seals_clear_rows_and_migrate_copies_them(self):
+        self.assertEqual(self.manager("new-secrets-key",
+                                      "--secrets_key_file=" + self.keys).returncode, 0)
+        src = os.path.join(self.dir, "src.db")
+        open(src, "w").close()  # an empty SQLite file: the manager creates its schema
+        r = self.manager("reseal", "--store=" + src, "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("resealed 0", r.stdout)
+        # Two rows as a manager before sealing wrote them: 32 clear bytes.
+        secrets = {"cam-1": bytes(range(32)), "cam-2": bytes(range(100, 132))}
+        db = sqlite3.connect(src)
+        for agent, secret in secrets.items():
+            db.execute("INSERT INTO agents (agent_id, secret, state, activated_at_ms) "
+                       "VALUES (?, ?, 'active', 1)", (agent, secret))
+        db.commit()
+        db.close()
+        r = self.manager("reseal", "--store=sqlite:" + src, "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("resealed 2 agent secrets under key 1 (2 were stored in the clear", r.stdout)
+        dst = os.path.join(self.dir, "dst.db")
+        r = self.manager("migrate", "--from", src, "--to", dst,
+                         "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("agents 2\n", r.stdout)
+        for path in (src, dst):
+            db = sqlite3.connect(path)
+            rows = dict(db.execute("SELECT agent_id, secret FROM agents"))
+            db.close()
+            self.assertEqual(sorted(rows), sorted(secrets))
+            for agent, stored in rows.items():
+                self.assertEqual(len(stored), 62)  # version | key id | nonce | sealed | tag
+                self.assertNotIn(secrets[agent], stored)
+        # A destination holding agents is refused without --force.
+        r = self.manager("migrate", "--from", src, "--to", dst,
+                         "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("already holds 2 agents", r.stderr)
+        r = self.manager("migrate", "--from", src, "--to", dst, "--force",
+                         "--secrets_key_file=" + self.keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Without the key file, sealed rows are not readable.
+        r = self.manager("migrate", "--from", src, "--to", os.path.join(self.dir, "x.db"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no --secrets_key_file", r.stderr)
+
+    def test_a_missing_store_is_refused_not_created(self):
+        missing = os.path.join(self.dir, "missing.db")
+        r = self.manager("migrate", "--from=" + missing, "--to=" + missing + "2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no SQLite store", r.stderr)
+        self.assertFalse(os.path.exists(missing))
 
 
 class SpellingTest(unittest.TestCase):

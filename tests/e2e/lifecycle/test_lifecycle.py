@@ -8,7 +8,7 @@ gateway; then every bad input the manager must refuse (wrong factory secret, a s
 without the agent secret, an unknown agent on the manager link, an oversized STATUS) is checked
 for its clear status and its counter; then RESTART (re-exec), an agent restart while the manager
 is down (back to its Streamer from the sealed list in its state file), a manager restart that
-keeps its SQLite state, reactivation after the saved manager URL went dead, and DEACTIVATE
+keeps its SQLite state (the agent's secret sealed in it, --secrets_key_file), reactivation after the saved manager URL went dead, and DEACTIVATE
 (state wiped, exit 0); operator claim tokens. The Failover class stops (SIGSTOP) the first of
 two gateways (the manager moves the agent, the stopped gateway then redirects media requests to
 the other one, the lookup names it), and drains it (the manager moves the agent at once). The
@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import struct
 import sys
@@ -88,8 +89,10 @@ class Manager:
         return r.status, r.read()
 
 
-def start_manager(env, directory, streamers_file, master_file, db, name="manager", plain=False):
-    """plain: also a --plain_listen port, and the activation answer names it (http://)."""
+def start_manager(env, directory, streamers_file, master_file, db, name="manager", plain=False,
+                  secrets_key_file=None):
+    """plain: also a --plain_listen port, and the activation answer names it (http://).
+    secrets_key_file: agents' secrets sealed in the store with its keys."""
     os.makedirs(directory, exist_ok=True)
     cert = make_dev_cert(directory, name="manager")
     last = None
@@ -103,6 +106,8 @@ def start_manager(env, directory, streamers_file, master_file, db, name="manager
             "--heartbeat_ms=1000", "--health_interval_ms=500",
             # Room for every refusal the tests provoke from one source (127.0.0.1).
             "--activation_burst=50"]
+        if secrets_key_file:
+            argv.append("--secrets_key_file=%s" % secrets_key_file)
         if plain:
             argv += ["--plain_listen=127.0.0.1:%d" % plain_port,
                      "--manager_url=http://127.0.0.1:%d" % plain_port]
@@ -125,6 +130,17 @@ def write_factory_master(env):
     path = env.path("factory_master")
     with open(path, "w") as f:
         f.write(os.urandom(32).hex() + "\n")
+    return path
+
+
+def write_secrets_key_file(env):
+    """A secrets key file made by the manager's own tool (mode 0600); returns its path."""
+    path = env.path("secrets.keys")
+    r = harness.subprocess.run(
+        [manager_binary(), "new-secrets-key", "--secrets_key_file=%s" % path],
+        stdout=harness.subprocess.PIPE, stderr=harness.subprocess.PIPE, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError("new-secrets-key: %s" % r.stderr)
     return path
 
 
@@ -256,8 +272,9 @@ class Lifecycle(unittest.TestCase):
             cls.master_file = write_factory_master(cls.env)
             cls.db = cls.env.path("manager.db")
             cls.streamers = streamers
+            cls.secrets_keys = write_secrets_key_file(cls.env)
             cls.mgr = start_manager(cls.env, cls.env.path("mgr"), streamers, cls.master_file,
-                                    cls.db)
+                                    cls.db, secrets_key_file=cls.secrets_keys)
             cls.cam = start_camera(cls.env.procs, tcp_only=True)
             # The factory writes this camera's own secret; made here by the manager's tool.
             cls.factory_file, cls.factory_hex = write_factory_secret(cls.env, cls.master_file)
@@ -302,6 +319,19 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(a["streamer"], gw_url)
         m = self.mgr.metrics()
         self.assertEqual(m.get("camtunnel_manager_activations_total", result="activated"), 1)
+
+    def test_1b_the_store_holds_the_agent_secret_sealed(self):
+        # docs/manager.md, "Secrets at rest": a copy of the database is not the camera's
+        # credentials.
+        secret = self.secret()
+        db = sqlite3.connect(self.db)
+        try:
+            row = db.execute("SELECT secret FROM agents WHERE agent_id = ?", (SERIAL,)).fetchone()
+        finally:
+            db.close()
+        stored = bytes(row[0])
+        self.assertEqual(len(stored), 62)  # version | key id | nonce | ciphertext | tag
+        self.assertNotIn(secret, stored)
 
     def test_2_wrong_factory_secret_is_refused_and_counted(self):
         st, body = self.mgr.post_activate({"serial": "cam-other", "operator": OPERATOR,
@@ -438,7 +468,8 @@ class Lifecycle(unittest.TestCase):
             "--cert=%s" % self.mgr.cert, "--key=%s" % os.path.join(cert_dir, "manager.key"),
             "--store=%s" % self.db, "--factory_master_file=%s" % self.master_file,
             "--operators=%s" % OPERATOR, "--manager_url=%s" % self.mgr.url,
-            "--streamers=%s" % self.streamers, "--heartbeat_ms=1000"])
+            "--streamers=%s" % self.streamers, "--heartbeat_ms=1000",
+            "--secrets_key_file=%s" % self.secrets_keys])
         m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 10)
         type(self).mgr = Manager(p, port, int(m.group(2)), self.mgr.cert)
         wait_err_line(agent, r"manager linked", 40, start)
