@@ -361,13 +361,14 @@ int MigrateCommand() {
   }
   std::printf(
       "agents %llu\nclaims %llu\nactivations %llu (%llu already there)\n"
-      "audit %llu (%llu already there)\n",
+      "audit %llu (%llu already there)\ncommand ids above %lld\n",
       static_cast<unsigned long long>(counts->agents),
       static_cast<unsigned long long>(counts->claims),
       static_cast<unsigned long long>(counts->activations),
       static_cast<unsigned long long>(counts->activations_skipped),
       static_cast<unsigned long long>(counts->audit),
-      static_cast<unsigned long long>(counts->audit_skipped));
+      static_cast<unsigned long long>(counts->audit_skipped),
+      static_cast<long long>(counts->command_id_floor));
   return 0;
 }
 

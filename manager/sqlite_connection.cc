@@ -693,6 +693,36 @@ absl::StatusOr<bool> SqliteConnection::FinishCommand(int64_t id, CommandState st
   return sqlite3_changes(db_) > 0;
 }
 
+// AUTOINCREMENT keeps its high-water mark in sqlite_sequence, which may be raised by hand.
+absl::StatusOr<int64_t> SqliteConnection::LastCommandId() {
+  Stmt s(db_,
+         "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'commands'), 0), "
+         "COALESCE((SELECT MAX(id) FROM commands), 0))");
+  if (!s.ok() || s.Step() != SQLITE_ROW) {
+    return s.Error("last command id");
+  }
+  return s.ColInt(0);
+}
+
+absl::Status SqliteConnection::KeepCommandIdsAbove(int64_t id) {
+  return Transaction([&]() -> absl::Status {
+    auto last = LastCommandId();
+    if (!last.ok()) {
+      return last.status();
+    }
+    if (*last >= id) {
+      return absl::OkStatus();
+    }
+    Stmt del(db_, "DELETE FROM sqlite_sequence WHERE name = 'commands'");
+    if (absl::Status st = RunToDone(del, "command id floor"); !st.ok()) {
+      return st;
+    }
+    Stmt ins(db_, "INSERT INTO sqlite_sequence (name, seq) VALUES ('commands', ?1)");
+    ins.Int(1, id);
+    return RunToDone(ins, "command id floor");
+  });
+}
+
 absl::StatusOr<uint64_t> SqliteConnection::ExpireCommands(int64_t now_ms) {
   Stmt s(db_,
          "UPDATE commands SET state = 'expired', updated_at_ms = ?1, outcome = CASE state WHEN "

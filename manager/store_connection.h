@@ -101,6 +101,11 @@ class StoreConnection {
   // Ends a command that is not over yet (acked, failed); false if it already was.
   virtual absl::StatusOr<bool> FinishCommand(int64_t id, CommandState state,
                                              std::string_view outcome, int64_t now_ms) = 0;
+  // The highest command id ever issued (0: none), and a floor for the ids to come: agents keep
+  // the highest id they acted on and treat anything not above it as done, so a database that
+  // receives a fleet (migrate) must never issue an id at or below one the source issued.
+  virtual absl::StatusOr<int64_t> LastCommandId() = 0;
+  virtual absl::Status KeepCommandIdsAbove(int64_t id) = 0;
   // Every queued or sent command past its deadline becomes expired; returns how many.
   virtual absl::StatusOr<uint64_t> ExpireCommands(int64_t now_ms) = 0;
 

@@ -247,6 +247,16 @@ absl::StatusOr<MigrationCounts> MigrateStore(StoreConnection& from, StoreConnect
   }
   counts.audit = audit->copied;
   counts.audit_skipped = audit->skipped;
+  // Command rows are not copied (transient), but their ids must go on rising: every agent keeps
+  // the highest one it acted on and takes a lower one for a command already done.
+  auto last = from.LastCommandId();
+  if (!last.ok()) {
+    return Context(last.status(), "command ids");
+  }
+  if (absl::Status st = to.KeepCommandIdsAbove(*last); !st.ok()) {
+    return Context(st, "command ids");
+  }
+  counts.command_id_floor = *last;
   return counts;
 }
 

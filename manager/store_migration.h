@@ -38,6 +38,8 @@ struct MigrationCounts {
   // Rows a resumed copy found already in the destination.
   uint64_t activations_skipped = 0;
   uint64_t audit_skipped = 0;
+  // The destination issues command ids above this (the source's highest).
+  int64_t command_id_floor = 0;
 };
 
 // FAILED_PRECONDITION when `to` holds agents and `options.force` is not set. On an error, the

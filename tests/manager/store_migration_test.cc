@@ -170,6 +170,31 @@ TEST(StoreMigration, CopiedStoreReadsBackIdentical) {
   EXPECT_EQ(*from->ListDeactivated(), *to->ListDeactivated());
 }
 
+// Agents keep the highest command id they acted on: the destination's ids go on above the
+// source's, or a fleet moved to it would take its first commands for ones already done.
+TEST(StoreMigration, CommandIdsGoOnRisingInTheDestination) {
+  const std::string dir = TempDir();
+  auto from = OpenOrDie(dir + "/from.db", nullptr);
+  auto to = OpenOrDie(dir + "/to.db", nullptr);
+  ASSERT_TRUE(from && to);
+  Fill(*from);
+  int64_t last = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto id = from->EnqueueCommand({.agent_id = "sn-1", .kind = "restart", .deadline_ms = 1});
+    ASSERT_TRUE(id.ok());
+    last = *id;
+  }
+  auto counts = MigrateStore(*from, *to, {.batch = 100, .now_ms = 99});
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->command_id_floor, last);
+  auto next = to->EnqueueCommand({.agent_id = "sn-1", .kind = "restart", .deadline_ms = 1});
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, last);
+  // A floor below what the destination already issued changes nothing.
+  ASSERT_TRUE(to->KeepCommandIdsAbove(1).ok());
+  EXPECT_EQ(*to->LastCommandId(), *next);
+}
+
 TEST(StoreMigration, ClearSourceIsSealedInTheDestination) {
   const std::string dir = TempDir();
   SecretSealer sealer = TestSealer();
