@@ -33,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "manager/activation.h"
+#include "manager/config_digest.h"
 #include "manager/handover_enroller.h"
 #include "manager/handover_service.h"
 #include "manager/manager_server.h"
@@ -503,6 +504,9 @@ int Serve() {
     runtime::LogEvent(runtime::LogLevel::kWarning, "deprecated_flag",
                       {runtime::Kv("flag", "--state"), runtime::Kv("use", "--store")});
   }
+  config.config_digest =
+      manager::ConfigDigest(*streamers, activation_options.operators, config.manager_urls,
+                            absl::GetFlag(FLAGS_key_validity_s));
   manager::StreamerPool pool(std::move(*streamers), absl::GetFlag(FLAGS_key_validity_s));
 
   sigset_t signals;

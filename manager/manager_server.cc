@@ -260,6 +260,15 @@ std::string ManagerServer::RenderMetrics() const {
     families.push_back(f.Take());
   };
   gauge("camtunnel_manager_links", "Agents with an authenticated manager link.", links_.size());
+  if (!config_.config_digest.empty()) {
+    families.push_back(
+        FamilyBuilder("camtunnel_manager_config_info",
+                      "1, labelled with the digest of the Streamers, operators and manager list "
+                      "this manager runs with: managers sharing a database must show one digest.",
+                      MetricType::Gauge)
+            .Gauge({{"sha256", config_.config_digest}, {"manager", config_.manager_id}}, 1)
+            .Take());
+  }
   size_t plain_links = 0;
   for (const auto& [id, link] : links_) {
     plain_links += link->plain() ? 1 : 0;

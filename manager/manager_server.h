@@ -54,6 +54,8 @@ struct ManagerConfig {
   std::string manager_id = "manager";
   // An operator's command not acknowledged by then is expired (a clear failure).
   uint64_t command_ttl_ms = 60000;
+  // ConfigDigest() of what the managers of a deployment must agree on (exported for an alert).
+  std::string config_digest;
   uint32_t heartbeat_ms = 5000;
   // After losing this manager an agent waits a random delay in [0, window) (WELCOME; PROTOCOL.md
   // section 6): a restarted manager is not hit by its whole fleet at once.
