@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang clang-format clang-tidy libclang-rt-14-dev
   # libraries
   liburing-dev libssl-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev prometheus-cpp-dev libsqlite3-dev libtomlplusplus-dev libsystemd-dev
+  nlohmann-json3-dev prometheus-cpp-dev libsqlite3-dev libpq-dev libtomlplusplus-dev libsystemd-dev
   # third-party peers for the end-to-end tests and the demo
   python3 python3-gi python3-openssl python3-cryptography gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
