@@ -15,6 +15,8 @@ packages=(
   gstreamer1.0-plugins-ugly ffmpeg curl openssl libnss-myhostname procps iproute2
   # the agent's hostile-network tests: a clock at 1970 (libfaketime) and an HTTP CONNECT proxy
   faketime tinyproxy
+  # the storage tests against PostgreSQL: a throwaway cluster (initdb, postgres)
+  postgresql-15
   # operations tests: promtool and the Prometheus server, dpkg-shlibdeps for the packages
   prometheus dpkg-dev
 )

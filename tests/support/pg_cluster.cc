@@ -1,0 +1,302 @@
+// See pg_cluster.h.
+#include "tests/support/pg_cluster.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace camtunnel::test_support {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Generous: two cores shared by parallel test processes.
+constexpr auto kStartTimeout = std::chrono::seconds(60);
+constexpr auto kStopTimeout = std::chrono::seconds(60);
+constexpr auto kPollInterval = std::chrono::milliseconds(10);
+
+std::string ErrnoText(int err) { return std::generic_category().message(err); }
+
+// The last lines of a log, for an error message.
+std::string Tail(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream all;
+  all << in.rdbuf();
+  std::string text = all.str();
+  constexpr size_t kMax = 2000;
+  return text.size() > kMax ? text.substr(text.size() - kMax) : text;
+}
+
+// A loopback port free now (the server binds it a moment later; a collision fails the start,
+// loudly).
+absl::StatusOr<int> FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("socket: ", ErrnoText(errno)));
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::InternalError(absl::StrCat("bind 127.0.0.1:0: ", ErrnoText(err)));
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct Child {
+  std::vector<std::string> argv;
+  std::string log_path;
+  std::string workdir;
+  bool drop_privileges = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// fork + exec with stdout and stderr to the log, as the unprivileged user when asked. Only
+// async-signal-safe calls between fork and exec: everything is prepared before.
+absl::StatusOr<pid_t> Spawn(const Child& c) {
+  std::vector<char*> argv;
+  for (const std::string& a : c.argv) {
+    argv.push_back(const_cast<char*>(a.c_str()));
+  }
+  argv.push_back(nullptr);
+  const int log = open(c.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) {
+    return absl::InternalError(absl::StrCat("open ", c.log_path, ": ", ErrnoText(errno)));
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int err = errno;
+    close(log);
+    return absl::InternalError(absl::StrCat("fork: ", ErrnoText(err)));
+  }
+  if (pid == 0) {
+    const int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 ||
+        chdir(c.workdir.c_str()) != 0) {
+      _exit(126);
+    }
+    if (c.drop_privileges &&
+        (setgroups(0, nullptr) != 0 || setgid(c.gid) != 0 || setuid(c.uid) != 0)) {
+      _exit(126);
+    }
+    // A test process that dies (a crash, a timeout's SIGKILL) takes its server with it: SIGQUIT
+    // is the server's immediate shutdown. Set after setuid, which clears it.
+    if (prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || getppid() != parent) {
+      _exit(126);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(log);
+  return pid;
+}
+
+// Waits for `pid` up to `timeout`; true with its status when it exited.
+bool WaitExit(pid_t pid, Clock::duration timeout, int* status) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    const pid_t r = waitpid(pid, status, WNOHANG);
+    if (r == pid || (r < 0 && errno == ECHILD)) {
+      return true;
+    }
+    if (Clock::now() >= deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+}  // namespace
+
+std::string PgCluster::WhyUnavailable() {
+  for (const char* tool : {"initdb", "postgres"}) {
+    const std::string path = absl::StrCat(kBinDir, "/", tool);
+    if (access(path.c_str(), X_OK) != 0) {
+      return absl::StrCat(path,
+                          " is missing: PostgreSQL 15 is not installed "
+                          "(apt-get install postgresql-15)");
+    }
+  }
+  if (geteuid() == 0 && getpwnam("nobody") == nullptr) {
+    return "running as root and there is no user 'nobody' to run the server as";
+  }
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(Options options) {
+  if (std::string why = WhyUnavailable(); !why.empty()) {
+    return absl::FailedPreconditionError(why);
+  }
+  std::string pattern = (std::filesystem::temp_directory_path() / "camtunnel-pg-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("mkdtemp: ", ErrnoText(errno)));
+  }
+  std::unique_ptr<PgCluster> cluster(new PgCluster(pattern, options));
+  if (geteuid() == 0) {
+    const passwd* nobody = getpwnam("nobody");
+    cluster->drop_privileges_ = true;
+    cluster->run_uid_ = nobody->pw_uid;
+    cluster->run_gid_ = nobody->pw_gid;
+    if (chown(pattern.c_str(), nobody->pw_uid, nobody->pw_gid) != 0) {
+      return absl::InternalError(absl::StrCat("chown ", pattern, ": ", ErrnoText(errno)));
+    }
+  }
+  if (options.tcp) {
+    absl::StatusOr<int> port = FreeLoopbackPort();
+    if (!port.ok()) {
+      return port.status();
+    }
+    cluster->port_ = *port;
+  }
+  if (absl::Status st = cluster->InitDb(); !st.ok()) {
+    return st;
+  }
+  if (absl::Status st = cluster->StartServer(); !st.ok()) {
+    return st;
+  }
+  return cluster;
+}
+
+PgCluster::~PgCluster() {
+  (void)Stop();
+  std::error_code ignored;
+  std::filesystem::remove_all(folder_, ignored);
+}
+
+absl::Status PgCluster::InitDb() {
+  const std::string log = folder_ + "/initdb.log";
+  absl::StatusOr<pid_t> pid = Spawn({
+      .argv = {absl::StrCat(kBinDir, "/initdb"), "--pgdata=" + folder_ + "/data",
+               "--username=postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"},
+      .log_path = log,
+      .workdir = folder_,
+      .drop_privileges = drop_privileges_,
+      .uid = run_uid_,
+      .gid = run_gid_,
+  });
+  if (!pid.ok()) {
+    return pid.status();
+  }
+  int status = 0;
+  if (!WaitExit(*pid, kStartTimeout, &status)) {
+    kill(*pid, SIGKILL);
+    waitpid(*pid, &status, 0);
+    return absl::DeadlineExceededError(absl::StrCat("initdb timed out: ", Tail(log)));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("initdb failed: ", Tail(log)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PgCluster::StartServer() {
+  const std::string log = folder_ + "/postgres.log";
+  absl::StatusOr<pid_t> pid = Spawn({
+      .argv = {absl::StrCat(kBinDir, "/postgres"), "-D", folder_ + "/data", "-k", folder_, "-p",
+               std::to_string(port_), "-c",
+               options_.tcp ? "listen_addresses=127.0.0.1" : "listen_addresses=", "-c", "fsync=off",
+               "-c", "synchronous_commit=off", "-c", "full_page_writes=off"},
+      .log_path = log,
+      .workdir = folder_,
+      .drop_privileges = drop_privileges_,
+      .uid = run_uid_,
+      .gid = run_gid_,
+  });
+  if (!pid.ok()) {
+    return pid.status();
+  }
+  server_pid_ = *pid;
+  const std::string ping = conninfo() + " connect_timeout=2";
+  const auto deadline = Clock::now() + kStartTimeout;
+  for (;;) {
+    if (PQping(ping.c_str()) == PQPING_OK) {
+      return absl::OkStatus();
+    }
+    int status = 0;
+    if (waitpid(server_pid_, &status, WNOHANG) == server_pid_) {
+      server_pid_ = 0;
+      return absl::InternalError(absl::StrCat("postgres exited at start: ", Tail(log)));
+    }
+    if (Clock::now() >= deadline) {
+      (void)Stop();
+      return absl::DeadlineExceededError(absl::StrCat("postgres not ready: ", Tail(log)));
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+absl::Status PgCluster::Stop() {
+  if (server_pid_ == 0) {
+    return absl::OkStatus();
+  }
+  const pid_t pid = std::exchange(server_pid_, 0);
+  kill(pid, SIGINT);
+  int status = 0;
+  if (WaitExit(pid, kStopTimeout, &status)) {
+    return absl::OkStatus();
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return absl::DeadlineExceededError("postgres did not stop on SIGINT; killed");
+}
+
+absl::Status PgCluster::Restart() {
+  if (absl::Status st = Stop(); !st.ok()) {
+    return st;
+  }
+  return StartServer();
+}
+
+std::string PgCluster::conninfo(std::string_view dbname) const {
+  return absl::StrCat("host=", options_.tcp ? "127.0.0.1" : folder_, " port=", port_,
+                      " user=postgres dbname=", std::string(dbname));
+}
+
+absl::StatusOr<std::string> PgCluster::CreateDatabase() {
+  const std::string name = absl::StrCat("test_", ++databases_);
+  PGconn* conn = PQconnectdb(conninfo().c_str());
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(conn);
+    PQfinish(conn);
+    return absl::UnavailableError(absl::StrCat("connect: ", message));
+  }
+  // The name is ours ("test_<n>"), never input: an identifier cannot be a parameter.
+  PGresult* r = PQexec(conn, absl::StrCat("CREATE DATABASE ", name).c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  std::string message = ok ? "" : PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(conn);
+  if (!ok) {
+    return absl::InternalError(absl::StrCat("CREATE DATABASE ", name, ": ", message));
+  }
+  return conninfo(name);
+}
+
+}  // namespace camtunnel::test_support

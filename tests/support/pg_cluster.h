@@ -1,0 +1,67 @@
+// A throwaway PostgreSQL 15 cluster for tests: initdb into a fresh temporary folder, a server
+// listening on a unix socket in that folder only (or on a free loopback port), stopped and
+// removed when the object goes. The server refuses to run as root, so a root test process runs
+// it as `nobody` (the folder is handed to that user). Durability is off (fsync, synchronous
+// commit): nothing here outlives the test.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace camtunnel::test_support {
+
+class PgCluster {
+ public:
+  static constexpr const char* kBinDir = "/usr/lib/postgresql/15/bin";
+
+  struct Options {
+    // Listen on 127.0.0.1 (a free port) instead of the unix socket: for tests of TCP behaviour
+    // (keepalives, a server that vanishes from the network).
+    bool tcp = false;
+  };
+
+  // Empty when this machine can run a cluster; otherwise why it cannot (for GTEST_SKIP).
+  static std::string WhyUnavailable();
+
+  static absl::StatusOr<std::unique_ptr<PgCluster>> Start(Options options);
+  static absl::StatusOr<std::unique_ptr<PgCluster>> Start() { return Start(Options()); }
+
+  PgCluster(const PgCluster&) = delete;
+  PgCluster& operator=(const PgCluster&) = delete;
+  ~PgCluster();  // stops the server and removes the folder
+
+  // Fast shutdown (SIGINT: sessions are cut, the server exits once they are), then waits.
+  absl::Status Stop();
+  // Stop, then start again on the same data (and the same port).
+  absl::Status Restart();
+
+  // libpq key=value conninfo for `dbname`, as the superuser "postgres" (trust authentication).
+  std::string conninfo(std::string_view dbname = "postgres") const;
+  // A new, empty database; its conninfo.
+  absl::StatusOr<std::string> CreateDatabase();
+
+  pid_t server_pid() const { return server_pid_; }
+  const std::string& folder() const { return folder_; }
+
+ private:
+  PgCluster(std::string folder, Options options) : folder_(std::move(folder)), options_(options) {}
+  absl::Status InitDb();
+  absl::Status StartServer();
+
+  std::string folder_;
+  Options options_;
+  int port_ = 5432;  // with the unix socket, only part of the socket's name
+  uid_t run_uid_ = 0;
+  gid_t run_gid_ = 0;
+  bool drop_privileges_ = false;
+  pid_t server_pid_ = 0;
+  int databases_ = 0;
+};
+
+}  // namespace camtunnel::test_support
