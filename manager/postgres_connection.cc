@@ -539,7 +539,7 @@ absl::Status PostgresConnection::Transaction(const std::function<absl::Status()>
       (void)ExecScript("rollback", "ROLLBACK");
     }
     in_transaction_ = false;
-    if (!transaction_conflict_) {
+    if (!transaction_conflict_ || attempt == kTransactionAttempts) {
       return result;
     }
     runtime::LogEvent(runtime::LogLevel::kInfo, "store_transaction_retry",

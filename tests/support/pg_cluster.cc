@@ -184,6 +184,15 @@ absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(Options options) {
   return cluster;
 }
 
+absl::StatusOr<PgCluster*> PgCluster::Shared() {
+  // Started on first use; the static's destructor stops the server at exit.
+  static absl::StatusOr<std::unique_ptr<PgCluster>> shared = Start();
+  if (!shared.ok()) {
+    return shared.status();
+  }
+  return shared->get();
+}
+
 PgCluster::~PgCluster() {
   (void)Stop();
   std::error_code ignored;

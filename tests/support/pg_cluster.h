@@ -32,6 +32,11 @@ class PgCluster {
   static absl::StatusOr<std::unique_ptr<PgCluster>> Start(Options options);
   static absl::StatusOr<std::unique_ptr<PgCluster>> Start() { return Start(Options()); }
 
+  // The process's shared cluster (unix socket), started by the first call and stopped at exit;
+  // tests take a fresh database each (CreateDatabase). Not for tests that stop or restart it.
+  // A failed start is remembered: every later call returns the same error.
+  static absl::StatusOr<PgCluster*> Shared();
+
   PgCluster(const PgCluster&) = delete;
   PgCluster& operator=(const PgCluster&) = delete;
   ~PgCluster();  // stops the server and removes the folder
