@@ -1,6 +1,7 @@
 // See store_connection.h.
 #include "manager/store_connection.h"
 
+#include "manager/postgres_connection.h"
 #include "manager/sqlite_connection.h"
 
 namespace camtunnel::manager {
@@ -53,7 +54,11 @@ bool IsPostgresSpec(std::string_view spec) {
 absl::StatusOr<std::unique_ptr<StoreConnection>> OpenStoreConnection(const std::string& spec,
                                                                      const SecretSealer* sealer) {
   if (IsPostgresSpec(spec)) {
-    return absl::UnimplementedError("this manager was built without PostgreSQL support");
+    auto postgres = PostgresConnection::Open(spec, sealer);
+    if (!postgres.ok()) {
+      return postgres.status();
+    }
+    return std::unique_ptr<StoreConnection>(std::move(*postgres));
   }
   std::string path = spec.starts_with("sqlite:") ? spec.substr(7) : spec;
   auto sqlite = SqliteConnection::Open(path, sealer);
