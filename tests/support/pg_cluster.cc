@@ -75,6 +75,7 @@ struct Child {
   bool drop_privileges = false;
   uid_t uid = 0;
   gid_t gid = 0;
+  bool dies_with_parent = true;
 };
 
 // fork + exec with stdout and stderr to the log, as the unprivileged user when asked. Only
@@ -108,7 +109,10 @@ absl::StatusOr<pid_t> Spawn(const Child& c) {
     }
     // A test process that dies (a crash, a timeout's SIGKILL) takes its server with it: SIGQUIT
     // is the server's immediate shutdown. Set after setuid, which clears it.
-    if (prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || getppid() != parent) {
+    if (c.dies_with_parent && (prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || getppid() != parent)) {
+      _exit(126);
+    }
+    if (!c.dies_with_parent && setsid() < 0) {  // out of the test's process group
       _exit(126);
     }
     execv(argv[0], argv.data());
@@ -154,47 +158,135 @@ absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(Options options) {
   if (std::string why = WhyUnavailable(); !why.empty()) {
     return absl::FailedPreconditionError(why);
   }
-  std::string pattern = (std::filesystem::temp_directory_path() / "camtunnel-pg-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("mkdtemp: ", ErrnoText(errno)));
-  }
-  std::unique_ptr<PgCluster> cluster(new PgCluster(pattern, options));
-  if (geteuid() == 0) {
-    const passwd* nobody = getpwnam("nobody");
-    cluster->drop_privileges_ = true;
-    cluster->run_uid_ = nobody->pw_uid;
-    cluster->run_gid_ = nobody->pw_gid;
-    if (chown(pattern.c_str(), nobody->pw_uid, nobody->pw_gid) != 0) {
-      return absl::InternalError(absl::StrCat("chown ", pattern, ": ", ErrnoText(errno)));
-    }
-  }
-  if (options.tcp) {
-    absl::StatusOr<int> port = FreeLoopbackPort();
-    if (!port.ok()) {
-      return port.status();
-    }
-    cluster->port_ = *port;
-  }
-  if (absl::Status st = cluster->InitDb(); !st.ok()) {
-    return st;
-  }
-  if (absl::Status st = cluster->StartServer(); !st.ok()) {
+  std::unique_ptr<PgCluster> cluster(new PgCluster("", options));
+  if (absl::Status st = cluster->Create(); !st.ok()) {
     return st;
   }
   return cluster;
 }
 
+absl::Status PgCluster::Create() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "camtunnel-pg-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("mkdtemp: ", ErrnoText(errno)));
+  }
+  folder_ = pattern;
+  if (geteuid() == 0) {
+    const passwd* nobody = getpwnam("nobody");
+    drop_privileges_ = true;
+    run_uid_ = nobody->pw_uid;
+    run_gid_ = nobody->pw_gid;
+    if (chown(folder_.c_str(), run_uid_, run_gid_) != 0) {
+      return absl::InternalError(absl::StrCat("chown ", folder_, ": ", ErrnoText(errno)));
+    }
+  }
+  if (options_.tcp) {
+    absl::StatusOr<int> port = FreeLoopbackPort();
+    if (!port.ok()) {
+      return port.status();
+    }
+    port_ = *port;
+  }
+  if (absl::Status st = InitDb(); !st.ok()) {
+    return st;
+  }
+  return StartServer();
+}
+
 absl::StatusOr<PgCluster*> PgCluster::Shared() {
-  // Started on first use; the static's destructor stops the server at exit.
-  static absl::StatusOr<std::unique_ptr<PgCluster>> shared = Start();
+  // Started (or found) on first use; the static's destructor stops an own server at exit.
+  static absl::StatusOr<std::unique_ptr<PgCluster>> shared =
+      []() -> absl::StatusOr<std::unique_ptr<PgCluster>> {
+    const char* state_file = getenv(kSharedStateEnv);
+    if (state_file != nullptr && std::filesystem::exists(state_file)) {
+      return Attach(state_file);
+    }
+    return Start();
+  }();
   if (!shared.ok()) {
     return shared.status();
   }
   return shared->get();
 }
 
+absl::Status PgCluster::StartDetached(const std::string& state_file) {
+  if (std::filesystem::exists(state_file)) {
+    (void)StopDetached(state_file);
+  }
+  if (std::string why = WhyUnavailable(); !why.empty()) {
+    return absl::FailedPreconditionError(why);
+  }
+  std::unique_ptr<PgCluster> cluster(new PgCluster("", Options()));
+  cluster->dies_with_parent_ = false;
+  if (absl::Status st = cluster->Create(); !st.ok()) {
+    return st;
+  }
+  const std::string temp = state_file + ".new";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << cluster->folder_ << "\n" << cluster->port_ << "\n" << cluster->server_pid_ << "\n";
+    if (!out.flush()) {
+      return absl::InternalError(absl::StrCat("cannot write ", temp));
+    }
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, state_file, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("rename to ", state_file, ": ", error.message()));
+  }
+  cluster->owned_ = false;  // left running
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Attach(const std::string& state_file) {
+  std::ifstream in(state_file);
+  std::string folder;
+  int port = 0;
+  pid_t pid = 0;
+  if (!(in >> folder >> port >> pid)) {
+    return absl::InvalidArgumentError(absl::StrCat("unreadable cluster state ", state_file));
+  }
+  std::unique_ptr<PgCluster> cluster(new PgCluster(folder, Options()));
+  cluster->port_ = port;
+  cluster->owned_ = false;
+  return cluster;
+}
+
+absl::Status PgCluster::StopDetached(const std::string& state_file) {
+  absl::StatusOr<std::unique_ptr<PgCluster>> cluster = Attach(state_file);
+  std::error_code ignored;
+  std::filesystem::remove(state_file, ignored);
+  if (!cluster.ok()) {
+    return cluster.status();
+  }
+  const std::string folder = (*cluster)->folder_;
+  // The server is not this process's child: it is gone when it has removed postmaster.pid
+  // (a zombie nobody reaps would still answer kill(pid, 0)). Its first line is the pid, so a
+  // recycled pid is never signalled.
+  const std::string pid_file = folder + "/data/postmaster.pid";
+  pid_t pid = 0;
+  absl::Status result = absl::OkStatus();
+  if (std::ifstream in(pid_file); in >> pid && pid > 0) {
+    kill(pid, SIGQUIT);  // immediate shutdown: the data is removed next
+    const auto deadline = Clock::now() + kStopTimeout;
+    while (std::filesystem::exists(pid_file) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(kPollInterval);
+    }
+    if (std::filesystem::exists(pid_file)) {
+      kill(pid, SIGKILL);
+      result = absl::DeadlineExceededError("postgres did not stop on SIGINT; killed");
+    }
+  }
+  std::filesystem::remove_all(folder, ignored);
+  return result;
+}
+
 PgCluster::~PgCluster() {
-  (void)Stop();
+  if (!owned_ || folder_.empty()) {
+    return;
+  }
+  // Immediate shutdown: the data is removed next, a shutdown checkpoint would be wasted writes.
+  (void)StopServer(SIGQUIT);
   std::error_code ignored;
   std::filesystem::remove_all(folder_, ignored);
 }
@@ -237,6 +329,7 @@ absl::Status PgCluster::StartServer() {
       .drop_privileges = drop_privileges_,
       .uid = run_uid_,
       .gid = run_gid_,
+      .dies_with_parent = dies_with_parent_,
   });
   if (!pid.ok()) {
     return pid.status();
@@ -261,22 +354,27 @@ absl::Status PgCluster::StartServer() {
   }
 }
 
-absl::Status PgCluster::Stop() {
+absl::Status PgCluster::Stop() { return StopServer(SIGINT); }
+
+absl::Status PgCluster::StopServer(int signal) {
   if (server_pid_ == 0) {
     return absl::OkStatus();
   }
   const pid_t pid = std::exchange(server_pid_, 0);
-  kill(pid, SIGINT);
+  kill(pid, signal);
   int status = 0;
   if (WaitExit(pid, kStopTimeout, &status)) {
     return absl::OkStatus();
   }
   kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
-  return absl::DeadlineExceededError("postgres did not stop on SIGINT; killed");
+  return absl::DeadlineExceededError("postgres did not stop when told; killed");
 }
 
 absl::Status PgCluster::Restart() {
+  if (!owned_) {
+    return absl::FailedPreconditionError("the shared cluster is not this test's to restart");
+  }
   if (absl::Status st = Stop(); !st.ok()) {
     return st;
   }
@@ -289,7 +387,8 @@ std::string PgCluster::conninfo(std::string_view dbname) const {
 }
 
 absl::StatusOr<std::string> PgCluster::CreateDatabase() {
-  const std::string name = absl::StrCat("test_", ++databases_);
+  // Unique across the processes sharing the cluster.
+  const std::string name = absl::StrCat("test_", getpid(), "_", ++databases_);
   PGconn* conn = PQconnectdb(conninfo().c_str());
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string message = PQerrorMessage(conn);

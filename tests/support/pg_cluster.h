@@ -2,7 +2,7 @@
 // listening on a unix socket in that folder only (or on a free loopback port), stopped and
 // removed when the object goes. The server refuses to run as root, so a root test process runs
 // it as `nobody` (the folder is handed to that user). Durability is off (fsync, synchronous
-// commit): nothing here outlives the test.
+// commit): nothing here outlives the test run.
 #pragma once
 
 #include <sys/types.h>
@@ -32,18 +32,30 @@ class PgCluster {
   static absl::StatusOr<std::unique_ptr<PgCluster>> Start(Options options);
   static absl::StatusOr<std::unique_ptr<PgCluster>> Start() { return Start(Options()); }
 
-  // The process's shared cluster (unix socket), started by the first call and stopped at exit;
-  // tests take a fresh database each (CreateDatabase). Not for tests that stop or restart it.
-  // A failed start is remembered: every later call returns the same error.
+  // The cluster tests share, each taking a fresh database (CreateDatabase); not for tests that
+  // stop or restart it. Under ctest it is the run's cluster (see StartDetached), found through
+  // the environment variable kSharedStateEnv; otherwise this process starts one on the first call
+  // and stops it at exit. A failed start is remembered: every later call returns the same error.
   static absl::StatusOr<PgCluster*> Shared();
+
+  // One cluster for all the test processes of a ctest run (an initdb per process would cost
+  // seconds each): the fixture tests pg_cluster_start and pg_cluster_stop (tests/CMakeLists.txt)
+  // call these. StartDetached leaves the server running after this process exits and records it
+  // in `state_file` (replacing one a killed run left behind); StopDetached stops it and removes
+  // its folder.
+  static constexpr const char* kSharedStateEnv = "CAMTUNNEL_TEST_PG_CLUSTER";
+  static absl::Status StartDetached(const std::string& state_file);
+  static absl::Status StopDetached(const std::string& state_file);
 
   PgCluster(const PgCluster&) = delete;
   PgCluster& operator=(const PgCluster&) = delete;
-  ~PgCluster();  // stops the server and removes the folder
+  // Stops the server (immediate shutdown) and removes the folder, unless another process owns
+  // them.
+  ~PgCluster();
 
   // Fast shutdown (SIGINT: sessions are cut, the server exits once they are), then waits.
   absl::Status Stop();
-  // Stop, then start again on the same data (and the same port).
+  // Stop, then start again on the same data (and the same port). Not on the shared cluster.
   absl::Status Restart();
 
   // libpq key=value conninfo for `dbname`, as the superuser "postgres" (trust authentication).
@@ -56,8 +68,12 @@ class PgCluster {
 
  private:
   PgCluster(std::string folder, Options options) : folder_(std::move(folder)), options_(options) {}
+  static absl::StatusOr<std::unique_ptr<PgCluster>> Attach(const std::string& state_file);
+  // A fresh folder, initdb, the server.
+  absl::Status Create();
   absl::Status InitDb();
   absl::Status StartServer();
+  absl::Status StopServer(int signal);
 
   std::string folder_;
   Options options_;
@@ -66,6 +82,11 @@ class PgCluster {
   gid_t run_gid_ = 0;
   bool drop_privileges_ = false;
   pid_t server_pid_ = 0;
+  // False for a cluster another process started and stops (Attach, StartDetached).
+  bool owned_ = true;
+  // The server gets SIGQUIT when the process that started it dies (a crashed test leaves no
+  // server behind); not for StartDetached.
+  bool dies_with_parent_ = true;
   int databases_ = 0;
 };
 
