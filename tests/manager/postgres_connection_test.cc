@@ -176,6 +176,7 @@ TEST_F(PostgresConnectionTest, ManagersStartingTogetherMigrateOnce) {
   std::atomic<int> opened{0};
   std::vector<std::string> errors(kManagers);
   std::vector<std::thread> threads;
+  threads.reserve(kManagers);
   for (int i = 0; i < kManagers; ++i) {
     threads.emplace_back([&, i] {
       absl::StatusOr<std::unique_ptr<PostgresConnection>> store =

@@ -43,6 +43,7 @@ AgentRecord Agent(std::string id, std::string operator_id = "acme") {
 
 std::vector<std::string> Ids(const std::vector<AgentRecord>& agents) {
   std::vector<std::string> ids;
+  ids.reserve(agents.size());
   for (const AgentRecord& a : agents) {
     ids.push_back(a.agent_id);
   }
@@ -461,6 +462,7 @@ TEST_P(StoreSuite, ListsClaimsInSerialOrderAfterACursor) {
   }
   auto serials = [](const std::vector<ClaimRecord>& claims) {
     std::vector<std::string> out;
+    out.reserve(claims.size());
     for (const ClaimRecord& c : claims) {
       out.push_back(c.serial);
     }
@@ -558,7 +560,7 @@ TEST_P(StoreSuite, ListsActivationsOldestFirstAfterAnId) {
                     ->RecordActivation({.serial = absl::StrCat("sn-", i),
                                         .source = "10.0.0.1",
                                         .result = i % 2 == 0 ? "denied" : "ok",
-                                        .at_ms = 100 * i})
+                                        .at_ms = int64_t{100} * i})
                     .ok());
   }
   absl::StatusOr<std::vector<ActivationEntry>> first = store_->ListActivations(0, 3);

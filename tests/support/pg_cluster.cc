@@ -12,11 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -66,6 +68,21 @@ absl::StatusOr<int> FreeLoopbackPort() {
   }
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+struct User {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+std::optional<User> LookUpUser(const char* name) {
+  passwd entry{};
+  passwd* found = nullptr;
+  std::array<char, 4096> buffer{};
+  if (getpwnam_r(name, &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr) {
+    return std::nullopt;
+  }
+  return User{.uid = entry.pw_uid, .gid = entry.pw_gid};
 }
 
 struct Child {
@@ -148,7 +165,7 @@ std::string PgCluster::WhyUnavailable() {
                           "(apt-get install postgresql-15)");
     }
   }
-  if (geteuid() == 0 && getpwnam("nobody") == nullptr) {
+  if (geteuid() == 0 && !LookUpUser("nobody").has_value()) {
     return "running as root and there is no user 'nobody' to run the server as";
   }
   return "";
@@ -172,10 +189,13 @@ absl::Status PgCluster::Create() {
   }
   folder_ = pattern;
   if (geteuid() == 0) {
-    const passwd* nobody = getpwnam("nobody");
+    const std::optional<User> nobody = LookUpUser("nobody");
+    if (!nobody.has_value()) {
+      return absl::FailedPreconditionError("no user 'nobody' to run the server as");
+    }
     drop_privileges_ = true;
-    run_uid_ = nobody->pw_uid;
-    run_gid_ = nobody->pw_gid;
+    run_uid_ = nobody->uid;
+    run_gid_ = nobody->gid;
     if (chown(folder_.c_str(), run_uid_, run_gid_) != 0) {
       return absl::InternalError(absl::StrCat("chown ", folder_, ": ", ErrnoText(errno)));
     }
@@ -197,7 +217,8 @@ absl::StatusOr<PgCluster*> PgCluster::Shared() {
   // Started (or found) on first use; the static's destructor stops an own server at exit.
   static absl::StatusOr<std::unique_ptr<PgCluster>> shared =
       []() -> absl::StatusOr<std::unique_ptr<PgCluster>> {
-    const char* state_file = getenv(kSharedStateEnv);
+    // Tests never change the environment, so getenv's race with setenv cannot happen here.
+    const char* state_file = std::getenv(kSharedStateEnv);  // NOLINT(concurrency-mt-unsafe)
     if (state_file != nullptr && std::filesystem::exists(state_file)) {
       return Attach(state_file);
     }
