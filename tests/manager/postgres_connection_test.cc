@@ -94,6 +94,62 @@ TEST_F(PostgresConnectionTest, AnUnreachableServerIsUnavailable) {
   EXPECT_EQ(opened.status().code(), absl::StatusCode::kUnavailable) << opened.status();
 }
 
+// The application name stands for every default added to the conninfo: unlike keepalives it is
+// visible from the server.
+std::string ApplicationNameOf(const std::string& admin_conninfo, const std::string& dbname) {
+  PGconn* conn = PQconnectdb(admin_conninfo.c_str());
+  std::string name;
+  const char* values[] = {dbname.c_str()};
+  PGresult* r = PQexecParams(conn,
+                             "SELECT application_name FROM pg_stat_activity WHERE datname = $1 "
+                             "AND pid <> pg_backend_pid()",
+                             1, nullptr, values, nullptr, nullptr, 0);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    name = PQgetvalue(r, 0, 0);
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return name;
+}
+
+TEST_F(PostgresConnectionTest, AddsItsDefaultsUnlessTheConninfoSetsThem) {
+  absl::StatusOr<PgCluster*> cluster = PgCluster::Shared();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  // A database per case: a closed session may linger in pg_stat_activity for a moment.
+  auto fresh_database = [&]() -> std::string {
+    absl::StatusOr<std::string> db = (*cluster)->CreateDatabase();
+    EXPECT_TRUE(db.ok()) << db.status();
+    return db.ok() ? db->substr(db->rfind('=') + 1) : "";
+  };
+  const std::string admin = (*cluster)->conninfo();
+  {
+    const std::string db = fresh_database();
+    absl::StatusOr<std::unique_ptr<PostgresConnection>> store =
+        PostgresConnection::Open((*cluster)->conninfo(db));
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(ApplicationNameOf(admin, db), "camtunnel-manager");
+  }
+  {
+    const std::string db = fresh_database();
+    absl::StatusOr<std::unique_ptr<PostgresConnection>> store =
+        PostgresConnection::Open((*cluster)->conninfo(db) + " application_name=mgr-7");
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(ApplicationNameOf(admin, db), "mgr-7");
+  }
+  {
+    // A URI, the socket folder percent-encoded as its host.
+    const std::string db = fresh_database();
+    std::string host;
+    for (char c : (*cluster)->folder()) {
+      host += c == '/' ? std::string("%2F") : std::string(1, c);
+    }
+    absl::StatusOr<std::unique_ptr<PostgresConnection>> store =
+        PostgresConnection::Open("postgresql://postgres@" + host + "/" + db + "?connect_timeout=3");
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(ApplicationNameOf(admin, db), "camtunnel-manager");
+  }
+}
+
 TEST_F(PostgresConnectionTest, ReconnectsAfterTheServerRestarts) {
   ASSERT_NO_FATAL_FAILURE(StartOwnCluster());
   std::unique_ptr<PostgresConnection> store = Open();
