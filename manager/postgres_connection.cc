@@ -162,6 +162,54 @@ void PutBigEndian64(int64_t v, char* out) {
   }
 }
 
+// Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, nothing
+// above U+10FFFF) at the start of `s`, or 0.
+size_t Utf8SequenceLength(std::string_view s) {
+  const auto b = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
+  const auto continuation = [&](size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+  const uint8_t lead = b(0);
+  if (lead < 0x80) {
+    return 1;
+  }
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    return continuation(1) ? 2 : 0;
+  }
+  if (lead >= 0xE0 && lead <= 0xEF) {
+    if (!continuation(1) || !continuation(2) || (lead == 0xE0 && b(1) < 0xA0) ||
+        (lead == 0xED && b(1) > 0x9F)) {
+      return 0;
+    }
+    return 3;
+  }
+  if (lead >= 0xF0 && lead <= 0xF4) {
+    if (!continuation(1) || !continuation(2) || !continuation(3) || (lead == 0xF0 && b(1) < 0x90) ||
+        (lead == 0xF4 && b(1) > 0x8F)) {
+      return 0;
+    }
+    return 4;
+  }
+  return 0;
+}
+
+// PostgreSQL text is valid UTF-8 without NUL; SQLite stores any bytes. A value PostgreSQL would
+// refuse (an agent's STATUS text can hold anything) is stored with each offending byte replaced
+// by U+FFFD instead of failing its statement, and with it a whole batch of last-seen times.
+std::string StorableText(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  while (!v.empty()) {
+    const size_t n = v[0] == '\0' ? 0 : Utf8SequenceLength(v);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      v.remove_prefix(1);
+      continue;
+    }
+    out.append(v.substr(0, n));
+    v.remove_prefix(n);
+  }
+  return out;
+}
+
 // An element of a text-format array literal: always quoted, with `"` and `\` escaped.
 void AppendArrayElement(std::string_view v, std::string* out) {
   out->push_back('"');
@@ -186,7 +234,7 @@ void CopyBytes(std::string_view from, std::array<uint8_t, N>* to) {
 // parsing), arrays in text format.
 class PgParams {
  public:
-  PgParams& Text(std::string_view v) { return Add(kTextOid, std::string(v), kBinaryFormat); }
+  PgParams& Text(std::string_view v) { return Add(kTextOid, StorableText(v), kBinaryFormat); }
   PgParams& Bytes(std::span<const uint8_t> v) {
     return Add(kByteaOid, std::string(reinterpret_cast<const char*>(v.data()), v.size()),
                kBinaryFormat);
@@ -202,7 +250,7 @@ class PgParams {
       if (i > 0) {
         literal.push_back(',');
       }
-      AppendArrayElement(values[i], &literal);
+      AppendArrayElement(StorableText(values[i]), &literal);
     }
     literal.push_back('}');
     return Add(kTextArrayOid, std::move(literal), kTextFormat);

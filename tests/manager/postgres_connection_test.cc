@@ -226,6 +226,27 @@ TEST_F(PostgresConnectionTest, AReadOnlyDatabaseIsUnavailableForWrites) {
   EXPECT_EQ(fresh.status().code(), absl::StatusCode::kUnavailable) << fresh.status();
 }
 
+TEST_F(PostgresConnectionTest, StoresTextItCannotHoldWithReplacementCharacters) {
+  ASSERT_NO_FATAL_FAILURE(UseSharedCluster());
+  std::unique_ptr<PostgresConnection> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->PutAgent(Agent("a")).ok());
+  ASSERT_TRUE(store->PutAgent(Agent("b")).ok());
+  // Invalid UTF-8 and a NUL in one agent's STATUS: the batch still lands, for every agent.
+  using std::string_literals::operator""s;
+  const std::string bad = "x\xff\xc3(y\0z\xed\xa0\x80"s;
+  ASSERT_TRUE(store
+                  ->RecordSeen({{.agent_id = "a", .last_seen_ms = 10, .status = bad},
+                                {.agent_id = "b", .last_seen_ms = 20, .status = "fine \xc3\xa9"}})
+                  .ok());
+  EXPECT_EQ((*store->FindAgent("a"))->last_seen_ms, 10);
+  EXPECT_EQ((*store->FindAgent("a"))->last_status,
+            "x\xef\xbf\xbd\xef\xbf\xbd(y\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ((*store->FindAgent("b"))->last_status, "fine \xc3\xa9");
+  ASSERT_TRUE(store->RecordStatus("b", "\0"s, 30).ok());
+  EXPECT_EQ((*store->FindAgent("b"))->last_status, "\xef\xbf\xbd");
+}
+
 TEST_F(PostgresConnectionTest, ManagersStartingTogetherMigrateOnce) {
   ASSERT_NO_FATAL_FAILURE(UseSharedCluster());
   constexpr int kManagers = 6;
