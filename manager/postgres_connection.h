@@ -6,7 +6,7 @@
 // operator's conninfo sets them, keepalives (idle 5 s, every 2 s, 3 probes), tcp_user_timeout
 // 10 s and connect_timeout 5 s are added. A statement that finds the session broken resets it
 // once and, outside a transaction, runs once more; when that fails too the call returns
-// absl::UnavailableError (the admin API answers 503). Several hosts with
+// absl::UnavailableError (callers answer 503). Several hosts with
 // target_session_attrs=read-write follow a promoted standby: the reset connects to whichever host
 // accepts writes now, and a statement refused by a standby that was demoted (SQLSTATE 25006)
 // counts as a broken session.
@@ -17,6 +17,13 @@
 //    session pooling or a direct connection will;
 //  - a database on another host: sslmode=verify-full (with sslrootcert), since the secrets of
 //    every camera travel over this connection.
+//
+// Text PostgreSQL cannot hold (invalid UTF-8, NUL), which SQLite would store as given, is stored
+// with U+FFFD for each offending byte rather than failing the statement.
+//
+// TODO: no statement_timeout or lock_timeout yet: a statement waiting for a row lock another
+// manager holds waits as long as it is held. That stalls one store worker, never the ring;
+// acceptable while transactions are short, to be bounded once leases make long holders possible.
 //
 // Schema: numbered migrations (postgres_connection.cc) tracked in table schema_version, each in
 // its own transaction under a transaction-scoped advisory lock, so managers starting together
@@ -49,7 +56,7 @@ namespace camtunnel::manager {
 class PgParams;
 class PgResult;
 
-class PostgresConnection : public StoreConnection {
+class PostgresConnection final : public StoreConnection {
  public:
   static constexpr int kSchemaVersion = 2;
 
