@@ -1095,6 +1095,37 @@ absl::StatusOr<bool> PostgresConnection::FinishCommand(int64_t id, CommandState 
   return r->affected() > 0;
 }
 
+// The identity column's sequence holds the high-water mark even when rows are gone.
+absl::StatusOr<int64_t> PostgresConnection::LastCommandId() {
+  PgParams p;
+  absl::StatusOr<PgResult> r = Exec(
+      "last command id",
+      "SELECT GREATEST(COALESCE((SELECT MAX(id) FROM commands), 0), COALESCE("
+      "pg_sequence_last_value(pg_get_serial_sequence('commands', 'id')::regclass), 0))::bigint",
+      p);
+  if (!r.ok()) {
+    return r.status();
+  }
+  return r->Int(0, 0);
+}
+
+absl::Status PostgresConnection::KeepCommandIdsAbove(int64_t id) {
+  return Transaction([&]() -> absl::Status {
+    absl::StatusOr<int64_t> last = LastCommandId();
+    if (!last.ok()) {
+      return last.status();
+    }
+    if (*last >= id) {
+      return absl::OkStatus();
+    }
+    PgParams p;
+    p.Int(id);
+    return Exec("command id floor",
+                "SELECT setval(pg_get_serial_sequence('commands', 'id'), $1::bigint, true)", p)
+        .status();
+  });
+}
+
 absl::StatusOr<uint64_t> PostgresConnection::ExpireCommands(int64_t now_ms) {
   PgParams p;
   p.Int(now_ms);

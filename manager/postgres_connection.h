@@ -111,6 +111,8 @@ class PostgresConnection final : public StoreConnection {
   absl::StatusOr<bool> FinishCommand(int64_t id, CommandState state, std::string_view outcome,
                                      int64_t now_ms) override;
   absl::StatusOr<uint64_t> ExpireCommands(int64_t now_ms) override;
+  absl::StatusOr<int64_t> LastCommandId() override;
+  absl::Status KeepCommandIdsAbove(int64_t id) override;
 
   absl::Status RecordActivation(const ActivationEntry& entry) override;
   absl::StatusOr<std::vector<ActivationEntry>> ListActivations(int64_t after_id,

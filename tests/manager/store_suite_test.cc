@@ -554,6 +554,21 @@ TEST_P(StoreSuite, CommandsAreTakenOnlyByTheLinkHolderAndEndOnce) {
   EXPECT_FALSE(store_->FindCommand(*second + 100)->has_value());
 }
 
+// Agents keep the highest command id they acted on: ids only rise, and a floor (a migrated
+// fleet's) lifts every id to come above it, never lowers one.
+TEST_P(StoreSuite, CommandIdsOnlyRiseAndTakeAFloor) {
+  EXPECT_EQ(*store_->LastCommandId(), 0);
+  auto first = store_->EnqueueCommand({.agent_id = "sn-1", .kind = "restart", .deadline_ms = 1});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*store_->LastCommandId(), *first);
+  ASSERT_TRUE(store_->KeepCommandIdsAbove(*first + 1000).ok());
+  auto next = store_->EnqueueCommand({.agent_id = "sn-1", .kind = "restart", .deadline_ms = 1});
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, *first + 1000);
+  ASSERT_TRUE(store_->KeepCommandIdsAbove(5).ok());  // below: nothing changes
+  EXPECT_EQ(*store_->LastCommandId(), *next);
+}
+
 TEST_P(StoreSuite, ListsActivationsOldestFirstAfterAnId) {
   for (int i = 1; i <= 5; ++i) {
     ASSERT_TRUE(store_
