@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -585,7 +586,7 @@ class ManagedTest(SimTestCase):
     AGENTS = 200
     OPERATOR = "acme"
 
-    def start_manager(self, port, db, streamers, master, cert):
+    def start_manager(self, port, db, streamers, master, cert, extra=()):
         argv = [MANAGER, "--listen=127.0.0.1:%d" % port, "--admin_listen=127.0.0.1:0",
                 "--cert=%s" % cert[0], "--key=%s" % cert[1], "--store=%s" % db,
                 "--factory_master_file=%s" % master, "--operators=%s" % self.OPERATOR,
@@ -593,7 +594,7 @@ class ManagedTest(SimTestCase):
                 "--heartbeat_ms=1000", "--health_interval_ms=500",
                 "--handshake_timeout_ms=%d" % HANDSHAKE_TIMEOUT_MS,
                 # Every activation of the fleet is let through (8 sources, 25 agents each).
-                "--activation_burst=1000"]
+                "--activation_burst=1000"] + list(extra)
         p = self.procs.start("manager", argv)
         m = p.wait_line(r"^camtunnel-manager: ready port=(\d+) admin=(\d+)", 15)
         return p, int(m.group(2))
@@ -906,6 +907,142 @@ class CliTest(SimTestCase):
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn(reason, r.stderr)
 
+
+
+PG_FIXTURE = find_binary("camtunnel_test_pg_cluster_fixture", "tests")
+
+
+class SeveralManagersTest(ManagedTest):
+    """Two managers on one PostgreSQL database (a throwaway cluster) share a managed fleet:
+    agents spread over both by their rendezvous order; a command given to the manager that does
+    not hold the agent's link reaches it; after kill -9 of one manager and SIGSTOP of the other,
+    every agent relinks to the survivor; a database restart under load keeps every link and the
+    next command is acknowledged. Video paths (the gateway connections) never drop. Outcomes are
+    asserted, never times."""
+
+    AGENTS = 200
+
+    def setUp(self):
+        super().setUp()
+        if not PG_FIXTURE:
+            self.skipTest("camtunnel_test_pg_cluster_fixture not built")
+        self.pg = self.procs.start("postgres", [PG_FIXTURE, "run"], stdin=subprocess.PIPE)
+        m = self.pg.wait_line(r"^pg: (conninfo=(.*)|unavailable (.*))$", 60)
+        # Cleanups run last-in first-out: this one before the processes are stopped, so the
+        # cluster is shut down and its folder removed by its owner.
+        self.addCleanup(self.stop_pg)
+        if m.group(3):
+            self.skipTest("no PostgreSQL here: " + m.group(3))
+        self.conninfo = m.group(2)
+
+    def stop_pg(self):
+        try:
+            self.pg.popen.stdin.write("stop\n")
+            self.pg.popen.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        self.pg.popen.wait(60)
+
+    def pg_command(self, line, expect):
+        start = len(self.pg.lines)
+        self.pg.popen.stdin.write(line + "\n")
+        self.pg.popen.stdin.flush()
+        self.pg.wait_line(r"^pg: %s$" % expect, 60, start)
+
+    def post(self, admin, agent, command, wait_ms=30000):
+        req = urllib.request.Request("http://127.0.0.1:%d/api/v1/agents/%s/%s?wait_ms=%d"
+                                     % (admin, agent, command, wait_ms), method="POST", data=b"")
+        try:
+            with urllib.request.urlopen(req, timeout=wait_ms / 1000 + 30) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def holder(self, admins, agent):
+        for i, admin in enumerate(admins):
+            if self.get_json(admin, "/api/v1/agents/%s" % agent)["linked"]:
+                return i
+        return None
+
+    def test_two_managers_share_the_fleet_and_survive_kill_stop_and_a_database_restart(self):
+        n = self.AGENTS
+        gw = self.gateway()
+        streamers = os.path.join(self.tmp, "streamers.txt")
+        with open(streamers, "w") as f:
+            f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                    % (gw.tls, os.path.join(self.tmp, "keys"), gw.admin))
+        master = os.path.join(self.tmp, "factory_master")
+        with open(master, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        cert = make_dev_cert(self.tmp, name="manager")
+        ports = [free_port(), free_port()]
+        urls = ",".join("https://127.0.0.1:%d" % p for p in ports)
+
+        def start(i):
+            return self.start_manager(ports[i], self.conninfo, streamers, master, cert, extra=[
+                "--manager_id=m%d" % i, "--manager_urls=%s" % urls, "--reconnect_window_ms=1000",
+                "--store_connections=2"])
+
+        mgrs, admins = [None, None], [0, 0]
+        for i in (0, 1):
+            mgrs[i], admins[i] = start(i)
+        sim = self.procs.start("agentsim", [
+            AGENTSIM, "steady", "--manager_url", "https://127.0.0.1:%d" % ports[0],
+            "--manager_ca_file", cert[0], "--ca", os.path.join(self.tmp, "dev.crt"),
+            "--factory_master_file", master, "--operator", self.OPERATOR,
+            "--agents", n, "--agent_prefix", "pg-", "--sources", SOURCES,
+            "--connect_concurrency", 64, "--connect_timeout", 90, "--duration", 170,
+            "--backoff_max_ms", 2000, "--metrics_listen", "127.0.0.1:0",
+            "--json_out", os.path.join(self.tmp, "report.json")])
+        sim_port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
+        sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 100)
+        links = lambda i: self.metric(admins[i], "camtunnel_manager_links") or 0
+        wait_until(lambda: links(0) + links(1) == n, 60, what="every agent linked to a manager")
+        # Rendezvous order: both managers hold a share (about half each).
+        self.assertGreater(links(0), n // 5)
+        self.assertGreater(links(1), n // 5)
+
+        # A command given to the manager that does not hold the agent's link.
+        held = [a for a in ("pg-%d" % k for k in range(n)) if self.holder(admins, a) == 0][:1]
+        self.assertTrue(held)
+        status, body = self.post(admins[1], held[0], "restart")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["command"]["state"], "acked", body)
+        self.assertEqual(body["command"]["manager"], "m0", body)  # delivered by the holder
+
+        # kill -9 of manager 0: its agents relink to manager 1.
+        mgrs[0].signal(signal.SIGKILL)
+        mgrs[0].wait(10)
+        wait_until(lambda: links(1) == n, 60, what="every agent linked to manager 1")
+        # Manager 0 comes back; then manager 1 stops answering (SIGSTOP): silent heartbeats
+        # send its agents to manager 0.
+        mgrs[0], admins[0] = start(0)
+        mgrs[1].signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: links(0) == n, 90, what="every agent linked to manager 0")
+        finally:
+            mgrs[1].signal(signal.SIGCONT)
+
+        # The database restarts under load: links stay, and the next command is acknowledged
+        # once the managers' sessions are back.
+        self.pg_command("restart", "restarted")
+        self.assertEqual(links(0), n)
+        status, body = self.post(admins[0], "pg-1", "restart")
+        if status == 503:  # the manager's session to the database was still coming back
+            status, body = self.post(admins[0], "pg-1", "restart")
+        self.assertEqual(status, 200, body)
+        wait_until(lambda: self.get_json(admins[0], "/readyz")["ready"], 30,
+                   what="manager 0 ready again")
+
+        # Video never depended on the managers: no gateway connection dropped.
+        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+        r = self.stop_sim(sim)
+        # The only gateway reconnects are the two restarted agents'.
+        a = r["agents"]
+        self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]),
+                         (n + 2, 2, n), a)
+        self.assertEqual(r["managed"]["restarts"], 2, r["managed"])
+        self.assertEqual(r["managed"]["command_acks"]["duplicates"], 0, r["managed"])
 
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1] + sys.argv[1:], verbosity=2)
