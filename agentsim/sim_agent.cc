@@ -8,6 +8,7 @@
 
 #include "agentsim/data_tunnel.h"
 #include "agentsim/dial.h"
+#include "agentsim/upgrade_answer.h"
 #include "proto/http_head.h"
 #include "proto/upgrade.h"
 #include "runtime/clock.h"
@@ -141,43 +142,20 @@ void SimAgent::OnStreamData(runtime::Stream& stream, std::span<const uint8_t> by
 }
 
 void SimAgent::OnUpgradeBytes(std::span<const uint8_t> bytes) {
-  head_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  proto::ResponseHead head;
-  const proto::HeadResult r = proto::ParseResponseHead(head_, &head);
-  if (r == proto::HeadResult::kNeedMore) {
+  const UpgradeAnswer answer = ReadUpgradeAnswer(head_, bytes, *stream_);
+  if (answer.kind == UpgradeAnswer::Kind::kNeedMore) {
     return;
   }
-  if (r != proto::HeadResult::kComplete) {
-    Fail("malformed_answer", EPROTO);
+  if (answer.kind == UpgradeAnswer::Kind::kFailed) {
+    Fail(answer.reason, answer.error);
     return;
   }
-  if (head.status != 101) {
-    Fail("status_" + std::to_string(head.status), 0);
-    return;
-  }
-  const auto accept = proto::ParseControlAccept(head);
-  if (!accept) {
-    Fail("malformed_answer", EPROTO);
-    return;
-  }
-  uint8_t exporter[proto::kExporterBytes];
-  std::span<const uint8_t> exporter_view;
-  if (stream_->tls()) {
-    if (!stream_->ExportKeyingMaterial(proto::kExporterLabel, exporter)) {
-      Fail("tls_exporter", EPROTO);
-      return;
-    }
-    exporter_view = exporter;
-  }
-  const std::string rest = head_.substr(head.head_bytes);
-  head_.clear();
-  head_.shrink_to_fit();  // idle agents keep no handshake buffer
   state_ = State::kAwaitWelcome;
   link_.BeginAgent({.agent_id = identity_.id, .key = &identity_.key, .key_ref = &identity_.key_ref},
-                   agent_nonce_, accept->gateway_nonce, accept->gateway_proof, transport(),
-                   exporter_view, kServices, runtime::MonotonicUs());
-  if (!rest.empty() && state_ == State::kAwaitWelcome) {
-    link_.Receive({reinterpret_cast<const uint8_t*>(rest.data()), rest.size()},
+                   agent_nonce_, answer.accept.gateway_nonce, answer.accept.gateway_proof,
+                   transport(), answer.exporter_view(), kServices, runtime::MonotonicUs());
+  if (!answer.rest.empty() && state_ == State::kAwaitWelcome) {
+    link_.Receive({reinterpret_cast<const uint8_t*>(answer.rest.data()), answer.rest.size()},
                   runtime::MonotonicUs());
   }
 }

@@ -5,6 +5,7 @@
 #include "agentsim/activation_exchange.h"
 #include "agentsim/dial.h"
 #include "agentsim/sim_agent.h"
+#include "agentsim/upgrade_answer.h"
 #include "proto/http_head.h"
 #include "proto/manager_command.h"
 #include "proto/upgrade.h"
@@ -93,48 +94,25 @@ void SimManagerLink::OnStreamData(runtime::Stream& /*stream*/, std::span<const u
 }
 
 void SimManagerLink::OnUpgradeBytes(std::span<const uint8_t> bytes) {
-  head_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  proto::ResponseHead head;
-  const proto::HeadResult r = proto::ParseResponseHead(head_, &head);
-  if (r == proto::HeadResult::kNeedMore) {
+  const UpgradeAnswer answer = ReadUpgradeAnswer(head_, bytes, *stream_);
+  if (answer.kind == UpgradeAnswer::Kind::kNeedMore) {
     return;
   }
-  if (r != proto::HeadResult::kComplete) {
-    Fail("malformed_answer", EPROTO);
-    return;
-  }
-  if (head.status != 101) {
-    end_.refused = head.status == 401 || head.status == 403;
-    if (head.status == 503) {
-      end_.retry_after_ms = RetryAfterMs(head);
+  if (answer.kind == UpgradeAnswer::Kind::kFailed) {
+    end_.refused = answer.head.status == 401 || answer.head.status == 403;
+    if (answer.head.status == 503) {
+      end_.retry_after_ms = RetryAfterMs(answer.head);
     }
-    Fail("status_" + std::to_string(head.status), 0);
+    Fail(answer.reason, answer.error);
     return;
   }
-  const auto accept = proto::ParseControlAccept(head);
-  if (!accept) {
-    Fail("malformed_answer", EPROTO);
-    return;
-  }
-  uint8_t exporter[proto::kExporterBytes];
-  std::span<const uint8_t> exporter_view;
-  if (stream_->tls()) {
-    if (!stream_->ExportKeyingMaterial(proto::kExporterLabel, exporter)) {
-      Fail("tls_exporter", EPROTO);
-      return;
-    }
-    exporter_view = exporter;
-  }
-  const std::string rest = head_.substr(head.head_bytes);
-  head_.clear();
-  head_.shrink_to_fit();
   state_ = State::kAwaitWelcome;
-  link_.BeginAgent({.agent_id = *agent_id_, .key = secret_}, agent_nonce_, accept->gateway_nonce,
-                   accept->gateway_proof,
-                   stream_->tls() ? proto::Transport::kTls : proto::Transport::kPlain,
-                   exporter_view, {}, runtime::MonotonicUs());
-  if (!rest.empty() && state_ == State::kAwaitWelcome) {
-    link_.Receive({reinterpret_cast<const uint8_t*>(rest.data()), rest.size()},
+  link_.BeginAgent({.agent_id = *agent_id_, .key = secret_}, agent_nonce_,
+                   answer.accept.gateway_nonce, answer.accept.gateway_proof,
+                   answer.tls ? proto::Transport::kTls : proto::Transport::kPlain,
+                   answer.exporter_view(), {}, runtime::MonotonicUs());
+  if (!answer.rest.empty() && state_ == State::kAwaitWelcome) {
+    link_.Receive({reinterpret_cast<const uint8_t*>(answer.rest.data()), answer.rest.size()},
                   runtime::MonotonicUs());
   }
 }
