@@ -38,7 +38,7 @@ void Fleet::Start() {
       waiting_.push_back(a.get());
     }
   }
-  tokens_ms_ = ctx_.shard.now_ms();
+  budget_.Start(ctx_.shard.now_ms());
   Pump();
 }
 
@@ -53,18 +53,9 @@ void Fleet::Stop() {
 void Fleet::Pump() {
   const Options& o = ctx_.options;
   const uint64_t now = ctx_.shard.now_ms();
-  if (o.connect_rate > 0) {
-    // At most one second of unused budget: a pause must not turn into a burst.
-    tokens_ = std::min(tokens_ + o.connect_rate * static_cast<double>(now - tokens_ms_) / 1000.0,
-                       std::max(1.0, o.connect_rate));
-    tokens_ms_ = now;
-  }
   while (!waiting_.empty() && in_flight_ < o.connect_concurrency && !ctx_.stopping) {
-    if (o.connect_rate > 0) {
-      if (tokens_ < 1) {
-        break;
-      }
-      tokens_ -= 1;
+    if (!budget_.Take(o.connect_rate, now)) {
+      break;
     }
     SimAgent* a = waiting_.front();
     waiting_.pop_front();

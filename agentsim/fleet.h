@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "agentsim/connect_budget.h"
 #include "agentsim/sim_agent.h"
 #include "agentsim/sim_context.h"
 #include "agentsim/streamer_key_file.h"
@@ -67,8 +68,7 @@ class Fleet final : public AgentObserver {
   std::vector<SimAgent*> up_;
   std::deque<SimAgent*> waiting_;  // agents due to connect, in order
   uint32_t in_flight_ = 0;
-  double tokens_ = 0;  // --connect_rate budget
-  uint64_t tokens_ms_ = 0;
+  ConnectBudget budget_;  // --connect_rate
   uint64_t first_complete_ms_ = 0;
   uint64_t incomplete_since_ms_ = 0;
   std::vector<uint64_t> recoveries_ms_;

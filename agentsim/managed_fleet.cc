@@ -46,7 +46,7 @@ ManagedFleet::~ManagedFleet() = default;
 
 void ManagedFleet::Start() {
   start_ms_ = ctx_.shard.now_ms();
-  tokens_ms_ = start_ms_;
+  budget_.Start(start_ms_);
   for (auto& a : agents_) {
     waiting_.push_back(a.get());
   }
@@ -66,17 +66,9 @@ size_t ManagedFleet::linked() const { return ctx_.stats.managed.links_up; }
 void ManagedFleet::Pump() {
   const Options& o = ctx_.options;
   const uint64_t now = ctx_.shard.now_ms();
-  if (o.connect_rate > 0) {
-    tokens_ = std::min(tokens_ + o.connect_rate * static_cast<double>(now - tokens_ms_) / 1000.0,
-                       std::max(1.0, o.connect_rate));
-    tokens_ms_ = now;
-  }
   while (!waiting_.empty() && in_flight_ < o.connect_concurrency && !ctx_.stopping) {
-    if (o.connect_rate > 0) {
-      if (tokens_ < 1) {
-        break;
-      }
-      tokens_ -= 1;
+    if (!budget_.Take(o.connect_rate, now)) {
+      break;
     }
     ManagedSimAgent* a = waiting_.front();
     waiting_.pop_front();

@@ -11,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "agentsim/connect_budget.h"
 #include "agentsim/fleet.h"
 #include "agentsim/managed_agent.h"
 #include "agentsim/sim_context.h"
@@ -47,8 +48,7 @@ class ManagedFleet final : public ManagedAgentObserver {
   std::vector<std::unique_ptr<ManagedSimAgent>> agents_;
   std::deque<ManagedSimAgent*> waiting_;  // first activations not started yet
   uint32_t in_flight_ = 0;
-  double tokens_ = 0;
-  uint64_t tokens_ms_ = 0;
+  ConnectBudget budget_;  // --connect_rate
   size_t ever_linked_ = 0;
   uint64_t start_ms_ = 0;
   uint64_t all_linked_ms_ = 0;
