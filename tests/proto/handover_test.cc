@@ -5,10 +5,10 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "proto/encoding.h"
+#include "tests/proto/manager_vectors.h"
 
 namespace camtunnel::proto {
 namespace {
@@ -17,13 +17,8 @@ using nlohmann::json;
 using Buf = std::vector<uint8_t>;
 
 json Vector() {
-  std::ifstream in(CAMTUNNEL_SOURCE_DIR "/proto/manager_test_vectors.json");
-  const json all = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (all.is_discarded() || !all.contains("handover") || all["handover"].empty()) {
-    ADD_FAILURE() << "proto/manager_test_vectors.json: no handover section";
-    return json::object();
-  }
-  return all["handover"][0];
+  const json& section = test_util::ManagerVectorSection("handover");
+  return section.empty() ? json::object() : section[0];
 }
 
 Buf Hex(const json& v) { return HexDecode(v.get<std::string>()).value_or(Buf{}); }

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -13,24 +12,14 @@
 #include "proto/encoding.h"
 #include "proto/manager_command.h"
 #include "proto/manager_order.h"
+#include "tests/proto/manager_vectors.h"
 
 namespace camtunnel::proto {
 namespace {
 
 using nlohmann::json;
 
-const json& Section(const char* name) {
-  static const json vectors = [] {
-    std::ifstream in(CAMTUNNEL_SOURCE_DIR "/proto/manager_test_vectors.json");
-    return json::parse(in, nullptr, /*allow_exceptions=*/false);
-  }();
-  static const json kEmpty = json::array();
-  if (vectors.is_discarded() || !vectors.contains(name) || vectors[name].empty()) {
-    ADD_FAILURE() << "proto/manager_test_vectors.json: missing or empty section " << name;
-    return kEmpty;
-  }
-  return vectors[name];
-}
+const json& Section(const char* name) { return test_util::ManagerVectorSection(name); }
 
 Frame Decode(const std::string& hex) {
   const std::vector<uint8_t> bytes = HexDecode(hex).value_or(std::vector<uint8_t>{});

@@ -5,11 +5,11 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "proto/encoding.h"
 #include "proto/upgrade.h"
+#include "tests/proto/manager_vectors.h"
 
 namespace camtunnel::proto {
 namespace {
@@ -17,23 +17,7 @@ namespace {
 using nlohmann::json;
 using Buf = std::vector<uint8_t>;
 
-const json& Vectors() {
-  static const json vectors = [] {
-    std::ifstream in(CAMTUNNEL_SOURCE_DIR "/proto/manager_test_vectors.json");
-    return json::parse(in, nullptr, /*allow_exceptions=*/false);
-  }();
-  return vectors;
-}
-
-const json& Section(const char* name) {
-  static const json kEmpty = json::array();
-  const json& all = Vectors();
-  if (all.is_discarded() || !all.contains(name) || !all[name].is_array() || all[name].empty()) {
-    ADD_FAILURE() << "proto/manager_test_vectors.json: missing or empty section " << name;
-    return kEmpty;
-  }
-  return all[name];
-}
+const json& Section(const char* name) { return test_util::ManagerVectorSection(name); }
 
 Buf Hex(const json& v) { return HexDecode(v.get<std::string>()).value_or(Buf{}); }
 
