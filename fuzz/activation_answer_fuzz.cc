@@ -46,6 +46,13 @@ void CheckBody(std::string_view body) {
   FUZZ_CHECK(agent::ParseGatewayUrl(result->manager_url, &url, &error));
   FUZZ_CHECK(url.tls == https);
   FUZZ_CHECK(!url.host.empty() && url.port != 0);
+  // The deployment's manager list (PROTOCOL.md 10.5): bounded, of manager_url's scheme (no
+  // downgrade through a list), and every entry dialable.
+  FUZZ_CHECK(result->manager_urls.size() <= proto::kMaxActivationManagers);
+  for (const std::string& m : result->manager_urls) {
+    FUZZ_CHECK(m.starts_with(https ? "https://" : "http://"));
+    FUZZ_CHECK(agent::ParseGatewayUrl(m, &url, &error) && url.tls == https);
+  }
 }
 
 }  // namespace

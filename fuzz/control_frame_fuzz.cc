@@ -1,7 +1,8 @@
 // Fuzzes the control frame decoder and validator (proto/control_frame.h). The first input byte
 // picks a chunk size, the rest is a byte stream from a peer. Checked: decoding is independent of
 // how the stream is split, no frame exceeds the cap, encode(decode(x)) == x for every frame whose
-// fields fill its payload, copies are equivalent, and seal -> decode -> open round trips.
+// fields fill its payload, copies are equivalent, seal -> decode -> open round trips, and command
+// ids and ACKs read back.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include "fuzz/fuzz_check.h"
 #include "proto/control_frame.h"
+#include "proto/manager_command.h"
 
 namespace {
 
@@ -100,6 +102,22 @@ void CheckFrame(const Frame& frame) {
     }
     if (frame.Bytes(Tag::kFrameType)) {
       FUZZ_CHECK(frame.U8(Tag::kFrameType).has_value());
+    }
+    // Commands and their acknowledgements (PROTOCOL.md 10.6): a valid frame's command id is
+    // never 0, an ACK that reads echoes it, and its rebuilt form reads back the same.
+    if (frame.Bytes(Tag::kCommandId)) {
+      FUZZ_CHECK(CommandIdOf(frame) != 0);
+    }
+    if (const auto ack = ParseAck(frame)) {
+      FUZZ_CHECK(ack->command_id == CommandIdOf(frame));
+      const std::vector<uint8_t> again = BuildAck(ack->command_id, ack->outcome).Finish();
+      std::span<const uint8_t> in = again;
+      FrameDecoder decoder;
+      Frame rebuilt;
+      FUZZ_CHECK(decoder.Decode(in, &rebuilt) == DecodeStatus::kFrame);
+      const auto reread = ParseAck(rebuilt);
+      FUZZ_CHECK(reread && reread->command_id == ack->command_id &&
+                 reread->outcome == ack->outcome);
     }
     // OPEN and SPARE fields (what agents read, on control and spare connections): an OPEN
     // that reads is a SPARE that reads, with its service; the id reads back as its text.

@@ -60,7 +60,8 @@ bool AgentTakes(LinkKind kind, uint8_t type) {
 
 bool ServerTakes(LinkKind kind, uint8_t type) {
   const auto t = static_cast<FrameType>(type);
-  return t == FrameType::kStatus || (kind == LinkKind::kGateway && t == FrameType::kOpenFailed);
+  return t == FrameType::kStatus || (kind == LinkKind::kGateway && t == FrameType::kOpenFailed) ||
+         (kind == LinkKind::kManager && t == FrameType::kAck);
 }
 
 }  // namespace
