@@ -34,7 +34,18 @@ void HealthChecker::Start() {
   CheckAll();
 }
 
+void HealthChecker::Resume() {
+  for (size_t i = 0; i < successes_.size(); ++i) {
+    successes_[i] = pool_.healthy(i) ? kRise : 0;
+  }
+  CheckAll();  // the new leader probes now, not an interval later
+}
+
 void HealthChecker::CheckAll() {
+  shard_.timers().Arm(timer_, shard_.now_ms(), interval_ms_);
+  if (active_ && !active_()) {
+    return;
+  }
   for (size_t i = 0; i < targets_.size(); ++i) {
     if (!targets_[i] || in_flight_[i]) {
       continue;
@@ -50,11 +61,13 @@ void HealthChecker::CheckAll() {
     CallAdmin(shard_, request, alive_,
               [this, i](int status, const std::string&) { Report(i, status == 200); });
   }
-  shard_.timers().Arm(timer_, shard_.now_ms(), interval_ms_);
 }
 
 void HealthChecker::Report(size_t i, bool ok) {
   in_flight_[i] = false;
+  if (active_ && !active_()) {
+    return;  // leadership ended while the probe ran: the new leader judges
+  }
   if (!ok) {
     ++counters_.failures;
     successes_[i] = 0;

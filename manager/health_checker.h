@@ -8,6 +8,10 @@
 // announced, a dead node does not come back by waiting), but it is healthy again only after
 // kRise checks in a row succeed, so a node that answers every other probe stays out. Runs on the
 // manager's shard.
+//
+// With several managers only the leader probes (set_active, leader_lease.h): one view of each
+// Streamer for the whole deployment, published through the store, instead of one per manager
+// that could disagree and move agents back and forth.
 #pragma once
 
 #include <netinet/in.h>
@@ -43,6 +47,11 @@ class HealthChecker {
   HealthChecker& operator=(const HealthChecker&) = delete;
 
   void Start();
+  // Probes run, and their results count, only while `active` says so; Resume() when it turns
+  // true again: the hysteresis restarts from the pool's health as it is then (read from the
+  // store, where the previous leader left it).
+  void set_active(std::function<bool()> active) { active_ = std::move(active); }
+  void Resume();
   const HealthCounters& counters() const { return counters_; }
   // Called when a Streamer turns healthy (it may have restarted and lost its denylist).
   void set_on_healthy(std::function<void(size_t streamer)> fn) { on_healthy_ = std::move(fn); }
@@ -65,6 +74,7 @@ class HealthChecker {
   HealthCounters counters_;
   std::function<void(size_t)> on_healthy_;
   std::function<void(size_t)> on_unhealthy_;
+  std::function<bool()> active_;
   runtime::Timer timer_;
   // Shared with the probes in flight: a probe finishing after the checker is gone (shard
   // shutdown) reports nowhere.

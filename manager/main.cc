@@ -97,6 +97,12 @@ ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Accept to verified HELLO / comp
 ABSL_FLAG(uint32_t, activation_burst, 5, "Activation attempts a source may make at once");
 ABSL_FLAG(uint64_t, activation_refill_ms, 10000, "One more activation attempt per source every");
 ABSL_FLAG(uint64_t, health_interval_ms, 5000, "GET /readyz of each Streamer every");
+ABSL_FLAG(uint64_t, leader_lease_ms, 10000,
+          "Lifetime of the leader lease (health checks, retention); a stopped leader is replaced "
+          "within about this long");
+ABSL_FLAG(uint32_t, history_retention_days, 90,
+          "Activation attempts, audit entries and finished commands older than this are deleted "
+          "(0: kept forever)");
 ABSL_FLAG(std::string, serial, "", "factory-secret: the device serial");
 ABSL_FLAG(std::string, role, "all",
           "all (activation + managing, one database), activation (admits cameras, hands each "
@@ -438,6 +444,9 @@ int Serve() {
   }
   config.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
   config.health_interval_ms = std::max<uint64_t>(100, absl::GetFlag(FLAGS_health_interval_ms));
+  config.leader_lease_ms = std::max<uint64_t>(300, absl::GetFlag(FLAGS_leader_lease_ms));
+  config.history_retention_ms =
+      uint64_t{absl::GetFlag(FLAGS_history_retention_days)} * 24 * 3600 * 1000;
   if (const std::string token_file = absl::GetFlag(FLAGS_admin_token_file); !token_file.empty()) {
     config.admin_token = FirstWord(token_file);
     if (config.admin_token.size() < 16) {

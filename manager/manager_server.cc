@@ -47,6 +47,14 @@ void ManagerServer::CheckStore() {
       });
 }
 
+namespace {
+
+// Streamer health's store jobs share one worker, in order: a read issued before a write never
+// lands after it.
+constexpr std::string_view kHealthKey = "streamer_health";
+
+}  // namespace
+
 int64_t ManagerServer::WallMs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -87,26 +95,52 @@ absl::Status ManagerServer::Start() {
     }
     admin_listeners_.push_back(std::move(*l));
   }
+  lease_ = std::make_unique<LeaderLease>(shard_, store_, "leader", config_.manager_id,
+                                         config_.leader_lease_ms);
   health_ = std::make_unique<HealthChecker>(shard_, pool_, config_.health_interval_ms,
                                             config_.health_timeout_ms);
   revocations_ = std::make_unique<Revocations>(shard_, pool_, config_.health_interval_ms,
                                                config_.health_timeout_ms);
   relocation_push_ = std::make_unique<RelocationPush>(shard_, pool_, config_.health_interval_ms,
                                                       config_.health_timeout_ms);
-  // A Streamer that comes back may have restarted: its denylist lives in memory only.
+  retention_ = std::make_unique<HistoryRetention>(shard_, *lease_, config_.history_retention_ms,
+                                                  config_.retention_check_ms);
+  stored_health_.assign(pool_.size(), std::nullopt);
+  // Start from the deployment's verdicts, not from "all healthy": a manager restarted while a
+  // Streamer is down must not send the agents relinking to it there. Blocking is fine here:
+  // the ring does not run yet.
+  if (auto stored = store_.Sync<absl::StatusOr<std::map<std::string, bool>>>(
+          [](StoreConnection& c) { return c.ListStreamerHealth(); });
+      stored.ok()) {
+    ApplyStoredHealth(*stored, /*follow=*/false);
+  }
+  health_->set_active([this] { return lease_->leading(); });
+  // The leader's verdicts (only the leader probes). A Streamer that comes back may have
+  // restarted: its denylist lives in memory only, and the leader resends it, once.
   health_->set_on_healthy([this](size_t streamer) {
+    PublishHealth(streamer, true);
     relocation_push_->Flush(streamer);
     store_.Run<absl::StatusOr<std::vector<std::string>>>(
         {}, [](StoreConnection& c) { return c.ListDeactivated(); },
         [this, streamer](absl::StatusOr<std::vector<std::string>> revoked) {
           store_.Observe(revoked.status());
-          if (revoked.ok() && revocations_ != nullptr) {
+          if (revoked.ok() && revocations_ != nullptr && lease_->leading()) {
             revocations_->Resend(streamer, *revoked);
           }
         });
   });
-  health_->set_on_unhealthy([this](size_t streamer) { MoveOffStreamer(streamer); });
+  health_->set_on_unhealthy([this](size_t streamer) {
+    if (stored_health_[streamer] != false) {
+      PublishHealth(streamer, false);
+    }
+    MoveOffStreamer(streamer);
+  });
+  lease_->set_on_change([this](bool leading) { LeadershipChanged(leading); });
   health_->Start();
+  lease_->Start();
+  retention_->Start();
+  health_sync_.set_callback([this] { SyncHealth(); });
+  SyncHealth();
   CheckStore();
   commands_->Start();
   return absl::OkStatus();
@@ -114,6 +148,11 @@ absl::Status ManagerServer::Start() {
 
 void ManagerServer::StopAccepting() {
   seen_->Flush();
+  shard_.timers().Cancel(health_sync_);
+  retention_.reset();
+  if (lease_) {
+    lease_->Release();
+  }
   health_.reset();
   revocations_.reset();
   relocation_push_.reset();
@@ -168,6 +207,95 @@ std::vector<proto::AssignedStreamer> ManagerServer::AssignmentFor(std::string_vi
     return static_cast<size_t>(load_.Load(url, current_url));
   };
   return pool_.Assign(agent_id, static_cast<uint64_t>(WallMs() / 1000), load, preferred);
+}
+
+void ManagerServer::ApplyStoredHealth(const std::map<std::string, bool>& stored, bool follow) {
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    auto it = stored.find(pool_.config(i).url);
+    stored_health_[i] = it == stored.end() ? std::nullopt : std::optional<bool>(it->second);
+    if (!stored_health_[i].has_value()) {
+      continue;
+    }
+    if (follow) {
+      FollowHealth(i, *stored_health_[i]);
+    } else {
+      pool_.SetHealthy(i, *stored_health_[i]);
+    }
+  }
+}
+
+void ManagerServer::SyncHealth() {
+  shard_.timers().Arm(health_sync_, shard_.now_ms(), config_.health_interval_ms);
+  store_.Run<absl::StatusOr<std::map<std::string, bool>>>(
+      kHealthKey, [](StoreConnection& c) { return c.ListStreamerHealth(); },
+      [this](absl::StatusOr<std::map<std::string, bool>> stored) {
+        store_.Observe(stored.status());
+        if (!stored.ok() || health_ == nullptr) {
+          return;
+        }
+        if (!lease_->leading()) {
+          ApplyStoredHealth(*stored, /*follow=*/true);
+          return;
+        }
+        // A verdict the store missed (it was unreachable), or the last leader's that ours
+        // replaces: the leader's own probes are what count now.
+        for (size_t i = 0; i < pool_.size(); ++i) {
+          auto it = stored->find(pool_.config(i).url);
+          stored_health_[i] = it == stored->end() ? std::nullopt : std::optional<bool>(it->second);
+          if (!pool_.config(i).admin_url.empty() && stored_health_[i] != pool_.healthy(i)) {
+            PublishHealth(i, pool_.healthy(i));
+          }
+        }
+      });
+}
+
+void ManagerServer::PublishHealth(size_t streamer, bool healthy) {
+  lease_->Fenced(
+      kHealthKey,
+      [url = pool_.config(streamer).url, healthy, now = WallMs()](StoreConnection& c) {
+        return c.SetStreamerHealth(url, healthy, now);
+      },
+      [this, streamer, healthy](absl::Status st) {
+        if (st.ok()) {
+          stored_health_[streamer] = healthy;
+        } else if (!absl::IsFailedPrecondition(st)) {
+          store_.CheckWrite("streamer_health", st);  // SyncHealth publishes it again
+        }
+      });
+}
+
+void ManagerServer::FollowHealth(size_t streamer, bool healthy) {
+  if (pool_.healthy(streamer) != healthy) {
+    runtime::LogEvent(runtime::LogLevel::kInfo, "streamer_health_followed",
+                      {runtime::Kv("streamer", pool_.config(streamer).url),
+                       runtime::Kv("healthy", healthy), runtime::Kv("leader", lease_->holder())});
+    pool_.SetHealthy(streamer, healthy);
+    if (healthy) {
+      relocation_push_->Flush(streamer);
+    }
+  }
+  if (!healthy) {
+    MoveOffStreamer(streamer);  // paced: every sync moves the next batch
+  }
+}
+
+void ManagerServer::LeadershipChanged(bool leading) {
+  if (!leading) {
+    return;  // the checker stops by itself (set_active); the next sync follows the new leader
+  }
+  // Start from where the last leader left each Streamer, so its hysteresis carries over.
+  store_.Run<absl::StatusOr<std::map<std::string, bool>>>(
+      kHealthKey, [](StoreConnection& c) { return c.ListStreamerHealth(); },
+      [this](absl::StatusOr<std::map<std::string, bool>> stored) {
+        store_.Observe(stored.status());
+        if (health_ == nullptr || !lease_->leading()) {
+          return;
+        }
+        if (stored.ok()) {
+          ApplyStoredHealth(*stored, /*follow=*/false);
+        }
+        health_->Resume();
+      });
 }
 
 void ManagerServer::MoveOffStreamer(size_t streamer) {
@@ -340,6 +468,31 @@ std::string ManagerServer::RenderMetrics() const {
             health_->counters().checks);
     counter("camtunnel_manager_health_check_failures_total",
             "Probes that did not get 200 within the timeout.", health_->counters().failures);
+  }
+  if (lease_) {
+    const LeaseCounters& l = lease_->counters();
+    gauge("camtunnel_manager_leader",
+          "1 while this manager holds the leader lease (health checks, retention): exactly one "
+          "manager of a deployment should.",
+          lease_->leading() ? 1 : 0);
+    gauge("camtunnel_manager_leader_term",
+          "Fencing term of the leader lease as this manager last saw it.",
+          static_cast<uint64_t>(lease_->term()));
+    labelled("camtunnel_manager_leader_changes_total",
+             "This manager becoming the leader (gained) and ceasing to be it (lost).", "change",
+             std::initializer_list<std::pair<const char*, uint64_t>>{{"gained", l.gained},
+                                                                     {"lost", l.lost}});
+    counter("camtunnel_manager_lease_renew_failures_total",
+            "Lease renewals the store could not answer.", l.renew_failures);
+    counter("camtunnel_manager_leader_fenced_out_total",
+            "Leader writes refused because another manager had taken the lease.", l.fenced_out);
+  }
+  if (retention_) {
+    counter("camtunnel_manager_history_pruned_total",
+            "Rows of history (activations, audit, finished commands) deleted past retention.",
+            retention_->pruned());
+    counter("camtunnel_manager_history_prune_failures_total",
+            "Retention batches that failed (retried at the next check).", retention_->failures());
   }
   // Pushes to every Streamer's admin API: by result, and how many wait for a confirmation.
   auto pushes = [&](const char* name, const char* help, const char* pending_name,

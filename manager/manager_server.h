@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,8 @@
 #include "manager/activation.h"
 #include "manager/command_desk.h"
 #include "manager/health_checker.h"
+#include "manager/history_retention.h"
+#include "manager/leader_lease.h"
 #include "manager/relocation_push.h"
 #include "manager/revocations.h"
 #include "manager/seen_batcher.h"
@@ -84,6 +87,14 @@ struct ManagerConfig {
   // The in-memory Streamer load is reconciled from the store, and the store pinged (/readyz),
   // this often.
   uint64_t store_check_ms = 30000;
+  // Once-only work (Streamer health and what follows it, retention) runs on the holder of a
+  // lease in the store (leader_lease.h) that lives this long: a stopped or cut-off leader is
+  // replaced within about one lifetime.
+  uint64_t leader_lease_ms = 10000;
+  // Activation attempts, audit entries and finished commands older than this are deleted by the
+  // leader, every retention_check_ms; 0 keeps them forever.
+  uint64_t history_retention_ms = uint64_t{90} * 24 * 3600 * 1000;
+  uint64_t retention_check_ms = 3600 * 1000;
 };
 
 // Counters (Prometheus names in manager_server.cc's RenderMetrics).
@@ -180,6 +191,8 @@ class ManagerServer {
 
   std::string RenderMetrics() const;
   const HealthChecker* health() const { return health_.get(); }
+  // Leadership of the once-only work; null before Start().
+  const LeaderLease* lease() const { return lease_.get(); }
   // Pushes revoked agents to every Streamer's denylist; null before Start().
   Revocations* revocations() { return revocations_.get(); }
 
@@ -188,6 +201,15 @@ class ManagerServer {
   ManagerConfig config_;
   proto::LinkProfile link_profile_;
   void CheckStore();
+  // Streamer health through the store: the leader publishes its verdicts (fenced by its lease),
+  // every other manager follows them; each moves the agents it holds off unhealthy Streamers.
+  void SyncHealth();
+  // Takes the store's Streamer health into the pool: following it (a follower: moves and
+  // relocation flushes as the leader's verdicts change), or as a starting point.
+  void ApplyStoredHealth(const std::map<std::string, bool>& stored, bool follow);
+  void PublishHealth(size_t streamer, bool healthy);
+  void FollowHealth(size_t streamer, bool healthy);
+  void LeadershipChanged(bool leading);
 
   Store& store_;
   std::unique_ptr<SeenBatcher> seen_;
@@ -198,7 +220,12 @@ class ManagerServer {
   ActivationService& activation_;
   StreamerPool& pool_;
   runtime::SslCtxPtr tls_ctx_;
+  std::unique_ptr<LeaderLease> lease_;
   std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<HistoryRetention> retention_;
+  runtime::Timer health_sync_;
+  // Streamer health as the store held it when last read or written (nullopt: no row).
+  std::vector<std::optional<bool>> stored_health_;
   std::unique_ptr<Revocations> revocations_;
   std::unique_ptr<RelocationPush> relocation_push_;
   HandoverService* handover_ = nullptr;

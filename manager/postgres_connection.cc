@@ -129,6 +129,24 @@ CREATE TABLE commands (
 );
 CREATE INDEX commands_open ON commands (state, agent_id, id);
 )sql",
+    // 3: leadership leases (leader_lease.h) and the leader's Streamer health; indexes for
+    // retention (PruneHistory).
+    R"sql(
+CREATE TABLE leases (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  holder TEXT NOT NULL,
+  term BIGINT NOT NULL,
+  expires_ms BIGINT NOT NULL
+);
+CREATE TABLE streamer_health (
+  url TEXT COLLATE "C" PRIMARY KEY,
+  healthy BOOLEAN NOT NULL,
+  changed_at_ms BIGINT NOT NULL
+);
+CREATE INDEX activations_by_time ON activations (at_ms);
+CREATE INDEX audit_by_time ON audit (at_ms);
+CREATE INDEX commands_by_update ON commands (updated_at_ms);
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
 static_assert(kMigrationCount == PostgresConnection::kSchemaVersion);
@@ -1140,6 +1158,121 @@ absl::StatusOr<uint64_t> PostgresConnection::ExpireCommands(int64_t now_ms) {
     return r.status();
   }
   return r->affected();
+}
+
+namespace {
+
+// The database's clock in milliseconds: leases must not depend on the managers' clocks agreeing.
+// clock_timestamp(), not now(): now() is the transaction's start, frozen inside a long one.
+constexpr const char* kNowMs = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+Lease ReadLease(const PgResult& r, bool held) {
+  return Lease{
+      .holder = r.Text(0, 0), .term = r.Int(0, 1), .held = held, .expires_in_ms = r.Int(0, 2)};
+}
+
+}  // namespace
+
+absl::StatusOr<Lease> PostgresConnection::AcquireLease(std::string_view name,
+                                                       std::string_view holder, int64_t ttl_ms) {
+  PgParams p;
+  p.Text(name).Text(holder).Int(ttl_ms);
+  // One statement: the row lock orders concurrent managers, and the WHERE is judged on the row
+  // as it is once locked. Renewal keeps the term; a takeover (its holder let it expire) bumps it.
+  absl::StatusOr<PgResult> r =
+      Exec("acquire lease",
+           absl::StrCat(
+               "INSERT INTO leases (name, holder, term, expires_ms) VALUES ($1, $2, 1, ", kNowMs,
+               " + $3) ON CONFLICT (name) DO UPDATE SET term = CASE WHEN "
+               "leases.holder = EXCLUDED.holder THEN leases.term ELSE leases.term + 1 END, "
+               "holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms "
+               "WHERE leases.holder = EXCLUDED.holder OR leases.expires_ms <= ",
+               kNowMs, " RETURNING holder, term, $3"),
+           p);
+  if (!r.ok()) {
+    return r.status();
+  }
+  if (r->rows() == 1) {
+    return ReadLease(*r, true);
+  }
+  PgParams q;
+  q.Text(name);
+  absl::StatusOr<PgResult> current = Exec(
+      "read lease",
+      absl::StrCat("SELECT holder, term, expires_ms - ", kNowMs, " FROM leases WHERE name = $1"),
+      q);
+  if (!current.ok()) {
+    return current.status();
+  }
+  return current->rows() == 1 ? ReadLease(*current, false) : Lease{};
+}
+
+absl::Status PostgresConnection::CheckLease(std::string_view name, std::string_view holder,
+                                            int64_t term) {
+  PgParams p;
+  p.Text(name).Text(holder).Int(term);
+  // FOR SHARE: inside a transaction, a takeover waits for our commit, and one that committed
+  // since our snapshot is a serialization failure (the transaction runs again and sees it).
+  absl::StatusOr<PgResult> r =
+      Exec("check lease",
+           absl::StrCat("SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND term = $3 AND "
+                        "expires_ms > ",
+                        kNowMs, " FOR SHARE"),
+           p);
+  if (!r.ok()) {
+    return r.status();
+  }
+  if (r->rows() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", std::string(name), " term ", term, " is no longer held"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PostgresConnection::SetStreamerHealth(std::string_view url, bool healthy,
+                                                   int64_t now_ms) {
+  PgParams p;
+  p.Text(url).Int(healthy ? 1 : 0).Int(now_ms);
+  return Exec("set streamer health",
+              "INSERT INTO streamer_health (url, healthy, changed_at_ms) VALUES ($1, $2 <> 0, $3) "
+              "ON CONFLICT (url) DO UPDATE SET healthy = EXCLUDED.healthy, "
+              "changed_at_ms = EXCLUDED.changed_at_ms",
+              p)
+      .status();
+}
+
+absl::StatusOr<std::map<std::string, bool>> PostgresConnection::ListStreamerHealth() {
+  absl::StatusOr<PgResult> r =
+      Exec("list streamer health", "SELECT url, healthy::int FROM streamer_health", PgParams());
+  if (!r.ok()) {
+    return r.status();
+  }
+  std::map<std::string, bool> out;
+  for (int i = 0; i < r->rows(); ++i) {
+    out[r->Text(i, 0)] = r->Int(i, 1) != 0;
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> PostgresConnection::PruneHistory(int64_t before_ms, size_t limit) {
+  constexpr const char* kPrunes[] = {
+      "DELETE FROM activations WHERE id IN (SELECT id FROM activations WHERE at_ms < $1 "
+      "ORDER BY id LIMIT $2)",
+      "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < $1 ORDER BY id LIMIT $2)",
+      "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE updated_at_ms < $1 AND "
+      "state IN ('acked', 'failed', 'expired') ORDER BY id LIMIT $2)",
+  };
+  uint64_t pruned = 0;
+  for (const char* sql : kPrunes) {
+    PgParams p;
+    p.Int(before_ms).Int(LimitValue(limit));
+    absl::StatusOr<PgResult> r = Exec("prune history", sql, p);
+    if (!r.ok()) {
+      return r.status();
+    }
+    pruned += r->affected();
+  }
+  return pruned;
 }
 
 absl::Status PostgresConnection::RecordActivation(const ActivationEntry& e) {

@@ -92,6 +92,24 @@ CREATE INDEX commands_open ON commands(state, agent_id, id);
 CREATE INDEX agents_by_operator ON agents(operator_id, agent_id);
 CREATE INDEX agents_by_state ON agents(state, agent_id);
 )sql",
+    // 4: leadership leases (leader_lease.h) and the leader's Streamer health; indexes for
+    // retention (PruneHistory).
+    R"sql(
+CREATE TABLE leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  term INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL
+);
+CREATE TABLE streamer_health (
+  url TEXT PRIMARY KEY,
+  healthy INTEGER NOT NULL,
+  changed_at_ms INTEGER NOT NULL
+);
+CREATE INDEX activations_by_time ON activations(at_ms);
+CREATE INDEX audit_by_time ON audit(at_ms);
+CREATE INDEX commands_by_update ON commands(updated_at_ms);
+)sql",
 };
 
 // A prepared statement that finalizes itself; binding helpers keep the call sites short.
@@ -733,6 +751,117 @@ absl::StatusOr<uint64_t> SqliteConnection::ExpireCommands(int64_t now_ms) {
     return st;
   }
   return static_cast<uint64_t>(sqlite3_changes(db_));
+}
+namespace {
+
+// The wall clock in milliseconds, as SQL: leases run on the database's clock (one host here).
+constexpr const char* kNowMs = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+}  // namespace
+
+absl::StatusOr<Lease> SqliteConnection::AcquireLease(std::string_view name, std::string_view holder,
+                                                     int64_t ttl_ms) {
+  // Renewal keeps the term; a takeover (the holder let it expire) bumps it. The SET's right-hand
+  // sides read the row as it was, so the term is compared with the old holder.
+  std::string upsert = absl::StrCat(
+      "INSERT INTO leases (name, holder, term, expires_ms) VALUES (?1, ?2, 1, ", kNowMs,
+      " + ?3) ON CONFLICT(name) DO UPDATE SET term = CASE WHEN leases.holder = excluded.holder "
+      "THEN leases.term ELSE leases.term + 1 END, holder = excluded.holder, expires_ms = ",
+      kNowMs, " + ?3 WHERE leases.holder = excluded.holder OR leases.expires_ms <= ", kNowMs,
+      " RETURNING holder, term, ?3");
+  std::string current =
+      absl::StrCat("SELECT holder, term, expires_ms - ", kNowMs, " FROM leases WHERE name = ?1");
+  std::optional<Lease> lease;
+  absl::Status st = Transaction([&]() -> absl::Status {
+    Stmt s(db_, upsert.c_str());
+    s.Text(1, name).Text(2, holder).Int(3, ttl_ms);
+    auto taken = ReadAll<Lease>(s, "acquire lease", [](const Stmt& r) {
+      return Lease{
+          .holder = r.ColText(0), .term = r.ColInt(1), .held = true, .expires_in_ms = r.ColInt(2)};
+    });
+    if (!taken.ok()) {
+      return taken.status();
+    }
+    if (!taken->empty()) {
+      lease = taken->front();
+      return absl::OkStatus();
+    }
+    Stmt q(db_, current.c_str());
+    q.Text(1, name);
+    auto held = ReadAll<Lease>(q, "read lease", [](const Stmt& r) {
+      return Lease{
+          .holder = r.ColText(0), .term = r.ColInt(1), .held = false, .expires_in_ms = r.ColInt(2)};
+    });
+    if (!held.ok()) {
+      return held.status();
+    }
+    lease = held->empty() ? Lease{} : held->front();
+    return absl::OkStatus();
+  });
+  if (!st.ok()) {
+    return st;
+  }
+  return *lease;
+}
+
+absl::Status SqliteConnection::CheckLease(std::string_view name, std::string_view holder,
+                                          int64_t term) {
+  // Inside a transaction (BEGIN IMMEDIATE) nobody else writes until the commit.
+  std::string sql = absl::StrCat(
+      "SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND term = ?3 AND expires_ms > ",
+      kNowMs);
+  Stmt s(db_, sql.c_str());
+  s.Text(1, name).Text(2, holder).Int(3, term);
+  auto rows = ReadAll<int64_t>(s, "check lease", [](const Stmt& r) { return r.ColInt(0); });
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  if (rows->empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", std::string(name), " term ", term, " is no longer held"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteConnection::SetStreamerHealth(std::string_view url, bool healthy,
+                                                 int64_t now_ms) {
+  Stmt s(db_,
+         "INSERT INTO streamer_health (url, healthy, changed_at_ms) VALUES (?1, ?2, ?3) "
+         "ON CONFLICT(url) DO UPDATE SET healthy = excluded.healthy, "
+         "changed_at_ms = excluded.changed_at_ms");
+  s.Text(1, url).Int(2, healthy ? 1 : 0).Int(3, now_ms);
+  return RunToDone(s, "set streamer health");
+}
+
+absl::StatusOr<std::map<std::string, bool>> SqliteConnection::ListStreamerHealth() {
+  Stmt s(db_, "SELECT url, healthy FROM streamer_health");
+  auto rows = ReadAll<std::pair<std::string, bool>>(s, "list streamer health", [](const Stmt& r) {
+    return std::make_pair(r.ColText(0), r.ColInt(1) != 0);
+  });
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  return std::map<std::string, bool>(rows->begin(), rows->end());
+}
+
+absl::StatusOr<uint64_t> SqliteConnection::PruneHistory(int64_t before_ms, size_t limit) {
+  constexpr const char* kPrunes[] = {
+      "DELETE FROM activations WHERE id IN (SELECT id FROM activations WHERE at_ms < ?1 "
+      "ORDER BY id LIMIT ?2)",
+      "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ?1 ORDER BY id LIMIT ?2)",
+      "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE updated_at_ms < ?1 AND "
+      "state IN ('acked', 'failed', 'expired') ORDER BY id LIMIT ?2)",
+  };
+  uint64_t pruned = 0;
+  for (const char* sql : kPrunes) {
+    Stmt s(db_, sql);
+    s.Int(1, before_ms).Int(2, static_cast<int64_t>(limit));
+    if (absl::Status st = RunToDone(s, "prune history"); !st.ok()) {
+      return st;
+    }
+    pruned += static_cast<uint64_t>(sqlite3_changes(db_));
+  }
+  return pruned;
 }
 
 absl::Status SqliteConnection::RecordActivation(const ActivationEntry& e) {

@@ -23,7 +23,7 @@ class SqliteConnection final : public StoreConnection {
   SqliteConnection(const SqliteConnection&) = delete;
   SqliteConnection& operator=(const SqliteConnection&) = delete;
 
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   std::string_view backend() const override { return "sqlite"; }
   int schema_version() override;
@@ -65,6 +65,12 @@ class SqliteConnection final : public StoreConnection {
   absl::StatusOr<bool> FinishCommand(int64_t id, CommandState state, std::string_view outcome,
                                      int64_t now_ms) override;
   absl::StatusOr<uint64_t> ExpireCommands(int64_t now_ms) override;
+  absl::StatusOr<Lease> AcquireLease(std::string_view name, std::string_view holder,
+                                     int64_t ttl_ms) override;
+  absl::Status CheckLease(std::string_view name, std::string_view holder, int64_t term) override;
+  absl::Status SetStreamerHealth(std::string_view url, bool healthy, int64_t now_ms) override;
+  absl::StatusOr<std::map<std::string, bool>> ListStreamerHealth() override;
+  absl::StatusOr<uint64_t> PruneHistory(int64_t before_ms, size_t limit) override;
   absl::StatusOr<int64_t> LastCommandId() override;
   absl::Status KeepCommandIdsAbove(int64_t id) override;
 

@@ -109,6 +109,24 @@ class StoreConnection {
   // Every queued or sent command past its deadline becomes expired; returns how many.
   virtual absl::StatusOr<uint64_t> ExpireCommands(int64_t now_ms) = 0;
 
+  // Leadership for work done once per deployment (leader_lease.h), on the database's clock so
+  // that managers on different hosts agree: in one transaction, `holder` gets lease `name` if
+  // nobody holds it, renews it if it holds it, or takes it with the next term if its holder let
+  // it expire; the answer says who holds it.
+  virtual absl::StatusOr<Lease> AcquireLease(std::string_view name, std::string_view holder,
+                                             int64_t ttl_ms) = 0;
+  // The fence of a leader's action: FAILED_PRECONDITION unless `holder` holds lease `name` at
+  // `term` and it has not expired. Inside Transaction() it also keeps the lease from changing
+  // hands until the commit, so the action and the check are one.
+  virtual absl::Status CheckLease(std::string_view name, std::string_view holder, int64_t term) = 0;
+  // Streamer health as the leader judged it (only the leader probes; every manager reads it).
+  virtual absl::Status SetStreamerHealth(std::string_view url, bool healthy, int64_t now_ms) = 0;
+  virtual absl::StatusOr<std::map<std::string, bool>> ListStreamerHealth() = 0;
+
+  // Retention: deletes at most `limit` rows of each history table older than `before_ms`
+  // (activation attempts, audit entries, commands that are over); returns how many went.
+  virtual absl::StatusOr<uint64_t> PruneHistory(int64_t before_ms, size_t limit) = 0;
+
   virtual absl::Status RecordActivation(const ActivationEntry& entry) = 0;
   // Oldest first, ids above `after_id`.
   virtual absl::StatusOr<std::vector<ActivationEntry>> ListActivations(int64_t after_id,

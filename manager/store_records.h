@@ -114,4 +114,13 @@ struct LinkClaim {
   int64_t epoch = 0;
 };
 
+// A named lease (leader_lease.h): who holds it, under which fencing term, and whether the asker
+// holds it now. The term rises each time the lease changes hands, never on a renewal.
+struct Lease {
+  std::string holder;
+  int64_t term = 0;
+  bool held = false;          // by the manager that asked
+  int64_t expires_in_ms = 0;  // by the database's clock, from the moment it answered
+};
+
 }  // namespace camtunnel::manager

@@ -918,7 +918,8 @@ class SeveralManagersTest(ManagedTest):
     not hold the agent's link reaches it; after kill -9 of one manager and SIGSTOP of the other,
     every agent relinks to the survivor; a database restart under load keeps every link and the
     next command is acknowledged. Video paths (the gateway connections) never drop. Outcomes are
-    asserted, never times."""
+    asserted, never times. Leadership (health checks) is held by one manager at a time and moves
+    off a killed or stopped leader."""
 
     AGENTS = 200
 
@@ -971,6 +972,9 @@ class SeveralManagersTest(ManagedTest):
         with open(streamers, "w") as f:
             f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
                     % (gw.tls, os.path.join(self.tmp, "keys"), gw.admin))
+            # A second Streamer that is down: the leader's health checks find it.
+            f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                    % (free_port(), os.path.join(self.tmp, "keys"), free_port()))
         master = os.path.join(self.tmp, "factory_master")
         with open(master, "w") as f:
             f.write(os.urandom(32).hex() + "\n")
@@ -981,11 +985,21 @@ class SeveralManagersTest(ManagedTest):
         def start(i):
             return self.start_manager(ports[i], self.conninfo, streamers, master, cert, extra=[
                 "--manager_id=m%d" % i, "--manager_urls=%s" % urls, "--reconnect_window_ms=1000",
-                "--store_connections=2"])
+                "--store_connections=2", "--leader_lease_ms=2000"])
 
         mgrs, admins = [None, None], [0, 0]
         for i in (0, 1):
             mgrs[i], admins[i] = start(i)
+        leader = lambda i: self.metric(admins[i], "camtunnel_manager_leader")
+        down = lambda i: self.metric(admins[i], 'camtunnel_manager_streamer_healthy{streamer="1"}')
+        # One leader checks the Streamers; the other manager follows its verdict through the
+        # database and probes nothing itself.
+        wait_until(lambda: leader(0) + leader(1) == 1, 30, what="one leader")
+        wait_until(lambda: down(0) == 0 and down(1) == 0, 30,
+                   what="both managers holding the dead Streamer unhealthy")
+        lead = 0 if leader(0) else 1
+        self.assertGreater(self.metric(admins[lead], "camtunnel_manager_health_checks_total"), 0)
+        self.assertEqual(self.metric(admins[1 - lead], "camtunnel_manager_health_checks_total"), 0)
         sim = self.procs.start("agentsim", [
             AGENTSIM, "steady", "--manager_url", "https://127.0.0.1:%d" % ports[0],
             "--manager_ca_file", cert[0], "--ca", os.path.join(self.tmp, "dev.crt"),
@@ -1014,14 +1028,22 @@ class SeveralManagersTest(ManagedTest):
         mgrs[0].signal(signal.SIGKILL)
         mgrs[0].wait(10)
         wait_until(lambda: links(1) == n, 60, what="every agent linked to manager 1")
+        wait_until(lambda: leader(1) == 1, 30, what="manager 1 leading")
         # Manager 0 comes back; then manager 1 stops answering (SIGSTOP): silent heartbeats
-        # send its agents to manager 0.
+        # send its agents to manager 0, and its lease runs out, so manager 0 leads.
         mgrs[0], admins[0] = start(0)
+        self.assertEqual(leader(0), 0)
         mgrs[1].signal(signal.SIGSTOP)
         try:
             wait_until(lambda: links(0) == n, 90, what="every agent linked to manager 0")
+            wait_until(lambda: leader(0) == 1, 30, what="manager 0 leading")
         finally:
             mgrs[1].signal(signal.SIGCONT)
+        # Woken, manager 1 knows its lease ran out: still one leader, and the verdict carried
+        # over to the new one.
+        self.assertEqual(leader(1), 0)
+        self.assertEqual(leader(0), 1)
+        self.assertEqual(down(0), 0)
 
         # The database restarts under load: links stay, and the next command is acknowledged
         # once the managers' sessions are back.
@@ -1034,8 +1056,10 @@ class SeveralManagersTest(ManagedTest):
         wait_until(lambda: self.get_json(admins[0], "/readyz")["ready"], 30,
                    what="manager 0 ready again")
 
-        # Video never depended on the managers: no gateway connection dropped.
-        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+        # Video never depended on the managers: no gateway connection dropped (the restarted
+        # agent's new session may still be coming up).
+        wait_until(lambda: self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"] == n, 30,
+                   what="every agent on the gateway")
         r = self.stop_sim(sim)
         # The only gateway reconnects are the two restarted agents'.
         a = r["agents"]

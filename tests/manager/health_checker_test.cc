@@ -59,5 +59,21 @@ TEST_F(HealthCheckerTest, AFlappingStreamerStaysOut) {
   EXPECT_EQ(unhealthy_calls_.size(), 5u);
 }
 
+TEST_F(HealthCheckerTest, OnlyTheLeaderJudgesAndANewOneStartsFromThePool) {
+  bool leading = false;
+  checker_.set_active([&] { return leading; });
+  checker_.Report(0, false);  // a probe that ended after leadership did
+  EXPECT_TRUE(pool_.healthy(0));
+  EXPECT_TRUE(unhealthy_calls_.empty());
+  // The last leader left Streamer 1 unhealthy: one success does not bring it back.
+  pool_.SetHealthy(1, false);
+  leading = true;
+  checker_.Resume();
+  checker_.Report(1, true);
+  EXPECT_FALSE(pool_.healthy(1));
+  checker_.Report(0, false);
+  EXPECT_FALSE(pool_.healthy(0));
+}
+
 }  // namespace
 }  // namespace camtunnel::manager

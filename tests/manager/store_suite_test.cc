@@ -7,9 +7,11 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -627,6 +629,119 @@ TEST_P(StoreSuite, ListsAuditNewestFirstOrOldestFirstAfterAnId) {
   ASSERT_EQ(rest->size(), 1u);
   EXPECT_EQ((*rest)[0].action, "action-4");
   EXPECT_EQ((*rest)[0].id, (*recent)[0].id);
+}
+
+TEST_P(StoreSuite, LeaseGoesToOneHolderAndPassesOnOnlyOnceExpired) {
+  absl::StatusOr<Lease> a = store_->AcquireLease("leader", "manager-a", 60000);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->held);
+  EXPECT_EQ(a->holder, "manager-a");
+  EXPECT_EQ(a->term, 1);
+  // Another manager is told who holds it, and for about how long.
+  absl::StatusOr<Lease> b = store_->AcquireLease("leader", "manager-b", 60000);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_FALSE(b->held);
+  EXPECT_EQ(b->holder, "manager-a");
+  EXPECT_EQ(b->term, 1);
+  EXPECT_GT(b->expires_in_ms, 50000);
+  // A renewal keeps the term.
+  absl::StatusOr<Lease> renewed = store_->AcquireLease("leader", "manager-a", 60000);
+  ASSERT_TRUE(renewed.ok());
+  EXPECT_TRUE(renewed->held);
+  EXPECT_EQ(renewed->term, 1);
+  // Let go (a lifetime of zero): the next asker takes it with the next term, and the old holder
+  // cannot have it back while the new one renews.
+  ASSERT_TRUE(store_->AcquireLease("leader", "manager-a", 0).ok());
+  b = store_->AcquireLease("leader", "manager-b", 60000);
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(b->held);
+  EXPECT_EQ(b->term, 2);
+  a = store_->AcquireLease("leader", "manager-a", 60000);
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->held);
+  EXPECT_EQ(a->holder, "manager-b");
+  // Leases are independent by name.
+  absl::StatusOr<Lease> other = store_->AcquireLease("other", "manager-a", 60000);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->held);
+}
+
+TEST_P(StoreSuite, LeaseCheckFencesAStaleTermInsideTheTransaction) {
+  ASSERT_TRUE(store_->AcquireLease("leader", "manager-a", 60000)->held);
+  EXPECT_TRUE(store_->CheckLease("leader", "manager-a", 1).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->CheckLease("leader", "manager-a", 2)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->CheckLease("leader", "manager-b", 1)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->CheckLease("missing", "manager-a", 1)));
+  // Manager A was stopped past its lease; B took it. A's fenced write does nothing.
+  ASSERT_TRUE(store_->AcquireLease("leader", "manager-a", 1).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->CheckLease("leader", "manager-a", 1)));
+  ASSERT_TRUE(store_->AcquireLease("leader", "manager-b", 60000)->held);
+  absl::Status stale = store_->Transaction([&]() -> absl::Status {
+    if (absl::Status fence = store_->CheckLease("leader", "manager-a", 1); !fence.ok()) {
+      return fence;
+    }
+    return store_->SetStreamerHealth("https://gw-1", false, 100);
+  });
+  EXPECT_TRUE(absl::IsFailedPrecondition(stale)) << stale;
+  EXPECT_THAT(*store_->ListStreamerHealth(), IsEmpty());
+  absl::Status current = store_->Transaction([&]() -> absl::Status {
+    if (absl::Status fence = store_->CheckLease("leader", "manager-b", 2); !fence.ok()) {
+      return fence;
+    }
+    return store_->SetStreamerHealth("https://gw-1", false, 100);
+  });
+  EXPECT_TRUE(current.ok()) << current;
+  EXPECT_THAT(*store_->ListStreamerHealth(), ElementsAre(Pair("https://gw-1", false)));
+}
+
+TEST_P(StoreSuite, StreamerHealthIsOneRowPerStreamer) {
+  ASSERT_TRUE(store_->SetStreamerHealth("https://gw-1", false, 100).ok());
+  ASSERT_TRUE(store_->SetStreamerHealth("https://gw-2", true, 100).ok());
+  ASSERT_TRUE(store_->SetStreamerHealth("https://gw-1", true, 200).ok());
+  EXPECT_THAT(*store_->ListStreamerHealth(),
+              UnorderedElementsAre(Pair("https://gw-1", true), Pair("https://gw-2", true)));
+}
+
+TEST_P(StoreSuite, PrunesHistoryBeforeTheCutAndNothingElse) {
+  for (int64_t at : {100, 200, 5000}) {
+    ASSERT_TRUE(
+        store_->RecordActivation({.serial = "sn", .source = "s", .result = "ok", .at_ms = at})
+            .ok());
+    ASSERT_TRUE(store_->Audit({.at_ms = at, .actor = "a", .action = "x", .subject = "s"}).ok());
+  }
+  auto old_done = store_->EnqueueCommand({.agent_id = "sn-1",
+                                          .kind = "restart",
+                                          .created_at_ms = 100,
+                                          .deadline_ms = 9000,
+                                          .updated_at_ms = 100});
+  auto old_open = store_->EnqueueCommand({.agent_id = "sn-1",
+                                          .kind = "restart",
+                                          .created_at_ms = 100,
+                                          .deadline_ms = 9000,
+                                          .updated_at_ms = 100});
+  auto new_done = store_->EnqueueCommand({.agent_id = "sn-1",
+                                          .kind = "restart",
+                                          .created_at_ms = 100,
+                                          .deadline_ms = 9000,
+                                          .updated_at_ms = 100});
+  ASSERT_TRUE(old_done.ok() && old_open.ok() && new_done.ok());
+  ASSERT_TRUE(*store_->FinishCommand(*old_done, CommandState::kAcked, "done", 300));
+  ASSERT_TRUE(*store_->FinishCommand(*new_done, CommandState::kAcked, "done", 5000));
+  // A batch of one row per table, then the rest.
+  EXPECT_EQ(*store_->PruneHistory(1000, 1), 3u);
+  EXPECT_EQ(*store_->PruneHistory(1000, 100), 2u);
+  EXPECT_EQ(*store_->PruneHistory(1000, 100), 0u);
+  absl::StatusOr<std::vector<ActivationEntry>> activations = store_->ListActivations(0, 10);
+  ASSERT_EQ(activations->size(), 1u);
+  EXPECT_EQ((*activations)[0].at_ms, 5000);
+  absl::StatusOr<std::vector<AuditEntry>> audit = store_->ListAudit(0, 10);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].at_ms, 5000);
+  // A command that is not over stays whatever its age; a finished one goes by when it ended.
+  EXPECT_FALSE(store_->FindCommand(*old_done)->has_value());
+  EXPECT_TRUE(store_->FindCommand(*old_open)->has_value());
+  EXPECT_TRUE(store_->FindCommand(*new_done)->has_value());
 }
 
 TEST_P(StoreSuite, TransactionCommitsEverythingOrNothing) {
