@@ -94,6 +94,9 @@ ABSL_FLAG(uint64_t, max_links, 20000,
           "Manager links held at most; past it upgrades are answered 503 (agents try another "
           "manager)");
 ABSL_FLAG(uint64_t, handshake_timeout_ms, 5000, "Accept to verified HELLO / complete request");
+ABSL_FLAG(uint32_t, handshakes_per_second, 2000,
+          "New TLS connections admitted per second before any TLS work (0: unpaced); the rest "
+          "wait in the kernel's backlog");
 ABSL_FLAG(uint32_t, activation_burst, 5, "Activation attempts a source may make at once");
 ABSL_FLAG(uint64_t, activation_refill_ms, 10000, "One more activation attempt per source every");
 ABSL_FLAG(uint64_t, health_interval_ms, 5000, "GET /readyz of each Streamer every");
@@ -443,6 +446,7 @@ int Serve() {
     return 2;
   }
   config.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
+  config.handshakes_per_second = absl::GetFlag(FLAGS_handshakes_per_second);
   config.health_interval_ms = std::max<uint64_t>(100, absl::GetFlag(FLAGS_health_interval_ms));
   config.leader_lease_ms = std::max<uint64_t>(300, absl::GetFlag(FLAGS_leader_lease_ms));
   config.history_retention_ms =

@@ -76,6 +76,7 @@ absl::Status ManagerServer::Start() {
     if (!l.ok()) {
       return l.status();
     }
+    (*l)->set_accept_budget({config_.handshakes_per_second, config_.handshake_burst});
     listeners_.push_back(std::move(*l));
   }
   for (const std::string& address : config_.plain_listen) {
@@ -428,6 +429,14 @@ std::string ManagerServer::RenderMetrics() const {
   counter("camtunnel_manager_plain_activations_refused_total",
           "Activation requests refused on a plain listener (activation is HTTPS only).",
           c.plain_activations_refused);
+  uint64_t paced = 0;
+  for (const auto& l : listeners_) {
+    paced += l->paced_pauses();
+  }
+  counter("camtunnel_manager_accept_paced_total",
+          "Times the TLS listeners paused accepting because the handshake budget "
+          "(--handshakes_per_second) was spent: a storm being paced.",
+          paced);
   counter("camtunnel_manager_links_established_total", "Manager links whose HELLO verified.",
           c.links_established);
   counter("camtunnel_manager_links_replaced_total",

@@ -72,6 +72,12 @@ struct ManagerConfig {
   // Connections that have not yet proven anything (no verified HELLO): a flood of them must
   // not starve the agents already linked.
   size_t max_unauthenticated = 1024;
+  // New connections on the TLS listeners admitted per second before any TLS work, as the
+  // gateway paces its agents (runtime::AcceptBudget): a fleet relinking at once waits in the
+  // kernel's backlog instead of starving heartbeats and health checks with handshakes, and the
+  // handshakes that do start finish inside handshake_timeout_ms. 0: unpaced; burst 0: a tenth.
+  uint32_t handshakes_per_second = 2000;
+  uint32_t handshake_burst = 0;
   uint64_t health_interval_ms = 5000;  // GET /readyz of each Streamer with an admin URL
   uint64_t health_timeout_ms = 2000;
   // Agents moved off an unhealthy Streamer per failed check of it (each move is an ASSIGN, a

@@ -649,6 +649,35 @@ TEST_F(CommandTest, AnUnacknowledgedCommandIsDeliveredAgainOnTheNextLink) {
   EXPECT_EQ(Command(id)["outcome"], "duplicate");
 }
 
+// A storm of new connections is admitted at --handshakes_per_second before any TLS work: the
+// rest wait in the backlog, and every one is served in turn.
+class PacedHandshakesTest : public ManagerServerTest {
+ protected:
+  void Configure(ManagerConfig& config) override {
+    config.handshakes_per_second = 20;
+    config.handshake_burst = 1;
+  }
+};
+
+TEST_F(PacedHandshakesTest, AStormIsPacedAndEveryConnectionServed) {
+  constexpr int kClients = 12;
+  std::vector<std::future<std::string>> answers;
+  for (int i = 0; i < kClients; ++i) {
+    answers.push_back(std::async(std::launch::async, [&] {
+      return Post(server_->port(), "/api/v1/activate", "{}");  // a bad request: answered 400
+    }));
+  }
+  for (auto& a : answers) {
+    const std::string r = a.get();
+    EXPECT_NE(r.find("HTTP/1.1 400"), std::string::npos) << r;
+  }
+  EXPECT_EQ(OnShard([&] { return server_->counters().connections_accepted; }),
+            static_cast<uint64_t>(kClients));
+  const std::string metrics = AdminRequest("GET", "/metrics");
+  EXPECT_EQ(metrics.find("camtunnel_manager_accept_paced_total 0\n"), std::string::npos);
+  EXPECT_NE(metrics.find("camtunnel_manager_accept_paced_total "), std::string::npos);
+}
+
 class ShortKeysTest : public ManagerServerTest {
  protected:
   uint64_t KeyValidity() const override { return 2; }
