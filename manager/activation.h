@@ -50,6 +50,9 @@ class ActivationService {
   void Handle(std::string_view body, std::string_view source, int64_t now_ms,
               std::function<void(ActivationAnswer)> done);
 
+  // SIGHUP: the operators accepted from the next attempt on.
+  void set_operators(std::set<std::string> operators) { options_.operators = std::move(operators); }
+
   // Attempts by result (for /metrics).
   const std::map<std::string, uint64_t>& counts() const { return counts_; }
 

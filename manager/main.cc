@@ -24,12 +24,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "manager/activation.h"
@@ -71,6 +73,8 @@ ABSL_FLAG(uint32_t, store_connections, 4,
 ABSL_FLAG(std::string, factory_master_file, "",
           "File holding the factory master key (64 hex): derives each device's factory secret");
 ABSL_FLAG(std::string, operators, "", "Accepted operator ids / claim tokens, comma-separated");
+ABSL_FLAG(std::string, operators_file, "",
+          "More accepted operator ids, one per line (# comments); re-read on SIGHUP");
 ABSL_FLAG(std::string, manager_url, "",
           "URL handed to activated agents: https://host:port (TLS link), or http://host:port "
           "(plain link; needs --plain_listen)");
@@ -382,6 +386,45 @@ int MigrateCommand() {
   return 0;
 }
 
+// The operators: --operators and the lines of --operators_file (re-read on SIGHUP).
+absl::StatusOr<std::set<std::string>> LoadOperators() {
+  std::set<std::string> out;
+  for (const std::string& op : SplitList(absl::GetFlag(FLAGS_operators))) {
+    out.insert(op);
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_operators_file); !path.empty()) {
+    auto text = runtime::ReadWholeFile(path);
+    if (!text.ok()) {
+      return absl::NotFoundError("cannot read --operators_file " + path);
+    }
+    for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+      line = absl::StripAsciiWhitespace(line);
+      if (!line.empty() && line.front() != '#') {
+        out.insert(std::string(line));
+      }
+    }
+  }
+  return out;
+}
+
+// SIGHUP: the files are read again and checked; only a complete, valid set reaches the server
+// (on its thread). A bad file is logged and changes nothing.
+void Reload(runtime::Shard& shard, manager::ManagerServer& server,
+            const std::vector<std::string>& manager_urls) {
+  auto streamers = LoadStreamers(absl::GetFlag(FLAGS_streamers));
+  auto operators = LoadOperators();
+  if (!streamers.ok() || !operators.ok()) {
+    runtime::LogEvent(runtime::LogLevel::kError, "reload_failed",
+                      {runtime::Kv("error", !streamers.ok() ? streamers.status().message()
+                                                            : operators.status().message())});
+    return;
+  }
+  manager::ReloadSet set{.streamers = std::move(*streamers), .operators = std::move(*operators)};
+  set.config_digest = manager::ConfigDigest(set.streamers, set.operators, manager_urls,
+                                            absl::GetFlag(FLAGS_key_validity_s));
+  shard.Post([&server, set = std::move(set)]() mutable { (void)server.Reload(std::move(set)); });
+}
+
 int Serve() {
   manager::ManagerConfig config;
   const std::string role = absl::GetFlag(FLAGS_role);
@@ -478,9 +521,12 @@ int Serve() {
     }
     activation_options.factory_master = std::move(*master);
   }
-  for (const std::string& op : SplitList(absl::GetFlag(FLAGS_operators))) {
-    activation_options.operators.insert(op);
+  auto operators = LoadOperators();
+  if (!operators.ok()) {
+    ConfigError("operators_file", operators.status().message());
+    return 2;
   }
+  activation_options.operators = std::move(*operators);
   activation_options.manager_url = absl::GetFlag(FLAGS_manager_url);
   activation_options.manager_urls = config.manager_urls;
   if (activates && !proto::IsValidStreamerUrl(activation_options.manager_url)) {
@@ -526,6 +572,7 @@ int Serve() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -598,7 +645,9 @@ int Serve() {
               server.port(), server.admin_port(), pool.size(), server.plain_port(), role.c_str());
   std::fflush(stdout);
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    Reload(shard, server, config.manager_urls);
+  }
   runtime::LogEvent(runtime::LogLevel::kInfo, "stopping", {runtime::Kv("signal", sig)});
   shard.Post([&server = server, &shard] {
     server.StopAccepting();

@@ -98,12 +98,6 @@ absl::Status ManagerServer::Start() {
   }
   lease_ = std::make_unique<LeaderLease>(shard_, store_, "leader", config_.manager_id,
                                          config_.leader_lease_ms);
-  health_ = std::make_unique<HealthChecker>(shard_, pool_, config_.health_interval_ms,
-                                            config_.health_timeout_ms);
-  revocations_ = std::make_unique<Revocations>(shard_, pool_, config_.health_interval_ms,
-                                               config_.health_timeout_ms);
-  relocation_push_ = std::make_unique<RelocationPush>(shard_, pool_, config_.health_interval_ms,
-                                                      config_.health_timeout_ms);
   retention_ = std::make_unique<HistoryRetention>(shard_, *lease_, config_.history_retention_ms,
                                                   config_.retention_check_ms);
   stored_health_.assign(pool_.size(), std::nullopt);
@@ -115,29 +109,8 @@ absl::Status ManagerServer::Start() {
       stored.ok()) {
     ApplyStoredHealth(*stored, /*follow=*/false);
   }
-  health_->set_active([this] { return lease_->leading(); });
-  // The leader's verdicts (only the leader probes). A Streamer that comes back may have
-  // restarted: its denylist lives in memory only, and the leader resends it, once.
-  health_->set_on_healthy([this](size_t streamer) {
-    PublishHealth(streamer, true);
-    relocation_push_->Flush(streamer);
-    store_.Run<absl::StatusOr<std::vector<std::string>>>(
-        {}, [](StoreConnection& c) { return c.ListDeactivated(); },
-        [this, streamer](absl::StatusOr<std::vector<std::string>> revoked) {
-          store_.Observe(revoked.status());
-          if (revoked.ok() && revocations_ != nullptr && lease_->leading()) {
-            revocations_->Resend(streamer, *revoked);
-          }
-        });
-  });
-  health_->set_on_unhealthy([this](size_t streamer) {
-    if (stored_health_[streamer] != false) {
-      PublishHealth(streamer, false);
-    }
-    MoveOffStreamer(streamer);
-  });
+  StartStreamerWork();
   lease_->set_on_change([this](bool leading) { LeadershipChanged(leading); });
-  health_->Start();
   lease_->Start();
   retention_->Start();
   health_sync_.set_callback([this] { SyncHealth(); });
@@ -208,6 +181,102 @@ std::vector<proto::AssignedStreamer> ManagerServer::AssignmentFor(std::string_vi
     return static_cast<size_t>(load_.Load(url, current_url));
   };
   return pool_.Assign(agent_id, static_cast<uint64_t>(WallMs() / 1000), load, preferred);
+}
+
+void ManagerServer::StartStreamerWork() {
+  health_ = std::make_unique<HealthChecker>(shard_, pool_, config_.health_interval_ms,
+                                            config_.health_timeout_ms);
+  revocations_ = std::make_unique<Revocations>(shard_, pool_, config_.health_interval_ms,
+                                               config_.health_timeout_ms);
+  relocation_push_ = std::make_unique<RelocationPush>(shard_, pool_, config_.health_interval_ms,
+                                                      config_.health_timeout_ms);
+  health_->set_active([this] { return lease_->leading(); });
+  // The leader's verdicts (only the leader probes). A Streamer that comes back may have
+  // restarted: its denylist lives in memory only, and the leader resends it, once.
+  health_->set_on_healthy([this](size_t streamer) {
+    PublishHealth(streamer, true);
+    relocation_push_->Flush(streamer);
+    ResendDenylist(streamer, /*leader_only=*/true);
+  });
+  health_->set_on_unhealthy([this](size_t streamer) {
+    if (stored_health_[streamer] != false) {
+      PublishHealth(streamer, false);
+    }
+    MoveOffStreamer(streamer);
+  });
+  health_->Start();
+}
+
+void ManagerServer::ResendDenylist(size_t streamer, bool leader_only) {
+  store_.Run<absl::StatusOr<std::vector<std::string>>>(
+      {}, [](StoreConnection& c) { return c.ListDeactivated(); },
+      [this, streamer, leader_only](absl::StatusOr<std::vector<std::string>> revoked) {
+        store_.Observe(revoked.status());
+        if (revoked.ok() && revocations_ != nullptr && streamer < pool_.size() &&
+            (!leader_only || lease_->leading())) {
+          revocations_->Resend(streamer, *revoked);
+        }
+      });
+}
+
+absl::Status ManagerServer::Reload(ReloadSet set) {
+  auto ctx = runtime::CreateServerContext(config_.tls);
+  if (!ctx.ok()) {
+    ++counters_.reloads_failed;
+    runtime::LogEvent(runtime::LogLevel::kError, "reload_failed",
+                      {runtime::Kv("error", ctx.status().message())});
+    return ctx.status();
+  }
+  // Connections already up keep the context they were made with (each SSL holds a reference).
+  tls_ctx_ = std::move(*ctx);
+  activation_.set_operators(std::move(set.operators));
+  config_.config_digest = std::move(set.config_digest);
+  // The per-Streamer work is rebuilt for the new indexes. Its pending pushes go with it: the
+  // denylist is sent again in full to every Streamer below (a revoked agent must stay out), a
+  // relocation notice is only a redirect hint (lookups still answer).
+  health_.reset();
+  revocations_.reset();
+  relocation_push_.reset();
+  pool_.Replace(std::move(set.streamers));
+  stored_health_.assign(pool_.size(), std::nullopt);
+  StartStreamerWork();
+  if (lease_->leading()) {
+    health_->Resume();
+  }
+  SyncHealth();
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    ResendDenylist(i, /*leader_only=*/false);
+  }
+  // Every linked agent learns the new list; one whose Streamer left it moves now.
+  std::vector<std::string> linked;
+  linked.reserve(links_.size());
+  for (const auto& [id, link] : links_) {
+    if (link->established()) {
+      linked.push_back(id);
+    }
+  }
+  size_t moved = 0;
+  for (const std::string& id : linked) {
+    AgentLink* link = FindLink(id);  // sending may end a link
+    if (link == nullptr) {
+      continue;
+    }
+    const std::string& at =
+        link->located_url().empty()
+            ? (link->assigned().empty() ? std::string() : link->assigned().front().url)
+            : link->located_url();
+    const bool gone = !at.empty() && !pool_.Find(at).has_value();
+    link->SendAssign();
+    if (gone && !link->assigned().empty()) {
+      link->SendSwitch(link->assigned().front().url, "streamer removed");
+      ++moved;
+    }
+  }
+  ++counters_.reloads_ok;
+  runtime::LogEvent(runtime::LogLevel::kInfo, "reloaded",
+                    {runtime::Kv("streamers", pool_.size()), runtime::Kv("links", linked.size()),
+                     runtime::Kv("moved", moved)});
+  return absl::OkStatus();
 }
 
 void ManagerServer::ApplyStoredHealth(const std::map<std::string, bool>& stored, bool follow) {
@@ -433,6 +502,10 @@ std::string ManagerServer::RenderMetrics() const {
   for (const auto& l : listeners_) {
     paced += l->paced_pauses();
   }
+  labelled("camtunnel_manager_reloads_total",
+           "Configuration reloads (SIGHUP) by result; a failed one changed nothing.", "result",
+           std::initializer_list<std::pair<const char*, uint64_t>>{{"ok", c.reloads_ok},
+                                                                   {"failed", c.reloads_failed}});
   counter("camtunnel_manager_accept_paced_total",
           "Times the TLS listeners paused accepting because the handshake budget "
           "(--handshakes_per_second) was spent: a storm being paced.",

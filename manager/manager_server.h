@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -126,6 +127,15 @@ struct ManagerCounters {
   uint64_t status_received = 0;
   uint64_t admin_unauthorized = 0;
   uint64_t health_moves = 0;  // agents sent elsewhere because their Streamer was unhealthy
+  uint64_t reloads_ok = 0;    // SIGHUP
+  uint64_t reloads_failed = 0;
+};
+
+// What SIGHUP reloads besides the certificate (re-read from ManagerConfig::tls).
+struct ReloadSet {
+  std::vector<StreamerConfig> streamers;
+  std::set<std::string> operators;
+  std::string config_digest;  // ConfigDigest() of the new configuration
 };
 
 class ManagerServer {
@@ -138,6 +148,11 @@ class ManagerServer {
 
   absl::Status Start();
   void StopAccepting();
+  // SIGHUP, on the shard's thread: the certificate for new connections, the Streamer list and
+  // the operators, without dropping a link. Every linked agent gets a fresh ASSIGN (and a
+  // SWITCH if its Streamer left the list); every Streamer gets the denylist again. An error
+  // (the certificate does not load) changes nothing.
+  absl::Status Reload(ReloadSet set);
 
   uint16_t port() const;
   uint16_t plain_port() const;  // 0 without a plain listener
@@ -210,6 +225,12 @@ class ManagerServer {
   // Streamer health through the store: the leader publishes its verdicts (fenced by its lease),
   // every other manager follows them; each moves the agents it holds off unhealthy Streamers.
   void SyncHealth();
+  // The per-Streamer work (health checks, denylist and relocation pushes), built for the pool
+  // as it is: at start and after a reload changed the list.
+  void StartStreamerWork();
+  // Sends Streamer `streamer` the whole denylist again (a restarted gateway keeps it in memory
+  // only); `leader_only`: unless this manager has stopped leading meanwhile.
+  void ResendDenylist(size_t streamer, bool leader_only);
   // Takes the store's Streamer health into the pool: following it (a follower: moves and
   // relocation flushes as the leader's verdicts change), or as a starting point.
   void ApplyStoredHealth(const std::map<std::string, bool>& stored, bool follow);

@@ -101,6 +101,17 @@ StreamerPool::StreamerPool(std::vector<StreamerConfig> streamers, uint64_t key_v
       healthy_(streamers_.size(), true),
       key_validity_s_(key_validity_s) {}
 
+void StreamerPool::Replace(std::vector<StreamerConfig> streamers) {
+  std::vector<bool> healthy(streamers.size(), true);
+  for (size_t i = 0; i < streamers.size(); ++i) {
+    if (std::optional<size_t> old = Find(streamers[i].url)) {
+      healthy[i] = healthy_[*old];
+    }
+  }
+  streamers_ = std::move(streamers);
+  healthy_ = std::move(healthy);
+}
+
 std::optional<size_t> StreamerPool::Find(std::string_view url) const {
   for (size_t i = 0; i < streamers_.size(); ++i) {
     if (streamers_[i].url == url) {

@@ -40,6 +40,10 @@ class StreamerPool {
   // references (fewer distinct values in gateway logs, nothing secret about it).
   StreamerPool(std::vector<StreamerConfig> streamers, uint64_t key_validity_s);
 
+  // A new list (SIGHUP): a Streamer that stays (same URL) keeps its health, a new one starts
+  // healthy. Indexes change: whoever keeps per-Streamer state rebuilds it.
+  void Replace(std::vector<StreamerConfig> streamers);
+
   size_t size() const { return streamers_.size(); }
   const StreamerConfig& config(size_t i) const { return streamers_[i]; }
   // The index of the Streamer agents dial at `url`, or nullopt.

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "manager/agent_link.h"
@@ -354,6 +355,68 @@ TEST_F(ManagerServerTest, LinkGetsWelcomeAndAssignWithSealedKeys) {
   std::string agents = AdminRequest("GET", "/api/v1/agents");
   EXPECT_NE(agents.find("\"linked\":true"), std::string::npos) << agents;
   EXPECT_NE(agents.find("state=connected"), std::string::npos) << agents;
+}
+
+// SIGHUP's reload: the operators, the Streamer list and the certificate change under a live
+// link, which stays up and learns the new list; an agent whose Streamer left the list moves.
+TEST_F(ManagerServerTest, ReloadKeepsLinksSendsTheNewListAndMovesOffARemovedStreamer) {
+  const proto::AgentSecret secret = Activate("sn-1");
+  std::string head;
+  auto c = Link("sn-1", secret, secret, &head);
+  ASSERT_TRUE(c->ReadFrame());  // WELCOME
+  ASSERT_TRUE(c->ReadFrame());  // ASSIGN
+  proto::FrameBuilder status(proto::FrameType::kStatus);
+  status.AddText(proto::Tag::kText, "streamer=https://gw1:8443 state=connected");
+  c->Write(status.Finish());
+  proto::FrameBuilder ping(proto::FrameType::kPing);
+  ping.AddU64(proto::Tag::kSequence, 1);
+  c->Write(ping.Finish());
+  ASSERT_TRUE(c->ReadFrame());  // PONG: the STATUS before it was handled
+  auto activate_beta = [&] {
+    return Post(server_->port(), "/api/v1/activate",
+                json{{"serial", "sn-2"},
+                     {"factory_secret", proto::HexEncode(proto::FactorySecret(kMaster, "sn-2"))},
+                     {"operator", "beta"}}
+                    .dump());
+  };
+  EXPECT_EQ(activate_beta().find("200 OK"), std::string::npos);
+
+  // A certificate that does not load: nothing changes.
+  std::filesystem::rename(dir_ + "/key.pem", dir_ + "/key.away");
+  ReloadSet bad{.operators = {"acme", "beta"}};
+  EXPECT_FALSE(OnShard([&] { return server_->Reload(bad).ok(); }));
+  std::filesystem::rename(dir_ + "/key.away", dir_ + "/key.pem");
+  EXPECT_EQ(activate_beta().find("200 OK"), std::string::npos);
+
+  ReloadSet set{
+      .streamers = {{.url = "https://gw2:8443", .key_id = "k1", .streamer_key = kStreamerKey},
+                    {.url = "https://gw3:8443", .key_id = "k1", .streamer_key = kStreamerKey}},
+      .operators = {"acme", "beta"},
+      .config_digest = "reloaded"};
+  ASSERT_TRUE(OnShard([&] { return server_->Reload(set).ok(); }));
+  auto assign = c->ReadFrame();
+  ASSERT_TRUE(assign);
+  ASSERT_EQ(assign->type(), static_cast<uint8_t>(proto::FrameType::kAssign));
+  std::string error;
+  auto list = proto::ParseAssign(proto::KeySealKey(secret, "sn-1"), "sn-1", *assign, &error);
+  ASSERT_TRUE(list) << error;
+  std::set<std::string> urls;
+  for (const auto& s : *list) {
+    urls.insert(s.url);
+  }
+  EXPECT_EQ(urls, (std::set<std::string>{"https://gw2:8443", "https://gw3:8443"}));
+  auto moved = c->ReadFrame();
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->type(), static_cast<uint8_t>(proto::FrameType::kSwitch));
+  EXPECT_NE(activate_beta().find("200 OK"), std::string::npos);
+  const std::string metrics = AdminRequest("GET", "/metrics");
+  EXPECT_NE(metrics.find("camtunnel_manager_reloads_total{result=\"ok\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("camtunnel_manager_reloads_total{result=\"failed\"} 1"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("sha256=\"reloaded\""), std::string::npos);
+  // The link is the same one, still up.
+  EXPECT_EQ(OnShard([&] { return server_->live_links(); }), 1u);
+  EXPECT_EQ(OnShard([&] { return server_->counters().links_established; }), 1u);
 }
 
 TEST_F(ManagerServerTest, RefusesUnknownAgentOnTheLink) {
