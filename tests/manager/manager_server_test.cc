@@ -717,13 +717,14 @@ TEST_F(CommandTest, AnUnacknowledgedCommandIsDeliveredAgainOnTheNextLink) {
 class PacedHandshakesTest : public ManagerServerTest {
  protected:
   void Configure(ManagerConfig& config) override {
-    config.handshakes_per_second = 20;
+    // Slow enough that clients started together always outrun it, even on a loaded machine.
+    config.handshakes_per_second = 10;
     config.handshake_burst = 1;
   }
 };
 
 TEST_F(PacedHandshakesTest, AStormIsPacedAndEveryConnectionServed) {
-  constexpr int kClients = 12;
+  constexpr int kClients = 8;
   std::vector<std::future<std::string>> answers;
   for (int i = 0; i < kClients; ++i) {
     answers.push_back(std::async(std::launch::async, [&] {
