@@ -54,9 +54,10 @@ void GatewayShard::UpdateControlLinkProfile() {
 
 absl::Status GatewayShard::Listen(const std::vector<std::string>& addresses, bool exclusive,
                                   std::vector<std::unique_ptr<runtime::Listener>>* out,
-                                  const runtime::Listener::AcceptFn& fn) {
+                                  const runtime::Listener::AcceptFn& fn,
+                                  const runtime::AcceptBudget& budget) {
   for (const std::string& a : addresses) {
-    auto l = runtime::Listener::Open(shard_, a, fn, exclusive);
+    auto l = runtime::Listener::Open(shard_, a, fn, exclusive, budget);
     if (!l.ok()) {
       return l.status();
     }
@@ -168,9 +169,11 @@ absl::Status GatewayShard::Start(const GatewayConfig* bound) {
 }
 
 absl::Status GatewayShard::OpenAgentListeners(bool exclusive) {
+  // Paced from the first accept: a budget set on a running multishot accept must cancel it
+  // first, and a cancel in the same submission as the accept can miss it.
   absl::Status s = Listen(config_.agent_tls_listen, exclusive, &agent_tls_listeners_,
-                          [this](int fd) { AcceptAgent(fd, true); });
-  ApplyHandshakeBudget();
+                          [this](int fd) { AcceptAgent(fd, true); },
+                          {config_.agent_handshakes_per_second, config_.agent_handshake_burst});
   if (s.ok()) {
     s = Listen(config_.agent_plain_listen, exclusive, &agent_plain_listeners_,
                [this](int fd) { AcceptAgent(fd, false); });

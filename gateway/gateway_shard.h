@@ -150,7 +150,8 @@ class GatewayShard {
   void OfferKernelTls(SSL_CTX* ctx, const GatewayConfig& config) const;
   absl::Status Listen(const std::vector<std::string>& addresses, bool exclusive,
                       std::vector<std::unique_ptr<runtime::Listener>>* out,
-                      const runtime::Listener::AcceptFn& fn);
+                      const runtime::Listener::AcceptFn& fn,
+                      const runtime::AcceptBudget& budget = {});
 
   runtime::Shard& shard_;
   Gateway* gateway_;

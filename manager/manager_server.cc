@@ -70,13 +70,13 @@ absl::Status ManagerServer::Start() {
   public_server_ = MakePublicServer(*this);
   admin_server_ = admin::MakeAdminServer(*this);
   for (const std::string& address : config_.listen) {
-    auto l = runtime::Listener::Open(shard_, address, [this](int fd) {
-      AcceptPublic(*this, *public_server_, fd, /*plain=*/false);
-    });
+    auto l = runtime::Listener::Open(
+        shard_, address,
+        [this](int fd) { AcceptPublic(*this, *public_server_, fd, /*plain=*/false); },
+        /*exclusive=*/true, {config_.handshakes_per_second, config_.handshake_burst});
     if (!l.ok()) {
       return l.status();
     }
-    (*l)->set_accept_budget({config_.handshakes_per_second, config_.handshake_burst});
     listeners_.push_back(std::move(*l));
   }
   for (const std::string& address : config_.plain_listen) {

@@ -85,7 +85,8 @@ bool Listener::PortFree(const std::string& address) {
 }
 
 absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std::string& address,
-                                                         AcceptFn on_accept, bool exclusive) {
+                                                         AcceptFn on_accept, bool exclusive,
+                                                         const AcceptBudget& budget) {
   auto addr = ParseListenAddress(address);
   if (!addr.ok()) {
     return addr.status();
@@ -135,6 +136,7 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(Shard& shard, const std
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
   l->port_ = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
                                      : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  l->set_accept_budget(budget);  // not armed yet: nothing to cancel
   l->Arm();
   return l;
 }

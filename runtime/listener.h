@@ -39,8 +39,11 @@ class Listener final : public IoObject {
   // Binds with SO_REUSEPORT (one listener per shard on the same port) and starts accepting.
   // `exclusive` first checks that no other socket holds the port (so a second gateway cannot
   // silently share it); the first shard of a process checks, later shards join with false.
+  // `budget`: paced from the first accept on (set_accept_budget later has to end a running
+  // multishot accept first).
   static absl::StatusOr<std::unique_ptr<Listener>> Open(Shard& shard, const std::string& address,
-                                                        AcceptFn on_accept, bool exclusive = true);
+                                                        AcceptFn on_accept, bool exclusive = true,
+                                                        const AcceptBudget& budget = {});
   ~Listener();
   // True when no socket holds `address`'s port (a plain bind would succeed): the process being
   // taken over has closed its listener there.
