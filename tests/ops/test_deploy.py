@@ -546,10 +546,20 @@ class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
 
 
 class PrometheusScrapeJobsTest(unittest.TestCase):
-    def test_gateway_and_agentsim_jobs(self):
+    def test_gateway_agentsim_and_manager_jobs(self):
         with open(os.path.join(DEPLOY_DIR, "prometheus", "prometheus.yml")) as f:
             jobs = re.findall(r"^\s*- job_name: (\S+)", f.read(), re.M)
-        self.assertEqual(sorted(jobs), ["camtunnel-agentsim", "camtunnel-gateway"])
+        self.assertEqual(sorted(jobs),
+                         ["camtunnel-agentsim", "camtunnel-gateway", "camtunnel-manager"])
+
+    def test_alerts_read_the_jobs_it_scrapes(self):
+        """An alert on up{job=...} names a job of prometheus.yml, or it can never fire."""
+        with open(os.path.join(DEPLOY_DIR, "prometheus", "prometheus.yml")) as f:
+            jobs = set(re.findall(r"^\s*- job_name: (\S+)", f.read(), re.M))
+        with open(os.path.join(DEPLOY_DIR, "prometheus", "camtunnel-alerts.yml")) as f:
+            read = set(re.findall(r'\bup\{job="([^"]+)"\}', f.read()))
+        self.assertIn("camtunnel-manager", read)
+        self.assertEqual(read - jobs, set())
 
 
 if __name__ == "__main__":
