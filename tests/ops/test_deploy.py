@@ -558,11 +558,12 @@ class ManagerDashboardTest(DashboardChecks, unittest.TestCase):
               "leader", "streamer", "health", "pushes", "pruned", "config")
     MUST_QUERY = tuple("camtunnel_manager_" + n for n in (
         "links", "links_established_total", "links_replaced_total", "link_errors_total",
-        "links_refused_busy_total", "activations_total", "command_outcomes_total",
-        "store_reachable", "store_write_errors_total", "store_pending", "leader", "leader_term",
-        "leader_changes_total", "lease_renew_failures_total", "leader_fenced_out_total",
-        "streamer_healthy", "health_checks_total", "health_moves_total", "revocations_pending",
-        "relocations_pending", "history_pruned_total", "config_info"))
+        "links_refused_busy_total", "accept_paced_total", "activations_total",
+        "command_outcomes_total", "store_reachable", "store_write_errors_total", "store_pending",
+        "leader", "leader_term", "leader_changes_total", "lease_renew_failures_total",
+        "leader_fenced_out_total", "streamer_healthy", "health_checks_total",
+        "health_moves_total", "revocations_pending", "relocations_pending",
+        "history_pruned_total", "config_info"))
     HISTOGRAM = False  # the manager exports no latency histogram
 
     def scrape_names(self):
