@@ -242,6 +242,27 @@ def toml_value(v):
     return json.dumps(str(v))
 
 
+MANAGER_READY = r"^camtunnel-manager: ready port=(\d+) admin=(\d+)"
+
+
+def start_manager(procs, directory, cert, key, streamers, extra=(), name="manager"):
+    """A camtunnel-manager on the default SQLite store in `directory`, its Streamers from the
+    file `streamers`, every listener on a free loopback port; returns its admin port once it
+    leads (a deployment of one takes the lease at start-up)."""
+    master = os.path.join(directory, name + ".factory_master")
+    with open(master, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    p = procs.start(name, [
+        binary("camtunnel-manager"), "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+        "--cert=" + cert, "--key=" + key, "--store=" + os.path.join(directory, name + ".db"),
+        "--factory_master_file=" + master, "--operators=acme", "--streamers=" + streamers,
+        "--manager_url=https://127.0.0.1:7443"] + list(extra))
+    port = int(p.wait_line(MANAGER_READY, 15).group(2))
+    wait_until(lambda: scrape(port).get("camtunnel_manager_leader") == 1, 15, 0.05,
+               "the manager leads")
+    return port
+
+
 def start_agent(procs, agent_bin, gw, agent_id, key_ref, key_file, ca, services, name="agent"):
     argv = [agent_bin, "--gateway", "https://127.0.0.1:%d" % gw.tls_port, "--agent_id", agent_id,
             "--key_ref", key_ref, "--key_file", key_file, "--ca_file", ca,
@@ -364,7 +385,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 class PrometheusServer:
     def __init__(self, procs, directory, targets, rule_files=(), scrape_interval="1s",
-                 bearer_file=None):
+                 bearer_file=None, job="camtunnel-gateway"):
         self.port = free_port()
         config = os.path.join(directory, "prometheus.yml")
         with open(config, "w") as f:
@@ -374,7 +395,7 @@ class PrometheusServer:
                 f.write("rule_files:\n")
                 for r in rule_files:
                     f.write("  - %s\n" % json.dumps(r))
-            f.write("scrape_configs:\n  - job_name: camtunnel-gateway\n    scrape_timeout: 1s\n")
+            f.write("scrape_configs:\n  - job_name: %s\n    scrape_timeout: 1s\n" % job)
             if bearer_file:
                 f.write("    authorization:\n      type: Bearer\n      credentials_file: %s\n"
                         % json.dumps(bearer_file))

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """deploy/: systemd units, example env files, kernel settings, Prometheus config and alert rules,
-Grafana dashboards (gateway, agentsim). Each file is checked by the tool that consumes it
+Grafana dashboards (gateway, agentsim, manager). Each file is checked by the tool that consumes it
 (systemd-analyze, promtool, sysctl's names in /proc/sys), the example env files actually boot a
-gateway and an agent, and the dashboards' queries read names that a running gateway and a running
-camtunnel-agentsim expose.
+gateway and an agent, and the dashboards' queries read names that a running gateway, a running
+camtunnel-agentsim and a running camtunnel-manager expose.
 """
 
 import json
@@ -351,10 +351,12 @@ class DashboardChecks:
 
     A subclass sets FILE, UID, TITLE, TOPICS (words the panel titles must contain), MUST_QUERY
     (metric names some query must read), and scrape_names() (the names a real process exposes,
-    scraped once per class)."""
+    scraped once per class). A process that exports a latency histogram (HISTOGRAM) must have
+    its p99 drawn."""
 
     FILE = UID = TITLE = None
     TOPICS = MUST_QUERY = ()
+    HISTOGRAM = True
     _names = None
 
     @classmethod
@@ -420,7 +422,8 @@ class DashboardChecks:
                     self.assertIn(var, ("instance", "__rate_interval"), expr)
         for must in self.MUST_QUERY:
             self.assertIn(must, self.queried())
-        self.assertTrue(any("histogram_quantile(0.99" in e for e in exprs))
+        if self.HISTOGRAM:
+            self.assertTrue(any("histogram_quantile(0.99" in e for e in exprs))
         # The instance picker lists the processes exposing a metric of theirs.
         (instance,) = [v for v in self.dash["templating"]["list"] if v["name"] == "instance"]
         m = re.fullmatch(r"label_values\((camtunnel_[a-z0-9_]+), instance\)",
@@ -545,11 +548,105 @@ class AgentsimDashboardTest(DashboardChecks, unittest.TestCase):
                                 for e in exprs), q)
 
 
+class ManagerDashboardTest(DashboardChecks, unittest.TestCase):
+    """deploy/grafana/camtunnel-manager.json against a real camtunnel-manager's /metrics (its
+    admin listener), on the default SQLite store, leading its deployment of one and probing a
+    real gateway as its Streamer."""
+
+    FILE, UID, TITLE = "camtunnel-manager.json", "camtunnel-manager", "camtunnel manager"
+    TOPICS = ("links", "churn", "refusals", "activations", "commands", "database", "store",
+              "leader", "streamer", "health", "pushes", "pruned", "config")
+    MUST_QUERY = tuple("camtunnel_manager_" + n for n in (
+        "links", "links_established_total", "links_replaced_total", "link_errors_total",
+        "links_refused_busy_total", "accept_paced_total", "activations_total",
+        "command_outcomes_total", "store_reachable", "store_write_errors_total", "store_pending",
+        "leader", "leader_term", "leader_changes_total", "lease_renew_failures_total",
+        "leader_fenced_out_total", "streamer_healthy", "health_checks_total",
+        "health_moves_total", "revocations_pending", "relocations_pending",
+        "history_pruned_total", "config_info"))
+    HISTOGRAM = False  # the manager exports no latency histogram
+
+    def scrape_names(self):
+        with tempfile.TemporaryDirectory(prefix="ops-dash-mgr-") as d:
+            with Processes(d) as procs:
+                gw_bin = opslib.binary("camtunnel-gateway")
+                cert, key = make_dev_cert(d)
+                keys = opslib.write_streamer_keys(gw_bin, d)
+                gw = opslib.start_gateway(procs, gw_bin, cert, key, keys)
+                streamers = os.path.join(d, "streamers.txt")
+                with open(streamers, "w") as f:
+                    f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                            % (gw.tls_port, keys, gw.admin_port))
+                port = opslib.start_manager(procs, d, cert, key, streamers,
+                                            ["--health_interval_ms=200"])
+
+                def probing():
+                    m = opslib.scrape(port)
+                    ready = (m.get("camtunnel_manager_streamer_healthy", streamer=0) == 1
+                             and m.get("camtunnel_manager_health_checks_total") > 0)
+                    return m if ready else None
+                metrics = wait_until(probing, 15, 0.1, "the manager finds its Streamer healthy")
+        self.assertEqual(metrics.get("camtunnel_manager_leader"), 1)
+        self.assertEqual(metrics.get("camtunnel_manager_store_reachable"), 1)
+        self.assertEqual(metrics.get("camtunnel_manager_leader_changes_total", change="gained"), 1)
+        return exposed_names(metrics)
+
+    def reading(self, pattern):
+        return [(p, t) for p, t in self.targets() if re.search(pattern, t["expr"])]
+
+    def test_failures_stand_out(self):
+        failures = (self.reading(r'outcome=~"expired\|refused"')
+                    + self.reading(r"camtunnel_manager_store_write_errors_total")
+                    + self.reading(r"camtunnel_manager_lease_renew_failures_total")
+                    + self.reading(r"camtunnel_manager_leader_fenced_out_total")
+                    + self.reading(r"1 - camtunnel_manager_store_reachable"))
+        self.assertGreaterEqual(len(failures), 5)
+        for p, t in failures:
+            self.assertTrue(stands_out(p, t), "%s: %s does not stand out" % (p["title"],
+                                                                             t["expr"]))
+        # Commands by outcome: the failed outcomes in red among the others.
+        (p, t), = [(p, t) for p, t in self.reading(r"camtunnel_manager_command_outcomes_total")
+                   if "{{outcome}}/s" == t["legendFormat"]]
+        for outcome in ("expired", "refused"):
+            self.assertTrue(stands_out(p, dict(t, legendFormat=outcome + "/s")), outcome)
+        self.assertFalse(stands_out(p, dict(t, legendFormat="acked/s")))
+
+    def test_deployment_wide_views(self):
+        """Several managers share one database: the panels that only make sense across all
+        of them (one leader, one configuration, the total of links) aggregate without
+        instance, and the per-manager ones keep it."""
+        exprs = {t["expr"]: t["legendFormat"] for _, t in self.targets()}
+        self.assertIn('sum(camtunnel_manager_leader{instance=~"$instance"})', exprs)
+        self.assertIn('count(count by (sha256) (camtunnel_manager_config_info'
+                      '{instance=~"$instance"}))', exprs)
+        self.assertIn('sum(camtunnel_manager_links{instance=~"$instance"})', exprs)
+        self.assertEqual(
+            exprs['sum by (instance) (camtunnel_manager_links{instance=~"$instance"})'],
+            "{{instance}}")
+        self.assertEqual(exprs['camtunnel_manager_store_reachable{instance=~"$instance"}'],
+                         "{{instance}}")
+        self.assertTrue(any("{{streamer}}" in legend and "{{instance}}" in legend
+                            for e, legend in exprs.items()
+                            if "camtunnel_manager_streamer_healthy" in e))
+        self.assertTrue(any("{{change}}" in legend for e, legend in exprs.items()
+                            if "camtunnel_manager_leader_changes_total" in e))
+
+
 class PrometheusScrapeJobsTest(unittest.TestCase):
-    def test_gateway_and_agentsim_jobs(self):
+    def test_gateway_agentsim_and_manager_jobs(self):
         with open(os.path.join(DEPLOY_DIR, "prometheus", "prometheus.yml")) as f:
             jobs = re.findall(r"^\s*- job_name: (\S+)", f.read(), re.M)
-        self.assertEqual(sorted(jobs), ["camtunnel-agentsim", "camtunnel-gateway"])
+        self.assertEqual(sorted(jobs),
+                         ["camtunnel-agentsim", "camtunnel-gateway", "camtunnel-manager"])
+
+    def test_alerts_read_the_jobs_it_scrapes(self):
+        """An alert on up{job=...} names a job of prometheus.yml, or it can never fire."""
+        with open(os.path.join(DEPLOY_DIR, "prometheus", "prometheus.yml")) as f:
+            jobs = set(re.findall(r"^\s*- job_name: (\S+)", f.read(), re.M))
+        with open(os.path.join(DEPLOY_DIR, "prometheus", "camtunnel-alerts.yml")) as f:
+            read = set(re.findall(r'\bup\{job="([^"]+)"\}', f.read()))
+        self.assertIn("camtunnel-manager", read)
+        self.assertEqual(read - jobs, set())
 
 
 if __name__ == "__main__":

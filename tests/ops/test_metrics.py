@@ -7,7 +7,7 @@ for a port the agent does not expose. The scrape taken after that traffic must s
 counts. A Prometheus server (Debian's `prometheus`, run directly) scrapes the same gateway every
 second with deploy/prometheus/camtunnel-alerts.yml loaded; its query API must read the values
 back, every alert rule must evaluate without error, and every query of the Grafana dashboard
-must be valid PromQL.
+must be valid PromQL. The same for a camtunnel-manager and its dashboard.
 """
 
 import json
@@ -281,6 +281,76 @@ class GatewayMetricsTest(unittest.TestCase):
         # A few panels must show the traffic above.
         self.assertEqual(self.prom.query(
             'sum(camtunnel_agents_connected{instance=~".*"})')[0]["value"][1], "1")
+
+
+class ManagerPrometheusTest(unittest.TestCase):
+    """A real Prometheus scraping a camtunnel-manager (job camtunnel-manager, the alert rules
+    loaded): a healthy manager that leads its deployment of one raises no alert, and every
+    query of deploy/grafana/camtunnel-manager.json runs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="ops-metrics-mgr-")
+        cls.procs = Processes(os.path.join(cls.tmp.name, "logs"))
+        try:
+            d = cls.tmp.name
+            cert, key = make_dev_cert(d)
+            keys = opslib.write_streamer_keys(opslib.binary("camtunnel-gateway"), d)
+            streamers = os.path.join(d, "streamers.txt")
+            with open(streamers, "w") as f:
+                f.write("https://127.0.0.1:1 k1 %s\n" % keys)  # no admin URL: never probed
+            cls.port = opslib.start_manager(cls.procs, d, cert, key, streamers)
+            cls.prom = opslib.PrometheusServer(
+                cls.procs, d, ["127.0.0.1:%d" % cls.port], job="camtunnel-manager",
+                rule_files=[os.path.join(opslib.DEPLOY_DIR, "prometheus", "camtunnel-alerts.yml")])
+            cls.prom.wait_ready()
+            wait_until(lambda: cls.prom.query("camtunnel_manager_leader"), 20, 0.2,
+                       "camtunnel_manager_leader in Prometheus")
+        except BaseException:
+            cls.procs.stop_all()
+            cls.tmp.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.procs.stop_all()
+        cls.tmp.cleanup()
+
+    def test_one_leader_seen(self):
+        (r,) = self.prom.query("sum(camtunnel_manager_leader)")
+        self.assertEqual(r["value"][1], "1")
+        (up,) = self.prom.query('up{job="camtunnel-manager"}')
+        self.assertEqual(up["value"][1], "1")
+
+    def test_alert_rules_evaluate_cleanly(self):
+        def evaluated():
+            status, j = self.prom.api("/api/v1/rules")
+            rules = [r for g in j["data"]["groups"] for r in g["rules"]]
+            if rules and all(not r["lastEvaluation"].startswith("0001") for r in rules):
+                return rules
+            return None
+        rules = wait_until(evaluated, 15, 0.2, "every alert rule evaluated")
+        for r in rules:
+            self.assertEqual((r["name"], r["health"], r.get("lastError", "")),
+                             (r["name"], "ok", ""))
+        self.assertIn("CamtunnelManagerNoLeader", {r["name"] for r in rules})
+        firing = {r["name"] for r in rules if r["state"] != "inactive"}
+        self.assertEqual(firing, set(), "a healthy manager that leads raises no alert")
+
+    def test_dashboard_queries_run(self):
+        with open(os.path.join(opslib.DEPLOY_DIR, "grafana", "camtunnel-manager.json")) as f:
+            dash = json.load(f)
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        self.assertGreater(len(exprs), 30)
+        for expr in exprs:
+            q = expr.replace("$__rate_interval", "5s").replace("$instance", ".*")
+            self.assertNotIn("$", re.sub(r"\{\{[^}]*\}\}", "", q), expr)
+            self.prom.query(q)  # raises unless Prometheus accepts it
+        self.assertEqual(self.prom.query(
+            'sum(camtunnel_manager_leader{instance=~".*"})')[0]["value"][1], "1")
+        self.assertEqual(self.prom.query(
+            'count(count by (sha256) (camtunnel_manager_config_info{instance=~".*"}))'
+        )[0]["value"][1], "1")
 
 
 if __name__ == "__main__":
