@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "http/server.h"
 #include "manager/activation.h"
+#include "manager/agent_totals.h"
 #include "manager/command_desk.h"
 #include "manager/health_checker.h"
 #include "manager/history_retention.h"
@@ -171,6 +172,7 @@ class ManagerServer {
   StreamerPool& pool() { return pool_; }
   SSL_CTX* tls_context() { return tls_ctx_.get(); }
   ManagerCounters& counters() { return counters_; }
+  AgentTotals& agent_totals() { return agent_totals_; }
 
   // Wall clock (activation records, key expiry) and the shard's monotonic clock.
   static int64_t WallMs();
@@ -266,6 +268,7 @@ class ManagerServer {
   absl::flat_hash_map<std::string, AgentLink*> links_;
   size_t unauthenticated_ = 0;
   ManagerCounters counters_;
+  AgentTotals agent_totals_;
 };
 
 }  // namespace camtunnel::manager

@@ -87,7 +87,8 @@ std::optional<AgentQuery> ParseAgentQuery(const proto::QueryParams& params,
 }
 
 // {"agents":[...],"total":N,"next_cursor":ID|null}: total counts every agent matching the
-// filters, over all pages.
+// filters, over all pages (counted afresh on a first page; while paging, up to 10 s old:
+// agent_totals.h).
 void List(http::Exchange& ex, ManagerServer& server) {
   std::string error = "malformed query";
   const std::optional<proto::QueryParams> params =
@@ -101,20 +102,26 @@ void List(http::Exchange& ex, ManagerServer& server) {
   struct Result {
     absl::StatusOr<AgentPage> page;
     absl::StatusOr<uint64_t> total;
+    bool counted = false;
   };
+  const std::optional<uint64_t> known = server.agent_totals().Find(*query, server.shard().now_ms());
   StoreJob<Result>(
       ex, server, {},
-      [q = *query](StoreConnection& c) {
-        Result r{.page = c.ListAgents(q), .total = uint64_t{0}};
-        if (r.page.ok()) {
+      [q = *query, known](StoreConnection& c) {
+        Result r{.page = c.ListAgents(q), .total = known.value_or(0)};
+        if (r.page.ok() && !known) {
           r.total = c.CountAgents(q);
+          r.counted = true;
         }
         return r;
       },
-      [&server = server](http::Exchange& e, Result r) {
+      [&server = server, q = *query](http::Exchange& e, Result r) {
         if (!r.page.ok() || !r.total.ok()) {
           AnswerStoreError(e, server, r.page.ok() ? r.total.status() : r.page.status());
           return;
+        }
+        if (r.counted) {
+          server.agent_totals().Remember(q, *r.total, server.shard().now_ms());
         }
         json list = json::array();
         for (const AgentRecord& a : r.page->agents) {
