@@ -7,9 +7,10 @@ straight into its database in one statement (ids ag-000000..., one in 20 deactiv
 operators, three Streamers, half of them heard from in the last minute), the tables analysed;
 the manager starts again on it. Then, for each filter the API takes (none, state, operator,
 Streamer, online, offline, and combinations), the first page and pages at random cursors are
-read, each with its `total` (the API counts every match on every page). Measured: the latency
-of each request as the client sees it, p50 / p99 / max per filter and over all, and whether each
-page came back full and in order.
+read, each with its `total` (counted afresh on a first page; later pages reuse a count up to
+10 s old). Measured: the latency of each request as the client sees it, p50 / p99 / max per
+filter and over all, the slowest first page, and whether each page came back full and in
+order.
 
   bench/manager_admin_pages.py [--build build/release] [--agents 100000] [--pages 20]
       [--rounds 3] [--backends sqlite,postgresql] [--json bench/results/manager_admin_pages.json]
@@ -140,8 +141,9 @@ def run_backend(args, backend, tmp):
         rng = random.Random(1)
         ids = ["ag-%06d" % i for i in range(args.agents)]
         per_filter, rows, bad = {}, [], 0
+        firsts_all = []
         for name, params in FILTERS:
-            times = []
+            times, firsts = [], []
             for _ in range(args.rounds):
                 cursors = [None] + sorted(rng.sample(ids, args.pages))
                 for cursor in cursors:
@@ -150,21 +152,26 @@ def run_backend(args, backend, tmp):
                         q["cursor"] = cursor
                     ms, body = get(admin, q)
                     times.append(ms)
+                    if not cursor:
+                        firsts.append(ms)  # counted afresh (later pages reuse the count)
                     page = [a["id"] for a in body["agents"]]
                     # In order, past the cursor, and full unless it is the last page.
                     if (page != sorted(page) or (cursor and page and page[0] <= cursor)
                             or (body["next_cursor"] and len(page) != 100)):
                         bad += 1
             per_filter[name] = times
+            firsts_all += firsts
             rows.append({"backend": backend, "filter": name, "requests": len(times),
                          "p50_ms": round(percentile(times, 50), 2),
                          "p99_ms": round(percentile(times, 99), 2),
-                         "max_ms": round(max(times), 2)})
+                         "max_ms": round(max(times), 2),
+                         "first_page_max_ms": round(max(firsts), 2)})
         everything = [t for ts in per_filter.values() for t in ts]
         rows.append({"backend": backend, "filter": "all", "requests": len(everything),
                      "p50_ms": round(percentile(everything, 50), 2),
                      "p99_ms": round(percentile(everything, 99), 2),
-                     "max_ms": round(max(everything), 2)})
+                     "max_ms": round(max(everything), 2),
+                     "first_page_max_ms": round(max(firsts_all), 2)})
         for row in rows:
             row.update(agents=args.agents, seed_s=round(seed_s, 1), bad_pages=bad)
         return rows
@@ -190,7 +197,8 @@ def main():
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory(prefix="manager-admin-") as tmp:
             rows.extend(run_backend(args, backend, tmp))
-    keys = ["backend", "filter", "requests", "p50_ms", "p99_ms", "max_ms", "bad_pages"]
+    keys = ["backend", "filter", "requests", "p50_ms", "p99_ms", "max_ms", "first_page_max_ms",
+            "bad_pages"]
     print_table(keys, [[row[k] for k in keys] for row in rows])
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=HERE).stdout.strip()
