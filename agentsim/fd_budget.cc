@@ -39,11 +39,8 @@ absl::Status CheckFdBudget(const Options& o) {
   if (need <= limit) {
     return absl::OkStatus();
   }
-  std::string fix = o.managed()
-                        ? "managed mode runs in one process: lower --agents or raise the limit"
-                        : "no number of processes fits: lower --snapshot_concurrency or raise the "
-                          "limit";
-  for (uint32_t n = o.processes + 1; !o.managed() && n <= std::min(o.agents, kMaxProcesses); ++n) {
+  std::string fix = "no number of processes fits: lower --snapshot_concurrency or raise the limit";
+  for (uint32_t n = o.processes + 1; n <= std::min(o.agents, kMaxProcesses); ++n) {
     if (FdsNeeded(o, n) <= limit) {
       fix = absl::StrCat("use --processes ", n, " (or raise the limit)");
       break;

@@ -357,9 +357,6 @@ absl::StatusOr<Options> OptionsFromFlags(Scenario scenario, const std::set<std::
       return absl::InvalidArgumentError(
           "--manager_url needs --manager_ca_file FILE (or --ca FILE, or --insecure)");
     }
-    if (o.processes > 1) {
-      return Bad("processes", "managed mode (--manager_url) runs in one process");
-    }
   } else if (o.tls && o.ca_file.empty() && !o.insecure) {
     return absl::InvalidArgumentError("--tls needs --ca FILE or --insecure");
   }

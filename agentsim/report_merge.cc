@@ -17,7 +17,7 @@ using nlohmann::json;
 
 // A key whose value is a time: the slowest worker's, not a sum ("_per_s" is a rate: summed).
 bool IsDuration(const std::string& key) {
-  return !absl::EndsWith(key, "_per_s") &&
+  return key != "per_s" && !absl::EndsWith(key, "_per_s") &&
          (absl::EndsWith(key, "_s") || absl::EndsWith(key, "_ms"));
 }
 
@@ -96,8 +96,10 @@ absl::StatusOr<json> MergeReports(const std::vector<json>& reports) {
   for (size_t i = 1; i < reports.size(); ++i) {
     const json& r = reports[i];
     for (const char* section : {"agents", "opens", "rtsp_sessions", "snapshots", "throughput",
-                                "integrity_errors", "cameras", "scenario_detail"}) {
-      m[section] = Combine(m[section], r[section], section);
+                                "integrity_errors", "cameras", "scenario_detail", "managed"}) {
+      if (m.contains(section) && r.contains(section)) {
+        m[section] = Combine(m[section], r[section], section);
+      }
     }
     for (const char* count : {"packets_verified", "bytes_verified"}) {
       m[count] = m[count].get<uint64_t>() + r[count].get<uint64_t>();
@@ -130,6 +132,28 @@ absl::StatusOr<json> MergeReports(const std::vector<json>& reports) {
       static_cast<double>(m["throughput"]["media_bytes_received"].get<uint64_t>()) * 8;
   m["throughput"]["gbit_per_s"] = load_s > 0 ? bits / load_s / 1e9 : 0.0;
   m["scenario_detail"]["workers"] = std::move(details);
+  if (m.contains("managed")) {
+    // Managed mode: its latencies from the merged histograms (Combine took the slowest
+    // worker's percentiles; the counts and rates it summed are right).
+    LatencyHistogram activation, relink;
+    for (const json& r : reports) {
+      const json& h = r["histograms"];
+      auto a = LatencyHistogram::FromJson(h.value("activation_us", json()));
+      auto l = LatencyHistogram::FromJson(h.value("relink_us", json()));
+      if (!a || !l) {
+        return absl::InvalidArgumentError("a managed report without its histograms");
+      }
+      activation.Merge(*a);
+      relink.Merge(*l);
+    }
+    m["managed"]["activations"]["latency"] = LatencyJson(activation);
+    auto ms = [](uint64_t us) { return static_cast<double>(us) / 1000.0; };
+    m["managed"]["relinks"]["p50_ms"] = ms(relink.Percentile(0.50));
+    m["managed"]["relinks"]["p95_ms"] = ms(relink.Percentile(0.95));
+    m["managed"]["relinks"]["max_ms"] = ms(relink.max());
+    m["histograms"]["activation_us"] = activation.ToJson();
+    m["histograms"]["relink_us"] = relink.ToJson();
+  }
   m["result"] = m["integrity_errors"]["total"].get<uint64_t>() == 0 ? "pass" : "integrity_errors";
   return m;
 }

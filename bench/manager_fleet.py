@@ -16,8 +16,8 @@ STATUS, ASSIGN followed into gateway connections). Measured:
   bench/manager_fleet.py [--build build/release] [--agents 2000] [--heartbeat_ms 5000]
       [--sample 10] [--backends sqlite,postgresql] [--json bench/results/manager_fleet.json]
 
-One manager and one agentsim process: the 50,000-agent target of several managers needs
-agentsim's managed mode over several processes (not there yet).
+One manager and one agentsim process: the 50,000-agent target of several managers and
+agentsim processes (managed mode takes --processes) is not scripted here yet.
 """
 
 import argparse

@@ -614,10 +614,11 @@ class ManagedTest(SimTestCase):
         if not MANAGER:
             self.skipTest("camtunnel-manager not built")
 
-    def start_fleet(self, n, gateways):
+    def start_fleet(self, n, gateways, processes=1):
         """A manager whose Streamers are `gateways`, and agentsim's managed fleet of n agents
-        against it. Returns (manager proc, its admin port, agentsim proc, its metrics port,
-        the manager's restart arguments)."""
+        against it (over `processes` worker processes). Returns (manager proc, its admin port,
+        agentsim proc, its metrics port (None with several processes), the manager's restart
+        arguments)."""
         streamers = os.path.join(self.tmp, "streamers.txt")
         with open(streamers, "w") as f:
             for gw in gateways:
@@ -637,9 +638,12 @@ class ManagedTest(SimTestCase):
             "--factory_master_file", master, "--operator", self.OPERATOR,
             "--agents", n, "--agent_prefix", "msim-", "--sources", SOURCES,
             "--connect_concurrency", 64, "--connect_timeout", 90, "--duration", 150,
-            "--backoff_max_ms", 2000, "--metrics_listen", "127.0.0.1:0",
-            "--json_out", os.path.join(self.tmp, "report.json")])
-        sim_port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
+            "--backoff_max_ms", 2000, "--json_out", os.path.join(self.tmp, "report.json")]
+            + (["--metrics_listen", "127.0.0.1:0"] if processes == 1
+               else ["--processes", processes]))
+        sim_port = None
+        if processes == 1:
+            sim_port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
         return mgr, mgr_admin, sim, sim_port, restart
 
     def stop_sim(self, sim):
@@ -691,6 +695,25 @@ class ManagedTest(SimTestCase):
         self.assertEqual((m["switches"], m["restarts"], m["deactivations"]), (0, 0, 0))
         a = r["agents"]
         self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]), (n, 0, n), a)
+
+    def test_a_fleet_split_over_two_processes_merges_into_one_report(self):
+        """Managed mode over --processes 2 (a 50,000-agent fleet needs several processes for
+        its descriptors): disjoint agents, every one activated and linked, one merged report."""
+        n = 120
+        gw = self.gateway()
+        mgr, mgr_admin, sim, _, _ = self.start_fleet(n, [gw], processes=2)
+        sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 100)
+        wait_until(lambda: self.metric(mgr_admin, "camtunnel_manager_links") == n, 30,
+                   what="every agent linked to the manager")
+        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+        r = self.stop_sim(sim)
+        self.assertEqual(r["config"]["processes"], 2)
+        m = r["managed"]
+        self.assertEqual(m["activations"]["succeeded"], n, m["activations"])
+        self.assertEqual(m["activations"]["by_result"].get("activated"), n, m["activations"])
+        self.assertEqual(m["activations"]["latency"]["count"], n, m["activations"])
+        self.assertEqual(m["manager_links"]["up_at_end_of_load"], n, m["manager_links"])
+        self.assertEqual(r["agents"]["up_at_end_of_load"], n, r["agents"])
 
     def test_switch_restart_and_deactivate_from_the_manager(self):
         """The manager's commands reach the simulated agents: move (ASSIGN + SWITCH) takes one

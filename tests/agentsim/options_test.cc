@@ -183,15 +183,18 @@ TEST(OptionsTest, ManagedModeTakesTheManagerInsteadOfAGateway) {
       {{"steady", "--manager_url", "https://127.0.0.1:7443", "--factory_master_file", "m",
         "--operator", "acme", "--ca", "c", "--streamer_keys", "k"},
        "--streamer_keys"},
-      {{"steady", "--manager_url", "https://127.0.0.1:7443", "--factory_master_file", "m",
-        "--operator", "acme", "--ca", "c", "--processes", "2", "--agents", "10"},
-       "--processes"},
   };
   for (const auto& [args, mention] : bad) {
     auto r = Parse(args);
     ASSERT_FALSE(r.ok()) << args[2];
     EXPECT_NE(r.status().message().find(mention), std::string::npos) << r.status();
   }
+  // A managed fleet splits over several processes like any other.
+  auto split =
+      Parse({"steady", "--manager_url", "https://127.0.0.1:7443", "--factory_master_file", "m",
+             "--operator", "acme", "--ca", "c", "--processes", "2", "--agents", "10"});
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->processes, 2u);
 }
 
 }  // namespace

@@ -83,6 +83,50 @@ TEST(ReportMergeTest, SumsCountsMaxesTimesAndMergesLatencyExactly) {
   EXPECT_EQ(r["result"], "pass");
 }
 
+TEST(ReportMergeTest, ManagedSectionsAddUpAndTheirLatenciesMergeExactly) {
+  Opens none;
+  LatencyHistogram act_a, act_b, act_all, relink_a, relink_b, relink_all;
+  for (uint64_t v = 1; v <= 600; ++v) {
+    (v % 2 == 0 ? act_a : act_b).Record(v * 100);
+    act_all.Record(v * 100);
+    (v % 5 == 0 ? relink_a : relink_b).Record(v * 1000);
+    relink_all.Record(v * 1000);
+  }
+  auto managed = [](uint64_t succeeded, double per_s, double all_linked_s, uint64_t relinks) {
+    return json{
+        {"manager_url", "https://m:1"},
+        {"activations", {{"succeeded", succeeded}, {"per_s", per_s}}},
+        {"manager_links", {{"time_to_link_all_s", all_linked_s}}},
+        {"relinks", {{"count", relinks}, {"p50_ms", 1.0}, {"p95_ms", 1.0}, {"max_ms", 1.0}}},
+        {"restarts", 1}};
+  };
+  json a = Report(300, 1.0, none, true);
+  json b = Report(300, 1.0, none, true);
+  a["managed"] = managed(300, 100.0, 4.0, 120);
+  b["managed"] = managed(300, 150.0, 6.0, 480);
+  a["histograms"]["activation_us"] = act_a.ToJson();
+  a["histograms"]["relink_us"] = relink_a.ToJson();
+  b["histograms"]["activation_us"] = act_b.ToJson();
+  b["histograms"]["relink_us"] = relink_b.ToJson();
+  auto m = MergeReports({a, b});
+  ASSERT_TRUE(m.ok()) << m.status();
+  const json& r = (*m)["managed"];
+  EXPECT_EQ(r["activations"]["succeeded"], 600u);
+  EXPECT_DOUBLE_EQ(r["activations"]["per_s"].get<double>(), 250.0);  // workers run side by side
+  EXPECT_DOUBLE_EQ(r["manager_links"]["time_to_link_all_s"].get<double>(), 6.0);
+  EXPECT_EQ(r["relinks"]["count"], 600u);
+  EXPECT_EQ(r["restarts"], 2u);
+  EXPECT_EQ(r["manager_url"], "https://m:1");
+  auto ms = [](uint64_t us) { return static_cast<double>(us) / 1000.0; };
+  EXPECT_DOUBLE_EQ(r["relinks"]["p50_ms"].get<double>(), ms(relink_all.Percentile(0.50)));
+  EXPECT_DOUBLE_EQ(r["relinks"]["p95_ms"].get<double>(), ms(relink_all.Percentile(0.95)));
+  EXPECT_DOUBLE_EQ(r["relinks"]["max_ms"].get<double>(), ms(relink_all.max()));
+  EXPECT_EQ(r["activations"]["latency"], LatencyJson(act_all));
+  // A managed report that lost its histograms cannot be merged exactly: refused.
+  b["histograms"].erase("relink_us");
+  EXPECT_FALSE(MergeReports({a, b}).ok());
+}
+
 TEST(ReportMergeTest, RejectsAReportWithoutHistograms) {
   json r = Report(1, 1, Opens(), true);
   r.erase("histograms");
