@@ -4,9 +4,9 @@
 //
 // Connection loss is noticed in seconds, not after the kernel's two-hour TCP defaults: unless the
 // operator's conninfo sets them, keepalives (idle 5 s, every 2 s, 3 probes), tcp_user_timeout
-// 10 s and connect_timeout 5 s are added. A statement that finds the session broken resets it
-// once and, outside a transaction, runs once more; when that fails too the call returns
-// absl::UnavailableError (callers answer 503). Several hosts with
+// 10 s and connect_timeout 5 s are added (postgres_conninfo.h). A statement that finds the session
+// broken resets it once and, outside a transaction, runs once more; when that fails too the call
+// returns absl::UnavailableError (callers answer 503). Several hosts with
 // target_session_attrs=read-write follow a promoted standby: the reset connects to whichever host
 // accepts writes now, and a statement refused by a standby that was demoted (SQLSTATE 25006)
 // counts as a broken session.
