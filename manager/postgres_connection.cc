@@ -982,11 +982,15 @@ absl::StatusOr<int64_t> PostgresConnection::EnqueueCommand(const CommandRecord& 
       .Text(c.requested_by)
       .Int(c.created_at_ms)
       .Int(c.deadline_ms);
+  // The notification travels in the insert's own transaction: PostgreSQL delivers it at
+  // commit, so a listener that reads the row finds it, and a rolled-back insert notifies nobody.
   absl::StatusOr<PgResult> r =
       Exec("enqueue command",
-           "INSERT INTO commands (agent_id, kind, argument, requested_by, created_at_ms, "
-           "deadline_ms, state, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $5) "
-           "RETURNING id",
+           absl::StrCat("WITH inserted AS (INSERT INTO commands (agent_id, kind, argument, "
+                        "requested_by, created_at_ms, deadline_ms, state, updated_at_ms) VALUES "
+                        "($1, $2, $3, $4, $5, $6, 'queued', $5) RETURNING id) "
+                        "SELECT id, pg_notify('",
+                        kCommandChannel, "', id::text) FROM inserted"),
            p);
   if (!r.ok()) {
     return r.status();

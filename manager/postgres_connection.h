@@ -59,6 +59,10 @@ class PgResult;
 class PostgresConnection final : public StoreConnection {
  public:
   static constexpr int kSchemaVersion = 3;
+  // EnqueueCommand notifies this channel with the new row's id (decimal text), in the insert's
+  // transaction: how the manager holding the agent's link hears of it at once
+  // (command_listener.h).
+  static constexpr const char* kCommandChannel = "camtunnel_commands";
 
   // `conninfo`: a postgresql:// URI or a key=value string, as libpq takes them. Agents' secrets
   // are sealed with `sealer` (secret_sealer.h; null: stored clear), which must outlive the
