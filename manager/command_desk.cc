@@ -35,7 +35,8 @@ void CommandDesk::Start() { Sweep(); }
 void CommandDesk::Submit(CommandRecord command, std::function<void(absl::StatusOr<int64_t>)> done) {
   const std::string agent_id = command.agent_id;
   server_.store().Run<absl::StatusOr<int64_t>>(
-      agent_id, [command](StoreConnection& c) { return c.EnqueueCommand(command); },
+      agent_id,
+      [command = std::move(command)](StoreConnection& c) { return c.EnqueueCommand(command); },
       [this, alive = alive_, agent_id, done = std::move(done)](absl::StatusOr<int64_t> id) {
         if (!*alive) {
           return;
@@ -107,7 +108,7 @@ void CommandDesk::Rescan() {
 }
 
 void CommandDesk::LinkClaimed(AgentLink& link) {
-  const std::string agent_id = link.agent_id();
+  const std::string& agent_id = link.agent_id();  // copied into the callbacks
   server_.store().Run<absl::StatusOr<std::vector<CommandRecord>>>(
       agent_id,
       [agent_id](StoreConnection& c) {

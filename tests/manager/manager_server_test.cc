@@ -834,7 +834,7 @@ class NotifiedCommandTest : public CommandTest {
   std::string StorePath() const override { return conninfo_; }
   void Configure(ManagerConfig& config) override {
     config.manager_id = "m1";
-    config.command_sweep_ms = 3600 * 1000;
+    config.command_sweep_ms = uint64_t{3600} * 1000;
   }
 
   std::string conninfo_;
