@@ -23,9 +23,6 @@
 namespace camtunnel::manager {
 namespace {
 
-// libpq enforces connect_timeout only in its blocking calls; connecting here polls (so that
-// shutdown can interrupt it), and this bounds the whole attempt, every host of the list included.
-constexpr int kConnectTimeoutMs = 10000;
 // LISTEN's answer, on a session that has just connected.
 constexpr int kListenTimeoutMs = 10000;
 
@@ -89,33 +86,17 @@ std::string ErrorOf(PGconn* conn) {
   return std::string(absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn)));
 }
 
-// Connects without blocking past a wake-up. Null when stopping, or when it failed (*error).
-PgConnPtr Connect(const PgConnectParams& params, int wake_fd, std::string* error) {
+// Connects as the store's sessions do (PQconnectdbParams with the same parameters): libpq's
+// connect_timeout per host and its failover over a host list (target_session_attrs) hold here
+// too. That call cannot be interrupted: a stop while it runs waits for it, as the store's
+// workers wait for theirs. Null when it failed (*error).
+PgConnPtr Connect(const PgConnectParams& params, std::string* error) {
   const std::vector<const char*> keywords = params.keyword_array();
   const std::vector<const char*> values = params.value_array();
-  PgConnPtr conn(PQconnectStartParams(keywords.data(), values.data(), 0));
+  PgConnPtr conn(PQconnectdbParams(keywords.data(), values.data(), 0));
   if (conn == nullptr) {
     *error = "cannot allocate a PostgreSQL connection";
     return nullptr;
-  }
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(kConnectTimeoutMs);
-  // As the libpq manual's loop: start as if the last poll asked to write.
-  PostgresPollingStatusType status = PGRES_POLLING_WRITING;
-  while (PQstatus(conn.get()) != CONNECTION_BAD && status != PGRES_POLLING_OK &&
-         status != PGRES_POLLING_FAILED) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    const Wait w = WaitFor(PQsocket(conn.get()), status == PGRES_POLLING_READING ? POLLIN : POLLOUT,
-                           wake_fd, static_cast<int>(std::max<int64_t>(0, left.count())));
-    if (w == Wait::kStop) {
-      return nullptr;
-    }
-    if (w == Wait::kTimeout) {
-      *error = absl::StrCat("no connection within ", kConnectTimeoutMs, " ms");
-      return nullptr;
-    }
-    status = PQconnectPoll(conn.get());
   }
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     *error = ErrorOf(conn.get());
@@ -258,7 +239,7 @@ void CommandListener::Loop() {
   bool listened_before = false;
   for (;;) {
     std::string error;
-    PgConnPtr conn = Connect(params_, wake_fd_, &error);
+    PgConnPtr conn = Connect(params_, &error);
     if (conn != nullptr && Listen(conn.get(), wake_fd_, &error)) {
       up_.store(true, std::memory_order_relaxed);
       if (listened_before) {

@@ -65,7 +65,9 @@ class CommandListener {
   static absl::StatusOr<std::unique_ptr<CommandListener>> Start(
       runtime::Shard& shard, const std::string& conninfo, Handlers handlers,
       CommandListenerBackoff backoff = {});
-  // Wakes the thread (even mid-connect) and joins it; no handler runs after this.
+  // Wakes the thread and joins it; no handler runs after this. Waiting for notifications, for
+  // LISTEN's answer or between attempts, the thread wakes at once; in the middle of connecting
+  // it finishes that attempt first (libpq's connect_timeout, 5 s by default, per host).
   ~CommandListener();
   CommandListener(const CommandListener&) = delete;
   CommandListener& operator=(const CommandListener&) = delete;

@@ -765,6 +765,11 @@ class NotifiedCommandTest : public CommandTest {
     conninfo_ = *db;
     ManagerServerTest::SetUp();  // the holder, m1
     ASSERT_FALSE(HasFatalFailure());
+    StartOther();
+  }
+
+  // The holder's listener, as main.cc wires it.
+  void Listen() {
     absl::StatusOr<std::unique_ptr<CommandListener>> listener =
         CommandListener::Start(shard_, conninfo_,
                                {.command = [this](int64_t id) { server_->commands().Notified(id); },
@@ -780,7 +785,47 @@ class NotifiedCommandTest : public CommandTest {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ASSERT_TRUE(listener_->counters().up);
-    StartOther();
+  }
+
+  // Links sn-1 to the holder and waits until the link has claimed its agent in the registry
+  // (its epoch is known here): a command given after that reaches it only through the listener,
+  // not through the claim's own offer of pending rows.
+  std::unique_ptr<TlsClient> LinkToHolder() {
+    const proto::AgentSecret secret = Activate("sn-1");
+    std::string head;
+    auto c = Link("sn-1", secret, secret, &head, proto::kCapCommandAck);
+    EXPECT_TRUE(ReadUntil(*c, proto::FrameType::kAssign));
+    bool claimed = false;
+    for (int i = 0; i < 500 && !claimed; ++i) {
+      claimed = OnShard([&] {
+        AgentLink* link = server_->FindLink("sn-1");
+        return link != nullptr && link->epoch() != 0;
+      });
+      if (!claimed) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    EXPECT_TRUE(claimed);
+    return c;
+  }
+
+  // RESTART for sn-1 given to the other manager; its id.
+  int64_t RestartAtTheOther() {
+    json body = json::parse(
+        Body(AdminRequestTo(other_->admin_port(), "POST", "/api/v1/agents/sn-1/restart?wait_ms=0")),
+        nullptr, false);
+    EXPECT_EQ(body["linked"], true);  // by the registry: m1 holds it
+    return body["command"].value("id", int64_t{0});
+  }
+
+  // The holder delivers command `id` to `c`, which acknowledges it.
+  void ExpectDeliveredAndAcked(TlsClient& c, int64_t id) {
+    auto restart = ReadUntil(c, proto::FrameType::kRestart);
+    ASSERT_TRUE(restart);
+    EXPECT_EQ(proto::CommandIdOf(*restart), static_cast<uint64_t>(id));
+    c.Write(proto::BuildAck(id, "done").Finish());
+    ASSERT_TRUE(WaitState(id, "acked"));
+    EXPECT_EQ(Command(id)["manager"], "m1");
   }
 
   // The manager that records the command, m2: a server of its own on the same database.
@@ -849,39 +894,23 @@ class NotifiedCommandTest : public CommandTest {
 };
 
 TEST_F(NotifiedCommandTest, ACommandGivenToTheOtherManagerIsDeliveredByTheHolder) {
-  const proto::AgentSecret secret = Activate("sn-1");
-  std::string head;
-  auto c = Link("sn-1", secret, secret, &head, proto::kCapCommandAck);
-  ASSERT_TRUE(ReadUntil(*c, proto::FrameType::kAssign));
-  // The link has claimed its agent in the registry (its epoch is known here) before the command
-  // is given, so only the notification can bring it (not the claim's own offer).
-  bool claimed = false;
-  for (int i = 0; i < 500 && !claimed; ++i) {
-    claimed = OnShard([&] {
-      AgentLink* link = server_->FindLink("sn-1");
-      return link != nullptr && link->epoch() != 0;
-    });
-    if (!claimed) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  ASSERT_TRUE(claimed);
-  json body = json::parse(
-      Body(AdminRequestTo(other_->admin_port(), "POST", "/api/v1/agents/sn-1/restart?wait_ms=0")),
-      nullptr, false);
-  EXPECT_EQ(body["linked"], true);  // by the registry: m1 holds it
-  const int64_t id = body["command"]["id"];
-  auto restart = ReadUntil(*c, proto::FrameType::kRestart);
-  ASSERT_TRUE(restart);
-  EXPECT_EQ(proto::CommandIdOf(*restart), static_cast<uint64_t>(id));
-  c->Write(proto::BuildAck(id, "done").Finish());
-  ASSERT_TRUE(WaitState(id, "acked"));
-  EXPECT_EQ(Command(id)["manager"], "m1");
+  ASSERT_NO_FATAL_FAILURE(Listen());
+  std::unique_ptr<TlsClient> c = LinkToHolder();
+  const int64_t id = RestartAtTheOther();
+  ASSERT_NO_FATAL_FAILURE(ExpectDeliveredAndAcked(*c, id));
   const std::string m = AdminRequest("GET", "/metrics");
   EXPECT_NE(m.find("camtunnel_manager_command_listener_up 1"), std::string::npos) << m;
   EXPECT_EQ(m.find("camtunnel_manager_command_notifications_total 0"), std::string::npos) << m;
   EXPECT_NE(m.find("camtunnel_manager_command_notifications_malformed_total 0"), std::string::npos)
       << m;
+}
+
+// A notification sent while the holder was not listening is lost; listening (again) rescans.
+TEST_F(NotifiedCommandTest, ACommandGivenWhileTheHolderWasNotListeningIsFoundByTheRescan) {
+  std::unique_ptr<TlsClient> c = LinkToHolder();
+  const int64_t id = RestartAtTheOther();
+  ASSERT_NO_FATAL_FAILURE(Listen());
+  ASSERT_NO_FATAL_FAILURE(ExpectDeliveredAndAcked(*c, id));
 }
 
 class ShortKeysTest : public ManagerServerTest {
