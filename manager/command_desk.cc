@@ -35,7 +35,8 @@ void CommandDesk::Start() { Sweep(); }
 void CommandDesk::Submit(CommandRecord command, std::function<void(absl::StatusOr<int64_t>)> done) {
   const std::string agent_id = command.agent_id;
   server_.store().Run<absl::StatusOr<int64_t>>(
-      agent_id, [command](StoreConnection& c) { return c.EnqueueCommand(command); },
+      agent_id,
+      [command = std::move(command)](StoreConnection& c) { return c.EnqueueCommand(command); },
       [this, alive = alive_, agent_id, done = std::move(done)](absl::StatusOr<int64_t> id) {
         if (!*alive) {
           return;
@@ -76,8 +77,38 @@ void CommandDesk::Offer(int64_t id, const std::string& agent_id) {
       });
 }
 
+void CommandDesk::Notified(int64_t id) {
+  if (server_.live_links() == 0) {
+    return;  // nobody to deliver to: the row is not even read
+  }
+  server_.store().Run<absl::StatusOr<std::optional<CommandRecord>>>(
+      {}, [id](StoreConnection& c) { return c.FindCommand(id); },
+      [this, alive = alive_](absl::StatusOr<std::optional<CommandRecord>> row) {
+        if (!*alive || !row.ok() || !row->has_value() || IsFinal((*row)->state)) {
+          return;
+        }
+        Offer((*row)->id, (*row)->agent_id);
+      });
+}
+
+void CommandDesk::Rescan() {
+  server_.store().Run<absl::StatusOr<std::vector<CommandRecord>>>(
+      {},
+      [manager = server_.config().manager_id](StoreConnection& c) {
+        return c.PendingCommands({}, manager, ManagerServer::WallMs());
+      },
+      [this, alive = alive_](absl::StatusOr<std::vector<CommandRecord>> open) {
+        if (!*alive || !open.ok()) {
+          return;
+        }
+        for (const CommandRecord& c : *open) {
+          Offer(c.id, c.agent_id);
+        }
+      });
+}
+
 void CommandDesk::LinkClaimed(AgentLink& link) {
-  const std::string agent_id = link.agent_id();
+  const std::string& agent_id = link.agent_id();  // copied into the callbacks
   server_.store().Run<absl::StatusOr<std::vector<CommandRecord>>>(
       agent_id,
       [agent_id](StoreConnection& c) {
@@ -164,7 +195,7 @@ void CommandDesk::PollWaiters() {
 // Each sweep expires what is past its deadline (an idempotent state change, safe for every
 // manager of a deployment to run) and offers again every open row of an agent whose link this
 // manager holds: a command recorded by another manager sharing the database reaches its agent
-// within one sweep, and nothing depends on a notification that may have been lost.
+// at once through a notification (Notified), or within one sweep when that was lost.
 void CommandDesk::Sweep() {
   struct Result {
     absl::StatusOr<uint64_t> expired;

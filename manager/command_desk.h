@@ -37,7 +37,8 @@ struct CommandCounters {
 
 class CommandDesk {
  public:
-  // Every `sweep_ms`: expiry, and open rows of agents linked here offered again.
+  // Every `sweep_ms`: expiry, and open rows of agents linked here offered again (the safety net
+  // under the notifications of a shared PostgreSQL database).
   CommandDesk(ManagerServer& server, uint64_t sweep_ms);
   ~CommandDesk();
   CommandDesk(const CommandDesk&) = delete;
@@ -51,6 +52,13 @@ class CommandDesk {
   // The command's row once it is over (acked, failed, expired) or at `wait_ms`, whichever comes
   // first; nullopt if the store cannot be read.
   void Await(int64_t id, uint64_t wait_ms, std::function<void(std::optional<CommandRecord>)> done);
+
+  // A notification named command `id`, recorded by some manager (command_listener.h; the id is
+  // a hint, never trusted): its row is read and offered if its agent is linked here.
+  void Notified(int64_t id);
+  // Notifications may have been lost (the listener's session was down): every open row of the
+  // agents linked here is offered again.
+  void Rescan();
 
   // `link` claimed its agent in the link registry: its pending commands are offered to it.
   void LinkClaimed(AgentLink& link);

@@ -35,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "manager/activation.h"
+#include "manager/command_listener.h"
 #include "manager/config_digest.h"
 #include "manager/handover_enroller.h"
 #include "manager/handover_service.h"
@@ -620,6 +621,25 @@ int Serve() {
     server.AttachHandoverService(&*handover);
   }
   server.AttachHandoverCalls(handover_calls);
+  // Several managers on one PostgreSQL database: a command another manager records reaches the
+  // agents linked here at once, not at the next sweep. Started on the shard's thread once the
+  // server runs (its handlers are posted there); destroyed after the shard stopped.
+  std::unique_ptr<manager::CommandListener> command_listener;
+  auto listen_for_commands = [&]() -> absl::Status {
+    if (!manager::IsPostgresSpec(store_spec) || config.role == manager::ManagerRole::kActivation) {
+      return absl::OkStatus();
+    }
+    auto listener = manager::CommandListener::Start(
+        shard, store_spec,
+        {.command = [&server](int64_t id) { server.commands().Notified(id); },
+         .listening = [&server] { server.commands().Rescan(); }});
+    if (!listener.ok()) {
+      return listener.status();
+    }
+    command_listener = std::move(*listener);
+    server.AttachCommandListener(command_listener.get());
+    return absl::OkStatus();
+  };
   std::promise<absl::Status> started;
   std::thread loop([&] {
     if (int r = shard.Init({.buffer_count = 256}); r < 0) {
@@ -628,6 +648,9 @@ int Serve() {
       return;
     }
     absl::Status s = server.Start();
+    if (s.ok()) {
+      s = listen_for_commands();
+    }
     const bool ok = s.ok();
     started.set_value(std::move(s));
     if (ok) {

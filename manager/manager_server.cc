@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "manager/admin/admin_routes.h"
 #include "manager/agent_link.h"
+#include "manager/command_listener.h"
 #include "manager/handover_service.h"
 #include "manager/public_server.h"
 #include "metrics/exposition.h"
@@ -25,7 +26,7 @@ ManagerServer::ManagerServer(runtime::Shard& shard, ManagerConfig config, Store&
                     .managers = config_.manager_urls},
       store_(store),
       seen_(std::make_unique<SeenBatcher>(shard, store, config_.seen_flush_ms)),
-      commands_(std::make_unique<CommandDesk>(*this, 1000)),
+      commands_(std::make_unique<CommandDesk>(*this, config_.command_sweep_ms)),
       activation_(activation),
       pool_(pool) {
   store_check_.set_callback([this] { CheckStore(); });
@@ -530,6 +531,20 @@ std::string ManagerServer::RenderMetrics() const {
                                                                    {"refused", k.refused},
                                                                    {"duplicate", k.duplicates},
                                                                    {"expired", k.expired}});
+  if (command_listener_ != nullptr) {
+    const CommandListenerCounters n = command_listener_->counters();
+    counter("camtunnel_manager_command_notifications_total",
+            "Command ids notified by PostgreSQL (LISTEN), malformed ones included.",
+            n.notifications);
+    counter("camtunnel_manager_command_notifications_malformed_total",
+            "Command notifications whose payload was not a command id (ignored).", n.bad_payloads);
+    counter("camtunnel_manager_command_listener_reconnects_total",
+            "Times the command listener's session listened again after it was lost.", n.reconnects);
+    gauge("camtunnel_manager_command_listener_up",
+          "1 while the command listener's PostgreSQL session listens (0: commands recorded by "
+          "other managers arrive with the sweep only).",
+          n.up ? 1 : 0);
+  }
   counter("camtunnel_manager_admin_unauthorized_total",
           "Admin requests refused for a missing or wrong bearer token.", c.admin_unauthorized);
   if (config_.role != ManagerRole::kManaging) {

@@ -37,6 +37,7 @@
 namespace camtunnel::manager {
 
 class AgentLink;
+class CommandListener;
 class HandoverService;
 
 // One deployment runs both roles on one database (kAll). Split, the activation server (public,
@@ -59,6 +60,8 @@ struct ManagerConfig {
   std::string manager_id = "manager";
   // An operator's command not acknowledged by then is expired (a clear failure).
   uint64_t command_ttl_ms = 60000;
+  // Open command rows of the agents linked here are offered again this often (CommandDesk).
+  uint64_t command_sweep_ms = 1000;
   // ConfigDigest() of what the managers of a deployment must agree on (exported for an alert).
   std::string config_digest;
   uint32_t heartbeat_ms = 5000;
@@ -212,6 +215,9 @@ class ManagerServer {
     handover_calls_ = counts;
   }
 
+  // PostgreSQL's command notifications (main.cc starts the listener); exported in /metrics.
+  void AttachCommandListener(const CommandListener* listener) { command_listener_ = listener; }
+
   std::string RenderMetrics() const;
   const HealthChecker* health() const { return health_.get(); }
   // Leadership of the once-only work; null before Start().
@@ -259,6 +265,7 @@ class ManagerServer {
   std::unique_ptr<RelocationPush> relocation_push_;
   HandoverService* handover_ = nullptr;
   const std::map<std::string, uint64_t>* handover_calls_ = nullptr;
+  const CommandListener* command_listener_ = nullptr;
   // The public listeners' requests (activation, manager upgrades) and the admin API's.
   std::unique_ptr<http::Server> public_server_;
   std::unique_ptr<http::Server> admin_server_;

@@ -13,6 +13,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "manager/postgres_conninfo.h"
 #include "runtime/log.h"
 
 namespace camtunnel::manager {
@@ -35,21 +36,6 @@ constexpr const char* kMigrationLock = "7161117404484152940";
 
 // A conflict with a concurrent transaction runs the body again at most this many times in all.
 constexpr int kTransactionAttempts = 3;
-
-// Added to the operator's conninfo unless it sets them: a dead peer or a black-holed route is
-// noticed in about 10 s instead of the kernel's defaults (two hours of idle before the first
-// keepalive; unacknowledged data retransmitted for 15 minutes).
-constexpr std::pair<const char*, const char*> kConnectDefaults[] = {
-    {"keepalives", "1"},
-    {"keepalives_idle", "5"},
-    {"keepalives_interval", "2"},
-    {"keepalives_count", "3"},
-    {"tcp_user_timeout", "10000"},
-    {"connect_timeout", "5"},
-    {"fallback_application_name", "camtunnel-manager"},
-    // Text goes over the wire as UTF-8 whatever the server's encoding.
-    {"client_encoding", "UTF8"},
-};
 
 // Append-only: a released migration is never edited, a change is a new entry. The tables mirror
 // SQLite's (sqlite_connection.cc); agent ids and serials compare bytewise (COLLATE "C") as
@@ -475,39 +461,13 @@ int64_t LimitValue(size_t limit) {
 
 absl::StatusOr<std::unique_ptr<PostgresConnection>> PostgresConnection::Open(
     const std::string& conninfo, const SecretSealer* sealer) {
-  char* parse_error = nullptr;
-  PQconninfoOption* given = PQconninfoParse(conninfo.c_str(), &parse_error);
-  if (given == nullptr) {
-    std::string message = parse_error != nullptr ? Trimmed(parse_error) : "out of memory";
-    PQfreemem(parse_error);
-    return absl::InvalidArgumentError(absl::StrCat("state database conninfo: ", message));
+  absl::StatusOr<PgConnectParams> params = PgConnectParams::Parse(conninfo);
+  if (!params.ok()) {
+    return params.status();
   }
-  std::vector<std::string> keys;
-  std::vector<std::string> values;
-  for (PQconninfoOption* o = given; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr) {
-      keys.emplace_back(o->keyword);
-      values.emplace_back(o->val);
-    }
-  }
-  PQconninfoFree(given);
-  for (const auto& [key, value] : kConnectDefaults) {
-    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-      keys.emplace_back(key);
-      values.emplace_back(value);
-    }
-  }
-  std::vector<const char*> key_ptrs;
-  std::vector<const char*> value_ptrs;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    key_ptrs.push_back(keys[i].c_str());
-    value_ptrs.push_back(values[i].c_str());
-  }
-  key_ptrs.push_back(nullptr);
-  value_ptrs.push_back(nullptr);
-
-  // expand_dbname 0: the string was parsed above; a dbname is a name, never a second conninfo.
-  PGconn* conn = PQconnectdbParams(key_ptrs.data(), value_ptrs.data(), 0);
+  const std::vector<const char*> keywords = params->keyword_array();
+  const std::vector<const char*> values = params->value_array();
+  PGconn* conn = PQconnectdbParams(keywords.data(), values.data(), 0);
   if (conn == nullptr) {
     return absl::ResourceExhaustedError("cannot allocate a PostgreSQL connection");
   }
@@ -1024,11 +984,15 @@ absl::StatusOr<int64_t> PostgresConnection::EnqueueCommand(const CommandRecord& 
       .Text(c.requested_by)
       .Int(c.created_at_ms)
       .Int(c.deadline_ms);
+  // The notification travels in the insert's own transaction: PostgreSQL delivers it at
+  // commit, so a listener that reads the row finds it, and a rolled-back insert notifies nobody.
   absl::StatusOr<PgResult> r =
       Exec("enqueue command",
-           "INSERT INTO commands (agent_id, kind, argument, requested_by, created_at_ms, "
-           "deadline_ms, state, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $5) "
-           "RETURNING id",
+           absl::StrCat("WITH inserted AS (INSERT INTO commands (agent_id, kind, argument, "
+                        "requested_by, created_at_ms, deadline_ms, state, updated_at_ms) VALUES "
+                        "($1, $2, $3, $4, $5, $6, 'queued', $5) RETURNING id) "
+                        "SELECT id, pg_notify('",
+                        kCommandChannel, "', id::text) FROM inserted"),
            p);
   if (!r.ok()) {
     return r.status();

@@ -4,9 +4,9 @@
 //
 // Connection loss is noticed in seconds, not after the kernel's two-hour TCP defaults: unless the
 // operator's conninfo sets them, keepalives (idle 5 s, every 2 s, 3 probes), tcp_user_timeout
-// 10 s and connect_timeout 5 s are added. A statement that finds the session broken resets it
-// once and, outside a transaction, runs once more; when that fails too the call returns
-// absl::UnavailableError (callers answer 503). Several hosts with
+// 10 s and connect_timeout 5 s are added (postgres_conninfo.h). A statement that finds the session
+// broken resets it once and, outside a transaction, runs once more; when that fails too the call
+// returns absl::UnavailableError (callers answer 503). Several hosts with
 // target_session_attrs=read-write follow a promoted standby: the reset connects to whichever host
 // accepts writes now, and a statement refused by a standby that was demoted (SQLSTATE 25006)
 // counts as a broken session.
@@ -59,6 +59,10 @@ class PgResult;
 class PostgresConnection final : public StoreConnection {
  public:
   static constexpr int kSchemaVersion = 3;
+  // EnqueueCommand notifies this channel with the new row's id (decimal text), in the insert's
+  // transaction: how the manager holding the agent's link hears of it at once
+  // (command_listener.h).
+  static constexpr const char* kCommandChannel = "camtunnel_commands";
 
   // `conninfo`: a postgresql:// URI or a key=value string, as libpq takes them. Agents' secrets
   // are sealed with `sealer` (secret_sealer.h; null: stored clear), which must outlive the

@@ -53,18 +53,26 @@ inline void MakeSelfSigned(const std::string& name, TestCert* out, long not_befo
   X509_sign(out->cert, out->key, EVP_sha256());
 }
 
-// Two connected, non-blocking TCP sockets on loopback: {client, server}.
+// Two connected, non-blocking TCP sockets on loopback: {client, server}; {-1, -1} when loopback
+// cannot be used.
 inline std::pair<int, int> TcpPair() {
   int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  listen(listener, 1);
   socklen_t len = sizeof(addr);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listener, 1) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(listener);
+    return {-1, -1};
+  }
   int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  if (connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(client);
+    close(listener);
+    return {-1, -1};
+  }
   int server = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
   close(listener);
   fcntl(client, F_SETFL, O_NONBLOCK);

@@ -22,16 +22,19 @@
 #include <thread>
 
 #include "manager/agent_link.h"
+#include "manager/command_listener.h"
 #include "proto/encoding.h"
 #include "proto/manager_command.h"
 #include "proto/manager_link.h"
 #include "proto/upgrade.h"
 #include "tests/agent/tls_test_util.h"
 #include "tests/manager/test_store.h"
+#include "tests/support/pg_cluster.h"
 
 namespace camtunnel::manager {
 namespace {
 
+using ::camtunnel::test_support::PgCluster;
 using nlohmann::json;
 
 int ConnectLoopback(uint16_t port) {
@@ -271,7 +274,11 @@ class ManagerServerTest : public ::testing::Test {
 
   std::string AdminRequest(std::string_view method, std::string_view path,
                            std::string_view headers = "", std::string_view body = "") {
-    const int fd = ConnectLoopback(server_->admin_port());
+    return AdminRequestTo(server_->admin_port(), method, path, headers, body);
+  }
+  std::string AdminRequestTo(uint16_t port, std::string_view method, std::string_view path,
+                             std::string_view headers = "", std::string_view body = "") {
+    const int fd = ConnectLoopback(port);
     std::string req =
         std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n" +
         std::string(headers) +
@@ -740,6 +747,170 @@ TEST_F(PacedHandshakesTest, AStormIsPacedAndEveryConnectionServed) {
   const std::string metrics = AdminRequest("GET", "/metrics");
   EXPECT_EQ(metrics.find("camtunnel_manager_accept_paced_total 0\n"), std::string::npos);
   EXPECT_NE(metrics.find("camtunnel_manager_accept_paced_total "), std::string::npos);
+}
+
+// Two managers on one PostgreSQL database (PROTOCOL.md 10.6): a command recorded at the manager
+// that does not hold the agent's link reaches the holder through PostgreSQL's notification. The
+// holder's sweep is set beyond the test's length, so nothing else can deliver it.
+class NotifiedCommandTest : public CommandTest {
+ protected:
+  void SetUp() override {
+    if (std::string why = PgCluster::WhyUnavailable(); !why.empty()) {
+      GTEST_SKIP() << why;
+    }
+    absl::StatusOr<PgCluster*> cluster = PgCluster::Shared();
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    absl::StatusOr<std::string> db = (*cluster)->CreateDatabase();
+    ASSERT_TRUE(db.ok()) << db.status();
+    conninfo_ = *db;
+    ManagerServerTest::SetUp();  // the holder, m1
+    ASSERT_FALSE(HasFatalFailure());
+    StartOther();
+  }
+
+  // The holder's listener, as main.cc wires it.
+  void Listen() {
+    absl::StatusOr<std::unique_ptr<CommandListener>> listener =
+        CommandListener::Start(shard_, conninfo_,
+                               {.command = [this](int64_t id) { server_->commands().Notified(id); },
+                                .listening = [this] { server_->commands().Rescan(); }});
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = std::move(*listener);
+    OnShard([&] {
+      server_->AttachCommandListener(listener_.get());
+      return true;
+    });
+    // Listening before any command is given: what is notified from now on is heard.
+    for (int i = 0; i < 500 && !listener_->counters().up; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(listener_->counters().up);
+  }
+
+  // Links sn-1 to the holder and waits until the link has claimed its agent in the registry
+  // (its epoch is known here): a command given after that reaches it only through the listener,
+  // not through the claim's own offer of pending rows.
+  std::unique_ptr<TlsClient> LinkToHolder() {
+    const proto::AgentSecret secret = Activate("sn-1");
+    std::string head;
+    auto c = Link("sn-1", secret, secret, &head, proto::kCapCommandAck);
+    EXPECT_TRUE(ReadUntil(*c, proto::FrameType::kAssign));
+    bool claimed = false;
+    for (int i = 0; i < 500 && !claimed; ++i) {
+      claimed = OnShard([&] {
+        AgentLink* link = server_->FindLink("sn-1");
+        return link != nullptr && link->epoch() != 0;
+      });
+      if (!claimed) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    EXPECT_TRUE(claimed);
+    return c;
+  }
+
+  // RESTART for sn-1 given to the other manager; its id.
+  int64_t RestartAtTheOther() {
+    json body = json::parse(
+        Body(AdminRequestTo(other_->admin_port(), "POST", "/api/v1/agents/sn-1/restart?wait_ms=0")),
+        nullptr, false);
+    EXPECT_EQ(body["linked"], true);  // by the registry: m1 holds it
+    return body["command"].value("id", int64_t{0});
+  }
+
+  // The holder delivers command `id` to `c`, which acknowledges it.
+  void ExpectDeliveredAndAcked(TlsClient& c, int64_t id) {
+    auto restart = ReadUntil(c, proto::FrameType::kRestart);
+    ASSERT_TRUE(restart);
+    EXPECT_EQ(proto::CommandIdOf(*restart), static_cast<uint64_t>(id));
+    c.Write(proto::BuildAck(id, "done").Finish());
+    ASSERT_TRUE(WaitState(id, "acked"));
+    EXPECT_EQ(Command(id)["manager"], "m1");
+  }
+
+  // The manager that records the command, m2: a server of its own on the same database.
+  void StartOther() {
+    other_store_ = std::make_unique<test_util::TestStore>(other_shard_, conninfo_);
+    other_enroller_ = std::make_unique<LocalEnroller>(other_store_->store());
+    other_activation_ = std::make_unique<ActivationService>(
+        other_store_->store(), *other_enroller_,
+        ActivationOptions{.factory_master = kMaster, .operators = {"acme"}});
+    other_pool_ = std::make_unique<StreamerPool>(
+        std::vector<StreamerConfig>{
+            {.url = "https://gw1:8443", .key_id = "k1", .streamer_key = kStreamerKey}},
+        KeyValidity());
+    ManagerConfig config;
+    config.manager_id = "m2";
+    config.listen = {"127.0.0.1:0"};
+    config.admin_listen = {"127.0.0.1:0"};
+    config.tls = {dir_ + "/cert.pem", dir_ + "/key.pem"};
+    other_ = std::make_unique<ManagerServer>(other_shard_, config, other_store_->store(),
+                                             *other_activation_, *other_pool_);
+    std::promise<bool> started;
+    other_loop_ = std::thread([&] {
+      const bool ok = other_shard_.Init({.buffer_count = 64}) == 0 && other_->Start().ok();
+      started.set_value(ok);
+      if (ok) {
+        other_shard_.Run();
+      }
+      other_shard_.Shutdown(3000);
+    });
+    ASSERT_TRUE(started.get_future().get());
+  }
+
+  void TearDown() override {
+    if (other_loop_.joinable()) {
+      other_shard_.Stop();
+      other_loop_.join();
+    }
+    other_.reset();
+    // On the holder's shard: no notification handler runs while it goes.
+    if (listener_ != nullptr) {
+      OnShard([&] {
+        listener_.reset();
+        return true;
+      });
+    }
+    if (loop_.joinable()) {
+      ManagerServerTest::TearDown();
+    }
+  }
+
+  std::string StorePath() const override { return conninfo_; }
+  void Configure(ManagerConfig& config) override {
+    config.manager_id = "m1";
+    config.command_sweep_ms = uint64_t{3600} * 1000;
+  }
+
+  std::string conninfo_;
+  std::unique_ptr<CommandListener> listener_;
+  runtime::Shard other_shard_;
+  std::unique_ptr<test_util::TestStore> other_store_;
+  std::unique_ptr<LocalEnroller> other_enroller_;
+  std::unique_ptr<ActivationService> other_activation_;
+  std::unique_ptr<StreamerPool> other_pool_;
+  std::unique_ptr<ManagerServer> other_;
+  std::thread other_loop_;
+};
+
+TEST_F(NotifiedCommandTest, ACommandGivenToTheOtherManagerIsDeliveredByTheHolder) {
+  ASSERT_NO_FATAL_FAILURE(Listen());
+  std::unique_ptr<TlsClient> c = LinkToHolder();
+  const int64_t id = RestartAtTheOther();
+  ASSERT_NO_FATAL_FAILURE(ExpectDeliveredAndAcked(*c, id));
+  const std::string m = AdminRequest("GET", "/metrics");
+  EXPECT_NE(m.find("camtunnel_manager_command_listener_up 1"), std::string::npos) << m;
+  EXPECT_EQ(m.find("camtunnel_manager_command_notifications_total 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("camtunnel_manager_command_notifications_malformed_total 0"), std::string::npos)
+      << m;
+}
+
+// A notification sent while the holder was not listening is lost; listening (again) rescans.
+TEST_F(NotifiedCommandTest, ACommandGivenWhileTheHolderWasNotListeningIsFoundByTheRescan) {
+  std::unique_ptr<TlsClient> c = LinkToHolder();
+  const int64_t id = RestartAtTheOther();
+  ASSERT_NO_FATAL_FAILURE(Listen());
+  ASSERT_NO_FATAL_FAILURE(ExpectDeliveredAndAcked(*c, id));
 }
 
 class ShortKeysTest : public ManagerServerTest {
