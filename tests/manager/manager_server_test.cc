@@ -981,7 +981,9 @@ class BrokenStoreTest : public ManagerServerTest {
 TEST_F(BrokenStoreTest, FailedWritesAreCountedAndExported) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(StorePath().c_str(), &db), SQLITE_OK);
-  EXPECT_EQ(
+  // The running manager writes too (its leader lease): wait for it rather than fail busy.
+  sqlite3_busy_timeout(db, 10000);
+  ASSERT_EQ(
       sqlite3_exec(db, "DROP TABLE audit; DROP TABLE activations;", nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close(db);
@@ -999,7 +1001,12 @@ TEST_F(BrokenStoreTest, FailedWritesAreCountedAndExported) {
   EXPECT_NE(m.find("camtunnel_manager_store_write_errors_total{op=\"activation_attempt\"} 1\n"),
             std::string::npos)
       << m;
-  EXPECT_EQ(OnShard([&] { return store_->store().write_errors().at("activation_attempt"); }), 1u);
+  EXPECT_EQ(OnShard([&] {
+              const auto& errors = store_->store().write_errors();
+              auto it = errors.find("activation_attempt");
+              return it == errors.end() ? uint64_t{0} : it->second;
+            }),
+            1u);
 }
 
 // A blocking plain-TCP client for the plain listener; frames sealed and opened once Seal() is
