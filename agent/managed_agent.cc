@@ -380,10 +380,11 @@ void ManagedAgent::OnManagerLinkEnded(const ManagerLinkEnd& end) {
   const size_t managers = ManagerOrder().size();
   int64_t delay = 0;
   if (end.welcomed) {
-    // A link that worked ended (its manager stopped, or restarts): the first choice again,
-    // after a random share of the manager's reconnect window so its fleet does not return at
-    // once (PROTOCOL.md section 6).
-    manager_index_ = 0;
+    // A link that worked ended, after a random share of the manager's reconnect window so its
+    // fleet does not return at once (PROTOCOL.md section 6). A manager that closed the link (it
+    // stopped, or restarts): the first choice again. One that fell silent (stopped, hung, cut
+    // off): the next of the order, not a dead end first (PROTOCOL.md 10.5).
+    manager_index_ = end.silent && managers > 1 ? (manager_index_ + 1) % managers : 0;
     delay = reconnect_window_ms_ > 0 ? backoff_.UniformMs(reconnect_window_ms_)
                                      : backoff_.NextDelayMs();
   } else if (end.reason == ManagerLinkEnd::Reason::kFailed && managers > 1 &&

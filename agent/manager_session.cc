@@ -193,6 +193,7 @@ void ManagerSession::OnLinkEnded(const proto::LinkEnd& end) {
       break;
     case proto::LinkEndReason::kProtocol:
     case proto::LinkEndReason::kTimeout:
+      link_end.silent = end.reason == proto::LinkEndReason::kTimeout;
       link_end.detail += " from the manager";
       break;
     case proto::LinkEndReason::kBadProof:

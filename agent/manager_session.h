@@ -39,6 +39,8 @@ struct ManagerLinkEnd {
   };
   Reason reason = Reason::kFailed;
   bool welcomed = false;
+  // The manager fell silent (heartbeats unanswered): stopped, hung or cut off, not restarting.
+  bool silent = false;
   std::string detail;
 };
 

@@ -269,9 +269,10 @@ void ManagedSimAgent::OnManagerLinkEnded(const ManagerLinkEnd& end) {
   const size_t managers = ManagerOrder().size();
   uint64_t delay = 0;
   if (end.established) {
-    // A link that worked ended: the first choice again, after a random share of the manager's
-    // reconnect window so its fleet does not return at once (PROTOCOL.md section 6).
-    manager_index_ = 0;
+    // A link that worked ended, after a random share of the manager's reconnect window so its
+    // fleet does not return at once (PROTOCOL.md section 6): the first choice again, or, from a
+    // manager that fell silent, the next of the order (PROTOCOL.md 10.5), as the agent does.
+    manager_index_ = end.silent && managers > 1 ? (manager_index_ + 1) % managers : 0;
     delay = reconnect_window_ms_ > 0 ? ctx_.Random(reconnect_window_ms_) + 1 : NextBackoffMs();
   } else if (!end.refused && managers > 1 && (manager_index_ + 1) % managers != 0) {
     // Unreachable, busy or failing: the next manager of this agent's order, at once but for a

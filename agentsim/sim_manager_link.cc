@@ -223,6 +223,7 @@ void SimManagerLink::OnLinkEnded(const proto::LinkEnd& end) {
         break;
       case proto::LinkEndReason::kTimeout:
         end_.reason = "heartbeat_timeout";
+        end_.silent = true;
         break;
       case proto::LinkEndReason::kClosedHere:
         break;

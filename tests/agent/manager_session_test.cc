@@ -157,7 +157,8 @@ class ManagerSessionTest : public ::testing::Test {
   }
 
   // HELLO checked, WELCOME and an ASSIGN naming `gw` sent.
-  std::unique_ptr<Peer> Establish(const std::string& gw = "https://gw1:8443") {
+  std::unique_ptr<Peer> Establish(const std::string& gw = "https://gw1:8443",
+                                  uint32_t heartbeat_ms = 5000) {
     auto peer = AcceptAndAccept(identity_.secret);
     auto hello = peer->ReadFrame();  // the peer checks the MAC (sequence 0)
     EXPECT_TRUE(hello.has_value());
@@ -174,7 +175,7 @@ class ManagerSessionTest : public ::testing::Test {
               proto::kCapCommandAck);
     FrameBuilder welcome(FrameType::kWelcome);
     welcome.AddU32(Tag::kCapabilities, proto::kCapPlainFrameMac)
-        .AddU32(Tag::kHeartbeatMs, 5000)
+        .AddU32(Tag::kHeartbeatMs, heartbeat_ms)
         .AddU64(Tag::kServerTimeMs, 1767225600000ull)
         .AddU32(Tag::kReconnectWindowMs, 0)
         .AddText(Tag::kManager, "https://m1:7443");
@@ -236,6 +237,29 @@ TEST_F(ManagerSessionTest, PlainLinkMacsEveryFrameAndOpensTheSealedAssign) {
   ASSERT_TRUE(pong.has_value());
   EXPECT_EQ(pong->U64(Tag::kSequence), 77u);
   EXPECT_FALSE(recorder_.end().has_value());
+}
+
+// How the link ended decides where the agent goes next (PROTOCOL.md 10.5): a manager that
+// fell silent is skipped, one that closed the link (restarting) is tried again.
+TEST_F(ManagerSessionTest, AManagerThatFallsSilentEndsTheLinkAsSilent) {
+  StartSession("http");
+  auto peer = Establish("https://gw1:8443", /*heartbeat_ms=*/200);
+  ASSERT_TRUE(WaitFor("assign https://gw1:8443"));
+  // The manager answers nothing from now on (stopped): PINGs go unanswered.
+  EXPECT_EQ(ErrorCodeBeforeClose(*peer), static_cast<uint16_t>(proto::ErrorCode::kTimeout));
+  ASSERT_TRUE(recorder_.WaitEnded());
+  EXPECT_TRUE(recorder_.end()->welcomed);
+  EXPECT_TRUE(recorder_.end()->silent);
+}
+
+TEST_F(ManagerSessionTest, AManagerThatClosesTheLinkIsNotSilent) {
+  StartSession("http");
+  auto peer = Establish();
+  ASSERT_TRUE(WaitFor("assign https://gw1:8443"));
+  peer.reset();  // the manager process is gone: its kernel closes the connection
+  ASSERT_TRUE(recorder_.WaitEnded());
+  EXPECT_TRUE(recorder_.end()->welcomed);
+  EXPECT_FALSE(recorder_.end()->silent);
 }
 
 TEST_F(ManagerSessionTest, ForgedDeactivateIsRefusedWithBadMacAndNeverActedOn) {
