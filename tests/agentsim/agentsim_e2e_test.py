@@ -1281,5 +1281,57 @@ class DatabaseOutageTest(PgManagersTestCase):
         self.assertEqual(m["activations"]["by_result"].get("activated"), n, m["activations"])
 
 
+class DatabaseFailoverTest(PgManagersTestCase):
+    """A primary and its streaming standby (pg_basebackup -R), both on loopback ports; the
+    managers are given both hosts with target_session_attrs=read-write, so a session finds
+    whichever accepts writes. The primary dies (immediate shutdown) and the standby is promoted
+    (pg_ctl promote): the managers follow on their own, and the fleet's links never drop."""
+
+    PG_ARGS = ("run", "--standby")
+    AGENTS = 100
+
+    def active_agents(self, admin):
+        return self.get_json(admin, "/api/v1/agents?state=active&limit=1")["total"]
+
+    def test_managers_follow_a_promoted_standby(self):
+        n = self.AGENTS
+        gw = self.gateway()
+        self.deployment([gw])
+        admins = [self.start_pg_manager(i)[1] for i in (0, 1)]
+        sim, sim_port = self.start_managed_sim(n, "fo-")
+        sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 100)
+        wait_until(lambda: self.total_links(admins) == n, 60,
+                   what="every agent linked to a manager")
+        established = self.links_established(admins)
+        # Everything the primary acknowledged has reached the standby (what asynchronous
+        # replication may lose is test_a_camera_lost_in_the_replication_window_activates_again).
+        self.pg_command("catchup", "caught-up")
+
+        self.pg_command("halt", "halted")
+        # The standby refuses writes until promoted: the managers find no primary.
+        for admin in admins:
+            self.assertStoreUnreachable(admin)
+        self.pg_command("promote", "promoted")
+        for admin in admins:
+            self.assertStoreReachable(admin)
+
+        # No link was lost or made again across the failover, and the new primary knows the
+        # whole fleet.
+        self.assertEqual(self.total_links(admins), n)
+        self.assertEqual(self.links_established(admins), established)
+        self.assertEqual(self.metric(sim_port, "camtunnel_agentsim_manager_relinks_total"), 0)
+        self.assertEqual(self.active_agents(admins[1]), n)
+        self.activate_once_ready(self.ports[1], "fo-new")
+        self.command_acked(admins, "fo-1")
+        self.assertEqual(self.active_agents(admins[0]), n + 1)
+
+        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+        r = self.stop_sim(sim)
+        a = r["agents"]
+        self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]),
+                         (n + 1, 1, n), a)  # the restarted agent's only
+        self.assertEqual(r["managed"]["restarts"], 1, r["managed"])
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1] + sys.argv[1:], verbosity=2)
