@@ -647,11 +647,11 @@ class ManagedTestCase(SimTestCase):
             sim_port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
         return mgr, mgr_admin, sim, sim_port, restart
 
-    def stop_sim(self, sim):
+    def stop_sim(self, sim, report="report.json"):
         """Ends the load phase (SIGINT) and returns the report."""
         sim.signal(signal.SIGINT)
         self.assertEqual(sim.wait(60), 0, sim.stderr_tail())
-        with open(os.path.join(self.tmp, "report.json")) as f:
+        with open(os.path.join(self.tmp, report)) as f:
             return json.load(f)
 
 
@@ -1094,6 +1094,11 @@ class PgManagersTestCase(ManagedTestCase):
         self.assertEqual(self.readyz(admin)[1]["store"], "reachable")
         self.assertEqual(self.metric(admin, "camtunnel_manager_store_reachable"), 1)
 
+    def wait_on_gateway(self, gw, n):
+        """Every agent's gateway connection is up (a restarted agent's back)."""
+        wait_until(lambda: self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"] == n, 30,
+                   what="%d agents on the gateway" % n)
+
     def total_links(self, admins):
         return sum(self.metric(a, "camtunnel_manager_links") or 0 for a in admins)
 
@@ -1270,8 +1275,9 @@ class DatabaseOutageTest(PgManagersTestCase):
         self.activate_once_ready(self.ports[0], "out-new")
         self.command_acked(admins, "out-1")
 
-        # Video never depended on the database.
-        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+        # Video never depended on the database: every agent is on its gateway (the restarted
+        # one back).
+        self.wait_on_gateway(gw, n)
         r = self.stop_sim(sim)
         a = r["agents"]
         self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]),
@@ -1324,13 +1330,71 @@ class DatabaseFailoverTest(PgManagersTestCase):
         self.activate_once_ready(self.ports[1], "fo-new")
         self.command_acked(admins, "fo-1")
         self.assertEqual(self.active_agents(admins[0]), n + 1)
-
-        self.assertEqual(self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"], n)
+        self.wait_on_gateway(gw, n)
         r = self.stop_sim(sim)
         a = r["agents"]
         self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]),
                          (n + 1, 1, n), a)  # the restarted agent's only
         self.assertEqual(r["managed"]["restarts"], 1, r["managed"])
+
+
+    def test_a_camera_lost_in_the_replication_window_activates_again(self):
+        """Asynchronous replication's loss window: cameras activated while the standby was
+        away exist on the old primary only. After the failover the new primary does not know
+        them; on their next link the managers refuse them (401) and they activate again on
+        their own, with their factory secrets."""
+        kept_n, lost_n = 20, 20
+        n = kept_n + lost_n
+        gw = self.gateway()
+        self.deployment([gw])
+        mgrs, admins = [None, None], [0, 0]
+        for i in (0, 1):
+            mgrs[i], admins[i] = self.start_pg_manager(i)
+        kept, _ = self.start_managed_sim(kept_n, "kept-", report="kept.json")
+        kept.wait_line(r"agentsim: agents-up %d/%d" % (kept_n, kept_n), 100)
+        wait_until(lambda: self.total_links(admins) == kept_n, 60,
+                   what="every kept- agent linked to a manager")
+        self.pg_command("catchup", "caught-up")
+        # The standby stops: what the primary commits from now on, it alone holds.
+        self.pg_command("halt standby", "halted")
+        lost, lost_port = self.start_managed_sim(lost_n, "lost-", report="lost.json")
+        lost.wait_line(r"agentsim: agents-up %d/%d" % (lost_n, lost_n), 100)
+        wait_until(lambda: self.total_links(admins) == n, 60,
+                   what="every lost- agent linked to a manager")
+        # The primary dies; the standby comes back and is promoted without those activations.
+        self.pg_command("halt", "halted")
+        self.pg_command("start standby", "started")
+        self.pg_command("promote", "promoted")
+        for admin in admins:
+            self.assertStoreReachable(admin)
+        self.assertEqual(self.active_agents(admins[0]), kept_n)
+
+        # A link held across the failover stays up (the manager keeps the agent's secret in
+        # memory) until it ends; here the managers restart (kill -9), so every agent relinks.
+        for i in (0, 1):
+            mgrs[i].signal(signal.SIGKILL)
+            mgrs[i].wait(10)
+            mgrs[i], admins[i] = self.start_pg_manager(i)
+        wait_until(lambda: self.active_agents(admins[0]) == n, 60,
+                   what="every lost- camera activated again")
+        wait_until(lambda: self.total_links(admins) == n, 60,
+                   what="every agent linked to a manager again")
+        self.assertEqual(self.metric(lost_port, "camtunnel_agentsim_manager_links_up"), lost_n)
+        self.command_acked(admins, "lost-1")
+        # The gateway connections never depended on the activations.
+        self.wait_on_gateway(gw, n)
+
+        r = self.stop_sim(lost, report="lost.json")
+        # Each lost- agent activated twice: first on the old primary, then on the new one.
+        self.assertEqual(r["managed"]["activations"]["by_result"].get("activated"), 2 * lost_n,
+                         r["managed"]["activations"])
+        self.assertEqual(r["managed"]["restarts"], 1, r["managed"])
+        a = r["agents"]
+        self.assertEqual((a["reconnects"], a["up_at_end_of_load"]), (1, lost_n), a)
+        r = self.stop_sim(kept, report="kept.json")
+        self.assertEqual(r["managed"]["activations"]["by_result"].get("activated"), kept_n,
+                         r["managed"]["activations"])
+        self.assertEqual(r["managed"]["relinks"]["count"], kept_n, r["managed"]["relinks"])
 
 
 if __name__ == "__main__":

@@ -473,13 +473,11 @@ absl::Status PgCluster::Promote() {
 }
 
 absl::Status PgCluster::CatchUp(const PgCluster& primary) {
-  // A transaction committed synchronously flushes the WAL of every commit before it (this
-  // cluster commits asynchronously: a commit may be answered before its WAL is written).
-  absl::StatusOr<std::string> flushed = QueryValue(
-      primary.conninfo() + " options=-csynchronous_commit=on", "SELECT txid_current()::text");
+  // A checkpoint flushes all the WAL written so far: this cluster commits asynchronously, so
+  // a commit may be answered (and its rows seen) before its WAL is flushed, and only flushed
+  // WAL is streamed. (A synchronous commit of a transaction that wrote nothing flushes nothing.)
   absl::StatusOr<std::string> target =
-      flushed.ok() ? QueryValue(primary.conninfo(), "SELECT pg_current_wal_flush_lsn()::text")
-                   : flushed;
+      QueryValue(primary.conninfo(), "CHECKPOINT; SELECT pg_current_wal_flush_lsn()::text");
   if (!target.ok()) {
     return target.status();
   }
