@@ -3,6 +3,8 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 #include "agent/cert_time.h"
 #include "agent/log.h"
 #include "proto/activation_message.h"
@@ -142,7 +144,12 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
     RetryLater(backoff_.NextDelayMs(), true);
     return;
   }
-  if (reactivation && state_) {
+  // A secret in the answer to a reactivation means the managers' database no longer had this
+  // agent active (it lost the activation in a failover, or went back to an older backup): the
+  // held secret is void, and with it all that was kept under it (sealed keys, the last command
+  // id). The agent starts over as on its first activation.
+  const bool kept = reactivation && state_ && !parsed->agent_secret;
+  if (kept) {
     if (parsed->manager_url.empty()) {
       ++stats_.activation_failures;
       LOG_ERROR("reactivation answer unusable: %s", parsed->manager_url_problem.c_str());
@@ -154,12 +161,18 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
     state_->manager_urls = parsed->manager_urls;
   } else {
     ++stats_.activations;
+    int64_t last_good_unix_s = ClockUnixS();
+    if (state_) {
+      LOG_WARNING("the activation server issued a new secret: the old one is void");
+      last_good_unix_s = std::max(last_good_unix_s, state_->last_good_unix_s);
+      OPENSSL_cleanse(state_->secret.data(), state_->secret.size());
+    }
     state_ = AgentState{.agent_id = parsed->agent_id,
                         .manager_url = parsed->manager_url,
                         .secret = *parsed->agent_secret,
-                        // The clock as it is (0 in 1970 adds nothing): the manager's WELCOME
-                        // raises it right after.
-                        .last_good_unix_s = ClockUnixS(),
+                        // The clock as it is (0 in 1970 adds nothing; a camera that had a
+                        // better floor keeps it): the manager's WELCOME raises it right after.
+                        .last_good_unix_s = last_good_unix_s,
                         .manager_urls = parsed->manager_urls};
     persisted_last_good_unix_s_ = state_->last_good_unix_s;
     OPENSSL_cleanse(parsed->agent_secret->data(), parsed->agent_secret->size());
@@ -178,9 +191,11 @@ void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
     RetryLater(delay, true);
     return;
   }
-  LOG_INFO("%s agent=%s manager=%s", reactivation ? "reactivated" : "activated",
-           state_->agent_id.c_str(), state_->manager_url.c_str());
-  backoff_.Reset();
+  LOG_INFO("%s agent=%s manager=%s", kept ? "reactivated" : "activated", state_->agent_id.c_str(),
+           state_->manager_url.c_str());
+  if (!kept) {
+    backoff_.Reset();
+  }
   last_manager_contact_ms_ = EventLoop::NowMs();
   manager_index_ = 0;
   ConnectManager();
@@ -366,6 +381,18 @@ void ManagedAgent::OnManagerLinkEnded(const ManagerLinkEnd& end) {
     return;
   }
   ++stats_.manager_link_failures;
+  if (end.reason == ManagerLinkEnd::Reason::kRejected) {
+    // 401/403 to the upgrade: the managers' database does not have this agent active. Back to
+    // activation with the factory secret and the proof of the secret held (PROTOCOL.md 10.2):
+    // a fresh secret if the database lost the agent, 403 if it was deactivated while away.
+    // Only a fresh secret or a WELCOME resets the backoff, so a refusal that repeats slows
+    // down to the cap instead of looping.
+    const int64_t delay = backoff_.NextDelayMs();
+    LOG_WARNING("manager link refused (%s); activating again in %lld ms", end.detail.c_str(),
+                static_cast<long long>(delay));
+    RetryLater(delay, true);
+    return;
+  }
   const int64_t silent_ms = EventLoop::NowMs() - last_manager_contact_ms_;
   if (silent_ms >= options_.reactivate_after_ms) {
     LOG_WARNING("manager unreachable for %lld ms (%s): asking the activation server",

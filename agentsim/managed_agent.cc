@@ -115,9 +115,12 @@ void ManagedSimAgent::OnActivationAnswer(bool reactivation, uint64_t started_ms,
   }
   if (parsed->agent_secret) {
     secret_ = *parsed->agent_secret;  // kept before the rest of the answer is judged
+    // A fresh secret (for a reactivation too: the managers' database no longer had this agent
+    // active) starts the agent over: command ids are the new record's.
+    last_command_id_ = 0;
   }
   const uint64_t now = ctx_.shard.now_ms();
-  ++s.activations[reactivation ? "reactivated" : "activated"];
+  ++s.activations[parsed->agent_secret ? "activated" : "reactivated"];
   s.activation_us.Record((now - started_ms) * 1000);
   s.last_activation_ms = now;
   if (parsed->manager_url.empty()) {
@@ -128,7 +131,11 @@ void ManagedSimAgent::OnActivationAnswer(bool reactivation, uint64_t started_ms,
   manager_url_ = parsed->manager_url;
   manager_urls_ = parsed->manager_urls;
   manager_index_ = 0;
-  failures_ = 0;
+  if (parsed->agent_secret) {
+    // Only a fresh secret (or a WELCOME) resets the backoff: a refused link answered by a
+    // reactivation without one slows down to the cap, as camtunnel-agent's does.
+    failures_ = 0;
+  }
   ConnectManager();
 }
 
@@ -262,6 +269,13 @@ void ManagedSimAgent::OnManagerLinkEnded(const ManagerLinkEnd& end) {
   }
   if (end.established && link_lost_ms_ == 0) {
     link_lost_ms_ = ctx_.shard.now_ms();
+  }
+  if (end.upgrade_refused) {
+    // 401/403: the managers' database does not have this agent active (it lost the
+    // activation, or the agent was deactivated while away). Back to activation with the proof
+    // of the secret held, as camtunnel-agent does (PROTOCOL.md 10.2).
+    RetryIn(NextBackoffMs(), true, true);
+    return;
   }
   if (end.refused) {
     failures_ = 20;  // the manager does not know this secret: not soon

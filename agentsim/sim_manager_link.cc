@@ -99,7 +99,8 @@ void SimManagerLink::OnUpgradeBytes(std::span<const uint8_t> bytes) {
     return;
   }
   if (answer.kind == UpgradeAnswer::Kind::kFailed) {
-    end_.refused = answer.head.status == 401 || answer.head.status == 403;
+    end_.upgrade_refused = answer.head.status == 401 || answer.head.status == 403;
+    end_.refused = end_.upgrade_refused;
     if (answer.head.status == 503) {
       end_.retry_after_ms = RetryAfterMs(answer.head);
     }

@@ -28,10 +28,11 @@ struct ManagerLinkEnd {
   enum class Command : uint8_t { kNone, kDeactivate, kRestart };
   Command command = Command::kNone;  // the link ended on this frame from the manager
   bool established = false;
-  bool refused = false;         // 401/403 or ERROR bad proof: the manager does not know us
-  bool silent = false;          // heartbeats unanswered: the manager stopped, hung or is cut off
-  std::string reason;           // empty after a command or a close from our side
-  int64_t retry_after_ms = -1;  // GOAWAY's
+  bool refused = false;          // 401/403 or ERROR bad proof: the manager does not know us
+  bool upgrade_refused = false;  // 401/403: the managers have no active record of us
+  bool silent = false;           // heartbeats unanswered: the manager stopped, hung or is cut off
+  std::string reason;            // empty after a command or a close from our side
+  int64_t retry_after_ms = -1;   // GOAWAY's
 };
 
 class ManagerLinkDelegate {

@@ -45,6 +45,17 @@ EnrollResult Decide(StoreConnection& store, const EnrollRequest& request, int64_
     }
     return {.status = 200, .result = "reactivated"};
   }
+  if (existing->has_value() && (*existing)->state == AgentState::kDeactivated &&
+      request.agent_proof &&
+      proto::ConstantTimeEqual(proto::ReactivationProof((*existing)->secret, request.serial),
+                               *request.agent_proof)) {
+    // The camera still holds the secret it was deactivated with: it was away when it was
+    // deactivated (a linked one wipes its state), and asks back in on its own. It stays out; a
+    // camera reset to its factory state (no proof) activates like a new one.
+    return {.status = 403,
+            .result = "deactivated",
+            .error = "serial deactivated: only a reset camera may activate it again"};
+  }
   AgentRecord record{.agent_id = request.serial,
                      .state = AgentState::kActive,
                      .operator_id = request.operator_id,

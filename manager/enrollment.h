@@ -1,6 +1,7 @@
 // Who may hold an agent secret, decided on the managing server's own records (PROTOCOL.md
 // section 10.1): a new or deactivated serial gets a fresh secret, once; an active one only an
-// answer without a secret, and only for the proof of the secret it already has. The activation
+// answer without a secret, and only for the proof of the secret it already has; a deactivated
+// one nothing, for the proof of the secret it was deactivated with. The activation
 // server calls this directly when both roles share one database (LocalEnroller) and over the
 // hand-over of section 10.4 when they run as separate processes (HandoverEnroller).
 #pragma once
@@ -25,7 +26,7 @@ struct EnrollRequest {
 };
 
 struct EnrollResult {
-  int status = 500;    // 200, 409, or 500/503 when the records cannot be read or reached
+  int status = 500;    // 200, 403, 409, or 500/503 when the records cannot be read or reached
   std::string result;  // counter label: activated, reactivated, already_active, ...
   std::string error;   // for the camera when status != 200
   std::optional<proto::AgentSecret> secret;  // "activated" only

@@ -73,12 +73,13 @@ EnrollResult HandoverEnroller::Interpret(const EnrollRequest& request,
   const std::string result = doc.is_object() && doc.contains("result") && doc["result"].is_string()
                                  ? doc["result"].get<std::string>()
                                  : "";
-  if (status == 409 && !result.empty()) {
+  // The managing server's refusals under section 10.1's rules reach the camera as they are.
+  if ((status == 409 || status == 403) && !result.empty()) {
     ++counts_["answered"];
     const std::string error = doc.contains("error") && doc["error"].is_string()
                                   ? doc["error"].get<std::string>()
                                   : result;
-    return {.status = 409, .result = result, .error = error};
+    return {.status = status, .result = result, .error = error};
   }
   if (status != 200) {
     ++counts_["failed"];

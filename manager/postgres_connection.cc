@@ -144,9 +144,12 @@ bool IsConflict(std::string_view sqlstate) { return sqlstate == "40001" || sqlst
 // The session is gone or cannot write: a connection exception (class 08), the server shutting
 // down or starting (57P01..57P03), or a standby refusing a write (25006: the primary this
 // session reached was demoted; a reset with target_session_attrs=read-write finds the new one).
+// An error without a SQLSTATE is libpq's own, not the server's: the connection failed ("server
+// closed the connection unexpectedly" can come back while PQstatus still says OK, when the
+// server went away as the statement was being sent).
 bool IsSessionLost(PGconn* conn, std::string_view sqlstate) {
-  return PQstatus(conn) != CONNECTION_OK || sqlstate.starts_with("08") || sqlstate == "57P01" ||
-         sqlstate == "57P02" || sqlstate == "57P03" || sqlstate == "25006";
+  return PQstatus(conn) != CONNECTION_OK || sqlstate.empty() || sqlstate.starts_with("08") ||
+         sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03" || sqlstate == "25006";
 }
 
 std::string Trimmed(const char* message) {

@@ -5,7 +5,9 @@ misbehave on purpose, a relay that corrupts bytes); ffprobe playing a simulated 
 
 Run one case: agentsim_e2e_test.py SteadyTest.test_...; all: agentsim_e2e_test.py.
 Binaries: $CAMTUNNEL_GATEWAY / $CAMTUNNEL_AGENTSIM / $CAMTUNNEL_MANAGER (set by ctest), else the
-usual build dirs. ManagedTest runs agentsim's managed mode against a real camtunnel-manager.
+usual build dirs. ManagedTest runs agentsim's managed mode against a real camtunnel-manager;
+SeveralManagersTest, DatabaseOutageTest and DatabaseFailoverTest run managers on a throwaway
+PostgreSQL cluster (with a streaming standby for failover) and take the database away under them.
 Everything binds 127.0.0.x port 0 (except the restart test, which must reuse its ports), and
 every process is stopped by PID.
 """
@@ -19,6 +21,7 @@ import resource
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -577,11 +580,9 @@ class RestartTest(SimTestCase):
         self.assertIntact(r)
 
 
-class ManagedTest(SimTestCase):
-    """Managed mode (PROTOCOL.md section 10) against a real manager and a real gateway: every
-    simulated agent activates, links to the manager, follows ASSIGN to the gateway; after the
-    manager is killed (-9) and started again on the same store and port, every agent relinks
-    while its gateway connection stays up."""
+class ManagedTestCase(SimTestCase):
+    """Helpers to run agentsim's managed mode (PROTOCOL.md section 10) against real managers
+    and gateways."""
 
     AGENTS = 200
     OPERATOR = "acme"
@@ -646,12 +647,19 @@ class ManagedTest(SimTestCase):
             sim_port = int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
         return mgr, mgr_admin, sim, sim_port, restart
 
-    def stop_sim(self, sim):
+    def stop_sim(self, sim, report="report.json"):
         """Ends the load phase (SIGINT) and returns the report."""
         sim.signal(signal.SIGINT)
         self.assertEqual(sim.wait(60), 0, sim.stderr_tail())
-        with open(os.path.join(self.tmp, "report.json")) as f:
+        with open(os.path.join(self.tmp, report)) as f:
             return json.load(f)
+
+
+class ManagedTest(ManagedTestCase):
+    """Managed mode against a real manager and a real gateway: every simulated agent activates,
+    links to the manager, follows ASSIGN to the gateway; after the manager is killed (-9) and
+    started again on the same store and port, every agent relinks while its gateway connection
+    stays up."""
 
     def test_fleet_activates_links_follows_assign_and_relinks_after_a_manager_kill(self):
         n = self.AGENTS
@@ -935,22 +943,18 @@ class CliTest(SimTestCase):
 PG_FIXTURE = find_binary("camtunnel_test_pg_cluster_fixture", "tests")
 
 
-class SeveralManagersTest(ManagedTest):
-    """Two managers on one PostgreSQL database (a throwaway cluster) share a managed fleet:
-    agents spread over both by their rendezvous order; a command given to the manager that does
-    not hold the agent's link reaches it; after kill -9 of one manager and SIGSTOP of the other,
-    every agent relinks to the survivor; a database restart under load keeps every link and the
-    next command is acknowledged. Video paths (the gateway connections) never drop. Outcomes are
-    asserted, never times. Leadership (health checks) is held by one manager at a time and moves
-    off a killed or stopped leader."""
+class PgManagersTestCase(ManagedTestCase):
+    """Managers on a throwaway PostgreSQL cluster (tests/support/pg_cluster_main.cc, driven
+    through its stdin), with a managed agentsim fleet."""
 
-    AGENTS = 200
+    PG_ARGS = ("run",)
 
     def setUp(self):
         super().setUp()
         if not PG_FIXTURE:
             self.skipTest("camtunnel_test_pg_cluster_fixture not built")
-        self.pg = self.procs.start("postgres", [PG_FIXTURE, "run"], stdin=subprocess.PIPE)
+        self.pg = self.procs.start("postgres", [PG_FIXTURE] + list(self.PG_ARGS),
+                                   stdin=subprocess.PIPE)
         m = self.pg.wait_line(r"^pg: (conninfo=(.*)|unavailable (.*))$", 60)
         # Cleanups run last-in first-out: this one before the processes are stopped, so the
         # cluster is shut down and its folder removed by its owner.
@@ -968,25 +972,151 @@ class SeveralManagersTest(ManagedTest):
         self.pg.popen.wait(60)
 
     def pg_command(self, line, expect):
+        """One command to the cluster; its answer must be `expect` (pg_cluster_main.cc)."""
         start = len(self.pg.lines)
         self.pg.popen.stdin.write(line + "\n")
         self.pg.popen.stdin.flush()
-        self.pg.wait_line(r"^pg: %s$" % expect, 60, start)
+        m = self.pg.wait_line(r"^pg: (.*)$", 90, start)
+        self.assertEqual(m.group(1), expect, "the cluster's answer to %r" % line)
+
+    def deployment(self, gateways, managers=2):
+        """The files and ports a deployment of `managers` managers on the cluster shares."""
+        self.streamers = os.path.join(self.tmp, "streamers.txt")
+        with open(self.streamers, "w") as f:
+            for gw in gateways:
+                f.write("https://127.0.0.1:%d k1 %s http://127.0.0.1:%d\n"
+                        % (gw.tls, os.path.join(self.tmp, "keys"), gw.admin))
+        self.master = os.path.join(self.tmp, "factory_master")
+        with open(self.master, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        self.cert = make_dev_cert(self.tmp, name="manager")
+        self.ports = [free_port() for _ in range(managers)]
+        self.urls = ",".join("https://127.0.0.1:%d" % p for p in self.ports)
+
+    def start_pg_manager(self, i):
+        """Manager i of the deployment; (its process, its admin port)."""
+        return self.start_manager(self.ports[i], self.conninfo, self.streamers, self.master,
+                                  self.cert, extra=[
+                                      "--manager_id=m%d" % i, "--manager_urls=%s" % self.urls,
+                                      "--reconnect_window_ms=1000", "--store_connections=2"])
+
+    def start_managed_sim(self, n, prefix, report="report.json"):
+        """agentsim's managed fleet of n agents named prefix0..; (its process, metrics port)."""
+        sim = self.procs.start("agentsim", [
+            AGENTSIM, "steady", "--manager_url", "https://127.0.0.1:%d" % self.ports[0],
+            "--manager_ca_file", self.cert[0], "--ca", os.path.join(self.tmp, "dev.crt"),
+            "--factory_master_file", self.master, "--operator", self.OPERATOR,
+            "--agents", n, "--agent_prefix", prefix, "--sources", SOURCES,
+            "--connect_concurrency", 64, "--connect_timeout", 90, "--duration", 170,
+            "--backoff_max_ms", 2000, "--metrics_listen", "127.0.0.1:0",
+            "--json_out", os.path.join(self.tmp, report)])
+        return sim, int(sim.wait_line(r"agentsim: metrics port=(\d+)", 15).group(1))
 
     def post(self, admin, agent, command, wait_ms=30000):
+        status, _, body = self.post_full(admin, agent, command, wait_ms)
+        return status, body
+
+    def post_full(self, admin, agent, command, wait_ms=30000):
+        """An operator's command; (status, headers, body)."""
         req = urllib.request.Request("http://127.0.0.1:%d/api/v1/agents/%s/%s?wait_ms=%d"
                                      % (admin, agent, command, wait_ms), method="POST", data=b"")
         try:
             with urllib.request.urlopen(req, timeout=wait_ms / 1000 + 30) as r:
-                return r.status, json.load(r)
+                return r.status, r.headers, json.load(r)
         except urllib.error.HTTPError as e:
-            return e.code, json.load(e)
+            return e.code, e.headers, json.load(e)
 
     def holder(self, admins, agent):
         for i, admin in enumerate(admins):
             if self.get_json(admin, "/api/v1/agents/%s" % agent)["linked"]:
                 return i
         return None
+
+    def readyz(self, admin):
+        """(status, body) of a manager's /readyz."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % admin, timeout=5) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def activate(self, port, serial):
+        """A camera's activation request (PROTOCOL.md 10.1) to the manager at `port`, with its
+        own factory secret; (status, headers, body)."""
+        factory = subprocess.run(
+            [MANAGER, "factory-secret", "--factory_master_file=%s" % self.master,
+             "--serial=%s" % serial], check=True, stdout=subprocess.PIPE, text=True).stdout
+        body = json.dumps({"serial": serial, "factory_secret": factory.strip(),
+                           "operator": self.OPERATOR}).encode()
+        req = urllib.request.Request("https://127.0.0.1:%d/api/v1/activate" % port, data=body,
+                                     method="POST",
+                                     headers={"Content-Type": "application/json"})
+        ctx = ssl.create_default_context(cafile=self.cert[0])
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+                return r.status, r.headers, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, json.load(e)
+
+    def activate_once_ready(self, port, serial):
+        """Activation of a new camera once the database answers again: 503 (a store session
+        still coming back) is retried, any other refusal fails the test. Returns the body."""
+        def attempt():
+            status, _, body = self.activate(port, serial)
+            self.assertIn(status, (200, 503), body)
+            return body if status == 200 else None
+        body = wait_until(attempt, 30, interval=0.5, what="the activation of %s" % serial)
+        self.assertEqual(len(body.get("agent_secret", "")), 64, body)
+        return body
+
+    def command_acked(self, admins, agent):
+        """A RESTART given to the manager holding `agent`'s link is acknowledged."""
+        holder = self.holder(admins, agent)
+        self.assertIsNotNone(holder, "%s linked to no manager" % agent)
+        status, body = self.post(admins[holder], agent, "restart")
+        if status == 503:  # the manager's session to the database was still coming back
+            status, body = self.post(admins[holder], agent, "restart")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["command"]["state"], "acked", body)
+
+    def assertStoreUnreachable(self, admin):
+        """Waits for a manager to see its database gone: /readyz 503 and the gauge at 0."""
+        wait_until(lambda: self.readyz(admin)[0] == 503, 30,
+                   what="/readyz of the manager at admin port %d to answer 503" % admin)
+        status, body = self.readyz(admin)
+        self.assertEqual((status, body["ready"], body["store"]), (503, False, "unreachable"),
+                         body)
+        self.assertEqual(self.metric(admin, "camtunnel_manager_store_reachable"), 0)
+
+    def assertStoreReachable(self, admin):
+        wait_until(lambda: self.readyz(admin)[0] == 200, 60,
+                   what="/readyz of the manager at admin port %d to answer 200" % admin)
+        self.assertEqual(self.readyz(admin)[1]["store"], "reachable")
+        self.assertEqual(self.metric(admin, "camtunnel_manager_store_reachable"), 1)
+
+    def wait_on_gateway(self, gw, n):
+        """Every agent's gateway connection is up (a restarted agent's back)."""
+        wait_until(lambda: self.get_json(gw.admin, "/api/v1/agents?limit=1")["total"] == n, 30,
+                   what="%d agents on the gateway" % n)
+
+    def total_links(self, admins):
+        return sum(self.metric(a, "camtunnel_manager_links") or 0 for a in admins)
+
+    def links_established(self, admins):
+        return sum(self.metric(a, "camtunnel_manager_links_established_total") or 0
+                   for a in admins)
+
+
+class SeveralManagersTest(PgManagersTestCase):
+    """Two managers on one PostgreSQL database (a throwaway cluster) share a managed fleet:
+    agents spread over both by their rendezvous order; a command given to the manager that does
+    not hold the agent's link reaches it; after kill -9 of one manager and SIGSTOP of the other,
+    every agent relinks to the survivor; a database restart under load keeps every link and the
+    next command is acknowledged. Video paths (the gateway connections) never drop. Outcomes are
+    asserted, never times. Leadership (health checks) is held by one manager at a time and moves
+    off a killed or stopped leader."""
+
+    AGENTS = 200
 
     def test_two_managers_share_the_fleet_and_survive_kill_stop_and_a_database_restart(self):
         n = self.AGENTS
@@ -1098,6 +1228,174 @@ class SeveralManagersTest(ManagedTest):
                          (n + 2, 2, n), a)
         self.assertEqual(r["managed"]["restarts"], 2, r["managed"])
         self.assertEqual(r["managed"]["command_acks"]["duplicates"], 0, r["managed"])
+
+
+
+class DatabaseOutageTest(PgManagersTestCase):
+    """The state database goes away under two managers and a linked fleet (an immediate
+    shutdown, as a crash: the managers' sessions are cut and every reconnect is refused), then
+    comes back on the same data. While it is gone every manager link stays up, /readyz answers
+    503 and camtunnel_manager_store_reachable is 0, and a new camera's activation and an
+    operator's command are answered 503 with Retry-After (nothing half-done). Once it is back:
+    ready again, the camera activates and a command is acknowledged."""
+
+    AGENTS = 100
+
+    def test_links_stay_up_and_requests_get_503_until_the_database_returns(self):
+        n = self.AGENTS
+        gw = self.gateway()
+        self.deployment([gw])
+        admins = [self.start_pg_manager(i)[1] for i in (0, 1)]
+        sim, sim_port = self.start_managed_sim(n, "out-")
+        sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 100)
+        wait_until(lambda: self.total_links(admins) == n, 60,
+                   what="every agent linked to a manager")
+        established = self.links_established(admins)
+
+        self.pg_command("halt", "halted")
+        for admin in admins:
+            self.assertStoreUnreachable(admin)
+        status, headers, body = self.activate(self.ports[0], "out-new")
+        self.assertEqual(status, 503, body)
+        self.assertGreater(int(headers["Retry-After"]), 0, dict(headers))
+        status, headers, body = self.post_full(admins[0], "out-1", "restart")
+        self.assertEqual(status, 503, body)
+        self.assertGreater(int(headers["Retry-After"]), 0, dict(headers))
+        # Every link is still up, on both ends.
+        self.assertEqual(self.total_links(admins), n)
+        self.assertEqual(self.metric(sim_port, "camtunnel_agentsim_manager_links_up"), n)
+
+        self.pg_command("start", "started")
+        for admin in admins:
+            self.assertStoreReachable(admin)
+        # No link was lost or made again across the outage.
+        self.assertEqual(self.total_links(admins), n)
+        self.assertEqual(self.links_established(admins), established)
+        self.assertEqual(self.metric(sim_port, "camtunnel_agentsim_manager_relinks_total"), 0)
+        self.activate_once_ready(self.ports[0], "out-new")
+        self.command_acked(admins, "out-1")
+
+        # Video never depended on the database: every agent is on its gateway (the restarted
+        # one back).
+        self.wait_on_gateway(gw, n)
+        r = self.stop_sim(sim)
+        a = r["agents"]
+        self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]),
+                         (n + 1, 1, n), a)  # the restarted agent's only
+        m = r["managed"]
+        self.assertEqual(m["restarts"], 1, m)
+        self.assertEqual(m["activations"]["by_result"].get("activated"), n, m["activations"])
+
+
+class DatabaseFailoverTest(PgManagersTestCase):
+    """A primary and its streaming standby (pg_basebackup -R), both on loopback ports; the
+    managers are given both hosts with target_session_attrs=read-write, so a session finds
+    whichever accepts writes. The primary dies (immediate shutdown) and the standby is promoted
+    (pg_ctl promote): the managers follow on their own, and the fleet's links never drop."""
+
+    PG_ARGS = ("run", "--standby")
+    AGENTS = 100
+
+    def active_agents(self, admin):
+        return self.get_json(admin, "/api/v1/agents?state=active&limit=1")["total"]
+
+    def test_managers_follow_a_promoted_standby(self):
+        n = self.AGENTS
+        gw = self.gateway()
+        self.deployment([gw])
+        admins = [self.start_pg_manager(i)[1] for i in (0, 1)]
+        sim, sim_port = self.start_managed_sim(n, "fo-")
+        sim.wait_line(r"agentsim: agents-up %d/%d" % (n, n), 100)
+        wait_until(lambda: self.total_links(admins) == n, 60,
+                   what="every agent linked to a manager")
+        established = self.links_established(admins)
+        # Everything the primary acknowledged has reached the standby (what asynchronous
+        # replication may lose is test_a_camera_lost_in_the_replication_window_activates_again).
+        self.pg_command("catchup", "caught-up")
+
+        self.pg_command("halt", "halted")
+        # The standby refuses writes until promoted: the managers find no primary.
+        for admin in admins:
+            self.assertStoreUnreachable(admin)
+        self.pg_command("promote", "promoted")
+        for admin in admins:
+            self.assertStoreReachable(admin)
+
+        # No link was lost or made again across the failover, and the new primary knows the
+        # whole fleet.
+        self.assertEqual(self.total_links(admins), n)
+        self.assertEqual(self.links_established(admins), established)
+        self.assertEqual(self.metric(sim_port, "camtunnel_agentsim_manager_relinks_total"), 0)
+        self.assertEqual(self.active_agents(admins[1]), n)
+        self.activate_once_ready(self.ports[1], "fo-new")
+        self.command_acked(admins, "fo-1")
+        self.assertEqual(self.active_agents(admins[0]), n + 1)
+        self.wait_on_gateway(gw, n)
+        r = self.stop_sim(sim)
+        a = r["agents"]
+        self.assertEqual((a["sessions"], a["reconnects"], a["up_at_end_of_load"]),
+                         (n + 1, 1, n), a)  # the restarted agent's only
+        self.assertEqual(r["managed"]["restarts"], 1, r["managed"])
+
+
+    def test_a_camera_lost_in_the_replication_window_activates_again(self):
+        """Asynchronous replication's loss window: cameras activated while the standby was
+        away exist on the old primary only. After the failover the new primary does not know
+        them; on their next link the managers refuse them (401) and they activate again on
+        their own, with their factory secrets."""
+        kept_n, lost_n = 20, 20
+        n = kept_n + lost_n
+        gw = self.gateway()
+        self.deployment([gw])
+        mgrs, admins = [None, None], [0, 0]
+        for i in (0, 1):
+            mgrs[i], admins[i] = self.start_pg_manager(i)
+        kept, _ = self.start_managed_sim(kept_n, "kept-", report="kept.json")
+        kept.wait_line(r"agentsim: agents-up %d/%d" % (kept_n, kept_n), 100)
+        wait_until(lambda: self.total_links(admins) == kept_n, 60,
+                   what="every kept- agent linked to a manager")
+        self.pg_command("catchup", "caught-up")
+        # The standby stops: what the primary commits from now on, it alone holds.
+        self.pg_command("halt standby", "halted")
+        lost, lost_port = self.start_managed_sim(lost_n, "lost-", report="lost.json")
+        lost.wait_line(r"agentsim: agents-up %d/%d" % (lost_n, lost_n), 100)
+        wait_until(lambda: self.total_links(admins) == n, 60,
+                   what="every lost- agent linked to a manager")
+        # The primary dies; the standby comes back and is promoted without those activations.
+        self.pg_command("halt", "halted")
+        self.pg_command("start standby", "started")
+        self.pg_command("promote", "promoted")
+        for admin in admins:
+            self.assertStoreReachable(admin)
+        self.assertEqual(self.active_agents(admins[0]), kept_n)
+
+        # A link held across the failover stays up (the manager keeps the agent's secret in
+        # memory) until it ends; here the managers restart (kill -9), so every agent relinks.
+        for i in (0, 1):
+            mgrs[i].signal(signal.SIGKILL)
+            mgrs[i].wait(10)
+            mgrs[i], admins[i] = self.start_pg_manager(i)
+        wait_until(lambda: self.active_agents(admins[0]) == n, 60,
+                   what="every lost- camera activated again")
+        wait_until(lambda: self.total_links(admins) == n, 60,
+                   what="every agent linked to a manager again")
+        self.assertEqual(self.metric(lost_port, "camtunnel_agentsim_manager_links_up"), lost_n)
+        self.command_acked(admins, "lost-1")
+        # The gateway connections never depended on the activations.
+        self.wait_on_gateway(gw, n)
+
+        r = self.stop_sim(lost, report="lost.json")
+        # Each lost- agent activated twice: first on the old primary, then on the new one.
+        self.assertEqual(r["managed"]["activations"]["by_result"].get("activated"), 2 * lost_n,
+                         r["managed"]["activations"])
+        self.assertEqual(r["managed"]["restarts"], 1, r["managed"])
+        a = r["agents"]
+        self.assertEqual((a["reconnects"], a["up_at_end_of_load"]), (1, lost_n), a)
+        r = self.stop_sim(kept, report="kept.json")
+        self.assertEqual(r["managed"]["activations"]["by_result"].get("activated"), kept_n,
+                         r["managed"]["activations"])
+        self.assertEqual(r["managed"]["relinks"]["count"], kept_n, r["managed"]["relinks"])
+
 
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1] + sys.argv[1:], verbosity=2)

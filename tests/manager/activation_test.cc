@@ -1,6 +1,7 @@
 // Activation rules (PROTOCOL.md section 10.1): one secret per device, ever; a dumped factory
-// secret activates only its own serial; reactivation needs the existing secret; rate limits;
-// every attempt counted and audited.
+// secret activates only its own serial; reactivation needs the existing secret; a deactivated
+// serial stays out for the proof of its old secret; rate limits; every attempt counted and
+// audited.
 #include "manager/activation.h"
 
 #include <gtest/gtest.h>
@@ -134,6 +135,47 @@ TEST_F(ActivationTest, ReactivatesWithProofButNeverReturnsTheSecret) {
   EXPECT_FALSE(j.contains("agent_secret"));
   req["agent_proof"] = std::string(64, '0');
   EXPECT_EQ(Post(req).result, "bad_agent_proof");
+}
+
+// A database that lost the agent (a failover that dropped its last asynchronously replicated
+// commits, an older backup restored): the camera, refused on its manager link, asks with the
+// proof of the secret it holds and gets a fresh one.
+TEST_F(ActivationTest, ASerialTheStoreLostGetsAFreshSecretForTheProofOfItsOldOne) {
+  proto::AgentSecret held;
+  held.fill(7);
+  ActivationAnswer a =
+      Post({{"serial", "sn-1"},
+            {"factory_secret", Factory("sn-1")},
+            {"operator", "acme"},
+            {"agent_proof", proto::HexEncode(proto::ReactivationProof(held, "sn-1"))}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.result, "activated");
+  const proto::AgentSecret issued = (*store_.FindAgent("sn-1"))->secret;
+  EXPECT_NE(issued, held);
+  EXPECT_EQ(json::parse(a.body)["agent_secret"], proto::HexEncode(issued));
+}
+
+// A camera away while it was deactivated still holds its secret; it asks back in with the
+// proof of it and stays out. Reset to its factory state (no secret), it activates anew.
+TEST_F(ActivationTest, ADeactivatedSerialStaysOutForTheProofOfTheSecretItWasDeactivatedWith) {
+  json req{{"serial", "sn-1"}, {"factory_secret", Factory("sn-1")}, {"operator", "acme"}};
+  ASSERT_EQ(Post(req).status, 200);
+  const proto::AgentSecret old = (*store_.FindAgent("sn-1"))->secret;
+  ASSERT_TRUE(store_.SetState("sn-1", AgentState::kDeactivated).ok());
+  json back = req;
+  back["agent_proof"] = proto::HexEncode(proto::ReactivationProof(old, "sn-1"));
+  ActivationAnswer refused = Post(back);
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_EQ(refused.result, "deactivated");
+  EXPECT_EQ(refused.body.find("agent_secret"), std::string::npos);
+  EXPECT_EQ((*store_.FindAgent("sn-1"))->state, AgentState::kDeactivated);
+  EXPECT_EQ(service_.counts().at("deactivated"), 1u);
+
+  ActivationAnswer reset = Post(req);
+  ASSERT_EQ(reset.status, 200) << reset.body;
+  EXPECT_EQ(reset.result, "activated");
+  EXPECT_EQ((*store_.FindAgent("sn-1"))->state, AgentState::kActive);
+  EXPECT_NE((*store_.FindAgent("sn-1"))->secret, old);
 }
 
 TEST_F(ActivationTest, RejectsUnknownOperator) {

@@ -118,6 +118,17 @@ TEST_F(HandoverServiceTest, AppliesTheAgentRules) {
   EXPECT_EQ((*store_.FindAgent("sn-1"))->secret, secret);
 }
 
+TEST_F(HandoverServiceTest, ADeactivatedSerialStaysOutForTheProofOfItsOldSecret) {
+  ASSERT_EQ(Send(Body("sn-1", 1)).status, 200);
+  const proto::AgentSecret secret = (*store_.FindAgent("sn-1"))->secret;
+  ASSERT_TRUE(store_.SetState("sn-1", AgentState::kDeactivated).ok());
+  HandoverAnswer back = Send(Body("sn-1", 2, kNow, proto::ReactivationProof(secret, "sn-1")));
+  EXPECT_EQ(back.status, 403);
+  EXPECT_EQ(back.result, "deactivated");
+  EXPECT_FALSE(json::parse(back.body).contains("sealed_secret"));
+  EXPECT_EQ((*store_.FindAgent("sn-1"))->state, AgentState::kDeactivated);
+}
+
 TEST_F(HandoverServiceTest, RefusesMalformedRequests) {
   for (const std::string& body :
        {std::string("[]"),

@@ -154,6 +154,24 @@ bool WaitExit(pid_t pid, Clock::duration timeout, int* status) {
   }
 }
 
+// The first column of the first row of `sql`, as text.
+absl::StatusOr<std::string> QueryValue(const std::string& conninfo, const char* sql) {
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(conn);
+    PQfinish(conn);
+    return absl::UnavailableError(absl::StrCat("connect: ", message));
+  }
+  PGresult* r = PQexec(conn, sql);
+  absl::StatusOr<std::string> value =
+      PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1
+          ? absl::StatusOr<std::string>(PQgetvalue(r, 0, 0))
+          : absl::InternalError(absl::StrCat(sql, ": ", PQresultErrorMessage(r)));
+  PQclear(r);
+  PQfinish(conn);
+  return value;
+}
+
 }  // namespace
 
 std::string PgCluster::WhyUnavailable() {
@@ -183,6 +201,16 @@ absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(Options options) {
 }
 
 absl::Status PgCluster::Create() {
+  if (absl::Status st = MakeFolder(); !st.ok()) {
+    return st;
+  }
+  if (absl::Status st = InitDb(); !st.ok()) {
+    return st;
+  }
+  return StartServer();
+}
+
+absl::Status PgCluster::MakeFolder() {
   std::string pattern = (std::filesystem::temp_directory_path() / "camtunnel-pg-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) {
     return absl::InternalError(absl::StrCat("mkdtemp: ", ErrnoText(errno)));
@@ -207,10 +235,31 @@ absl::Status PgCluster::Create() {
     }
     port_ = *port;
   }
-  if (absl::Status st = InitDb(); !st.ok()) {
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::StartStandby(const PgCluster& primary) {
+  if (!primary.options_.tcp) {
+    return absl::FailedPreconditionError("a standby streams from a TCP cluster");
+  }
+  std::unique_ptr<PgCluster> standby(new PgCluster("", Options{.tcp = true}));
+  if (absl::Status st = standby->MakeFolder(); !st.ok()) {
     return st;
   }
-  return StartServer();
+  // initdb's pg_hba.conf lets 127.0.0.1 replicate with trust; -R writes primary_conninfo and
+  // standby.signal, so the copy starts as a standby of `primary`.
+  if (absl::Status st = standby->RunTool(
+          {"pg_basebackup", "--pgdata=" + standby->folder_ + "/data", "--host=127.0.0.1",
+           "--port=" + std::to_string(primary.port_), "--username=postgres", "--wal-method=stream",
+           "--write-recovery-conf", "--checkpoint=fast", "--no-sync"},
+          "pg_basebackup.log");
+      !st.ok()) {
+    return st;
+  }
+  if (absl::Status st = standby->StartServer(); !st.ok()) {
+    return st;
+  }
+  return standby;
 }
 
 absl::StatusOr<PgCluster*> PgCluster::Shared() {
@@ -313,10 +362,17 @@ PgCluster::~PgCluster() {
 }
 
 absl::Status PgCluster::InitDb() {
-  const std::string log = folder_ + "/initdb.log";
+  return RunTool({"initdb", "--pgdata=" + folder_ + "/data", "--username=postgres", "--auth=trust",
+                  "--encoding=UTF8", "--locale=C", "--no-sync"},
+                 "initdb.log");
+}
+
+absl::Status PgCluster::RunTool(std::vector<std::string> argv, const std::string& log_name) {
+  const std::string tool = argv[0];
+  argv[0] = absl::StrCat(kBinDir, "/", tool);
+  const std::string log = absl::StrCat(folder_, "/", log_name);
   absl::StatusOr<pid_t> pid = Spawn({
-      .argv = {absl::StrCat(kBinDir, "/initdb"), "--pgdata=" + folder_ + "/data",
-               "--username=postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"},
+      .argv = std::move(argv),
       .log_path = log,
       .workdir = folder_,
       .drop_privileges = drop_privileges_,
@@ -330,10 +386,10 @@ absl::Status PgCluster::InitDb() {
   if (!WaitExit(*pid, kStartTimeout, &status)) {
     kill(*pid, SIGKILL);
     waitpid(*pid, &status, 0);
-    return absl::DeadlineExceededError(absl::StrCat("initdb timed out: ", Tail(log)));
+    return absl::DeadlineExceededError(absl::StrCat(tool, " timed out: ", Tail(log)));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("initdb failed: ", Tail(log)));
+    return absl::InternalError(absl::StrCat(tool, " failed: ", Tail(log)));
   }
   return absl::OkStatus();
 }
@@ -400,6 +456,47 @@ absl::Status PgCluster::Restart() {
     return st;
   }
   return StartServer();
+}
+
+absl::Status PgCluster::StopImmediately() { return StopServer(SIGQUIT); }
+
+absl::Status PgCluster::StartAgain() {
+  if (server_pid_ != 0) {
+    return absl::FailedPreconditionError("the server is running");
+  }
+  return StartServer();
+}
+
+absl::Status PgCluster::Promote() {
+  return RunTool({"pg_ctl", "promote", "--pgdata=" + folder_ + "/data", "--wait", "--timeout=60"},
+                 "pg_ctl.log");
+}
+
+absl::Status PgCluster::CatchUp(const PgCluster& primary) {
+  // A checkpoint flushes all the WAL written so far: this cluster commits asynchronously, so
+  // a commit may be answered (and its rows seen) before its WAL is flushed, and only flushed
+  // WAL is streamed. (A synchronous commit of a transaction that wrote nothing flushes nothing.)
+  absl::StatusOr<std::string> target =
+      QueryValue(primary.conninfo(), "CHECKPOINT; SELECT pg_current_wal_flush_lsn()::text");
+  if (!target.ok()) {
+    return target.status();
+  }
+  // Received is enough: promotion replays all the standby received before it takes writes.
+  const std::string check =
+      absl::StrCat("SELECT pg_last_wal_receive_lsn() >= '", *target, "'::pg_lsn");
+  const auto deadline = Clock::now() + kStartTimeout;
+  for (;;) {
+    absl::StatusOr<std::string> done = QueryValue(conninfo(), check.c_str());
+    if (done.ok() && *done == "t") {
+      return absl::OkStatus();
+    }
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("the standby did not receive the primary's WAL up to ", *target,
+                       done.ok() ? "" : absl::StrCat(": ", done.status().ToString())));
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
 }
 
 std::string PgCluster::conninfo(std::string_view dbname) const {

@@ -2,7 +2,8 @@
 // listening on a unix socket in that folder only (or on a free loopback port), stopped and
 // removed when the object goes. The server refuses to run as root, so a root test process runs
 // it as `nobody` (the folder is handed to that user). Durability is off (fsync, synchronous
-// commit): nothing here outlives the test run.
+// commit): nothing here outlives the test run. A TCP cluster can also get a streaming standby
+// (pg_basebackup -R from it) that a test may promote: failover as operators run it.
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,6 +33,11 @@ class PgCluster {
 
   static absl::StatusOr<std::unique_ptr<PgCluster>> Start(Options options);
   static absl::StatusOr<std::unique_ptr<PgCluster>> Start() { return Start(Options()); }
+
+  // A streaming standby of `primary` (a TCP cluster): a base backup with the replication
+  // settings written (pg_basebackup -R), served on its own free loopback port, read-only until
+  // Promote.
+  static absl::StatusOr<std::unique_ptr<PgCluster>> StartStandby(const PgCluster& primary);
 
   // The cluster tests share, each taking a fresh database (CreateDatabase); not for tests that
   // stop or restart it. Under ctest it is the run's cluster (see StartDetached), found through
@@ -57,6 +64,16 @@ class PgCluster {
   absl::Status Stop();
   // Stop, then start again on the same data (and the same port). Not on the shared cluster.
   absl::Status Restart();
+  // Immediate shutdown (SIGQUIT: no checkpoint, sessions cut at once), as a crash of the
+  // server; the data stays for StartAgain.
+  absl::Status StopImmediately();
+  // The server again, on the same data and port, after Stop or StopImmediately.
+  absl::Status StartAgain();
+  // A standby becomes a primary (pg_ctl promote, waiting until it accepts writes).
+  absl::Status Promote();
+  // Waits until this standby has received everything `primary` has committed so far (all of
+  // it survives a Promote).
+  absl::Status CatchUp(const PgCluster& primary);
 
   // libpq key=value conninfo for `dbname`, as the superuser "postgres" (trust authentication).
   std::string conninfo(std::string_view dbname = "postgres") const;
@@ -64,6 +81,7 @@ class PgCluster {
   absl::StatusOr<std::string> CreateDatabase();
 
   pid_t server_pid() const { return server_pid_; }
+  int port() const { return port_; }
   const std::string& folder() const { return folder_; }
 
  private:
@@ -71,7 +89,12 @@ class PgCluster {
   static absl::StatusOr<std::unique_ptr<PgCluster>> Attach(const std::string& state_file);
   // A fresh folder, initdb, the server.
   absl::Status Create();
+  // A fresh folder for the server's user, and the port (a free one with TCP).
+  absl::Status MakeFolder();
   absl::Status InitDb();
+  // Runs a PostgreSQL tool of kBinDir as the server's user; its output goes to `log_name` in
+  // the folder.
+  absl::Status RunTool(std::vector<std::string> argv, const std::string& log_name);
   absl::Status StartServer();
   absl::Status StopServer(int signal);
 
