@@ -227,6 +227,7 @@ def run(args, tmp):
 
     def row(metric, value, target, note=""):
         rows.append({"metric": metric, "value": value, "target": target, "note": note})
+        print("%s %s (target %s) %s" % (metric, value, target, note), flush=True)
 
     try:
         f.start()
@@ -278,12 +279,14 @@ def run(args, tmp):
         f.managers = [f.start_manager(i) for i in range(args.managers)]
         wait_until(lambda: f.links_up() < n, 60, what="agentsim to see the links drop")
         try:
-            wait_until(lambda: f.links_up() == n, 600, interval=0.5, what="every agent back")
-        except AssertionError:
-            pass
+            wait_until(lambda: f.links_up() == n, args.storm_limit, interval=0.5,
+                       what="every agent back")
+        except TimeoutError:
+            pass  # reported: how many were not back by the limit
         storm_s = time.monotonic() - t0
         lost = n - f.links_up()
-        row("manager_relink_storm_s", round(storm_s, 1), "<= 60", "%d never back" % lost)
+        row("manager_relink_storm_s", round(storm_s, 1), "<= 60",
+            "%d not back after %d s" % (lost, args.storm_limit) if lost else "none lost")
         row("gateway_sessions_kept", f.gateway_sessions(), sessions_before,
             "gateway sessions before the failures vs after: video never depended on a manager")
 
@@ -308,6 +311,8 @@ def main():
     ap.add_argument("--processes", type=int, default=6)
     ap.add_argument("--heartbeat_ms", type=int, default=5000)
     ap.add_argument("--sample", type=float, default=10)
+    ap.add_argument("--storm_limit", type=int, default=300,
+                    help="seconds the restart-every-manager storm may take before it is cut")
     ap.add_argument("--json", default="bench/results/manager_fleet_scale.json")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
