@@ -319,6 +319,22 @@ def machine_string():
         platform.machine(), os.cpu_count(), platform.release(), *load)
 
 
+def head_commit():
+    """The short commit the benchmark ran on (recorded with its figures)."""
+    import subprocess
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+
+
+def stop_pg_fixture(proc):
+    """Stops a throwaway cluster started as `camtunnel_test_pg_cluster_fixture run` (it removes
+    its own folder); nothing when it has already gone."""
+    if proc is not None and proc.popen.poll() is None:
+        proc.popen.stdin.write("stop\n")
+        proc.popen.stdin.close()
+        proc.popen.wait(60)
+
+
 def write_result(path, benchmark, rows, **extra):
     import datetime
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

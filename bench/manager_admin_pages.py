@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "e2e"))
 from support import Processes, free_port, make_dev_cert  # noqa: E402
 
-from benchlib import print_table, write_result  # noqa: E402
+from benchlib import head_commit, print_table, stop_pg_fixture, write_result  # noqa: E402
 
 STREAMERS = ["https://gw-%d.example:443" % i for i in range(3)]
 
@@ -177,10 +177,7 @@ def run_backend(args, backend, tmp):
         return rows
     finally:
         procs.stop_all()
-        if pg is not None and pg.popen.poll() is None:
-            pg.popen.stdin.write("stop\n")
-            pg.popen.stdin.close()
-            pg.popen.wait(60)
+        stop_pg_fixture(pg)
 
 
 def main():
@@ -200,8 +197,7 @@ def main():
     keys = ["backend", "filter", "requests", "p50_ms", "p99_ms", "max_ms", "first_page_max_ms",
             "bad_pages"]
     print_table(keys, [[row[k] for k in keys] for row in rows])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()
+    commit = head_commit()
     write_result(args.json, "manager_admin_pages", rows, commit=commit,
                  command=" ".join(["bench/manager_admin_pages.py"] + sys.argv[1:]))
 

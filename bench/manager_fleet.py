@@ -35,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "e2e"))
 from support import Processes, free_port, make_dev_cert, wait_until  # noqa: E402
 
-from benchlib import descendants, print_table, process_cpu_seconds, write_result  # noqa: E402
+from benchlib import (descendants, head_commit, print_table,  # noqa: E402
+                      process_cpu_seconds, stop_pg_fixture, write_result)
 
 SOURCES = "127.0.0.2-127.0.0.9"
 
@@ -140,10 +141,7 @@ def run_backend(args, backend, tmp):
                 "relink_max_s": m["relinks"]["max_ms"] / 1000,
                 "gateway_reconnects": r["agents"]["reconnects"]}
     finally:
-        if pg is not None and pg.popen.poll() is None:
-            pg.popen.stdin.write("stop\n")
-            pg.popen.stdin.close()
-            pg.popen.wait(60)
+        stop_pg_fixture(pg)
         procs.stop_all()
 
 
@@ -163,8 +161,7 @@ def main():
             rows.append(run_backend(args, backend, tmp))
     keys = list(rows[0])
     print_table(keys, [[row[k] for k in keys] for row in rows])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()
+    commit = head_commit()
     write_result(args.json, "manager_fleet", rows, commit=commit,
                  command=" ".join(["bench/manager_fleet.py"] + sys.argv[1:]))
 

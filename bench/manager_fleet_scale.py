@@ -36,8 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "e2e"))
 from support import Processes, free_port, make_dev_cert, wait_until  # noqa: E402
 
-from benchlib import (descendants, metric_sum, metrics, print_table,  # noqa: E402
-                      process_cpu_seconds, write_result)
+from benchlib import (descendants, head_commit, metric_sum, metrics,  # noqa: E402
+                      print_table, process_cpu_seconds, stop_pg_fixture, write_result)
 
 SOURCES = "127.0.0.2-127.0.0.49"
 
@@ -214,10 +214,7 @@ class Fleet:
         try:
             self.procs.stop_all()
         finally:
-            if self.pg is not None and self.pg.popen.poll() is None:
-                self.pg.popen.stdin.write("stop\n")
-                self.pg.popen.stdin.close()
-                self.pg.popen.wait(60)
+            stop_pg_fixture(self.pg)
 
 
 def run(args, tmp):
@@ -324,8 +321,7 @@ def main():
         r.update(params)
     print_table(["metric", "value", "target", "note"],
                 [[r["metric"], r["value"], r["target"], r["note"]] for r in rows])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()
+    commit = head_commit()
     write_result(args.json, "manager_fleet_scale", rows, commit=commit,
                  command=" ".join(["bench/manager_fleet_scale.py"] + sys.argv[1:]), **params)
 
