@@ -321,14 +321,18 @@ void ManagerServer::SyncHealth() {
 }
 
 void ManagerServer::PublishHealth(size_t streamer, bool healthy) {
+  const std::string& url = pool_.config(streamer).url;
   lease_->Fenced(
       kHealthKey,
-      [url = pool_.config(streamer).url, healthy, now = WallMs()](StoreConnection& c) {
+      [url, healthy, now = WallMs()](StoreConnection& c) {
         return c.SetStreamerHealth(url, healthy, now);
       },
-      [this, streamer, healthy](absl::Status st) {
+      [this, url, healthy](absl::Status st) {
         if (st.ok()) {
-          stored_health_[streamer] = healthy;
+          // By URL: a reload may have changed the indexes meanwhile.
+          if (std::optional<size_t> i = pool_.Find(url)) {
+            stored_health_[*i] = healthy;
+          }
         } else if (!absl::IsFailedPrecondition(st)) {
           store_.CheckWrite("streamer_health", st);  // SyncHealth publishes it again
         }
