@@ -26,7 +26,7 @@ constexpr int64_t kLastGoodSaveEvery = 3600;
 
 ManagedAgent::ManagedAgent(EventLoop& loop, ManagedOptions options,
                            std::vector<proto::ServiceEntry> services,
-                           Agent::FactoryMaker make_factory, AgentOptions agent_options)
+                           Agent::FactoryMaker make_factory, const AgentOptions& agent_options)
     : loop_(loop),
       options_(std::move(options)),
       services_(std::move(services)),
@@ -103,12 +103,12 @@ void ManagedAgent::Activate(bool reactivation) {
            options_.activation_url.text.c_str(), options_.serial.c_str());
   exchange_ = std::make_unique<HttpsExchange>(loop_, *activation_factory_, target);
   exchange_->Start(std::move(request), options_.request_deadline_ms,
-                   [this, reactivation](HttpsResult result) {
-                     OnActivationAnswer(reactivation, std::move(result));
+                   [this, reactivation](const HttpsResult& result) {
+                     OnActivationAnswer(reactivation, result);
                    });
 }
 
-void ManagedAgent::OnActivationAnswer(bool reactivation, HttpsResult result) {
+void ManagedAgent::OnActivationAnswer(bool reactivation, const HttpsResult& result) {
   exchange_.reset();  // called last by the exchange: safe
   if (!result.ok) {
     ++stats_.activation_failures;

@@ -49,7 +49,7 @@ class ManagedAgent final : public ManagerSession::Delegate {
   enum class Exit { kRunning, kDeactivated, kRestart };
 
   ManagedAgent(EventLoop& loop, ManagedOptions options, std::vector<proto::ServiceEntry> services,
-               Agent::FactoryMaker make_factory, AgentOptions agent_options = {});
+               Agent::FactoryMaker make_factory, const AgentOptions& agent_options = {});
   ~ManagedAgent() override;
 
   void Start();
@@ -68,7 +68,7 @@ class ManagedAgent final : public ManagerSession::Delegate {
 
  private:
   void Activate(bool reactivation);
-  void OnActivationAnswer(bool reactivation, HttpsResult result);
+  void OnActivationAnswer(bool reactivation, const HttpsResult& result);
   void ConnectManager();
   void RetryLater(int64_t delay_ms, bool activation);
   void OnGatewayLink(const std::string& url, bool connected);

@@ -112,13 +112,13 @@ void Tunnel::DialGateway() {
                   [this] { FailOpen(ETIMEDOUT, "data connection to the gateway timed out"); });
   dialer_ = std::make_unique<UpgradeDialer>(loop_, factory_, gateway_);
   dialer_->Start(DataUpgrade(identity_, gateway_.host_header, id_, open_nonce_),
-                 [this](DialOutcome outcome, std::unique_ptr<Transport> transport,
+                 [this](const DialOutcome& outcome, std::unique_ptr<Transport> transport,
                         const proto::ResponseHead*, std::span<const uint8_t> leftover) {
-                   OnGatewayDialed(std::move(outcome), std::move(transport), leftover);
+                   OnGatewayDialed(outcome, std::move(transport), leftover);
                  });
 }
 
-void Tunnel::OnGatewayDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+void Tunnel::OnGatewayDialed(const DialOutcome& outcome, std::unique_ptr<Transport> transport,
                              std::span<const uint8_t> leftover) {
   dialer_.reset();  // it called us last; `leftover` lives in its caller's frame
   if (outcome.kind != DialOutcome::Kind::kUpgraded) {

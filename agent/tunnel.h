@@ -25,7 +25,7 @@
 
 namespace camtunnel::agent {
 
-inline constexpr size_t kRelayBufferBytes = 64 * 1024;
+inline constexpr size_t kRelayBufferBytes = size_t{64} * 1024;
 
 struct TunnelTimings {
   int64_t service_connect_deadline_ms = 5000;
@@ -83,7 +83,7 @@ class Tunnel {
 
   void OnServiceConnected(int fd, int error, const std::string& detail);
   void DialGateway();
-  void OnGatewayDialed(DialOutcome outcome, std::unique_ptr<Transport> transport,
+  void OnGatewayDialed(const DialOutcome& outcome, std::unique_ptr<Transport> transport,
                        std::span<const uint8_t> leftover);
   void FailOpen(int error, const std::string& text);
   // Connects the relay to gateway_conn_: `leftover` is the media server's first bytes.

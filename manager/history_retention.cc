@@ -42,7 +42,7 @@ void HistoryRetention::PruneBatch(int64_t before_ms) {
         *pruned = *n;
         return absl::OkStatus();
       },
-      [this, alive = alive_, before_ms, pruned](absl::Status st) {
+      [this, alive = alive_, before_ms, pruned](const absl::Status& st) {
         if (!*alive) {
           return;
         }

@@ -114,7 +114,7 @@ void LeaderLease::Fenced(std::string_view key,
           return action(c);
         });
       },
-      [this, alive = alive_, term = term_, done = std::move(done)](absl::Status st) {
+      [this, alive = alive_, term = term_, done = std::move(done)](const absl::Status& st) {
         if (!*alive) {
           return;
         }

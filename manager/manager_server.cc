@@ -327,7 +327,7 @@ void ManagerServer::PublishHealth(size_t streamer, bool healthy) {
       [url, healthy, now = WallMs()](StoreConnection& c) {
         return c.SetStreamerHealth(url, healthy, now);
       },
-      [this, url, healthy](absl::Status st) {
+      [this, url, healthy](const absl::Status& st) {
         if (st.ok()) {
           // By URL: a reload may have changed the indexes meanwhile.
           if (std::optional<size_t> i = pool_.Find(url)) {

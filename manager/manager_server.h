@@ -105,7 +105,7 @@ struct ManagerConfig {
   // Activation attempts, audit entries and finished commands older than this are deleted by the
   // leader, every retention_check_ms; 0 keeps them forever.
   uint64_t history_retention_ms = uint64_t{90} * 24 * 3600 * 1000;
-  uint64_t retention_check_ms = 3600 * 1000;
+  uint64_t retention_check_ms = uint64_t{3600} * 1000;
 };
 
 // Counters (Prometheus names in manager_server.cc's RenderMetrics).

@@ -74,7 +74,7 @@ std::optional<AgentQuery> ParseAgentQuery(const proto::QueryParams& params,
     } else if (key == "online" && (value == "1" || value == "0")) {
       const int64_t since =
           ManagerServer::WallMs() -
-          static_cast<int64_t>(config.seen_resolution_ms + 2 * config.heartbeat_ms);
+          static_cast<int64_t>(config.seen_resolution_ms + uint64_t{2} * config.heartbeat_ms);
       (value == "1" ? q.seen_since_ms : q.seen_before_ms) = since;
     } else {
       *error =

@@ -119,7 +119,8 @@ void Put(http::Exchange& ex, ManagerServer& server, std::string_view serial,
                                                                      .subject = std::string(serial),
                                                                      .detail = op}](
           StoreConnection& c) { return WithAudit(c, entry, [&] { return c.PutClaim(claim); }); },
-      [&server = server, serial = std::string(serial), op](http::Exchange& e, absl::Status st) {
+      [&server = server, serial = std::string(serial), op](http::Exchange& e,
+                                                           const absl::Status& st) {
         if (!st.ok()) {
           AnswerStoreError(e, server, st);
           return;

@@ -121,7 +121,7 @@ void Deactivate(http::Exchange& ex, ManagerServer& server, const AgentRecord& r,
   StoreJob<absl::Status>(
       ex, server, id, [id, entry](StoreConnection& c) { return DeactivateRecord(c, id, entry); },
       [&server = server, id, was_assigned = r.streamer_url, command = std::move(command), wait_ms](
-          http::Exchange& e, absl::Status st) mutable {
+          http::Exchange& e, const absl::Status& st) mutable {
         if (!st.ok()) {
           AnswerStoreError(e, server, st);
           return;

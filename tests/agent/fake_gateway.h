@@ -75,7 +75,10 @@ inline uint16_t UnusedPort() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return 0;
+  }
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
@@ -286,7 +289,7 @@ class AgentRunner {
  public:
   AgentRunner(const Config& config, AgentOptions options,
               std::unique_ptr<TransportFactory> factory = MakePlainTransportFactory())
-      : agent_(loop_, config, std::move(factory), options) {
+      : agent_(loop_, config, std::move(factory), std::move(options)) {
     signal(SIGPIPE, SIG_IGN);
     thread_ = std::thread([this] {
       agent_.Start();

@@ -15,6 +15,7 @@ absl::StatusOr<Options> Parse(std::vector<std::string> args) {
   absl::FlagSaver restore_defaults_afterwards;
   args.insert(args.begin(), "camtunnel-agentsim");
   std::vector<char*> argv;
+  argv.reserve(args.size());
   for (auto& a : args) {
     argv.push_back(a.data());
   }

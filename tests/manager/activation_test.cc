@@ -45,7 +45,7 @@ class ActivationTest : public ::testing::Test {
   std::string Factory(const std::string& serial) {
     return proto::HexEncode(proto::FactorySecret(std::vector<uint8_t>(32, 9), serial));
   }
-  ActivationAnswer Post(json body, std::string source = "10.0.0.1") {
+  ActivationAnswer Post(const json& body, const std::string& source = "10.0.0.1") {
     return HandleNow(store_, service_, body.dump(), source, ++now_);
   }
 

@@ -87,7 +87,7 @@ TEST_F(LeaderLeaseTest, AStoppedLeaderIsFencedOutByTheDatabase) {
   std::optional<absl::Status> result;
   lease_a_.Fenced(
       "health", [](StoreConnection& c) { return c.SetStreamerHealth("https://gw-1", false, 1); },
-      [&](absl::Status st) { result = st; });
+      [&](const absl::Status& st) { result = st; });
   ASSERT_TRUE(a_.RunUntil([&] { return result.has_value(); }));
   EXPECT_TRUE(absl::IsFailedPrecondition(*result)) << *result;
   EXPECT_FALSE(lease_a_.leading());
@@ -100,7 +100,7 @@ TEST_F(LeaderLeaseTest, AStoppedLeaderIsFencedOutByTheDatabase) {
   result.reset();
   lease_b_.Fenced(
       "health", [](StoreConnection& c) { return c.SetStreamerHealth("https://gw-1", false, 1); },
-      [&](absl::Status st) { result = st; });
+      [&](const absl::Status& st) { result = st; });
   ASSERT_TRUE(b_.RunUntil([&] { return result.has_value(); }));
   EXPECT_TRUE(result->ok()) << *result;
   // A, run again, asks at once and learns who leads now.

@@ -733,6 +733,7 @@ class PacedHandshakesTest : public ManagerServerTest {
 TEST_F(PacedHandshakesTest, AStormIsPacedAndEveryConnectionServed) {
   constexpr int kClients = 8;
   std::vector<std::future<std::string>> answers;
+  answers.reserve(kClients);
   for (int i = 0; i < kClients; ++i) {
     answers.push_back(std::async(std::launch::async, [&] {
       return Post(server_->port(), "/api/v1/activate", "{}");  // a bad request: answered 400
