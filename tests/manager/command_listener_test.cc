@@ -41,9 +41,7 @@ class CommandListenerTest : public ::testing::Test {
     if (std::string why = PgCluster::WhyUnavailable(); !why.empty()) {
       GTEST_SKIP() << why;
     }
-    absl::StatusOr<PgCluster*> cluster = PgCluster::Shared();
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    absl::StatusOr<std::string> db = (*cluster)->CreateDatabase();
+    absl::StatusOr<std::string> db = PgCluster::SharedDatabase();
     ASSERT_TRUE(db.ok()) << db.status();
     conninfo_ = *db;
     absl::StatusOr<std::unique_ptr<PostgresConnection>> store = PostgresConnection::Open(conninfo_);

@@ -57,9 +57,7 @@ class PostgresConnectionTest : public ::testing::Test {
   }
 
   void UseSharedCluster() {
-    absl::StatusOr<PgCluster*> cluster = PgCluster::Shared();
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    absl::StatusOr<std::string> db = (*cluster)->CreateDatabase();
+    absl::StatusOr<std::string> db = PgCluster::SharedDatabase();
     ASSERT_TRUE(db.ok()) << db.status();
     conninfo_ = *db;
   }

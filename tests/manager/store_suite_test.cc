@@ -59,9 +59,7 @@ class StoreSuite : public ::testing::TestWithParam<std::string> {
       if (std::string why = PgCluster::WhyUnavailable(); !why.empty()) {
         GTEST_SKIP() << why;
       }
-      absl::StatusOr<PgCluster*> cluster = PgCluster::Shared();
-      ASSERT_TRUE(cluster.ok()) << cluster.status();
-      absl::StatusOr<std::string> conninfo = (*cluster)->CreateDatabase();
+      absl::StatusOr<std::string> conninfo = PgCluster::SharedDatabase();
       ASSERT_TRUE(conninfo.ok()) << conninfo.status();
       spec_ = *conninfo;
     } else {

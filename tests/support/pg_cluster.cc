@@ -504,6 +504,14 @@ std::string PgCluster::conninfo(std::string_view dbname) const {
                       " user=postgres dbname=", std::string(dbname));
 }
 
+absl::StatusOr<std::string> PgCluster::SharedDatabase() {
+  absl::StatusOr<PgCluster*> cluster = Shared();
+  if (!cluster.ok()) {
+    return cluster.status();
+  }
+  return (*cluster)->CreateDatabase();
+}
+
 absl::StatusOr<std::string> PgCluster::CreateDatabase() {
   // Unique across the processes sharing the cluster.
   const std::string name = absl::StrCat("test_", getpid(), "_", ++databases_);

@@ -44,6 +44,8 @@ class PgCluster {
   // the environment variable kSharedStateEnv; otherwise this process starts one on the first call
   // and stops it at exit. A failed start is remembered: every later call returns the same error.
   static absl::StatusOr<PgCluster*> Shared();
+  // A fresh database on the shared cluster: its connection string.
+  static absl::StatusOr<std::string> SharedDatabase();
 
   // One cluster for all the test processes of a ctest run (an initdb per process would cost
   // seconds each): the fixture tests pg_cluster_start and pg_cluster_stop (tests/CMakeLists.txt)
